@@ -1,0 +1,162 @@
+//! The one table of error codes: code, HTTP status, and whether a client may retry.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($wire:literal, $status:literal, $retryable:literal, $message:literal), )*) => {
+        /// A machine-readable error code, as sent in `error_code`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as sent on the wire, e.g. `ASSISTANT_NOT_FOUND`.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $wire,)* }
+            }
+
+            /// The HTTP status the server answers with.
+            pub const fn http_status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// Whether repeating the same request may succeed.
+            pub const fn is_retryable(self) -> bool {
+                match self { $(ErrorCode::$variant => $retryable,)* }
+            }
+
+            /// The default human-readable message.
+            pub const fn default_message(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $message,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The body is not valid JSON.
+    InvalidJson = ("INVALID_JSON", 400, false, "The request body is not valid JSON"),
+    /// Missing, malformed or revoked API key.
+    Unauthorized = ("UNAUTHORIZED", 401, false, "Missing or invalid API key"),
+    /// The account's balance cannot pay for the reply.
+    InsufficientBalance = ("INSUFFICIENT_BALANCE", 402, false, "Your account balance is too low to process the message"),
+    /// The assistant does not exist or belongs to another account.
+    AssistantNotFound = ("ASSISTANT_NOT_FOUND", 404, false, "The assistant ID is invalid or does not belong to your account"),
+    /// The conversation does not exist or belongs to another account.
+    ConversationNotFound = ("CONVERSATION_NOT_FOUND", 404, false, "Conversation not found"),
+    /// No such route.
+    NotFound = ("NOT_FOUND", 404, false, "Not found"),
+    /// The route exists, the method does not.
+    MethodNotAllowed = ("METHOD_NOT_ALLOWED", 405, false, "Method not allowed"),
+    /// The body exceeds the documented maximum size.
+    PayloadTooLarge = ("PAYLOAD_TOO_LARGE", 413, false, "The request body is too large"),
+    /// One or more fields are invalid; see `errors`.
+    ValidationError = ("VALIDATION_ERROR", 422, false, "The given data was invalid"),
+    /// Too many requests for this API key; see `Retry-After`.
+    RateLimited = ("RATE_LIMITED", 429, true, "Too many requests, retry later"),
+    /// An unexpected server fault.
+    InternalError = ("INTERNAL_ERROR", 500, true, "Internal server error"),
+    /// The language model provider answered with an error or an unusable response.
+    LlmError = ("LLM_ERROR", 502, true, "The language model provider returned an error"),
+    /// The language model provider timed out or is unreachable or overloaded.
+    LlmUnavailable = ("LLM_UNAVAILABLE", 503, true, "The language model provider is unavailable, retry later"),
+    /// The database is unreachable.
+    ServiceUnavailable = ("SERVICE_UNAVAILABLE", 503, true, "The service is temporarily unavailable, retry later"),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error envelope of every non-2xx response.
+///
+/// Famulor's generate-reply speaks `success`/`message`/`error_code` while its chat endpoints
+/// speak `status`/`error`; one envelope carries both so that any Famulor integration reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    /// Always `false`.
+    pub status: bool,
+    /// For humans.
+    pub message: String,
+    /// The same text as `message`.
+    pub error: String,
+    /// For machines. Unknown codes (from a newer server) deserialise as `None`.
+    #[serde(deserialize_with = "lenient_code")]
+    pub error_code: Option<ErrorCode>,
+    /// Per-field messages of a `VALIDATION_ERROR`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, Vec<String>>,
+}
+
+fn lenient_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ErrorCode>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+impl ErrorBody {
+    /// An envelope for `code` with a custom message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            success: false,
+            status: false,
+            error: message.clone(),
+            message,
+            error_code: Some(code),
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+impl From<ErrorCode> for ErrorBody {
+    fn from(code: ErrorCode) -> Self {
+        Self::new(code, code.default_message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_through_their_wire_names() {
+        for &code in ErrorCode::ALL {
+            let name = code.to_string();
+            assert_eq!(serde_json::to_value(code).unwrap(), name.as_str());
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{name}"
+            );
+            let back: ErrorCode = serde_json::from_value(name.clone().into()).unwrap();
+            assert_eq!(back, code);
+            assert!((400..600).contains(&code.http_status()));
+        }
+        assert_eq!(
+            ErrorCode::AssistantNotFound.to_string(),
+            "ASSISTANT_NOT_FOUND"
+        );
+        assert_eq!(ErrorCode::InsufficientBalance.http_status(), 402);
+    }
+
+    #[test]
+    fn envelope_reads_unknown_codes_as_none() {
+        let body: ErrorBody = serde_json::from_str(
+            r#"{"success":false,"status":false,"message":"m","error":"m","error_code":"NEW_THING"}"#,
+        )
+        .unwrap();
+        assert_eq!(body.error_code, None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Documented input limits, shared by the server (which enforces them) and the SDK.
+
+/// Longest accepted `customer_identifier`, in characters (Famulor's limit).
+pub const MAX_CUSTOMER_IDENTIFIER_CHARS: usize = 255;
+/// Longest accepted customer `message`, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+/// Most keys in one `variables` object.
+pub const MAX_VARIABLES: usize = 100;
+/// Longest variable name, in characters.
+pub const MAX_VARIABLE_NAME_CHARS: usize = 64;
+/// Longest assistant name, in characters.
+pub const MAX_ASSISTANT_NAME_CHARS: usize = 255;
+/// Longest system prompt or initial message, in characters.
+pub const MAX_PROMPT_CHARS: usize = 100_000;
+/// Longest model name, in characters.
+pub const MAX_MODEL_NAME_CHARS: usize = 255;
+/// Largest accepted request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+/// Page size bounds of list endpoints.
+pub const MAX_PER_PAGE: u32 = 100;
+pub const DEFAULT_PER_PAGE: u32 = 15;

@@ -1,0 +1,129 @@
+//! `GET /api/user/assistants/get`, `POST /api/user/assistant`, `PUT /api/user/assistant/{id}`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Variables;
+use crate::limits::{
+    MAX_ASSISTANT_NAME_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, MAX_VARIABLE_NAME_CHARS,
+    MAX_VARIABLES,
+};
+use crate::validate::{FieldErrors, Fields};
+
+/// An assistant's chat configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assistant {
+    pub id: i64,
+    pub name: String,
+    /// May hold `{{variable}}` placeholders.
+    pub system_prompt: String,
+    /// The greeting the assistant is assumed to have opened every conversation with.
+    pub initial_message: Option<String>,
+    /// Default variables; a conversation's own values win.
+    pub variables: Variables,
+    pub llm_model: String,
+    pub llm_temperature: f64,
+    pub tool_ids: Vec<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /api/user/assistants/get`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistantList {
+    pub data: Vec<Assistant>,
+}
+
+/// Answer of create and update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistantResponse {
+    /// Always `true`.
+    pub status: bool,
+    pub data: Assistant,
+}
+
+/// The body of create (where `name` is required) and update (where every field is optional
+/// and absent fields keep their value).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AssistantInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Variables>,
+    /// Empty or absent on create: the server's default model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_model: Option<String>,
+    /// 0.0..=2.0; default 0.7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_ids: Option<Vec<i64>>,
+}
+
+/// Default sampling temperature of a new assistant.
+pub const DEFAULT_TEMPERATURE: f64 = 0.7;
+
+impl AssistantInput {
+    /// Reads and validates a create (`creating`) or update body.
+    pub fn from_json(body: &Value, creating: bool) -> Result<Self, FieldErrors> {
+        let mut fields = Fields::new(body);
+        let name = if creating {
+            fields.required_string("name", 1..=MAX_ASSISTANT_NAME_CHARS)
+        } else {
+            fields.optional_string("name", 1..=MAX_ASSISTANT_NAME_CHARS)
+        };
+        let input = Self {
+            name,
+            system_prompt: fields.optional_string("system_prompt", 0..=MAX_PROMPT_CHARS),
+            initial_message: fields.optional_string("initial_message", 0..=MAX_PROMPT_CHARS),
+            variables: fields.optional_variables(
+                "variables",
+                MAX_VARIABLES,
+                MAX_VARIABLE_NAME_CHARS,
+            ),
+            llm_model: fields.optional_string("llm_model", 0..=MAX_MODEL_NAME_CHARS),
+            llm_temperature: fields.optional_number("llm_temperature", 0.0..=2.0),
+            tool_ids: fields.optional_ids("tool_ids"),
+        };
+        fields.errors.finish(input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn create_needs_a_name_update_does_not() {
+        assert!(
+            AssistantInput::from_json(&json!({}), true)
+                .unwrap_err()
+                .into_map()
+                .contains_key("name")
+        );
+        assert_eq!(
+            AssistantInput::from_json(&json!({}), false).unwrap(),
+            AssistantInput::default()
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_reported() {
+        let errors = AssistantInput::from_json(
+            &json!({ "name": "", "llm_temperature": 3, "tool_ids": ["a"], "variables": "x" }),
+            true,
+        )
+        .unwrap_err()
+        .into_map();
+        assert_eq!(
+            errors.keys().collect::<Vec<_>>(),
+            ["llm_temperature", "name", "tool_ids", "variables"]
+        );
+    }
+}
