@@ -1,1 +1,54 @@
+//! The AnyReply API server: a drop-in for Famulor's "Generate AI Reply" API on PostgreSQL.
+//!
+//! Layout: [`router`] lists every route; [`controllers`] hold the handlers; [`reply`] is the
+//! generate-reply engine; [`models`] are the rows and their queries; [`llm`] speaks to model
+//! providers; [`config`] reads the settings.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod controllers;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod llm;
+pub mod models;
+pub mod rate_limit;
+pub mod reply;
+pub mod router;
+pub mod schema;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use app::App;
+pub use config::Settings;
+
+/// How often each process looks for replies abandoned by a stopped process.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep_abandoned_replies(app.clone()));
+    let result = axum::serve(listener, router::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    result
+}
+
+async fn sweep_abandoned_replies(app: App) {
+    let mut interval = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        interval.tick().await;
+        if let Err(error) = reply::turns::reclaim_expired(&app, None).await {
+            tracing::warn!(?error.code, "sweeping abandoned replies failed");
+        }
+    }
+}

@@ -1,1 +1,142 @@
-fn main() {}
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand};
+use anyreply_server::models::{account, api_key};
+use anyreply_server::{App, Settings, db};
+use clap::Parser;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_env("ANYREPLY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json_logs =
+        std::env::var("ANYREPLY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json_logs {
+        logs.json().init()
+    } else {
+        logs.init()
+    }
+
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    db::create_database_if_missing(&settings.database_url).await?;
+    db::run_migrations(&settings.database_url).await?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => Ok(()),
+        Command::Account(command) => account_command(&settings, command).await,
+        Command::Key(command) => key_command(&settings, command).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(address = %settings.listen, "serving");
+    let app = App::new(settings)?;
+    anyreply_server::serve(app, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+    tracing::info!("shutting down");
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(&settings.database_url)
+        .await
+        .context("connecting to the database")
+}
+
+#[allow(clippy::print_stdout)] // The command's answer goes to stdout, for scripts.
+async fn account_command(settings: &Settings, command: AccountCommand) -> anyhow::Result<()> {
+    let mut conn = connect(settings).await?;
+    match command {
+        AccountCommand::Create {
+            name,
+            email,
+            balance,
+        } => {
+            if balance < anyreply_core::Money::ZERO {
+                bail!("the balance cannot be negative");
+            }
+            let (account_id, key) = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let id = account::create(conn, &name, email.as_deref(), balance).await?;
+                    Ok((id, api_key::create(conn, id).await?))
+                })
+                .await?;
+            println!(
+                "{}",
+                json!({ "account_id": account_id, "api_key": key.key })
+            );
+        }
+        AccountCommand::TopUp { account, amount } => {
+            if amount <= anyreply_core::Money::ZERO {
+                bail!("the amount must be positive");
+            }
+            let balance = account::top_up(&mut conn, account, amount)
+                .await?
+                .context("no such account")?;
+            println!(
+                "{}",
+                json!({ "account_id": account, "total_balance": balance })
+            );
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
+    let mut conn = connect(settings).await?;
+    match command {
+        KeyCommand::Create { account } => {
+            account::find(&mut conn, account)
+                .await?
+                .context("no such account")?;
+            let key = api_key::create(&mut conn, account).await?;
+            println!("{}", json!({ "account_id": account, "api_key": key.key }));
+        }
+        KeyCommand::Revoke { key_prefix } => {
+            if !api_key::revoke(&mut conn, &key_prefix).await? {
+                bail!("no live key has that prefix");
+            }
+            println!(
+                "{}",
+                json!({ "revoked": key_prefix.chars().take(12).collect::<String>() })
+            );
+        }
+    }
+    Ok(())
+}

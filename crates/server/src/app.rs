@@ -1,0 +1,48 @@
+//! The application state every handler shares.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::db::{DbConn, DbPool, PoolError};
+use crate::llm::OpenAiClient;
+
+/// Cheap to clone: everything is behind `Arc`s or is itself a handle.
+#[derive(Clone)]
+pub struct App {
+    /// Connections are borrowed per query or transaction and returned at once: none is ever
+    /// held while the model thinks.
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+    /// The Chat Completions provider.
+    pub llm: OpenAiClient,
+}
+
+impl App {
+    pub fn new(settings: Settings) -> anyhow::Result<Self> {
+        let pool = crate::db::pool(&settings.database_url, settings.database_pool_size)?;
+        let llm = OpenAiClient::new(
+            &settings.llm_base_url,
+            settings.llm_api_key.clone(),
+            settings.llm_timeout,
+        )?;
+        Ok(Self {
+            pool,
+            settings: Arc::new(settings),
+            llm,
+        })
+    }
+
+    /// A pooled connection; give it back (drop it) before any slow work.
+    pub async fn db(&self) -> Result<DbConn, PoolError> {
+        self.pool.get().await
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("pool", &self.pool.status())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,60 @@
+//! The `anyreply-server` command line.
+
+use anyreply_core::Money;
+use clap::{Parser, Subcommand};
+
+/// AnyReply: AI replies that remember each customer. Settings come from `ANYREPLY_*`
+/// environment variables (see the README).
+#[derive(Debug, Parser)]
+#[command(name = "anyreply-server", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then serve the API (the default).
+    Serve,
+    /// Run migrations only.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account and its first API key; prints {"account_id", "api_key"} once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Starting balance in currency units, such as 10.50.
+        #[arg(long, default_value = "0")]
+        balance: Money,
+    },
+    /// Add to an account's balance.
+    TopUp {
+        #[arg(long)]
+        account: i64,
+        /// Amount in currency units, such as 10.50.
+        #[arg(long)]
+        amount: Money,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create another API key for an account; prints {"account_id", "api_key"} once.
+    Create {
+        #[arg(long)]
+        account: i64,
+    },
+    /// Revoke a key by its prefix (its first 12 characters) or its full text.
+    Revoke { key_prefix: String },
+}

@@ -1,0 +1,93 @@
+//! The connection pool, database creation and migrations.
+
+use anyhow::Context;
+use diesel::prelude::*;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::time::Duration;
+use url::Url;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+
+/// How long a request waits for a free connection before answering 503.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pool of at most `size` connections. Connections are verified before reuse, so a
+/// restarted PostgreSQL does not hand out dead ones.
+pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Verified;
+    let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(CHECKOUT_TIMEOUT))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Creates the database named in `database_url` unless it exists, connecting to the
+/// server's `postgres` database to do so.
+pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
+    let mut url = Url::parse(database_url).context("ANYREPLY_DATABASE_URL is not a URL")?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    anyhow::ensure!(!name.is_empty(), "ANYREPLY_DATABASE_URL names no database");
+    url.set_path("/postgres");
+    let mut conn = AsyncPgConnection::establish(url.as_str())
+        .await
+        .context("connecting to PostgreSQL")?;
+    let exists: bool = diesel::select(diesel::dsl::exists(
+        pg_database::table.filter(pg_database::datname.eq(&name)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if !exists {
+        let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match diesel::sql_query(create).execute(&mut conn).await {
+            Ok(_) => tracing::info!(database = %name, "created the database"),
+            // Another process created it first.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {}
+            Err(e) => return Err(e).context("creating the database"),
+        }
+    }
+    Ok(())
+}
+
+diesel::table! {
+    pg_database (datname) {
+        datname -> Text,
+    }
+}
+
+/// Runs pending migrations. Blocking work, so it runs off the async threads.
+pub async fn run_migrations(database_url: &str) -> anyhow::Result<()> {
+    let database_url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(
+                &database_url,
+            )
+            .context("connecting to run migrations")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        for migration in applied {
+            tracing::info!(%migration, "applied migration");
+        }
+        Ok(())
+    })
+    .await?
+}

@@ -1,0 +1,98 @@
+//! Request extractors that answer with our error envelope instead of axum's plain text.
+
+use anyreply_core::{ErrorCode, FieldErrors};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::models::api_key::{ApiKeyRow, parse_key_prefix, secret_matches};
+use crate::schema::api_keys;
+
+/// A JSON body, parsed but not yet typed: each endpoint validates it field by field, so one
+/// answer lists every bad field. Any content type is accepted, as Famulor clients vary.
+#[derive(Debug)]
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(_) => {
+                        ApiError::new(ErrorCode::PayloadTooLarge)
+                    }
+                    other => ApiError::new(ErrorCode::InvalidJson).with_message(other.body_text()),
+                })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| {
+                ApiError::new(ErrorCode::InvalidJson)
+                    .with_message(format!("The request body is not valid JSON: {error}"))
+            })
+    }
+}
+
+impl JsonBody {
+    /// Validates with `parse`, turning field errors into a `VALIDATION_ERROR`.
+    pub fn parse<T>(
+        &self,
+        parse: impl FnOnce(&Value) -> Result<T, FieldErrors>,
+    ) -> Result<T, ApiError> {
+        parse(&self.0).map_err(ApiError::validation)
+    }
+}
+
+/// The caller, proven by a live API key in `Authorization: Bearer`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub account_id: i64,
+    pub api_key_id: i64,
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = App::from_ref(state);
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(ErrorCode::Unauthorized)?;
+        let prefix = parse_key_prefix(key).ok_or(ErrorCode::Unauthorized)?;
+        let mut conn = app.db().await?;
+        let row: Option<ApiKeyRow> = api_keys::table
+            .filter(api_keys::prefix.eq(prefix))
+            .select(ApiKeyRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?;
+        match row {
+            Some(row) if row.revoked_at.is_none() && secret_matches(key, &row.secret_hash) => {
+                Ok(Caller {
+                    account_id: row.account_id,
+                    api_key_id: row.id,
+                })
+            }
+            _ => Err(ErrorCode::Unauthorized.into()),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! API keys: `ark_` followed by 40 random base62 characters. Only a SHA-256 of the key is
+//! stored (the key's entropy makes a slow hash unnecessary); its first 12 characters, the
+//! prefix, find the row and name the key to operators.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::schema::api_keys;
+
+const KEY_MARK: &str = "ark_";
+const SECRET_CHARS: usize = 40;
+const PREFIX_CHARS: usize = 12;
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub secret_hash: Vec<u8>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A freshly made key: shown once, then only its hash exists.
+#[derive(Debug)]
+pub struct NewApiKey {
+    pub key: String,
+    pub prefix: String,
+}
+
+/// The lookup prefix of a well-formed key.
+pub fn parse_key_prefix(key: &str) -> Option<&str> {
+    let secret = key.strip_prefix(KEY_MARK)?;
+    let well_formed =
+        secret.len() == SECRET_CHARS && secret.bytes().all(|b| b.is_ascii_alphanumeric());
+    well_formed.then(|| &key[..PREFIX_CHARS])
+}
+
+fn hash(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// Compares in constant time, so response timing reveals nothing of the stored hash.
+pub fn secret_matches(key: &str, stored_hash: &[u8]) -> bool {
+    hash(key).ct_eq(stored_hash).into()
+}
+
+/// Makes a key for `account_id` and stores its hash.
+pub async fn create(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<NewApiKey> {
+    let secret: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(SECRET_CHARS)
+        .map(char::from)
+        .collect();
+    let key = format!("{KEY_MARK}{secret}");
+    let prefix = key[..PREFIX_CHARS].to_owned();
+    diesel::insert_into(api_keys::table)
+        .values((
+            api_keys::account_id.eq(account_id),
+            api_keys::prefix.eq(&prefix),
+            api_keys::secret_hash.eq(hash(&key)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(NewApiKey { key, prefix })
+}
+
+/// Revokes the key whose prefix (or whole text) is given. Returns whether one was live.
+pub async fn revoke(conn: &mut AsyncPgConnection, key_or_prefix: &str) -> QueryResult<bool> {
+    let prefix: String = key_or_prefix.chars().take(PREFIX_CHARS).collect();
+    let revoked = diesel::update(api_keys::table)
+        .filter(api_keys::prefix.eq(prefix))
+        .filter(api_keys::revoked_at.is_null())
+        .set(api_keys::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(revoked == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_of_well_formed_keys_only() {
+        let key = format!("ark_{}", "a".repeat(40));
+        assert_eq!(parse_key_prefix(&key), Some("ark_aaaaaaaa"));
+        assert_eq!(parse_key_prefix("ark_short"), None);
+        assert_eq!(parse_key_prefix(&format!("xyz_{}", "a".repeat(40))), None);
+        assert_eq!(parse_key_prefix(&format!("ark_{}!", "a".repeat(39))), None);
+        assert!(secret_matches(&key, &hash(&key)));
+        assert!(!secret_matches(&key, &hash("other")));
+    }
+}

@@ -1,0 +1,153 @@
+//! Assistants: one account's chat configurations.
+
+use anyreply_core::wire::assistants::DEFAULT_TEMPERATURE;
+use anyreply_core::wire::{self, AssistantInput};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+
+use super::object;
+use crate::schema::assistants;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = assistants)]
+pub struct AssistantRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub system_prompt: String,
+    pub initial_message: Option<String>,
+    pub variables: Value,
+    pub llm_model: String,
+    pub llm_temperature: f64,
+    pub tool_ids: Vec<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AssistantRow {
+    pub fn into_wire(self) -> wire::Assistant {
+        wire::Assistant {
+            id: self.id,
+            name: self.name,
+            system_prompt: self.system_prompt,
+            initial_message: self.initial_message,
+            variables: object(self.variables),
+            llm_model: self.llm_model,
+            llm_temperature: self.llm_temperature,
+            tool_ids: self.tool_ids,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// The assistant `id` if it belongs to `account_id`.
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+) -> QueryResult<Option<AssistantRow>> {
+    assistants::table
+        .filter(assistants::id.eq(id))
+        .filter(assistants::account_id.eq(account_id))
+        .select(AssistantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn list(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<Vec<AssistantRow>> {
+    assistants::table
+        .filter(assistants::account_id.eq(account_id))
+        .order(assistants::id)
+        .select(AssistantRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Present fields of an update; absent ones keep their value.
+#[derive(AsChangeset)]
+#[diesel(table_name = assistants)]
+struct AssistantChanges {
+    name: Option<String>,
+    system_prompt: Option<String>,
+    initial_message: Option<Option<String>>,
+    variables: Option<Value>,
+    llm_model: Option<String>,
+    llm_temperature: Option<f64>,
+    tool_ids: Option<Vec<i64>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl AssistantChanges {
+    fn from_input(input: AssistantInput, default_model: &str) -> Self {
+        Self {
+            name: input.name,
+            system_prompt: input.system_prompt,
+            // An empty greeting means none.
+            initial_message: input
+                .initial_message
+                .map(|m| Some(m).filter(|m| !m.is_empty())),
+            variables: input.variables.map(Value::Object),
+            llm_model: input.llm_model.map(|m| {
+                if m.trim().is_empty() {
+                    default_model.to_owned()
+                } else {
+                    m
+                }
+            }),
+            llm_temperature: input.llm_temperature,
+            tool_ids: input.tool_ids,
+            updated_at: Utc::now(),
+        }
+    }
+}
+
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: AssistantInput,
+    default_model: &str,
+) -> QueryResult<AssistantRow> {
+    let changes = AssistantChanges::from_input(input, default_model);
+    diesel::insert_into(assistants::table)
+        .values((
+            assistants::account_id.eq(account_id),
+            assistants::name.eq(changes.name.unwrap_or_default()),
+            assistants::system_prompt.eq(changes.system_prompt.unwrap_or_default()),
+            assistants::initial_message.eq(changes.initial_message.flatten()),
+            assistants::variables.eq(changes
+                .variables
+                .unwrap_or_else(|| Value::Object(Default::default()))),
+            assistants::llm_model.eq(changes
+                .llm_model
+                .unwrap_or_else(|| default_model.to_owned())),
+            assistants::llm_temperature.eq(changes.llm_temperature.unwrap_or(DEFAULT_TEMPERATURE)),
+            assistants::tool_ids.eq(changes.tool_ids.unwrap_or_default()),
+        ))
+        .returning(AssistantRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Applies `input` to the assistant `id` of `account_id`; `None` when there is none.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+    input: AssistantInput,
+    default_model: &str,
+) -> QueryResult<Option<AssistantRow>> {
+    diesel::update(
+        assistants::table
+            .filter(assistants::id.eq(id))
+            .filter(assistants::account_id.eq(account_id)),
+    )
+    .set(AssistantChanges::from_input(input, default_model))
+    .returning(AssistantRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}

@@ -1,0 +1,210 @@
+//! Conversations: one per (assistant, customer).
+
+use anyreply_core::Money;
+use anyreply_core::wire::ConversationSummary;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::object;
+use crate::schema::conversations;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = conversations)]
+pub struct ConversationRow {
+    pub id: Uuid,
+    pub account_id: i64,
+    pub assistant_id: i64,
+    pub customer_identifier: String,
+    pub kind: String,
+    pub variables: Value,
+    pub ai_enabled: bool,
+    pub message_count: i64,
+    pub total_cost: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ConversationRow {
+    pub fn into_summary(self) -> ConversationSummary {
+        ConversationSummary {
+            id: self.id,
+            assistant_id: self.assistant_id,
+            kind: self.kind,
+            variables: object(self.variables),
+            message_count: self.message_count,
+            total_cost: Money::from_subunits(self.total_cost),
+            ai_enabled: self.ai_enabled,
+            external_identifier: self.customer_identifier,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// The conversation `id` if it belongs to `account_id`.
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: Uuid,
+) -> QueryResult<Option<ConversationRow>> {
+    conversations::table
+        .filter(conversations::id.eq(id))
+        .filter(conversations::account_id.eq(account_id))
+        .select(ConversationRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Turns AI replies on or off; `None` when the conversation is not the account's.
+pub async fn set_ai_enabled(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: Uuid,
+    enabled: bool,
+) -> QueryResult<Option<bool>> {
+    diesel::update(
+        conversations::table
+            .filter(conversations::id.eq(id))
+            .filter(conversations::account_id.eq(account_id)),
+    )
+    .set((
+        conversations::ai_enabled.eq(enabled),
+        conversations::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(conversations::ai_enabled)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Filters of a conversation list.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub kind: Option<String>,
+    pub assistant_id: Option<i64>,
+    pub customer_identifier: Option<String>,
+}
+
+/// Where a page starts: after (older than) or before (newer than) a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(rename = "t")]
+    created_at_micros: i64,
+    id: Uuid,
+    #[serde(rename = "d")]
+    direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Direction {
+    #[serde(rename = "n")]
+    Older,
+    #[serde(rename = "p")]
+    Newer,
+}
+
+impl Cursor {
+    fn at(row: &ConversationRow, direction: Direction) -> Self {
+        Self {
+            created_at_micros: row.created_at.timestamp_micros(),
+            id: row.id,
+            direction,
+        }
+    }
+
+    /// The opaque text form handed to clients.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// One page of a list, newest first, with the cursors of its neighbours.
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<ConversationRow>,
+    pub next_cursor: Option<String>,
+    pub prev_cursor: Option<String>,
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    filter: &ListFilter,
+    per_page: u32,
+    cursor: Option<Cursor>,
+) -> QueryResult<Page> {
+    let mut query = conversations::table
+        .filter(conversations::account_id.eq(account_id))
+        .select(ConversationRow::as_select())
+        .limit(i64::from(per_page) + 1)
+        .into_boxed();
+    if let Some(kind) = &filter.kind {
+        query = query.filter(conversations::kind.eq(kind.clone()));
+    }
+    if let Some(assistant_id) = filter.assistant_id {
+        query = query.filter(conversations::assistant_id.eq(assistant_id));
+    }
+    if let Some(customer) = &filter.customer_identifier {
+        query = query.filter(conversations::customer_identifier.eq(customer.clone()));
+    }
+    let direction = cursor.map_or(Direction::Older, |c| c.direction);
+    if let Some(cursor) = cursor {
+        let at = DateTime::from_timestamp_micros(cursor.created_at_micros).unwrap_or_default();
+        query = match cursor.direction {
+            Direction::Older => query.filter(
+                conversations::created_at
+                    .lt(at)
+                    .or(conversations::created_at
+                        .eq(at)
+                        .and(conversations::id.lt(cursor.id))),
+            ),
+            Direction::Newer => query.filter(
+                conversations::created_at
+                    .gt(at)
+                    .or(conversations::created_at
+                        .eq(at)
+                        .and(conversations::id.gt(cursor.id))),
+            ),
+        };
+    }
+    query = match direction {
+        Direction::Older => {
+            query.order((conversations::created_at.desc(), conversations::id.desc()))
+        }
+        Direction::Newer => query.order((conversations::created_at.asc(), conversations::id.asc())),
+    };
+    let mut rows = query.load(conn).await?;
+    let more = rows.len() > per_page as usize;
+    rows.truncate(per_page as usize);
+    if direction == Direction::Newer {
+        rows.reverse();
+    }
+    let (more_older, more_newer) = match direction {
+        Direction::Older => (more, cursor.is_some()),
+        Direction::Newer => (true, more),
+    };
+    let next_cursor = rows
+        .last()
+        .filter(|_| more_older)
+        .map(|r| Cursor::at(r, Direction::Older).encode());
+    let prev_cursor = <[_]>::first(&rows)
+        .filter(|_| more_newer)
+        .map(|r| Cursor::at(r, Direction::Newer).encode());
+    Ok(Page {
+        rows,
+        next_cursor,
+        prev_cursor,
+    })
+}

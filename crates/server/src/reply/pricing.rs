@@ -1,0 +1,135 @@
+//! What a reply costs: tokens at the model's price per million, plus a flat fee per reply.
+
+use std::collections::HashMap;
+
+use anyreply_core::Money;
+
+/// Price of one model, per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelPrice {
+    pub input_per_mtok: Money,
+    pub output_per_mtok: Money,
+}
+
+/// The price table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pricing {
+    /// Charged for every answered reply, on top of tokens.
+    pub per_reply: Money,
+    /// Models not in `per_model`.
+    pub default_price: ModelPrice,
+    pub per_model: HashMap<String, ModelPrice>,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Self {
+            per_reply: Money::ZERO,
+            // gpt-4o-mini's list price, the default model's.
+            default_price: ModelPrice {
+                input_per_mtok: Money::from_subunits(15_000_000),
+                output_per_mtok: Money::from_subunits(60_000_000),
+            },
+            per_model: HashMap::new(),
+        }
+    }
+}
+
+/// Tokens reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+impl TokenUsage {
+    pub fn add(&mut self, other: TokenUsage) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+    }
+}
+
+impl Pricing {
+    fn price_of(&self, model: &str) -> ModelPrice {
+        self.per_model
+            .get(model)
+            .copied()
+            .unwrap_or(self.default_price)
+    }
+
+    /// The cost of a reply that used `usage`, rounded up to the sub-unit.
+    pub fn cost(&self, model: &str, usage: TokenUsage) -> Money {
+        let price = self.price_of(model);
+        let tokens = tokens_cost(usage.prompt_tokens, price.input_per_mtok)
+            .saturating_add(tokens_cost(usage.completion_tokens, price.output_per_mtok));
+        self.per_reply.saturating_add(tokens)
+    }
+
+    /// The most a reply may cost, reserved from the balance before the model is called.
+    pub fn hold(&self, model: &str, max_prompt_tokens: u32, max_output_tokens: u32) -> Money {
+        self.cost(
+            model,
+            TokenUsage {
+                prompt_tokens: max_prompt_tokens,
+                completion_tokens: max_output_tokens,
+            },
+        )
+    }
+}
+
+fn tokens_cost(tokens: u32, per_mtok: Money) -> Money {
+    let subunits = (i128::from(tokens) * i128::from(per_mtok.subunits()) + 999_999) / 1_000_000;
+    Money::from_subunits(i64::try_from(subunits).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_adds_tokens_and_the_flat_fee() {
+        let pricing = Pricing {
+            per_reply: "0.01".parse().unwrap(),
+            default_price: ModelPrice {
+                input_per_mtok: "1".parse().unwrap(),
+                output_per_mtok: "2".parse().unwrap(),
+            },
+            per_model: HashMap::from([(
+                "big".to_owned(),
+                ModelPrice {
+                    input_per_mtok: "10".parse().unwrap(),
+                    output_per_mtok: "20".parse().unwrap(),
+                },
+            )]),
+        };
+        let usage = TokenUsage {
+            prompt_tokens: 1_000,
+            completion_tokens: 500,
+        };
+        // 0.01 + 1000 * 1/1e6 + 500 * 2/1e6 = 0.012
+        assert_eq!(pricing.cost("small", usage), "0.012".parse().unwrap());
+        assert_eq!(pricing.cost("big", usage), "0.03".parse().unwrap());
+        // One token at a price that does not divide evenly rounds up.
+        let odd = Pricing {
+            per_reply: Money::ZERO,
+            default_price: ModelPrice {
+                input_per_mtok: Money::from_subunits(1),
+                output_per_mtok: Money::ZERO,
+            },
+            per_model: HashMap::new(),
+        };
+        assert_eq!(
+            odd.cost(
+                "m",
+                TokenUsage {
+                    prompt_tokens: 1,
+                    completion_tokens: 0
+                }
+            )
+            .subunits(),
+            1
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Building the prompt: variables filled into templates, and a token budget that keeps the
+//! newest history that fits.
+
+use serde_json::{Map, Value};
+
+use crate::llm::{PromptMessage, PromptRole};
+
+/// Fills `{{name}}` (spaces inside the braces allowed) from `variables`. A variable that is
+/// missing or null renders as an empty string; strings render as-is, other values as JSON.
+pub fn render(template: &str, variables: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let name = rest[start + 2..start + 2 + len].trim();
+        match variables.get(name) {
+            Some(Value::String(text)) => out.push_str(text),
+            Some(Value::Null) | None => {}
+            Some(other) => out.push_str(&other.to_string()),
+        }
+        rest = &rest[start + 2 + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The assistant's defaults overlaid with the conversation's own values.
+pub fn merge_variables(defaults: &Value, own: &Value) -> Map<String, Value> {
+    let mut merged = defaults.as_object().cloned().unwrap_or_default();
+    if let Some(own) = own.as_object() {
+        merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    merged
+}
+
+/// Tokens a message is estimated to take: about four characters a token, plus the few
+/// tokens each message costs in the chat format. Exact counts vary by model; the budget only
+/// needs to be safe, so this errs on the high side for typical text.
+pub fn estimate_tokens(text: &str) -> u32 {
+    let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+    chars.div_ceil(4).saturating_add(4)
+}
+
+/// A prompt under construction: the fixed parts first, then history from newest to oldest
+/// for as long as the budget lasts.
+#[derive(Debug)]
+pub struct PromptBudget {
+    head: Vec<PromptMessage>,
+    history_newest_first: Vec<PromptMessage>,
+    current: PromptMessage,
+    remaining: u32,
+    full: bool,
+}
+
+impl PromptBudget {
+    /// The system prompt, the greeting and the customer's message always go in.
+    pub fn new(system: String, greeting: Option<String>, current: String, budget: u32) -> Self {
+        let mut head = Vec::new();
+        if !system.trim().is_empty() {
+            head.push(PromptMessage::new(PromptRole::System, system));
+        }
+        if let Some(greeting) = greeting.filter(|g| !g.trim().is_empty()) {
+            head.push(PromptMessage::new(PromptRole::Assistant, greeting));
+        }
+        let current = PromptMessage::new(PromptRole::User, current);
+        let fixed = head
+            .iter()
+            .chain([&current])
+            .map(|m| estimate_tokens(&m.content))
+            .sum::<u32>();
+        Self {
+            head,
+            history_newest_first: Vec::new(),
+            current,
+            remaining: budget.saturating_sub(fixed),
+            full: false,
+        }
+    }
+
+    /// Offers the next older message; `false` once the budget is spent (offer no more).
+    pub fn offer(&mut self, role: PromptRole, content: &str) -> bool {
+        let cost = estimate_tokens(content);
+        if self.full || cost > self.remaining {
+            self.full = true;
+            return false;
+        }
+        self.remaining -= cost;
+        self.history_newest_first
+            .push(PromptMessage::new(role, content));
+        true
+    }
+
+    /// The messages in the order the model reads them.
+    pub fn into_messages(self) -> Vec<PromptMessage> {
+        let mut messages = self.head;
+        messages.extend(self.history_newest_first.into_iter().rev());
+        messages.push(self.current);
+        messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_variables_and_blanks_missing_ones() {
+        let vars = json!({ "name": "John", "visits": 3, "vip": null })
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            render(
+                "Hi {{name}}, visit {{ visits }}{{vip}}{{missing}}. {{unclosed",
+                &vars
+            ),
+            "Hi John, visit 3. {{unclosed"
+        );
+        assert_eq!(render("ünïcode {{name}}!", &vars), "ünïcode John!");
+    }
+
+    #[test]
+    fn conversation_values_win_over_defaults() {
+        let merged = merge_variables(&json!({ "a": 1, "b": 2 }), &json!({ "b": 3 }));
+        assert_eq!(Value::Object(merged), json!({ "a": 1, "b": 3 }));
+    }
+
+    #[test]
+    fn keeps_the_newest_history_that_fits() {
+        // Fixed part: system (2+4) + current (1+4) = 11 tokens of 31.
+        let mut prompt = PromptBudget::new("sys ".repeat(2), None, "now".into(), 31);
+        assert!(prompt.offer(PromptRole::Assistant, "newest..")); // 6
+        assert!(prompt.offer(PromptRole::User, &"x".repeat(40))); // 14
+        assert!(!prompt.offer(PromptRole::Assistant, "old")); // 5 > 0 left
+        assert!(!prompt.offer(PromptRole::User, "")); // nothing after the first refusal
+        let contents: Vec<_> = prompt
+            .into_messages()
+            .into_iter()
+            .map(|m| m.content)
+            .collect();
+        assert_eq!(contents, ["sys sys ", &"x".repeat(40), "newest..", "now"]);
+    }
+}

@@ -1,0 +1,55 @@
+//! Every route on one page.
+
+use anyreply_core::ErrorCode;
+use anyreply_core::limits::MAX_BODY_BYTES;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use crate::controllers::{assistants, conversations, generate_reply, health, me};
+use crate::error::ApiError;
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route(
+            "/api/ai/generate-reply",
+            post(generate_reply::generate_reply),
+        )
+        .route("/api/user/assistants/get", get(assistants::list_assistants))
+        .route("/api/user/assistant", post(assistants::create_assistant))
+        .route(
+            "/api/user/assistant/{id}",
+            put(assistants::update_assistant),
+        )
+        .route(
+            "/api/user/conversations",
+            get(conversations::list_conversations),
+        )
+        .route(
+            "/api/conversations/{id}",
+            get(conversations::get_conversation),
+        )
+        .route(
+            "/api/automate/conversations/{id}/disable-ai",
+            post(conversations::disable_ai),
+        )
+        .route(
+            "/api/automate/conversations/{id}/enable-ai",
+            post(conversations::enable_ai),
+        )
+        .route("/api/user/me", get(me::get_me))
+        .route("/health", get(health::get_health))
+        .route("/ready", get(health::get_ready))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_panic| -> Response {
+            ApiError::new(ErrorCode::InternalError).into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}

@@ -1,0 +1,94 @@
+// The database schema, as diesel sees it. Keep in step with `migrations/`.
+
+diesel::table! {
+    accounts (id) {
+        id -> Int8,
+        name -> Text,
+        email -> Nullable<Text>,
+        balance -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Int8,
+        account_id -> Int8,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        rate_window -> Int8,
+        rate_count -> Int4,
+    }
+}
+
+diesel::table! {
+    assistants (id) {
+        id -> Int8,
+        account_id -> Int8,
+        name -> Text,
+        system_prompt -> Text,
+        initial_message -> Nullable<Text>,
+        variables -> Jsonb,
+        llm_model -> Text,
+        llm_temperature -> Float8,
+        tool_ids -> Array<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Uuid,
+        account_id -> Int8,
+        assistant_id -> Int8,
+        customer_identifier -> Text,
+        kind -> Text,
+        variables -> Jsonb,
+        ai_enabled -> Bool,
+        message_count -> Int8,
+        total_cost -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Int8,
+        conversation_id -> Uuid,
+        role -> Text,
+        content -> Text,
+        function_calls -> Nullable<Jsonb>,
+        cost -> Nullable<Int8>,
+        prompt_tokens -> Nullable<Int4>,
+        completion_tokens -> Nullable<Int4>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    pending_replies (message_id) {
+        message_id -> Int8,
+        conversation_id -> Uuid,
+        account_id -> Int8,
+        hold -> Int8,
+        lease_until -> Timestamptz,
+    }
+}
+
+diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(assistants -> accounts (account_id));
+diesel::joinable!(conversations -> assistants (assistant_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    api_keys,
+    assistants,
+    conversations,
+    messages,
+    pending_replies,
+);
