@@ -17,6 +17,8 @@ pub mod rate_limit;
 pub mod reply;
 pub mod router;
 pub mod schema;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::future::Future;
 use std::time::Duration;

@@ -59,6 +59,7 @@ diesel::table! {
     messages (id) {
         id -> Int8,
         conversation_id -> Uuid,
+        turn_id -> Int8,
         role -> Text,
         content -> Text,
         function_calls -> Nullable<Jsonb>,

@@ -57,6 +57,10 @@ CREATE INDEX conversations_listing ON conversations (account_id, created_at DESC
 CREATE TABLE messages (
     id                 BIGSERIAL PRIMARY KEY,
     conversation_id    UUID        NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    -- The customer message this one belongs to: its own id for a customer message, the
+    -- answered message's id for a reply. History reads in (turn_id, id) order, so a reply
+    -- follows its question even when later questions arrived while it was produced.
+    turn_id            BIGINT      NOT NULL,
     role               TEXT        NOT NULL CHECK (role IN ('user', 'assistant')),
     content            TEXT        NOT NULL,
     function_calls     JSONB,
@@ -65,7 +69,7 @@ CREATE TABLE messages (
     completion_tokens  INTEGER,
     created_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX messages_conversation ON messages (conversation_id, id);
+CREATE INDEX messages_history ON messages (conversation_id, turn_id, id);
 
 -- Customer messages whose reply is being produced. A conversation's replies are produced one
 -- at a time in message order, across every server process: a message waits while an earlier

@@ -17,6 +17,7 @@ pub const ROLE_ASSISTANT: &str = "assistant";
 #[diesel(table_name = messages)]
 pub struct MessageRow {
     pub id: i64,
+    pub turn_id: i64,
     pub role: String,
     pub content: String,
     pub function_calls: Option<Value>,
@@ -59,24 +60,25 @@ pub async fn history(
 ) -> QueryResult<Vec<MessageRow>> {
     messages::table
         .filter(messages::conversation_id.eq(conversation_id))
-        .order(messages::id.asc())
+        .order((messages::turn_id.asc(), messages::id.asc()))
         .select(MessageRow::as_select())
         .load(conn)
         .await
 }
 
-/// Up to `limit` messages older than `before_id`, newest first: one page of a walk back
-/// through history that stops as soon as the prompt budget is spent.
+/// Up to `limit` messages before a point in the history, newest first: one page of a walk
+/// back through history that stops as soon as the prompt budget is spent. Start with
+/// `(turn_id, 0)` to read the turns before `turn_id`; continue from the last row's position.
 pub async fn newest_before(
     conn: &mut AsyncPgConnection,
     conversation_id: Uuid,
-    before_id: i64,
+    (turn_id, id): (i64, i64),
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
     messages::table
         .filter(messages::conversation_id.eq(conversation_id))
-        .filter(messages::id.lt(before_id))
-        .order(messages::id.desc())
+        .filter(messages::turn_id.lt(turn_id).or(messages::turn_id.eq(turn_id).and(messages::id.lt(id))))
+        .order((messages::turn_id.desc(), messages::id.desc()))
         .limit(limit)
         .select(MessageRow::as_select())
         .load(conn)

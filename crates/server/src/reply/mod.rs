@@ -100,14 +100,14 @@ async fn ask_model(app: &App, turn: &Turn) -> ApiResult<Answer> {
         );
         // Walk back from the newest message, a page at a time, until the budget is spent:
         // a conversation of 10,000 messages reads no more than one of 10 would need.
-        let mut before = turn.message_id;
+        let mut before = (turn.message_id, 0);
         'pages: loop {
             let page =
                 message::newest_before(&mut conn, turn.conversation_id, before, HISTORY_PAGE)
                     .await?;
             let page_len = page.len();
             for row in page {
-                before = row.id;
+                before = (row.turn_id, row.id);
                 let role = if row.role == message::ROLE_ASSISTANT {
                     PromptRole::Assistant
                 } else {

@@ -100,14 +100,16 @@ pub async fn admit(
             None
         };
 
-        let message_id: i64 = diesel::insert_into(messages::table)
+        let message_id: i64 = diesel::select(nextval("messages_id_seq")).get_result(conn).await?;
+        diesel::insert_into(messages::table)
             .values((
+                messages::id.eq(message_id),
+                messages::turn_id.eq(message_id),
                 messages::conversation_id.eq(conversation_id),
                 messages::role.eq(ROLE_USER),
                 messages::content.eq(&request.message),
             ))
-            .returning(messages::id)
-            .get_result(conn)
+            .execute(conn)
             .await?;
 
         let Some(hold) = hold else {
@@ -130,6 +132,11 @@ pub async fn admit(
         })
     })
     .await
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `nextval(sequence)`.
+    fn nextval(sequence: diesel::sql_types::Text) -> Int8;
 }
 
 /// A lease outlives the slowest model answer with room to record it.
@@ -215,6 +222,14 @@ pub async fn settle(app: &App, turn: &Turn, reply: &Reply<'_>) -> ApiResult<()> 
         let Some((account_id, hold)) = pending else {
             return Err(ApiError::new(ErrorCode::ServiceUnavailable));
         };
+        // Lock order, as in `admit`: the conversation, then the account.
+        diesel::update(conversations::table.find(turn.conversation_id))
+            .set((
+                conversations::message_count.eq(conversations::message_count + 1),
+                conversations::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
         let balance: i64 = accounts::table
             .find(account_id)
             .select(accounts::balance)
@@ -227,24 +242,20 @@ pub async fn settle(app: &App, turn: &Turn, reply: &Reply<'_>) -> ApiResult<()> 
             .set(accounts::balance.eq(available - charged))
             .execute(conn)
             .await?;
+        diesel::update(conversations::table.find(turn.conversation_id))
+            .set(conversations::total_cost.eq(conversations::total_cost + charged))
+            .execute(conn)
+            .await?;
         diesel::insert_into(messages::table)
             .values((
                 messages::conversation_id.eq(turn.conversation_id),
+                messages::turn_id.eq(turn.message_id),
                 messages::role.eq(ROLE_ASSISTANT),
                 messages::content.eq(reply.text),
                 messages::function_calls.eq(Value::Array(Vec::new())),
                 messages::cost.eq(charged),
                 messages::prompt_tokens.eq(i32::try_from(reply.prompt_tokens).unwrap_or(i32::MAX)),
-                messages::completion_tokens
-                    .eq(i32::try_from(reply.completion_tokens).unwrap_or(i32::MAX)),
-            ))
-            .execute(conn)
-            .await?;
-        diesel::update(conversations::table.find(turn.conversation_id))
-            .set((
-                conversations::total_cost.eq(conversations::total_cost + charged),
-                conversations::message_count.eq(conversations::message_count + 1),
-                conversations::updated_at.eq(diesel::dsl::now),
+                messages::completion_tokens.eq(i32::try_from(reply.completion_tokens).unwrap_or(i32::MAX)),
             ))
             .execute(conn)
             .await?;

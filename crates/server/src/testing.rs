@@ -1,0 +1,147 @@
+//! Test support (feature `test-support`): a fresh PostgreSQL database per test, cloned from
+//! a migrated template and dropped afterwards.
+//!
+//! The server to use is read from `ANYREPLY_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); the role needs `CREATEDB`.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio::sync::OnceCell;
+use url::Url;
+
+/// A database that exists for as long as this value does.
+#[derive(Debug)]
+pub struct TestDb {
+    name: String,
+    url: String,
+    admin_url: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("ANYREPLY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn database_url(admin_url: &str, name: &str) -> String {
+    let mut url = Url::parse(admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.into()
+}
+
+/// The template's name changes with the migrations, so an edited schema gets a new one.
+fn template_name() -> String {
+    let mut hasher = DefaultHasher::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    for file in files {
+        file.file_name().hash(&mut hasher);
+        std::fs::read(&file).unwrap().hash(&mut hasher);
+    }
+    format!("anyreply_template_{:016x}", hasher.finish())
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+async fn admin_connection() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&admin_url())
+        .await
+        .expect("PostgreSQL must run for the tests (see ANYREPLY_TEST_DATABASE_URL)")
+}
+
+/// Creates the migrated template once, whichever of many test processes gets there first.
+async fn template() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut conn = admin_connection().await;
+            // One process builds; the others wait on the lock, then find it built.
+            diesel::sql_query("SELECT pg_advisory_lock(74001)").execute(&mut conn).await.unwrap();
+            if !database_exists(&mut conn, &name).await {
+                let building = format!("{name}_building");
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}")).execute(&mut conn).await.unwrap();
+                diesel::sql_query(format!("CREATE DATABASE {building}")).execute(&mut conn).await.unwrap();
+                crate::db::run_migrations(&database_url(&admin_url(), &building)).await.unwrap();
+                // The rename makes a half-built template impossible to see.
+                diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            diesel::sql_query("SELECT pg_advisory_unlock(74001)").execute(&mut conn).await.unwrap();
+            name
+        })
+        .await
+}
+
+diesel::table! {
+    pg_database (datname) {
+        datname -> Text,
+    }
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    diesel::select(diesel::dsl::exists(pg_database::table.filter(pg_database::datname.eq(name))))
+        .get_result(conn)
+        .await
+        .unwrap()
+}
+
+impl TestDb {
+    /// A new migrated database with a unique name.
+    pub async fn new() -> Self {
+        let template = template().await;
+        let name = format!("anyreply_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin_connection().await;
+        diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let admin_url = admin_url();
+        Self { url: database_url(&admin_url, &name), name, admin_url }
+    }
+
+    /// The URL of this test's database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut conn = AsyncPgConnection::establish(&admin_url).await.map_err(|e| e.to_string())?;
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) {
+            eprintln!("could not drop a test database: {dropped:?}");
+        }
+    }
+}

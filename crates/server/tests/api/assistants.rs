@@ -1,0 +1,71 @@
+use serde_json::json;
+
+use crate::util::{TestApp, assert_error};
+
+#[tokio::test]
+async fn create_list_and_update_assistants() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (status, created, _) = app
+        .post(&account.key, "/api/user/assistant", &json!({ "name": "Sales", "system_prompt": "Sell." }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let assistant = &created["data"];
+    assert_eq!(assistant["llm_model"], "gpt-4o-mini");
+    assert_eq!(assistant["llm_temperature"], 0.7);
+    assert_eq!(assistant["tool_ids"], json!([]));
+    assert_eq!(assistant["variables"], json!({}));
+    assert_eq!(assistant["initial_message"], json!(null));
+    let id = assistant["id"].as_i64().unwrap();
+
+    let (status, updated, _) = app
+        .put(
+            &account.key,
+            &format!("/api/user/assistant/{id}"),
+            &json!({ "llm_temperature": 1.5, "initial_message": "Hi!", "variables": { "x": "y" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["name"], "Sales");
+    assert_eq!(updated["data"]["system_prompt"], "Sell.");
+    assert_eq!(updated["data"]["llm_temperature"], 1.5);
+    assert_eq!(updated["data"]["initial_message"], "Hi!");
+
+    let (status, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0], updated["data"]);
+}
+
+#[tokio::test]
+async fn bad_assistant_input_is_rejected() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (status, body, _) = app
+        .post(&account.key, "/api/user/assistant", &json!({ "llm_temperature": 9, "variables": [] }))
+        .await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR");
+    let fields: Vec<_> = body["errors"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(fields, ["llm_temperature", "name", "variables"]);
+
+    // Tools arrive with the next issue; until then no tool id exists.
+    let (status, body, _) = app.post(&account.key, "/api/user/assistant", &json!({ "name": "A", "tool_ids": [1] })).await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR");
+    assert!(body["errors"]["tool_ids"].is_array());
+}
+
+#[tokio::test]
+async fn another_accounts_assistants_are_invisible() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("10").await;
+    let other = app.account("10").await;
+    let id = app.assistant(&owner, &json!({ "name": "Mine" })).await;
+    let (status, list, _) = app.get(&other.key, "/api/user/assistants/get").await;
+    assert_eq!((status.as_u16(), list), (200, json!({ "data": [] })));
+    for path in [format!("/api/user/assistant/{id}"), "/api/user/assistant/abc".to_owned()] {
+        let (status, body, _) = app.put(&other.key, &path, &json!({ "name": "Stolen" })).await;
+        assert_error(status, &body, 404, "ASSISTANT_NOT_FOUND");
+    }
+    let (_, list, _) = app.get(&owner.key, "/api/user/assistants/get").await;
+    assert_eq!(list["data"][0]["name"], "Mine");
+}

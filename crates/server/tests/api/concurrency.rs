@@ -1,0 +1,110 @@
+//! One conversation per customer, one reply at a time, in arrival order, across processes;
+//! no connection held while the model thinks.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::util::TestApp;
+
+/// Each prompt must hold every earlier message and its reply: the n-th prompt (in the order
+/// the model received them) is n user/assistant pairs followed by the new message.
+fn assert_prompts_grow_one_exchange_at_a_time(prompts: &[Value]) {
+    for (n, prompt) in prompts.iter().enumerate() {
+        let messages = prompt["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2 * n + 1, "prompt {n}: {messages:?}");
+        for pair in messages[..2 * n].chunks(2) {
+            assert_eq!(pair[0]["role"], "user");
+            assert_eq!(pair[1]["role"], "assistant");
+            assert_eq!(pair[1]["content"], format!("echo: {}", pair[0]["content"].as_str().unwrap()));
+        }
+        if n > 0 {
+            let earlier = prompts[n - 1]["messages"].as_array().unwrap();
+            assert_eq!(&messages[..2 * n - 1], &earlier[..], "prompt {n} does not extend prompt {}", n - 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn twenty_concurrent_first_messages_make_one_conversation_answered_in_order() {
+    let app = TestApp::spawn_with_model_delay(Duration::from_millis(20), |_| {}).await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let calls = (0..20).map(|n| {
+        let (app, key) = (&app, &account.key);
+        async move { app.reply(key, assistant, "+4915555", &format!("message {n}")).await }
+    });
+    let results = join_all(calls).await;
+    let ids: std::collections::HashSet<_> = results
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(status.as_u16(), 200, "{body}");
+            body["conversation_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let (_, list, _) = app.get(&account.key, "/api/user/conversations").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["message_count"], 40);
+    assert_prompts_grow_one_exchange_at_a_time(&app.llm_requests().await);
+    // Each caller got the reply to its own message.
+    for (status, body) in &results {
+        assert_eq!(status.as_u16(), 200);
+        assert!(body["reply"].as_str().unwrap().starts_with("echo: message "));
+    }
+}
+
+#[tokio::test]
+async fn two_server_processes_on_one_database_keep_the_order() {
+    let mut app = TestApp::spawn_with_model_delay(Duration::from_millis(30), |_| {}).await;
+    let second = app.start_server(app.settings.clone()).await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let bases = [app.base.clone(), second];
+    let calls = (0..12).map(|n| {
+        let (app, key, base) = (&app, &account.key, bases[n % 2].clone());
+        async move {
+            // Stagger slightly so both processes are mid-conversation at once.
+            tokio::time::sleep(Duration::from_millis(5 * n as u64)).await;
+            let body = json!({ "assistant_id": assistant, "customer_identifier": "shared", "message": format!("m{n}") });
+            app.request(&base, reqwest::Method::POST, key, "/api/ai/generate-reply", Some(&body)).await
+        }
+    });
+    for (status, body, _) in join_all(calls).await {
+        assert_eq!(status.as_u16(), 200, "{body}");
+        assert_eq!(body["reply"].as_str().unwrap().len() > 6, true);
+    }
+    let prompts = app.llm_requests().await;
+    assert_eq!(prompts.len(), 12);
+    assert_prompts_grow_one_exchange_at_a_time(&prompts);
+
+    // The stored history alternates message and its reply.
+    let (_, list, _) = app.get(&account.key, "/api/user/conversations").await;
+    let id = list["data"][0]["id"].as_str().unwrap();
+    let (_, history, _) = app.get(&account.key, &format!("/api/conversations/{id}")).await;
+    let history = history["history"].as_array().unwrap();
+    assert_eq!(history.len(), 24);
+    for pair in history.chunks(2) {
+        assert_eq!(pair[1]["content"], format!("echo: {}", pair[0]["content"].as_str().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_calls_to_a_slow_model_share_ten_connections() {
+    let app = TestApp::spawn_with_model_delay(Duration::from_secs(2), |s| s.database_pool_size = 10).await;
+    let account = app.account("100").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let started = std::time::Instant::now();
+    let calls = (0..200).map(|n| {
+        let (app, key) = (&app, &account.key);
+        async move { app.reply(key, assistant, &format!("customer-{n}"), "hi").await }
+    });
+    let results = join_all(calls).await;
+    for (status, body) in &results {
+        assert_eq!(status.as_u16(), 200, "{body}");
+    }
+    assert_eq!(app.llm_requests().await.len(), 200);
+    // Not a timing assertion: just context for a failure report.
+    eprintln!("200 calls with a 2 s model took {:?}", started.elapsed());
+}

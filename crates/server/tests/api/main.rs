@@ -1,0 +1,16 @@
+//! Integration tests of the API server against a real PostgreSQL and a `wiremock` model.
+
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod assistants;
+mod auth;
+mod billing;
+mod cli;
+mod concurrency;
+mod context;
+mod conversations;
+mod errors;
+mod generate_reply;
+mod llm_failures;
+mod takeover;
+mod util;

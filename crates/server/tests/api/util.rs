@@ -1,0 +1,246 @@
+//! `TestApp`: the real server on a free port, over a fresh database, with a `wiremock`
+//! model provider that answers in the Chat Completions format.
+
+use std::time::Duration;
+
+use anyreply_core::Money;
+use anyreply_server::config::Settings;
+use anyreply_server::models::{account, api_key};
+use anyreply_server::reply::pricing::{ModelPrice, Pricing};
+use anyreply_server::testing::TestDb;
+use anyreply_server::App;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const PROMPT_TOKENS: u32 = 1_000;
+pub const COMPLETION_TOKENS: u32 = 500;
+
+/// Replies `echo: <last user message>`, reporting fixed token usage.
+pub struct EchoModel {
+    pub delay: Duration,
+}
+
+impl Respond for EchoModel {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let last_user = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .unwrap_or_default();
+        ResponseTemplate::new(200).set_delay(self.delay).set_body_json(chat_completion(&format!("echo: {last_user}")))
+    }
+}
+
+/// A Chat Completions response as OpenAI sends it.
+pub fn chat_completion(content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_764_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": content, "refusal": null },
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS
+        }
+    })
+}
+
+/// Test prices: 1 per million input tokens, 2 per million output tokens, no flat fee.
+/// A reply with the fixed usage above costs 0.002; its reservation is 0.01.
+pub fn test_pricing() -> Pricing {
+    Pricing {
+        per_reply: Money::ZERO,
+        default_price: ModelPrice { input_per_mtok: money("1"), output_per_mtok: money("2") },
+        per_model: Default::default(),
+    }
+}
+
+pub fn money(text: &str) -> Money {
+    text.parse().unwrap()
+}
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub llm: MockServer,
+    pub settings: Settings,
+    pub base: String,
+    pub http: reqwest::Client,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// An account with a key.
+pub struct TestAccount {
+    pub id: i64,
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`Self::spawn`], with settings changed by `configure`, and an echo model that
+    /// answers after `configure`'s model delay (see [`Self::spawn_with_model_delay`]).
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_with_model_delay(Duration::ZERO, configure).await
+    }
+
+    pub async fn spawn_with_model_delay(delay: Duration, configure: impl FnOnce(&mut Settings)) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ANYREPLY_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let db = TestDb::new().await;
+        let llm = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(EchoModel { delay })
+            .with_priority(10)
+            .mount(&llm)
+            .await;
+        let mut settings = Settings {
+            database_url: db.url().to_owned(),
+            llm_base_url: format!("{}/v1", llm.uri()).parse().unwrap(),
+            llm_timeout: Duration::from_secs(10),
+            rate_limit_per_minute: 10_000,
+            pricing: test_pricing(),
+            llm_max_output_tokens: 1_000,
+            context_token_budget: 8_000,
+            ..Settings::default()
+        };
+        configure(&mut settings);
+        let mut app = Self {
+            db,
+            llm,
+            settings: settings.clone(),
+            base: String::new(),
+            http: reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap(),
+            servers: Vec::new(),
+        };
+        app.base = app.start_server(settings).await;
+        app
+    }
+
+    /// Starts another server process's worth of state (own pool, own tasks) on the same
+    /// database and model; returns its base URL.
+    pub async fn start_server(&mut self, settings: Settings) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = App::new(settings).unwrap();
+        self.servers.push(tokio::spawn(async move {
+            anyreply_server::serve(app, listener, std::future::pending()).await.unwrap();
+        }));
+        base
+    }
+
+    pub async fn account(&self, balance: &str) -> TestAccount {
+        let mut conn = self.db.connect().await;
+        let id = account::create(&mut conn, "Acme", Some("ops@acme.test"), money(balance)).await.unwrap();
+        let key = api_key::create(&mut conn, id).await.unwrap().key;
+        TestAccount { id, key }
+    }
+
+    pub async fn balance(&self, account: &TestAccount) -> Money {
+        let mut conn = self.db.connect().await;
+        account::find(&mut conn, account.id).await.unwrap().unwrap().into_me().total_balance
+    }
+
+    /// Creates an assistant from `body` and returns its id.
+    pub async fn assistant(&self, account: &TestAccount, body: &Value) -> i64 {
+        let (status, body, _) = self.post(&account.key, "/api/user/assistant", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["data"]["id"].as_i64().unwrap()
+    }
+
+    pub async fn request(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut request = self.http.request(method, format!("{base}{path}")).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+        (status, body, headers)
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value, HeaderMap) {
+        self.request(&self.base, reqwest::Method::POST, key, path, Some(body)).await
+    }
+
+    pub async fn put(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value, HeaderMap) {
+        self.request(&self.base, reqwest::Method::PUT, key, path, Some(body)).await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value, HeaderMap) {
+        self.request(&self.base, reqwest::Method::GET, key, path, None).await
+    }
+
+    /// Sends a customer message and returns status and body.
+    pub async fn reply(&self, key: &str, assistant_id: i64, customer: &str, message: &str) -> (StatusCode, Value) {
+        let body = json!({ "assistant_id": assistant_id, "customer_identifier": customer, "message": message });
+        let (status, body, _) = self.post(key, "/api/ai/generate-reply", &body).await;
+        (status, body)
+    }
+
+    /// The bodies the model provider received, in arrival order.
+    pub async fn llm_requests(&self) -> Vec<Value> {
+        self.llm
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    /// Mounts a model answer that takes precedence over the echo model.
+    pub async fn model_answers(&self, response: ResponseTemplate) {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(response)
+            .with_priority(1)
+            .mount(&self.llm)
+            .await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            server.abort();
+        }
+    }
+}
+
+/// Asserts the error envelope: status, code, and both Famulor spellings.
+pub fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected_status, "{body}");
+    assert_eq!(body["error_code"], code, "{body}");
+    assert_eq!(body["success"], false);
+    assert_eq!(body["status"], false);
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(body["message"], body["error"]);
+}
