@@ -65,8 +65,11 @@ impl<'a> Fields<'a> {
     }
 
     fn required_missing(&mut self, field: &str) {
-        self.errors
-            .add(field, format!("The {field} field is required."));
+        // A body that is no object was reported once, as `body`.
+        if self.object.is_some() {
+            self.errors
+                .add(field, format!("The {field} field is required."));
+        }
     }
 
     /// A string whose length in characters lies in `chars`. `None` when absent or invalid.

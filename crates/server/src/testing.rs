@@ -51,7 +51,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
     }
     out
 }
@@ -70,19 +74,33 @@ async fn template() -> &'static str {
             let name = template_name();
             let mut conn = admin_connection().await;
             // One process builds; the others wait on the lock, then find it built.
-            diesel::sql_query("SELECT pg_advisory_lock(74001)").execute(&mut conn).await.unwrap();
+            diesel::sql_query("SELECT pg_advisory_lock(74001)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
             if !database_exists(&mut conn, &name).await {
                 let building = format!("{name}_building");
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}")).execute(&mut conn).await.unwrap();
-                diesel::sql_query(format!("CREATE DATABASE {building}")).execute(&mut conn).await.unwrap();
-                crate::db::run_migrations(&database_url(&admin_url(), &building)).await.unwrap();
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                diesel::sql_query(format!("CREATE DATABASE {building}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                crate::db::run_migrations(&database_url(&admin_url(), &building))
+                    .await
+                    .unwrap();
                 // The rename makes a half-built template impossible to see.
                 diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
                     .execute(&mut conn)
                     .await
                     .unwrap();
             }
-            diesel::sql_query("SELECT pg_advisory_unlock(74001)").execute(&mut conn).await.unwrap();
+            diesel::sql_query("SELECT pg_advisory_unlock(74001)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
             name
         })
         .await
@@ -95,10 +113,12 @@ diesel::table! {
 }
 
 async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
-    diesel::select(diesel::dsl::exists(pg_database::table.filter(pg_database::datname.eq(name))))
-        .get_result(conn)
-        .await
-        .unwrap()
+    diesel::select(diesel::dsl::exists(
+        pg_database::table.filter(pg_database::datname.eq(name)),
+    ))
+    .get_result(conn)
+    .await
+    .unwrap()
 }
 
 impl TestDb {
@@ -112,7 +132,11 @@ impl TestDb {
             .await
             .unwrap();
         let admin_url = admin_url();
-        Self { url: database_url(&admin_url, &name), name, admin_url }
+        Self {
+            url: database_url(&admin_url, &name),
+            name,
+            admin_url,
+        }
     }
 
     /// The URL of this test's database.
@@ -130,9 +154,14 @@ impl Drop for TestDb {
         let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
-                let mut conn = AsyncPgConnection::establish(&admin_url).await.map_err(|e| e.to_string())?;
+                let mut conn = AsyncPgConnection::establish(&admin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
                     .await

@@ -77,7 +77,11 @@ pub async fn newest_before(
 ) -> QueryResult<Vec<MessageRow>> {
     messages::table
         .filter(messages::conversation_id.eq(conversation_id))
-        .filter(messages::turn_id.lt(turn_id).or(messages::turn_id.eq(turn_id).and(messages::id.lt(id))))
+        .filter(
+            messages::turn_id
+                .lt(turn_id)
+                .or(messages::turn_id.eq(turn_id).and(messages::id.lt(id))),
+        )
         .order((messages::turn_id.desc(), messages::id.desc()))
         .limit(limit)
         .select(MessageRow::as_select())

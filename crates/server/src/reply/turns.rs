@@ -255,7 +255,8 @@ pub async fn settle(app: &App, turn: &Turn, reply: &Reply<'_>) -> ApiResult<()> 
                 messages::function_calls.eq(Value::Array(Vec::new())),
                 messages::cost.eq(charged),
                 messages::prompt_tokens.eq(i32::try_from(reply.prompt_tokens).unwrap_or(i32::MAX)),
-                messages::completion_tokens.eq(i32::try_from(reply.completion_tokens).unwrap_or(i32::MAX)),
+                messages::completion_tokens
+                    .eq(i32::try_from(reply.completion_tokens).unwrap_or(i32::MAX)),
             ))
             .execute(conn)
             .await?;

@@ -7,7 +7,11 @@ async fn create_list_and_update_assistants() {
     let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let (status, created, _) = app
-        .post(&account.key, "/api/user/assistant", &json!({ "name": "Sales", "system_prompt": "Sell." }))
+        .post(
+            &account.key,
+            "/api/user/assistant",
+            &json!({ "name": "Sales", "system_prompt": "Sell." }),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     let assistant = &created["data"];
@@ -42,14 +46,29 @@ async fn bad_assistant_input_is_rejected() {
     let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let (status, body, _) = app
-        .post(&account.key, "/api/user/assistant", &json!({ "llm_temperature": 9, "variables": [] }))
+        .post(
+            &account.key,
+            "/api/user/assistant",
+            &json!({ "llm_temperature": 9, "variables": [] }),
+        )
         .await;
     assert_error(status, &body, 422, "VALIDATION_ERROR");
-    let fields: Vec<_> = body["errors"].as_object().unwrap().keys().cloned().collect();
+    let fields: Vec<_> = body["errors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(fields, ["llm_temperature", "name", "variables"]);
 
     // Tools arrive with the next issue; until then no tool id exists.
-    let (status, body, _) = app.post(&account.key, "/api/user/assistant", &json!({ "name": "A", "tool_ids": [1] })).await;
+    let (status, body, _) = app
+        .post(
+            &account.key,
+            "/api/user/assistant",
+            &json!({ "name": "A", "tool_ids": [1] }),
+        )
+        .await;
     assert_error(status, &body, 422, "VALIDATION_ERROR");
     assert!(body["errors"]["tool_ids"].is_array());
 }
@@ -62,8 +81,13 @@ async fn another_accounts_assistants_are_invisible() {
     let id = app.assistant(&owner, &json!({ "name": "Mine" })).await;
     let (status, list, _) = app.get(&other.key, "/api/user/assistants/get").await;
     assert_eq!((status.as_u16(), list), (200, json!({ "data": [] })));
-    for path in [format!("/api/user/assistant/{id}"), "/api/user/assistant/abc".to_owned()] {
-        let (status, body, _) = app.put(&other.key, &path, &json!({ "name": "Stolen" })).await;
+    for path in [
+        format!("/api/user/assistant/{id}"),
+        "/api/user/assistant/abc".to_owned(),
+    ] {
+        let (status, body, _) = app
+            .put(&other.key, &path, &json!({ "name": "Stolen" }))
+            .await;
         assert_error(status, &body, 404, "ASSISTANT_NOT_FOUND");
     }
     let (_, list, _) = app.get(&owner.key, "/api/user/assistants/get").await;

@@ -15,7 +15,9 @@ async fn each_reply_is_priced_recorded_summed_and_deducted() {
     assert_eq!(app.balance(&account).await, money("9.896"));
 
     let id = reply["conversation_id"].as_str().unwrap();
-    let (_, history, _) = app.get(&account.key, &format!("/api/conversations/{id}")).await;
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{id}"))
+        .await;
     assert_eq!(history["history"][1]["cost"], 0.052);
     assert_eq!(history["history"][0].get("cost"), None);
     assert_eq!(history["total_cost"], 0.104);
@@ -28,12 +30,17 @@ async fn each_reply_is_priced_recorded_summed_and_deducted() {
 #[tokio::test]
 async fn per_model_prices_apply() {
     let app = TestApp::spawn_with(|s| {
-        let price = anyreply_server::reply::pricing::ModelPrice { input_per_mtok: money("10"), output_per_mtok: money("20") };
+        let price = anyreply_server::reply::pricing::ModelPrice {
+            input_per_mtok: money("10"),
+            output_per_mtok: money("20"),
+        };
         s.pricing.per_model.insert("gpt-4o".into(), price);
     })
     .await;
     let account = app.account("10").await;
-    let assistant = app.assistant(&account, &json!({ "name": "A", "llm_model": "gpt-4o" })).await;
+    let assistant = app
+        .assistant(&account, &json!({ "name": "A", "llm_model": "gpt-4o" }))
+        .await;
     app.reply(&account.key, assistant, "c", "one").await;
     // 1000 * 10/M + 500 * 20/M = 0.02
     assert_eq!(app.balance(&account).await, money("9.98"));
@@ -65,13 +72,21 @@ async fn fifty_concurrent_calls_on_a_balance_for_ten_get_exactly_ten_replies() {
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let calls = (0..50).map(|n| {
         let (app, key) = (&app, &account.key);
-        async move { app.reply(key, assistant, &format!("customer-{}", n % 7), "hi").await }
+        async move {
+            app.reply(key, assistant, &format!("customer-{}", n % 7), "hi")
+                .await
+        }
     });
     let results = join_all(calls).await;
-    let ok = results.iter().filter(|(status, _)| status.as_u16() == 200).count();
+    let ok = results
+        .iter()
+        .filter(|(status, _)| status.as_u16() == 200)
+        .count();
     let refused = results
         .iter()
-        .filter(|(status, body)| status.as_u16() == 402 && body["error_code"] == "INSUFFICIENT_BALANCE")
+        .filter(|(status, body)| {
+            status.as_u16() == 402 && body["error_code"] == "INSUFFICIENT_BALANCE"
+        })
         .count();
     assert_eq!((ok, refused), (10, 40));
     assert_eq!(app.balance(&account).await, money("0"));
@@ -86,11 +101,14 @@ async fn the_balance_never_goes_below_zero() {
     // The provider reports far more tokens than the reservation covers (1M + 1M = 3.00).
     let mut answer = crate::util::chat_completion("costly");
     answer["usage"] = json!({ "prompt_tokens": 1_000_000, "completion_tokens": 1_000_000, "total_tokens": 2_000_000 });
-    app.model_answers(ResponseTemplate::new(200).set_body_json(answer)).await;
+    app.model_answers(ResponseTemplate::new(200).set_body_json(answer))
+        .await;
     let (status, reply) = app.reply(&account.key, assistant, "c", "hi").await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(app.balance(&account).await, money("0"));
     let id = reply["conversation_id"].as_str().unwrap();
-    let (_, history, _) = app.get(&account.key, &format!("/api/conversations/{id}")).await;
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{id}"))
+        .await;
     assert_eq!(history["history"][1]["cost"], 0.02);
 }

@@ -22,7 +22,19 @@ fn run(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
 #[tokio::test]
 async fn accounts_and_keys_from_the_command_line() {
     let app = TestApp::spawn().await;
-    let (ok, created, err) = run(&app, &["account", "create", "--name", "Acme", "--email", "a@acme.test", "--balance", "10.50"]);
+    let (ok, created, err) = run(
+        &app,
+        &[
+            "account",
+            "create",
+            "--name",
+            "Acme",
+            "--email",
+            "a@acme.test",
+            "--balance",
+            "10.50",
+        ],
+    );
     assert!(ok, "{err}");
     let key = created["api_key"].as_str().unwrap().to_owned();
     let account_id = created["account_id"].as_i64().unwrap();
@@ -32,11 +44,24 @@ async fn accounts_and_keys_from_the_command_line() {
     assert_eq!(me["total_balance"], 10.5);
     assert_eq!(me["email"], "a@acme.test");
 
-    let (ok, topped, err) = run(&app, &["account", "top-up", "--account", &account_id.to_string(), "--amount", "0.25"]);
+    let (ok, topped, err) = run(
+        &app,
+        &[
+            "account",
+            "top-up",
+            "--account",
+            &account_id.to_string(),
+            "--amount",
+            "0.25",
+        ],
+    );
     assert!(ok, "{err}");
     assert_eq!(topped["total_balance"], 10.75);
 
-    let (ok, second, err) = run(&app, &["key", "create", "--account", &account_id.to_string()]);
+    let (ok, second, err) = run(
+        &app,
+        &["key", "create", "--account", &account_id.to_string()],
+    );
     assert!(ok, "{err}");
     let second_key = second["api_key"].as_str().unwrap();
     assert_ne!(second_key, key);
@@ -49,9 +74,22 @@ async fn accounts_and_keys_from_the_command_line() {
     assert_eq!(status, 200);
 
     // Bad input fails with a message and changes nothing.
-    let (ok, _, err) = run(&app, &["account", "top-up", "--account", &account_id.to_string(), "--amount", "1.5.0"]);
+    let (ok, _, err) = run(
+        &app,
+        &[
+            "account",
+            "top-up",
+            "--account",
+            &account_id.to_string(),
+            "--amount",
+            "1.5.0",
+        ],
+    );
     assert!(!ok && err.contains("amount"), "{err}");
-    let (ok, _, err) = run(&app, &["account", "top-up", "--account", "999999", "--amount", "1"]);
+    let (ok, _, err) = run(
+        &app,
+        &["account", "top-up", "--account", "999999", "--amount", "1"],
+    );
     assert!(!ok && err.contains("no such account"), "{err}");
     let (ok, _, _) = run(&app, &["key", "revoke", &key[..12]]);
     assert!(!ok);

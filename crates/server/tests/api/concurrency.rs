@@ -17,11 +17,19 @@ fn assert_prompts_grow_one_exchange_at_a_time(prompts: &[Value]) {
         for pair in messages[..2 * n].chunks(2) {
             assert_eq!(pair[0]["role"], "user");
             assert_eq!(pair[1]["role"], "assistant");
-            assert_eq!(pair[1]["content"], format!("echo: {}", pair[0]["content"].as_str().unwrap()));
+            assert_eq!(
+                pair[1]["content"],
+                format!("echo: {}", pair[0]["content"].as_str().unwrap())
+            );
         }
         if n > 0 {
             let earlier = prompts[n - 1]["messages"].as_array().unwrap();
-            assert_eq!(&messages[..2 * n - 1], &earlier[..], "prompt {n} does not extend prompt {}", n - 1);
+            assert_eq!(
+                &messages[..2 * n - 1],
+                &earlier[..],
+                "prompt {n} does not extend prompt {}",
+                n - 1
+            );
         }
     }
 }
@@ -33,7 +41,10 @@ async fn twenty_concurrent_first_messages_make_one_conversation_answered_in_orde
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let calls = (0..20).map(|n| {
         let (app, key) = (&app, &account.key);
-        async move { app.reply(key, assistant, "+4915555", &format!("message {n}")).await }
+        async move {
+            app.reply(key, assistant, "+4915555", &format!("message {n}"))
+                .await
+        }
     });
     let results = join_all(calls).await;
     let ids: std::collections::HashSet<_> = results
@@ -51,7 +62,12 @@ async fn twenty_concurrent_first_messages_make_one_conversation_answered_in_orde
     // Each caller got the reply to its own message.
     for (status, body) in &results {
         assert_eq!(status.as_u16(), 200);
-        assert!(body["reply"].as_str().unwrap().starts_with("echo: message "));
+        assert!(
+            body["reply"]
+                .as_str()
+                .unwrap()
+                .starts_with("echo: message ")
+        );
     }
 }
 
@@ -82,23 +98,33 @@ async fn two_server_processes_on_one_database_keep_the_order() {
     // The stored history alternates message and its reply.
     let (_, list, _) = app.get(&account.key, "/api/user/conversations").await;
     let id = list["data"][0]["id"].as_str().unwrap();
-    let (_, history, _) = app.get(&account.key, &format!("/api/conversations/{id}")).await;
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{id}"))
+        .await;
     let history = history["history"].as_array().unwrap();
     assert_eq!(history.len(), 24);
     for pair in history.chunks(2) {
-        assert_eq!(pair[1]["content"], format!("echo: {}", pair[0]["content"].as_str().unwrap()));
+        assert_eq!(
+            pair[1]["content"],
+            format!("echo: {}", pair[0]["content"].as_str().unwrap())
+        );
     }
 }
 
 #[tokio::test]
 async fn two_hundred_calls_to_a_slow_model_share_ten_connections() {
-    let app = TestApp::spawn_with_model_delay(Duration::from_secs(2), |s| s.database_pool_size = 10).await;
+    let app =
+        TestApp::spawn_with_model_delay(Duration::from_secs(2), |s| s.database_pool_size = 10)
+            .await;
     let account = app.account("100").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let started = std::time::Instant::now();
     let calls = (0..200).map(|n| {
         let (app, key) = (&app, &account.key);
-        async move { app.reply(key, assistant, &format!("customer-{n}"), "hi").await }
+        async move {
+            app.reply(key, assistant, &format!("customer-{n}"), "hi")
+                .await
+        }
     });
     let results = join_all(calls).await;
     for (status, body) in &results {

@@ -9,19 +9,47 @@ async fn validation_errors_name_every_bad_field() {
     let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let cases = [
-        (json!({}), vec!["assistant_id", "customer_identifier", "message"]),
-        (json!({ "assistant_id": "x", "customer_identifier": 5, "message": ["m"] }), vec!["assistant_id", "customer_identifier", "message"]),
-        (json!({ "assistant_id": 1, "customer_identifier": "c", "message": "" }), vec!["message"]),
-        (json!({ "assistant_id": 1, "customer_identifier": "c", "message": "   " }), vec!["message"]),
-        (json!({ "assistant_id": 1, "customer_identifier": "x".repeat(256), "message": "m" }), vec!["customer_identifier"]),
-        (json!({ "assistant_id": 1, "customer_identifier": "c", "message": "m".repeat(10_001) }), vec!["message"]),
-        (json!({ "assistant_id": 1, "customer_identifier": "c", "message": "m", "variables": "v" }), vec!["variables"]),
+        (
+            json!({}),
+            vec!["assistant_id", "customer_identifier", "message"],
+        ),
+        (
+            json!({ "assistant_id": "x", "customer_identifier": 5, "message": ["m"] }),
+            vec!["assistant_id", "customer_identifier", "message"],
+        ),
+        (
+            json!({ "assistant_id": 1, "customer_identifier": "c", "message": "" }),
+            vec!["message"],
+        ),
+        (
+            json!({ "assistant_id": 1, "customer_identifier": "c", "message": "   " }),
+            vec!["message"],
+        ),
+        (
+            json!({ "assistant_id": 1, "customer_identifier": "x".repeat(256), "message": "m" }),
+            vec!["customer_identifier"],
+        ),
+        (
+            json!({ "assistant_id": 1, "customer_identifier": "c", "message": "m".repeat(10_001) }),
+            vec!["message"],
+        ),
+        (
+            json!({ "assistant_id": 1, "customer_identifier": "c", "message": "m", "variables": "v" }),
+            vec!["variables"],
+        ),
         (json!([1, 2]), vec!["body"]),
     ];
     for (body, fields) in cases {
-        let (status, answer, _) = app.post(&account.key, "/api/ai/generate-reply", &body).await;
+        let (status, answer, _) = app
+            .post(&account.key, "/api/ai/generate-reply", &body)
+            .await;
         assert_error(status, &answer, 422, "VALIDATION_ERROR");
-        let reported: Vec<_> = answer["errors"].as_object().unwrap().keys().cloned().collect();
+        let reported: Vec<_> = answer["errors"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         assert_eq!(reported, fields, "{body}");
     }
     assert_eq!(app.llm_requests().await.len(), 0);
@@ -58,7 +86,12 @@ async fn malformed_json_unknown_paths_and_methods_get_the_envelope() {
         .await
         .unwrap();
     let status = response.status();
-    assert_error(status, &response.json().await.unwrap(), 413, "PAYLOAD_TOO_LARGE");
+    assert_error(
+        status,
+        &response.json().await.unwrap(),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
 }
 
 #[tokio::test]
@@ -80,21 +113,33 @@ async fn the_rate_limit_answers_429_with_its_headers() {
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let body = json!({ "assistant_id": assistant, "customer_identifier": "c", "message": "hi" });
-    let (_, _, first) = app.post(&account.key, "/api/ai/generate-reply", &body).await;
+    let (_, _, first) = app
+        .post(&account.key, "/api/ai/generate-reply", &body)
+        .await;
     assert_eq!(first["ratelimit-remaining"], "1");
-    app.post(&account.key, "/api/ai/generate-reply", &body).await;
-    let (status, answer, headers) = app.post(&account.key, "/api/ai/generate-reply", &body).await;
+    app.post(&account.key, "/api/ai/generate-reply", &body)
+        .await;
+    let (status, answer, headers) = app
+        .post(&account.key, "/api/ai/generate-reply", &body)
+        .await;
     assert_error(status, &answer, 429, "RATE_LIMITED");
     assert_eq!(headers["ratelimit-limit"], "2");
     assert_eq!(headers["ratelimit-remaining"], "0");
-    let reset: u64 = headers["ratelimit-reset"].to_str().unwrap().parse().unwrap();
+    let reset: u64 = headers["ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&reset));
     assert_eq!(headers["retry-after"], headers["ratelimit-reset"]);
     assert_eq!(app.llm_requests().await.len(), 2);
 
     // The limit is per key: another key of the same account still gets through.
     let mut conn = app.db.connect().await;
-    let second_key = anyreply_server::models::api_key::create(&mut conn, account.id).await.unwrap().key;
+    let second_key = anyreply_server::models::api_key::create(&mut conn, account.id)
+        .await
+        .unwrap()
+        .key;
     let (status, _, _) = app.post(&second_key, "/api/ai/generate-reply", &body).await;
     assert_eq!(status, 200);
 }

@@ -23,7 +23,9 @@ async fn answers_with_famulors_shape_and_remembers_the_customer() {
         "assistant_id": assistant, "customer_identifier": "+49155551234",
         "message": "Hello", "variables": { "name": "John" }
     });
-    let (status, first, headers) = app.post(&account.key, "/api/ai/generate-reply", &body).await;
+    let (status, first, headers) = app
+        .post(&account.key, "/api/ai/generate-reply", &body)
+        .await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["success"], true);
     assert_eq!(first["reply"], "echo: Hello");
@@ -33,7 +35,9 @@ async fn answers_with_famulors_shape_and_remembers_the_customer() {
     let conversation: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(headers["ratelimit-limit"], "10000");
 
-    let (status, second) = app.reply(&account.key, assistant, "+49155551234", "And again").await;
+    let (status, second) = app
+        .reply(&account.key, assistant, "+49155551234", "And again")
+        .await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["conversation_id"], conversation.to_string());
 
@@ -52,15 +56,25 @@ async fn answers_with_famulors_shape_and_remembers_the_customer() {
         ])
     );
 
-    let (status, history, _) = app.get(&account.key, &format!("/api/conversations/{conversation}")).await;
+    let (status, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{conversation}"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(history["status"], true);
-    let roles: Vec<_> = history["history"].as_array().unwrap().iter().map(|m| m["role"].clone()).collect();
+    let roles: Vec<_> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].clone())
+        .collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
     assert_eq!(history["history"][1]["content"], "echo: Hello");
     assert_eq!(history["history"][1]["function_calls"], json!([]));
     assert!(history["history"][0]["created_at"].is_string());
-    assert_eq!(history["variables"], json!({ "company": "Acme", "name": "John" }));
+    assert_eq!(
+        history["variables"],
+        json!({ "company": "Acme", "name": "John" })
+    );
 }
 
 #[tokio::test]
@@ -68,12 +82,19 @@ async fn a_new_customer_gets_a_new_conversation() {
     let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
-    let (_, a) = app.reply(&account.key, assistant, "a@example.com", "hi").await;
-    let (_, b) = app.reply(&account.key, assistant, "b@example.com", "hi").await;
+    let (_, a) = app
+        .reply(&account.key, assistant, "a@example.com", "hi")
+        .await;
+    let (_, b) = app
+        .reply(&account.key, assistant, "b@example.com", "hi")
+        .await;
     assert_ne!(a["conversation_id"], b["conversation_id"]);
     // The second customer's prompt holds nothing of the first's.
     let requests = app.llm_requests().await;
-    assert_eq!(requests[1]["messages"], json!([{ "role": "user", "content": "hi" }]));
+    assert_eq!(
+        requests[1]["messages"],
+        json!([{ "role": "user", "content": "hi" }])
+    );
 }
 
 #[tokio::test]
@@ -102,10 +123,30 @@ async fn variables_merge_defaults_stored_and_request_and_persist() {
     send(json!({ "c": 3 })).await;
 
     let requests = app.llm_requests().await;
-    assert_eq!(requests[0]["messages"][0]["content"], "default-a-stored-b-stored-c");
-    assert_eq!(requests[0]["messages"][1], json!({ "role": "assistant", "content": "Hi default-a" }));
-    assert_eq!(requests[1]["messages"][0]["content"], "default-a-stored-b-3");
+    assert_eq!(
+        requests[0]["messages"][0]["content"],
+        "default-a-stored-b-stored-c"
+    );
+    assert_eq!(
+        requests[0]["messages"][1],
+        json!({ "role": "assistant", "content": "Hi default-a" })
+    );
+    assert_eq!(
+        requests[1]["messages"][0]["content"],
+        "default-a-stored-b-3"
+    );
 
-    let (_, history, _) = app.get(&account.key, &format!("/api/conversations/{}", first["conversation_id"].as_str().unwrap())).await;
-    assert_eq!(history["variables"], json!({ "a": "default-a", "b": "stored-b", "c": 3 }));
+    let (_, history, _) = app
+        .get(
+            &account.key,
+            &format!(
+                "/api/conversations/{}",
+                first["conversation_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(
+        history["variables"],
+        json!({ "a": "default-a", "b": "stored-b", "c": 3 })
+    );
 }

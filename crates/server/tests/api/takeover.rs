@@ -11,11 +11,19 @@ async fn while_a_human_has_taken_over_messages_are_stored_unanswered_and_free() 
     let id = first["conversation_id"].as_str().unwrap().to_owned();
     let balance = app.balance(&account).await;
 
-    let (status, off, _) = app.post(&account.key, &format!("/api/automate/conversations/{id}/disable-ai"), &json!({})).await;
+    let (status, off, _) = app
+        .post(
+            &account.key,
+            &format!("/api/automate/conversations/{id}/disable-ai"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(off, json!({ "status": true, "ai_enabled": false }));
 
-    let (status, silent) = app.reply(&account.key, assistant, "c", "is anyone there?").await;
+    let (status, silent) = app
+        .reply(&account.key, assistant, "c", "is anyone there?")
+        .await;
     assert_eq!(status, 200, "{silent}");
     assert_eq!(silent["ai_disabled"], true);
     assert_eq!(silent["reply"], "");
@@ -23,16 +31,38 @@ async fn while_a_human_has_taken_over_messages_are_stored_unanswered_and_free() 
     assert_eq!(app.llm_requests().await.len(), 1);
     assert_eq!(app.balance(&account).await, balance);
 
-    let (_, on, _) = app.post(&account.key, &format!("/api/automate/conversations/{id}/enable-ai"), &json!({})).await;
+    let (_, on, _) = app
+        .post(
+            &account.key,
+            &format!("/api/automate/conversations/{id}/enable-ai"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(on, json!({ "status": true, "ai_enabled": true }));
     let (_, back) = app.reply(&account.key, assistant, "c", "hello?").await;
     assert_eq!(back["ai_disabled"], false);
     assert_eq!(back["reply"], "echo: hello?");
 
     // The unanswered message stays in the history and in the next prompt.
-    let (_, history, _) = app.get(&account.key, &format!("/api/conversations/{id}")).await;
-    let contents: Vec<_> = history["history"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(contents, ["first", "echo: first", "is anyone there?", "hello?", "echo: hello?"]);
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{id}"))
+        .await;
+    let contents: Vec<_> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "first",
+            "echo: first",
+            "is anyone there?",
+            "hello?",
+            "echo: hello?"
+        ]
+    );
     let last_prompt = app.llm_requests().await.pop().unwrap();
     assert_eq!(last_prompt["messages"].as_array().unwrap().len(), 4);
     assert_eq!(app.balance(&account).await, money("9.996"));

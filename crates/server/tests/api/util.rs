@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use anyreply_core::Money;
+use anyreply_server::App;
 use anyreply_server::config::Settings;
 use anyreply_server::models::{account, api_key};
 use anyreply_server::reply::pricing::{ModelPrice, Pricing};
 use anyreply_server::testing::TestDb;
-use anyreply_server::App;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -34,7 +34,9 @@ impl Respond for EchoModel {
             .find(|m| m["role"] == "user")
             .map(|m| m["content"].as_str().unwrap().to_owned())
             .unwrap_or_default();
-        ResponseTemplate::new(200).set_delay(self.delay).set_body_json(chat_completion(&format!("echo: {last_user}")))
+        ResponseTemplate::new(200)
+            .set_delay(self.delay)
+            .set_body_json(chat_completion(&format!("echo: {last_user}")))
     }
 }
 
@@ -64,7 +66,10 @@ pub fn chat_completion(content: &str) -> Value {
 pub fn test_pricing() -> Pricing {
     Pricing {
         per_reply: Money::ZERO,
-        default_price: ModelPrice { input_per_mtok: money("1"), output_per_mtok: money("2") },
+        default_price: ModelPrice {
+            input_per_mtok: money("1"),
+            output_per_mtok: money("2"),
+        },
         per_model: Default::default(),
     }
 }
@@ -99,9 +104,15 @@ impl TestApp {
         Self::spawn_with_model_delay(Duration::ZERO, configure).await
     }
 
-    pub async fn spawn_with_model_delay(delay: Duration, configure: impl FnOnce(&mut Settings)) -> Self {
+    pub async fn spawn_with_model_delay(
+        delay: Duration,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ANYREPLY_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("ANYREPLY_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
             .with_test_writer()
             .try_init();
         let db = TestDb::new().await;
@@ -128,7 +139,10 @@ impl TestApp {
             llm,
             settings: settings.clone(),
             base: String::new(),
-            http: reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             servers: Vec::new(),
         };
         app.base = app.start_server(settings).await;
@@ -142,21 +156,30 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = App::new(settings).unwrap();
         self.servers.push(tokio::spawn(async move {
-            anyreply_server::serve(app, listener, std::future::pending()).await.unwrap();
+            anyreply_server::serve(app, listener, std::future::pending())
+                .await
+                .unwrap();
         }));
         base
     }
 
     pub async fn account(&self, balance: &str) -> TestAccount {
         let mut conn = self.db.connect().await;
-        let id = account::create(&mut conn, "Acme", Some("ops@acme.test"), money(balance)).await.unwrap();
+        let id = account::create(&mut conn, "Acme", Some("ops@acme.test"), money(balance))
+            .await
+            .unwrap();
         let key = api_key::create(&mut conn, id).await.unwrap().key;
         TestAccount { id, key }
     }
 
     pub async fn balance(&self, account: &TestAccount) -> Money {
         let mut conn = self.db.connect().await;
-        account::find(&mut conn, account.id).await.unwrap().unwrap().into_me().total_balance
+        account::find(&mut conn, account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_me()
+            .total_balance
     }
 
     /// Creates an assistant from `body` and returns its id.
@@ -174,7 +197,10 @@ impl TestApp {
         path: &str,
         body: Option<&Value>,
     ) -> (StatusCode, Value, HeaderMap) {
-        let mut request = self.http.request(method, format!("{base}{path}")).bearer_auth(key);
+        let mut request = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(key);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -182,24 +208,39 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
         (status, body, headers)
     }
 
-    pub async fn post(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value, HeaderMap) {
-        self.request(&self.base, reqwest::Method::POST, key, path, Some(body)).await
+    pub async fn post(
+        &self,
+        key: &str,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value, HeaderMap) {
+        self.request(&self.base, reqwest::Method::POST, key, path, Some(body))
+            .await
     }
 
     pub async fn put(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value, HeaderMap) {
-        self.request(&self.base, reqwest::Method::PUT, key, path, Some(body)).await
+        self.request(&self.base, reqwest::Method::PUT, key, path, Some(body))
+            .await
     }
 
     pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value, HeaderMap) {
-        self.request(&self.base, reqwest::Method::GET, key, path, None).await
+        self.request(&self.base, reqwest::Method::GET, key, path, None)
+            .await
     }
 
     /// Sends a customer message and returns status and body.
-    pub async fn reply(&self, key: &str, assistant_id: i64, customer: &str, message: &str) -> (StatusCode, Value) {
+    pub async fn reply(
+        &self,
+        key: &str,
+        assistant_id: i64,
+        customer: &str,
+        message: &str,
+    ) -> (StatusCode, Value) {
         let body = json!({ "assistant_id": assistant_id, "customer_identifier": customer, "message": message });
         let (status, body, _) = self.post(key, "/api/ai/generate-reply", &body).await;
         (status, body)
@@ -241,6 +282,9 @@ pub fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code
     assert_eq!(body["error_code"], code, "{body}");
     assert_eq!(body["success"], false);
     assert_eq!(body["status"], false);
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert_eq!(body["message"], body["error"]);
 }
