@@ -10,6 +10,12 @@ use diesel::result::DatabaseErrorKind;
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
+    /// Boxed to keep `Result<_, ApiError>` small on the happy path.
+    details: Option<Box<Details>>,
+}
+
+#[derive(Debug, Default)]
+struct Details {
     message: Option<String>,
     fields: FieldErrors,
     headers: HeaderMap,
@@ -21,32 +27,34 @@ impl ApiError {
     pub fn new(code: ErrorCode) -> Self {
         Self {
             code,
-            message: None,
-            fields: FieldErrors::default(),
-            headers: HeaderMap::new(),
+            details: None,
         }
     }
 
+    fn details(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Box::default)
+    }
+
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = Some(message.into());
+        self.details().message = Some(message.into());
         self
     }
 
     pub fn validation(fields: FieldErrors) -> Self {
-        Self {
-            fields,
-            ..Self::new(ErrorCode::ValidationError)
-        }
+        let mut error = Self::new(ErrorCode::ValidationError);
+        error.details().fields = fields;
+        error
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.headers
+        self.details()
+            .headers
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         self
     }
 
     pub fn with_headers(mut self, headers: HeaderMap) -> Self {
-        self.headers.extend(headers);
+        self.details().headers.extend(headers);
         self
     }
 
@@ -88,19 +96,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut body = ErrorBody::from(self.code);
-        if let Some(message) = self.message {
-            body = ErrorBody::new(self.code, message);
-        }
-        body.errors = self.fields.into_map();
-        if self.code.is_retryable() && !self.headers.contains_key(header::RETRY_AFTER) {
+        let Details {
+            message,
+            fields,
+            mut headers,
+        } = self.details.map(|d| *d).unwrap_or_default();
+        let mut body = match message {
+            Some(message) => ErrorBody::new(self.code, message),
+            None => ErrorBody::from(self.code),
+        };
+        body.errors = fields.into_map();
+        if self.code.is_retryable() && !headers.contains_key(header::RETRY_AFTER) {
             // Every retryable answer says when; one second is a safe hint for faults.
-            let mut response = (status, self.headers, Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1));
-            return response;
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
         }
-        (status, self.headers, Json(body)).into_response()
+        (status, headers, Json(body)).into_response()
     }
 }
