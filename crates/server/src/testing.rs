@@ -174,3 +174,65 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// Starts the real server on a free loopback port; returns its base URL and its task.
+pub async fn spawn_server(settings: crate::Settings) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = crate::App::new(settings).unwrap();
+    let server = tokio::spawn(async move {
+        crate::serve(app, listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    (base, server)
+}
+
+/// Prompt tokens every [`chat_completion`] reports.
+pub const PROMPT_TOKENS: u32 = 1_000;
+/// Completion tokens every [`chat_completion`] reports.
+pub const COMPLETION_TOKENS: u32 = 500;
+
+/// A `wiremock` model that replies `echo: <last user message>` after `delay`.
+#[derive(Debug)]
+pub struct EchoModel {
+    pub delay: std::time::Duration,
+}
+
+impl wiremock::Respond for EchoModel {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let last_user = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .unwrap_or_default();
+        wiremock::ResponseTemplate::new(200)
+            .set_delay(self.delay)
+            .set_body_json(chat_completion(&format!("echo: {last_user}")))
+    }
+}
+
+/// A Chat Completions response as OpenAI sends it, with fixed usage.
+pub fn chat_completion(content: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_764_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": content, "refusal": null },
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS
+        }
+    })
+}

@@ -4,62 +4,16 @@
 use std::time::Duration;
 
 use anyreply_core::Money;
-use anyreply_server::App;
 use anyreply_server::config::Settings;
 use anyreply_server::models::{account, api_key};
 use anyreply_server::reply::pricing::{ModelPrice, Pricing};
-use anyreply_server::testing::TestDb;
+pub use anyreply_server::testing::chat_completion;
+use anyreply_server::testing::{EchoModel, TestDb, spawn_server};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-pub const PROMPT_TOKENS: u32 = 1_000;
-pub const COMPLETION_TOKENS: u32 = 500;
-
-/// Replies `echo: <last user message>`, reporting fixed token usage.
-pub struct EchoModel {
-    pub delay: Duration,
-}
-
-impl Respond for EchoModel {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        let last_user = body["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|m| m["role"] == "user")
-            .map(|m| m["content"].as_str().unwrap().to_owned())
-            .unwrap_or_default();
-        ResponseTemplate::new(200)
-            .set_delay(self.delay)
-            .set_body_json(chat_completion(&format!("echo: {last_user}")))
-    }
-}
-
-/// A Chat Completions response as OpenAI sends it.
-pub fn chat_completion(content: &str) -> Value {
-    json!({
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 1_764_000_000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{
-            "index": 0,
-            "message": { "role": "assistant", "content": content, "refusal": null },
-            "logprobs": null,
-            "finish_reason": "stop"
-        }],
-        "usage": {
-            "prompt_tokens": PROMPT_TOKENS,
-            "completion_tokens": COMPLETION_TOKENS,
-            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS
-        }
-    })
-}
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Test prices: 1 per million input tokens, 2 per million output tokens, no flat fee.
 /// A reply with the fixed usage above costs 0.002; its reservation is 0.01.
@@ -152,14 +106,8 @@ impl TestApp {
     /// Starts another server process's worth of state (own pool, own tasks) on the same
     /// database and model; returns its base URL.
     pub async fn start_server(&mut self, settings: Settings) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = App::new(settings).unwrap();
-        self.servers.push(tokio::spawn(async move {
-            anyreply_server::serve(app, listener, std::future::pending())
-                .await
-                .unwrap();
-        }));
+        let (base, server) = spawn_server(settings).await;
+        self.servers.push(server);
         base
     }
 
