@@ -140,30 +140,12 @@ async fn two_hundred_calls_to_a_slow_model_share_ten_connections() {
 /// the unanswered message removed.
 #[tokio::test]
 async fn a_reply_abandoned_by_a_dead_process_is_released() {
-    use diesel_async::RunQueryDsl;
-
     let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "first").await;
     let conversation: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
-    let mut conn = app.db.connect().await;
-    // What `admit` leaves behind: the message, its reservation of 1.00, and a lease, expired.
-    diesel::sql_query(
-        "WITH m AS (
-             INSERT INTO messages (id, conversation_id, turn_id, role, content)
-             SELECT id, $1, id, 'user', 'orphan' FROM (SELECT nextval('messages_id_seq') AS id) AS n
-             RETURNING id),
-         charged AS (UPDATE accounts SET balance = balance - 100000000 WHERE id = $2),
-         counted AS (UPDATE conversations SET message_count = message_count + 1 WHERE id = $1)
-         INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
-         SELECT id, $1, $2, 100000000, now() - interval '1 second' FROM m",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(conversation)
-    .bind::<diesel::sql_types::Int8, _>(account.id)
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    leave_an_abandoned_reply(&app, conversation, account.id).await;
     assert_eq!(app.balance(&account).await, crate::util::money("8.998"));
 
     let (status, second) = app.reply(&account.key, assistant, "c", "second").await;
@@ -188,28 +170,12 @@ async fn a_reply_abandoned_by_a_dead_process_is_released() {
 /// The periodic sweep releases abandoned replies in conversations nobody writes to again.
 #[tokio::test]
 async fn the_sweep_releases_abandoned_replies_everywhere() {
-    use diesel_async::RunQueryDsl;
-
     let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "first").await;
     let conversation: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
-    let mut conn = app.db.connect().await;
-    diesel::sql_query(
-        "WITH m AS (
-             INSERT INTO messages (id, conversation_id, turn_id, role, content)
-             SELECT id, $1, id, 'user', 'orphan' FROM (SELECT nextval('messages_id_seq') AS id) AS n
-             RETURNING id),
-         charged AS (UPDATE accounts SET balance = balance - 100000000 WHERE id = $2)
-         INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
-         SELECT id, $1, $2, 100000000, now() - interval '1 second' FROM m",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(conversation)
-    .bind::<diesel::sql_types::Int8, _>(account.id)
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    leave_an_abandoned_reply(&app, conversation, account.id).await;
     let server = anyreply_server::App::new(app.settings.clone()).unwrap();
     let released = anyreply_server::reply::turns::reclaim_expired(&server, None)
         .await
@@ -220,4 +186,27 @@ async fn the_sweep_releases_abandoned_replies_everywhere() {
         .get(&account.key, &format!("/api/conversations/{conversation}"))
         .await;
     assert_eq!(history["history"].as_array().unwrap().len(), 2);
+}
+
+/// What a process that died mid-reply leaves behind: the customer's message, counted in the
+/// conversation, a reservation of 1.00 taken from the balance, and a lease, expired.
+async fn leave_an_abandoned_reply(app: &TestApp, conversation: uuid::Uuid, account_id: i64) {
+    use diesel_async::RunQueryDsl;
+
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(
+        "WITH m AS (
+             INSERT INTO messages (id, conversation_id, turn_id, role, content)
+             SELECT id, $1, id, 'user', 'orphan' FROM (SELECT nextval('messages_id_seq') AS id) AS n
+             RETURNING id),
+         charged AS (UPDATE accounts SET balance = balance - 100000000 WHERE id = $2),
+         counted AS (UPDATE conversations SET message_count = message_count + 1 WHERE id = $1)
+         INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
+         SELECT id, $1, $2, 100000000, now() - interval '1 second' FROM m",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(conversation)
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
