@@ -53,6 +53,8 @@ error_codes! {
     AssistantNotFound = ("ASSISTANT_NOT_FOUND", 404, false, "The assistant ID is invalid or does not belong to your account"),
     /// The conversation does not exist or belongs to another account.
     ConversationNotFound = ("CONVERSATION_NOT_FOUND", 404, false, "Conversation not found"),
+    /// The tool does not exist or belongs to another account.
+    ToolNotFound = ("TOOL_NOT_FOUND", 404, false, "Tool not found"),
     /// No such route.
     NotFound = ("NOT_FOUND", 404, false, "Not found"),
     /// The route exists, the method does not.

@@ -10,7 +10,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
-use crate::controllers::{assistants, conversations, generate_reply, health, me};
+use crate::controllers::{assistants, conversations, generate_reply, health, me, tools};
 use crate::error::ApiError;
 
 pub fn router(app: App) -> Router {
@@ -40,6 +40,11 @@ pub fn router(app: App) -> Router {
         .route(
             "/api/automate/conversations/{id}/enable-ai",
             post(conversations::enable_ai),
+        )
+        .route("/api/user/tools", get(tools::list_tools).post(tools::create_tool))
+        .route(
+            "/api/user/tools/{id}",
+            get(tools::get_tool).put(tools::update_tool).delete(tools::delete_tool),
         )
         .route("/api/user/me", get(me::get_me))
         .route("/health", get(health::get_health))

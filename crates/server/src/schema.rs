@@ -36,6 +36,9 @@ diesel::table! {
         tool_ids -> Array<Int8>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        llm_provider -> Text,
+        fallback_llm_provider -> Nullable<Text>,
+        fallback_llm_model -> Nullable<Text>,
     }
 }
 
@@ -80,6 +83,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tools (id) {
+        id -> Int8,
+        account_id -> Int8,
+        name -> Text,
+        description -> Text,
+        endpoint -> Text,
+        method -> Text,
+        timeout_secs -> Int4,
+        headers -> Jsonb,
+        schema -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(tools -> accounts (account_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(assistants -> accounts (account_id));
 diesel::joinable!(conversations -> assistants (assistant_id));
@@ -92,4 +112,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     pending_replies,
+    tools,
 );

@@ -24,6 +24,12 @@ pub struct Assistant {
     pub variables: Variables,
     pub llm_model: String,
     pub llm_temperature: f64,
+    /// The API that serves `llm_model`.
+    pub llm_provider: LlmProvider,
+    /// Answers when the primary model fails with a retryable error (Famulor: `chat_llm_fallback_id`).
+    pub fallback_llm_model: Option<String>,
+    pub fallback_llm_provider: Option<LlmProvider>,
+    /// Tools the model may call.
     pub tool_ids: Vec<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -61,8 +67,40 @@ pub struct AssistantInput {
     /// 0.0..=2.0; default 0.7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_temperature: Option<f64>,
+    /// `openai` (default) or `anthropic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_provider: Option<LlmProvider>,
+    /// Empty clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_llm_model: Option<String>,
+    /// Default: `llm_provider`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_llm_provider: Option<LlmProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_ids: Option<Vec<i64>>,
+}
+
+/// A model provider's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    /// The OpenAI Chat Completions API, also spoken by Ollama, vLLM, llama.cpp and OpenRouter.
+    Openai,
+    /// The Anthropic Messages API.
+    Anthropic,
+}
+
+impl LlmProvider {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LlmProvider::Openai => "openai",
+            LlmProvider::Anthropic => "anthropic",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Openai, Self::Anthropic].into_iter().find(|p| p.as_str() == text)
+    }
 }
 
 /// Default sampling temperature of a new assistant.
@@ -88,9 +126,29 @@ impl AssistantInput {
             ),
             llm_model: fields.optional_string("llm_model", 0..=MAX_MODEL_NAME_CHARS),
             llm_temperature: fields.optional_number("llm_temperature", 0.0..=2.0),
+            llm_provider: None,
+            fallback_llm_model: fields.optional_string("fallback_llm_model", 0..=MAX_MODEL_NAME_CHARS),
+            fallback_llm_provider: None,
             tool_ids: fields.optional_ids("tool_ids"),
         };
-        fields.errors.finish(input)
+        let llm_provider = fields.optional_string("llm_provider", 1..=32);
+        let fallback_llm_provider = fields.optional_string("fallback_llm_provider", 1..=32);
+        let mut errors = fields.errors;
+        let mut provider = |field: &str, text: Option<String>| {
+            text.and_then(|text| {
+                let parsed = LlmProvider::parse(&text);
+                if parsed.is_none() {
+                    errors.add(field, format!("The {field} must be openai or anthropic."));
+                }
+                parsed
+            })
+        };
+        let input = Self {
+            llm_provider: provider("llm_provider", llm_provider),
+            fallback_llm_provider: provider("fallback_llm_provider", fallback_llm_provider),
+            ..input
+        };
+        errors.finish(input)
     }
 }
 
@@ -116,14 +174,14 @@ mod tests {
     #[test]
     fn bad_fields_are_reported() {
         let errors = AssistantInput::from_json(
-            &json!({ "name": "", "llm_temperature": 3, "tool_ids": ["a"], "variables": "x" }),
+            &json!({ "name": "", "llm_temperature": 3, "tool_ids": ["a"], "variables": "x", "llm_provider": "x" }),
             true,
         )
         .unwrap_err()
         .into_map();
         assert_eq!(
             errors.keys().collect::<Vec<_>>(),
-            ["llm_temperature", "name", "tool_ids", "variables"]
+            ["llm_provider", "llm_temperature", "name", "tool_ids", "variables"]
         );
     }
 }

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody};
-use crate::models::assistant;
+use crate::models::{assistant, tool};
+use diesel_async::AsyncPgConnection;
+use std::collections::HashSet;
 
 pub async fn list_assistants(
     State(app): State<App>,
@@ -28,8 +30,8 @@ pub async fn create_assistant(
     body: JsonBody,
 ) -> ApiResult<(StatusCode, Json<AssistantResponse>)> {
     let input = body.parse(|json| AssistantInput::from_json(json, true))?;
-    check_tools(&input)?;
     let mut conn = app.db().await?;
+    check_tools(&mut conn, caller.account_id, &input).await?;
     let row = assistant::create(
         &mut conn,
         caller.account_id,
@@ -54,8 +56,8 @@ pub async fn update_assistant(
 ) -> ApiResult<Json<AssistantResponse>> {
     let id: i64 = id.parse().map_err(|_| ErrorCode::AssistantNotFound)?;
     let input = body.parse(|json| AssistantInput::from_json(json, false))?;
-    check_tools(&input)?;
     let mut conn = app.db().await?;
+    check_tools(&mut conn, caller.account_id, &input).await?;
     let row = assistant::update(
         &mut conn,
         caller.account_id,
@@ -71,13 +73,15 @@ pub async fn update_assistant(
     }))
 }
 
-/// No tools exist yet, so any attached id names an unknown tool.
-fn check_tools(input: &AssistantInput) -> ApiResult<()> {
-    match input.tool_ids.as_deref() {
-        Some([first, ..]) => Err(ApiError::validation(FieldErrors::single(
+/// Every attached tool must be one of the account's own.
+async fn check_tools(conn: &mut AsyncPgConnection, account_id: i64, input: &AssistantInput) -> ApiResult<()> {
+    let Some(ids) = input.tool_ids.as_deref().filter(|ids| !ids.is_empty()) else { return Ok(()) };
+    let found: HashSet<i64> = tool::find_many(conn, account_id, ids).await?.into_iter().map(|t| t.id).collect();
+    match ids.iter().find(|id| !found.contains(id)) {
+        Some(missing) => Err(ApiError::validation(FieldErrors::single(
             "tool_ids",
-            format!("The tool {first} does not exist."),
+            format!("The tool {missing} does not exist."),
         ))),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }

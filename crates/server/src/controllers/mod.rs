@@ -5,3 +5,4 @@ pub mod conversations;
 pub mod generate_reply;
 pub mod health;
 pub mod me;
+pub mod tools;

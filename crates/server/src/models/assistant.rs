@@ -1,7 +1,7 @@
 //! Assistants: one account's chat configurations.
 
 use anyreply_core::wire::assistants::DEFAULT_TEMPERATURE;
-use anyreply_core::wire::{self, AssistantInput};
+use anyreply_core::wire::{self, AssistantInput, LlmProvider};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -24,10 +24,26 @@ pub struct AssistantRow {
     pub tool_ids: Vec<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub llm_provider: String,
+    pub fallback_llm_provider: Option<String>,
+    pub fallback_llm_model: Option<String>,
 }
 
 impl AssistantRow {
+    pub fn provider(&self) -> LlmProvider {
+        LlmProvider::parse(&self.llm_provider).unwrap_or(LlmProvider::Openai)
+    }
+
+    /// The model that answers when the primary cannot, if any.
+    pub fn fallback(&self) -> Option<(LlmProvider, &str)> {
+        let model = self.fallback_llm_model.as_deref()?;
+        let provider = self.fallback_llm_provider.as_deref().and_then(LlmProvider::parse).unwrap_or(self.provider());
+        Some((provider, model))
+    }
+
     pub fn into_wire(self) -> wire::Assistant {
+        let llm_provider = self.provider();
+        let fallback_llm_provider = self.fallback().map(|(provider, _)| provider);
         wire::Assistant {
             id: self.id,
             name: self.name,
@@ -36,6 +52,9 @@ impl AssistantRow {
             variables: object(self.variables),
             llm_model: self.llm_model,
             llm_temperature: self.llm_temperature,
+            llm_provider,
+            fallback_llm_provider,
+            fallback_llm_model: self.fallback_llm_model,
             tool_ids: self.tool_ids,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -78,6 +97,9 @@ struct AssistantChanges {
     llm_model: Option<String>,
     llm_temperature: Option<f64>,
     tool_ids: Option<Vec<i64>>,
+    llm_provider: Option<String>,
+    fallback_llm_provider: Option<Option<String>>,
+    fallback_llm_model: Option<Option<String>>,
     updated_at: DateTime<Utc>,
 }
 
@@ -100,6 +122,10 @@ impl AssistantChanges {
             }),
             llm_temperature: input.llm_temperature,
             tool_ids: input.tool_ids,
+            llm_provider: input.llm_provider.map(|p| p.as_str().to_owned()),
+            fallback_llm_provider: input.fallback_llm_provider.map(|p| Some(p.as_str().to_owned())),
+            // An empty fallback model means none.
+            fallback_llm_model: input.fallback_llm_model.map(|m| Some(m).filter(|m| !m.trim().is_empty())),
             updated_at: Utc::now(),
         }
     }
@@ -126,6 +152,9 @@ pub async fn create(
                 .unwrap_or_else(|| default_model.to_owned())),
             assistants::llm_temperature.eq(changes.llm_temperature.unwrap_or(DEFAULT_TEMPERATURE)),
             assistants::tool_ids.eq(changes.tool_ids.unwrap_or_default()),
+            assistants::llm_provider.eq(changes.llm_provider.unwrap_or_else(|| LlmProvider::Openai.as_str().to_owned())),
+            assistants::fallback_llm_provider.eq(changes.fallback_llm_provider.flatten()),
+            assistants::fallback_llm_model.eq(changes.fallback_llm_model.flatten()),
         ))
         .returning(AssistantRow::as_returning())
         .get_result(conn)

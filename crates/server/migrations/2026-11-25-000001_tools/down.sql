@@ -1,0 +1,2 @@
+ALTER TABLE assistants DROP COLUMN llm_provider, DROP COLUMN fallback_llm_provider, DROP COLUMN fallback_llm_model;
+DROP TABLE tools;

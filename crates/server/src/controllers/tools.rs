@@ -1,0 +1,86 @@
+//! `POST/GET /api/user/tools`, `GET/PUT/DELETE /api/user/tools/{id}`.
+
+use anyreply_core::wire::{DeletedResponse, ToolInput, ToolList, ToolResponse};
+use anyreply_core::{ErrorCode, FieldErrors};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Caller, JsonBody};
+use crate::models::tool::{self, WriteError};
+
+fn tool_id(text: &str) -> ApiResult<i64> {
+    text.parse().map_err(|_| ErrorCode::ToolNotFound.into())
+}
+
+/// Parses and validates a body, including a full parse of the endpoint URL.
+fn read_input(body: &JsonBody, creating: bool) -> ApiResult<ToolInput> {
+    let input = body.parse(|json| ToolInput::from_json(json, creating))?;
+    if let Some(endpoint) = &input.endpoint {
+        let parsed = url::Url::parse(endpoint).ok().filter(|u| u.host_str().is_some());
+        if parsed.is_none() {
+            return Err(ApiError::validation(FieldErrors::single("endpoint", "The endpoint is not a valid URL.")));
+        }
+    }
+    Ok(input)
+}
+
+fn write_error(error: WriteError) -> ApiError {
+    match error {
+        WriteError::NameTaken => {
+            ApiError::validation(FieldErrors::single("name", "The account already has a tool of that name."))
+        }
+        WriteError::Database(error) => error.into(),
+    }
+}
+
+pub async fn list_tools(State(app): State<App>, caller: Caller) -> ApiResult<Json<ToolList>> {
+    let mut conn = app.db().await?;
+    let rows = tool::list(&mut conn, caller.account_id).await?;
+    Ok(Json(ToolList { data: rows.into_iter().map(|row| row.into_wire()).collect() }))
+}
+
+pub async fn create_tool(
+    State(app): State<App>,
+    caller: Caller,
+    body: JsonBody,
+) -> ApiResult<(StatusCode, Json<ToolResponse>)> {
+    let input = read_input(&body, true)?;
+    let mut conn = app.db().await?;
+    let row = tool::create(&mut conn, caller.account_id, input).await.map_err(write_error)?;
+    Ok((StatusCode::CREATED, Json(ToolResponse { status: true, data: row.into_wire() })))
+}
+
+pub async fn get_tool(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ToolResponse>> {
+    let id = tool_id(&id)?;
+    let mut conn = app.db().await?;
+    let row = tool::find(&mut conn, caller.account_id, id).await?.ok_or(ErrorCode::ToolNotFound)?;
+    Ok(Json(ToolResponse { status: true, data: row.into_wire() }))
+}
+
+pub async fn update_tool(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<ToolResponse>> {
+    let id = tool_id(&id)?;
+    let input = read_input(&body, false)?;
+    let mut conn = app.db().await?;
+    let row = tool::update(&mut conn, caller.account_id, id, input)
+        .await
+        .map_err(write_error)?
+        .ok_or(ErrorCode::ToolNotFound)?;
+    Ok(Json(ToolResponse { status: true, data: row.into_wire() }))
+}
+
+pub async fn delete_tool(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<DeletedResponse>> {
+    let id = tool_id(&id)?;
+    let mut conn = app.db().await?;
+    if !tool::delete(&mut conn, caller.account_id, id).await? {
+        return Err(ErrorCode::ToolNotFound.into());
+    }
+    Ok(Json(DeletedResponse { status: true, message: "Tool deleted".to_owned() }))
+}
