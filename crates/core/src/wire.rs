@@ -16,8 +16,8 @@ pub use conversations::{
 };
 pub use generate_reply::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
 pub use tools::{
-    DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList, ToolParameter,
-    ToolResponse,
+    DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,
+    ToolParameter, ToolResponse,
 };
 
 /// The `variables` of assistants and conversations: a flat JSON object.

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
-use crate::llm::OpenAiClient;
+use crate::llm::{AnthropicClient, OpenAiClient, Providers};
+use crate::tools::ToolRunner;
+use crate::tools::guard::system_lookup;
 
 /// Cheap to clone: everything is behind `Arc`s or is itself a handle.
 #[derive(Clone)]
@@ -13,22 +15,35 @@ pub struct App {
     /// held while the model thinks.
     pub pool: DbPool,
     pub settings: Arc<Settings>,
-    /// The Chat Completions provider.
-    pub llm: OpenAiClient,
+    /// The model providers.
+    pub llm: Providers,
+    /// Calls assistants' tools.
+    pub tools: ToolRunner,
 }
 
 impl App {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
         let pool = crate::db::pool(&settings.database_url, settings.database_pool_size)?;
-        let llm = OpenAiClient::new(
-            &settings.llm_base_url,
-            settings.llm_api_key.clone(),
-            settings.llm_timeout,
-        )?;
+        let llm = Providers {
+            openai: OpenAiClient::new(
+                &settings.llm_base_url,
+                settings.llm_api_key.clone(),
+                settings.llm_timeout,
+            )?,
+            anthropic: AnthropicClient::new(
+                &settings.anthropic_base_url,
+                settings.anthropic_api_key.clone(),
+                settings.llm_timeout,
+            )?,
+            retries: settings.llm_retries,
+            retry_backoff: settings.llm_retry_backoff,
+        };
+        let tools = ToolRunner::new(settings.tool_allowed_hosts.clone(), system_lookup())?;
         Ok(Self {
             pool,
             settings: Arc::new(settings),
             llm,
+            tools,
         })
     }
 

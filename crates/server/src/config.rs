@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::reply::pricing::{ModelPrice, Pricing};
+use crate::tools::guard::AddressPolicy;
 
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
@@ -25,6 +26,20 @@ pub struct Settings {
     pub llm_base_url: Url,
     /// `ANYREPLY_LLM_API_KEY`.
     pub llm_api_key: Option<SecretString>,
+    /// `ANYREPLY_ANTHROPIC_BASE_URL`: the Anthropic Messages API.
+    pub anthropic_base_url: Url,
+    /// `ANYREPLY_ANTHROPIC_API_KEY`.
+    pub anthropic_api_key: Option<SecretString>,
+    /// `ANYREPLY_LLM_RETRIES`: extra attempts after a timeout, 429 or 5xx, before the fallback.
+    pub llm_retries: u32,
+    /// `ANYREPLY_LLM_RETRY_BACKOFF_MS`: pause before the first retry, doubled for each next.
+    pub llm_retry_backoff: Duration,
+    /// `ANYREPLY_TOOL_MAX_ROUNDS`: model turns per reply that may call tools.
+    pub tool_max_rounds: u32,
+    /// `ANYREPLY_TOOL_MAX_CALLS`: tool calls per reply.
+    pub tool_max_calls: u32,
+    /// `ANYREPLY_TOOL_ALLOWED_HOSTS`: non-public hosts, addresses and networks tools may reach.
+    pub tool_allowed_hosts: AddressPolicy,
     /// `ANYREPLY_LLM_DEFAULT_MODEL`: the model of assistants that name none.
     pub llm_default_model: String,
     /// `ANYREPLY_LLM_TIMEOUT_SECS`: longest wait for one model answer.
@@ -41,6 +56,7 @@ pub struct Settings {
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/anyreply";
 pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
 impl Default for Settings {
@@ -51,6 +67,13 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             llm_base_url: Url::parse(DEFAULT_LLM_BASE_URL).expect("constant URL"),
             llm_api_key: None,
+            anthropic_base_url: Url::parse(DEFAULT_ANTHROPIC_BASE_URL).expect("constant URL"),
+            anthropic_api_key: None,
+            llm_retries: 1,
+            llm_retry_backoff: Duration::from_millis(500),
+            tool_max_rounds: 3,
+            tool_max_calls: 8,
+            tool_allowed_hosts: AddressPolicy::default(),
             llm_default_model: DEFAULT_MODEL.to_owned(),
             llm_timeout: Duration::from_secs(60),
             llm_max_output_tokens: 1024,
@@ -72,6 +95,18 @@ impl Settings {
         parse_into("ANYREPLY_LISTEN", &mut s.listen)?;
         parse_into("ANYREPLY_LLM_BASE_URL", &mut s.llm_base_url)?;
         s.llm_api_key = var("ANYREPLY_LLM_API_KEY").map(SecretString::from);
+        parse_into("ANYREPLY_ANTHROPIC_BASE_URL", &mut s.anthropic_base_url)?;
+        s.anthropic_api_key = var("ANYREPLY_ANTHROPIC_API_KEY").map(SecretString::from);
+        parse_into("ANYREPLY_LLM_RETRIES", &mut s.llm_retries)?;
+        let mut backoff_ms = 500_u64;
+        parse_into("ANYREPLY_LLM_RETRY_BACKOFF_MS", &mut backoff_ms)?;
+        s.llm_retry_backoff = Duration::from_millis(backoff_ms);
+        parse_into("ANYREPLY_TOOL_MAX_ROUNDS", &mut s.tool_max_rounds)?;
+        parse_into("ANYREPLY_TOOL_MAX_CALLS", &mut s.tool_max_calls)?;
+        if let Some(allowed) = var("ANYREPLY_TOOL_ALLOWED_HOSTS") {
+            s.tool_allowed_hosts =
+                AddressPolicy::parse(&allowed).context("ANYREPLY_TOOL_ALLOWED_HOSTS")?;
+        }
         if let Some(v) = var("ANYREPLY_LLM_DEFAULT_MODEL") {
             s.llm_default_model = v;
         }

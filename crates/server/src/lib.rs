@@ -19,6 +19,7 @@ pub mod router;
 pub mod schema;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod tools;
 
 use std::future::Future;
 use std::time::Duration;

@@ -41,10 +41,15 @@ pub fn router(app: App) -> Router {
             "/api/automate/conversations/{id}/enable-ai",
             post(conversations::enable_ai),
         )
-        .route("/api/user/tools", get(tools::list_tools).post(tools::create_tool))
+        .route(
+            "/api/user/tools",
+            get(tools::list_tools).post(tools::create_tool),
+        )
         .route(
             "/api/user/tools/{id}",
-            get(tools::get_tool).put(tools::update_tool).delete(tools::delete_tool),
+            get(tools::get_tool)
+                .put(tools::update_tool)
+                .delete(tools::delete_tool),
         )
         .route("/api/user/me", get(me::get_me))
         .route("/health", get(health::get_health))

@@ -99,7 +99,9 @@ impl LlmProvider {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Openai, Self::Anthropic].into_iter().find(|p| p.as_str() == text)
+        [Self::Openai, Self::Anthropic]
+            .into_iter()
+            .find(|p| p.as_str() == text)
     }
 }
 
@@ -127,7 +129,8 @@ impl AssistantInput {
             llm_model: fields.optional_string("llm_model", 0..=MAX_MODEL_NAME_CHARS),
             llm_temperature: fields.optional_number("llm_temperature", 0.0..=2.0),
             llm_provider: None,
-            fallback_llm_model: fields.optional_string("fallback_llm_model", 0..=MAX_MODEL_NAME_CHARS),
+            fallback_llm_model: fields
+                .optional_string("fallback_llm_model", 0..=MAX_MODEL_NAME_CHARS),
             fallback_llm_provider: None,
             tool_ids: fields.optional_ids("tool_ids"),
         };
@@ -181,7 +184,13 @@ mod tests {
         .into_map();
         assert_eq!(
             errors.keys().collect::<Vec<_>>(),
-            ["llm_provider", "llm_temperature", "name", "tool_ids", "variables"]
+            [
+                "llm_provider",
+                "llm_temperature",
+                "name",
+                "tool_ids",
+                "variables"
+            ]
         );
     }
 }

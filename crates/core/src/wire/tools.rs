@@ -184,7 +184,9 @@ impl ToolInput {
                 fields.optional_string("method", 1..=10),
             )
         };
-        let timeout = fields.optional_integer("timeout", TOOL_TIMEOUT_SECS).map(|t| t as u32);
+        let timeout = fields
+            .optional_integer("timeout", TOOL_TIMEOUT_SECS)
+            .map(|t| t as u32);
         let mut errors = fields.errors;
         if let Some(name) = &name {
             let mut chars = name.chars();
@@ -194,21 +196,36 @@ impl ToolInput {
                 errors.add("name", "The name may hold only lowercase letters and underscores, and must start with a letter.");
             }
         }
-        if let Some(endpoint) = &endpoint {
-            if let Err(problem) = check_endpoint(endpoint) {
-                errors.add("endpoint", problem);
-            }
+        if let Some(Err(problem)) = endpoint.as_deref().map(check_endpoint) {
+            errors.add("endpoint", problem);
         }
         let method = method.and_then(|text| {
             let parsed = HttpMethod::parse(&text);
             if parsed.is_none() {
-                errors.add("method", "The method must be one of GET, POST, PUT, PATCH, DELETE.");
+                errors.add(
+                    "method",
+                    "The method must be one of GET, POST, PUT, PATCH, DELETE.",
+                );
             }
             parsed
         });
-        let headers = body.get("headers").filter(|v| !v.is_null()).and_then(|v| read_headers(v, &mut errors));
-        let schema = body.get("schema").filter(|v| !v.is_null()).and_then(|v| read_schema(v, &mut errors));
-        errors.finish(Self { name, description, endpoint, method, timeout, headers, schema })
+        let headers = body
+            .get("headers")
+            .filter(|v| !v.is_null())
+            .and_then(|v| read_headers(v, &mut errors));
+        let schema = body
+            .get("schema")
+            .filter(|v| !v.is_null())
+            .and_then(|v| read_schema(v, &mut errors));
+        errors.finish(Self {
+            name,
+            description,
+            endpoint,
+            method,
+            timeout,
+            headers,
+            schema,
+        })
     }
 }
 
@@ -219,7 +236,11 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
         .or_else(|| endpoint.strip_prefix("http://"))
         .ok_or("The endpoint must be an http or https URL.")?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || endpoint.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty()
+        || endpoint
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err("The endpoint must be an http or https URL.");
     }
     Ok(())
@@ -227,7 +248,10 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
 
 fn read_headers(value: &Value, errors: &mut FieldErrors) -> Option<Vec<ToolHeader>> {
     let Some(items) = value.as_array() else {
-        errors.add("headers", "The headers field must be an array of {name, value}.");
+        errors.add(
+            "headers",
+            "The headers field must be an array of {name, value}.",
+        );
         return None;
     };
     if items.len() > MAX_TOOL_HEADERS {
@@ -241,13 +265,22 @@ fn read_headers(value: &Value, errors: &mut FieldErrors) -> Option<Vec<ToolHeade
         // RFC 9110 token characters.
         let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if name.is_empty() || name.len() > 128 || !name.chars().all(token) {
-            errors.add(format!("headers.{i}.name"), "The header name must be an HTTP token.");
+            errors.add(
+                format!("headers.{i}.name"),
+                "The header name must be an HTTP token.",
+            );
         }
         match value {
             Some(v) if v.len() <= 4096 && !v.chars().any(|c| c.is_control() && c != '\t') => {
-                headers.push(ToolHeader { name: name.to_owned(), value: v.to_owned() });
+                headers.push(ToolHeader {
+                    name: name.to_owned(),
+                    value: v.to_owned(),
+                });
             }
-            _ => errors.add(format!("headers.{i}.value"), "The header value must be a single-line string."),
+            _ => errors.add(
+                format!("headers.{i}.value"),
+                "The header value must be a single-line string.",
+            ),
         }
     }
     Some(headers)
@@ -255,11 +288,17 @@ fn read_headers(value: &Value, errors: &mut FieldErrors) -> Option<Vec<ToolHeade
 
 fn read_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<ToolParameter>> {
     let Some(items) = value.as_array() else {
-        errors.add("schema", "The schema field must be an array of {name, type, description}.");
+        errors.add(
+            "schema",
+            "The schema field must be an array of {name, type, description}.",
+        );
         return None;
     };
     if items.len() > MAX_TOOL_PARAMETERS {
-        errors.add("schema", format!("At most {MAX_TOOL_PARAMETERS} parameters."));
+        errors.add(
+            "schema",
+            format!("At most {MAX_TOOL_PARAMETERS} parameters."),
+        );
         return None;
     }
     let mut seen = HashSet::new();
@@ -267,28 +306,44 @@ fn read_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<ToolParame
     for (i, item) in items.iter().enumerate() {
         let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
         let mut chars = name.chars();
-        let identifier = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let identifier = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
             && name.len() <= 64;
         if !identifier {
-            errors.add(format!("schema.{i}.name"), "The parameter name must be an identifier of letters, digits and underscores.");
+            errors.add(
+                format!("schema.{i}.name"),
+                "The parameter name must be an identifier of letters, digits and underscores.",
+            );
         } else if !seen.insert(name) {
-            errors.add(format!("schema.{i}.name"), "The parameter name is used twice.");
+            errors.add(
+                format!("schema.{i}.name"),
+                "The parameter name is used twice.",
+            );
         }
         let kind = match item.get("type").and_then(Value::as_str) {
             Some("string") => Some(ParameterType::String),
             Some("number") => Some(ParameterType::Number),
             Some("boolean") => Some(ParameterType::Boolean),
             _ => {
-                errors.add(format!("schema.{i}.type"), "The type must be string, number or boolean.");
+                errors.add(
+                    format!("schema.{i}.type"),
+                    "The type must be string, number or boolean.",
+                );
                 None
             }
         };
         let description = match item.get("description") {
             None | Some(Value::Null) => Some(String::new()),
-            Some(Value::String(d)) if d.chars().count() <= MAX_TOOL_DESCRIPTION_CHARS => Some(d.clone()),
+            Some(Value::String(d)) if d.chars().count() <= MAX_TOOL_DESCRIPTION_CHARS => {
+                Some(d.clone())
+            }
             Some(_) => {
-                errors.add(format!("schema.{i}.description"), "The description must be a string of at most 255 characters.");
+                errors.add(
+                    format!("schema.{i}.description"),
+                    "The description must be a string of at most 255 characters.",
+                );
                 None
             }
         };
@@ -296,12 +351,20 @@ fn read_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<ToolParame
             None | Some(Value::Null) => Some(true),
             Some(Value::Bool(b)) => Some(*b),
             Some(_) => {
-                errors.add(format!("schema.{i}.required"), "The required field must be true or false.");
+                errors.add(
+                    format!("schema.{i}.required"),
+                    "The required field must be true or false.",
+                );
                 None
             }
         };
         if let (Some(kind), Some(description), Some(required)) = (kind, description, required) {
-            parameters.push(ToolParameter { name: name.to_owned(), kind, description, required });
+            parameters.push(ToolParameter {
+                name: name.to_owned(),
+                kind,
+                description,
+                required,
+            });
         }
     }
     Some(parameters)
@@ -347,19 +410,38 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "description", "endpoint", "headers.0.name", "headers.0.value", "method", "name",
-                "schema.0.name", "schema.0.type", "schema.2.name", "timeout"
+                "description",
+                "endpoint",
+                "headers.0.name",
+                "headers.0.value",
+                "method",
+                "name",
+                "schema.0.name",
+                "schema.0.type",
+                "schema.2.name",
+                "timeout"
             ]
         );
-        let missing = ToolInput::from_json(&json!({}), true).unwrap_err().into_map();
+        let missing = ToolInput::from_json(&json!({}), true)
+            .unwrap_err()
+            .into_map();
         assert_eq!(missing.len(), 4);
-        assert_eq!(ToolInput::from_json(&json!({}), false).unwrap(), ToolInput::default());
+        assert_eq!(
+            ToolInput::from_json(&json!({}), false).unwrap(),
+            ToolInput::default()
+        );
     }
 
     #[test]
     fn endpoints_must_be_http_urls_with_a_host() {
         assert!(check_endpoint("http://127.0.0.1:8080/x").is_ok());
-        for bad in ["https://", "http:///path", "mailto:a@b", "https://a b.com", "javascript:alert(1)"] {
+        for bad in [
+            "https://",
+            "http:///path",
+            "mailto:a@b",
+            "https://a b.com",
+            "javascript:alert(1)",
+        ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }
     }

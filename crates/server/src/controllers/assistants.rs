@@ -74,9 +74,19 @@ pub async fn update_assistant(
 }
 
 /// Every attached tool must be one of the account's own.
-async fn check_tools(conn: &mut AsyncPgConnection, account_id: i64, input: &AssistantInput) -> ApiResult<()> {
-    let Some(ids) = input.tool_ids.as_deref().filter(|ids| !ids.is_empty()) else { return Ok(()) };
-    let found: HashSet<i64> = tool::find_many(conn, account_id, ids).await?.into_iter().map(|t| t.id).collect();
+async fn check_tools(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: &AssistantInput,
+) -> ApiResult<()> {
+    let Some(ids) = input.tool_ids.as_deref().filter(|ids| !ids.is_empty()) else {
+        return Ok(());
+    };
+    let found: HashSet<i64> = tool::find_many(conn, account_id, ids)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     match ids.iter().find(|id| !found.contains(id)) {
         Some(missing) => Err(ApiError::validation(FieldErrors::single(
             "tool_ids",

@@ -19,9 +19,14 @@ fn tool_id(text: &str) -> ApiResult<i64> {
 fn read_input(body: &JsonBody, creating: bool) -> ApiResult<ToolInput> {
     let input = body.parse(|json| ToolInput::from_json(json, creating))?;
     if let Some(endpoint) = &input.endpoint {
-        let parsed = url::Url::parse(endpoint).ok().filter(|u| u.host_str().is_some());
+        let parsed = url::Url::parse(endpoint)
+            .ok()
+            .filter(|u| u.host_str().is_some());
         if parsed.is_none() {
-            return Err(ApiError::validation(FieldErrors::single("endpoint", "The endpoint is not a valid URL.")));
+            return Err(ApiError::validation(FieldErrors::single(
+                "endpoint",
+                "The endpoint is not a valid URL.",
+            )));
         }
     }
     Ok(input)
@@ -29,9 +34,10 @@ fn read_input(body: &JsonBody, creating: bool) -> ApiResult<ToolInput> {
 
 fn write_error(error: WriteError) -> ApiError {
     match error {
-        WriteError::NameTaken => {
-            ApiError::validation(FieldErrors::single("name", "The account already has a tool of that name."))
-        }
+        WriteError::NameTaken => ApiError::validation(FieldErrors::single(
+            "name",
+            "The account already has a tool of that name.",
+        )),
         WriteError::Database(error) => error.into(),
     }
 }
@@ -39,7 +45,9 @@ fn write_error(error: WriteError) -> ApiError {
 pub async fn list_tools(State(app): State<App>, caller: Caller) -> ApiResult<Json<ToolList>> {
     let mut conn = app.db().await?;
     let rows = tool::list(&mut conn, caller.account_id).await?;
-    Ok(Json(ToolList { data: rows.into_iter().map(|row| row.into_wire()).collect() }))
+    Ok(Json(ToolList {
+        data: rows.into_iter().map(|row| row.into_wire()).collect(),
+    }))
 }
 
 pub async fn create_tool(
@@ -49,15 +57,32 @@ pub async fn create_tool(
 ) -> ApiResult<(StatusCode, Json<ToolResponse>)> {
     let input = read_input(&body, true)?;
     let mut conn = app.db().await?;
-    let row = tool::create(&mut conn, caller.account_id, input).await.map_err(write_error)?;
-    Ok((StatusCode::CREATED, Json(ToolResponse { status: true, data: row.into_wire() })))
+    let row = tool::create(&mut conn, caller.account_id, input)
+        .await
+        .map_err(write_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ToolResponse {
+            status: true,
+            data: row.into_wire(),
+        }),
+    ))
 }
 
-pub async fn get_tool(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ToolResponse>> {
+pub async fn get_tool(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ToolResponse>> {
     let id = tool_id(&id)?;
     let mut conn = app.db().await?;
-    let row = tool::find(&mut conn, caller.account_id, id).await?.ok_or(ErrorCode::ToolNotFound)?;
-    Ok(Json(ToolResponse { status: true, data: row.into_wire() }))
+    let row = tool::find(&mut conn, caller.account_id, id)
+        .await?
+        .ok_or(ErrorCode::ToolNotFound)?;
+    Ok(Json(ToolResponse {
+        status: true,
+        data: row.into_wire(),
+    }))
 }
 
 pub async fn update_tool(
@@ -73,14 +98,24 @@ pub async fn update_tool(
         .await
         .map_err(write_error)?
         .ok_or(ErrorCode::ToolNotFound)?;
-    Ok(Json(ToolResponse { status: true, data: row.into_wire() }))
+    Ok(Json(ToolResponse {
+        status: true,
+        data: row.into_wire(),
+    }))
 }
 
-pub async fn delete_tool(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<DeletedResponse>> {
+pub async fn delete_tool(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeletedResponse>> {
     let id = tool_id(&id)?;
     let mut conn = app.db().await?;
     if !tool::delete(&mut conn, caller.account_id, id).await? {
         return Err(ErrorCode::ToolNotFound.into());
     }
-    Ok(Json(DeletedResponse { status: true, message: "Tool deleted".to_owned() }))
+    Ok(Json(DeletedResponse {
+        status: true,
+        message: "Tool deleted".to_owned(),
+    }))
 }

@@ -1,57 +1,92 @@
-//! Language model providers, behind one small vocabulary.
+//! Language model providers behind one small vocabulary: a prompt of messages and function
+//! definitions in, text or function calls and token usage out.
 
+pub mod anthropic;
 pub mod openai;
 
 use std::fmt;
+use std::time::Duration;
 
+use anyreply_core::wire::LlmProvider;
+use serde_json::Value;
+
+pub use anthropic::AnthropicClient;
 pub use openai::OpenAiClient;
 
 use crate::reply::pricing::TokenUsage;
 
-/// Who speaks a prompt message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PromptRole {
-    System,
-    User,
-    Assistant,
-}
-
 /// One message of a prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptMessage {
-    pub role: PromptRole,
-    pub content: String,
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptMessage {
+    System(String),
+    User(String),
+    Assistant(String),
+    /// The model's own earlier request to call functions.
+    ToolCalls {
+        text: Option<String>,
+        calls: Vec<ToolCall>,
+    },
+    /// What a called function returned, as text for the model.
+    ToolResult {
+        call_id: String,
+        content: String,
+        is_error: bool,
+    },
 }
 
-impl PromptMessage {
-    pub fn new(role: PromptRole, content: impl Into<String>) -> Self {
-        Self {
-            role,
-            content: content.into(),
-        }
-    }
+/// The model asks to call `name` with `arguments`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The provider's id of the call, echoed with its result.
+    pub id: String,
+    pub name: String,
+    /// A JSON object, or a string when the model produced unparseable JSON.
+    pub arguments: Value,
+}
+
+/// A function offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub description: String,
+    /// A JSON Schema object.
+    pub parameters: Value,
 }
 
 /// What to ask the model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Completion<'a> {
     pub model: &'a str,
     pub temperature: f64,
     pub max_output_tokens: u32,
     pub messages: &'a [PromptMessage],
+    pub functions: &'a [FunctionSpec],
+    /// When false the functions stay defined (the prompt may mention earlier calls) but the
+    /// model must answer in text.
+    pub may_call_functions: bool,
 }
 
-/// The model's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the model produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Text(String),
+    ToolCalls {
+        text: Option<String>,
+        calls: Vec<ToolCall>,
+    },
+}
+
+/// The model's answer and what it cost in tokens.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub text: String,
+    pub output: Output,
     pub usage: TokenUsage,
 }
 
 /// Why the model gave no answer. The detail is for logs only: it may quote the provider.
 #[derive(Debug)]
 pub enum LlmError {
-    /// Timeout, connection failure, 429 or 5xx: worth retrying later.
+    /// Timeout, connection failure, 429 or 5xx: worth retrying, or asking the fallback.
     Unavailable(String),
     /// Any other refusal or an unusable answer.
     Failed(String),
@@ -67,3 +102,84 @@ impl fmt::Display for LlmError {
 }
 
 impl std::error::Error for LlmError {}
+
+/// Whether an HTTP status from a provider is worth retrying.
+pub(crate) fn is_transient(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}
+
+/// A failed request, classified; the provider's words stay in the log.
+pub(crate) fn transport_error(error: reqwest::Error) -> LlmError {
+    LlmError::Unavailable(error.without_url().to_string())
+}
+
+/// Every configured provider, with the retry rule shared by all.
+#[derive(Debug, Clone)]
+pub struct Providers {
+    pub openai: OpenAiClient,
+    pub anthropic: AnthropicClient,
+    /// Extra attempts after a retryable failure, before the fallback is asked.
+    pub retries: u32,
+    /// Pause before the first retry; doubled for each further one.
+    pub retry_backoff: Duration,
+}
+
+impl Providers {
+    /// One attempt at one provider.
+    pub async fn complete_once(
+        &self,
+        provider: LlmProvider,
+        completion: &Completion<'_>,
+    ) -> Result<Answer, LlmError> {
+        match provider {
+            LlmProvider::Openai => self.openai.complete(completion).await,
+            LlmProvider::Anthropic => self.anthropic.complete(completion).await,
+        }
+    }
+
+    /// Asks `primary`, retrying retryable failures a bounded number of times; if it still
+    /// cannot answer, asks `fallback`. Returns the answer and the model that gave it.
+    pub async fn complete<'m>(
+        &self,
+        primary: (LlmProvider, &'m str),
+        fallback: Option<(LlmProvider, &'m str)>,
+        completion: Completion<'_>,
+    ) -> Result<(Answer, &'m str), LlmError> {
+        let first = self.with_retries(primary, completion).await;
+        match (first, fallback) {
+            (Err(LlmError::Unavailable(detail)), Some(fallback)) => {
+                tracing::warn!(%detail, model = primary.1, fallback = fallback.1, "primary model unavailable, asking the fallback");
+                self.with_retries(fallback, completion)
+                    .await
+                    .map(|answer| (answer, fallback.1))
+            }
+            (result, _) => result.map(|answer| (answer, primary.1)),
+        }
+    }
+
+    async fn with_retries(
+        &self,
+        (provider, model): (LlmProvider, &str),
+        completion: Completion<'_>,
+    ) -> Result<Answer, LlmError> {
+        let completion = Completion {
+            model,
+            ..completion
+        };
+        let mut pause = self.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            match self.complete_once(provider, &completion).await {
+                Err(LlmError::Unavailable(detail)) if attempt < self.retries => {
+                    tracing::info!(%detail, model, attempt, "retrying the model");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}

@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use url::Url;
 
-use super::{Answer, Completion, LlmError, PromptRole};
+use super::{
+    Answer, Completion, LlmError, Output, PromptMessage, ToolCall, is_transient, transport_error,
+};
 use crate::reply::pricing::TokenUsage;
 
 /// A client of one Chat Completions endpoint.
@@ -22,15 +24,13 @@ pub struct OpenAiClient {
 #[derive(Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
+    messages: Vec<Value>,
     temperature: f64,
     max_tokens: u32,
-}
-
-#[derive(Serialize)]
-struct ChatMessage<'a> {
-    role: &'static str,
-    content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +47,21 @@ struct Choice {
 #[derive(Deserialize)]
 struct ResponseMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ResponseToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ResponseToolCall {
+    id: String,
+    function: ResponseFunction,
+}
+
+#[derive(Deserialize)]
+struct ResponseFunction {
+    name: String,
+    /// JSON text, as the model wrote it.
+    arguments: String,
 }
 
 #[derive(Deserialize)]
@@ -62,46 +77,37 @@ impl OpenAiClient {
         api_key: Option<SecretString>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let mut endpoint = base_url.clone();
-        endpoint
-            .path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("base URL cannot be a base"))?
-            .pop_if_empty()
-            .extend(["chat", "completions"]);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("anyreply/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(Self {
-            http,
-            endpoint,
+            http: super::anthropic::http_client(timeout)?,
+            endpoint: join(base_url, &["chat", "completions"])?,
             api_key,
         })
     }
 
     pub async fn complete(&self, completion: &Completion<'_>) -> Result<Answer, LlmError> {
+        let tools: Vec<Value> = completion
+            .functions
+            .iter()
+            .map(|f| json!({ "type": "function", "function": { "name": f.name, "description": f.description, "parameters": f.parameters } }))
+            .collect();
+        let tool_choice = match (tools.is_empty(), completion.may_call_functions) {
+            (true, _) => None,
+            (false, true) => Some("auto"),
+            (false, false) => Some("none"),
+        };
         let body = ChatRequest {
             model: completion.model,
-            messages: completion
-                .messages
-                .iter()
-                .map(|m| ChatMessage {
-                    role: role_name(m.role),
-                    content: &m.content,
-                })
-                .collect(),
+            messages: completion.messages.iter().map(wire_message).collect(),
             temperature: completion.temperature,
             max_tokens: completion.max_output_tokens,
+            tools,
+            tool_choice,
         };
         let mut request = self.http.post(self.endpoint.clone()).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| LlmError::Unavailable(e.without_url().to_string()))?;
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
             let detail = format!("HTTP {status}");
@@ -118,13 +124,6 @@ impl OpenAiClient {
                 LlmError::Failed(format!("unreadable answer: {}", e.without_url()))
             }
         })?;
-        let text = parsed
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|choice| choice.message.content)
-            .filter(|text| !text.trim().is_empty())
-            .ok_or_else(|| LlmError::Failed("the answer holds no text".into()))?;
         let usage = parsed
             .usage
             .map(|u| TokenUsage {
@@ -132,20 +131,60 @@ impl OpenAiClient {
                 completion_tokens: u.completion_tokens,
             })
             .unwrap_or_default();
-        Ok(Answer { text, usage })
+        let message = parsed
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| LlmError::Failed("no choices".into()))?
+            .message;
+        let text = message.content.filter(|text| !text.trim().is_empty());
+        let output = if message.tool_calls.is_empty() {
+            Output::Text(text.ok_or_else(|| LlmError::Failed("the answer holds no text".into()))?)
+        } else {
+            let calls = message
+                .tool_calls
+                .into_iter()
+                .map(|call| ToolCall {
+                    id: call.id,
+                    arguments: serde_json::from_str(&call.function.arguments)
+                        .unwrap_or(Value::String(call.function.arguments)),
+                    name: call.function.name,
+                })
+                .collect();
+            Output::ToolCalls { text, calls }
+        };
+        Ok(Answer { output, usage })
     }
 }
 
-fn role_name(role: PromptRole) -> &'static str {
-    match role {
-        PromptRole::System => "system",
-        PromptRole::User => "user",
-        PromptRole::Assistant => "assistant",
-    }
+/// `base_url` with `segments` appended to its path.
+pub(crate) fn join(base_url: &Url, segments: &[&str]) -> anyhow::Result<Url> {
+    let mut url = base_url.clone();
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("{base_url} cannot be a base URL"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
-fn is_transient(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
+fn wire_message(message: &PromptMessage) -> Value {
+    match message {
+        PromptMessage::System(text) => json!({ "role": "system", "content": text }),
+        PromptMessage::User(text) => json!({ "role": "user", "content": text }),
+        PromptMessage::Assistant(text) => json!({ "role": "assistant", "content": text }),
+        PromptMessage::ToolCalls { text, calls } => json!({
+            "role": "assistant",
+            "content": text,
+            "tool_calls": calls.iter().map(|call| json!({
+                "id": call.id,
+                "type": "function",
+                "function": { "name": call.name, "arguments": call.arguments.to_string() }
+            })).collect::<Vec<_>>()
+        }),
+        PromptMessage::ToolResult {
+            call_id, content, ..
+        } => {
+            json!({ "role": "tool", "tool_call_id": call_id, "content": content })
+        }
+    }
 }

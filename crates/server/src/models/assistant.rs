@@ -37,7 +37,11 @@ impl AssistantRow {
     /// The model that answers when the primary cannot, if any.
     pub fn fallback(&self) -> Option<(LlmProvider, &str)> {
         let model = self.fallback_llm_model.as_deref()?;
-        let provider = self.fallback_llm_provider.as_deref().and_then(LlmProvider::parse).unwrap_or(self.provider());
+        let provider = self
+            .fallback_llm_provider
+            .as_deref()
+            .and_then(LlmProvider::parse)
+            .unwrap_or(self.provider());
         Some((provider, model))
     }
 
@@ -123,9 +127,13 @@ impl AssistantChanges {
             llm_temperature: input.llm_temperature,
             tool_ids: input.tool_ids,
             llm_provider: input.llm_provider.map(|p| p.as_str().to_owned()),
-            fallback_llm_provider: input.fallback_llm_provider.map(|p| Some(p.as_str().to_owned())),
+            fallback_llm_provider: input
+                .fallback_llm_provider
+                .map(|p| Some(p.as_str().to_owned())),
             // An empty fallback model means none.
-            fallback_llm_model: input.fallback_llm_model.map(|m| Some(m).filter(|m| !m.trim().is_empty())),
+            fallback_llm_model: input
+                .fallback_llm_model
+                .map(|m| Some(m).filter(|m| !m.trim().is_empty())),
             updated_at: Utc::now(),
         }
     }
@@ -152,7 +160,9 @@ pub async fn create(
                 .unwrap_or_else(|| default_model.to_owned())),
             assistants::llm_temperature.eq(changes.llm_temperature.unwrap_or(DEFAULT_TEMPERATURE)),
             assistants::tool_ids.eq(changes.tool_ids.unwrap_or_default()),
-            assistants::llm_provider.eq(changes.llm_provider.unwrap_or_else(|| LlmProvider::Openai.as_str().to_owned())),
+            assistants::llm_provider.eq(changes
+                .llm_provider
+                .unwrap_or_else(|| LlmProvider::Openai.as_str().to_owned())),
             assistants::fallback_llm_provider.eq(changes.fallback_llm_provider.flatten()),
             assistants::fallback_llm_model.eq(changes.fallback_llm_model.flatten()),
         ))

@@ -1,7 +1,7 @@
 //! Tools: an account's HTTP endpoints that its assistants' models may call.
 
-use anyreply_core::wire::{self, HttpMethod, ToolHeader, ToolInput, ToolParameter};
 use anyreply_core::wire::tools::DEFAULT_TOOL_TIMEOUT_SECS;
+use anyreply_core::wire::{self, HttpMethod, ToolHeader, ToolInput, ToolParameter};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -44,7 +44,10 @@ impl ToolRow {
         let headers = self
             .headers()
             .into_iter()
-            .map(|h| ToolHeader { value: mask(&h.value), name: h.name })
+            .map(|h| ToolHeader {
+                value: mask(&h.value),
+                name: h.name,
+            })
             .collect();
         wire::Tool {
             id: self.id,
@@ -65,7 +68,10 @@ impl ToolRow {
 pub fn mask(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
     if chars.len() >= 12 {
-        format!("****{}", chars[chars.len() - 4..].iter().collect::<String>())
+        format!(
+            "****{}",
+            chars[chars.len() - 4..].iter().collect::<String>()
+        )
     } else {
         "****".to_owned()
     }
@@ -81,20 +87,30 @@ pub enum WriteError {
 impl From<diesel::result::Error> for WriteError {
     fn from(error: diesel::result::Error) -> Self {
         match error {
-            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-                WriteError::NameTaken
-            }
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => WriteError::NameTaken,
             other => WriteError::Database(other),
         }
     }
 }
 
 pub async fn list(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<Vec<ToolRow>> {
-    tools::table.filter(tools::account_id.eq(account_id)).order(tools::id).select(ToolRow::as_select()).load(conn).await
+    tools::table
+        .filter(tools::account_id.eq(account_id))
+        .order(tools::id)
+        .select(ToolRow::as_select())
+        .load(conn)
+        .await
 }
 
 /// The tools among `ids` that belong to `account_id`, in id order.
-pub async fn find_many(conn: &mut AsyncPgConnection, account_id: i64, ids: &[i64]) -> QueryResult<Vec<ToolRow>> {
+pub async fn find_many(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    ids: &[i64],
+) -> QueryResult<Vec<ToolRow>> {
     tools::table
         .filter(tools::account_id.eq(account_id))
         .filter(tools::id.eq_any(ids))
@@ -104,7 +120,11 @@ pub async fn find_many(conn: &mut AsyncPgConnection, account_id: i64, ids: &[i64
         .await
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, account_id: i64, id: i64) -> QueryResult<Option<ToolRow>> {
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+) -> QueryResult<Option<ToolRow>> {
     tools::table
         .filter(tools::id.eq(id))
         .filter(tools::account_id.eq(account_id))
@@ -118,7 +138,11 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Array(Vec::new()))
 }
 
-pub async fn create(conn: &mut AsyncPgConnection, account_id: i64, input: ToolInput) -> Result<ToolRow, WriteError> {
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: ToolInput,
+) -> Result<ToolRow, WriteError> {
     Ok(diesel::insert_into(tools::table)
         .values((
             tools::account_id.eq(account_id),
@@ -157,14 +181,24 @@ pub async fn update(
     input: ToolInput,
 ) -> Result<Option<ToolRow>, WriteError> {
     conn.transaction::<_, WriteError, _>(async |conn| {
-        let Some(current) = find(conn, account_id, id).await? else { return Ok(None) };
+        let Some(current) = find(conn, account_id, id).await? else {
+            return Ok(None);
+        };
         let stored = current.headers();
         let headers = input.headers.map(|headers| {
             let kept: Vec<ToolHeader> = headers
                 .into_iter()
-                .map(|header| match stored.iter().find(|s| s.name.eq_ignore_ascii_case(&header.name)) {
-                    Some(old) if header.value == mask(&old.value) => ToolHeader { value: old.value.clone(), ..header },
-                    _ => header,
+                .map(|header| {
+                    match stored
+                        .iter()
+                        .find(|s| s.name.eq_ignore_ascii_case(&header.name))
+                    {
+                        Some(old) if header.value == mask(&old.value) => ToolHeader {
+                            value: old.value.clone(),
+                            ..header
+                        },
+                        _ => header,
+                    }
                 })
                 .collect();
             json(&kept)
@@ -193,10 +227,13 @@ pub async fn update(
 /// Deletes the tool and detaches it from every assistant of the account.
 pub async fn delete(conn: &mut AsyncPgConnection, account_id: i64, id: i64) -> QueryResult<bool> {
     conn.transaction(async |conn| {
-        let deleted =
-            diesel::delete(tools::table.filter(tools::id.eq(id)).filter(tools::account_id.eq(account_id)))
-                .execute(conn)
-                .await?;
+        let deleted = diesel::delete(
+            tools::table
+                .filter(tools::id.eq(id))
+                .filter(tools::account_id.eq(account_id)),
+        )
+        .execute(conn)
+        .await?;
         if deleted == 1 {
             diesel::update(assistants::table.filter(assistants::account_id.eq(account_id)))
                 .set(assistants::tool_ids.eq(array_remove(assistants::tool_ids, id)))

@@ -1,23 +1,29 @@
 //! The heart of generate-reply: admit the customer's message, wait for the conversation's
-//! turn, build the prompt, ask the model, record and charge the reply.
+//! turn, build the prompt, converse with the model (calling tools when it asks), then record
+//! and charge the reply.
 
 pub mod pricing;
 pub mod prompt;
 pub mod turns;
 
-use anyreply_core::ErrorCode;
-use anyreply_core::wire::{GenerateReplyRequest, GenerateReplyResponse};
-
-use crate::app::App;
-use crate::error::{ApiError, ApiResult};
-use crate::llm::{Answer, Completion, LlmError, PromptRole};
-use crate::models::message;
-use crate::schema::conversations;
-use prompt::{PromptBudget, merge_variables, render};
-use turns::{Reply, Turn};
-
+use anyreply_core::wire::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
+use anyreply_core::{ErrorCode, Money};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use futures::future::join_all;
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult};
+use crate::llm::{Completion, FunctionSpec, LlmError, Output, PromptMessage};
+use crate::models::assistant::AssistantRow;
+use crate::models::message;
+use crate::models::tool::{self, ToolRow};
+use crate::schema::conversations;
+use crate::tools::{self as tool_calls, ToolOutcome};
+use pricing::TokenUsage;
+use prompt::{PromptBudget, merge_variables, render};
+use turns::{Reply, Turn};
 
 /// History rows read per query while filling the prompt budget.
 const HISTORY_PAGE: i64 = 64;
@@ -41,100 +47,226 @@ pub async fn generate_reply(
             })??)
         }
     };
+    let (reply, function_calls, ai_disabled) = match reply {
+        Some(conversed) => (conversed.text, conversed.function_calls, false),
+        None => (String::new(), Vec::new(), true),
+    };
     Ok(GenerateReplyResponse {
         success: true,
         conversation_id: admission.conversation_id,
         customer_identifier: request.customer_identifier,
-        ai_disabled: reply.is_none(),
-        reply: reply.unwrap_or_default(),
-        function_calls: Vec::new(),
+        reply,
+        function_calls,
+        ai_disabled,
     })
 }
 
-async fn produce(app: &App, turn: Turn) -> ApiResult<String> {
+/// The most model calls one reply may make, and the most prompt tokens each may carry.
+fn worst_case(settings: &Settings, assistant: &AssistantRow) -> (u32, TokenUsage) {
+    let output = settings.llm_max_output_tokens;
+    if assistant.tool_ids.is_empty() {
+        return (
+            1,
+            TokenUsage {
+                prompt_tokens: settings.context_token_budget,
+                completion_tokens: output,
+            },
+        );
+    }
+    let rounds = settings.tool_max_rounds;
+    let result_tokens = (tool_calls::MAX_RESULT_CHARS as u32).div_ceil(4) + 50;
+    let prompt = settings
+        .context_token_budget
+        .saturating_add(settings.tool_max_calls.saturating_mul(result_tokens))
+        .saturating_add(rounds.saturating_mul(output));
+    (
+        rounds + 1,
+        TokenUsage {
+            prompt_tokens: prompt,
+            completion_tokens: output,
+        },
+    )
+}
+
+/// What is reserved from the balance before a reply is produced.
+pub fn reservation(settings: &Settings, assistant: &AssistantRow) -> Money {
+    let (calls, usage) = worst_case(settings, assistant);
+    let mut models = vec![assistant.llm_model.as_str()];
+    models.extend(assistant.fallback().map(|(_, model)| model));
+    settings.pricing.hold(&models, calls, usage)
+}
+
+/// A finished conversation with the model.
+#[derive(Debug)]
+struct Conversed {
+    text: String,
+    function_calls: Vec<FunctionCall>,
+    cost: Money,
+    usage: TokenUsage,
+}
+
+async fn produce(app: &App, turn: Turn) -> ApiResult<Conversed> {
     turns::wait_for_turn(app, &turn).await?;
-    let answer = match ask_model(app, &turn).await {
-        Ok(answer) => answer,
+    let conversed = tokio::select! {
+        conversed = converse(app, &turn) => conversed,
+        never = turns::hold_lease(app, &turn) => match never {},
+    };
+    let conversed = match conversed {
+        Ok(conversed) => conversed,
         Err(error) => {
             if let Err(release_error) = turns::abandon(app, &turn).await {
-                tracing::error!(
-                    ?release_error,
-                    "could not release a failed turn; its lease will expire"
-                );
+                tracing::error!(?release_error.code, "could not release a failed turn; its lease will expire");
             }
             return Err(error);
         }
     };
-    let assistant = &turn.assistant;
     let reply = Reply {
-        text: &answer.text,
-        cost: app
-            .settings
-            .pricing
-            .cost(&assistant.llm_model, answer.usage),
-        prompt_tokens: answer.usage.prompt_tokens,
-        completion_tokens: answer.usage.completion_tokens,
+        text: &conversed.text,
+        function_calls: &conversed.function_calls,
+        cost: conversed.cost,
+        usage: conversed.usage,
     };
     turns::settle(app, &turn, &reply).await?;
-    Ok(answer.text)
+    Ok(conversed)
 }
 
-async fn ask_model(app: &App, turn: &Turn) -> ApiResult<Answer> {
-    let messages = {
-        let mut conn = app.db().await?;
-        let own_variables: serde_json::Value = conversations::table
-            .find(turn.conversation_id)
-            .select(conversations::variables)
-            .get_result(&mut conn)
-            .await?;
-        let assistant = &turn.assistant;
-        let variables = merge_variables(&assistant.variables, &own_variables);
-        let mut prompt = PromptBudget::new(
-            render(&assistant.system_prompt, &variables),
-            assistant
-                .initial_message
-                .as_deref()
-                .map(|greeting| render(greeting, &variables)),
-            turn.message.clone(),
-            app.settings.context_token_budget,
-        );
-        // Walk back from the newest message, a page at a time, until the budget is spent:
-        // a conversation of 10,000 messages reads no more than one of 10 would need.
-        let mut before = (turn.message_id, 0);
-        'pages: loop {
-            let page =
-                message::newest_before(&mut conn, turn.conversation_id, before, HISTORY_PAGE)
-                    .await?;
-            let page_len = page.len();
-            for row in page {
-                before = (row.turn_id, row.id);
-                let role = if row.role == message::ROLE_ASSISTANT {
-                    PromptRole::Assistant
-                } else {
-                    PromptRole::User
-                };
-                if !prompt.offer(role, &row.content) {
-                    break 'pages;
-                }
-            }
-            if page_len < HISTORY_PAGE as usize {
-                break;
+/// Builds the prompt and the function list (connection returned before the model is asked).
+async fn prepare(app: &App, turn: &Turn) -> ApiResult<(Vec<PromptMessage>, Vec<ToolRow>)> {
+    let mut conn = app.db().await?;
+    let own_variables: serde_json::Value = conversations::table
+        .find(turn.conversation_id)
+        .select(conversations::variables)
+        .get_result(&mut conn)
+        .await?;
+    let assistant = &turn.assistant;
+    let variables = merge_variables(&assistant.variables, &own_variables);
+    let mut prompt = PromptBudget::new(
+        render(&assistant.system_prompt, &variables),
+        assistant
+            .initial_message
+            .as_deref()
+            .map(|greeting| render(greeting, &variables)),
+        turn.message.clone(),
+        app.settings.context_token_budget,
+    );
+    // Walk back from the newest message, a page at a time, until the budget is spent: a
+    // conversation of 10,000 messages reads no more than one of 1,000 would.
+    let mut before = (turn.message_id, 0);
+    'pages: loop {
+        let page =
+            message::newest_before(&mut conn, turn.conversation_id, before, HISTORY_PAGE).await?;
+        let page_len = page.len();
+        for row in page {
+            before = (row.turn_id, row.id);
+            if !prompt.offer(row.role != message::ROLE_ASSISTANT, &row.content) {
+                break 'pages;
             }
         }
-        prompt.into_messages()
+        if page_len < HISTORY_PAGE as usize {
+            break;
+        }
+    }
+    let tools = if assistant.tool_ids.is_empty() {
+        Vec::new()
+    } else {
+        tool::find_many(&mut conn, assistant.account_id, &assistant.tool_ids).await?
     };
+    Ok((prompt.into_messages(), tools))
+}
+
+/// Asks the model; while it asks for tools (within the round and call caps), calls them and
+/// asks again with their results.
+async fn converse(app: &App, turn: &Turn) -> ApiResult<Conversed> {
+    let settings = &app.settings;
     let assistant = &turn.assistant;
-    let completion = Completion {
-        model: &assistant.llm_model,
-        temperature: assistant.llm_temperature,
-        max_output_tokens: app.settings.llm_max_output_tokens,
-        messages: &messages,
-    };
-    app.llm.complete(&completion).await.map_err(|error| {
-        let code = match error {
-            LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
-            LlmError::Failed(_) => ErrorCode::LlmError,
+    let (mut messages, tools) = prepare(app, turn).await?;
+    let functions: Vec<FunctionSpec> = tools.iter().map(tool_calls::function_spec).collect();
+    let primary = (assistant.provider(), assistant.llm_model.as_str());
+    let mut function_calls = Vec::new();
+    let mut usage = TokenUsage::default();
+    let mut cost = settings.pricing.per_reply;
+    for round in 0.. {
+        let may_call = !functions.is_empty()
+            && round < settings.tool_max_rounds
+            && function_calls.len() < settings.tool_max_calls as usize;
+        let completion = Completion {
+            model: primary.1,
+            temperature: assistant.llm_temperature,
+            max_output_tokens: settings.llm_max_output_tokens,
+            messages: &messages,
+            functions: &functions,
+            may_call_functions: may_call,
         };
-        ApiError::internal(code, "the model gave no answer", &error)
-    })
+        let (answer, model) = app
+            .llm
+            .complete(primary, assistant.fallback(), completion)
+            .await
+            .map_err(model_error)?;
+        usage.add(answer.usage);
+        cost = cost.saturating_add(settings.pricing.tokens_cost(model, answer.usage));
+        let (text, calls) = match answer.output {
+            Output::Text(text) => {
+                return Ok(Conversed {
+                    text,
+                    function_calls,
+                    cost,
+                    usage,
+                });
+            }
+            Output::ToolCalls { text, calls } => (text, calls),
+        };
+        if !may_call {
+            // Told to answer in words, the model asked for tools anyway.
+            let text =
+                text.ok_or_else(|| model_error(LlmError::Failed("tool call past the cap".into())))?;
+            return Ok(Conversed {
+                text,
+                function_calls,
+                cost,
+                usage,
+            });
+        }
+        let room = settings.tool_max_calls as usize - function_calls.len();
+        let outcomes = join_all(calls.iter().enumerate().map(|(i, call)| {
+            let tool = tools.iter().find(|t| t.name == call.name);
+            async move {
+                match tool {
+                    _ if i >= room => {
+                        ToolOutcome::error("call_limit", "too many tool calls for one reply")
+                    }
+                    None => ToolOutcome::error(
+                        "unknown_function",
+                        format!("there is no function {}", call.name),
+                    ),
+                    Some(tool) => app.tools.call(tool, &call.arguments).await,
+                }
+            }
+        }))
+        .await;
+        messages.push(PromptMessage::ToolCalls {
+            text,
+            calls: calls.clone(),
+        });
+        for (call, outcome) in calls.into_iter().zip(outcomes) {
+            messages.push(PromptMessage::ToolResult {
+                call_id: call.id,
+                content: outcome.result.to_string(),
+                is_error: outcome.is_error,
+            });
+            function_calls.push(FunctionCall {
+                name: call.name,
+                arguments: call.arguments,
+                result: outcome.result,
+            });
+        }
+    }
+    unreachable!("the loop returns once tools may no longer be called")
+}
+
+fn model_error(error: LlmError) -> ApiError {
+    let code = match error {
+        LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
+        LlmError::Failed(_) => ErrorCode::LlmError,
+    };
+    ApiError::internal(code, "the model gave no answer", &error)
 }

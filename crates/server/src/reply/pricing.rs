@@ -59,23 +59,29 @@ impl Pricing {
             .unwrap_or(self.default_price)
     }
 
-    /// The cost of a reply that used `usage`, rounded up to the sub-unit.
-    pub fn cost(&self, model: &str, usage: TokenUsage) -> Money {
+    /// What `usage` of `model` costs, rounded up to the sub-unit; the flat fee not included.
+    pub fn tokens_cost(&self, model: &str, usage: TokenUsage) -> Money {
         let price = self.price_of(model);
-        let tokens = tokens_cost(usage.prompt_tokens, price.input_per_mtok)
-            .saturating_add(tokens_cost(usage.completion_tokens, price.output_per_mtok));
-        self.per_reply.saturating_add(tokens)
+        tokens_cost(usage.prompt_tokens, price.input_per_mtok)
+            .saturating_add(tokens_cost(usage.completion_tokens, price.output_per_mtok))
     }
 
-    /// The most a reply may cost, reserved from the balance before the model is called.
-    pub fn hold(&self, model: &str, max_prompt_tokens: u32, max_output_tokens: u32) -> Money {
-        self.cost(
-            model,
-            TokenUsage {
-                prompt_tokens: max_prompt_tokens,
-                completion_tokens: max_output_tokens,
-            },
-        )
+    /// The cost of a reply that used `usage` of one model: tokens plus the flat fee.
+    pub fn cost(&self, model: &str, usage: TokenUsage) -> Money {
+        self.per_reply
+            .saturating_add(self.tokens_cost(model, usage))
+    }
+
+    /// The most a reply may cost, reserved from the balance before the model is called:
+    /// `model_calls` calls of `max_usage` each, at the dearest of `models`, plus the flat fee.
+    pub fn hold(&self, models: &[&str], model_calls: u32, max_usage: TokenUsage) -> Money {
+        let dearest = models
+            .iter()
+            .map(|m| self.tokens_cost(m, max_usage))
+            .max()
+            .unwrap_or_default();
+        let calls = Money::from_subunits(dearest.subunits().saturating_mul(i64::from(model_calls)));
+        self.per_reply.saturating_add(calls)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::llm::{PromptMessage, PromptRole};
+use crate::llm::PromptMessage;
 
 /// Fills `{{name}}` (spaces inside the braces allowed) from `variables`. A variable that is
 /// missing or null renders as an empty string; strings render as-is, other values as JSON.
@@ -58,38 +58,40 @@ pub struct PromptBudget {
 impl PromptBudget {
     /// The system prompt, the greeting and the customer's message always go in.
     pub fn new(system: String, greeting: Option<String>, current: String, budget: u32) -> Self {
+        let mut fixed = estimate_tokens(&current);
         let mut head = Vec::new();
         if !system.trim().is_empty() {
-            head.push(PromptMessage::new(PromptRole::System, system));
+            fixed += estimate_tokens(&system);
+            head.push(PromptMessage::System(system));
         }
         if let Some(greeting) = greeting.filter(|g| !g.trim().is_empty()) {
-            head.push(PromptMessage::new(PromptRole::Assistant, greeting));
+            fixed += estimate_tokens(&greeting);
+            head.push(PromptMessage::Assistant(greeting));
         }
-        let current = PromptMessage::new(PromptRole::User, current);
-        let fixed = head
-            .iter()
-            .chain([&current])
-            .map(|m| estimate_tokens(&m.content))
-            .sum::<u32>();
         Self {
             head,
             history_newest_first: Vec::new(),
-            current,
+            current: PromptMessage::User(current),
             remaining: budget.saturating_sub(fixed),
             full: false,
         }
     }
 
-    /// Offers the next older message; `false` once the budget is spent (offer no more).
-    pub fn offer(&mut self, role: PromptRole, content: &str) -> bool {
+    /// Offers the next older message, the customer's (`from_customer`) or the assistant's;
+    /// `false` once the budget is spent (offer no more).
+    pub fn offer(&mut self, from_customer: bool, content: &str) -> bool {
         let cost = estimate_tokens(content);
         if self.full || cost > self.remaining {
             self.full = true;
             return false;
         }
         self.remaining -= cost;
-        self.history_newest_first
-            .push(PromptMessage::new(role, content));
+        let content = content.to_owned();
+        self.history_newest_first.push(if from_customer {
+            PromptMessage::User(content)
+        } else {
+            PromptMessage::Assistant(content)
+        });
         true
     }
 
@@ -133,15 +135,18 @@ mod tests {
     fn keeps_the_newest_history_that_fits() {
         // Fixed part: system (2+4) + current (1+4) = 11 tokens of 31.
         let mut prompt = PromptBudget::new("sys ".repeat(2), None, "now".into(), 31);
-        assert!(prompt.offer(PromptRole::Assistant, "newest..")); // 6
-        assert!(prompt.offer(PromptRole::User, &"x".repeat(40))); // 14
-        assert!(!prompt.offer(PromptRole::Assistant, "old")); // 5 > 0 left
-        assert!(!prompt.offer(PromptRole::User, "")); // nothing after the first refusal
-        let contents: Vec<_> = prompt
-            .into_messages()
-            .into_iter()
-            .map(|m| m.content)
-            .collect();
-        assert_eq!(contents, ["sys sys ", &"x".repeat(40), "newest..", "now"]);
+        assert!(prompt.offer(false, "newest..")); // 6
+        assert!(prompt.offer(true, &"x".repeat(40))); // 14
+        assert!(!prompt.offer(false, "old")); // 5 > 0 left
+        assert!(!prompt.offer(true, "")); // nothing after the first refusal
+        assert_eq!(
+            prompt.into_messages(),
+            [
+                PromptMessage::System("sys sys ".into()),
+                PromptMessage::User("x".repeat(40)),
+                PromptMessage::Assistant("newest..".into()),
+                PromptMessage::User("now".into()),
+            ]
+        );
     }
 }

@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
+use super::pricing::TokenUsage;
 use anyreply_core::ErrorCode;
-use anyreply_core::wire::GenerateReplyRequest;
+use anyreply_core::wire::{FunctionCall, GenerateReplyRequest};
 use diesel::PgJsonbExpressionMethods;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Double, Int8, Uuid as SqlUuid};
@@ -53,7 +54,7 @@ pub async fn admit(
     request: &GenerateReplyRequest,
 ) -> ApiResult<Admission> {
     let settings = &app.settings;
-    let lease = lease_seconds(settings.llm_timeout);
+    let lease = LEASE.as_secs_f64();
     let mut conn = app.db().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         let assistant = assistant::find(conn, account_id, request.assistant_id)
@@ -83,11 +84,7 @@ pub async fn admit(
             .await?;
 
         let hold = if ai_enabled {
-            let hold = settings.pricing.hold(
-                &assistant.llm_model,
-                settings.context_token_budget,
-                settings.llm_max_output_tokens,
-            );
+            let hold = super::reservation(settings, &assistant);
             let reserved = diesel::update(accounts::table.find(account_id).filter(accounts::balance.ge(hold.subunits())))
                 .set(accounts::balance.eq(accounts::balance - hold.subunits()))
                 .execute(conn)
@@ -140,8 +137,37 @@ diesel::define_sql_function! {
 }
 
 /// A lease outlives the slowest model answer with room to record it.
-fn lease_seconds(llm_timeout: Duration) -> f64 {
-    llm_timeout.as_secs_f64() + 30.0
+/// How long a turn's lease lasts unless renewed: the time after which a stopped process's
+/// reply is given up. The owner renews it every [`LEASE_RENEWAL`] while it waits and works.
+pub const LEASE: Duration = Duration::from_secs(30);
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+
+/// Renews the turn's lease for as long as it is polled; run it beside the work it covers.
+pub async fn hold_lease(app: &App, turn: &Turn) -> std::convert::Infallible {
+    let mut interval = tokio::time::interval(LEASE_RENEWAL);
+    loop {
+        interval.tick().await;
+        let renewed = async {
+            let mut conn = app.db().await?;
+            diesel::update(pending_replies::table.find(turn.message_id))
+                .set(pending_replies::lease_until.eq(
+                    diesel::dsl::now.into_sql::<diesel::sql_types::Timestamptz>()
+                        + pg_interval(LEASE),
+                ))
+                .execute(&mut conn)
+                .await?;
+            Ok::<_, ApiError>(())
+        };
+        if let Err(error) = renewed.await {
+            tracing::warn!(?error.code, "could not renew a reply's lease");
+        }
+    }
+}
+
+fn pg_interval(duration: Duration) -> diesel::pg::data_types::PgInterval {
+    diesel::pg::data_types::PgInterval::from_microseconds(
+        i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
+    )
 }
 
 #[derive(QueryableByName)]
@@ -163,7 +189,7 @@ const POLL_MAX: Duration = Duration::from_millis(250);
 /// Returns once every earlier message of the conversation has its reply (or was abandoned),
 /// renewing this message's lease meanwhile. Borrows a connection only for each check.
 pub async fn wait_for_turn(app: &App, turn: &Turn) -> ApiResult<()> {
-    let lease = lease_seconds(app.settings.llm_timeout);
+    let lease = LEASE.as_secs_f64();
     let mut pause = POLL_START;
     loop {
         let state: TurnState = {
@@ -203,9 +229,9 @@ pub async fn wait_for_turn(app: &App, turn: &Turn) -> ApiResult<()> {
 #[derive(Debug)]
 pub struct Reply<'a> {
     pub text: &'a str,
+    pub function_calls: &'a [FunctionCall],
     pub cost: Money,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
+    pub usage: TokenUsage,
 }
 
 /// Records the reply and settles its cost against the reservation, in one transaction. The
@@ -252,11 +278,13 @@ pub async fn settle(app: &App, turn: &Turn, reply: &Reply<'_>) -> ApiResult<()> 
                 messages::turn_id.eq(turn.message_id),
                 messages::role.eq(ROLE_ASSISTANT),
                 messages::content.eq(reply.text),
-                messages::function_calls.eq(Value::Array(Vec::new())),
+                messages::function_calls
+                    .eq(serde_json::to_value(reply.function_calls).unwrap_or_default()),
                 messages::cost.eq(charged),
-                messages::prompt_tokens.eq(i32::try_from(reply.prompt_tokens).unwrap_or(i32::MAX)),
+                messages::prompt_tokens
+                    .eq(i32::try_from(reply.usage.prompt_tokens).unwrap_or(i32::MAX)),
                 messages::completion_tokens
-                    .eq(i32::try_from(reply.completion_tokens).unwrap_or(i32::MAX)),
+                    .eq(i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX)),
             ))
             .execute(conn)
             .await?;
