@@ -12,5 +12,8 @@ mod conversations;
 mod errors;
 mod generate_reply;
 mod llm_failures;
+mod providers;
 mod takeover;
+mod tool_loop;
+mod tools;
 mod util;

@@ -84,6 +84,7 @@ impl TestApp {
             rate_limit_per_minute: 10_000,
             pricing: test_pricing(),
             llm_max_output_tokens: 1_000,
+            llm_retry_backoff: Duration::from_millis(10),
             context_token_budget: 8_000,
             ..Settings::default()
         };
@@ -235,4 +236,45 @@ pub fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code
         "{body}"
     );
     assert_eq!(body["message"], body["error"]);
+}
+
+/// A Chat Completions answer asking for function calls: `(id, name, arguments)`.
+pub fn openai_tool_calls(calls: &[(&str, &str, Value)]) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, arguments)| {
+            json!({ "id": id, "type": "function", "function": { "name": name, "arguments": arguments.to_string() } })
+        })
+        .collect();
+    json!({
+        "id": "chatcmpl-tools",
+        "object": "chat.completion",
+        "created": 1_764_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": null, "tool_calls": calls },
+            "finish_reason": "tool_calls"
+        }],
+        "usage": { "prompt_tokens": 1_000, "completion_tokens": 500, "total_tokens": 1_500 }
+    })
+}
+
+/// An Anthropic Messages answer made of `content` blocks.
+pub fn anthropic_message(content: Value, stop_reason: &str) -> Value {
+    json!({
+        "id": "msg_test",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": null,
+        "usage": { "input_tokens": 2_000, "output_tokens": 100 }
+    })
+}
+
+/// The body of a request a mock server received.
+pub fn body_of(request: &wiremock::Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
 }

@@ -1,0 +1,176 @@
+//! The tools API: Famulor's fields and rules, scoped to the account, secrets never echoed.
+
+use serde_json::{Value, json};
+
+use crate::util::{TestApp, assert_error};
+
+const SECRET: &str = "Bearer sk-live-0123456789abcdef";
+
+fn calendar_tool() -> Value {
+    json!({
+        "name": "check_calendar",
+        "description": "Free slots on a day",
+        "endpoint": "https://crm.example.com/slots",
+        "method": "GET",
+        "timeout": 5,
+        "headers": [{ "name": "Authorization", "value": SECRET }],
+        "schema": [{ "name": "date", "type": "string", "description": "YYYY-MM-DD" }]
+    })
+}
+
+#[tokio::test]
+async fn create_read_update_and_delete_a_tool_without_echoing_secrets() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (status, created, _) = app
+        .post(&account.key, "/api/user/tools", &calendar_tool())
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let tool = &created["data"];
+    let id = tool["id"].as_i64().unwrap();
+    assert_eq!(tool["method"], "GET");
+    assert_eq!(tool["timeout"], 5);
+    assert_eq!(
+        tool["headers"],
+        json!([{ "name": "Authorization", "value": "****cdef" }])
+    );
+    assert_eq!(
+        tool["schema"],
+        json!([{ "name": "date", "type": "string", "description": "YYYY-MM-DD", "required": true }])
+    );
+
+    let (_, got, _) = app
+        .get(&account.key, &format!("/api/user/tools/{id}"))
+        .await;
+    assert_eq!(got["data"], created["data"]);
+    let (_, list, _) = app.get(&account.key, "/api/user/tools").await;
+    assert_eq!(list["data"], json!([created["data"]]));
+    for answer in [&created, &got, &list] {
+        assert!(!answer.to_string().contains("sk-live"), "{answer}");
+    }
+
+    // A partial update; the masked header sent back keeps its secret.
+    let (status, updated, _) = app
+        .put(
+            &account.key,
+            &format!("/api/user/tools/{id}"),
+            &json!({ "description": "Slots", "headers": [{ "name": "Authorization", "value": "****cdef" }, { "name": "X-Extra", "value": "1" }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["description"], "Slots");
+    assert_eq!(updated["data"]["endpoint"], "https://crm.example.com/slots");
+    let mut conn = app.db.connect().await;
+    let stored = anyreply_server::models::tool::find(&mut conn, account.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.headers()[0].value, SECRET);
+    assert_eq!(stored.headers()[1].value, "1");
+
+    // Attached to an assistant, then deleted: the assistant lets go of it.
+    let assistant = app
+        .assistant(&account, &json!({ "name": "A", "tool_ids": [id] }))
+        .await;
+    let (status, deleted, _) = app
+        .request(
+            &app.base,
+            reqwest::Method::DELETE,
+            &account.key,
+            &format!("/api/user/tools/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(deleted["status"], true);
+    let (status, body, _) = app
+        .get(&account.key, &format!("/api/user/tools/{id}"))
+        .await;
+    assert_error(status, &body, 404, "TOOL_NOT_FOUND");
+    let (_, assistants, _) = app.get(&account.key, "/api/user/assistants/get").await;
+    assert_eq!(assistants["data"][0]["id"], assistant);
+    assert_eq!(assistants["data"][0]["tool_ids"], json!([]));
+}
+
+#[tokio::test]
+async fn tool_rules_are_enforced() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (status, _, _) = app
+        .post(&account.key, "/api/user/tools", &calendar_tool())
+        .await;
+    assert_eq!(status, 201);
+    let (status, body, _) = app
+        .post(&account.key, "/api/user/tools", &calendar_tool())
+        .await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR");
+    assert!(
+        body["errors"]["name"][0]
+            .as_str()
+            .unwrap()
+            .contains("already")
+    );
+
+    let mut bad = calendar_tool();
+    bad["name"] = json!("CheckCalendar");
+    bad["endpoint"] = json!("file:///etc/passwd");
+    bad["method"] = json!("TRACE");
+    bad["timeout"] = json!(0);
+    bad["description"] = json!("d".repeat(256));
+    bad["schema"] = json!([{ "name": "when", "type": "date" }]);
+    let (status, body, _) = app.post(&account.key, "/api/user/tools", &bad).await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR");
+    let fields: Vec<_> = body["errors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "description",
+            "endpoint",
+            "method",
+            "name",
+            "schema.0.type",
+            "timeout"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_tools_are_out_of_reach() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("10").await;
+    let other = app.account("10").await;
+    let (_, created, _) = app
+        .post(&owner.key, "/api/user/tools", &calendar_tool())
+        .await;
+    let id = created["data"]["id"].as_i64().unwrap();
+    let path = format!("/api/user/tools/{id}");
+    let (status, body, _) = app.get(&other.key, &path).await;
+    assert_error(status, &body, 404, "TOOL_NOT_FOUND");
+    let (status, body, _) = app
+        .put(&other.key, &path, &json!({ "name": "stolen" }))
+        .await;
+    assert_error(status, &body, 404, "TOOL_NOT_FOUND");
+    let (status, body, _) = app
+        .request(&app.base, reqwest::Method::DELETE, &other.key, &path, None)
+        .await;
+    assert_error(status, &body, 404, "TOOL_NOT_FOUND");
+    let (_, list, _) = app.get(&other.key, "/api/user/tools").await;
+    assert_eq!(list["data"], json!([]));
+    // Nor can it be attached to another account's assistant.
+    let (status, body, _) = app
+        .post(
+            &other.key,
+            "/api/user/assistant",
+            &json!({ "name": "A", "tool_ids": [id] }),
+        )
+        .await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR");
+    assert!(body["errors"]["tool_ids"].is_array());
+    let (_, still, _) = app.get(&owner.key, &path).await;
+    assert_eq!(still["data"]["name"], "check_calendar");
+}
