@@ -61,6 +61,10 @@ error_codes! {
     MethodNotAllowed = ("METHOD_NOT_ALLOWED", 405, false, "Method not allowed"),
     /// The body exceeds the documented maximum size.
     PayloadTooLarge = ("PAYLOAD_TOO_LARGE", 413, false, "The request body is too large"),
+    /// A request with this `Idempotency-Key` is still running; retry after `Retry-After`.
+    IdempotencyConflict = ("IDEMPOTENCY_CONFLICT", 409, true, "A request with this Idempotency-Key is still being processed"),
+    /// The `Idempotency-Key` was used before with a different request.
+    IdempotencyKeyReused = ("IDEMPOTENCY_KEY_REUSED", 422, false, "This Idempotency-Key was already used with a different request"),
     /// One or more fields are invalid; see `errors`.
     ValidationError = ("VALIDATION_ERROR", 422, false, "The given data was invalid"),
     /// Too many requests for this API key; see `Retry-After`.

@@ -48,6 +48,9 @@ pub struct Settings {
     pub llm_max_output_tokens: u32,
     /// `ANYREPLY_CONTEXT_TOKEN_BUDGET`: estimated tokens of prompt sent to the model.
     pub context_token_budget: u32,
+    /// `ANYREPLY_REPLY_LEASE_SECS`: how long a stopped process's reply (and idempotency key)
+    /// stays reserved before another may take it over. Renewed every third of it.
+    pub reply_lease: Duration,
     /// `ANYREPLY_RATE_LIMIT_PER_MINUTE`: generate-reply calls per API key per minute.
     pub rate_limit_per_minute: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
@@ -78,6 +81,7 @@ impl Default for Settings {
             llm_timeout: Duration::from_secs(60),
             llm_max_output_tokens: 1024,
             context_token_budget: 8000,
+            reply_lease: Duration::from_secs(30),
             rate_limit_per_minute: 60,
             pricing: Pricing::default(),
         }

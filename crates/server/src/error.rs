@@ -92,20 +92,29 @@ impl From<crate::db::PoolError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let Details {
-            message,
-            fields,
-            mut headers,
-        } = self.details.map(|d| *d).unwrap_or_default();
-        let mut body = match message {
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The envelope this error answers with.
+    pub fn body(&self) -> ErrorBody {
+        let details = self.details.as_deref();
+        let mut body = match details.and_then(|d| d.message.clone()) {
             Some(message) => ErrorBody::new(self.code, message),
             None => ErrorBody::from(self.code),
         };
-        body.errors = fields.into_map();
+        body.errors = details
+            .map(|d| d.fields.clone().into_map())
+            .unwrap_or_default();
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = (self.status(), self.body());
+        let mut headers = self.details.map(|d| d.headers).unwrap_or_default();
         if self.code.is_retryable() && !headers.contains_key(header::RETRY_AFTER) {
             // Every retryable answer says when; one second is a safe hint for faults.
             headers.insert(header::RETRY_AFTER, HeaderValue::from(1));

@@ -11,6 +11,7 @@ pub mod controllers;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod llm;
 pub mod models;
 pub mod rate_limit;
@@ -52,6 +53,9 @@ async fn sweep_abandoned_replies(app: App) {
         interval.tick().await;
         if let Err(error) = reply::turns::reclaim_expired(&app, None).await {
             tracing::warn!(?error.code, "sweeping abandoned replies failed");
+        }
+        if let Err(error) = idempotency::purge_expired(&app).await {
+            tracing::warn!(?error.code, "purging old idempotency keys failed");
         }
     }
 }

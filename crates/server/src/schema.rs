@@ -99,6 +99,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    idempotency_keys (account_id, key) {
+        account_id -> Int8,
+        key -> Text,
+        fingerprint -> Bytea,
+        response_status -> Nullable<Int4>,
+        response_body -> Nullable<Jsonb>,
+        locked_until -> Timestamptz,
+        message_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(tools -> accounts (account_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(assistants -> accounts (account_id));
@@ -111,6 +124,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     assistants,
     conversations,
     messages,
+    idempotency_keys,
     pending_replies,
     tools,
 );

@@ -4,11 +4,13 @@ use anyreply_core::wire::{AssistantInput, AssistantList, AssistantResponse};
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody};
+use crate::idempotency;
 use crate::models::{assistant, tool};
 use diesel_async::AsyncPgConnection;
 use std::collections::HashSet;
@@ -27,25 +29,29 @@ pub async fn list_assistants(
 pub async fn create_assistant(
     State(app): State<App>,
     caller: Caller,
+    headers: HeaderMap,
     body: JsonBody,
-) -> ApiResult<(StatusCode, Json<AssistantResponse>)> {
+) -> ApiResult<Response> {
     let input = body.parse(|json| AssistantInput::from_json(json, true))?;
-    let mut conn = app.db().await?;
-    check_tools(&mut conn, caller.account_id, &input).await?;
-    let row = assistant::create(
-        &mut conn,
-        caller.account_id,
-        input,
-        &app.settings.llm_default_model,
+    let fingerprint = idempotency::fingerprint("POST", "/api/user/assistant", Some(&body.0));
+    let default_model = app.settings.llm_default_model.clone();
+    let account_id = caller.account_id;
+    Ok(
+        idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
+            Box::pin(async move {
+                check_tools(conn, account_id, &input).await?;
+                let row = assistant::create(conn, account_id, input, &default_model).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    AssistantResponse {
+                        status: true,
+                        data: row.into_wire(),
+                    },
+                ))
+            })
+        })
+        .await,
     )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(AssistantResponse {
-            status: true,
-            data: row.into_wire(),
-        }),
-    ))
 }
 
 pub async fn update_assistant(

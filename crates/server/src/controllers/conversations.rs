@@ -7,12 +7,15 @@ use anyreply_core::wire::{AiToggleResponse, ConversationHistory, ConversationPag
 use anyreply_core::{ErrorCode, Money};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
+use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::{assistant, message};
 use crate::reply::prompt::merge_variables;
@@ -99,32 +102,51 @@ pub async fn list_conversations(
 pub async fn disable_ai(
     State(app): State<App>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<AiToggleResponse>> {
-    set_ai(app, caller, &id, false).await
+) -> ApiResult<Response> {
+    set_ai(app, caller, &headers, &id, false).await
 }
 
 pub async fn enable_ai(
     State(app): State<App>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<AiToggleResponse>> {
-    set_ai(app, caller, &id, true).await
+) -> ApiResult<Response> {
+    set_ai(app, caller, &headers, &id, true).await
 }
 
 async fn set_ai(
     app: App,
     caller: Caller,
+    headers: &HeaderMap,
     id: &str,
     enabled: bool,
-) -> ApiResult<Json<AiToggleResponse>> {
+) -> ApiResult<Response> {
     let id = conversation_id(id)?;
-    let mut conn = app.db().await?;
-    let ai_enabled = conversation::set_ai_enabled(&mut conn, caller.account_id, id, enabled)
-        .await?
-        .ok_or(ErrorCode::ConversationNotFound)?;
-    Ok(Json(AiToggleResponse {
-        status: true,
-        ai_enabled,
-    }))
+    let action = if enabled { "enable-ai" } else { "disable-ai" };
+    let fingerprint = idempotency::fingerprint(
+        "POST",
+        &format!("/api/automate/conversations/{id}/{action}"),
+        None,
+    );
+    let account_id = caller.account_id;
+    Ok(
+        idempotency::execute(&app, account_id, headers, fingerprint, move |conn| {
+            Box::pin(async move {
+                let ai_enabled = conversation::set_ai_enabled(conn, account_id, id, enabled)
+                    .await?
+                    .ok_or(ErrorCode::ConversationNotFound)?;
+                Ok((
+                    StatusCode::OK,
+                    AiToggleResponse {
+                        status: true,
+                        ai_enabled,
+                    },
+                ))
+            })
+        })
+        .await,
+    )
 }

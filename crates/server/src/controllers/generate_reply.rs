@@ -4,26 +4,40 @@ use anyreply_core::ErrorCode;
 use anyreply_core::wire::GenerateReplyRequest;
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
+use crate::idempotency::{self, Begin};
 use crate::{rate_limit, reply};
 
 pub async fn generate_reply(
     State(app): State<App>,
     caller: Caller,
+    headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let request = body.parse(GenerateReplyRequest::from_json)?;
+    let fingerprint = idempotency::fingerprint("POST", "/api/ai/generate-reply", Some(&body.0));
+    let claim = match idempotency::begin(&app, caller.account_id, &headers, fingerprint).await? {
+        Begin::Answer(replayed) => return Ok(replayed),
+        Begin::Run(claim) => Some(claim),
+        Begin::Unkeyed => None,
+    };
     let limit = rate_limit::count_call(&app, caller.api_key_id).await?;
     if limit.exceeded {
-        return Err(ApiError::new(ErrorCode::RateLimited)
+        let error = ApiError::new(ErrorCode::RateLimited)
             .with_retry_after(limit.reset)
-            .with_headers(limit.headers()));
+            .with_headers(limit.headers());
+        if let Some(claim) = claim {
+            // Refused before any work: the key stays free for the retry.
+            claim.fail(&app, &error).await;
+        }
+        return Err(error);
     }
-    match reply::generate_reply(&app, caller.account_id, request).await {
+    match reply::generate_reply(&app, caller.account_id, request, claim).await {
         Ok(response) => Ok((limit.headers(), Json(response)).into_response()),
         Err(error) => Err(error.with_headers(limit.headers())),
     }

@@ -4,11 +4,13 @@ use anyreply_core::wire::{DeletedResponse, ToolInput, ToolList, ToolResponse};
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody};
+use crate::idempotency;
 use crate::models::tool::{self, WriteError};
 
 fn tool_id(text: &str) -> ApiResult<i64> {
@@ -53,20 +55,29 @@ pub async fn list_tools(State(app): State<App>, caller: Caller) -> ApiResult<Jso
 pub async fn create_tool(
     State(app): State<App>,
     caller: Caller,
+    headers: HeaderMap,
     body: JsonBody,
-) -> ApiResult<(StatusCode, Json<ToolResponse>)> {
+) -> ApiResult<Response> {
     let input = read_input(&body, true)?;
-    let mut conn = app.db().await?;
-    let row = tool::create(&mut conn, caller.account_id, input)
-        .await
-        .map_err(write_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ToolResponse {
-            status: true,
-            data: row.into_wire(),
-        }),
-    ))
+    let fingerprint = idempotency::fingerprint("POST", "/api/user/tools", Some(&body.0));
+    let account_id = caller.account_id;
+    Ok(
+        idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
+            Box::pin(async move {
+                let row = tool::create(conn, account_id, input)
+                    .await
+                    .map_err(write_error)?;
+                Ok((
+                    StatusCode::CREATED,
+                    ToolResponse {
+                        status: true,
+                        data: row.into_wire(),
+                    },
+                ))
+            })
+        })
+        .await,
+    )
 }
 
 pub async fn get_tool(

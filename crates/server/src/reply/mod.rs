@@ -15,6 +15,7 @@ use futures::future::join_all;
 use crate::app::App;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::Claim;
 use crate::llm::{Completion, FunctionSpec, LlmError, Output, PromptMessage};
 use crate::models::assistant::AssistantRow;
 use crate::models::message;
@@ -28,33 +29,46 @@ use turns::{Reply, Turn};
 /// History rows read per query while filling the prompt budget.
 const HISTORY_PAGE: i64 = 64;
 
-/// Answers one customer message.
+/// Answers one customer message, under the request's idempotency `claim` if it has one.
+///
+/// Runs on its own task, so a client that hangs up cannot strand a paid reply half-way: the
+/// reply is recorded (and its answer stored under the claim) all the same.
 pub async fn generate_reply(
     app: &App,
     account_id: i64,
     request: GenerateReplyRequest,
+    claim: Option<Claim>,
 ) -> ApiResult<GenerateReplyResponse> {
-    let admission = turns::admit(app, account_id, &request).await?;
-    let reply = match admission.turn {
-        None => None,
-        // Finished on its own task, so a client that hangs up cannot strand a paid reply
-        // half-way: the reply is recorded and shows in the history.
-        Some(turn) => {
-            let app = app.clone();
-            let task = tokio::spawn(async move { produce(&app, turn).await });
-            Some(task.await.map_err(|e| {
-                ApiError::internal(ErrorCode::InternalError, "reply task failed", &e)
-            })??)
+    let app = app.clone();
+    let task = tokio::spawn(async move {
+        let result = answer(&app, account_id, &request, claim.as_ref()).await;
+        if let (Err(error), Some(claim)) = (&result, &claim) {
+            claim.fail(&app, error).await;
         }
-    };
-    let (reply, function_calls, ai_disabled) = match reply {
-        Some(conversed) => (conversed.text, conversed.function_calls, false),
+        result
+    });
+    task.await
+        .map_err(|e| ApiError::internal(ErrorCode::InternalError, "reply task failed", &e))?
+}
+
+async fn answer(
+    app: &App,
+    account_id: i64,
+    request: &GenerateReplyRequest,
+    claim: Option<&Claim>,
+) -> ApiResult<GenerateReplyResponse> {
+    let admission = turns::admit(app, account_id, request, claim).await?;
+    let (reply, function_calls, ai_disabled) = match admission.turn {
+        Some(turn) => {
+            let conversed = produce(app, turn, claim).await?;
+            (conversed.text, conversed.function_calls, false)
+        }
         None => (String::new(), Vec::new(), true),
     };
     Ok(GenerateReplyResponse {
         success: true,
         conversation_id: admission.conversation_id,
-        customer_identifier: request.customer_identifier,
+        customer_identifier: request.customer_identifier.clone(),
         reply,
         function_calls,
         ai_disabled,
@@ -105,11 +119,13 @@ struct Conversed {
     usage: TokenUsage,
 }
 
-async fn produce(app: &App, turn: Turn) -> ApiResult<Conversed> {
-    turns::wait_for_turn(app, &turn).await?;
+async fn produce(app: &App, turn: Turn, claim: Option<&Claim>) -> ApiResult<Conversed> {
     let conversed = tokio::select! {
-        conversed = converse(app, &turn) => conversed,
-        never = turns::hold_lease(app, &turn) => match never {},
+        conversed = async {
+            turns::wait_for_turn(app, &turn).await?;
+            converse(app, &turn).await
+        } => conversed,
+        never = turns::hold_lease(app, &turn, claim) => match never {},
     };
     let conversed = match conversed {
         Ok(conversed) => conversed,
@@ -126,7 +142,7 @@ async fn produce(app: &App, turn: Turn) -> ApiResult<Conversed> {
         cost: conversed.cost,
         usage: conversed.usage,
     };
-    turns::settle(app, &turn, &reply).await?;
+    turns::settle(app, &turn, &reply, claim).await?;
     Ok(conversed)
 }
 

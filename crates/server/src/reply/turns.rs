@@ -11,8 +11,10 @@
 use std::time::Duration;
 
 use super::pricing::TokenUsage;
+use crate::idempotency::Claim;
 use anyreply_core::ErrorCode;
-use anyreply_core::wire::{FunctionCall, GenerateReplyRequest};
+use anyreply_core::wire::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
+use axum::http::StatusCode;
 use diesel::PgJsonbExpressionMethods;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Double, Int8, Uuid as SqlUuid};
@@ -41,20 +43,23 @@ pub struct Admission {
 pub struct Turn {
     pub conversation_id: Uuid,
     pub message_id: i64,
+    pub customer_identifier: String,
     pub message: String,
     pub assistant: AssistantRow,
 }
 
 /// Stores the message in its conversation (created on first contact) and, unless a human has
 /// taken over, reserves the reply's most possible cost and queues the message for a reply.
-/// All or nothing: a message that cannot be paid for is not stored.
+/// All or nothing: a message that cannot be paid for is not stored. Under an idempotency
+/// `claim`, a takeover's answer is stored with the message, a reply's queued message noted.
 pub async fn admit(
     app: &App,
     account_id: i64,
     request: &GenerateReplyRequest,
+    claim: Option<&Claim>,
 ) -> ApiResult<Admission> {
     let settings = &app.settings;
-    let lease = LEASE.as_secs_f64();
+    let lease = settings.reply_lease.as_secs_f64();
     let mut conn = app.db().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         let assistant = assistant::find(conn, account_id, request.assistant_id)
@@ -110,8 +115,22 @@ pub async fn admit(
             .await?;
 
         let Some(hold) = hold else {
+            if let Some(claim) = claim {
+                let answer = GenerateReplyResponse {
+                    success: true,
+                    conversation_id,
+                    customer_identifier: request.customer_identifier.clone(),
+                    reply: String::new(),
+                    function_calls: Vec::new(),
+                    ai_disabled: true,
+                };
+                claim.complete(conn, StatusCode::OK, &answer).await?;
+            }
             return Ok(Admission { conversation_id, turn: None });
         };
+        if let Some(claim) = claim {
+            claim.attach_message(conn, message_id).await?;
+        }
         diesel::sql_query(
             "INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
              VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
@@ -125,7 +144,13 @@ pub async fn admit(
         .await?;
         Ok(Admission {
             conversation_id,
-            turn: Some(Turn { conversation_id, message_id, message: request.message.clone(), assistant }),
+            turn: Some(Turn {
+                conversation_id,
+                message_id,
+                customer_identifier: request.customer_identifier.clone(),
+                message: request.message.clone(),
+                assistant,
+            }),
         })
     })
     .await
@@ -136,38 +161,30 @@ diesel::define_sql_function! {
     fn nextval(sequence: diesel::sql_types::Text) -> Int8;
 }
 
-/// A lease outlives the slowest model answer with room to record it.
-/// How long a turn's lease lasts unless renewed: the time after which a stopped process's
-/// reply is given up. The owner renews it every [`LEASE_RENEWAL`] while it waits and works.
-pub const LEASE: Duration = Duration::from_secs(30);
-const LEASE_RENEWAL: Duration = Duration::from_secs(10);
-
-/// Renews the turn's lease for as long as it is polled; run it beside the work it covers.
-pub async fn hold_lease(app: &App, turn: &Turn) -> std::convert::Infallible {
-    let mut interval = tokio::time::interval(LEASE_RENEWAL);
+/// Renews the turn's lease (`ANYREPLY_REPLY_LEASE_SECS`, past which a stopped process's reply
+/// is given up) and the request's idempotency claim, every third of the lease, for as long as
+/// it is polled: run it beside the work it covers.
+pub async fn hold_lease(app: &App, turn: &Turn, claim: Option<&Claim>) -> std::convert::Infallible {
+    let lease = app.settings.reply_lease;
+    let mut interval = tokio::time::interval(lease / 3);
     loop {
         interval.tick().await;
         let renewed = async {
             let mut conn = app.db().await?;
-            diesel::update(pending_replies::table.find(turn.message_id))
-                .set(pending_replies::lease_until.eq(
-                    diesel::dsl::now.into_sql::<diesel::sql_types::Timestamptz>()
-                        + pg_interval(LEASE),
-                ))
+            diesel::sql_query("UPDATE pending_replies SET lease_until = now() + make_interval(secs => $2) WHERE message_id = $1")
+                .bind::<Int8, _>(turn.message_id)
+                .bind::<Double, _>(lease.as_secs_f64())
                 .execute(&mut conn)
                 .await?;
+            if let Some(claim) = claim {
+                claim.renew(&mut conn, lease).await?;
+            }
             Ok::<_, ApiError>(())
         };
         if let Err(error) = renewed.await {
             tracing::warn!(?error.code, "could not renew a reply's lease");
         }
     }
-}
-
-fn pg_interval(duration: Duration) -> diesel::pg::data_types::PgInterval {
-    diesel::pg::data_types::PgInterval::from_microseconds(
-        i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
-    )
 }
 
 #[derive(QueryableByName)]
@@ -189,7 +206,7 @@ const POLL_MAX: Duration = Duration::from_millis(250);
 /// Returns once every earlier message of the conversation has its reply (or was abandoned),
 /// renewing this message's lease meanwhile. Borrows a connection only for each check.
 pub async fn wait_for_turn(app: &App, turn: &Turn) -> ApiResult<()> {
-    let lease = LEASE.as_secs_f64();
+    let lease = app.settings.reply_lease.as_secs_f64();
     let mut pause = POLL_START;
     loop {
         let state: TurnState = {
@@ -234,9 +251,15 @@ pub struct Reply<'a> {
     pub usage: TokenUsage,
 }
 
-/// Records the reply and settles its cost against the reservation, in one transaction. The
-/// charge never takes the balance below zero.
-pub async fn settle(app: &App, turn: &Turn, reply: &Reply<'_>) -> ApiResult<()> {
+/// Records the reply, settles its cost against the reservation and stores the answer under the
+/// request's idempotency `claim`, in one transaction. The charge never takes the balance below
+/// zero.
+pub async fn settle(
+    app: &App,
+    turn: &Turn,
+    reply: &Reply<'_>,
+    claim: Option<&Claim>,
+) -> ApiResult<()> {
     let mut conn = app.db().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         let pending: Option<(i64, i64)> =
@@ -288,6 +311,17 @@ pub async fn settle(app: &App, turn: &Turn, reply: &Reply<'_>) -> ApiResult<()> 
             ))
             .execute(conn)
             .await?;
+        if let Some(claim) = claim {
+            let answer = GenerateReplyResponse {
+                success: true,
+                conversation_id: turn.conversation_id,
+                customer_identifier: turn.customer_identifier.clone(),
+                reply: reply.text.to_owned(),
+                function_calls: reply.function_calls.to_vec(),
+                ai_disabled: false,
+            };
+            claim.complete(conn, StatusCode::OK, &answer).await?;
+        }
         Ok(())
     })
     .await
@@ -323,7 +357,8 @@ pub async fn reclaim_expired(app: &App, before: Option<(Uuid, i64)>) -> ApiResul
     Ok(expired.len())
 }
 
-async fn release(conn: &mut AsyncPgConnection, message_ids: &[i64]) -> ApiResult<()> {
+/// Refunds and removes the queued replies of `message_ids` that are still pending.
+pub async fn release(conn: &mut AsyncPgConnection, message_ids: &[i64]) -> ApiResult<()> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         // Deleting first makes concurrent releases of one turn harmless: only one gets the row.
         let released: Vec<(i64, Uuid, i64, i64)> = diesel::delete(
