@@ -139,6 +139,42 @@ impl TestDb {
         }
     }
 
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Cuts every connection to this database and refuses new ones until [`Self::reconnect`]:
+    /// the server "loses its database".
+    pub async fn disconnect_everyone(&self) {
+        let mut conn = admin_connection().await;
+        diesel::sql_query(format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    pub async fn reconnect(&self) {
+        let mut conn = admin_connection().await;
+        diesel::sql_query(format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
     /// The URL of this test's database.
     pub fn url(&self) -> &str {
         &self.url

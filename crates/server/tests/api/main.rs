@@ -11,6 +11,7 @@ mod context;
 mod conversations;
 mod errors;
 mod generate_reply;
+mod idempotency;
 mod llm_failures;
 mod providers;
 mod takeover;

@@ -278,3 +278,43 @@ pub fn anthropic_message(content: Value, stop_reason: &str) -> Value {
 pub fn body_of(request: &wiremock::Request) -> Value {
     serde_json::from_slice(&request.body).unwrap()
 }
+
+impl TestApp {
+    /// POSTs `body` with an `Idempotency-Key`.
+    pub async fn post_keyed(
+        &self,
+        key: &str,
+        idempotency_key: &str,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("idempotency-key", idempotency_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, response.json().await.unwrap(), headers)
+    }
+
+    /// Rows of `table` in this test's database.
+    pub async fn count(&self, table: &str) -> i64 {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::Int8)]
+            n: i64,
+        }
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+            .get_result::<Count>(&mut conn)
+            .await
+            .unwrap()
+            .n
+    }
+}

@@ -1,0 +1,275 @@
+//! `Idempotency-Key`: a retry never answers or charges twice.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wiremock::ResponseTemplate;
+
+use crate::util::{TestApp, assert_error, chat_completion, money};
+
+fn message(assistant: i64, text: &str) -> serde_json::Value {
+    json!({ "assistant_id": assistant, "customer_identifier": "+4915", "message": text })
+}
+
+#[tokio::test]
+async fn a_completed_request_is_replayed_without_a_second_reply_or_charge() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let (status, first, headers) = app
+        .post_keyed(
+            &account.key,
+            "k-1",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    // The same request again, formatted differently: the same answer, marked as a replay.
+    let reordered =
+        json!({ "message": "hi", "customer_identifier": "+4915", "assistant_id": assistant });
+    let (status, again, headers) = app
+        .post_keyed(&account.key, "k-1", "/api/ai/generate-reply", &reordered)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again, first);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(app.llm_requests().await.len(), 1);
+    assert_eq!(app.count("messages").await, 2);
+    assert_eq!(app.balance(&account).await, money("9.998"));
+
+    // Keys belong to the account: another account's same key is another request.
+    let other = app.account("10").await;
+    let theirs = app.assistant(&other, &json!({ "name": "B" })).await;
+    let (status, _, headers) = app
+        .post_keyed(
+            &other.key,
+            "k-1",
+            "/api/ai/generate-reply",
+            &message(theirs, "hi"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(headers.get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn the_same_key_while_running_conflicts_and_with_another_body_is_refused() {
+    let app = TestApp::spawn_with_model_delay(Duration::from_millis(800), |_| {}).await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let hi = message(assistant, "hi");
+    let hi = message(assistant, "hi");
+    let first = app.post_keyed(&account.key, "k-2", "/api/ai/generate-reply", &hi);
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.post_keyed(
+            &account.key,
+            "k-2",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await
+    };
+    let ((status, _, _), (conflict_status, conflict, headers)) = tokio::join!(first, during);
+    assert_eq!(status, 200);
+    assert_error(conflict_status, &conflict, 409, "IDEMPOTENCY_CONFLICT");
+    assert_eq!(headers["retry-after"], "1");
+
+    let (status, reused, _) = app
+        .post_keyed(
+            &account.key,
+            "k-2",
+            "/api/ai/generate-reply",
+            &message(assistant, "other"),
+        )
+        .await;
+    assert_error(status, &reused, 422, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.llm_requests().await.len(), 1);
+}
+
+#[tokio::test]
+async fn errors_before_any_work_and_retryable_failures_are_not_stored() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 2).await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+
+    // Validation: the key stays free for the corrected request.
+    let (status, _, _) = app
+        .post_keyed(
+            &account.key,
+            "k-v",
+            "/api/ai/generate-reply",
+            &json!({ "assistant_id": assistant }),
+        )
+        .await;
+    assert_eq!(status, 422);
+    // A retryable model failure leaves no trace, and the retry runs for real.
+    app.model_answers(ResponseTemplate::new(503)).await;
+    let (status, _, _) = app
+        .post_keyed(
+            &account.key,
+            "k-v",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_eq!(status, 503);
+    assert_eq!(app.count("idempotency_keys").await, 0);
+    app.llm.reset().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("fine now")))
+        .mount(&app.llm)
+        .await;
+    let (status, reply, headers) = app
+        .post_keyed(
+            &account.key,
+            "k-v",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["reply"], "fine now");
+    assert!(headers.get("idempotent-replayed").is_none());
+    // The rate limit (2 a minute) is spent now; a refusal by it is not stored.
+    let (status, _, _) = app
+        .post_keyed(
+            &account.key,
+            "k-limited",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_eq!(status, 429);
+    assert_eq!(app.count("idempotency_keys").await, 1);
+}
+
+#[tokio::test]
+async fn a_stored_refusal_is_replayed() {
+    let app = TestApp::spawn().await;
+    let account = app.account("0").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let (status, first, _) = app
+        .post_keyed(
+            &account.key,
+            "k-402",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_error(status, &first, 402, "INSUFFICIENT_BALANCE");
+    let (status, again, headers) = app
+        .post_keyed(
+            &account.key,
+            "k-402",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_eq!((status.as_u16(), &again), (402, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn other_post_endpoints_are_idempotent_too() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let body = json!({ "name": "Support" });
+    let (status, first, _) = app
+        .post_keyed(&account.key, "create-1", "/api/user/assistant", &body)
+        .await;
+    assert_eq!(status, 201);
+    let (status, again, headers) = app
+        .post_keyed(&account.key, "create-1", "/api/user/assistant", &body)
+        .await;
+    assert_eq!((status.as_u16(), &again), (201, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(app.count("assistants").await, 1);
+
+    let tool = json!({ "name": "ping", "description": "d", "endpoint": "https://example.com", "method": "GET" });
+    app.post_keyed(&account.key, "tool-1", "/api/user/tools", &tool)
+        .await;
+    let (status, _, headers) = app
+        .post_keyed(&account.key, "tool-1", "/api/user/tools", &tool)
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(app.count("tools").await, 1);
+}
+
+/// The server loses its database after the model answered and before the reply is recorded.
+/// The client's retry with the same key, once the dead request's lease has run out, makes the
+/// only reply and the only charge.
+#[tokio::test]
+async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
+    let app = TestApp::spawn_with_model_delay(Duration::from_millis(1_000), |s| {
+        s.reply_lease = Duration::from_secs(3);
+    })
+    .await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+
+    let hi = message(assistant, "hi");
+    let hi = message(assistant, "hi");
+    let first = app.post_keyed(&account.key, "crash-1", "/api/ai/generate-reply", &hi);
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.db.disconnect_everyone().await;
+    };
+    let ((status, body, _), ()) = tokio::join!(first, cut);
+    assert_error(status, &body, 503, "SERVICE_UNAVAILABLE");
+    app.db.reconnect().await;
+    assert_eq!(
+        app.llm_requests().await.len(),
+        1,
+        "the model did answer the first attempt"
+    );
+
+    // While the dead request's claim lives, a retry is told to wait.
+    let (status, body, _) = app
+        .post_keyed(
+            &account.key,
+            "crash-1",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_error(status, &body, 409, "IDEMPOTENCY_CONFLICT");
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let (status, reply, _) = app
+        .post_keyed(
+            &account.key,
+            "crash-1",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["reply"], "echo: hi");
+
+    let id = reply["conversation_id"].as_str().unwrap();
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{id}"))
+        .await;
+    let contents: Vec<_> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(contents, ["hi", "echo: hi"]);
+    assert_eq!(app.balance(&account).await, money("9.998"));
+    assert_eq!(app.count("pending_replies").await, 0);
+    let (_, again, headers) = app
+        .post_keyed(
+            &account.key,
+            "crash-1",
+            "/api/ai/generate-reply",
+            &message(assistant, "hi"),
+        )
+        .await;
+    assert_eq!(again, reply);
+    assert_eq!(headers["idempotent-replayed"], "true");
+}
