@@ -1,0 +1,290 @@
+//! `Client`: one connection pool, one API key, one retry policy, cheap to clone.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyreply_core::ErrorBody;
+use anyreply_core::wire::{GenerateReplyRequest, GenerateReplyResponse, Me};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::error::{ApiError, Error};
+use crate::resources::{Assistants, Conversations, Tools};
+use crate::retry::{self, RetryPolicy};
+
+/// A client of one AnyReply server. Clones share the connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: Url,
+    api_key: SecretString,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("api_key", &"[redacted]")
+            .field("retry", &self.inner.retry)
+            .finish()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Default)]
+pub struct ClientBuilder {
+    base_url: Option<String>,
+    api_key: Option<SecretString>,
+    timeout: Option<Duration>,
+    user_agent: Option<String>,
+    retry: Option<RetryPolicy>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("timeout", &self.timeout)
+            .field("user_agent", &self.user_agent)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// The server's root, such as `https://replies.example.com` (required).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = Some(base_url.into());
+        self
+    }
+
+    /// The account's API key (required). Kept as a secret: never printed.
+    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+        self.api_key = Some(SecretString::from(api_key.into()));
+        self
+    }
+
+    /// Longest wait for one attempt's answer. Default 120 s, as a reply may call tools.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Default `anyreply-client/<version>`.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// Default [`RetryPolicy::default`].
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    pub fn build(self) -> Result<Client, Error> {
+        let base = self
+            .base_url
+            .ok_or_else(|| Error::Config("a base URL is required".into()))?;
+        let mut base_url =
+            Url::parse(&base).map_err(|e| Error::Config(format!("base URL {base:?}: {e}")))?;
+        if !base_url.path().ends_with('/') {
+            let path = format!("{}/", base_url.path());
+            base_url.set_path(&path);
+        }
+        let api_key = self
+            .api_key
+            .ok_or_else(|| Error::Config("an API key is required".into()))?;
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout.unwrap_or(Duration::from_secs(120)))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(self.user_agent.unwrap_or_else(|| {
+                concat!("anyreply-client/", env!("CARGO_PKG_VERSION")).to_owned()
+            }))
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                api_key,
+                retry: self.retry.unwrap_or_default(),
+            }),
+        })
+    }
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// The `Idempotency-Key` of a POST; generated when `None`. Use a key of your own (such as
+    /// the channel's message id) to make redeliveries of one message answer once.
+    pub idempotency_key: Option<String>,
+}
+
+impl RequestOptions {
+    pub fn idempotency_key(key: impl Into<String>) -> Self {
+        Self {
+            idempotency_key: Some(key.into()),
+        }
+    }
+}
+
+impl Client {
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// `POST /api/ai/generate-reply`: the AI's reply to a customer's message.
+    pub async fn generate_reply(
+        &self,
+        request: &GenerateReplyRequest,
+    ) -> Result<GenerateReplyResponse, Error> {
+        self.generate_reply_with(request, RequestOptions::default())
+            .await
+    }
+
+    /// [`Self::generate_reply`] with options, such as your own idempotency key.
+    pub async fn generate_reply_with(
+        &self,
+        request: &GenerateReplyRequest,
+        options: RequestOptions,
+    ) -> Result<GenerateReplyResponse, Error> {
+        self.send(
+            Method::POST,
+            "api/ai/generate-reply",
+            &[],
+            Some(request),
+            options,
+        )
+        .await
+    }
+
+    /// `GET /api/user/me`: the account's name, email and balance.
+    pub async fn me(&self) -> Result<Me, Error> {
+        self.send(
+            Method::GET,
+            "api/user/me",
+            &[],
+            None::<&()>,
+            RequestOptions::default(),
+        )
+        .await
+    }
+
+    /// Conversations: history, lists and the human takeover switch.
+    pub fn conversations(&self) -> Conversations<'_> {
+        Conversations { client: self }
+    }
+
+    /// The account's assistants.
+    pub fn assistants(&self) -> Assistants<'_> {
+        Assistants { client: self }
+    }
+
+    /// The account's tools (assistant functions).
+    pub fn tools(&self) -> Tools<'_> {
+        Tools { client: self }
+    }
+
+    /// Sends one logical call, retrying by the policy. Every attempt is built afresh from the
+    /// same body and, for a POST, carries the same `Idempotency-Key`.
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&(impl Serialize + ?Sized)>,
+        options: RequestOptions,
+    ) -> Result<T, Error> {
+        let inner = &self.inner;
+        let mut url = inner
+            .base_url
+            .join(path)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let idempotency_key = (method == Method::POST).then(|| {
+            options
+                .idempotency_key
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        });
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let mut request = inner
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(inner.api_key.expose_secret());
+            if let Some(key) = &idempotency_key {
+                request = request.header("idempotency-key", key);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let error = match request.send().await {
+                Ok(response) => match read(response).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(error) => error,
+                },
+                Err(error) => Error::from_reqwest(error),
+            };
+            if attempt >= inner.retry.max_attempts || !retry::is_retryable(&error) {
+                return Err(error);
+            }
+            let wait = inner
+                .retry
+                .delay(attempt, error.api().and_then(|api| api.retry_after));
+            if started.elapsed() + wait >= inner.retry.deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}
+
+async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {
+    let status = response.status();
+    let retry_after = retry::retry_after(response.headers());
+    let bytes = response.bytes().await.map_err(Error::from_reqwest)?;
+    if !retry::is_error(status) {
+        return serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            status: status.as_u16(),
+            message: e.to_string(),
+        });
+    }
+    let (code, message, field_errors) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => (body.error_code, body.message, body.errors),
+        // Not our envelope (a proxy's page, say): keep what there is.
+        Err(_) => (
+            None,
+            String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            Default::default(),
+        ),
+    };
+    Err(Error::Api(ApiError {
+        status: status.as_u16(),
+        code,
+        message,
+        field_errors,
+        retry_after,
+    }))
+}

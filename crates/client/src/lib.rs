@@ -1,0 +1,51 @@
+//! The typed Rust client of [AnyReply](https://github.com/anyreply/anyreply), the self-hosted
+//! AI-reply API that is a drop-in for Famulor's.
+//!
+//! ```no_run
+//! use anyreply_client::{Client, GenerateReplyRequest};
+//!
+//! # async fn run() -> Result<(), anyreply_client::Error> {
+//! let client = Client::builder()
+//!     .base_url("http://127.0.0.1:8080")
+//!     .api_key("ark_...")
+//!     .build()?;
+//! let reply = client
+//!     .generate_reply(&GenerateReplyRequest {
+//!         assistant_id: 1,
+//!         customer_identifier: "+49155551234".into(),
+//!         message: "Is my order on its way?".into(),
+//!         variables: None,
+//!     })
+//!     .await?;
+//! println!("{}", reply.reply);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Requests and answers are the wire types of `anyreply-core`, which the server uses too.
+//!
+//! # Retries
+//!
+//! Every call is retried by [`RetryPolicy`]: connection failures, timeouts and the statuses
+//! 408, 409, 425, 429, 500, 502, 503 and 504; never 400, 401, 402, 403, 404 or 422. Waits grow
+//! exponentially with full jitter, honour `Retry-After` (capped), and stop at the policy's
+//! deadline. Every attempt of one POST carries the same `Idempotency-Key`, so a retry never
+//! answers or charges twice.
+
+mod client;
+mod error;
+mod resources;
+mod retry;
+
+pub use anyreply_core::ErrorCode;
+pub use anyreply_core::wire::{
+    AiToggleResponse, Assistant, AssistantInput, AssistantList, ConversationHistory,
+    ConversationPage, ConversationSummary, FunctionCall, GenerateReplyRequest,
+    GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, Role, Tool,
+    ToolHeader, ToolInput, ToolParameter, Variables,
+};
+pub use client::{Client, ClientBuilder, RequestOptions};
+pub use error::{ApiError, Error, TransportError, TransportErrorKind};
+pub use resources::{Assistants, Conversations, Tools};
+pub use retry::RetryPolicy;
+pub use uuid::Uuid;

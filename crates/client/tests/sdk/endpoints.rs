@@ -1,0 +1,174 @@
+//! Each endpoint's request, as the server expects it, and its typed answer.
+
+use anyreply_client::{AssistantInput, Error, ErrorCode, ListConversationsQuery, Uuid};
+use futures::TryStreamExt;
+use serde_json::json;
+use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::{client, fast_policy, reply_body, request};
+
+#[tokio::test]
+async fn generate_reply_sends_the_key_and_the_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/ai/generate-reply"))
+        .and(header(
+            "authorization",
+            "Bearer ark_test_key_that_must_never_be_printed",
+        ))
+        .and(body_json(
+            json!({ "assistant_id": 1, "customer_identifier": "+49155551234", "message": "Hi" }),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(reply_body()))
+        .mount(&server)
+        .await;
+    let reply = client(&server, fast_policy())
+        .generate_reply(&request())
+        .await
+        .unwrap();
+    assert_eq!(reply.reply, "Hello!");
+    assert!(!reply.ai_disabled);
+}
+
+#[tokio::test]
+async fn the_key_is_never_printed() {
+    let server = MockServer::start().await;
+    let sdk = client(&server, fast_policy());
+    let printed = format!("{sdk:?}");
+    assert!(!printed.contains("must_never_be_printed"), "{printed}");
+    assert!(printed.contains("redacted"));
+}
+
+#[tokio::test]
+async fn validation_errors_carry_their_fields() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+            "success": false, "status": false, "message": "The given data was invalid", "error": "The given data was invalid",
+            "error_code": "VALIDATION_ERROR", "errors": { "message": ["The message field is required."] }
+        })))
+        .mount(&server)
+        .await;
+    let error = client(&server, fast_policy())
+        .generate_reply(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::ValidationError));
+    assert_eq!(
+        error.api().unwrap().field_errors["message"],
+        ["The message field is required."]
+    );
+    assert_eq!(
+        error.to_string(),
+        "VALIDATION_ERROR: The given data was invalid; message: The message field is required."
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_the_envelope_still_reports_its_status() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("<html>Forbidden</html>"))
+        .mount(&server)
+        .await;
+    let error = client(&server, fast_policy()).me().await.unwrap_err();
+    let api = error.api().unwrap();
+    assert_eq!((api.status, api.code), (403, None));
+    assert!(api.message.contains("Forbidden"));
+    assert!(matches!(error, Error::Api(_)));
+}
+
+#[tokio::test]
+async fn conversations_stream_page_after_page() {
+    let server = MockServer::start().await;
+    let summary = |n: u32| {
+        json!({
+            "id": Uuid::from_u128(u128::from(n)), "assistant_id": 1, "type": "api", "variables": {}, "message_count": 2,
+            "total_cost": 0.002, "ai_enabled": true, "external_identifier": format!("c{n}"),
+            "created_at": "2026-11-25T09:00:00Z", "updated_at": "2026-11-25T09:00:00Z"
+        })
+    };
+    let page = |data: Vec<serde_json::Value>, next: Option<&str>| json!({ "data": data, "path": "/api/user/conversations", "per_page": 2, "next_cursor": next, "prev_cursor": null });
+    Mock::given(method("GET"))
+        .and(path("/api/user/conversations"))
+        .and(query_param("cursor", "page-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(vec![summary(3)], None)))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/user/conversations"))
+        .and(query_param("per_page", "2"))
+        .and(query_param("assistant_id", "1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(page(vec![summary(1), summary(2)], Some("page-2"))),
+        )
+        .mount(&server)
+        .await;
+    let sdk = client(&server, fast_policy());
+    let query = ListConversationsQuery {
+        assistant_id: Some(1),
+        per_page: Some(2),
+        ..Default::default()
+    };
+    let all: Vec<_> = sdk
+        .conversations()
+        .stream(query)
+        .try_collect()
+        .await
+        .unwrap();
+    let customers: Vec<_> = all.iter().map(|c| c.external_identifier.as_str()).collect();
+    assert_eq!(customers, ["c1", "c2", "c3"]);
+    assert_eq!(all[0].total_cost, "0.002".parse().unwrap());
+}
+
+#[tokio::test]
+async fn assistants_are_created_with_a_key_and_put_without_one() {
+    let server = MockServer::start().await;
+    let assistant = json!({
+        "id": 7, "name": "Support", "system_prompt": "", "initial_message": null, "variables": {},
+        "llm_model": "gpt-4o-mini", "llm_temperature": 0.7, "llm_provider": "openai",
+        "fallback_llm_model": null, "fallback_llm_provider": null, "tool_ids": [],
+        "created_at": "2026-11-25T09:00:00Z", "updated_at": "2026-11-25T09:00:00Z"
+    });
+    Mock::given(method("POST"))
+        .and(path("/api/user/assistant"))
+        .and(body_json(json!({ "name": "Support" })))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "status": true, "data": assistant })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/api/user/assistant/7"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "status": true, "data": assistant })),
+        )
+        .mount(&server)
+        .await;
+    let sdk = client(&server, fast_policy());
+    let created = sdk
+        .assistants()
+        .create(&AssistantInput {
+            name: Some("Support".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.id, 7);
+    sdk.assistants()
+        .update(
+            7,
+            &AssistantInput {
+                llm_temperature: Some(0.2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let received = server.received_requests().await.unwrap();
+    assert!(received[0].headers.contains_key("idempotency-key"));
+    assert!(!received[1].headers.contains_key("idempotency-key"));
+}
