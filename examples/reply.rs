@@ -1,1 +1,40 @@
-fn main() {}
+//! One customer message in, the assistant's reply out.
+//!
+//! Run against a server (see the README), with an account's key and an assistant's id:
+//!
+//! ```sh
+//! ANYREPLY_URL=http://127.0.0.1:8080 ANYREPLY_API_KEY=ark_... ANYREPLY_ASSISTANT_ID=1 \
+//!   cargo run -p anyreply-client --example reply -- "+49155551234" "Is my order on its way?"
+//! ```
+
+use anyreply_client::{Client, GenerateReplyRequest};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let customer = args.next().unwrap_or_else(|| "+49155551234".to_owned());
+    let message = args.next().unwrap_or_else(|| "Hello!".to_owned());
+
+    let client = Client::builder()
+        .base_url(
+            std::env::var("ANYREPLY_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned()),
+        )
+        .api_key(std::env::var("ANYREPLY_API_KEY")?)
+        .build()?;
+    let request = GenerateReplyRequest {
+        assistant_id: std::env::var("ANYREPLY_ASSISTANT_ID")?.parse()?,
+        customer_identifier: customer,
+        message,
+        variables: None,
+    };
+    let reply = client.generate_reply(&request).await?;
+    if reply.ai_disabled {
+        eprintln!("A human has taken this conversation over; the message was stored.");
+    } else {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{}", reply.reply);
+        }
+    }
+    Ok(())
+}

@@ -231,7 +231,11 @@ async fn the_deadline_bounds_the_whole_call() {
 #[tokio::test]
 async fn connection_failures_say_the_request_never_reached_the_server() {
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let sdk = anyreply_client::Client::builder()
         .base_url(format!("http://127.0.0.1:{port}"))
         .api_key("ark_x")

@@ -1,0 +1,157 @@
+//! Every endpoint, through the SDK, against the real server.
+
+use std::time::Duration;
+
+use anyreply_client::{
+    AssistantInput, ErrorCode, GenerateReplyRequest, ListConversationsQuery, ToolHeader, ToolInput,
+    ToolParameter,
+};
+use anyreply_core::wire::{HttpMethod, ParameterType};
+use futures::TryStreamExt;
+
+use crate::{Stack, quick_retries};
+
+#[tokio::test]
+async fn the_sdk_speaks_every_endpoint() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+
+    let me = client.me().await.unwrap();
+    assert_eq!(
+        (me.name.as_str(), me.total_balance),
+        ("Acme", "10".parse().unwrap())
+    );
+
+    let tool = client
+        .tools()
+        .create(&ToolInput {
+            name: Some("check_calendar".into()),
+            description: Some("Free slots".into()),
+            endpoint: Some("https://crm.example.com/slots".into()),
+            method: Some(HttpMethod::Get),
+            headers: Some(vec![ToolHeader {
+                name: "Authorization".into(),
+                value: "Bearer secret-crm-token".into(),
+            }]),
+            schema: Some(vec![ToolParameter {
+                name: "date".into(),
+                kind: ParameterType::String,
+                description: "YYYY-MM-DD".into(),
+                required: true,
+            }]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tool.headers[0].value, "****oken");
+    let renamed = client
+        .tools()
+        .update(
+            tool.id,
+            &ToolInput {
+                description: Some("Slots".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.description, "Slots");
+    assert_eq!(client.tools().get(tool.id).await.unwrap(), renamed);
+    assert_eq!(client.tools().list().await.unwrap(), vec![renamed]);
+
+    let assistant = client
+        .assistants()
+        .create(&AssistantInput {
+            name: Some("Support".into()),
+            tool_ids: Some(vec![tool.id]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let assistant = client
+        .assistants()
+        .update(
+            assistant.id,
+            &AssistantInput {
+                tool_ids: Some(vec![]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client.assistants().list().await.unwrap(),
+        vec![assistant.clone()]
+    );
+    client.tools().delete(tool.id).await.unwrap();
+    assert_eq!(
+        client.tools().get(tool.id).await.unwrap_err().code(),
+        Some(ErrorCode::ToolNotFound)
+    );
+
+    let mut conversation = None;
+    for customer in ["a", "b", "c"] {
+        let request = GenerateReplyRequest {
+            assistant_id: assistant.id,
+            customer_identifier: customer.into(),
+            message: "hi".into(),
+            variables: None,
+        };
+        conversation = Some(
+            client
+                .generate_reply(&request)
+                .await
+                .unwrap()
+                .conversation_id,
+        );
+    }
+    let conversation = conversation.unwrap();
+    let query = ListConversationsQuery {
+        per_page: Some(2),
+        ..Default::default()
+    };
+    let page = client.conversations().list(&query).await.unwrap();
+    assert_eq!(page.data.len(), 2);
+    assert!(page.next_cursor.is_some());
+    let all: Vec<_> = client
+        .conversations()
+        .stream(query)
+        .try_collect()
+        .await
+        .unwrap();
+    let customers: Vec<_> = all.iter().map(|c| c.external_identifier.as_str()).collect();
+    assert_eq!(customers, ["c", "b", "a"]);
+
+    assert!(
+        !client
+            .conversations()
+            .disable_ai(conversation)
+            .await
+            .unwrap()
+            .ai_enabled
+    );
+    let silent = client
+        .generate_reply(&GenerateReplyRequest {
+            assistant_id: assistant.id,
+            customer_identifier: "c".into(),
+            message: "anyone?".into(),
+            variables: None,
+        })
+        .await
+        .unwrap();
+    assert!(silent.ai_disabled);
+    assert!(
+        client
+            .conversations()
+            .enable_ai(conversation)
+            .await
+            .unwrap()
+            .ai_enabled
+    );
+    let history = client.conversations().get(conversation).await.unwrap();
+    assert_eq!(history.history.len(), 3);
+    assert_eq!(
+        client.me().await.unwrap().total_balance,
+        "9.97".parse().unwrap()
+    );
+}
