@@ -60,7 +60,6 @@ async fn the_same_key_while_running_conflicts_and_with_another_body_is_refused()
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let hi = message(assistant, "hi");
-    let hi = message(assistant, "hi");
     let first = app.post_keyed(&account.key, "k-2", "/api/ai/generate-reply", &hi);
     let during = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -211,7 +210,6 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
 
-    let hi = message(assistant, "hi");
     let hi = message(assistant, "hi");
     let first = app.post_keyed(&account.key, "crash-1", "/api/ai/generate-reply", &hi);
     let cut = async {
