@@ -1,6 +1,6 @@
 //! End to end: the real server on a real PostgreSQL, driven through the real SDK.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
+#![allow(clippy::unwrap_used, unreachable_pub, missing_debug_implementations)]
 
 mod endpoints;
 mod proxy;
