@@ -92,6 +92,7 @@ impl ClientBuilder {
         self
     }
 
+    /// Makes the client; fails without a valid base URL and an API key.
     pub fn build(self) -> Result<Client, Error> {
         let base = self
             .base_url
@@ -133,6 +134,7 @@ pub struct RequestOptions {
 }
 
 impl RequestOptions {
+    /// Options with your own idempotency key.
     pub fn idempotency_key(key: impl Into<String>) -> Self {
         Self {
             idempotency_key: Some(key.into()),
@@ -141,6 +143,7 @@ impl RequestOptions {
 }
 
 impl Client {
+    /// Starts a [`ClientBuilder`].
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }

@@ -15,7 +15,12 @@ pub enum Error {
     /// No answer arrived.
     Transport(TransportError),
     /// The server's answer could not be read as the expected type.
-    Decode { status: u16, message: String },
+    Decode {
+        /// The HTTP status of the answer.
+        status: u16,
+        /// What could not be read.
+        message: String,
+    },
     /// The client was configured wrongly (such as an invalid base URL).
     Config(String),
 }
@@ -38,7 +43,9 @@ pub struct ApiError {
 /// A request that got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportError {
+    /// How far the request got.
     pub kind: TransportErrorKind,
+    /// What the HTTP client reported.
     pub message: String,
 }
 

@@ -32,6 +32,8 @@
 //! deadline. Every attempt of one POST carries the same `Idempotency-Key`, so a retry never
 //! answers or charges twice.
 
+#![warn(missing_docs)]
+
 mod client;
 mod error;
 mod resources;

@@ -46,22 +46,26 @@ impl RetryPolicy {
         }
     }
 
+    /// Attempts in all, the first included (at least 1).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
         self
     }
 
+    /// The backoff's first wait bound and its largest.
     pub fn with_backoff(mut self, base_delay: Duration, max_delay: Duration) -> Self {
         self.base_delay = base_delay;
         self.max_delay = max_delay.max(base_delay);
         self
     }
 
+    /// The longest `Retry-After` obeyed.
     pub fn with_max_retry_after(mut self, max: Duration) -> Self {
         self.max_retry_after = max;
         self
     }
 
+    /// The time after which no attempt starts.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
