@@ -1,0 +1,60 @@
+//! What every channel does with a customer's message: ask AnyReply, and turn the answer into
+//! something to send (or nothing).
+
+use anyreply_client::{Client, GenerateReplyRequest, RequestOptions, Variables};
+
+/// A customer's message, as a channel received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    /// The channel's user id, prefixed so it cannot collide with other channels.
+    pub customer: String,
+    pub text: String,
+    /// The channel's message id: a redelivery gets the same key, so it is answered and
+    /// charged once.
+    pub idempotency_key: String,
+    /// The channel, and what it knows of the customer.
+    pub variables: Variables,
+}
+
+/// What to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Reply(String),
+    /// A human has taken the conversation over: send nothing.
+    Silent,
+    /// No reply could be had; the failure was logged for the operator.
+    Apology(String),
+}
+
+/// Asks one assistant through the SDK.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub client: Client,
+    pub assistant_id: i64,
+    pub apology: String,
+}
+
+impl Bridge {
+    pub async fn answer(&self, inbound: Inbound) -> Outcome {
+        let request = GenerateReplyRequest {
+            assistant_id: self.assistant_id,
+            customer_identifier: inbound.customer,
+            message: inbound.text,
+            variables: Some(inbound.variables),
+        };
+        let options = RequestOptions::idempotency_key(inbound.idempotency_key);
+        match self.client.generate_reply_with(&request, options).await {
+            Ok(reply) if reply.ai_disabled => Outcome::Silent,
+            Ok(reply) => Outcome::Reply(reply.reply),
+            Err(error) => {
+                tracing::error!(
+                    error_code = ?error.code(),
+                    %error,
+                    customer = %request.customer_identifier,
+                    "AnyReply gave no reply; the customer gets the apology"
+                );
+                Outcome::Apology(self.apology.clone())
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Channel bridges: put an AnyReply assistant on Telegram or on SMS (Twilio) with no code of
+//! your own. Each bridge receives a customer's message, asks AnyReply for the reply through
+//! `anyreply-client` (with the channel's user id as `customer_identifier` and the channel's
+//! message id as idempotency key), and sends the reply back on the channel.
+//!
+//! Layout: [`bridge`] is what every channel shares (asking AnyReply, turning failures into an
+//! apology); [`split`] cuts long replies; [`seen`] remembers delivered messages; [`text`] holds
+//! every sentence a bridge says itself; [`telegram`] and [`twilio`] are the channels.
+
+pub mod bridge;
+pub mod seen;
+pub mod service;
+pub mod settings;
+pub mod split;
+pub mod telegram;
+pub mod text;
+pub mod twilio;

@@ -1,0 +1,155 @@
+//! The handler tree: one pure function of the update, with a branch for everything a chat can
+//! send. Every sentence the bot says itself is in `crate::text`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyreply_client::Variables;
+use serde_json::Value;
+use teloxide::ApiError;
+use teloxide::RequestError;
+use teloxide::dispatching::UpdateHandler;
+use teloxide::prelude::*;
+use teloxide::types::ChatAction;
+
+use super::{GroupPolicy, Shared, TelegramBot};
+use crate::bridge::{Inbound, Outcome};
+use crate::split::split;
+
+/// Telegram's longest message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+/// Telegram shows "typing…" for five seconds; it is renewed a little sooner.
+const TYPING_EVERY: Duration = Duration::from_secs(4);
+
+type HandlerResult = anyhow::Result<()>;
+
+pub fn schema() -> UpdateHandler<anyhow::Error> {
+    Update::filter_message()
+        .filter(is_new)
+        .filter(is_allowed)
+        .branch(
+            dptree::filter(|msg: Message| {
+                msg.text()
+                    .is_some_and(|t| t == "/start" || t.starts_with("/start "))
+            })
+            .endpoint(greet),
+        )
+        .branch(dptree::filter(|msg: Message| msg.text().is_some()).endpoint(answer))
+        .branch(dptree::endpoint(decline_non_text))
+}
+
+/// Each update once: Telegram redelivers webhook updates it thinks were not received.
+fn is_new(update: Update, shared: Arc<Shared>) -> bool {
+    let first = shared.seen.first_time(&update.id.0.to_string());
+    if !first {
+        tracing::info!(update_id = update.id.0, "ignoring a redelivered update");
+    }
+    first
+}
+
+fn is_allowed(msg: Message, shared: Arc<Shared>) -> bool {
+    msg.chat.is_private() || shared.settings.groups == GroupPolicy::All
+}
+
+async fn greet(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerResult {
+    send(&bot, msg.chat.id, &shared.settings.texts.greeting, &shared).await
+}
+
+async fn decline_non_text(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerResult {
+    send(&bot, msg.chat.id, &shared.settings.texts.non_text, &shared).await
+}
+
+async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerResult {
+    let Some(text) = msg.text() else {
+        return Ok(());
+    };
+    let inbound = Inbound {
+        customer: format!("{}{}", shared.settings.id_prefix, sender_id(&msg)),
+        text: text.to_owned(),
+        idempotency_key: format!("telegram:{}:{}", msg.chat.id, msg.id),
+        variables: variables(&msg),
+    };
+    let typing = tokio::spawn(keep_typing(bot.clone(), msg.chat.id));
+    let outcome = shared.bridge.answer(inbound).await;
+    typing.abort();
+    match outcome {
+        Outcome::Reply(reply) => {
+            for piece in split(&reply, MAX_MESSAGE_CHARS) {
+                send(&bot, msg.chat.id, &piece, &shared).await?;
+            }
+            Ok(())
+        }
+        Outcome::Silent => Ok(()),
+        Outcome::Apology(apology) => send(&bot, msg.chat.id, &apology, &shared).await,
+    }
+}
+
+/// The user's id, or the chat's for messages without a sender (channel posts).
+fn sender_id(msg: &Message) -> String {
+    msg.from
+        .as_ref()
+        .map_or_else(|| msg.chat.id.to_string(), |user| user.id.to_string())
+}
+
+/// The channel, and what Telegram tells of the customer.
+fn variables(msg: &Message) -> Variables {
+    let mut variables = Variables::new();
+    variables.insert("channel".into(), Value::from("telegram"));
+    if let Some(user) = &msg.from {
+        variables.insert("name".into(), Value::from(user.full_name()));
+        if let Some(username) = &user.username {
+            variables.insert("username".into(), Value::from(username.as_str()));
+        }
+        if let Some(language) = &user.language_code {
+            variables.insert("language".into(), Value::from(language.as_str()));
+        }
+    }
+    variables
+}
+
+async fn keep_typing(bot: TelegramBot, chat: ChatId) {
+    loop {
+        if let Err(error) = bot.send_chat_action(chat, ChatAction::Typing).await {
+            tracing::debug!(%error, "could not show the typing indicator");
+        }
+        tokio::time::sleep(TYPING_EVERY).await;
+    }
+}
+
+/// Sends one message. `Throttle` waits out rate limits (`retry_after`); network errors and
+/// Telegram's 5xx are retried here, a bounded number of times.
+async fn send(bot: &TelegramBot, chat: ChatId, text: &str, shared: &Shared) -> HandlerResult {
+    let mut pause = shared.settings.send_backoff;
+    let mut attempt = 0;
+    loop {
+        match bot.send_message(chat, text).await {
+            Ok(_) => return Ok(()),
+            Err(error) if attempt < shared.settings.send_retries && is_transient(&error) => {
+                tracing::warn!(%error, attempt, "sending to Telegram failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(error) => {
+                tracing::error!(%error, %chat, "could not send to Telegram");
+                return Err(error.into());
+            }
+        }
+    }
+}
+
+fn is_transient(error: &RequestError) -> bool {
+    match error {
+        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => true,
+        // Telegram reports its own faults as errors without a known description.
+        RequestError::Api(ApiError::Unknown(description)) => [
+            "Internal Server Error",
+            "Bad Gateway",
+            "Service Unavailable",
+            "Gateway Timeout",
+        ]
+        .iter()
+        .any(|fault| description.contains(fault)),
+        _ => false,
+    }
+}

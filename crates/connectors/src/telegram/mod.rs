@@ -1,0 +1,235 @@
+//! The Telegram bridge (teloxide): long polling by default, a webhook on request.
+//!
+//! Updates of one chat are handled one after another (teloxide's default distribution by
+//! chat), so replies keep each chat's order; chats are handled concurrently. Sends go through
+//! teloxide's `Throttle`, which keeps within Telegram's limits and waits out `retry_after`.
+
+pub mod handlers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use teloxide::adaptors::Throttle;
+use teloxide::adaptors::throttle::Limits;
+use teloxide::dispatching::Dispatcher;
+use teloxide::error_handlers::LoggingErrorHandler;
+use teloxide::prelude::*;
+use teloxide::update_listeners::{Polling, webhooks};
+use url::Url;
+
+use crate::bridge::Bridge;
+use crate::seen::Seen;
+use crate::settings::{parsed, required, var};
+use crate::text::Texts;
+
+/// The bot as handlers see it: every request throttled to Telegram's limits.
+pub type TelegramBot = Throttle<Bot>;
+
+/// Who may talk to the bot in groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupPolicy {
+    /// Private chats only (the default): group messages are ignored.
+    Ignore,
+    /// Every message in a group the bot is in is answered.
+    All,
+}
+
+/// Everything the Telegram bridge can be told.
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    /// `ANYREPLY_TELEGRAM_TOKEN`, from BotFather.
+    pub token: String,
+    /// `ANYREPLY_TELEGRAM_API_URL`: the Bot API server.
+    pub api_url: Url,
+    /// `ANYREPLY_TELEGRAM_WEBHOOK_URL`: set it for webhook mode; the public HTTPS URL that
+    /// reaches `ANYREPLY_BRIDGE_LISTEN`.
+    pub webhook_url: Option<Url>,
+    /// `ANYREPLY_TELEGRAM_WEBHOOK_SECRET`: required in webhook mode.
+    pub webhook_secret: Option<String>,
+    /// `ANYREPLY_TELEGRAM_ID_PREFIX`: put before the user id to make `customer_identifier`.
+    pub id_prefix: String,
+    /// `ANYREPLY_TELEGRAM_GROUPS`: `ignore` or `all`.
+    pub groups: GroupPolicy,
+    /// `ANYREPLY_TELEGRAM_SEND_RETRIES`: extra attempts of a send after a network error or 5xx.
+    pub send_retries: u32,
+    /// Pause before a send's first retry; doubled for each next.
+    pub send_backoff: Duration,
+    /// Long polling's wait for new updates.
+    pub poll_timeout: Duration,
+    /// Telegram's sending limits (the Bot API's defaults).
+    pub limits: Limits,
+    pub texts: Texts,
+}
+
+impl TelegramSettings {
+    pub fn from_env(texts: Texts) -> anyhow::Result<Self> {
+        let groups = match var("ANYREPLY_TELEGRAM_GROUPS")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("ignore") => GroupPolicy::Ignore,
+            Some("all") => GroupPolicy::All,
+            Some(other) => bail!("ANYREPLY_TELEGRAM_GROUPS={other:?}: expected ignore or all"),
+        };
+        let settings = Self {
+            token: required("ANYREPLY_TELEGRAM_TOKEN")?,
+            api_url: parsed(
+                "ANYREPLY_TELEGRAM_API_URL",
+                Url::parse("https://api.telegram.org")?,
+            )?,
+            webhook_url: var("ANYREPLY_TELEGRAM_WEBHOOK_URL")
+                .map(|u| Url::parse(&u))
+                .transpose()?,
+            webhook_secret: var("ANYREPLY_TELEGRAM_WEBHOOK_SECRET"),
+            id_prefix: std::env::var("ANYREPLY_TELEGRAM_ID_PREFIX")
+                .unwrap_or_else(|_| "telegram:".to_owned()),
+            groups,
+            send_retries: parsed("ANYREPLY_TELEGRAM_SEND_RETRIES", 3)?,
+            send_backoff: Duration::from_millis(500),
+            poll_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+            texts,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.webhook_url.is_some() {
+            let secret = self
+                .webhook_secret
+                .as_deref()
+                .context("webhook mode needs ANYREPLY_TELEGRAM_WEBHOOK_SECRET")?;
+            let valid = (1..=256).contains(&secret.len())
+                && secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                bail!(
+                    "ANYREPLY_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub bridge: Bridge,
+    pub settings: TelegramSettings,
+    pub seen: Seen,
+}
+
+/// Runs the bridge until `shutdown` resolves, then finishes the messages in flight.
+pub async fn run(
+    settings: TelegramSettings,
+    bridge: Bridge,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    settings.check()?;
+    let bot = Bot::new(&settings.token)
+        .set_api_url(settings.api_url.clone())
+        .throttle(settings.limits);
+    let shared = Arc::new(Shared {
+        bridge,
+        settings: settings.clone(),
+        seen: Seen::default(),
+    });
+    let mut dispatcher = Dispatcher::builder(bot.clone(), handlers::schema())
+        .dependencies(dptree::deps![shared])
+        .default_handler(|_| async {})
+        .error_handler(LoggingErrorHandler::with_custom_text(
+            "a Telegram update failed",
+        ))
+        .build();
+    let token = dispatcher.shutdown_token();
+    let stop = async move {
+        shutdown.await;
+        match token.shutdown() {
+            Ok(done) => done.await,
+            Err(error) => tracing::warn!(%error, "the dispatcher was not running"),
+        }
+    };
+
+    match (&settings.webhook_url, &settings.webhook_secret) {
+        (Some(url), Some(secret)) => {
+            let address: SocketAddr = listener.local_addr()?;
+            let options = webhooks::Options::new(address, url.clone()).secret_token(secret.clone());
+            let (updates, stop_flag, webhook) = webhooks::axum_to_router(bot, options).await?;
+            let secret: Arc<str> = secret.as_str().into();
+            let webhook =
+                webhook.layer(middleware::from_fn(move |request: Request, next: Next| {
+                    let secret = secret.clone();
+                    async move { check_secret(&secret, request, next).await }
+                }));
+            let app = crate::service::health_router().merge(webhook);
+            let server = tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop_flag)
+                    .await
+            });
+            tracing::info!(%url, "receiving Telegram updates by webhook");
+            tokio::join!(
+                dispatcher.dispatch_with_listener(updates, LoggingErrorHandler::new()),
+                stop
+            );
+            server.await??;
+        }
+        _ => {
+            let app = crate::service::health_router();
+            let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = server_stopped.await;
+                    })
+                    .await
+            });
+            let updates = Polling::builder(bot)
+                .timeout(settings.poll_timeout)
+                .delete_webhook()
+                .await
+                .build();
+            tracing::info!("receiving Telegram updates by long polling");
+            tokio::join!(
+                dispatcher.dispatch_with_listener(updates, LoggingErrorHandler::new()),
+                stop
+            );
+            let _ = server_stop.send(());
+            server.await??;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses webhook requests without the secret Telegram was given, comparing in constant time.
+async fn check_secret(secret: &str, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get("x-telegram-bot-api-secret-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let matches = given.len() == secret.len()
+        && given
+            .iter()
+            .zip(secret.as_bytes())
+            .fold(0_u8, |diff, (a, b)| diff | (a ^ b))
+            == 0;
+    if !matches {
+        tracing::warn!("refused a webhook request without the right secret token");
+        let mut refused = Response::new(axum::body::Body::empty());
+        *refused.status_mut() = StatusCode::UNAUTHORIZED;
+        return refused;
+    }
+    next.run(request).await
+}

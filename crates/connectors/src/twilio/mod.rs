@@ -1,0 +1,264 @@
+//! The Twilio SMS bridge: an endpoint for Twilio's inbound-message webhook.
+//!
+//! By default it acknowledges at once with an empty `<Response/>` (Twilio gives up after 15
+//! seconds, and a reply that calls tools can take longer), then sends the reply with the REST
+//! Messages API. Inline mode answers with `<Message>` TwiML instead.
+
+pub mod rest;
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use anyreply_client::Variables;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio_util::task::TaskTracker;
+use twiml::Twiml;
+use url::Url;
+
+use crate::bridge::{Bridge, Inbound, Outcome};
+use crate::seen::Seen;
+use crate::settings::{parsed, required, var};
+use crate::split::split;
+use rest::TwilioRest;
+
+/// Where Twilio posts inbound messages.
+pub const WEBHOOK_PATH: &str = "/twilio/sms";
+
+/// Keywords Twilio handles itself (opt-out, opt-in, help): never questions for the AI.
+/// `YES`, an opt-in keyword only for some senders, is an everyday answer and goes through.
+pub const KEYWORDS: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+    "START",
+    "UNSTOP",
+    "HELP",
+    "INFO",
+];
+
+/// How the reply travels back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Acknowledge at once, send with the REST API (the default).
+    Rest,
+    /// Answer the webhook with `<Message>` TwiML: for fast assistants without tools.
+    Inline,
+}
+
+/// Everything the Twilio bridge can be told.
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    /// `ANYREPLY_TWILIO_ACCOUNT_SID`.
+    pub account_sid: String,
+    /// `ANYREPLY_TWILIO_AUTH_TOKEN`: signs webhooks and authenticates REST calls.
+    pub auth_token: SecretString,
+    /// `ANYREPLY_TWILIO_PUBLIC_URL`: the webhook URL exactly as configured in Twilio.
+    pub public_url: String,
+    /// `ANYREPLY_TWILIO_API_URL`: the REST API's root.
+    pub api_url: Url,
+    /// `ANYREPLY_TWILIO_MESSAGING_SERVICE_SID`: send from a Messaging Service.
+    pub messaging_service_sid: Option<String>,
+    /// `ANYREPLY_TWILIO_MODE`: `rest` or `inline`.
+    pub mode: ReplyMode,
+    /// `ANYREPLY_TWILIO_MAX_CHARS`: longest SMS body sent; longer replies are split.
+    pub max_chars: usize,
+    /// Pause before a REST send's first retry.
+    pub send_backoff: Duration,
+}
+
+impl TwilioSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mode = match var("ANYREPLY_TWILIO_MODE")
+            .map(|m| m.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("rest") => ReplyMode::Rest,
+            Some("inline") => ReplyMode::Inline,
+            Some(other) => bail!("ANYREPLY_TWILIO_MODE={other:?}: expected rest or inline"),
+        };
+        Ok(Self {
+            account_sid: required("ANYREPLY_TWILIO_ACCOUNT_SID")?,
+            auth_token: SecretString::from(required("ANYREPLY_TWILIO_AUTH_TOKEN")?),
+            public_url: required("ANYREPLY_TWILIO_PUBLIC_URL")?,
+            api_url: parsed(
+                "ANYREPLY_TWILIO_API_URL",
+                Url::parse("https://api.twilio.com")?,
+            )?,
+            messaging_service_sid: var("ANYREPLY_TWILIO_MESSAGING_SERVICE_SID"),
+            mode,
+            max_chars: parsed("ANYREPLY_TWILIO_MAX_CHARS", 1600)?,
+            send_backoff: Duration::from_millis(500),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct TwilioState {
+    settings: TwilioSettings,
+    bridge: Bridge,
+    rest: TwilioRest,
+    seen: Seen,
+    /// Replies being produced and sent after their webhook was acknowledged.
+    in_flight: TaskTracker,
+}
+
+/// The bridge's HTTP app, and the tracker of replies still in flight (to wait for on shutdown).
+pub fn app(
+    settings: TwilioSettings,
+    bridge: Bridge,
+) -> anyhow::Result<(axum::Router, TaskTracker)> {
+    if settings.max_chars == 0 || settings.max_chars > 1600 {
+        bail!("ANYREPLY_TWILIO_MAX_CHARS must be 1 to 1600 (Twilio's limit)");
+    }
+    let rest = TwilioRest::new(
+        &settings.api_url,
+        settings.account_sid.clone(),
+        settings.auth_token.clone(),
+        settings.messaging_service_sid.clone(),
+        settings.send_backoff,
+    )?;
+    let in_flight = TaskTracker::new();
+    let state = Arc::new(TwilioState {
+        settings,
+        bridge,
+        rest,
+        seen: Seen::default(),
+        in_flight: in_flight.clone(),
+    });
+    let router = crate::service::health_router().merge(
+        axum::Router::new()
+            .route(WEBHOOK_PATH, post(inbound))
+            .with_state(state),
+    );
+    Ok((router, in_flight))
+}
+
+/// Serves until `shutdown`, then finishes the replies in flight.
+pub async fn run(
+    settings: TwilioSettings,
+    bridge: Bridge,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (router, in_flight) = app(settings, bridge)?;
+    tracing::info!(address = %listener.local_addr()?, path = WEBHOOK_PATH, "receiving Twilio webhooks");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    in_flight.close();
+    in_flight.wait().await;
+    Ok(())
+}
+
+fn twiml_response(messages: &[String]) -> Response {
+    let response = messages
+        .iter()
+        .fold(twiml::Response::new(), |response, text| {
+            response.msg(text.as_str())
+        });
+    match response.build() {
+        Ok(xml) => ([(header::CONTENT_TYPE, "text/xml")], xml).into_response(),
+        Err(error) => {
+            tracing::error!(?error, "could not build TwiML");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn inbound(
+    State(state): State<Arc<TwilioState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    let settings = &state.settings;
+    if !signature::is_valid(
+        settings.auth_token.expose_secret(),
+        &settings.public_url,
+        &params,
+        signature,
+    ) {
+        tracing::warn!("refused a webhook with a bad or missing X-Twilio-Signature");
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (sid, from, to, text) = (
+        param("MessageSid"),
+        param("From"),
+        param("To"),
+        param("Body"),
+    );
+    if KEYWORDS.iter().any(|k| text.trim().eq_ignore_ascii_case(k)) {
+        tracing::info!(%sid, "a keyword Twilio handles itself; not sent to the AI");
+        return twiml_response(&[]);
+    }
+    if !state.seen.first_time(&sid) {
+        tracing::info!(%sid, "ignoring a redelivered message");
+        return twiml_response(&[]);
+    }
+    let mut variables = Variables::new();
+    variables.insert("channel".into(), Value::from("sms"));
+    variables.insert("phone".into(), Value::from(from.as_str()));
+    for (name, field) in [
+        ("country", "FromCountry"),
+        ("city", "FromCity"),
+        ("state", "FromState"),
+    ] {
+        let value = param(field);
+        if !value.is_empty() {
+            variables.insert(name.into(), Value::from(value));
+        }
+    }
+    let inbound = Inbound {
+        customer: from.clone(),
+        text,
+        idempotency_key: format!("twilio:{sid}"),
+        variables,
+    };
+    match settings.mode {
+        ReplyMode::Inline => match state.bridge.answer(inbound).await {
+            Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
+            Outcome::Apology(apology) => twiml_response(&[apology]),
+            Outcome::Silent => twiml_response(&[]),
+        },
+        ReplyMode::Rest => {
+            let worker = state.clone();
+            state.in_flight.spawn(async move {
+                let pieces = match worker.bridge.answer(inbound).await {
+                    Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
+                    Outcome::Apology(apology) => vec![apology],
+                    Outcome::Silent => Vec::new(),
+                };
+                for piece in pieces {
+                    if let Err(error) = worker.rest.send(&from, &to, &piece).await {
+                        tracing::error!(%error, %sid, "could not send the reply by SMS");
+                        break;
+                    }
+                }
+            });
+            twiml_response(&[])
+        }
+    }
+}
