@@ -1,0 +1,482 @@
+//! The Telegram bridge against a `wiremock` Bot API.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyreply_connectors::telegram::{self, GroupPolicy, TelegramSettings};
+use anyreply_connectors::text::Texts;
+use serde_json::{Value, json};
+use teloxide::adaptors::throttle::Limits;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::{APOLOGY, anyreply, anyreply_requests, bridge, eventually};
+
+const TOKEN: &str = "123456:TEST-token";
+
+struct Telegram {
+    api: MockServer,
+    anyreply: MockServer,
+    updates: Arc<Mutex<VecDeque<Vec<Value>>>>,
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn ok(result: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({ "ok": true, "result": result }))
+}
+
+/// A Bot API that serves scripted `getUpdates` batches and records what the bot sends.
+async fn bot_api(updates: Arc<Mutex<VecDeque<Vec<Value>>>>) -> MockServer {
+    let api = MockServer::start().await;
+    Mock::given(path_regex("(?i)/getme$"))
+        .respond_with(ok(json!({
+            "id": 99, "is_bot": true, "first_name": "Shop", "username": "shop_bot",
+            "can_join_groups": true, "can_read_all_group_messages": false,
+            "supports_inline_queries": false, "has_main_web_app": false
+        })))
+        .mount(&api)
+        .await;
+    Mock::given(path_regex(
+        "(?i)/(deletewebhook|setwebhook|sendchataction)$",
+    ))
+    .respond_with(ok(json!(true)))
+    .mount(&api)
+    .await;
+    Mock::given(path_regex("(?i)/getupdates$"))
+        .respond_with(move |_: &Request| {
+            let batch = updates.lock().unwrap().pop_front();
+            match batch {
+                Some(batch) => ok(Value::Array(batch)),
+                None => ok(json!([])).set_delay(Duration::from_millis(50)),
+            }
+        })
+        .mount(&api)
+        .await;
+    Mock::given(path_regex("(?i)/sendmessage$"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            ok(json!({
+                "message_id": 1000, "date": 1_764_000_000,
+                "chat": { "id": body["chat_id"], "type": "private", "first_name": "Ada" },
+                "text": body["text"]
+            }))
+        })
+        .with_priority(10)
+        .mount(&api)
+        .await;
+    api
+}
+
+impl Telegram {
+    async fn start(configure: impl FnOnce(&mut TelegramSettings)) -> Self {
+        let updates = Arc::new(Mutex::new(VecDeque::new()));
+        let api = bot_api(updates.clone()).await;
+        let anyreply = anyreply().await;
+        let mut settings = TelegramSettings {
+            token: TOKEN.to_owned(),
+            api_url: api.uri().parse().unwrap(),
+            webhook_url: None,
+            webhook_secret: None,
+            id_prefix: "telegram:".to_owned(),
+            groups: GroupPolicy::Ignore,
+            send_retries: 3,
+            send_backoff: Duration::from_millis(10),
+            poll_timeout: Duration::from_secs(1),
+            limits: Limits {
+                messages_per_sec_chat: 100,
+                messages_per_min_chat: 1000,
+                ..Limits::default()
+            },
+            texts: Texts {
+                apology: APOLOGY.to_owned(),
+                ..Texts::default()
+            },
+        };
+        configure(&mut settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let bridge = bridge(&anyreply.uri());
+        let task = tokio::spawn(telegram::run(settings, bridge, listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            api,
+            anyreply,
+            updates,
+            base,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn push(&self, batch: Vec<Value>) {
+        self.updates.lock().unwrap().push_back(batch);
+    }
+
+    /// `(chat_id, text)` of every sendMessage, in order.
+    async fn sent(&self) -> Vec<(i64, String)> {
+        self.calls("sendmessage")
+            .await
+            .into_iter()
+            .map(|body| {
+                (
+                    body["chat_id"].as_i64().unwrap(),
+                    body["text"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    async fn calls(&self, method: &str) -> Vec<Value> {
+        self.api
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path().to_ascii_lowercase().ends_with(method))
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    async fn wait_for_sends(&self, count: usize) {
+        eventually(&format!("{count} sendMessage calls"), || async {
+            self.sent().await.len() >= count
+        })
+        .await;
+    }
+
+    /// Asks the bridge to shut down and waits until it has.
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+    }
+}
+
+fn text_update(update_id: u32, chat: i64, message_id: i32, text: &str) -> Value {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id, "date": 1_764_000_000,
+            "chat": { "id": chat, "type": "private", "first_name": "Ada" },
+            "from": { "id": chat, "is_bot": false, "first_name": "Ada", "last_name": "Lovelace", "username": "ada", "language_code": "en" },
+            "text": text
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_message_gets_the_assistants_reply() {
+    let mut bot = Telegram::start(|_| {}).await;
+    bot.push(vec![text_update(1, 42, 10, "Do you ship to Austria?")]);
+    bot.wait_for_sends(1).await;
+    assert_eq!(
+        bot.sent().await,
+        [(42, "echo: Do you ship to Austria?".to_owned())]
+    );
+
+    let asked = anyreply_requests(&bot.anyreply).await;
+    assert_eq!(asked.len(), 1);
+    let body: Value = serde_json::from_slice(&asked[0].body).unwrap();
+    assert_eq!(body["assistant_id"], 7);
+    assert_eq!(body["customer_identifier"], "telegram:42");
+    assert_eq!(
+        body["variables"],
+        json!({ "channel": "telegram", "name": "Ada Lovelace", "username": "ada", "language": "en" })
+    );
+    assert_eq!(asked[0].headers["idempotency-key"], "telegram:42:10");
+    let typing = bot.calls("sendchataction").await;
+    assert_eq!(typing[0], json!({ "chat_id": 42, "action": "typing" }));
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_in_one_chat_is_answered_in_order() {
+    let mut bot = Telegram::start(|_| {}).await;
+    // The first messages take longest to answer; order must hold all the same.
+    let burst: Vec<Value> = (0..5)
+        .map(|n| text_update(10 + n, 42, 20 + n as i32, &format!("slow {n}")))
+        .collect();
+    bot.push(burst);
+    bot.push(vec![text_update(20, 43, 1, "other chat")]);
+    bot.wait_for_sends(6).await;
+    let in_chat: Vec<String> = bot
+        .sent()
+        .await
+        .into_iter()
+        .filter(|(chat, _)| *chat == 42)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(
+        in_chat,
+        [
+            "echo: slow 0",
+            "echo: slow 1",
+            "echo: slow 2",
+            "echo: slow 3",
+            "echo: slow 4"
+        ]
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_reply_is_split_and_sent_in_order() {
+    let mut bot = Telegram::start(|_| {}).await;
+    bot.push(vec![text_update(1, 42, 10, "long")]);
+    bot.wait_for_sends(3).await;
+    let pieces: Vec<String> = bot.sent().await.into_iter().map(|(_, text)| text).collect();
+    assert_eq!(pieces.len(), 3);
+    assert!(
+        pieces
+            .iter()
+            .all(|p| p.chars().count() <= 4096 && p.ends_with('.'))
+    );
+    assert_eq!(pieces.join(" "), crate::long_reply());
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn takeover_errors_commands_and_non_text() {
+    let mut bot = Telegram::start(|_| {}).await;
+    let photo = json!({
+        "update_id": 6,
+        "message": {
+            "message_id": 15, "date": 1_764_000_000, "chat": { "id": 42, "type": "private", "first_name": "Ada" },
+            "from": { "id": 42, "is_bot": false, "first_name": "Ada" },
+            "photo": [{ "file_id": "f", "file_unique_id": "u", "width": 1, "height": 1 }]
+        }
+    });
+    let group = json!({
+        "update_id": 7,
+        "message": {
+            "message_id": 16, "date": 1_764_000_000, "chat": { "id": -100, "type": "group", "title": "Fans" },
+            "from": { "id": 42, "is_bot": false, "first_name": "Ada" }, "text": "hello group"
+        }
+    });
+    bot.push(vec![
+        text_update(1, 42, 10, "human"),
+        text_update(2, 42, 11, "poor"),
+        text_update(3, 42, 12, "lost"),
+        text_update(4, 42, 13, "/start"),
+        text_update(5, 42, 14, "still there?"),
+        photo,
+        group,
+    ]);
+    bot.wait_for_sends(5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let texts: Vec<String> = bot.sent().await.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        texts,
+        [
+            APOLOGY,
+            APOLOGY,
+            anyreply_connectors::text::TELEGRAM_GREETING,
+            "echo: still there?",
+            anyreply_connectors::text::TELEGRAM_NON_TEXT
+        ]
+    );
+    // `/start`, the photo and the group message never reach the AI.
+    assert_eq!(anyreply_requests(&bot.anyreply).await.len(), 4);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_api_gets_the_apology_and_the_bridge_keeps_running() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let updates = Arc::new(Mutex::new(VecDeque::new()));
+    let api = bot_api(updates.clone()).await;
+    let settings = TelegramSettings {
+        token: TOKEN.to_owned(),
+        api_url: api.uri().parse().unwrap(),
+        webhook_url: None,
+        webhook_secret: None,
+        id_prefix: "tg-".to_owned(),
+        groups: GroupPolicy::Ignore,
+        send_retries: 0,
+        send_backoff: Duration::from_millis(10),
+        poll_timeout: Duration::from_secs(1),
+        limits: Limits::default(),
+        texts: Texts {
+            apology: APOLOGY.to_owned(),
+            ..Texts::default()
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(telegram::run(
+        settings,
+        bridge(&format!("http://127.0.0.1:{port}")),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    updates.lock().unwrap().push_back(vec![
+        text_update(1, 42, 10, "hi"),
+        text_update(2, 42, 11, "again"),
+    ]);
+    let sent = || async {
+        api.received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path().to_ascii_lowercase().ends_with("sendmessage"))
+            .count()
+    };
+    eventually("two apologies", || async { sent().await >= 2 }).await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivered_update_is_answered_once() {
+    let mut bot = Telegram::start(|_| {}).await;
+    bot.push(vec![text_update(1, 42, 10, "hi")]);
+    bot.push(vec![
+        text_update(1, 42, 10, "hi"),
+        text_update(2, 42, 11, "next"),
+    ]);
+    bot.wait_for_sends(2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let texts: Vec<String> = bot.sent().await.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["echo: hi", "echo: next"]);
+    assert_eq!(anyreply_requests(&bot.anyreply).await.len(), 2);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out() {
+    let mut bot = Telegram::start(|_| {}).await;
+    Mock::given(method("POST"))
+        .and(path_regex("(?i)/sendmessage$"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
+            "parameters": { "retry_after": 1 }
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&bot.api)
+        .await;
+    bot.push(vec![text_update(1, 42, 10, "hi")]);
+    bot.wait_for_sends(2).await;
+    let sent = bot.sent().await;
+    assert_eq!(
+        sent,
+        [(42, "echo: hi".to_owned()), (42, "echo: hi".to_owned())]
+    );
+    bot.stop().await;
+}
+
+/// teloxide pauses ten seconds after a Bot API 5xx before reporting it; this test waits that out.
+#[tokio::test]
+async fn a_5xx_on_send_is_retried() {
+    let mut bot = Telegram::start(|_| {}).await;
+    Mock::given(method("POST"))
+        .and(path_regex("(?i)/sendmessage$"))
+        .respond_with(ResponseTemplate::new(502).set_body_json(json!({
+            "ok": false, "error_code": 502, "description": "Bad Gateway"
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&bot.api)
+        .await;
+    bot.push(vec![text_update(1, 42, 10, "hi")]);
+    bot.wait_for_sends(2).await;
+    assert_eq!(bot.sent().await.len(), 2);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_mode_checks_the_secret_token() {
+    let mut bot = Telegram::start(|s| {
+        s.webhook_url = Some("https://bot.example.com/telegram/hook".parse().unwrap());
+        s.webhook_secret = Some("s3cret-Token_1".to_owned());
+    })
+    .await;
+    eventually("setWebhook", || async {
+        !bot.calls("setwebhook").await.is_empty()
+    })
+    .await;
+    // setWebhook goes as a multipart form (it may carry a certificate).
+    let registered: Vec<String> = bot
+        .api
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().to_ascii_lowercase().ends_with("setwebhook"))
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        registered[0].contains("https://bot.example.com/telegram/hook"),
+        "{}",
+        registered[0]
+    );
+    assert!(registered[0].contains("s3cret-Token_1"));
+
+    let http = reqwest::Client::new();
+    let deliver = |secret: Option<&'static str>, update: Value| {
+        let mut request = http
+            .post(format!("{}/telegram/hook", bot.base))
+            .json(&update);
+        if let Some(secret) = secret {
+            request = request.header("x-telegram-bot-api-secret-token", secret);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        deliver(None, text_update(1, 42, 10, "no secret")).await,
+        401
+    );
+    assert_eq!(
+        deliver(Some("wrong"), text_update(2, 42, 11, "bad secret")).await,
+        401
+    );
+    assert_eq!(
+        deliver(Some("s3cret-Token_1"), text_update(3, 42, 12, "hi")).await,
+        200
+    );
+    assert_eq!(
+        deliver(Some("s3cret-Token_1"), text_update(3, 42, 12, "hi")).await,
+        200
+    ); // redelivered
+    bot.wait_for_sends(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(bot.sent().await, [(42, "echo: hi".to_owned())]);
+    assert_eq!(anyreply_requests(&bot.anyreply).await.len(), 1);
+    let health = http
+        .get(format!("{}/health", bot.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_message_in_flight() {
+    let mut bot = Telegram::start(|_| {}).await;
+    let health = reqwest::get(format!("{}/health", bot.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    bot.push(vec![text_update(1, 42, 10, "slow goodbye")]);
+    eventually("the question to reach AnyReply", || async {
+        !anyreply_requests(&bot.anyreply).await.is_empty()
+    })
+    .await;
+    assert!(
+        bot.sent().await.is_empty(),
+        "the reply is still being produced"
+    );
+    bot.stop().await;
+    assert_eq!(bot.sent().await, [(42, "echo: slow goodbye".to_owned())]);
+}
