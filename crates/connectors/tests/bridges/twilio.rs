@@ -1,1 +1,297 @@
+//! The Twilio SMS bridge: signed webhooks in, the REST Messages API (on `wiremock`) out.
 
+use std::time::Duration;
+
+use anyreply_connectors::twilio::{self, ReplyMode, TwilioSettings, signature};
+use serde_json::Value;
+use wiremock::matchers::{basic_auth, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::{APOLOGY, anyreply, anyreply_requests, bridge, eventually};
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const AUTH_TOKEN: &str = "twilio-auth-token";
+const PUBLIC_URL: &str = "https://sms.example.com/twilio/sms";
+
+struct Sms {
+    rest: MockServer,
+    anyreply: MockServer,
+    base: String,
+    http: reqwest::Client,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Sms {
+    async fn start(configure: impl FnOnce(&mut TwilioSettings)) -> Self {
+        let rest = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+            )))
+            .and(basic_auth(ACCOUNT, AUTH_TOKEN))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(serde_json::json!({ "sid": "SMout", "status": "queued" })),
+            )
+            .with_priority(10)
+            .mount(&rest)
+            .await;
+        let anyreply = anyreply().await;
+        let mut settings = TwilioSettings {
+            account_sid: ACCOUNT.to_owned(),
+            auth_token: AUTH_TOKEN.to_owned().into(),
+            public_url: PUBLIC_URL.to_owned(),
+            api_url: rest.uri().parse().unwrap(),
+            messaging_service_sid: None,
+            mode: ReplyMode::Rest,
+            max_chars: 1600,
+            send_backoff: Duration::from_millis(10),
+        };
+        configure(&mut settings);
+        let (router, _) = twilio::app(settings, bridge(&anyreply.uri())).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            rest,
+            anyreply,
+            base,
+            http: reqwest::Client::new(),
+            _server: server,
+        }
+    }
+
+    /// Posts an inbound SMS as Twilio does, signed for `signed_url` (or unsigned, or badly).
+    async fn deliver(&self, sid: &str, body: &str, signing: Signing) -> (u16, String) {
+        let params: Vec<(String, String)> = [
+            ("AccountSid", ACCOUNT),
+            ("ApiVersion", "2010-04-01"),
+            ("Body", body),
+            ("From", "+15550001111"),
+            ("FromCountry", "US"),
+            ("MessageSid", sid),
+            ("NumMedia", "0"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut request = self
+            .http
+            .post(format!("{}{}", self.base, twilio::WEBHOOK_PATH))
+            .form(&params);
+        match signing {
+            Signing::For(url) => {
+                request = request.header(
+                    "x-twilio-signature",
+                    signature::sign(AUTH_TOKEN, url, &params),
+                )
+            }
+            Signing::WrongToken => {
+                request = request.header(
+                    "x-twilio-signature",
+                    signature::sign("another-token", PUBLIC_URL, &params),
+                )
+            }
+            Signing::None => {}
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// `(To, From, Body)` of every message sent through the REST API.
+    async fn sent(&self) -> Vec<(String, String, String)> {
+        self.rest
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path().ends_with("/Messages.json"))
+            .map(|r| {
+                let form: Vec<(String, String)> =
+                    url::form_urlencoded::parse(&r.body).into_owned().collect();
+                let get = |name: &str| {
+                    form.iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                (get("To"), get("From"), get("Body"))
+            })
+            .collect()
+    }
+}
+
+enum Signing {
+    For(&'static str),
+    WrongToken,
+    None,
+}
+
+const EMPTY_TWIML: &str = "<Response />";
+
+#[tokio::test]
+async fn an_sms_is_acknowledged_at_once_and_answered_by_the_rest_api() {
+    let sms = Sms::start(|_| {}).await;
+    let (status, twiml) = sms
+        .deliver("SM1", "Are you open on Sunday?", Signing::For(PUBLIC_URL))
+        .await;
+    assert_eq!((status, twiml.as_str()), (200, EMPTY_TWIML));
+    eventually("the reply", || async { !sms.sent().await.is_empty() }).await;
+    assert_eq!(
+        sms.sent().await,
+        [(
+            "+15550001111".to_owned(),
+            "+18005551212".to_owned(),
+            "echo: Are you open on Sunday?".to_owned()
+        )]
+    );
+    let asked = anyreply_requests(&sms.anyreply).await;
+    let body: Value = serde_json::from_slice(&asked[0].body).unwrap();
+    assert_eq!(body["customer_identifier"], "+15550001111");
+    assert_eq!(
+        body["variables"],
+        serde_json::json!({ "channel": "sms", "phone": "+15550001111", "country": "US" })
+    );
+    assert_eq!(asked[0].headers["idempotency-key"], "twilio:SM1");
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_get_403_and_nothing_else_happens() {
+    let sms = Sms::start(|_| {}).await;
+    for signing in [
+        Signing::None,
+        Signing::WrongToken,
+        Signing::For("https://sms.example.com/other"),
+    ] {
+        let (status, _) = sms.deliver("SM2", "hi", signing).await;
+        assert_eq!(status, 403);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(anyreply_requests(&sms.anyreply).await.is_empty());
+    assert!(sms.sent().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_url_is_accepted_with_and_without_port_443() {
+    let sms = Sms::start(|_| {}).await;
+    let (status, _) = sms
+        .deliver(
+            "SM3",
+            "hi",
+            Signing::For("https://sms.example.com:443/twilio/sms"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let with_port =
+        Sms::start(|s| s.public_url = "https://sms.example.com:443/twilio/sms".to_owned()).await;
+    let (status, _) = with_port
+        .deliver("SM4", "hi", Signing::For(PUBLIC_URL))
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_redelivered_message_sid_is_not_sent_twice() {
+    let sms = Sms::start(|_| {}).await;
+    sms.deliver("SM5", "hi", Signing::For(PUBLIC_URL)).await;
+    let (status, twiml) = sms.deliver("SM5", "hi", Signing::For(PUBLIC_URL)).await;
+    assert_eq!((status, twiml.as_str()), (200, EMPTY_TWIML));
+    eventually("the reply", || async { !sms.sent().await.is_empty() }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sms.sent().await.len(), 1);
+    assert_eq!(anyreply_requests(&sms.anyreply).await.len(), 1);
+}
+
+#[tokio::test]
+async fn opt_out_keywords_never_reach_the_ai() {
+    let sms = Sms::start(|_| {}).await;
+    for (n, keyword) in ["STOP", "stop", " Unsubscribe ", "START", "HELP", "quit"]
+        .iter()
+        .enumerate()
+    {
+        let (status, twiml) = sms
+            .deliver(&format!("SMk{n}"), keyword, Signing::For(PUBLIC_URL))
+            .await;
+        assert_eq!((status, twiml.as_str()), (200, EMPTY_TWIML));
+    }
+    // A sentence that merely contains one is a question like any other.
+    sms.deliver("SMk9", "Please stop by tomorrow?", Signing::For(PUBLIC_URL))
+        .await;
+    eventually("the one real question", || async {
+        sms.sent().await.len() == 1
+    })
+    .await;
+    assert_eq!(anyreply_requests(&sms.anyreply).await.len(), 1);
+}
+
+#[tokio::test]
+async fn inline_mode_answers_with_message_twiml() {
+    let sms = Sms::start(|s| s.mode = ReplyMode::Inline).await;
+    let (status, twiml) = sms
+        .deliver("SM6", "Hi & <welcome>", Signing::For(PUBLIC_URL))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        twiml,
+        "<Response><Message><Body>echo: Hi &amp; &lt;welcome&gt;</Body></Message></Response>"
+    );
+    assert!(sms.sent().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_long_reply_is_split_into_messages_sent_in_order() {
+    let sms = Sms::start(|_| {}).await;
+    sms.deliver("SM7", "long", Signing::For(PUBLIC_URL)).await;
+    eventually("six messages", || async { sms.sent().await.len() == 6 }).await;
+    let bodies: Vec<String> = sms
+        .sent()
+        .await
+        .into_iter()
+        .map(|(_, _, body)| body)
+        .collect();
+    assert!(bodies.iter().all(|b| b.chars().count() <= 1600));
+    assert_eq!(bodies.join(" "), crate::long_reply());
+}
+
+#[tokio::test]
+async fn takeover_sends_nothing_and_failures_send_the_apology() {
+    let sms = Sms::start(|_| {}).await;
+    sms.deliver("SM8", "human", Signing::For(PUBLIC_URL)).await;
+    sms.deliver("SM9", "poor", Signing::For(PUBLIC_URL)).await;
+    sms.deliver("SM10", "lost", Signing::For(PUBLIC_URL)).await;
+    eventually("two apologies", || async { sms.sent().await.len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bodies: Vec<String> = sms
+        .sent()
+        .await
+        .into_iter()
+        .map(|(_, _, body)| body)
+        .collect();
+    assert_eq!(bodies, [APOLOGY, APOLOGY]);
+}
+
+#[tokio::test]
+async fn a_failed_rest_send_is_retried() {
+    let sms = Sms::start(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&sms.rest)
+        .await;
+    sms.deliver("SM11", "hi", Signing::For(PUBLIC_URL)).await;
+    eventually("the retried send", || async { sms.sent().await.len() == 2 }).await;
+}
+
+#[tokio::test]
+async fn health_answers() {
+    let sms = Sms::start(|_| {}).await;
+    let response = sms
+        .http
+        .get(format!("{}/health", sms.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
