@@ -1,0 +1,93 @@
+//! A channel bridge in front of the real server: an SMS in, the assistant's reply out by
+//! Twilio's REST API, one charge however often Twilio delivers the message.
+
+use std::time::Duration;
+
+use anyreply_connectors::bridge::Bridge;
+use anyreply_connectors::twilio::{self, ReplyMode, TwilioSettings, signature};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::{Stack, quick_retries};
+
+#[tokio::test]
+async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    let input = anyreply_client::AssistantInput {
+        name: Some("SMS".into()),
+        ..Default::default()
+    };
+    let assistant = client.assistants().create(&input).await.unwrap();
+
+    let twilio_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&twilio_api)
+        .await;
+    let settings = TwilioSettings {
+        account_sid: "AC1".into(),
+        auth_token: "token".to_owned().into(),
+        public_url: "https://sms.example.com/twilio/sms".into(),
+        api_url: twilio_api.uri().parse().unwrap(),
+        messaging_service_sid: None,
+        mode: ReplyMode::Rest,
+        max_chars: 1600,
+        send_backoff: Duration::from_millis(10),
+    };
+    let bridge = Bridge {
+        client,
+        assistant_id: assistant.id,
+        apology: "Sorry.".into(),
+    };
+    let (router, _) = twilio::app(settings, bridge).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!(
+        "http://{}{}",
+        listener.local_addr().unwrap(),
+        twilio::WEBHOOK_PATH
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let params: Vec<(String, String)> = [
+        ("MessageSid", "SM42"),
+        ("From", "+15550001111"),
+        ("To", "+18005551212"),
+        ("Body", "Do you deliver?"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signed = signature::sign("token", "https://sms.example.com/twilio/sms", &params);
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = http
+            .post(&webhook)
+            .header("x-twilio-signature", &signed)
+            .form(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let sent = || async { twilio_api.received_requests().await.unwrap() };
+    for _ in 0..250 {
+        if !sent().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = sent().await;
+    assert_eq!(sent.len(), 1);
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&sent[0].body)
+        .into_owned()
+        .collect();
+    assert!(
+        form.contains(&("Body".to_owned(), "echo: Do you deliver?".to_owned())),
+        "{form:?}"
+    );
+    assert!(form.contains(&("To".to_owned(), "+15550001111".to_owned())));
+    assert_eq!(stack.model_calls().await, 1);
+    assert_eq!(stack.balance().await, "9.99".parse().unwrap());
+}
