@@ -7,9 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{
-    Answer, Completion, LlmError, Output, PromptMessage, ToolCall, is_transient, transport_error,
-};
+use super::{Answer, Completion, LlmError, Output, PromptMessage, ToolCall, send};
 use crate::reply::pricing::TokenUsage;
 
 const API_VERSION: &str = "2023-06-01";
@@ -101,24 +99,8 @@ impl AnthropicClient {
         if let Some(key) = &self.api_key {
             request = request.header("x-api-key", key.expose_secret());
         }
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        if !status.is_success() {
-            // 529 is Anthropic's "overloaded", a 5xx.
-            let detail = format!("HTTP {status}");
-            return Err(if is_transient(status) {
-                LlmError::Unavailable(detail)
-            } else {
-                LlmError::Failed(detail)
-            });
-        }
-        let parsed: MessagesResponse = response.json().await.map_err(|e| {
-            if e.is_timeout() {
-                LlmError::Unavailable("timed out reading the answer".into())
-            } else {
-                LlmError::Failed(format!("unreadable answer: {}", e.without_url()))
-            }
-        })?;
+        // 529, Anthropic's "overloaded", is a 5xx: retryable.
+        let parsed: MessagesResponse = send(request).await?;
         let usage = parsed
             .usage
             .map(|u| TokenUsage {

@@ -103,16 +103,35 @@ impl fmt::Display for LlmError {
 
 impl std::error::Error for LlmError {}
 
-/// Whether an HTTP status from a provider is worth retrying.
-pub(crate) fn is_transient(status: reqwest::StatusCode) -> bool {
-    status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-}
-
-/// A failed request, classified; the provider's words stay in the log.
-pub(crate) fn transport_error(error: reqwest::Error) -> LlmError {
-    LlmError::Unavailable(error.without_url().to_string())
+/// Sends a provider request and reads its answer as `T`, classifying failures: timeouts,
+/// connection failures, 408, 429 and 5xx are worth retrying; other refusals and unreadable
+/// answers are not. The provider's own words stay in the log.
+pub(crate) async fn send<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, LlmError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| LlmError::Unavailable(e.without_url().to_string()))?;
+    let status = response.status();
+    if !status.is_success() {
+        let detail = format!("HTTP {status}");
+        let transient = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error();
+        return Err(if transient {
+            LlmError::Unavailable(detail)
+        } else {
+            LlmError::Failed(detail)
+        });
+    }
+    response.json().await.map_err(|e| {
+        if e.is_timeout() {
+            LlmError::Unavailable("timed out reading the answer".into())
+        } else {
+            LlmError::Failed(format!("unreadable answer: {}", e.without_url()))
+        }
+    })
 }
 
 /// Every configured provider, with the retry rule shared by all.

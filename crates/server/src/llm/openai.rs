@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{
-    Answer, Completion, LlmError, Output, PromptMessage, ToolCall, is_transient, transport_error,
-};
+use super::{Answer, Completion, LlmError, Output, PromptMessage, ToolCall, send};
 use crate::reply::pricing::TokenUsage;
 
 /// A client of one Chat Completions endpoint.
@@ -107,23 +105,7 @@ impl OpenAiClient {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        if !status.is_success() {
-            let detail = format!("HTTP {status}");
-            return Err(if is_transient(status) {
-                LlmError::Unavailable(detail)
-            } else {
-                LlmError::Failed(detail)
-            });
-        }
-        let parsed: ChatResponse = response.json().await.map_err(|e| {
-            if e.is_timeout() {
-                LlmError::Unavailable("timed out reading the answer".into())
-            } else {
-                LlmError::Failed(format!("unreadable answer: {}", e.without_url()))
-            }
-        })?;
+        let parsed: ChatResponse = send(request).await?;
         let usage = parsed
             .usage
             .map(|u| TokenUsage {

@@ -78,25 +78,21 @@ async fn a_multi_round_conversation_calls_the_endpoints_exactly_and_records_the_
             &json!({ "name": "Booker", "tool_ids": [calendar, booking] }),
         )
         .await;
-    Mock::given(method("POST"))
-        .respond_with(|request: &Request| {
-            let answer = match tool_results(request) {
-                0 => openai_tool_calls(&[(
-                    "call_1",
-                    "check_calendar",
-                    json!({ "date": "2026-12-01" }),
-                )]),
-                1 => openai_tool_calls(&[(
-                    "call_2",
-                    "book_appointment",
-                    json!({ "date": "2026-12-01", "time": "14:00", "people": 2 }),
-                )]),
-                _ => chat_completion("Booked for 14:00."),
-            };
-            ResponseTemplate::new(200).set_body_json(answer)
-        })
-        .mount(&app.llm)
-        .await;
+    app.script_model(|request: &Request| {
+        let answer = match tool_results(request) {
+            0 => {
+                openai_tool_calls(&[("call_1", "check_calendar", json!({ "date": "2026-12-01" }))])
+            }
+            1 => openai_tool_calls(&[(
+                "call_2",
+                "book_appointment",
+                json!({ "date": "2026-12-01", "time": "14:00", "people": 2 }),
+            )]),
+            _ => chat_completion("Booked for 14:00."),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
 
     let (status, reply) = app
         .reply(&account.key, assistant, "+4915", "Book me in on Dec 1st")
@@ -184,25 +180,22 @@ async fn a_failing_tool_never_fails_the_reply() {
             &json!({ "name": "A", "tool_ids": [slow, broken, book] }),
         )
         .await;
-    Mock::given(method("POST"))
-        .respond_with(|request: &Request| {
-            let answer = match tool_results(request) {
-                0 => openai_tool_calls(&[
-                    ("c1", "slow", json!({})),
-                    ("c2", "broken", json!({})),
-                    (
-                        "c3",
-                        "book",
-                        json!({ "people": "two", "url": "http://169.254.169.254/" }),
-                    ),
-                ]),
-                _ => chat_completion("Sorry, the booking system is down."),
-            };
-            ResponseTemplate::new(200).set_body_json(answer)
-        })
-        .with_priority(1)
-        .mount(&app.llm)
-        .await;
+    app.script_model(|request: &Request| {
+        let answer = match tool_results(request) {
+            0 => openai_tool_calls(&[
+                ("c1", "slow", json!({})),
+                ("c2", "broken", json!({})),
+                (
+                    "c3",
+                    "book",
+                    json!({ "people": "two", "url": "http://169.254.169.254/" }),
+                ),
+            ]),
+            _ => chat_completion("Sorry, the booking system is down."),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
 
     let (status, reply) = app
         .reply(&account.key, assistant, "c", "book 2 people")
@@ -263,19 +256,16 @@ async fn past_the_round_cap_the_model_must_answer_in_words() {
         .assistant(&account, &json!({ "name": "A", "tool_ids": [ping] }))
         .await;
     // A model that calls tools whenever it may.
-    Mock::given(method("POST"))
-        .respond_with(|request: &Request| {
-            let body = body_of(request);
-            let answer = if body["tool_choice"] == "none" {
-                chat_completion("Done pinging.")
-            } else {
-                openai_tool_calls(&[(&format!("c{}", tool_results(request)), "ping", json!({}))])
-            };
-            ResponseTemplate::new(200).set_body_json(answer)
-        })
-        .with_priority(1)
-        .mount(&app.llm)
-        .await;
+    app.script_model(|request: &Request| {
+        let body = body_of(request);
+        let answer = if body["tool_choice"] == "none" {
+            chat_completion("Done pinging.")
+        } else {
+            openai_tool_calls(&[(&format!("c{}", tool_results(request)), "ping", json!({}))])
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
     let (status, reply) = app
         .reply(&account.key, assistant, "c", "ping forever")
         .await;
@@ -307,21 +297,18 @@ async fn calls_past_the_call_cap_are_not_made() {
     let assistant = app
         .assistant(&account, &json!({ "name": "A", "tool_ids": [ping] }))
         .await;
-    Mock::given(method("POST"))
-        .respond_with(|request: &Request| {
-            let answer = match tool_results(request) {
-                0 => openai_tool_calls(&[
-                    ("a", "ping", json!({})),
-                    ("b", "ping", json!({})),
-                    ("c", "ping", json!({})),
-                ]),
-                _ => chat_completion("Pinged."),
-            };
-            ResponseTemplate::new(200).set_body_json(answer)
-        })
-        .with_priority(1)
-        .mount(&app.llm)
-        .await;
+    app.script_model(|request: &Request| {
+        let answer = match tool_results(request) {
+            0 => openai_tool_calls(&[
+                ("a", "ping", json!({})),
+                ("b", "ping", json!({})),
+                ("c", "ping", json!({})),
+            ]),
+            _ => chat_completion("Pinged."),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
     let (_, reply) = app.reply(&account.key, assistant, "c", "ping thrice").await;
     let results: Vec<&Value> = reply["function_calls"]
         .as_array()
@@ -382,22 +369,19 @@ async fn tools_cannot_reach_this_machine_by_address_or_by_name() {
         .iter()
         .map(|(name, _, _)| (format!("id_{name}"), name.to_string(), json!({})))
         .collect();
-    Mock::given(method("POST"))
-        .respond_with(move |request: &Request| {
-            let answer = match tool_results(request) {
-                0 => openai_tool_calls(
-                    &calls
-                        .iter()
-                        .map(|(i, n, a)| (i.as_str(), n.as_str(), a.clone()))
-                        .collect::<Vec<_>>(),
-                ),
-                _ => chat_completion("I could not check."),
-            };
-            ResponseTemplate::new(200).set_body_json(answer)
-        })
-        .with_priority(1)
-        .mount(&app.llm)
-        .await;
+    app.script_model(move |request: &Request| {
+        let answer = match tool_results(request) {
+            0 => openai_tool_calls(
+                &calls
+                    .iter()
+                    .map(|(i, n, a)| (i.as_str(), n.as_str(), a.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => chat_completion("I could not check."),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
     let (status, reply) = app.reply(&account.key, assistant, "c", "check").await;
     assert_eq!(status, 200, "{reply}");
     for (call, (name, _, class)) in reply["function_calls"]
@@ -442,17 +426,14 @@ async fn redirects_are_not_followed() {
     let assistant = app
         .assistant(&account, &json!({ "name": "A", "tool_ids": [hop] }))
         .await;
-    Mock::given(method("POST"))
-        .respond_with(|request: &Request| {
-            let answer = match tool_results(request) {
-                0 => openai_tool_calls(&[("h", "hop", json!({}))]),
-                _ => chat_completion("ok"),
-            };
-            ResponseTemplate::new(200).set_body_json(answer)
-        })
-        .with_priority(1)
-        .mount(&app.llm)
-        .await;
+    app.script_model(|request: &Request| {
+        let answer = match tool_results(request) {
+            0 => openai_tool_calls(&[("h", "hop", json!({}))]),
+            _ => chat_completion("ok"),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
     let (_, reply) = app.reply(&account.key, assistant, "c", "go").await;
     assert_eq!(reply["function_calls"][0]["result"]["status"], 302);
     assert_eq!(outer.received_requests().await.unwrap().len(), 1);

@@ -206,6 +206,19 @@ impl TestApp {
             .collect()
     }
 
+    /// Answers every model request with `script`, instead of the echo model.
+    pub async fn script_model(
+        &self,
+        script: impl Fn(&wiremock::Request) -> ResponseTemplate + Send + Sync + 'static,
+    ) {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(script)
+            .with_priority(1)
+            .mount(&self.llm)
+            .await;
+    }
+
     /// Mounts a model answer that takes precedence over the echo model.
     pub async fn model_answers(&self, response: ResponseTemplate) {
         Mock::given(method("POST"))
