@@ -51,6 +51,15 @@ impl App {
     pub async fn db(&self) -> Result<DbConn, PoolError> {
         self.pool.get().await
     }
+
+    /// A pooled connection, waiting at most `wait` for one: for work that is pointless late.
+    pub async fn db_within(&self, wait: std::time::Duration) -> Result<DbConn, PoolError> {
+        let timeouts = deadpool::managed::Timeouts {
+            wait: Some(wait),
+            ..self.pool.timeouts()
+        };
+        self.pool.timeout_get(&timeouts).await
+    }
 }
 
 impl std::fmt::Debug for App {

@@ -126,6 +126,12 @@ impl Settings {
             "ANYREPLY_RATE_LIMIT_PER_MINUTE",
             &mut s.rate_limit_per_minute,
         )?;
+        let mut lease_secs = s.reply_lease.as_secs();
+        parse_into("ANYREPLY_REPLY_LEASE_SECS", &mut lease_secs)?;
+        if lease_secs < 3 {
+            bail!("ANYREPLY_REPLY_LEASE_SECS must be at least 3");
+        }
+        s.reply_lease = Duration::from_secs(lease_secs);
         parse_into("ANYREPLY_PRICE_PER_REPLY", &mut s.pricing.per_reply)?;
         parse_into(
             "ANYREPLY_PRICE_INPUT_PER_MTOK",

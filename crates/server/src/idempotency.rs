@@ -14,12 +14,13 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Bytea, Double, Int8, Text};
+use diesel::sql_types::{Bool, Bytea, Double, Int4, Int8, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -36,6 +37,8 @@ const MAX_KEY_CHARS: usize = 255;
 pub struct Claim {
     pub account_id: i64,
     pub key: String,
+    /// This holder's token: writes by a holder the key was taken from change nothing.
+    token: Uuid,
 }
 
 /// What the key says about this request.
@@ -104,19 +107,25 @@ pub async fn begin(
         })?
         .to_owned();
     let lease = app.settings.reply_lease.as_secs_f64();
+    let token = Uuid::new_v4();
     let mut conn = app.db().await?;
     let claimed = diesel::sql_query(
-        "INSERT INTO idempotency_keys (account_id, key, fingerprint, locked_until)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, locked_until, token)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)
          ON CONFLICT (account_id, key) DO NOTHING",
     )
     .bind::<Int8, _>(account_id)
     .bind::<Text, _>(&key)
     .bind::<Bytea, _>(&fingerprint)
     .bind::<Double, _>(lease)
+    .bind::<SqlUuid, _>(token)
     .execute(&mut conn)
     .await?;
-    let claim = Claim { account_id, key };
+    let claim = Claim {
+        account_id,
+        key,
+        token,
+    };
     if claimed == 1 {
         return Ok(Begin::Run(claim));
     }
@@ -145,7 +154,7 @@ pub async fn begin(
     // The first request's process stopped renewing its claim: it died. Take over, and give up
     // the reply it had queued, so that the retry makes the only one.
     let taken: Option<TakenOver> = diesel::sql_query(
-        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => $3), message_id = NULL
+        "UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => $3), message_id = NULL, token = $4
          FROM (SELECT message_id FROM idempotency_keys WHERE account_id = $1 AND key = $2 FOR UPDATE) AS old
          WHERE k.account_id = $1 AND k.key = $2 AND k.response_status IS NULL AND k.locked_until <= now()
          RETURNING old.message_id",
@@ -153,6 +162,7 @@ pub async fn begin(
     .bind::<Int8, _>(account_id)
     .bind::<Text, _>(&claim.key)
     .bind::<Double, _>(lease)
+    .bind::<SqlUuid, _>(token)
     .get_result(&mut conn)
     .await
     .optional()?;
@@ -186,22 +196,39 @@ fn replay(status: i32, body: Value) -> Response {
 }
 
 impl Claim {
-    /// Stores the answer; call inside the transaction of the work it reports.
+    /// `statement` with this claim bound to `$1`, `$2`, `$3`; its `WHERE` must match the claim's
+    /// row only while this request holds it (its token) and it has no answer yet.
+    fn on_held_row(
+        &self,
+        statement: &'static str,
+    ) -> diesel::query_builder::BoxedSqlQuery<'_, diesel::pg::Pg, diesel::query_builder::SqlQuery>
+    {
+        diesel::sql_query(statement)
+            .into_boxed()
+            .bind::<Int8, _>(self.account_id)
+            .bind::<Text, _>(&self.key)
+            .bind::<SqlUuid, _>(self.token)
+    }
+
+    /// Stores the answer; call inside the transaction of the work it reports. Fails (rolling
+    /// that work back) if the claim was taken over meanwhile.
     pub async fn complete(
         &self,
         conn: &mut AsyncPgConnection,
         status: StatusCode,
         body: &impl Serialize,
-    ) -> QueryResult<()> {
+    ) -> ApiResult<()> {
         let body = serde_json::to_value(body).unwrap_or(Value::Null);
-        diesel::update(idempotency_keys::table.find((self.account_id, &self.key)))
-            .set((
-                idempotency_keys::response_status.eq(i32::from(status.as_u16())),
-                idempotency_keys::response_body.eq(body),
-            ))
+        let rows = self
+            .on_held_row(
+                "UPDATE idempotency_keys SET response_status = $4, response_body = $5
+                 WHERE account_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL",
+            )
+            .bind::<Int4, _>(i32::from(status.as_u16()))
+            .bind::<Jsonb, _>(body)
             .execute(conn)
-            .await
-            .map(drop)
+            .await?;
+        self.still_held(rows)
     }
 
     /// Remembers the customer message this request queued (inside the admitting transaction).
@@ -209,37 +236,52 @@ impl Claim {
         &self,
         conn: &mut AsyncPgConnection,
         message_id: i64,
-    ) -> QueryResult<()> {
-        diesel::update(idempotency_keys::table.find((self.account_id, &self.key)))
-            .set(idempotency_keys::message_id.eq(message_id))
+    ) -> ApiResult<()> {
+        let rows = self
+            .on_held_row(
+                "UPDATE idempotency_keys SET message_id = $4
+                 WHERE account_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL",
+            )
+            .bind::<Int8, _>(message_id)
             .execute(conn)
-            .await
-            .map(drop)
+            .await?;
+        self.still_held(rows)
     }
 
     /// Keeps the claim alive while the request runs.
-    pub async fn renew(&self, conn: &mut AsyncPgConnection, lease: Duration) -> QueryResult<()> {
-        diesel::sql_query(
-            "UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3)
-             WHERE account_id = $1 AND key = $2 AND response_status IS NULL",
-        )
-        .bind::<Int8, _>(self.account_id)
-        .bind::<Text, _>(&self.key)
-        .bind::<Double, _>(lease.as_secs_f64())
-        .execute(conn)
-        .await
-        .map(drop)
+    pub async fn renew(&self, conn: &mut AsyncPgConnection, lease: Duration) -> ApiResult<()> {
+        let rows = self
+            .on_held_row(
+                "UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $4)
+                 WHERE account_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL",
+            )
+            .bind::<Double, _>(lease.as_secs_f64())
+            .execute(conn)
+            .await?;
+        self.still_held(rows)
+    }
+
+    fn still_held(&self, rows: usize) -> ApiResult<()> {
+        if rows == 1 {
+            Ok(())
+        } else {
+            tracing::warn!(key = %self.key, "an idempotency key was taken over while its request ran");
+            Err(conflict())
+        }
     }
 
     /// Settles the key after a failed request: a retryable failure left no trace, so the key
-    /// is freed; any other is stored and replayed.
+    /// is freed; any other is stored and replayed. Nothing happens if the key was taken over.
     pub async fn fail(&self, app: &App, error: &ApiError) {
         let settled = async {
             let mut conn = app.db().await?;
             if error.code.is_retryable() {
-                diesel::delete(idempotency_keys::table.find((self.account_id, &self.key)))
-                    .execute(&mut conn)
-                    .await?;
+                self.on_held_row(
+                    "DELETE FROM idempotency_keys
+                     WHERE account_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL",
+                )
+                .execute(&mut conn)
+                .await?;
             } else {
                 self.complete(&mut conn, error.status(), &error.body())
                     .await?;

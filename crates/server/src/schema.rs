@@ -107,6 +107,7 @@ diesel::table! {
         response_status -> Nullable<Int4>,
         response_body -> Nullable<Jsonb>,
         locked_until -> Timestamptz,
+        token -> Uuid,
         message_id -> Nullable<Int8>,
         created_at -> Timestamptz,
     }

@@ -10,6 +10,9 @@ CREATE TABLE idempotency_keys (
     response_body    JSONB,
     -- Renewed while the first request runs; past it, its process is presumed dead.
     locked_until     TIMESTAMPTZ NOT NULL,
+    -- Who holds the claim: a new token on every takeover, so a presumed-dead request that
+    -- wakes up can no longer write to (or free) the key.
+    token            UUID        NOT NULL,
     -- The customer message a generate-reply call admitted, released if its process died.
     message_id       BIGINT,
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),

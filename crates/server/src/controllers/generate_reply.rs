@@ -26,17 +26,22 @@ pub async fn generate_reply(
         Begin::Run(claim) => Some(claim),
         Begin::Unkeyed => None,
     };
-    let limit = rate_limit::count_call(&app, caller.api_key_id).await?;
-    if limit.exceeded {
-        let error = ApiError::new(ErrorCode::RateLimited)
-            .with_retry_after(limit.reset)
-            .with_headers(limit.headers());
-        if let Some(claim) = claim {
-            // Refused before any work: the key stays free for the retry.
-            claim.fail(&app, &error).await;
+    let limit = match rate_limit::count_call(&app, caller.api_key_id).await {
+        Ok(limit) if !limit.exceeded => limit,
+        refused => {
+            let error = match refused {
+                Ok(limit) => ApiError::new(ErrorCode::RateLimited)
+                    .with_retry_after(limit.reset)
+                    .with_headers(limit.headers()),
+                Err(error) => error,
+            };
+            if let Some(claim) = claim {
+                // Refused before any work: the key is free again for the retry.
+                claim.fail(&app, &error).await;
+            }
+            return Err(error);
         }
-        return Err(error);
-    }
+    };
     match reply::generate_reply(&app, caller.account_id, request, claim).await {
         Ok(response) => Ok((limit.headers(), Json(response)).into_response()),
         Err(error) => Err(error.with_headers(limit.headers())),

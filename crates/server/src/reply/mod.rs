@@ -142,7 +142,13 @@ async fn produce(app: &App, turn: Turn, claim: Option<&Claim>) -> ApiResult<Conv
         cost: conversed.cost,
         usage: conversed.usage,
     };
-    turns::settle(app, &turn, &reply, claim).await?;
+    if let Err(error) = turns::settle(app, &turn, &reply, claim).await {
+        // Nothing was recorded: give the turn up now rather than when its lease runs out.
+        if let Err(release_error) = turns::abandon(app, &turn).await {
+            tracing::error!(?release_error.code, "could not release an unrecorded turn; its lease will expire");
+        }
+        return Err(error);
+    }
     Ok(conversed)
 }
 

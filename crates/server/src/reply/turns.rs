@@ -170,7 +170,8 @@ pub async fn hold_lease(app: &App, turn: &Turn, claim: Option<&Claim>) -> std::c
     loop {
         interval.tick().await;
         let renewed = async {
-            let mut conn = app.db().await?;
+            // Late renewals are useless: wait no longer than the renewal period for a connection.
+            let mut conn = app.db_within(lease / 3).await?;
             diesel::sql_query("UPDATE pending_replies SET lease_until = now() + make_interval(secs => $2) WHERE message_id = $1")
                 .bind::<Int8, _>(turn.message_id)
                 .bind::<Double, _>(lease.as_secs_f64())
@@ -352,36 +353,55 @@ pub async fn reclaim_expired(app: &App, before: Option<(Uuid, i64)>) -> ApiResul
             count = expired.len(),
             "reclaiming replies abandoned by a stopped process"
         );
-        release(&mut conn, &expired).await?;
+        release_where(&mut conn, &expired, true).await?;
     }
     Ok(expired.len())
 }
 
 /// Refunds and removes the queued replies of `message_ids` that are still pending.
 pub async fn release(conn: &mut AsyncPgConnection, message_ids: &[i64]) -> ApiResult<()> {
+    release_where(conn, message_ids, false).await
+}
+
+/// [`release`], of the turns among `message_ids` whose lease has run out (`expired_only`: a
+/// renewal that landed since they were found keeps its turn), or of all of them.
+async fn release_where(
+    conn: &mut AsyncPgConnection,
+    message_ids: &[i64],
+    expired_only: bool,
+) -> ApiResult<()> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         // Deleting first makes concurrent releases of one turn harmless: only one gets the row.
-        let released: Vec<(i64, Uuid, i64, i64)> = diesel::delete(
-            pending_replies::table.filter(pending_replies::message_id.eq_any(message_ids)),
-        )
-        .returning((
+        let returned = (
             pending_replies::message_id,
             pending_replies::conversation_id,
             pending_replies::account_id,
             pending_replies::hold,
-        ))
-        .get_results(conn)
-        .await?;
+        );
+        let chosen = pending_replies::table.filter(pending_replies::message_id.eq_any(message_ids));
+        let mut released: Vec<(i64, Uuid, i64, i64)> = if expired_only {
+            diesel::delete(chosen.filter(pending_replies::lease_until.le(diesel::dsl::now)))
+                .returning(returned)
+                .get_results(conn)
+                .await?
+        } else {
+            diesel::delete(chosen)
+                .returning(returned)
+                .get_results(conn)
+                .await?
+        };
+        // Lock order, as in `admit` and `settle`: conversations, then accounts.
+        released.sort_by_key(|&(message_id, conversation_id, _, _)| (conversation_id, message_id));
         for (message_id, conversation_id, account_id, hold) in released {
+            diesel::update(conversations::table.find(conversation_id))
+                .set(conversations::message_count.eq(conversations::message_count - 1))
+                .execute(conn)
+                .await?;
             diesel::update(accounts::table.find(account_id))
                 .set(accounts::balance.eq(accounts::balance + hold))
                 .execute(conn)
                 .await?;
             diesel::delete(messages::table.find(message_id))
-                .execute(conn)
-                .await?;
-            diesel::update(conversations::table.find(conversation_id))
-                .set(conversations::message_count.eq(conversations::message_count - 1))
                 .execute(conn)
                 .await?;
         }

@@ -271,3 +271,49 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
     assert_eq!(again, reply);
     assert_eq!(headers["idempotent-replayed"], "true");
 }
+
+/// A request whose claim was taken over (it was presumed dead) can no longer store an answer
+/// or free the key: the new holder's work stands.
+#[tokio::test]
+async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
+    use anyreply_server::idempotency::{Begin, begin, fingerprint};
+    use axum::http::{HeaderMap, HeaderValue, StatusCode};
+
+    let app = TestApp::spawn_with(|s| s.reply_lease = Duration::from_secs(3)).await;
+    let account = app.account("10").await;
+    let server = anyreply_server::App::new(app.settings.clone()).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("idempotency-key", HeaderValue::from_static("k-stale"));
+    let print = || fingerprint("POST", "/api/user/assistant", Some(&json!({ "name": "A" })));
+    let Begin::Run(old) = begin(&server, account.id, &headers, print()).await.unwrap() else {
+        panic!("not claimed")
+    };
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let Begin::Run(new) = begin(&server, account.id, &headers, print()).await.unwrap() else {
+        panic!("not taken over")
+    };
+
+    let mut conn = app.db.connect().await;
+    let stale = old
+        .complete(&mut conn, StatusCode::CREATED, &json!({ "from": "old" }))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code, anyreply_core::ErrorCode::IdempotencyConflict);
+    let unavailable =
+        anyreply_server::error::ApiError::new(anyreply_core::ErrorCode::LlmUnavailable);
+    old.fail(&server, &unavailable).await; // must not free the new holder's key
+    new.complete(&mut conn, StatusCode::CREATED, &json!({ "from": "new" }))
+        .await
+        .unwrap();
+    let Begin::Answer(replayed) = begin(&server, account.id, &headers, print()).await.unwrap()
+    else {
+        panic!("no answer")
+    };
+    let body = axum::body::to_bytes(replayed.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        json!({ "from": "new" })
+    );
+}
