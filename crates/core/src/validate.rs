@@ -80,6 +80,13 @@ impl<'a> Fields<'a> {
                 .add(field, format!("The {field} field must be a string."));
             return None;
         };
+        if text.contains('\0') {
+            self.errors.add(
+                field,
+                format!("The {field} field must not contain NUL characters."),
+            );
+            return None;
+        }
         let len = text.chars().count();
         if len < *chars.start() {
             if *chars.start() == 1 {
@@ -206,6 +213,13 @@ impl<'a> Fields<'a> {
             );
             return None;
         }
+        if value.to_string().contains("\\u0000") {
+            self.errors.add(
+                field,
+                format!("The {field} field must not contain NUL characters."),
+            );
+            return None;
+        }
         Some(object.clone())
     }
 
@@ -262,6 +276,15 @@ mod tests {
         let mut fields = Fields::new(&body);
         assert!(fields.required_string("id", 1..=255).is_some());
         assert!(fields.errors.is_empty());
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let body = json!({ "text": "a\u{0}b", "vars": { "k": "x\u{0}" } });
+        let mut fields = Fields::new(&body);
+        assert_eq!(fields.required_string("text", 1..=10), None);
+        assert_eq!(fields.optional_variables("vars", 10, 10), None);
+        assert_eq!(fields.errors.into_map().len(), 2);
     }
 
     #[test]

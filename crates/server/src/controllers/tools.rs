@@ -40,6 +40,10 @@ fn write_error(error: WriteError) -> ApiError {
             "name",
             "The account already has a tool of that name.",
         )),
+        WriteError::HeadersNeeded => ApiError::validation(FieldErrors::single(
+            "headers",
+            "The endpoint moves to another host: send the headers again, with their values.",
+        )),
         WriteError::Database(error) => error.into(),
     }
 }

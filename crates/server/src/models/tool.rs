@@ -81,6 +81,9 @@ pub fn mask(value: &str) -> String {
 #[derive(Debug)]
 pub enum WriteError {
     NameTaken,
+    /// The endpoint moved to another origin while stored header values would go along: they
+    /// must be sent again, so a changed endpoint cannot collect the old secrets.
+    HeadersNeeded,
     Database(diesel::result::Error),
 }
 
@@ -185,6 +188,20 @@ pub async fn update(
             return Ok(None);
         };
         let stored = current.headers();
+        let moves = input
+            .endpoint
+            .as_deref()
+            .is_some_and(|endpoint| origin(endpoint) != origin(&current.endpoint));
+        if moves && !stored.is_empty() {
+            let resent = input.headers.as_deref().is_some_and(|headers| {
+                headers
+                    .iter()
+                    .all(|h| !stored.iter().any(|s| h.value == mask(&s.value)))
+            });
+            if !resent {
+                return Err(WriteError::HeadersNeeded);
+            }
+        }
         let headers = input.headers.map(|headers| {
             let kept: Vec<ToolHeader> = headers
                 .into_iter()
@@ -222,6 +239,13 @@ pub async fn update(
         ))
     })
     .await
+}
+
+/// The scheme, host and port of a URL.
+fn origin(endpoint: &str) -> Option<String> {
+    url::Url::parse(endpoint)
+        .ok()
+        .map(|url| url.origin().ascii_serialization())
 }
 
 /// Deletes the tool and detaches it from every assistant of the account.

@@ -119,6 +119,37 @@ struct Conversed {
     usage: TokenUsage,
 }
 
+impl Conversed {
+    /// PostgreSQL's text and JSONB cannot hold NUL characters, which models and tool endpoints
+    /// can produce; they are dropped before anything is stored or answered.
+    fn without_nul(mut self) -> Self {
+        self.text = self.text.replace('\0', "");
+        for call in &mut self.function_calls {
+            strip_nul(&mut call.arguments);
+            strip_nul(&mut call.result);
+        }
+        self
+    }
+}
+
+fn strip_nul(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', ""),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(fields) => {
+            *fields = std::mem::take(fields)
+                .into_iter()
+                .map(|(key, mut value)| {
+                    strip_nul(&mut value);
+                    (key.replace('\0', ""), value)
+                })
+                .collect();
+        }
+        _ => {}
+    }
+}
+
 async fn produce(app: &App, turn: Turn, claim: Option<&Claim>) -> ApiResult<Conversed> {
     let conversed = tokio::select! {
         conversed = async {
@@ -127,6 +158,7 @@ async fn produce(app: &App, turn: Turn, claim: Option<&Claim>) -> ApiResult<Conv
         } => conversed,
         never = turns::hold_lease(app, &turn, claim) => match never {},
     };
+    let conversed = conversed.map(Conversed::without_nul);
     let conversed = match conversed {
         Ok(conversed) => conversed,
         Err(error) => {

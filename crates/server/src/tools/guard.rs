@@ -6,7 +6,7 @@
 //! checked addresses: the HTTP client asks [`GuardedResolver`] and nothing else.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -17,35 +17,47 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 pub fn forbidden_class(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if v6.to_ipv4_mapped().is_some() {
-                return Some("IPv4-mapped");
-            }
-            let segments = v6.segments();
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if segments[0] & 0xfe00 == 0xfc00 {
-                Some("unique-local")
-            } else if segments[0] & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if segments[0] & 0xff00 == 0xff00 {
-                Some("multicast")
-            } else if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-                || segments[..6] == [0, 0, 0, 0, 0, 0]
-            {
-                // NAT64 and the deprecated IPv4-compatible form both embed an IPv4 address.
-                Some("IPv4-embedding")
-            } else {
-                None
-            }
-        }
+        IpAddr::V6(v6) => forbidden_v6(v6),
     }
 }
 
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    if ip.to_ipv4_mapped().is_some() {
+        return Some("IPv4-mapped");
+    }
+    let segments = ip.segments();
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_unspecified() {
+        Some("unspecified")
+    } else if segments[0] & 0xfe00 == 0xfc00 {
+        Some("unique-local")
+    } else if segments[0] & 0xffc0 == 0xfe80 || segments[0] & 0xffc0 == 0xfec0 {
+        Some("link-local")
+    } else if segments[0] & 0xff00 == 0xff00 {
+        Some("multicast")
+    } else if segments[0] == 0x2001 && segments[1] == 0x0db8 {
+        Some("documentation")
+    } else if embeds_ipv4(&segments) {
+        // NAT64, 6to4, Teredo and the old compatible forms can all lead to an IPv4 address.
+        Some("IPv4-embedding")
+    } else {
+        None
+    }
+}
+
+/// Prefixes under which an IPv6 address carries (or tunnels to) an IPv4 address.
+fn embeds_ipv4(segments: &[u16; 8]) -> bool {
+    let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..3] == [0x64, 0xff9b, 1];
+    let compatible =
+        segments[..6] == [0, 0, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0];
+    let six_to_four = segments[0] == 0x2002;
+    let teredo = segments[0] == 0x2001 && segments[1] == 0;
+    nat64 || compatible || six_to_four || teredo
+}
+
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
         Some("loopback")
     } else if ip.is_private() {
@@ -58,6 +70,10 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("unspecified")
     } else if ip.is_broadcast() || ip.is_multicast() || a >= 240 {
         Some("multicast or reserved")
+    } else if (a, b, c) == (192, 0, 0) || (a == 198 && (b == 18 || b == 19)) {
+        Some("reserved")
+    } else if [(192, 0, 2), (198, 51, 100), (203, 0, 113)].contains(&(a, b, c)) {
+        Some("documentation")
     } else {
         None
     }
@@ -217,6 +233,16 @@ mod tests {
             ("::ffff:127.0.0.1", "IPv4-mapped"),
             ("::ffff:8.8.8.8", "IPv4-mapped"),
             ("64:ff9b::a00:1", "IPv4-embedding"),
+            ("64:ff9b:1::a9fe:a9fe", "IPv4-embedding"),
+            ("2002:a9fe:a9fe::", "IPv4-embedding"),
+            ("2001:0:4136:e378::1", "IPv4-embedding"),
+            ("::ffff:0:a9fe:a9fe", "IPv4-embedding"),
+            ("fec0::1", "link-local"),
+            ("2001:db8::1", "documentation"),
+            ("192.0.0.8", "reserved"),
+            ("198.18.0.1", "reserved"),
+            ("192.0.2.1", "documentation"),
+            ("203.0.113.9", "documentation"),
             ("ff02::1", "multicast"),
         ] {
             assert_eq!(forbidden_class(ip.parse().unwrap()), Some(class), "{ip}");

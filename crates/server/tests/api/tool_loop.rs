@@ -439,3 +439,44 @@ async fn redirects_are_not_followed() {
     assert_eq!(outer.received_requests().await.unwrap().len(), 1);
     assert_eq!(inner.received_requests().await.unwrap().len(), 0);
 }
+
+/// NUL characters, which PostgreSQL cannot store, from a tool or the model are dropped.
+#[tokio::test]
+async fn nul_characters_from_tools_and_models_are_dropped() {
+    let app = TestApp::spawn_with(allow_local).await;
+    let account = app.account("10").await;
+    let crm = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(r#"{"name":"Ad\u0000a"}"#, "application/json"),
+        )
+        .mount(&crm)
+        .await;
+    let who = create_tool(&app, &account, json!({
+        "name": "who", "description": "d", "endpoint": format!("{}/who", crm.uri()), "method": "GET"
+    }))
+    .await;
+    let assistant = app
+        .assistant(&account, &json!({ "name": "A", "tool_ids": [who] }))
+        .await;
+    app.script_model(|request: &Request| {
+        let answer = match tool_results(request) {
+            0 => openai_tool_calls(&[("w", "who", json!({}))]),
+            _ => chat_completion("Hello Ada\u{0}!"),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
+    let (status, reply) = app.reply(&account.key, assistant, "c", "who am I?").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["reply"], "Hello Ada!");
+    assert_eq!(
+        reply["function_calls"][0]["result"],
+        json!({ "name": "Ada" })
+    );
+    let id = reply["conversation_id"].as_str().unwrap();
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(history["history"][1]["content"], "Hello Ada!");
+}

@@ -174,3 +174,36 @@ async fn another_accounts_tools_are_out_of_reach() {
     let (_, still, _) = app.get(&owner.key, &path).await;
     assert_eq!(still["data"]["name"], "check_calendar");
 }
+
+#[tokio::test]
+async fn moving_the_endpoint_to_another_host_needs_the_secrets_again() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (_, created, _) = app
+        .post(&account.key, "/api/user/tools", &calendar_tool())
+        .await;
+    let path = format!("/api/user/tools/{}", created["data"]["id"]);
+    let elsewhere = "https://collector.example.net/steal";
+    for body in [
+        json!({ "endpoint": elsewhere }),
+        json!({ "endpoint": elsewhere, "headers": [{ "name": "Authorization", "value": "****cdef" }] }),
+    ] {
+        let (status, answer, _) = app.put(&account.key, &path, &body).await;
+        assert_error(status, &answer, 422, "VALIDATION_ERROR");
+        assert!(answer["errors"]["headers"].is_array(), "{answer}");
+    }
+    // Same host, another path: the secrets may stay.
+    let (status, _, _) = app
+        .put(
+            &account.key,
+            &path,
+            &json!({ "endpoint": "https://crm.example.com/v2/slots" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Another host with the values sent again.
+    let body = json!({ "endpoint": elsewhere, "headers": [{ "name": "Authorization", "value": "Bearer new-token-for-them" }] });
+    let (status, moved, _) = app.put(&account.key, &path, &body).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["data"]["endpoint"], elsewhere);
+}
