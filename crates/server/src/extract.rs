@@ -96,3 +96,19 @@ where
         }
     }
 }
+
+/// The one path parameter, as text. A malformed one (invalid UTF-8, say) is "not found", in
+/// our envelope rather than axum's plain text.
+#[derive(Debug)]
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(param)| PathParam(param))
+            .map_err(|_| ApiError::new(ErrorCode::NotFound))
+    }
+}

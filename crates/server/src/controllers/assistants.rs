@@ -3,13 +3,13 @@
 use anyreply_core::wire::{AssistantInput, AssistantList, AssistantResponse};
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody};
+use crate::extract::{Caller, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::{assistant, tool};
 use diesel_async::AsyncPgConnection;
@@ -57,7 +57,7 @@ pub async fn create_assistant(
 pub async fn update_assistant(
     State(app): State<App>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     body: JsonBody,
 ) -> ApiResult<Json<AssistantResponse>> {
     let id: i64 = id.parse().map_err(|_| ErrorCode::AssistantNotFound)?;

@@ -6,7 +6,7 @@ use anyreply_core::validate::Fields;
 use anyreply_core::wire::{AiToggleResponse, ConversationHistory, ConversationPage};
 use anyreply_core::{ErrorCode, Money};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Caller;
+use crate::extract::{Caller, PathParam};
 use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::{assistant, message};
@@ -28,7 +28,7 @@ fn conversation_id(text: &str) -> ApiResult<Uuid> {
 pub async fn get_conversation(
     State(app): State<App>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Json<ConversationHistory>> {
     let id = conversation_id(&id)?;
     let mut conn = app.db().await?;
@@ -103,7 +103,7 @@ pub async fn disable_ai(
     State(app): State<App>,
     caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Response> {
     set_ai(app, caller, &headers, &id, false).await
 }
@@ -112,7 +112,7 @@ pub async fn enable_ai(
     State(app): State<App>,
     caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Response> {
     set_ai(app, caller, &headers, &id, true).await
 }

@@ -3,13 +3,13 @@
 use anyreply_core::wire::{DeletedResponse, ToolInput, ToolList, ToolResponse};
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody};
+use crate::extract::{Caller, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::tool::{self, WriteError};
 
@@ -87,7 +87,7 @@ pub async fn create_tool(
 pub async fn get_tool(
     State(app): State<App>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Json<ToolResponse>> {
     let id = tool_id(&id)?;
     let mut conn = app.db().await?;
@@ -103,7 +103,7 @@ pub async fn get_tool(
 pub async fn update_tool(
     State(app): State<App>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     body: JsonBody,
 ) -> ApiResult<Json<ToolResponse>> {
     let id = tool_id(&id)?;
@@ -122,7 +122,7 @@ pub async fn update_tool(
 pub async fn delete_tool(
     State(app): State<App>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Json<DeletedResponse>> {
     let id = tool_id(&id)?;
     let mut conn = app.db().await?;

@@ -152,6 +152,8 @@ async fn another_accounts_conversations_are_not_found_anywhere() {
     assert_eq!(list["data"], json!([]));
     let (status, body, _) = app.get(&owner.key, "/api/conversations/not-a-uuid").await;
     assert_error(status, &body, 404, "CONVERSATION_NOT_FOUND");
+    let (status, body, _) = app.get(&owner.key, "/api/conversations/%FF%FE").await;
+    assert_error(status, &body, 404, "NOT_FOUND");
     // The owner's conversation is untouched.
     let (_, mine, _) = app
         .get(&owner.key, &format!("/api/conversations/{id}"))
