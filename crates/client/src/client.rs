@@ -26,6 +26,8 @@ struct Inner {
     http: reqwest::Client,
     base_url: Url,
     api_key: SecretString,
+    /// Longest wait for one attempt (cut shorter near the policy's deadline).
+    timeout: Duration,
     retry: RetryPolicy,
 }
 
@@ -107,7 +109,6 @@ impl ClientBuilder {
             .api_key
             .ok_or_else(|| Error::Config("an API key is required".into()))?;
         let http = reqwest::Client::builder()
-            .timeout(self.timeout.unwrap_or(Duration::from_secs(120)))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(self.user_agent.unwrap_or_else(|| {
                 concat!("anyreply-client/", env!("CARGO_PKG_VERSION")).to_owned()
@@ -119,6 +120,7 @@ impl ClientBuilder {
                 http,
                 base_url,
                 api_key,
+                timeout: self.timeout.unwrap_or(Duration::from_secs(120)),
                 retry: self.retry.unwrap_or_default(),
             }),
         })
@@ -230,9 +232,12 @@ impl Client {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
+            // No attempt runs past the deadline.
+            let left = inner.retry.deadline.saturating_sub(started.elapsed());
             let mut request = inner
                 .http
                 .request(method.clone(), url.clone())
+                .timeout(inner.timeout.min(left))
                 .bearer_auth(inner.api_key.expose_secret());
             if let Some(key) = &idempotency_key {
                 request = request.header("idempotency-key", key);
@@ -249,7 +254,12 @@ impl Client {
                 },
                 Err(error) => Error::from_reqwest(error),
             };
-            if attempt >= inner.retry.max_attempts || !retry::is_retryable(&error) {
+            // Waiting out a first request with the same key is not a failed attempt: only the
+            // deadline bounds it.
+            let still_running = error.code() == Some(anyreply_core::ErrorCode::IdempotencyConflict);
+            if (attempt >= inner.retry.max_attempts && !still_running)
+                || !retry::is_retryable(&error)
+            {
                 return Err(error);
             }
             let wait = inner
@@ -259,7 +269,9 @@ impl Client {
                 return Err(error);
             }
             tokio::time::sleep(wait).await;
-            attempt += 1;
+            if !still_running {
+                attempt += 1;
+            }
         }
     }
 }

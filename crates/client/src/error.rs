@@ -87,6 +87,10 @@ impl Error {
     }
 
     pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_builder() {
+            // Never sent: the request itself is malformed (such as a header with a line break).
+            return Error::Config(error.without_url().to_string());
+        }
         let kind = if error.is_connect() {
             TransportErrorKind::Connect
         } else if error.is_timeout() {

@@ -29,7 +29,7 @@
 //! Every call is retried by [`RetryPolicy`]: connection failures, timeouts and the statuses
 //! 408, 409, 425, 429, 500, 502, 503 and 504; never 400, 401, 402, 403, 404 or 422. Waits grow
 //! exponentially with full jitter, honour `Retry-After` (capped), and stop at the policy's
-//! deadline. Every attempt of one POST carries the same `Idempotency-Key`, so a retry never
+//! deadline; an `IDEMPOTENCY_CONFLICT` is waited out without using up attempts. Every attempt of one POST carries the same `Idempotency-Key`, so a retry never
 //! answers or charges twice.
 
 #![warn(missing_docs)]

@@ -275,3 +275,70 @@ async fn timeouts_are_retried_and_may_have_reached_the_server() {
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn waiting_out_an_idempotency_conflict_uses_no_attempts() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(409)
+                .insert_header("retry-after", "1")
+                .set_body_json(error_body("IDEMPOTENCY_CONFLICT")),
+        )
+        .up_to_n_times(4)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(reply_body()))
+        .mount(&server)
+        .await;
+    let reply = client(&server, fast_policy().with_max_attempts(2))
+        .generate_reply(&request())
+        .await
+        .unwrap();
+    assert_eq!(reply.reply, "Hello!");
+    assert_eq!(server.received_requests().await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn no_attempt_runs_past_the_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(3))
+                .set_body_json(reply_body()),
+        )
+        .mount(&server)
+        .await;
+    let sdk = anyreply_client::Client::builder()
+        .base_url(server.uri())
+        .api_key("ark_x")
+        .timeout(Duration::from_secs(30))
+        .retry_policy(fast_policy().with_deadline(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = sdk.generate_reply(&request()).await.unwrap_err();
+    assert!(
+        matches!(error, Error::Transport(ref t) if t.kind == TransportErrorKind::Timeout),
+        "{error:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_request_is_a_configuration_error_and_never_sent() {
+    let server = MockServer::start().await;
+    let error = client(&server, fast_policy())
+        .generate_reply_with(&request(), RequestOptions::idempotency_key("line\nbreak"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Config(_)), "{error:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
