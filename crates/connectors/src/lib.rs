@@ -8,6 +8,7 @@
 //! every sentence a bridge says itself; [`telegram`] and [`twilio`] are the channels.
 
 pub mod bridge;
+pub mod queue;
 pub mod seen;
 pub mod service;
 pub mod settings;

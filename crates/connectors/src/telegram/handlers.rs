@@ -84,11 +84,14 @@ async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerR
     }
 }
 
-/// The user's id, or the chat's for messages without a sender (channel posts).
+/// Who the conversation is with: the user in a private chat; in a group, the user within that
+/// group (`chat:user`), so a group reply never draws on the user's private conversation.
 fn sender_id(msg: &Message) -> String {
-    msg.from
-        .as_ref()
-        .map_or_else(|| msg.chat.id.to_string(), |user| user.id.to_string())
+    match (&msg.from, msg.chat.is_private()) {
+        (Some(user), true) => user.id.to_string(),
+        (Some(user), false) => format!("{}:{}", msg.chat.id, user.id),
+        (None, _) => msg.chat.id.to_string(),
+    }
 }
 
 /// The channel, and what Telegram tells of the customer.

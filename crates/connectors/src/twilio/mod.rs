@@ -19,11 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use tokio_util::task::TaskTracker;
 use twiml::Twiml;
 use url::Url;
 
 use crate::bridge::{Bridge, Inbound, Outcome};
+use crate::queue::Queues;
 use crate::seen::Seen;
 use crate::settings::{parsed, required, var};
 use crate::split::split;
@@ -111,15 +111,12 @@ struct TwilioState {
     bridge: Bridge,
     rest: TwilioRest,
     seen: Seen,
-    /// Replies being produced and sent after their webhook was acknowledged.
-    in_flight: TaskTracker,
+    /// Replies produced and sent after their webhook was acknowledged, one customer's in order.
+    in_flight: Queues,
 }
 
-/// The bridge's HTTP app, and the tracker of replies still in flight (to wait for on shutdown).
-pub fn app(
-    settings: TwilioSettings,
-    bridge: Bridge,
-) -> anyhow::Result<(axum::Router, TaskTracker)> {
+/// The bridge's HTTP app, and the replies still in flight (to finish on shutdown).
+pub fn app(settings: TwilioSettings, bridge: Bridge) -> anyhow::Result<(axum::Router, Queues)> {
     if settings.max_chars == 0 || settings.max_chars > 1600 {
         bail!("ANYREPLY_TWILIO_MAX_CHARS must be 1 to 1600 (Twilio's limit)");
     }
@@ -130,7 +127,7 @@ pub fn app(
         settings.messaging_service_sid.clone(),
         settings.send_backoff,
     )?;
-    let in_flight = TaskTracker::new();
+    let in_flight = Queues::default();
     let state = Arc::new(TwilioState {
         settings,
         bridge,
@@ -158,8 +155,7 @@ pub async fn run(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;
-    in_flight.close();
-    in_flight.wait().await;
+    in_flight.finish().await;
     Ok(())
 }
 
@@ -245,7 +241,7 @@ async fn inbound(
         },
         ReplyMode::Rest => {
             let worker = state.clone();
-            state.in_flight.spawn(async move {
+            state.in_flight.push(&from.clone(), async move {
                 let pieces = match worker.bridge.answer(inbound).await {
                     Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
                     Outcome::Apology(apology) => vec![apology],

@@ -480,3 +480,22 @@ async fn shutdown_finishes_the_message_in_flight() {
     bot.stop().await;
     assert_eq!(bot.sent().await, [(42, "echo: slow goodbye".to_owned())]);
 }
+
+#[tokio::test]
+async fn groups_are_answered_when_allowed_with_a_conversation_per_group() {
+    let mut bot = Telegram::start(|s| s.groups = GroupPolicy::All).await;
+    let group = json!({
+        "update_id": 1,
+        "message": {
+            "message_id": 16, "date": 1_764_000_000, "chat": { "id": -100, "type": "group", "title": "Fans" },
+            "from": { "id": 42, "is_bot": false, "first_name": "Ada" }, "text": "hello group"
+        }
+    });
+    bot.push(vec![group]);
+    bot.wait_for_sends(1).await;
+    assert_eq!(bot.sent().await, [(-100, "echo: hello group".to_owned())]);
+    let asked = anyreply_requests(&bot.anyreply).await;
+    let body: Value = serde_json::from_slice(&asked[0].body).unwrap();
+    assert_eq!(body["customer_identifier"], "telegram:-100:42");
+    bot.stop().await;
+}

@@ -360,3 +360,19 @@ async fn shutdown_finishes_the_replies_in_flight() {
     );
     assert!(form.contains(&("Body".to_owned(), "echo: slow one".to_owned())));
 }
+
+#[tokio::test]
+async fn one_customers_messages_are_answered_in_order() {
+    let sms = Sms::start(|_| {}).await;
+    sms.deliver("SMa", "slow first", Signing::For(PUBLIC_URL))
+        .await;
+    sms.deliver("SMb", "second", Signing::For(PUBLIC_URL)).await;
+    eventually("both replies", || async { sms.sent().await.len() == 2 }).await;
+    let bodies: Vec<String> = sms
+        .sent()
+        .await
+        .into_iter()
+        .map(|(_, _, body)| body)
+        .collect();
+    assert_eq!(bodies, ["echo: slow first", "echo: second"]);
+}
