@@ -65,6 +65,7 @@ diesel::table! {
         turn_id -> Int8,
         role -> Text,
         content -> Text,
+        variables -> Nullable<Jsonb>,
         function_calls -> Nullable<Jsonb>,
         cost -> Nullable<Int8>,
         prompt_tokens -> Nullable<Int4>,

@@ -63,6 +63,9 @@ CREATE TABLE messages (
     turn_id            BIGINT      NOT NULL,
     role               TEXT        NOT NULL CHECK (role IN ('user', 'assistant')),
     content            TEXT        NOT NULL,
+    -- The request's variables, on a customer message: merged into the conversation's when its
+    -- reply is recorded, so a reply never sees the variables of a later message.
+    variables          JSONB,
     function_calls     JSONB,
     cost               BIGINT,
     prompt_tokens      INTEGER,

@@ -193,7 +193,9 @@ async fn prepare(app: &App, turn: &Turn) -> ApiResult<(Vec<PromptMessage>, Vec<T
         .get_result(&mut conn)
         .await?;
     let assistant = &turn.assistant;
-    let variables = merge_variables(&assistant.variables, &own_variables);
+    // The conversation's variables as of the earlier replies, then this message's own.
+    let mut variables = merge_variables(&assistant.variables, &own_variables);
+    variables.extend(turn.variables.as_object().cloned().unwrap_or_default());
     let mut prompt = PromptBudget::new(
         render(&assistant.system_prompt, &variables),
         assistant

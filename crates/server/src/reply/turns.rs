@@ -18,7 +18,6 @@ use axum::http::StatusCode;
 use diesel::PgJsonbExpressionMethods;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Double, Int8, Uuid as SqlUuid};
-use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
@@ -45,6 +44,8 @@ pub struct Turn {
     pub message_id: i64,
     pub customer_identifier: String,
     pub message: String,
+    /// The request's variables, merged into the conversation's when the reply is recorded.
+    pub variables: Value,
     pub assistant: AssistantRow,
 }
 
@@ -74,13 +75,11 @@ pub async fn admit(
                 conversations::account_id.eq(account_id),
                 conversations::assistant_id.eq(assistant.id),
                 conversations::customer_identifier.eq(&request.customer_identifier),
-                conversations::variables.eq(&variables),
                 conversations::message_count.eq(1),
             ))
             .on_conflict((conversations::assistant_id, conversations::customer_identifier))
             .do_update()
             .set((
-                conversations::variables.eq(conversations::variables.concat(excluded(conversations::variables))),
                 conversations::message_count.eq(conversations::message_count + 1),
                 conversations::updated_at.eq(diesel::dsl::now),
             ))
@@ -88,6 +87,13 @@ pub async fn admit(
             .get_result(conn)
             .await?;
 
+        if !ai_enabled {
+            // No reply to wait for: the variables join the conversation now.
+            diesel::update(conversations::table.find(conversation_id))
+                .set(conversations::variables.eq(conversations::variables.concat(&variables)))
+                .execute(conn)
+                .await?;
+        }
         let hold = if ai_enabled {
             let hold = super::reservation(settings, &assistant);
             let reserved = diesel::update(accounts::table.find(account_id).filter(accounts::balance.ge(hold.subunits())))
@@ -110,6 +116,7 @@ pub async fn admit(
                 messages::conversation_id.eq(conversation_id),
                 messages::role.eq(ROLE_USER),
                 messages::content.eq(&request.message),
+                messages::variables.eq(&variables),
             ))
             .execute(conn)
             .await?;
@@ -149,6 +156,7 @@ pub async fn admit(
                 message_id,
                 customer_identifier: request.customer_identifier.clone(),
                 message: request.message.clone(),
+                variables,
                 assistant,
             }),
         })
@@ -276,6 +284,7 @@ pub async fn settle(
         diesel::update(conversations::table.find(turn.conversation_id))
             .set((
                 conversations::message_count.eq(conversations::message_count + 1),
+                conversations::variables.eq(conversations::variables.concat(&turn.variables)),
                 conversations::updated_at.eq(diesel::dsl::now),
             ))
             .execute(conn)

@@ -150,3 +150,42 @@ async fn variables_merge_defaults_stored_and_request_and_persist() {
         json!({ "a": "default-a", "b": "stored-b", "c": 3 })
     );
 }
+
+#[tokio::test]
+async fn a_reply_sees_its_own_messages_variables_not_a_later_ones() {
+    let app = TestApp::spawn_with_model_delay(std::time::Duration::from_millis(300), |_| {}).await;
+    let account = app.account("10").await;
+    let assistant = app
+        .assistant(
+            &account,
+            &json!({ "name": "A", "system_prompt": "Customer: {{name}}" }),
+        )
+        .await;
+    let send = |name: &'static str, delay: u64| {
+        let (app, key) = (&app, &account.key);
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            let body = json!({ "assistant_id": assistant, "customer_identifier": "c", "message": name, "variables": { "name": name } });
+            app.post(key, "/api/ai/generate-reply", &body).await
+        }
+    };
+    let (first, second) = tokio::join!(send("John", 0), send("Jane", 100));
+    assert_eq!((first.0.as_u16(), second.0.as_u16()), (200, 200));
+    let prompts = app.llm_requests().await;
+    assert_eq!(prompts[0]["messages"][0]["content"], "Customer: John");
+    assert_eq!(prompts[1]["messages"][0]["content"], "Customer: Jane");
+
+    // A failed reply leaves its variables out of the conversation.
+    app.model_answers(wiremock::ResponseTemplate::new(400))
+        .await;
+    let body = json!({ "assistant_id": assistant, "customer_identifier": "c", "message": "x", "variables": { "name": "Nobody" } });
+    let (status, _, _) = app
+        .post(&account.key, "/api/ai/generate-reply", &body)
+        .await;
+    assert_eq!(status, 502);
+    let id = first.1["conversation_id"].as_str().unwrap();
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(history["variables"], json!({ "name": "Jane" }));
+}
