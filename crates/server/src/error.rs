@@ -10,6 +10,9 @@ use diesel::result::DatabaseErrorKind;
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
+    /// The request had effects outside our database (tools were called) before it failed, so
+    /// a retry under the same idempotency key must get this answer rather than run again.
+    pub after_side_effects: bool,
     /// Boxed to keep `Result<_, ApiError>` small on the happy path.
     details: Option<Box<Details>>,
 }
@@ -27,6 +30,7 @@ impl ApiError {
     pub fn new(code: ErrorCode) -> Self {
         Self {
             code,
+            after_side_effects: false,
             details: None,
         }
     }

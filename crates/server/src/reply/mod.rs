@@ -257,7 +257,11 @@ async fn converse(app: &App, turn: &Turn) -> ApiResult<Conversed> {
             .llm
             .complete(primary, assistant.fallback(), completion)
             .await
-            .map_err(model_error)?;
+            .map_err(|error| {
+                let mut error = model_error(error);
+                error.after_side_effects = !function_calls.is_empty();
+                error
+            })?;
         usage.add(answer.usage);
         cost = cost.saturating_add(settings.pricing.tokens_cost(model, answer.usage));
         let (text, calls) = match answer.output {

@@ -317,3 +317,66 @@ async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
         json!({ "from": "new" })
     );
 }
+
+/// Tools act on the world: once they were called, a failed reply is stored under the key, so
+/// the client's automatic retry cannot call them again.
+#[tokio::test]
+async fn a_failure_after_tools_ran_is_stored_so_a_retry_calls_no_tool_twice() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, Request};
+
+    let app = TestApp::spawn_with(|s| {
+        s.tool_allowed_hosts =
+            anyreply_server::tools::guard::AddressPolicy::parse("127.0.0.1").unwrap();
+        s.llm_retries = 0;
+    })
+    .await;
+    let account = app.account("10").await;
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "booked": true })))
+        .mount(&crm)
+        .await;
+    let (_, tool, _) = app
+        .post(&account.key, "/api/user/tools", &json!({
+            "name": "book", "description": "Books", "endpoint": format!("{}/book", crm.uri()), "method": "POST"
+        }))
+        .await;
+    let assistant = app
+        .assistant(
+            &account,
+            &json!({ "name": "A", "tool_ids": [tool["data"]["id"]] }),
+        )
+        .await;
+    // The model books, then is down for the answer.
+    app.script_model(|request: &Request| {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        if body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["role"] == "tool")
+        {
+            ResponseTemplate::new(503)
+        } else {
+            ResponseTemplate::new(200).set_body_json(crate::util::openai_tool_calls(&[(
+                "b",
+                "book",
+                json!({}),
+            )]))
+        }
+    })
+    .await;
+    let hi = message(assistant, "book me in");
+    let (status, first, _) = app
+        .post_keyed(&account.key, "k-book", "/api/ai/generate-reply", &hi)
+        .await;
+    assert_error(status, &first, 503, "LLM_UNAVAILABLE");
+    let (status, again, headers) = app
+        .post_keyed(&account.key, "k-book", "/api/ai/generate-reply", &hi)
+        .await;
+    assert_eq!((status.as_u16(), &again), (503, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(crm.received_requests().await.unwrap().len(), 1);
+    assert_eq!(app.balance(&account).await, money("10"));
+}
