@@ -21,6 +21,23 @@ async fn create_tool(app: &TestApp, account: &TestAccount, tool: Value) -> i64 {
     body["data"]["id"].as_i64().unwrap()
 }
 
+/// An assistant with one tool, `ping`, whose endpoint (returned) answers `{"ok": true}`.
+async fn pinging_assistant(app: &TestApp, account: &TestAccount) -> (MockServer, i64) {
+    let crm = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ok": true })))
+        .mount(&crm)
+        .await;
+    let ping = create_tool(app, account, json!({
+        "name": "ping", "description": "d", "endpoint": format!("{}/ping", crm.uri()), "method": "GET"
+    }))
+    .await;
+    let assistant = app
+        .assistant(account, &json!({ "name": "A", "tool_ids": [ping] }))
+        .await;
+    (crm, assistant)
+}
+
 /// How many tool results the model has been given so far in this request.
 fn tool_results(request: &Request) -> usize {
     body_of(request)["messages"]
@@ -244,17 +261,7 @@ async fn past_the_round_cap_the_model_must_answer_in_words() {
     })
     .await;
     let account = app.account("10").await;
-    let crm = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ok": true })))
-        .mount(&crm)
-        .await;
-    let ping = create_tool(&app, &account, json!({
-        "name": "ping", "description": "d", "endpoint": format!("{}/ping", crm.uri()), "method": "GET"
-    })).await;
-    let assistant = app
-        .assistant(&account, &json!({ "name": "A", "tool_ids": [ping] }))
-        .await;
+    let (crm, assistant) = pinging_assistant(&app, &account).await;
     // A model that calls tools whenever it may.
     app.script_model(|request: &Request| {
         let body = body_of(request);
@@ -286,17 +293,7 @@ async fn calls_past_the_call_cap_are_not_made() {
     })
     .await;
     let account = app.account("10").await;
-    let crm = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ok": true })))
-        .mount(&crm)
-        .await;
-    let ping = create_tool(&app, &account, json!({
-        "name": "ping", "description": "d", "endpoint": format!("{}/ping", crm.uri()), "method": "GET"
-    })).await;
-    let assistant = app
-        .assistant(&account, &json!({ "name": "A", "tool_ids": [ping] }))
-        .await;
+    let (crm, assistant) = pinging_assistant(&app, &account).await;
     app.script_model(|request: &Request| {
         let answer = match tool_results(request) {
             0 => openai_tool_calls(&[
