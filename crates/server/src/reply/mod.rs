@@ -29,26 +29,20 @@ use turns::{Reply, Turn};
 /// History rows read per query while filling the prompt budget.
 const HISTORY_PAGE: i64 = 64;
 
-/// Answers one customer message, under the request's idempotency `claim` if it has one.
-///
-/// Runs on its own task, so a client that hangs up cannot strand a paid reply half-way: the
-/// reply is recorded (and its answer stored under the claim) all the same.
+/// Answers one customer message, under the request's idempotency `claim` if it has one,
+/// settling the claim if the answer is an error. Run it on a task of its own (the handler
+/// does), so that a client hanging up cannot stop it half-way.
 pub async fn generate_reply(
     app: &App,
     account_id: i64,
     request: GenerateReplyRequest,
     claim: Option<Claim>,
 ) -> ApiResult<GenerateReplyResponse> {
-    let app = app.clone();
-    let task = tokio::spawn(async move {
-        let result = answer(&app, account_id, &request, claim.as_ref()).await;
-        if let (Err(error), Some(claim)) = (&result, &claim) {
-            claim.fail(&app, error).await;
-        }
-        result
-    });
-    task.await
-        .map_err(|e| ApiError::internal(ErrorCode::InternalError, "reply task failed", &e))?
+    let result = answer(app, account_id, &request, claim.as_ref()).await;
+    if let (Err(error), Some(claim)) = (&result, &claim) {
+        claim.fail(app, error).await;
+    }
+    result
 }
 
 async fn answer(
