@@ -40,7 +40,7 @@ async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
         assistant_id: assistant.id,
         apology: "Sorry.".into(),
     };
-    let (router, _) = twilio::app(settings, bridge).unwrap();
+    let (router, _) = twilio::app(settings.clone(), bridge).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let webhook = format!(
         "http://{}{}",
@@ -90,4 +90,38 @@ async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
     assert!(form.contains(&("To".to_owned(), "+15550001111".to_owned())));
     assert_eq!(stack.model_calls().await, 1);
     assert_eq!(stack.balance().await, "9.99".parse().unwrap());
+
+    // The bridge restarts (forgetting what it saw) and Twilio delivers the message once more:
+    // AnyReply's replay tells it the message was answered before, so nothing is sent again.
+    let (router, _) = twilio::app(
+        settings,
+        Bridge {
+            client: stack.client(&stack.base, quick_retries()),
+            assistant_id: assistant.id,
+            apology: "Sorry.".into(),
+        },
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let restarted = format!(
+        "http://{}{}",
+        listener.local_addr().unwrap(),
+        twilio::WEBHOOK_PATH
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let response = http
+        .post(&restarted)
+        .header("x-twilio-signature", &signed)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        twilio_api.received_requests().await.unwrap().len(),
+        1,
+        "sent again after a restart"
+    );
+    assert_eq!(stack.model_calls().await, 1);
 }

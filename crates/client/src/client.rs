@@ -175,6 +175,25 @@ impl Client {
         .await
     }
 
+    /// [`Self::generate_reply_with`], also telling whether the server had already answered
+    /// this idempotency key for an earlier call (`true`): the channel message was delivered
+    /// before, and that earlier call got (and presumably sent) this same reply. Bridges use it
+    /// to send a reply once however often a channel redelivers its message.
+    pub async fn generate_reply_noting_replays(
+        &self,
+        request: &GenerateReplyRequest,
+        options: RequestOptions,
+    ) -> Result<(GenerateReplyResponse, bool), Error> {
+        self.send_noting_replays(
+            Method::POST,
+            "api/ai/generate-reply",
+            &[],
+            Some(request),
+            options,
+        )
+        .await
+    }
+
     /// `GET /api/user/me`: the account's name, email and balance.
     pub async fn me(&self) -> Result<Me, Error> {
         self.send(
@@ -212,7 +231,25 @@ impl Client {
         body: Option<&(impl Serialize + ?Sized)>,
         options: RequestOptions,
     ) -> Result<T, Error> {
+        self.send_noting_replays(method, path, query, body, options)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`Self::send`], also telling whether the answer was given to an earlier call with the
+    /// same idempotency key: a replay that no attempt of this call can have caused.
+    async fn send_noting_replays<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&(impl Serialize + ?Sized)>,
+        options: RequestOptions,
+    ) -> Result<(T, bool), Error> {
         let inner = &self.inner;
+        // Whether an earlier attempt of this call may have reached the server unanswered: then
+        // a replay may be of our own request.
+        let mut may_have_landed = false;
         let mut url = inner
             .base_url
             .join(path)
@@ -248,12 +285,18 @@ impl Client {
                     .body(body.clone());
             }
             let error = match request.send().await {
-                Ok(response) => match read(response).await {
-                    Ok(answer) => return Ok(answer),
-                    Err(error) => error,
-                },
+                Ok(response) => {
+                    let replayed = response.headers().contains_key("idempotent-replayed");
+                    match read(response).await {
+                        Ok(answer) => return Ok((answer, replayed && !may_have_landed)),
+                        Err(error) => error,
+                    }
+                }
                 Err(error) => Error::from_reqwest(error),
             };
+            if let Error::Transport(transport) = &error {
+                may_have_landed |= transport.may_have_reached_server();
+            }
             // Waiting out a first request with the same key is not a failed attempt: only the
             // deadline bounds it.
             let still_running = error.code() == Some(anyreply_core::ErrorCode::IdempotencyConflict);

@@ -89,29 +89,35 @@ impl Conversations<'_> {
 
     /// `POST /api/automate/conversations/{id}/disable-ai`: a human takes over.
     pub async fn disable_ai(&self, id: Uuid) -> Result<AiToggleResponse, Error> {
+        self.disable_ai_with(id, RequestOptions::default()).await
+    }
+
+    /// [`Self::disable_ai`] with options, such as your own idempotency key.
+    pub async fn disable_ai_with(
+        &self,
+        id: Uuid,
+        options: RequestOptions,
+    ) -> Result<AiToggleResponse, Error> {
         let path = format!("api/automate/conversations/{id}/disable-ai");
         self.client
-            .send(
-                Method::POST,
-                &path,
-                &[],
-                None::<&()>,
-                RequestOptions::default(),
-            )
+            .send(Method::POST, &path, &[], None::<&()>, options)
             .await
     }
 
     /// `POST /api/automate/conversations/{id}/enable-ai`: the AI answers again.
     pub async fn enable_ai(&self, id: Uuid) -> Result<AiToggleResponse, Error> {
+        self.enable_ai_with(id, RequestOptions::default()).await
+    }
+
+    /// [`Self::enable_ai`] with options, such as your own idempotency key.
+    pub async fn enable_ai_with(
+        &self,
+        id: Uuid,
+        options: RequestOptions,
+    ) -> Result<AiToggleResponse, Error> {
         let path = format!("api/automate/conversations/{id}/enable-ai");
         self.client
-            .send(
-                Method::POST,
-                &path,
-                &[],
-                None::<&()>,
-                RequestOptions::default(),
-            )
+            .send(Method::POST, &path, &[], None::<&()>, options)
             .await
     }
 }
@@ -140,6 +146,15 @@ impl Assistants<'_> {
 
     /// `POST /api/user/assistant` (`name` is required).
     pub async fn create(&self, input: &AssistantInput) -> Result<Assistant, Error> {
+        self.create_with(input, RequestOptions::default()).await
+    }
+
+    /// [`Self::create`] with options, such as your own idempotency key.
+    pub async fn create_with(
+        &self,
+        input: &AssistantInput,
+        options: RequestOptions,
+    ) -> Result<Assistant, Error> {
         let created: AssistantResponse = self
             .client
             .send(
@@ -147,7 +162,7 @@ impl Assistants<'_> {
                 "api/user/assistant",
                 &[],
                 Some(input),
-                RequestOptions::default(),
+                options,
             )
             .await?;
         Ok(created.data)
@@ -210,15 +225,18 @@ impl Tools<'_> {
 
     /// `POST /api/user/tools`.
     pub async fn create(&self, input: &ToolInput) -> Result<Tool, Error> {
+        self.create_with(input, RequestOptions::default()).await
+    }
+
+    /// [`Self::create`] with options, such as your own idempotency key.
+    pub async fn create_with(
+        &self,
+        input: &ToolInput,
+        options: RequestOptions,
+    ) -> Result<Tool, Error> {
         let created: ToolResponse = self
             .client
-            .send(
-                Method::POST,
-                "api/user/tools",
-                &[],
-                Some(input),
-                RequestOptions::default(),
-            )
+            .send(Method::POST, "api/user/tools", &[], Some(input), options)
             .await?;
         Ok(created.data)
     }

@@ -22,6 +22,9 @@ pub enum Outcome {
     Reply(String),
     /// A human has taken the conversation over: send nothing.
     Silent,
+    /// The channel delivered this message before and that delivery got the reply: send
+    /// nothing again (even if this bridge restarted in between).
+    AnsweredBefore,
     /// No reply could be had; the failure was logged for the operator.
     Apology(String),
 }
@@ -43,9 +46,17 @@ impl Bridge {
             variables: Some(inbound.variables),
         };
         let options = RequestOptions::idempotency_key(inbound.idempotency_key);
-        match self.client.generate_reply_with(&request, options).await {
-            Ok(reply) if reply.ai_disabled => Outcome::Silent,
-            Ok(reply) => Outcome::Reply(reply.reply),
+        match self
+            .client
+            .generate_reply_noting_replays(&request, options)
+            .await
+        {
+            Ok((_, true)) => {
+                tracing::info!(customer = %request.customer_identifier, "a redelivered message, answered before; not sent again");
+                Outcome::AnsweredBefore
+            }
+            Ok((reply, false)) if reply.ai_disabled => Outcome::Silent,
+            Ok((reply, false)) => Outcome::Reply(reply.reply),
             Err(error) => {
                 tracing::error!(
                     error_code = ?error.code(),

@@ -270,13 +270,15 @@ impl Claim {
         }
     }
 
-    /// Settles the key after a failed request: a retryable failure that left no trace frees the
-    /// key; any other (or one after tools were called) is stored and replayed. Nothing happens
-    /// if the key was taken over.
+    /// Settles the key after a failed request: invalid input or a retryable failure, which left
+    /// no trace, frees the key; any other failure (or one after tools were called) is stored
+    /// and replayed. Nothing happens if the key was taken over.
     pub async fn fail(&self, app: &App, error: &ApiError) {
         let settled = async {
             let mut conn = app.db().await?;
-            if error.code.is_retryable() && !error.after_side_effects {
+            // Invalid input and retryable failures left nothing behind: the key is free again.
+            let traceless = error.code == ErrorCode::ValidationError || error.code.is_retryable();
+            if traceless && !error.after_side_effects {
                 self.on_held_row(
                     "DELETE FROM idempotency_keys
                      WHERE account_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL",

@@ -342,3 +342,47 @@ async fn a_malformed_request_is_a_configuration_error_and_never_sent() {
     assert!(matches!(error, Error::Config(_)), "{error:?}");
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn a_replay_is_told_apart_from_the_answer_to_an_own_lost_attempt() {
+    let replayed = || {
+        ResponseTemplate::new(200)
+            .insert_header("idempotent-replayed", "true")
+            .set_body_json(reply_body())
+    };
+    // The server had answered this key before this call: an earlier delivery's.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(replayed())
+        .mount(&server)
+        .await;
+    let options = || RequestOptions::idempotency_key("telegram:42:10");
+    let (_, before) = client(&server, fast_policy())
+        .generate_reply_noting_replays(&request(), options())
+        .await
+        .unwrap();
+    assert!(before);
+
+    // This call's first attempt timed out after reaching the server: the replay is its own.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(2))
+                .set_body_json(reply_body()),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(replayed())
+        .mount(&server)
+        .await;
+    let (reply, before) = client(&server, fast_policy())
+        .generate_reply_noting_replays(&request(), options())
+        .await
+        .unwrap();
+    assert!(!before);
+    assert_eq!(reply.reply, "Hello!");
+}

@@ -79,7 +79,7 @@ async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerR
             }
             Ok(())
         }
-        Outcome::Silent => Ok(()),
+        Outcome::Silent | Outcome::AnsweredBefore => Ok(()),
         Outcome::Apology(apology) => send(&bot, msg.chat.id, &apology, &shared).await,
     }
 }

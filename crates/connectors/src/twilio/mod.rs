@@ -237,7 +237,7 @@ async fn inbound(
         ReplyMode::Inline => match state.bridge.answer(inbound).await {
             Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
             Outcome::Apology(apology) => twiml_response(&[apology]),
-            Outcome::Silent => twiml_response(&[]),
+            Outcome::Silent | Outcome::AnsweredBefore => twiml_response(&[]),
         },
         ReplyMode::Rest => {
             let worker = state.clone();
@@ -245,7 +245,7 @@ async fn inbound(
                 let pieces = match worker.bridge.answer(inbound).await {
                     Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
                     Outcome::Apology(apology) => vec![apology],
-                    Outcome::Silent => Vec::new(),
+                    Outcome::Silent | Outcome::AnsweredBefore => Vec::new(),
                 };
                 for piece in pieces {
                     if let Err(error) = worker.rest.send(&from, &to, &piece).await {
