@@ -23,11 +23,11 @@ use crate::models::tool::{self, ToolRow};
 use crate::schema::conversations;
 use crate::tools::{self as tool_calls, ToolOutcome};
 use pricing::TokenUsage;
-use prompt::{PromptBudget, merge_variables, render};
+use prompt::{HistoryWalk, PromptBudget, merge_variables, render};
 use turns::{Reply, Turn};
 
 /// History rows read per query while filling the prompt budget.
-const HISTORY_PAGE: i64 = 64;
+const HISTORY_PAGE: usize = 64;
 
 /// Answers one customer message, under the request's idempotency `claim` if it has one,
 /// settling the claim if the answer is an error. Run it on a task of its own (the handler
@@ -199,22 +199,12 @@ async fn prepare(app: &App, turn: &Turn) -> ApiResult<(Vec<PromptMessage>, Vec<T
         turn.message.clone(),
         app.settings.context_token_budget,
     );
-    // Walk back from the newest message, a page at a time, until the budget is spent: a
-    // conversation of 10,000 messages reads no more than one of 1,000 would.
-    let mut before = (turn.message_id, 0);
-    'pages: loop {
+    let mut walk = HistoryWalk::new(turn.message_id, HISTORY_PAGE);
+    while let Some(before) = walk.next_page() {
         let page =
-            message::newest_before(&mut conn, turn.conversation_id, before, HISTORY_PAGE).await?;
-        let page_len = page.len();
-        for row in page {
-            before = (row.turn_id, row.id);
-            if !prompt.offer(row.role != message::ROLE_ASSISTANT, &row.content) {
-                break 'pages;
-            }
-        }
-        if page_len < HISTORY_PAGE as usize {
-            break;
-        }
+            message::newest_before(&mut conn, turn.conversation_id, before, HISTORY_PAGE as i64)
+                .await?;
+        walk.offer(&mut prompt, page);
     }
     let tools = if assistant.tool_ids.is_empty() {
         Vec::new()

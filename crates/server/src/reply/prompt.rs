@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::llm::PromptMessage;
+use crate::models::message::{MessageRow, ROLE_ASSISTANT};
 
 /// Fills `{{name}}` (spaces inside the braces allowed) from `variables`. A variable that is
 /// missing or null renders as an empty string; strings render as-is, other values as JSON.
@@ -104,6 +105,46 @@ impl PromptBudget {
     }
 }
 
+/// A walk back through a conversation's history, a page at a time from the newest message,
+/// that ends as soon as the prompt budget is spent: a conversation of 10,000 messages reads no
+/// more than one of 1,000 does.
+#[derive(Debug)]
+pub struct HistoryWalk {
+    /// The position (`turn_id`, `id`) the next page ends before; `None` once the walk is over.
+    before: Option<(i64, i64)>,
+    page_size: usize,
+}
+
+impl HistoryWalk {
+    /// A walk through the history before the customer message `message_id`.
+    pub fn new(message_id: i64, page_size: usize) -> Self {
+        Self {
+            before: Some((message_id, 0)),
+            page_size,
+        }
+    }
+
+    /// Where the next page to read ends, or `None` when no more is needed.
+    pub fn next_page(&self) -> Option<(i64, i64)> {
+        self.before
+    }
+
+    /// Offers a page (newest first) to the prompt.
+    pub fn offer(&mut self, prompt: &mut PromptBudget, page: Vec<MessageRow>) {
+        let last_page = page.len() < self.page_size;
+        for row in page {
+            self.before = Some((row.turn_id, row.id));
+            if !prompt.offer(row.role != ROLE_ASSISTANT, &row.content) {
+                self.before = None;
+                return;
+            }
+        }
+        if last_page {
+            self.before = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +189,55 @@ mod tests {
                 PromptMessage::User("now".into()),
             ]
         );
+    }
+
+    #[test]
+    fn the_history_walk_stops_reading_once_the_budget_is_spent() {
+        // 10,000 messages of 9 estimated tokens each; a budget for about 220 of them.
+        let history: Vec<MessageRow> = (1..=10_000)
+            .rev()
+            .map(|id| MessageRow {
+                id,
+                turn_id: id,
+                role: if id % 2 == 0 {
+                    ROLE_ASSISTANT.to_owned()
+                } else {
+                    "user".to_owned()
+                },
+                content: format!("line {id:012}"),
+                function_calls: None,
+                cost: None,
+                created_at: chrono::Utc::now(),
+            })
+            .collect();
+        let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
+        let mut walk = HistoryWalk::new(10_001, 64);
+        let mut pages_read = 0;
+        while let Some((before, _)) = walk.next_page() {
+            pages_read += 1;
+            let page: Vec<MessageRow> = history
+                .iter()
+                .filter(|m| m.turn_id < before)
+                .take(64)
+                .cloned()
+                .collect();
+            walk.offer(&mut prompt, page);
+        }
+        assert_eq!(pages_read, 4, "220 messages fit: four pages of 64, not 157");
+        let messages = prompt.into_messages();
+        assert_eq!(messages.len(), (2_000 - 5) / 9 + 1);
+        assert_eq!(
+            messages[messages.len() - 2],
+            PromptMessage::Assistant(format!("line {:012}", 10_000))
+        );
+    }
+
+    #[test]
+    fn a_short_history_is_read_in_one_page() {
+        let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
+        let mut walk = HistoryWalk::new(3, 64);
+        assert_eq!(walk.next_page(), Some((3, 0)));
+        walk.offer(&mut prompt, Vec::new());
+        assert_eq!(walk.next_page(), None);
     }
 }
