@@ -94,3 +94,54 @@ async fn accounts_and_keys_from_the_command_line() {
     let (ok, _, _) = run(&app, &["key", "revoke", &key[..12]]);
     assert!(!ok);
 }
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_serve_is_the_default() {
+    use diesel_async::RunQueryDsl;
+
+    let app = TestApp::spawn().await; // for its PostgreSQL server
+    let name = format!("anyreply_cli_{}", uuid::Uuid::new_v4().simple());
+    let mut url = url::Url::parse(app.db.url()).unwrap();
+    url.set_path(&format!("/{name}"));
+    let migrate = Command::new(env!("CARGO_BIN_EXE_anyreply-server"))
+        .arg("migrate")
+        .env("ANYREPLY_DATABASE_URL", url.as_str())
+        .env("ANYREPLY_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    // No subcommand: migrate (nothing left to do), then serve.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_anyreply-server"))
+        .env("ANYREPLY_DATABASE_URL", url.as_str())
+        .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ANYREPLY_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await {
+            ready = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(ready, Some(200), "the server did not come up");
+
+    let mut admin = app.db.connect().await;
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

@@ -380,3 +380,48 @@ async fn a_failure_after_tools_ran_is_stored_so_a_retry_calls_no_tool_twice() {
     assert_eq!(crm.received_requests().await.unwrap().len(), 1);
     assert_eq!(app.balance(&account).await, money("10"));
 }
+
+#[tokio::test]
+async fn takeover_switches_are_idempotent_and_old_keys_are_forgotten() {
+    use diesel_async::RunQueryDsl;
+
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let (_, reply) = app.reply(&account.key, assistant, "c", "hi").await;
+    let path = format!(
+        "/api/automate/conversations/{}/disable-ai",
+        reply["conversation_id"].as_str().unwrap()
+    );
+    let (status, first, _) = app
+        .post_keyed(&account.key, "off-1", &path, &json!(null))
+        .await;
+    assert_eq!(
+        (status.as_u16(), &first),
+        (200, &json!({ "status": true, "ai_enabled": false }))
+    );
+    let (_, again, headers) = app
+        .post_keyed(&account.key, "off-1", &path, &json!(null))
+        .await;
+    assert_eq!(again, first);
+    assert_eq!(headers["idempotent-replayed"], "true");
+
+    // Keys are kept 48 hours, then purged.
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' WHERE key = 'off-1'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    app.post_keyed(&account.key, "off-2", &path, &json!(null))
+        .await;
+    let server = anyreply_server::App::new(app.settings.clone()).unwrap();
+    assert_eq!(
+        anyreply_server::idempotency::purge_expired(&server)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(app.count("idempotency_keys").await, 1);
+}

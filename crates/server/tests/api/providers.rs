@@ -198,3 +198,33 @@ async fn without_a_fallback_a_transient_failure_is_retried_then_reported() {
     assert_error(status, &body, 503, "LLM_UNAVAILABLE");
     assert_eq!(app.llm_requests().await.len(), 2);
 }
+
+#[tokio::test]
+async fn the_fallback_also_answers_when_the_primary_times_out() {
+    let anthropic = MockServer::start().await;
+    let app = spawn_with_anthropic(&anthropic, |s| {
+        s.llm_retries = 0;
+        s.llm_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let account = app.account("10").await;
+    app.model_answers(
+        ResponseTemplate::new(200)
+            .set_delay(std::time::Duration::from_secs(2))
+            .set_body_json(crate::util::chat_completion("too late")),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(anthropic_message(
+            json!([{ "type": "text", "text": "On time." }]),
+            "end_turn",
+        )))
+        .mount(&anthropic)
+        .await;
+    let assistant = app
+        .assistant(&account, &json!({ "name": "A", "fallback_llm_provider": "anthropic", "fallback_llm_model": "claude-haiku-4-5" }))
+        .await;
+    let (status, reply) = app.reply(&account.key, assistant, "c", "hello").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["reply"], "On time.");
+}

@@ -477,3 +477,58 @@ async fn nul_characters_from_tools_and_models_are_dropped() {
         .await;
     assert_eq!(history["history"][1]["content"], "Hello Ada!");
 }
+
+#[tokio::test]
+async fn large_responses_are_read_up_to_a_limit_and_cut() {
+    let app = TestApp::spawn_with(allow_local).await;
+    let account = app.account("10").await;
+    let crm = MockServer::start().await;
+    // 1 MiB of text: only 256 KiB is read, 8,000 characters are kept.
+    Mock::given(path("/text"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(1 << 20)))
+        .mount(&crm)
+        .await;
+    // JSON longer than 8,000 characters once printed: kept as cut text.
+    let rows: Vec<Value> = (0..2_000).map(|n| json!({ "row": n })).collect();
+    Mock::given(path("/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(rows))
+        .mount(&crm)
+        .await;
+    let mut ids = Vec::new();
+    for name in ["text", "json"] {
+        ids.push(create_tool(&app, &account, json!({
+            "name": name, "description": "d", "endpoint": format!("{}/{name}", crm.uri()), "method": "GET"
+        })).await);
+    }
+    let assistant = app
+        .assistant(&account, &json!({ "name": "A", "tool_ids": ids }))
+        .await;
+    app.script_model(|request: &Request| {
+        let answer = match tool_results(request) {
+            0 => openai_tool_calls(&[("t", "text", json!({})), ("j", "json", json!({}))]),
+            _ => chat_completion("read"),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
+    let (status, reply) = app.reply(&account.key, assistant, "c", "read them").await;
+    assert_eq!(status, 200, "{reply}");
+    for call in reply["function_calls"].as_array().unwrap() {
+        let result = call["result"].as_str().unwrap();
+        assert!(
+            result.ends_with(" …[truncated]"),
+            "{}",
+            &result[result.len() - 20..]
+        );
+        assert_eq!(
+            result.chars().count(),
+            8_000 + " …[truncated]".chars().count()
+        );
+    }
+    assert!(
+        reply["function_calls"][1]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("[{\"row\":0}")
+    );
+}
