@@ -4,6 +4,8 @@
 //! This crate knows no web framework, database or HTTP client, so the server and the SDK can
 //! both depend on it and can never drift apart.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod limits;
 pub mod money;

@@ -18,4 +18,5 @@ pub const MAX_MODEL_NAME_CHARS: usize = 255;
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Page size bounds of list endpoints.
 pub const MAX_PER_PAGE: u32 = 100;
+/// Default page size of list endpoints.
 pub const DEFAULT_PER_PAGE: u32 = 15;

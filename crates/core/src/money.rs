@@ -19,6 +19,7 @@ pub const MONEY_DECIMALS: u32 = 8;
 pub const SUBUNITS_PER_UNIT: i64 = 10_i64.pow(MONEY_DECIMALS);
 
 impl Money {
+    /// Nothing.
     pub const ZERO: Money = Money(0);
 
     /// From a count of sub-units (1e-8 of a currency unit).
@@ -31,10 +32,12 @@ impl Money {
         self.0
     }
 
+    /// The sum, unless it overflows.
     pub fn checked_add(self, other: Money) -> Option<Money> {
         self.0.checked_add(other.0).map(Money)
     }
 
+    /// The sum, held at the bounds.
     pub fn saturating_add(self, other: Money) -> Money {
         Money(self.0.saturating_add(other.0))
     }

@@ -11,14 +11,17 @@ use serde_json::{Map, Value};
 pub struct FieldErrors(BTreeMap<String, Vec<String>>);
 
 impl FieldErrors {
+    /// Adds `message` to `field`'s.
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.entry(field.into()).or_default().push(message.into());
     }
 
+    /// Whether no field failed.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The messages by field name.
     pub fn into_map(self) -> BTreeMap<String, Vec<String>> {
         self.0
     }
@@ -44,6 +47,7 @@ impl FieldErrors {
 #[derive(Debug)]
 pub struct Fields<'a> {
     object: Option<&'a Map<String, Value>>,
+    /// What failed so far.
     pub errors: FieldErrors,
 }
 
@@ -153,6 +157,7 @@ impl<'a> Fields<'a> {
         Some(number)
     }
 
+    /// Like [`Self::optional_integer`], but absence is an error too.
     pub fn required_integer(&mut self, field: &str, range: RangeInclusive<i64>) -> Option<i64> {
         if self.get(field).is_none() {
             self.required_missing(field);

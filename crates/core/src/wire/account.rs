@@ -7,7 +7,10 @@ use crate::Money;
 /// The calling account: a cheap way to check a key and read the balance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Me {
+    /// The account's name.
     pub name: String,
+    /// The account's contact email, if any.
     pub email: Option<String>,
+    /// What the account can still spend.
     pub total_balance: Money,
 }

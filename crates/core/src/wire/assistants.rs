@@ -14,7 +14,9 @@ use crate::validate::{FieldErrors, Fields};
 /// An assistant's chat configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assistant {
+    /// The assistant's id, used as `assistant_id`.
     pub id: i64,
+    /// The assistant's name.
     pub name: String,
     /// May hold `{{variable}}` placeholders.
     pub system_prompt: String,
@@ -22,22 +24,28 @@ pub struct Assistant {
     pub initial_message: Option<String>,
     /// Default variables; a conversation's own values win.
     pub variables: Variables,
+    /// The model that answers, as its provider names it.
     pub llm_model: String,
+    /// Sampling temperature, 0.0..=2.0.
     pub llm_temperature: f64,
     /// The API that serves `llm_model`.
     pub llm_provider: LlmProvider,
     /// Answers when the primary model fails with a retryable error (Famulor: `chat_llm_fallback_id`).
     pub fallback_llm_model: Option<String>,
+    /// The fallback's provider (by default the assistant's).
     pub fallback_llm_provider: Option<LlmProvider>,
     /// Tools the model may call.
     pub tool_ids: Vec<i64>,
+    /// When the assistant was created.
     pub created_at: DateTime<Utc>,
+    /// When the assistant was last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// `GET /api/user/assistants/get`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssistantList {
+    /// The assistant(s).
     pub data: Vec<Assistant>,
 }
 
@@ -46,6 +54,7 @@ pub struct AssistantList {
 pub struct AssistantResponse {
     /// Always `true`.
     pub status: bool,
+    /// The assistant(s).
     pub data: Assistant,
 }
 
@@ -53,12 +62,16 @@ pub struct AssistantResponse {
 /// and absent fields keep their value).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssistantInput {
+    /// The assistant's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The system prompt; may hold `{{variable}}` placeholders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// The greeting; empty removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_message: Option<String>,
+    /// Default variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variables: Option<Variables>,
     /// Empty or absent on create: the server's default model.
@@ -76,6 +89,7 @@ pub struct AssistantInput {
     /// Default: `llm_provider`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_llm_provider: Option<LlmProvider>,
+    /// Tools the model may call; each must be the account's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_ids: Option<Vec<i64>>,
 }
@@ -91,6 +105,7 @@ pub enum LlmProvider {
 }
 
 impl LlmProvider {
+    /// The provider as sent on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             LlmProvider::Openai => "openai",
@@ -98,6 +113,7 @@ impl LlmProvider {
         }
     }
 
+    /// The provider named `text` (`openai` or `anthropic`).
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Openai, Self::Anthropic]
             .into_iter()

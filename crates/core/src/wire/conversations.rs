@@ -11,14 +11,18 @@ use crate::Money;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The customer.
     User,
+    /// The AI assistant.
     Assistant,
 }
 
 /// One message of a conversation's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryMessage {
+    /// Who wrote it.
     pub role: Role,
+    /// The text.
     pub content: String,
     /// Functions the assistant called for this reply (assistant messages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,6 +30,7 @@ pub struct HistoryMessage {
     /// What this reply cost (assistant messages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Money>,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
 }
 
@@ -34,10 +39,15 @@ pub struct HistoryMessage {
 pub struct ConversationHistory {
     /// Always `true`.
     pub status: bool,
+    /// The conversation's id.
     pub id: Uuid,
+    /// The assistant it belongs to.
     pub assistant_id: i64,
+    /// The customer, as given to generate-reply.
     pub customer_identifier: String,
+    /// False while a human has taken the conversation over.
     pub ai_enabled: bool,
+    /// What its replies cost, summed.
     pub total_cost: Money,
     /// Oldest first.
     pub history: Vec<HistoryMessage>,
@@ -48,26 +58,37 @@ pub struct ConversationHistory {
 /// One conversation in a list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationSummary {
+    /// The conversation's id.
     pub id: Uuid,
+    /// The assistant it belongs to.
     pub assistant_id: i64,
     /// `api` for conversations created by generate-reply.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The conversation's variables.
     pub variables: Variables,
+    /// Messages in the conversation, both sides.
     pub message_count: i64,
+    /// What its replies cost, summed.
     pub total_cost: Money,
+    /// False while a human has taken the conversation over.
     pub ai_enabled: bool,
     /// The `customer_identifier`.
     pub external_identifier: String,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it last changed (a message, a switch of `ai_enabled`).
     pub updated_at: DateTime<Utc>,
 }
 
 /// `GET /api/user/conversations`: one page, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationPage {
+    /// The conversations of this page.
     pub data: Vec<ConversationSummary>,
+    /// The list's path.
     pub path: String,
+    /// The page size used.
     pub per_page: u32,
     /// Pass as `cursor` for the next (older) page; `None` on the last page.
     pub next_cursor: Option<String>,
@@ -78,15 +99,19 @@ pub struct ConversationPage {
 /// Query of `GET /api/user/conversations`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListConversationsQuery {
+    /// Only conversations of this `type` (`api` for generate-reply).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Only this assistant's conversations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assistant_id: Option<i64>,
+    /// Only this customer's conversations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_identifier: Option<String>,
     /// 1..=100, default 15.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_page: Option<u32>,
+    /// A `next_cursor` or `prev_cursor` of an earlier page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
@@ -96,5 +121,6 @@ pub struct ListConversationsQuery {
 pub struct AiToggleResponse {
     /// Always `true`.
     pub status: bool,
+    /// False while a human has taken the conversation over.
     pub ai_enabled: bool,
 }

@@ -65,8 +65,11 @@ impl GenerateReplyRequest {
 /// One function (tool) the assistant called while producing a reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCall {
+    /// The function's (tool's) name.
     pub name: String,
+    /// The arguments the model gave.
     pub arguments: Value,
+    /// What the call returned: the response body, or `{"error", "message"}`.
     pub result: Value,
 }
 
@@ -75,7 +78,9 @@ pub struct FunctionCall {
 pub struct GenerateReplyResponse {
     /// Always `true`.
     pub success: bool,
+    /// The conversation the message joined (a UUID).
     pub conversation_id: Uuid,
+    /// As sent.
     pub customer_identifier: String,
     /// The assistant's answer; empty when `ai_disabled` is true.
     pub reply: String,

@@ -17,23 +17,31 @@ pub const MAX_TOOL_DESCRIPTION_CHARS: usize = 255;
 pub const MAX_ENDPOINT_CHARS: usize = 2048;
 /// Timeout bounds and default, in seconds.
 pub const TOOL_TIMEOUT_SECS: std::ops::RangeInclusive<i64> = 1..=30;
+/// Timeout of a tool created without one, in seconds.
 pub const DEFAULT_TOOL_TIMEOUT_SECS: u32 = 10;
 /// Most headers and parameters of one tool.
 pub const MAX_TOOL_HEADERS: usize = 20;
+/// Most parameters of one tool.
 pub const MAX_TOOL_PARAMETERS: usize = 32;
 
 /// HTTP method of a tool's endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
+    /// `GET`: arguments as query parameters.
     Get,
+    /// `POST`: arguments as a JSON body.
     Post,
+    /// `PUT`: arguments as a JSON body.
     Put,
+    /// `PATCH`: arguments as a JSON body.
     Patch,
+    /// `DELETE`: arguments as a JSON body.
     Delete,
 }
 
 impl HttpMethod {
+    /// The name as sent on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             HttpMethod::Get => "GET",
@@ -56,12 +64,16 @@ impl HttpMethod {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParameterType {
+    /// A JSON string.
     String,
+    /// A JSON number.
     Number,
+    /// A JSON boolean.
     Boolean,
 }
 
 impl ParameterType {
+    /// The name as sent on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             ParameterType::String => "string",
@@ -83,6 +95,7 @@ impl ParameterType {
 /// A header sent with every call of the tool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolHeader {
+    /// The name (see the README for the rules).
     pub name: String,
     /// In answers, masked: only the last four characters of a long value are shown.
     pub value: String,
@@ -91,9 +104,12 @@ pub struct ToolHeader {
 /// A parameter the model fills in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolParameter {
+    /// The name (see the README for the rules).
     pub name: String,
+    /// Its JSON type.
     #[serde(rename = "type")]
     pub kind: ParameterType,
+    /// What it is for, for the model.
     #[serde(default)]
     pub description: String,
     /// Default `true`.
@@ -108,22 +124,32 @@ fn yes() -> bool {
 /// A tool as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
+    /// The tool's id, used in `tool_ids`.
     pub id: i64,
+    /// The name (see the README for the rules).
     pub name: String,
+    /// What it is for, for the model.
     pub description: String,
+    /// The URL called.
     pub endpoint: String,
+    /// The HTTP method.
     pub method: HttpMethod,
     /// Seconds.
     pub timeout: u32,
+    /// Headers sent with each call (values masked in answers).
     pub headers: Vec<ToolHeader>,
+    /// The parameters the model fills in.
     pub schema: Vec<ToolParameter>,
+    /// When the tool was created.
     pub created_at: DateTime<Utc>,
+    /// When the tool was last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// `GET /api/user/tools`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolList {
+    /// The tool(s).
     pub data: Vec<Tool>,
 }
 
@@ -132,6 +158,7 @@ pub struct ToolList {
 pub struct ToolResponse {
     /// Always `true`.
     pub status: bool,
+    /// The tool(s).
     pub data: Tool,
 }
 
@@ -140,6 +167,7 @@ pub struct ToolResponse {
 pub struct DeletedResponse {
     /// Always `true`.
     pub status: bool,
+    /// What happened.
     pub message: String,
 }
 
@@ -147,12 +175,16 @@ pub struct DeletedResponse {
 /// (every field optional; absent fields keep their value).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolInput {
+    /// The name (see the README for the rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What it is for, for the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The URL called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The HTTP method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,
     /// Seconds, 1..=30; default 10.
@@ -161,6 +193,7 @@ pub struct ToolInput {
     /// A header sent back masked keeps its stored value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Vec<ToolHeader>>,
+    /// The parameters the model fills in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Vec<ToolParameter>>,
 }
