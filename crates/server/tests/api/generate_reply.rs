@@ -161,15 +161,18 @@ async fn a_reply_sees_its_own_messages_variables_not_a_later_ones() {
             &json!({ "name": "A", "system_prompt": "Customer: {{name}}" }),
         )
         .await;
-    let send = |name: &'static str, delay: u64| {
+    let send = |name: &'static str, after_model_calls: usize| {
         let (app, key) = (&app, &account.key);
         async move {
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            // Jane writes while John's reply is with the model.
+            while app.llm_requests().await.len() < after_model_calls {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             let body = json!({ "assistant_id": assistant, "customer_identifier": "c", "message": name, "variables": { "name": name } });
             app.post(key, "/api/ai/generate-reply", &body).await
         }
     };
-    let (first, second) = tokio::join!(send("John", 0), send("Jane", 100));
+    let (first, second) = tokio::join!(send("John", 0), send("Jane", 1));
     assert_eq!((first.0.as_u16(), second.0.as_u16()), (200, 200));
     let prompts = app.llm_requests().await;
     assert_eq!(prompts[0]["messages"][0]["content"], "Customer: John");

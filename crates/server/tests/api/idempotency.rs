@@ -62,7 +62,10 @@ async fn the_same_key_while_running_conflicts_and_with_another_body_is_refused()
     let hi = message(assistant, "hi");
     let first = app.post_keyed(&account.key, "k-2", "/api/ai/generate-reply", &hi);
     let during = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Once the first is with the model, it holds the key.
+        while app.llm_requests().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         app.post_keyed(
             &account.key,
             "k-2",
@@ -212,8 +215,11 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
 
     let hi = message(assistant, "hi");
     let first = app.post_keyed(&account.key, "crash-1", "/api/ai/generate-reply", &hi);
+    // Once the model has the question (and will answer in a second), the database goes away.
     let cut = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        while app.llm_requests().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         app.db.disconnect_everyone().await;
     };
     let ((status, body, _), ()) = tokio::join!(first, cut);
