@@ -32,11 +32,6 @@ impl Money {
         self.0
     }
 
-    /// The sum, unless it overflows.
-    pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).map(Money)
-    }
-
     /// The sum, held at the bounds.
     pub fn saturating_add(self, other: Money) -> Money {
         Money(self.0.saturating_add(other.0))

@@ -139,11 +139,6 @@ impl TestDb {
         }
     }
 
-    /// The database's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Cuts every connection to this database and refuses new ones until [`Self::reconnect`]:
     /// the server "loses its database".
     pub async fn disconnect_everyone(&self) {

@@ -98,16 +98,10 @@ async fn two_server_processes_on_one_database_keep_the_order() {
     // The stored history alternates message and its reply.
     let (_, list, _) = app.get(&account.key, "/api/user/conversations").await;
     let id = list["data"][0]["id"].as_str().unwrap();
-    let (_, history, _) = app
-        .get(&account.key, &format!("/api/conversations/{id}"))
-        .await;
-    let history = history["history"].as_array().unwrap();
+    let history = app.history_contents(&account.key, id).await;
     assert_eq!(history.len(), 24);
     for pair in history.chunks(2) {
-        assert_eq!(
-            pair[1]["content"],
-            format!("echo: {}", pair[0]["content"].as_str().unwrap())
-        );
+        assert_eq!(pair[1], format!("echo: {}", pair[0]));
     }
 }
 
@@ -153,15 +147,7 @@ async fn a_reply_abandoned_by_a_dead_process_is_released() {
     assert_eq!(app.balance(&account).await, crate::util::money("9.996"));
     let prompt = app.llm_requests().await.pop().unwrap();
     assert!(!prompt.to_string().contains("orphan"));
-    let (_, history, _) = app
-        .get(&account.key, &format!("/api/conversations/{conversation}"))
-        .await;
-    let contents: Vec<_> = history["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].clone())
-        .collect();
+    let contents = app.history_contents(&account.key, conversation).await;
     assert_eq!(contents, ["first", "echo: first", "second", "echo: second"]);
     let (_, list, _) = app.get(&account.key, "/api/user/conversations").await;
     assert_eq!(list["data"][0]["message_count"], 4);
@@ -182,10 +168,10 @@ async fn the_sweep_releases_abandoned_replies_everywhere() {
         .unwrap();
     assert_eq!(released, 1);
     assert_eq!(app.balance(&account).await, crate::util::money("9.998"));
-    let (_, history, _) = app
-        .get(&account.key, &format!("/api/conversations/{conversation}"))
-        .await;
-    assert_eq!(history["history"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.history_contents(&account.key, conversation).await.len(),
+        2
+    );
 }
 
 /// What a process that died mid-reply leaves behind: the customer's message, counted in the

@@ -254,15 +254,7 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
     assert_eq!(reply["reply"], "echo: hi");
 
     let id = reply["conversation_id"].as_str().unwrap();
-    let (_, history, _) = app
-        .get(&account.key, &format!("/api/conversations/{id}"))
-        .await;
-    let contents: Vec<_> = history["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].clone())
-        .collect();
+    let contents = app.history_contents(&account.key, id).await;
     assert_eq!(contents, ["hi", "echo: hi"]);
     assert_eq!(app.balance(&account).await, money("9.998"));
     assert_eq!(app.count("pending_replies").await, 0);

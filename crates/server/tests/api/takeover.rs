@@ -44,15 +44,7 @@ async fn while_a_human_has_taken_over_messages_are_stored_unanswered_and_free() 
     assert_eq!(back["reply"], "echo: hello?");
 
     // The unanswered message stays in the history and in the next prompt.
-    let (_, history, _) = app
-        .get(&account.key, &format!("/api/conversations/{id}"))
-        .await;
-    let contents: Vec<_> = history["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .collect();
+    let contents = app.history_contents(&account.key, id).await;
     assert_eq!(
         contents,
         [

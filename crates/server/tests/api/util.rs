@@ -315,6 +315,24 @@ impl TestApp {
         (status, response.json().await.unwrap(), headers)
     }
 
+    /// The texts of a conversation's history, oldest first.
+    pub async fn history_contents(
+        &self,
+        key: &str,
+        conversation: impl std::fmt::Display,
+    ) -> Vec<String> {
+        let (status, history, _) = self
+            .get(key, &format!("/api/conversations/{conversation}"))
+            .await;
+        assert_eq!(status, 200, "{history}");
+        history["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Rows of `table` in this test's database.
     pub async fn count(&self, table: &str) -> i64 {
         use diesel_async::RunQueryDsl;
