@@ -165,14 +165,9 @@ impl Client {
         request: &GenerateReplyRequest,
         options: RequestOptions,
     ) -> Result<GenerateReplyResponse, Error> {
-        self.send(
-            Method::POST,
-            "api/ai/generate-reply",
-            &[],
-            Some(request),
-            options,
-        )
-        .await
+        self.generate_reply_noting_replays(request, options)
+            .await
+            .map(|(reply, _)| reply)
     }
 
     /// [`Self::generate_reply_with`], also telling whether the server had already answered
@@ -196,14 +191,7 @@ impl Client {
 
     /// `GET /api/user/me`: the account's name, email and balance.
     pub async fn me(&self) -> Result<Me, Error> {
-        self.send(
-            Method::GET,
-            "api/user/me",
-            &[],
-            None::<&()>,
-            RequestOptions::default(),
-        )
-        .await
+        self.get("api/user/me", &[]).await
     }
 
     /// Conversations: history, lists and the human takeover switch.
@@ -223,7 +211,57 @@ impl Client {
 
     /// Sends one logical call, retrying by the policy. Every attempt is built afresh from the
     /// same body and, for a POST, carries the same `Idempotency-Key`.
-    pub(crate) async fn send<T: DeserializeOwned>(
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, Error> {
+        self.send(
+            Method::GET,
+            path,
+            query,
+            None::<&()>,
+            RequestOptions::default(),
+        )
+        .await
+    }
+
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        options: RequestOptions,
+    ) -> Result<T, Error> {
+        self.send(Method::POST, path, &[], body, options).await
+    }
+
+    pub(crate) async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<T, Error> {
+        self.send(
+            Method::PUT,
+            path,
+            &[],
+            Some(body),
+            RequestOptions::default(),
+        )
+        .await
+    }
+
+    pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.send(
+            Method::DELETE,
+            path,
+            &[],
+            None::<&()>,
+            RequestOptions::default(),
+        )
+        .await
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

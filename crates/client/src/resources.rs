@@ -6,7 +6,6 @@ use anyreply_core::wire::{
     ListConversationsQuery, Tool, ToolInput, ToolList, ToolResponse,
 };
 use futures::Stream;
-use reqwest::Method;
 use uuid::Uuid;
 
 use crate::client::{Client, RequestOptions};
@@ -21,45 +20,24 @@ pub struct Conversations<'a> {
 impl Conversations<'_> {
     /// `GET /api/conversations/{id}`: history (oldest first) and variables.
     pub async fn get(&self, id: Uuid) -> Result<ConversationHistory, Error> {
-        let path = format!("api/conversations/{id}");
         self.client
-            .send(
-                Method::GET,
-                &path,
-                &[],
-                None::<&()>,
-                RequestOptions::default(),
-            )
+            .get(&format!("api/conversations/{id}"), &[])
             .await
     }
 
     /// `GET /api/user/conversations`: one page, newest first.
     pub async fn list(&self, query: &ListConversationsQuery) -> Result<ConversationPage, Error> {
-        let mut params = Vec::new();
-        if let Some(kind) = &query.kind {
-            params.push(("type", kind.clone()));
-        }
-        if let Some(assistant_id) = query.assistant_id {
-            params.push(("assistant_id", assistant_id.to_string()));
-        }
-        if let Some(customer) = &query.external_identifier {
-            params.push(("external_identifier", customer.clone()));
-        }
-        if let Some(per_page) = query.per_page {
-            params.push(("per_page", per_page.to_string()));
-        }
-        if let Some(cursor) = &query.cursor {
-            params.push(("cursor", cursor.clone()));
-        }
-        self.client
-            .send(
-                Method::GET,
-                "api/user/conversations",
-                &params,
-                None::<&()>,
-                RequestOptions::default(),
-            )
-            .await
+        let params: Vec<(&str, String)> = [
+            ("type", query.kind.clone()),
+            ("assistant_id", query.assistant_id.map(|id| id.to_string())),
+            ("external_identifier", query.external_identifier.clone()),
+            ("per_page", query.per_page.map(|n| n.to_string())),
+            ("cursor", query.cursor.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        self.client.get("api/user/conversations", &params).await
     }
 
     /// Every conversation matching `query`, page after page, as a stream.
@@ -99,9 +77,7 @@ impl Conversations<'_> {
         options: RequestOptions,
     ) -> Result<AiToggleResponse, Error> {
         let path = format!("api/automate/conversations/{id}/disable-ai");
-        self.client
-            .send(Method::POST, &path, &[], None::<&()>, options)
-            .await
+        self.client.post(&path, None::<&()>, options).await
     }
 
     /// `POST /api/automate/conversations/{id}/enable-ai`: the AI answers again.
@@ -116,9 +92,7 @@ impl Conversations<'_> {
         options: RequestOptions,
     ) -> Result<AiToggleResponse, Error> {
         let path = format!("api/automate/conversations/{id}/enable-ai");
-        self.client
-            .send(Method::POST, &path, &[], None::<&()>, options)
-            .await
+        self.client.post(&path, None::<&()>, options).await
     }
 }
 
@@ -131,16 +105,7 @@ pub struct Assistants<'a> {
 impl Assistants<'_> {
     /// `GET /api/user/assistants/get`.
     pub async fn list(&self) -> Result<Vec<Assistant>, Error> {
-        let list: AssistantList = self
-            .client
-            .send(
-                Method::GET,
-                "api/user/assistants/get",
-                &[],
-                None::<&()>,
-                RequestOptions::default(),
-            )
-            .await?;
+        let list: AssistantList = self.client.get("api/user/assistants/get", &[]).await?;
         Ok(list.data)
     }
 
@@ -157,29 +122,16 @@ impl Assistants<'_> {
     ) -> Result<Assistant, Error> {
         let created: AssistantResponse = self
             .client
-            .send(
-                Method::POST,
-                "api/user/assistant",
-                &[],
-                Some(input),
-                options,
-            )
+            .post("api/user/assistant", Some(input), options)
             .await?;
         Ok(created.data)
     }
 
     /// `PUT /api/user/assistant/{id}`: the given fields only.
     pub async fn update(&self, id: i64, input: &AssistantInput) -> Result<Assistant, Error> {
-        let path = format!("api/user/assistant/{id}");
         let updated: AssistantResponse = self
             .client
-            .send(
-                Method::PUT,
-                &path,
-                &[],
-                Some(input),
-                RequestOptions::default(),
-            )
+            .put(&format!("api/user/assistant/{id}"), input)
             .await?;
         Ok(updated.data)
     }
@@ -194,31 +146,15 @@ pub struct Tools<'a> {
 impl Tools<'_> {
     /// `GET /api/user/tools` (header values masked).
     pub async fn list(&self) -> Result<Vec<Tool>, Error> {
-        let list: ToolList = self
-            .client
-            .send(
-                Method::GET,
-                "api/user/tools",
-                &[],
-                None::<&()>,
-                RequestOptions::default(),
-            )
-            .await?;
+        let list: ToolList = self.client.get("api/user/tools", &[]).await?;
         Ok(list.data)
     }
 
     /// `GET /api/user/tools/{id}`.
     pub async fn get(&self, id: i64) -> Result<Tool, Error> {
-        let path = format!("api/user/tools/{id}");
         let tool: ToolResponse = self
             .client
-            .send(
-                Method::GET,
-                &path,
-                &[],
-                None::<&()>,
-                RequestOptions::default(),
-            )
+            .get(&format!("api/user/tools/{id}"), &[])
             .await?;
         Ok(tool.data)
     }
@@ -236,40 +172,23 @@ impl Tools<'_> {
     ) -> Result<Tool, Error> {
         let created: ToolResponse = self
             .client
-            .send(Method::POST, "api/user/tools", &[], Some(input), options)
+            .post("api/user/tools", Some(input), options)
             .await?;
         Ok(created.data)
     }
 
     /// `PUT /api/user/tools/{id}`: the given fields only.
     pub async fn update(&self, id: i64, input: &ToolInput) -> Result<Tool, Error> {
-        let path = format!("api/user/tools/{id}");
         let updated: ToolResponse = self
             .client
-            .send(
-                Method::PUT,
-                &path,
-                &[],
-                Some(input),
-                RequestOptions::default(),
-            )
+            .put(&format!("api/user/tools/{id}"), input)
             .await?;
         Ok(updated.data)
     }
 
     /// `DELETE /api/user/tools/{id}`.
     pub async fn delete(&self, id: i64) -> Result<(), Error> {
-        let path = format!("api/user/tools/{id}");
-        let _: DeletedResponse = self
-            .client
-            .send(
-                Method::DELETE,
-                &path,
-                &[],
-                None::<&()>,
-                RequestOptions::default(),
-            )
-            .await?;
+        let _: DeletedResponse = self.client.delete(&format!("api/user/tools/{id}")).await?;
         Ok(())
     }
 }
