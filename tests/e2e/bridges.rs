@@ -35,20 +35,6 @@ async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
         max_chars: 1600,
         send_backoff: Duration::from_millis(10),
     };
-    let bridge = Bridge {
-        client,
-        assistant_id: assistant.id,
-        apology: "Sorry.".into(),
-    };
-    let (router, _) = twilio::app(settings.clone(), bridge).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!(
-        "http://{}{}",
-        listener.local_addr().unwrap(),
-        twilio::WEBHOOK_PATH
-    );
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-
     let params: Vec<(String, String)> = [
         ("MessageSid", "SM42"),
         ("From", "+15550001111"),
@@ -60,25 +46,26 @@ async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
     .collect();
     let signed = signature::sign("token", "https://sms.example.com/twilio/sms", &params);
     let http = reqwest::Client::new();
-    for _ in 0..2 {
-        let response = http
-            .post(&webhook)
+    let deliver = |webhook: String| {
+        let request = http
+            .post(webhook)
             .header("x-twilio-signature", &signed)
-            .form(&params)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
-    let sent = || async { twilio_api.received_requests().await.unwrap() };
+            .form(&params);
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+
+    // Twilio delivers the message twice.
+    let webhook = start_bridge(&stack, settings.clone(), assistant.id).await;
+    deliver(webhook.clone()).await;
+    deliver(webhook).await;
     for _ in 0..250 {
-        if !sent().await.is_empty() {
+        if !twilio_api.received_requests().await.unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let sent = sent().await;
+    let sent = twilio_api.received_requests().await.unwrap();
     assert_eq!(sent.len(), 1);
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&sent[0].body)
         .into_owned()
@@ -93,30 +80,7 @@ async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
 
     // The bridge restarts (forgetting what it saw) and Twilio delivers the message once more:
     // AnyReply's replay tells it the message was answered before, so nothing is sent again.
-    let (router, _) = twilio::app(
-        settings,
-        Bridge {
-            client: stack.client(&stack.base, quick_retries()),
-            assistant_id: assistant.id,
-            apology: "Sorry.".into(),
-        },
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let restarted = format!(
-        "http://{}{}",
-        listener.local_addr().unwrap(),
-        twilio::WEBHOOK_PATH
-    );
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let response = http
-        .post(&restarted)
-        .header("x-twilio-signature", &signed)
-        .form(&params)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    deliver(start_bridge(&stack, settings, assistant.id).await).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         twilio_api.received_requests().await.unwrap().len(),
@@ -124,4 +88,22 @@ async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
         "sent again after a restart"
     );
     assert_eq!(stack.model_calls().await, 1);
+}
+
+/// A Twilio bridge process in front of the stack's server; returns its webhook URL.
+async fn start_bridge(stack: &Stack, settings: TwilioSettings, assistant_id: i64) -> String {
+    let bridge = Bridge {
+        client: stack.client(&stack.base, quick_retries()),
+        assistant_id,
+        apology: "Sorry.".into(),
+    };
+    let (router, _) = twilio::app(settings, bridge).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!(
+        "http://{}{}",
+        listener.local_addr().unwrap(),
+        twilio::WEBHOOK_PATH
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    webhook
 }

@@ -72,6 +72,15 @@ async fn bot_api(updates: Arc<Mutex<VecDeque<Vec<Value>>>>) -> MockServer {
 
 impl Telegram {
     async fn start(configure: impl FnOnce(&mut TelegramSettings)) -> Self {
+        Self::start_against(None, configure).await
+    }
+
+    /// Like [`Self::start`], with the bridge asking AnyReply at `anyreply_url` instead of the
+    /// mock (which is still started, and never asked).
+    async fn start_against(
+        anyreply_url: Option<String>,
+        configure: impl FnOnce(&mut TelegramSettings),
+    ) -> Self {
         let updates = Arc::new(Mutex::new(VecDeque::new()));
         let api = bot_api(updates.clone()).await;
         let anyreply = anyreply().await;
@@ -99,7 +108,7 @@ impl Telegram {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let bridge = bridge(&anyreply.uri());
+        let bridge = bridge(&anyreply_url.unwrap_or_else(|| anyreply.uri()));
         let task = tokio::spawn(telegram::run(settings, bridge, listener, async move {
             let _ = stopped.await;
         }));
@@ -293,49 +302,19 @@ async fn an_unreachable_api_gets_the_apology_and_the_bridge_keeps_running() {
         .local_addr()
         .unwrap()
         .port();
-    let updates = Arc::new(Mutex::new(VecDeque::new()));
-    let api = bot_api(updates.clone()).await;
-    let settings = TelegramSettings {
-        token: TOKEN.to_owned(),
-        api_url: api.uri().parse().unwrap(),
-        webhook_url: None,
-        webhook_secret: None,
-        id_prefix: "tg-".to_owned(),
-        groups: GroupPolicy::Ignore,
-        send_retries: 0,
-        send_backoff: Duration::from_millis(10),
-        poll_timeout: Duration::from_secs(1),
-        limits: Limits::default(),
-        texts: Texts {
-            apology: APOLOGY.to_owned(),
-            ..Texts::default()
-        },
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(telegram::run(
-        settings,
-        bridge(&format!("http://127.0.0.1:{port}")),
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    updates.lock().unwrap().push_back(vec![
-        text_update(1, 42, 10, "hi"),
-        text_update(2, 42, 11, "again"),
-    ]);
-    let sent = || async {
-        api.received_requests()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|r| r.url.path().to_ascii_lowercase().ends_with("sendmessage"))
-            .count()
-    };
-    eventually("two apologies", || async { sent().await >= 2 }).await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    let mut bot = Telegram::start_against(Some(format!("http://127.0.0.1:{port}")), |s| {
+        s.send_retries = 0
+    })
+    .await;
+    bot.push(vec![text_update(1, 42, 10, "hi")]);
+    bot.wait_for_sends(1).await;
+    bot.push(vec![text_update(2, 42, 11, "again")]);
+    bot.wait_for_sends(2).await;
+    assert_eq!(
+        bot.sent().await,
+        [(42, APOLOGY.to_owned()), (42, APOLOGY.to_owned())]
+    );
+    bot.stop().await;
 }
 
 #[tokio::test]

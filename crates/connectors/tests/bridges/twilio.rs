@@ -18,7 +18,8 @@ struct Sms {
     anyreply: MockServer,
     base: String,
     http: reqwest::Client,
-    _server: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Sms {
@@ -48,17 +49,33 @@ impl Sms {
             send_backoff: Duration::from_millis(10),
         };
         configure(&mut settings);
-        let (router, _) = twilio::app(settings, bridge(&anyreply.uri())).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(twilio::run(
+            settings,
+            bridge(&anyreply.uri()),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             rest,
             anyreply,
             base,
             http: reqwest::Client::new(),
-            _server: server,
+            stop: Some(stop),
+            running,
         }
+    }
+
+    /// Shuts the bridge down and waits until it has.
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.running).await.unwrap().unwrap();
     }
 
     /// Posts an inbound SMS as Twilio does, signed for `signed_url` (or unsigned, or badly).
@@ -298,62 +315,25 @@ async fn health_answers() {
 
 #[tokio::test]
 async fn shutdown_finishes_the_replies_in_flight() {
-    let rest = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&rest)
+    let mut sms = Sms::start(|s| s.messaging_service_sid = Some("MG1".to_owned())).await;
+    let (status, _) = sms
+        .deliver("SMslow", "slow one", Signing::For(PUBLIC_URL))
         .await;
-    let anyreply = anyreply().await;
-    let settings = TwilioSettings {
-        account_sid: ACCOUNT.to_owned(),
-        auth_token: AUTH_TOKEN.to_owned().into(),
-        public_url: PUBLIC_URL.to_owned(),
-        api_url: rest.uri().parse().unwrap(),
-        messaging_service_sid: Some("MG1".to_owned()),
-        mode: ReplyMode::Rest,
-        max_chars: 1600,
-        send_backoff: Duration::from_millis(10),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!(
-        "http://{}{}",
-        listener.local_addr().unwrap(),
-        twilio::WEBHOOK_PATH
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let bridge = bridge(&anyreply.uri());
-    let running = tokio::spawn(twilio::run(settings, bridge, listener, async move {
-        let _ = stopped.await;
-    }));
-    let params: Vec<(String, String)> = [
-        ("MessageSid", "SMslow"),
-        ("From", "+15550001111"),
-        ("To", "+18005551212"),
-        ("Body", "slow one"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let signed = signature::sign(AUTH_TOKEN, PUBLIC_URL, &params);
-    let response = reqwest::Client::new()
-        .post(&webhook)
-        .header("x-twilio-signature", signed)
-        .form(&params)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(status, 200);
     assert!(
-        rest.received_requests().await.unwrap().is_empty(),
+        sms.sent().await.is_empty(),
         "the reply is still being produced"
     );
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
-    let sent = rest.received_requests().await.unwrap();
-    assert_eq!(sent.len(), 1, "shutdown waited for the reply to go out");
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&sent[0].body)
-        .into_owned()
-        .collect();
+    sms.stop().await;
+    assert_eq!(
+        sms.sent().await.len(),
+        1,
+        "shutdown waited for the reply to go out"
+    );
+    let form: Vec<(String, String)> =
+        url::form_urlencoded::parse(&sms.rest.received_requests().await.unwrap()[0].body)
+            .into_owned()
+            .collect();
     assert!(
         form.contains(&("MessagingServiceSid".to_owned(), "MG1".to_owned())),
         "{form:?}"
