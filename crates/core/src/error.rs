@@ -69,6 +69,8 @@ error_codes! {
     ValidationError = ("VALIDATION_ERROR", 422, false, "The given data was invalid"),
     /// Too many requests for this API key; see `Retry-After`.
     RateLimited = ("RATE_LIMITED", 429, true, "Too many requests, retry later"),
+    /// Too many messages of this conversation wait for their reply; see `Retry-After`.
+    ConversationBusy = ("CONVERSATION_BUSY", 429, true, "Too many messages of this conversation are waiting for a reply, retry later"),
     /// An unexpected server fault.
     InternalError = ("INTERNAL_ERROR", 500, true, "Internal server error"),
     /// The language model provider answered with an error or an unusable response.

@@ -14,6 +14,10 @@ pub const MAX_ASSISTANT_NAME_CHARS: usize = 255;
 pub const MAX_PROMPT_CHARS: usize = 100_000;
 /// Longest model name, in characters.
 pub const MAX_MODEL_NAME_CHARS: usize = 255;
+/// Most bytes a conversation's variables may take, serialized as JSON, all merged.
+pub const MAX_CONVERSATION_VARIABLES_BYTES: usize = 64 * 1024;
+/// Default of the most messages of one conversation waiting for their reply at once.
+pub const DEFAULT_CONVERSATION_QUEUE_LIMIT: u32 = 20;
 /// Largest accepted request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Page size bounds of list endpoints.

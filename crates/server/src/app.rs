@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
 use crate::llm::{AnthropicClient, OpenAiClient, Providers};
+use crate::reply::queue::{InFlight, Wakeups};
 use crate::tools::ToolRunner;
 use crate::tools::guard::system_lookup;
 
@@ -19,6 +20,10 @@ pub struct App {
     pub llm: Providers,
     /// Calls assistants' tools.
     pub tools: ToolRunner,
+    /// Messages of this process waiting for their turn, woken by `NOTIFY`.
+    pub wakeups: Wakeups,
+    /// Replies this process is producing, whose leases it renews.
+    pub in_flight: InFlight,
 }
 
 impl App {
@@ -44,6 +49,8 @@ impl App {
             settings: Arc::new(settings),
             llm,
             tools,
+            wakeups: Wakeups::default(),
+            in_flight: InFlight::default(),
         })
     }
 

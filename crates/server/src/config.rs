@@ -51,6 +51,12 @@ pub struct Settings {
     /// `ANYREPLY_REPLY_LEASE_SECS`: how long a stopped process's reply (and idempotency key)
     /// stays reserved before another may take it over. Renewed every third of it.
     pub reply_lease: Duration,
+    /// `ANYREPLY_REPLY_TIMEOUT_SECS`: longest a reply may take (waiting for its turn, the
+    /// model and its tools) before it is given up with `503 LLM_UNAVAILABLE`.
+    pub reply_timeout: Duration,
+    /// `ANYREPLY_CONVERSATION_QUEUE_LIMIT`: most messages of one conversation waiting for
+    /// their reply; one more gets `429 CONVERSATION_BUSY`.
+    pub conversation_queue_limit: u32,
     /// `ANYREPLY_RATE_LIMIT_PER_MINUTE`: generate-reply calls per API key per minute.
     pub rate_limit_per_minute: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
@@ -82,6 +88,8 @@ impl Default for Settings {
             llm_max_output_tokens: 1024,
             context_token_budget: 8000,
             reply_lease: Duration::from_secs(30),
+            reply_timeout: Duration::from_secs(120),
+            conversation_queue_limit: anyreply_core::limits::DEFAULT_CONVERSATION_QUEUE_LIMIT,
             rate_limit_per_minute: 60,
             pricing: Pricing::default(),
         }
@@ -132,6 +140,13 @@ impl Settings {
             bail!("ANYREPLY_REPLY_LEASE_SECS must be at least 3");
         }
         s.reply_lease = Duration::from_secs(lease_secs);
+        let mut reply_timeout_secs = s.reply_timeout.as_secs();
+        parse_into("ANYREPLY_REPLY_TIMEOUT_SECS", &mut reply_timeout_secs)?;
+        s.reply_timeout = Duration::from_secs(reply_timeout_secs);
+        parse_into(
+            "ANYREPLY_CONVERSATION_QUEUE_LIMIT",
+            &mut s.conversation_queue_limit,
+        )?;
         parse_into("ANYREPLY_PRICE_PER_REPLY", &mut s.pricing.per_reply)?;
         parse_into(
             "ANYREPLY_PRICE_INPUT_PER_MTOK",
@@ -144,8 +159,15 @@ impl Settings {
         if let Some(table) = var("ANYREPLY_MODEL_PRICES") {
             s.pricing.per_model = parse_model_prices(&table).context("ANYREPLY_MODEL_PRICES")?;
         }
-        if s.database_pool_size == 0 || s.rate_limit_per_minute == 0 || timeout_secs == 0 {
-            bail!("pool size, rate limit and LLM timeout must be greater than zero");
+        if s.database_pool_size == 0
+            || s.rate_limit_per_minute == 0
+            || timeout_secs == 0
+            || reply_timeout_secs == 0
+            || s.conversation_queue_limit == 0
+        {
+            bail!(
+                "pool size, rate limit, LLM and reply timeouts and queue limit must be greater than zero"
+            );
         }
         Ok(s)
     }

@@ -21,11 +21,12 @@ pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
 /// How long a request waits for a free connection before answering 503.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A pool of at most `size` connections. Connections are verified before reuse, so a
-/// restarted PostgreSQL does not hand out dead ones.
+/// A pool of at most `size` connections. A connection is not pinged when taken out (that
+/// would cost a round trip per checkout): one that broke is found by its error and dropped
+/// when it comes back, and the pool opens a new one.
 pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
     let mut config = ManagerConfig::default();
-    config.recycling_method = RecyclingMethod::Verified;
+    config.recycling_method = RecyclingMethod::Fast;
     let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
     Pool::builder(manager)
         .max_size(size)
@@ -34,6 +35,35 @@ pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .context("building the database pool")
+}
+
+/// Whether `error` says the database went away (the connection was cut, the server shut
+/// down or terminated the backend, or is not accepting connections) rather than refused the
+/// statement: a fault to retry, not a bug.
+pub fn is_unavailable(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        // SQLSTATE classes 08 (connection) and 57P (operator intervention) reach diesel as
+        // `Unknown` with the server's message; these are the messages PostgreSQL sends.
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            [
+                "terminating connection",
+                "the database system is",
+                "is not currently accepting connections",
+                "connection closed",
+                "server closed the connection",
+            ]
+            .iter()
+            .any(|known| message.contains(known))
+        }
+        _ => false,
+    }
 }
 
 /// Creates the database named in `database_url` unless it exists, connecting to the

@@ -10,9 +10,6 @@ use diesel::result::DatabaseErrorKind;
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
-    /// The request had effects outside our database (tools were called) before it failed, so
-    /// a retry under the same idempotency key must get this answer rather than run again.
-    pub after_side_effects: bool,
     /// Boxed to keep `Result<_, ApiError>` small on the happy path.
     details: Option<Box<Details>>,
 }
@@ -30,7 +27,6 @@ impl ApiError {
     pub fn new(code: ErrorCode) -> Self {
         Self {
             code,
-            after_side_effects: false,
             details: None,
         }
     }
@@ -78,8 +74,11 @@ impl From<ErrorCode> for ApiError {
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
         let code = match &error {
-            diesel::result::Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | diesel::result::Error::BrokenTransactionManager => ErrorCode::ServiceUnavailable,
+            error if crate::db::is_unavailable(error) => ErrorCode::ServiceUnavailable,
+            // Contention: a retry goes through.
+            diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                ErrorCode::ServiceUnavailable
+            }
             _ => ErrorCode::InternalError,
         };
         Self::internal(code, "database error", &error)

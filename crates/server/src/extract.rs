@@ -6,14 +6,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::models::api_key::{ApiKeyRow, parse_key_prefix, secret_matches};
-use crate::schema::api_keys;
+use crate::models::api_key::{self, parse_key_prefix, secret_matches};
 
 /// A JSON body, parsed but not yet typed: each endpoint validates it field by field, so one
 /// answer lists every bad field. Any content type is accepted, as Famulor clients vary.
@@ -79,13 +76,7 @@ where
             .ok_or(ErrorCode::Unauthorized)?;
         let prefix = parse_key_prefix(key).ok_or(ErrorCode::Unauthorized)?;
         let mut conn = app.db().await?;
-        let row: Option<ApiKeyRow> = api_keys::table
-            .filter(api_keys::prefix.eq(prefix))
-            .select(ApiKeyRow::as_select())
-            .first(&mut conn)
-            .await
-            .optional()?;
-        match row {
+        match api_key::find_by_prefix(&mut conn, prefix).await? {
             Some(row) if row.revoked_at.is_none() && secret_matches(key, &row.secret_hash) => {
                 Ok(Caller {
                     account_id: row.account_id,

@@ -39,11 +39,21 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_abandoned_replies(app.clone()));
+    let background = [
+        tokio::spawn(sweep_abandoned_replies(app.clone())),
+        tokio::spawn(
+            app.wakeups
+                .clone()
+                .listen(app.settings.database_url.clone()),
+        ),
+        tokio::spawn(app.in_flight.clone().renew(app.clone())),
+    ];
     let result = axum::serve(listener, router::router(app))
         .with_graceful_shutdown(shutdown)
         .await;
-    sweeper.abort();
+    for task in background {
+        task.abort();
+    }
     result
 }
 
@@ -51,8 +61,8 @@ async fn sweep_abandoned_replies(app: App) {
     let mut interval = tokio::time::interval(SWEEP_EVERY);
     loop {
         interval.tick().await;
-        if let Err(error) = reply::turns::reclaim_expired(&app, None).await {
-            tracing::warn!(?error.code, "sweeping abandoned replies failed");
+        if let Err(error) = reply::queue::reclaim_expired(&app, None).await {
+            tracing::warn!(%error, "sweeping abandoned replies failed");
         }
         if let Err(error) = idempotency::purge_expired(&app).await {
             tracing::warn!(?error.code, "purging old idempotency keys failed");

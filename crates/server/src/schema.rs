@@ -55,6 +55,7 @@ diesel::table! {
         total_cost -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        next_seq -> Int8,
     }
 }
 
@@ -70,6 +71,21 @@ diesel::table! {
         cost -> Nullable<Int8>,
         prompt_tokens -> Nullable<Int4>,
         completion_tokens -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        seq -> Int8,
+    }
+}
+
+diesel::table! {
+    tool_calls (id) {
+        id -> Int8,
+        account_id -> Int8,
+        idempotency_key -> Nullable<Text>,
+        message_id -> Int8,
+        name -> Text,
+        arguments -> Jsonb,
+        result -> Nullable<Jsonb>,
+        is_error -> Nullable<Bool>,
         created_at -> Timestamptz,
     }
 }
@@ -128,5 +144,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     idempotency_keys,
     pending_replies,
+    tool_calls,
     tools,
 );

@@ -49,10 +49,13 @@ pub struct ConversationHistory {
     pub ai_enabled: bool,
     /// What its replies cost, summed.
     pub total_cost: Money,
-    /// Oldest first.
+    /// The newest messages (100 unless `per_page` says otherwise), oldest first.
     pub history: Vec<HistoryMessage>,
     /// The assistant's defaults overlaid with the conversation's own values.
     pub variables: Variables,
+    /// Pass as `cursor` for the messages before these; `None` when there are none.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// One conversation in a list.

@@ -25,12 +25,63 @@ fn conversation_id(text: &str) -> ApiResult<Uuid> {
         .map_err(|_| ErrorCode::ConversationNotFound.into())
 }
 
+/// Messages of a history page unless `per_page` says otherwise.
+const HISTORY_PER_PAGE: usize = 100;
+
+/// `?per_page=1..=100&cursor=…`: the newest messages, or those before the cursor.
+fn history_page(query: Option<String>) -> ApiResult<(usize, i64)> {
+    let params: Map<String, Value> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+    let params = Value::Object(params);
+    let mut fields = Fields::new(&params);
+    let per_page = fields
+        .optional_integer("per_page", 1..=i64::from(MAX_PER_PAGE))
+        .map_or(HISTORY_PER_PAGE, |n| n as usize);
+    let cursor = fields.optional_string("cursor", 1..=64);
+    let mut errors = fields.errors;
+    let before = match cursor {
+        None => i64::MAX,
+        Some(text) => history_cursor::decode(&text).unwrap_or_else(|| {
+            errors.add("cursor", "The cursor is invalid.");
+            0
+        }),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok((per_page, before))
+}
+
+/// A history cursor: the place of the oldest message a page showed, opaque to clients.
+mod history_cursor {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub(super) fn encode(seq: i64) -> String {
+        URL_SAFE_NO_PAD.encode(format!("h{seq}"))
+    }
+
+    pub(super) fn decode(text: &str) -> Option<i64> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let seq = std::str::from_utf8(&bytes)
+            .ok()?
+            .strip_prefix('h')?
+            .parse()
+            .ok()?;
+        (seq > 0).then_some(seq)
+    }
+}
+
 pub async fn get_conversation(
     State(app): State<App>,
     caller: Caller,
     PathParam(id): PathParam,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<ConversationHistory>> {
     let id = conversation_id(&id)?;
+    let (per_page, before) = history_page(query)?;
     let mut conn = app.db().await?;
     let row = conversation::find(&mut conn, caller.account_id, id)
         .await?
@@ -39,7 +90,13 @@ pub async fn get_conversation(
         .await?
         .map(|a| a.variables)
         .unwrap_or(Value::Null);
-    let history = message::history(&mut conn, id).await?;
+    let before = before.min(row.next_seq);
+    let (mut history, more) = message::newest_before(&mut conn, id, before, per_page).await?;
+    let next_cursor = history
+        .last()
+        .filter(|_| more)
+        .map(|oldest| history_cursor::encode(oldest.seq));
+    history.reverse();
     Ok(Json(ConversationHistory {
         status: true,
         id: row.id,
@@ -49,6 +106,7 @@ pub async fn get_conversation(
         total_cost: Money::from_subunits(row.total_cost),
         history: history.into_iter().map(|m| m.into_history()).collect(),
         variables: merge_variables(&defaults, &row.variables),
+        next_cursor,
     }))
 }
 

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
+use super::TokenUsage;
 use super::{Answer, Completion, LlmError, Output, PromptMessage, ToolCall, send};
-use crate::reply::pricing::TokenUsage;
 
 const API_VERSION: &str = "2023-06-01";
 

@@ -13,8 +13,6 @@ use serde_json::Value;
 pub use anthropic::AnthropicClient;
 pub use openai::OpenAiClient;
 
-use crate::reply::pricing::TokenUsage;
-
 /// One message of a prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PromptMessage {
@@ -74,6 +72,22 @@ pub enum Output {
         text: Option<String>,
         calls: Vec<ToolCall>,
     },
+}
+
+/// Tokens reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+impl TokenUsage {
+    pub fn add(&mut self, other: TokenUsage) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+    }
 }
 
 /// The model's answer and what it cost in tokens.

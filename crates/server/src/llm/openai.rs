@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
+use super::TokenUsage;
 use super::{Answer, Completion, LlmError, Output, PromptMessage, ToolCall, send};
-use crate::reply::pricing::TokenUsage;
 
 /// A client of one Chat Completions endpoint.
 #[derive(Debug, Clone)]

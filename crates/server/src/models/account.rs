@@ -65,3 +65,54 @@ pub async fn top_up(
         .optional()
         .map(|balance| balance.map(Money::from_subunits))
 }
+
+/// Takes `amount` from the balance if it is there; `false` (and nothing taken) if not.
+pub async fn reserve(conn: &mut AsyncPgConnection, id: i64, amount: Money) -> QueryResult<bool> {
+    let reserved = diesel::update(
+        accounts::table
+            .find(id)
+            .filter(accounts::balance.ge(amount.subunits())),
+    )
+    .set(accounts::balance.eq(accounts::balance - amount.subunits()))
+    .execute(conn)
+    .await?;
+    Ok(reserved == 1)
+}
+
+#[derive(QueryableByName)]
+struct Charged {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    charged: i64,
+}
+
+/// Settles a reservation of `hold` against a `cost`: the difference goes back to the balance,
+/// which never goes below zero. Returns what was charged.
+pub async fn charge(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    hold: i64,
+    cost: i64,
+) -> QueryResult<i64> {
+    use diesel::sql_types::Int8;
+    let charged: Charged = diesel::sql_query(
+        "UPDATE accounts a SET balance = a.balance + $2 - c.charged
+         FROM (SELECT id, least($3, balance + $2) AS charged FROM accounts WHERE id = $1 FOR UPDATE) AS c
+         WHERE a.id = c.id
+         RETURNING c.charged",
+    )
+    .bind::<Int8, _>(id)
+    .bind::<Int8, _>(hold)
+    .bind::<Int8, _>(cost)
+    .get_result(conn)
+    .await?;
+    Ok(charged.charged)
+}
+
+/// Gives back a reservation.
+pub async fn refund(conn: &mut AsyncPgConnection, id: i64, hold: i64) -> QueryResult<()> {
+    diesel::update(accounts::table.find(id))
+        .set(accounts::balance.eq(accounts::balance + hold))
+        .execute(conn)
+        .await
+        .map(drop)
+}

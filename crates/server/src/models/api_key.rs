@@ -81,6 +81,47 @@ pub async fn revoke(conn: &mut AsyncPgConnection, key_or_prefix: &str) -> QueryR
     Ok(revoked == 1)
 }
 
+/// The key whose lookup prefix is `prefix`, live or revoked.
+pub async fn find_by_prefix(
+    conn: &mut AsyncPgConnection,
+    prefix: &str,
+) -> QueryResult<Option<ApiKeyRow>> {
+    api_keys::table
+        .filter(api_keys::prefix.eq(prefix))
+        .select(ApiKeyRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A key's count in the current rate-limit window.
+#[derive(Debug, QueryableByName)]
+pub struct WindowCount {
+    /// Calls in this window, the one just counted included.
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    pub rate_count: i32,
+    /// Seconds until the window resets.
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub reset: i64,
+}
+
+/// Counts one call of key `id` in the fixed one-minute window of the database's clock. It
+/// locks the key's row until commit: call it late in its transaction.
+pub async fn count_call(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<WindowCount> {
+    diesel::sql_query(
+        "UPDATE api_keys SET
+             rate_count = CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END,
+             rate_window = w.minute
+         FROM (SELECT floor(extract(epoch FROM now()) / 60)::int8 AS minute,
+                      60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset) AS w
+         WHERE id = $1
+         RETURNING rate_count, w.reset",
+    )
+    .bind::<diesel::sql_types::Int8, _>(id)
+    .get_result(conn)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,8 @@ pub struct ConversationRow {
     pub total_cost: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The next free place in the history.
+    pub next_seq: i64,
 }
 
 impl ConversationRow {
@@ -207,4 +209,116 @@ pub async fn list(
         next_cursor,
         prev_cursor,
     })
+}
+
+/// A customer message's place in its conversation, found or made on first contact.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub id: Uuid,
+    pub ai_enabled: bool,
+    /// The conversation's own variables, as of the replies recorded so far.
+    pub variables: Value,
+    /// The message's place in the history; an AI reply takes the next one.
+    pub seq: i64,
+}
+
+/// Counts a new customer message into the conversation of (`assistant_id`, `customer`),
+/// creating it on first contact, and gives the message its place in the history. The upsert
+/// locks the conversation's row until commit, which orders concurrent messages of one
+/// customer: exactly one conversation, places in arrival order.
+pub async fn join(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    assistant_id: i64,
+    customer: &str,
+) -> QueryResult<Joined> {
+    // A message under AI takes two places (its own and its reply's); under a human, one.
+    let places = diesel::dsl::sql::<diesel::sql_types::Int8>(
+        "conversations.next_seq + CASE WHEN conversations.ai_enabled THEN 2 ELSE 1 END",
+    );
+    let (id, ai_enabled, variables, next_seq): (Uuid, bool, Value, i64) =
+        diesel::insert_into(conversations::table)
+            .values((
+                conversations::id.eq(Uuid::now_v7()),
+                conversations::account_id.eq(account_id),
+                conversations::assistant_id.eq(assistant_id),
+                conversations::customer_identifier.eq(customer),
+                conversations::message_count.eq(1),
+                conversations::next_seq.eq(3),
+            ))
+            .on_conflict((
+                conversations::assistant_id,
+                conversations::customer_identifier,
+            ))
+            .do_update()
+            .set((
+                conversations::message_count.eq(conversations::message_count + 1),
+                conversations::next_seq.eq(places),
+                conversations::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning((
+                conversations::id,
+                conversations::ai_enabled,
+                conversations::variables,
+                conversations::next_seq,
+            ))
+            .get_result(conn)
+            .await?;
+    let taken = if ai_enabled { 2 } else { 1 };
+    Ok(Joined {
+        id,
+        ai_enabled,
+        variables,
+        seq: next_seq - taken,
+    })
+}
+
+/// Merges `variables` into the conversation's own.
+pub async fn merge_variables(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    variables: &Value,
+) -> QueryResult<()> {
+    use diesel::PgJsonbExpressionMethods;
+    diesel::update(conversations::table.find(id))
+        .set(conversations::variables.eq(conversations::variables.concat(variables)))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Counts a recorded reply in: one more message, the answered message's `variables` merged.
+pub async fn count_reply(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    variables: &Value,
+) -> QueryResult<()> {
+    use diesel::PgJsonbExpressionMethods;
+    diesel::update(conversations::table.find(id))
+        .set((
+            conversations::message_count.eq(conversations::message_count + 1),
+            conversations::variables.eq(conversations::variables.concat(variables)),
+            conversations::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Counts out a customer message removed unanswered.
+pub async fn uncount_message(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::update(conversations::table.find(id))
+        .set(conversations::message_count.eq(conversations::message_count - 1))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The conversation's own variables.
+pub async fn variables(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Value> {
+    conversations::table
+        .find(id)
+        .select(conversations::variables)
+        .get_result(conn)
+        .await
 }

@@ -1,9 +1,10 @@
-//! Messages of a conversation, oldest first by `id`.
+//! Messages of a conversation, in history order by `seq`.
 
 use anyreply_core::Money;
 use anyreply_core::wire::{FunctionCall, HistoryMessage, Role};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Int4, Int8, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
@@ -13,11 +14,13 @@ use crate::schema::messages;
 pub const ROLE_USER: &str = "user";
 pub const ROLE_ASSISTANT: &str = "assistant";
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = messages)]
 pub struct MessageRow {
     pub id: i64,
     pub turn_id: i64,
+    /// The message's place in its conversation's history.
+    pub seq: i64,
     pub role: String,
     pub content: String,
     pub function_calls: Option<Value>,
@@ -53,38 +56,131 @@ impl MessageRow {
     }
 }
 
-/// The whole history of a conversation, oldest first.
-pub async fn history(
+/// One page of history: the messages with places in `[before - span, before)`, newest first.
+/// A range of the `(conversation_id, seq)` index, so no page reads more than `span` rows,
+/// whatever the planner estimates. Kept as text so a test can `EXPLAIN` exactly this.
+pub const PAGE_SQL: &str =
+    "SELECT id, turn_id, seq, role, content, function_calls, cost, created_at
+     FROM messages
+     WHERE conversation_id = $1 AND seq >= $2 - $3 AND seq < $2
+     ORDER BY seq DESC";
+
+/// See [`PAGE_SQL`].
+pub async fn page_before(
     conn: &mut AsyncPgConnection,
     conversation_id: Uuid,
+    before: i64,
+    span: i64,
 ) -> QueryResult<Vec<MessageRow>> {
-    messages::table
-        .filter(messages::conversation_id.eq(conversation_id))
-        .order((messages::turn_id.asc(), messages::id.asc()))
-        .select(MessageRow::as_select())
+    diesel::sql_query(PAGE_SQL)
+        .bind::<SqlUuid, _>(conversation_id)
+        .bind::<Int8, _>(before)
+        .bind::<Int8, _>(span)
         .load(conn)
         .await
 }
 
-/// Up to `limit` messages before a point in the history, newest first: one page of a walk
-/// back through history that stops as soon as the prompt budget is spent. Start with
-/// `(turn_id, 0)` to read the turns before `turn_id`; continue from the last row's position.
+/// Up to `limit` messages before place `before`, newest first, read in bounded pages; and
+/// whether older ones remain.
 pub async fn newest_before(
     conn: &mut AsyncPgConnection,
     conversation_id: Uuid,
-    (turn_id, id): (i64, i64),
-    limit: i64,
-) -> QueryResult<Vec<MessageRow>> {
-    messages::table
-        .filter(messages::conversation_id.eq(conversation_id))
-        .filter(
-            messages::turn_id
-                .lt(turn_id)
-                .or(messages::turn_id.eq(turn_id).and(messages::id.lt(id))),
-        )
-        .order((messages::turn_id.desc(), messages::id.desc()))
-        .limit(limit)
-        .select(MessageRow::as_select())
+    mut before: i64,
+    limit: usize,
+) -> QueryResult<(Vec<MessageRow>, bool)> {
+    let span = limit as i64 * 2;
+    let mut rows = Vec::with_capacity(limit + 1);
+    while rows.len() <= limit && before > 1 {
+        rows.extend(page_before(conn, conversation_id, before, span).await?);
+        before -= span;
+    }
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, more))
+}
+
+/// Stores a customer message at place `seq`; returns its id.
+pub async fn insert_customer(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    seq: i64,
+    content: &str,
+    variables: &Value,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+    }
+    // The message is its own turn: `turn_id` is its id, taken from the sequence first.
+    let inserted: Inserted = diesel::sql_query(
+        "INSERT INTO messages (id, turn_id, conversation_id, seq, role, content, variables)
+         SELECT n.id, n.id, $1, $2, 'user', $3, $4 FROM (SELECT nextval('messages_id_seq') AS id) AS n
+         RETURNING id",
+    )
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(seq)
+    .bind::<Text, _>(content)
+    .bind::<Jsonb, _>(variables)
+    .get_result(conn)
+    .await?;
+    Ok(inserted.id)
+}
+
+/// A reply to store.
+#[derive(Debug)]
+pub struct NewReply<'a> {
+    pub conversation_id: Uuid,
+    /// The answered customer message and its place; the reply takes the next place.
+    pub turn_id: i64,
+    pub turn_seq: i64,
+    pub content: &'a str,
+    pub function_calls: Value,
+    pub cost: i64,
+    pub prompt_tokens: i32,
+    pub completion_tokens: i32,
+}
+
+/// Stores a reply and adds its cost to the conversation's total.
+pub async fn insert_reply(conn: &mut AsyncPgConnection, reply: &NewReply<'_>) -> QueryResult<()> {
+    diesel::sql_query(
+        "WITH reply AS (
+             INSERT INTO messages (conversation_id, turn_id, seq, role, content, function_calls, cost, prompt_tokens, completion_tokens)
+             VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8))
+         UPDATE conversations SET total_cost = total_cost + $6 WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(reply.conversation_id)
+    .bind::<Int8, _>(reply.turn_id)
+    .bind::<Int8, _>(reply.turn_seq + 1)
+    .bind::<Text, _>(reply.content)
+    .bind::<Jsonb, _>(&reply.function_calls)
+    .bind::<Int8, _>(reply.cost)
+    .bind::<Int4, _>(reply.prompt_tokens)
+    .bind::<Int4, _>(reply.completion_tokens)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Removes a customer message left unanswered.
+pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+    diesel::delete(messages::table.find(id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The variables sent with the messages of a conversation still waiting for their reply (not
+/// yet merged into the conversation's).
+pub async fn queued_variables(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+) -> QueryResult<Vec<Option<Value>>> {
+    use crate::schema::pending_replies;
+    pending_replies::table
+        .inner_join(messages::table.on(messages::id.eq(pending_replies::message_id)))
+        .filter(pending_replies::conversation_id.eq(conversation_id))
+        .select(messages::variables)
         .load(conn)
         .await
 }

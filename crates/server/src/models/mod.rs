@@ -5,8 +5,11 @@ pub mod account;
 pub mod api_key;
 pub mod assistant;
 pub mod conversation;
+pub mod idempotency_key;
 pub mod message;
+pub mod pending_reply;
 pub mod tool;
+pub mod tool_call;
 
 use serde_json::{Map, Value};
 

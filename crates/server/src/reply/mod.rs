@@ -1,90 +1,219 @@
-//! The heart of generate-reply: admit the customer's message, wait for the conversation's
-//! turn, build the prompt, converse with the model (calling tools when it asks), then record
-//! and charge the reply.
+//! The generate-reply engine. One reply is two write transactions: [`admission`] (claim the
+//! idempotency key, store and queue the message, read its prompt, count the rate limit,
+//! reserve the money) and [`settlement`] (record the reply, charge it, store the idempotent
+//! answer). Between them: the conversation's turn ([`queue`]) and the model and its tools
+//! ([`converse`]). Nothing holds a database connection while the model thinks.
 
+pub mod admission;
+pub mod converse;
+pub mod error;
 pub mod pricing;
 pub mod prompt;
-pub mod turns;
+pub mod queue;
+pub mod settlement;
 
+use anyreply_core::Money;
 use anyreply_core::wire::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
-use anyreply_core::{ErrorCode, Money};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
-use futures::future::join_all;
+use axum::response::Response;
+use uuid::Uuid;
 
 use crate::app::App;
 use crate::config::Settings;
-use crate::error::{ApiError, ApiResult};
-use crate::idempotency::Claim;
-use crate::llm::{Completion, FunctionSpec, LlmError, Output, PromptMessage};
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::idempotency::{self, Claim, RequestKey};
+use crate::llm::{PromptMessage, TokenUsage};
 use crate::models::assistant::AssistantRow;
-use crate::models::message;
-use crate::models::tool::{self, ToolRow};
-use crate::schema::conversations;
-use crate::tools::{self as tool_calls, ToolOutcome};
-use pricing::TokenUsage;
-use prompt::{HistoryWalk, PromptBudget, merge_variables, render};
-use turns::{Reply, Turn};
+use crate::models::tool::ToolRow;
+use crate::rate_limit::RateLimit;
+use crate::tools as tool_calls;
+use admission::Admission;
+pub use error::{ReplyError, ReplyResult};
 
-/// History rows read per query while filling the prompt budget.
-const HISTORY_PAGE: usize = 64;
-
-/// Answers one customer message, under the request's idempotency `claim` if it has one,
-/// settling the claim if the answer is an error. Run it on a task of its own (the handler
-/// does), so that a client hanging up cannot stop it half-way.
-pub async fn generate_reply(
-    app: &App,
-    account_id: i64,
-    request: GenerateReplyRequest,
-    claim: Option<Claim>,
-) -> ApiResult<GenerateReplyResponse> {
-    let result = answer(app, account_id, &request, claim.as_ref()).await;
-    if let (Err(error), Some(claim)) = (&result, &claim) {
-        claim.fail(app, error).await;
-    }
-    result
+/// A message queued for its reply.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub account_id: i64,
+    pub conversation_id: Uuid,
+    pub message_id: i64,
+    /// The message's place in the history; its reply takes the next.
+    pub seq: i64,
+    pub customer_identifier: String,
+    pub message: String,
+    /// The request's variables, merged into the conversation's when the reply is recorded.
+    pub variables: serde_json::Value,
+    /// The request's `Idempotency-Key`, under which its tool calls are journaled.
+    pub idempotency_key: Option<String>,
+    pub assistant: AssistantRow,
 }
 
-async fn answer(
+/// What the model is asked first: the prompt, and the tools it may call.
+#[derive(Debug)]
+pub struct Prepared {
+    pub messages: Vec<PromptMessage>,
+    pub tools: Vec<ToolRow>,
+}
+
+/// A finished conversation with the model.
+#[derive(Debug)]
+pub struct Conversed {
+    pub text: String,
+    pub function_calls: Vec<FunctionCall>,
+    pub cost: Money,
+    pub usage: TokenUsage,
+}
+
+/// The answer to a generate-reply call.
+#[derive(Debug)]
+pub enum Answered {
+    /// The stored answer of an earlier call with the same idempotency key.
+    Replayed(Response),
+    Fresh {
+        response: GenerateReplyResponse,
+        rate_limit: RateLimit,
+    },
+}
+
+/// A failed generate-reply call, with the caller's rate-limit standing once it was counted.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: ApiError,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Answers one customer message. Run it on a task of its own (the handler does), so that a
+/// client hanging up cannot stop it half-way.
+pub async fn generate_reply(
     app: &App,
-    account_id: i64,
-    request: &GenerateReplyRequest,
-    claim: Option<&Claim>,
-) -> ApiResult<GenerateReplyResponse> {
-    let admission = turns::admit(app, account_id, request, claim).await?;
-    let (reply, function_calls, ai_disabled) = match admission.turn {
-        Some(turn) => {
-            let conversed = produce(app, turn, claim).await?;
-            (conversed.text, conversed.function_calls, false)
+    caller: Caller,
+    request: GenerateReplyRequest,
+    key: Option<RequestKey>,
+) -> Result<Answered, Failed> {
+    let admission = match admission::admit(app, caller, &request, key.as_ref()).await {
+        Ok(admission) => admission,
+        Err(error) => {
+            let error = ApiError::from(error);
+            if let Some(key) = &key {
+                idempotency::store_refusal(app, caller.account_id, key, &error).await;
+            }
+            return Err(Failed {
+                error,
+                rate_limit: None,
+            });
         }
-        None => (String::new(), Vec::new(), true),
     };
-    Ok(GenerateReplyResponse {
+    let answer = |conversation_id, reply, function_calls, ai_disabled| GenerateReplyResponse {
         success: true,
-        conversation_id: admission.conversation_id,
+        conversation_id,
         customer_identifier: request.customer_identifier.clone(),
         reply,
         function_calls,
         ai_disabled,
-    })
+    };
+    match admission {
+        Admission::Replayed(response) => Ok(Answered::Replayed(response)),
+        Admission::Stored {
+            conversation_id,
+            rate_limit,
+        } => Ok(Answered::Fresh {
+            response: answer(conversation_id, String::new(), Vec::new(), true),
+            rate_limit,
+        }),
+        Admission::Queued {
+            turn,
+            prepared,
+            claim,
+            rate_limit,
+        } => match produce(app, &turn, prepared, claim.as_ref()).await {
+            Ok(conversed) => Ok(Answered::Fresh {
+                response: answer(
+                    turn.conversation_id,
+                    conversed.text,
+                    conversed.function_calls,
+                    false,
+                ),
+                rate_limit,
+            }),
+            Err(error) => {
+                let error = ApiError::from(error);
+                if let Some(claim) = &claim {
+                    claim.fail(app, &error).await;
+                }
+                Err(Failed {
+                    error,
+                    rate_limit: Some(rate_limit),
+                })
+            }
+        },
+    }
 }
 
-/// The most model calls one reply may make, and the most prompt tokens each may carry.
-fn worst_case(settings: &Settings, assistant: &AssistantRow) -> (u32, TokenUsage) {
+/// Waits for the turn, converses, and records the reply; on failure gives the turn up (its
+/// money refunded, its message removed), unless another process already did.
+async fn produce(
+    app: &App,
+    turn: &Turn,
+    prepared: Option<Prepared>,
+    claim: Option<&Claim>,
+) -> ReplyResult<Conversed> {
+    let _leased = app.in_flight.hold(
+        turn.message_id,
+        claim.map(|c| (c.account_id, c.key.clone(), c.token)),
+    );
+    let conversed = async {
+        let prepared = match prepared {
+            Some(prepared) => prepared,
+            None => {
+                queue::wait_for_turn(app, turn.conversation_id, turn.message_id).await?;
+                admission::prepare_after_waiting(app, turn).await?
+            }
+        };
+        converse::converse(app, turn, prepared).await
+    };
+    // Settling is left out of the time limit: cut short, it could be done and yet reported
+    // as given up.
+    let conversed = tokio::time::timeout(app.settings.reply_timeout, conversed)
+        .await
+        .unwrap_or(Err(ReplyError::TimedOut))
+        .map(Conversed::without_nul);
+    let settled = match conversed {
+        Ok(conversed) => settlement::settle(app, turn, &conversed, claim)
+            .await
+            .map(|()| conversed),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = &settled {
+        if !matches!(error, ReplyError::Superseded) {
+            if let Err(release_error) = settlement::abandon(app, turn).await {
+                tracing::error!(%release_error, "could not give up a failed turn; its lease will expire");
+            }
+        }
+    }
+    settled
+}
+
+/// The most model calls one reply may make, and the most prompt tokens each may carry:
+/// the budget of history plus the parts that always go in (`fixed_tokens`), and with tools,
+/// every round's results and answers.
+fn worst_case(
+    settings: &Settings,
+    assistant: &AssistantRow,
+    fixed_tokens: u32,
+) -> (u32, TokenUsage) {
     let output = settings.llm_max_output_tokens;
+    let prompt = settings.context_token_budget.max(fixed_tokens);
     if assistant.tool_ids.is_empty() {
         return (
             1,
             TokenUsage {
-                prompt_tokens: settings.context_token_budget,
+                prompt_tokens: prompt,
                 completion_tokens: output,
             },
         );
     }
     let rounds = settings.tool_max_rounds;
     let result_tokens = (tool_calls::MAX_RESULT_CHARS as u32).div_ceil(4) + 50;
-    let prompt = settings
-        .context_token_budget
+    let prompt = prompt
         .saturating_add(settings.tool_max_calls.saturating_mul(result_tokens))
         .saturating_add(rounds.saturating_mul(output));
     (
@@ -97,20 +226,11 @@ fn worst_case(settings: &Settings, assistant: &AssistantRow) -> (u32, TokenUsage
 }
 
 /// What is reserved from the balance before a reply is produced.
-pub fn reservation(settings: &Settings, assistant: &AssistantRow) -> Money {
-    let (calls, usage) = worst_case(settings, assistant);
+pub fn reservation(settings: &Settings, assistant: &AssistantRow, fixed_tokens: u32) -> Money {
+    let (calls, usage) = worst_case(settings, assistant, fixed_tokens);
     let mut models = vec![assistant.llm_model.as_str()];
     models.extend(assistant.fallback().map(|(_, model)| model));
     settings.pricing.hold(&models, calls, usage)
-}
-
-/// A finished conversation with the model.
-#[derive(Debug)]
-struct Conversed {
-    text: String,
-    function_calls: Vec<FunctionCall>,
-    cost: Money,
-    usage: TokenUsage,
 }
 
 impl Conversed {
@@ -142,175 +262,4 @@ fn strip_nul(value: &mut serde_json::Value) {
         }
         _ => {}
     }
-}
-
-async fn produce(app: &App, turn: Turn, claim: Option<&Claim>) -> ApiResult<Conversed> {
-    let conversed = tokio::select! {
-        conversed = async {
-            turns::wait_for_turn(app, &turn).await?;
-            converse(app, &turn).await
-        } => conversed,
-        never = turns::hold_lease(app, &turn, claim) => match never {},
-    };
-    let conversed = conversed.map(Conversed::without_nul);
-    let conversed = match conversed {
-        Ok(conversed) => conversed,
-        Err(error) => {
-            if let Err(release_error) = turns::abandon(app, &turn).await {
-                tracing::error!(?release_error.code, "could not release a failed turn; its lease will expire");
-            }
-            return Err(error);
-        }
-    };
-    let reply = Reply {
-        text: &conversed.text,
-        function_calls: &conversed.function_calls,
-        cost: conversed.cost,
-        usage: conversed.usage,
-    };
-    if let Err(error) = turns::settle(app, &turn, &reply, claim).await {
-        // Nothing was recorded: give the turn up now rather than when its lease runs out.
-        if let Err(release_error) = turns::abandon(app, &turn).await {
-            tracing::error!(?release_error.code, "could not release an unrecorded turn; its lease will expire");
-        }
-        return Err(error);
-    }
-    Ok(conversed)
-}
-
-/// Builds the prompt and the function list (connection returned before the model is asked).
-async fn prepare(app: &App, turn: &Turn) -> ApiResult<(Vec<PromptMessage>, Vec<ToolRow>)> {
-    let mut conn = app.db().await?;
-    let own_variables: serde_json::Value = conversations::table
-        .find(turn.conversation_id)
-        .select(conversations::variables)
-        .get_result(&mut conn)
-        .await?;
-    let assistant = &turn.assistant;
-    // The conversation's variables as of the earlier replies, then this message's own.
-    let mut variables = merge_variables(&assistant.variables, &own_variables);
-    variables.extend(turn.variables.as_object().cloned().unwrap_or_default());
-    let mut prompt = PromptBudget::new(
-        render(&assistant.system_prompt, &variables),
-        assistant
-            .initial_message
-            .as_deref()
-            .map(|greeting| render(greeting, &variables)),
-        turn.message.clone(),
-        app.settings.context_token_budget,
-    );
-    let mut walk = HistoryWalk::new(turn.message_id, HISTORY_PAGE);
-    while let Some(before) = walk.next_page() {
-        let page =
-            message::newest_before(&mut conn, turn.conversation_id, before, HISTORY_PAGE as i64)
-                .await?;
-        walk.offer(&mut prompt, page);
-    }
-    let tools = if assistant.tool_ids.is_empty() {
-        Vec::new()
-    } else {
-        tool::find_many(&mut conn, assistant.account_id, &assistant.tool_ids).await?
-    };
-    Ok((prompt.into_messages(), tools))
-}
-
-/// Asks the model; while it asks for tools (within the round and call caps), calls them and
-/// asks again with their results.
-async fn converse(app: &App, turn: &Turn) -> ApiResult<Conversed> {
-    let settings = &app.settings;
-    let assistant = &turn.assistant;
-    let (mut messages, tools) = prepare(app, turn).await?;
-    let functions: Vec<FunctionSpec> = tools.iter().map(tool_calls::function_spec).collect();
-    let primary = (assistant.provider(), assistant.llm_model.as_str());
-    let mut function_calls = Vec::new();
-    let mut usage = TokenUsage::default();
-    let mut cost = settings.pricing.per_reply;
-    for round in 0.. {
-        let may_call = !functions.is_empty()
-            && round < settings.tool_max_rounds
-            && function_calls.len() < settings.tool_max_calls as usize;
-        let completion = Completion {
-            model: primary.1,
-            temperature: assistant.llm_temperature,
-            max_output_tokens: settings.llm_max_output_tokens,
-            messages: &messages,
-            functions: &functions,
-            may_call_functions: may_call,
-        };
-        let (answer, model) = app
-            .llm
-            .complete(primary, assistant.fallback(), completion)
-            .await
-            .map_err(|error| {
-                let mut error = model_error(error);
-                error.after_side_effects = !function_calls.is_empty();
-                error
-            })?;
-        usage.add(answer.usage);
-        cost = cost.saturating_add(settings.pricing.tokens_cost(model, answer.usage));
-        let (text, calls) = match answer.output {
-            Output::Text(text) => {
-                return Ok(Conversed {
-                    text,
-                    function_calls,
-                    cost,
-                    usage,
-                });
-            }
-            Output::ToolCalls { text, calls } => (text, calls),
-        };
-        if !may_call {
-            // Told to answer in words, the model asked for tools anyway.
-            let text =
-                text.ok_or_else(|| model_error(LlmError::Failed("tool call past the cap".into())))?;
-            return Ok(Conversed {
-                text,
-                function_calls,
-                cost,
-                usage,
-            });
-        }
-        let room = settings.tool_max_calls as usize - function_calls.len();
-        let outcomes = join_all(calls.iter().enumerate().map(|(i, call)| {
-            let tool = tools.iter().find(|t| t.name == call.name);
-            async move {
-                match tool {
-                    _ if i >= room => {
-                        ToolOutcome::error("call_limit", "too many tool calls for one reply")
-                    }
-                    None => ToolOutcome::error(
-                        "unknown_function",
-                        format!("there is no function {}", call.name),
-                    ),
-                    Some(tool) => app.tools.call(tool, &call.arguments).await,
-                }
-            }
-        }))
-        .await;
-        messages.push(PromptMessage::ToolCalls {
-            text,
-            calls: calls.clone(),
-        });
-        for (call, outcome) in calls.into_iter().zip(outcomes) {
-            messages.push(PromptMessage::ToolResult {
-                call_id: call.id,
-                content: outcome.result.to_string(),
-                is_error: outcome.is_error,
-            });
-            function_calls.push(FunctionCall {
-                name: call.name,
-                arguments: call.arguments,
-                result: outcome.result,
-            });
-        }
-    }
-    unreachable!("the loop returns once tools may no longer be called")
-}
-
-fn model_error(error: LlmError) -> ApiError {
-    let code = match error {
-        LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
-        LlmError::Failed(_) => ErrorCode::LlmError,
-    };
-    ApiError::internal(code, "the model gave no answer", &error)
 }

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use anyreply_core::Money;
 
+use crate::llm::TokenUsage;
+
 /// Price of one model, per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelPrice {
@@ -32,22 +34,6 @@ impl Default for Pricing {
             },
             per_model: HashMap::new(),
         }
-    }
-}
-
-/// Tokens reported by the provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-}
-
-impl TokenUsage {
-    pub fn add(&mut self, other: TokenUsage) {
-        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
-        self.completion_tokens = self
-            .completion_tokens
-            .saturating_add(other.completion_tokens);
     }
 }
 

@@ -52,11 +52,17 @@ pub struct PromptBudget {
     head: Vec<PromptMessage>,
     history_newest_first: Vec<PromptMessage>,
     current: PromptMessage,
+    fixed: u32,
     remaining: u32,
     full: bool,
 }
 
 impl PromptBudget {
+    /// Estimated tokens of the parts that always go in.
+    pub fn fixed_tokens(&self) -> u32 {
+        self.fixed
+    }
+
     /// The system prompt, the greeting and the customer's message always go in.
     pub fn new(system: String, greeting: Option<String>, current: String, budget: u32) -> Self {
         let mut fixed = estimate_tokens(&current);
@@ -73,6 +79,7 @@ impl PromptBudget {
             head,
             history_newest_first: Vec::new(),
             current: PromptMessage::User(current),
+            fixed,
             remaining: budget.saturating_sub(fixed),
             full: false,
         }
@@ -105,43 +112,43 @@ impl PromptBudget {
     }
 }
 
-/// A walk back through a conversation's history, a page at a time from the newest message,
+/// A walk back through a conversation's history, a page of places at a time from the newest,
 /// that ends as soon as the prompt budget is spent: a conversation of 10,000 messages reads no
 /// more than one of 1,000 does.
 #[derive(Debug)]
 pub struct HistoryWalk {
-    /// The position (`turn_id`, `id`) the next page ends before; `None` once the walk is over.
-    before: Option<(i64, i64)>,
-    page_size: usize,
+    /// The place the next page ends before; `None` once the walk is over.
+    before: Option<i64>,
+    span: i64,
 }
 
 impl HistoryWalk {
-    /// A walk through the history before the customer message `message_id`.
-    pub fn new(message_id: i64, page_size: usize) -> Self {
+    /// A walk through the history before place `seq`, `span` places a page.
+    pub fn new(seq: i64, span: i64) -> Self {
         Self {
-            before: Some((message_id, 0)),
-            page_size,
+            before: (seq > 1).then_some(seq),
+            span,
         }
     }
 
-    /// Where the next page to read ends, or `None` when no more is needed.
+    /// Where the next page to read ends, and how many places it spans; `None` when no more is
+    /// needed.
     pub fn next_page(&self) -> Option<(i64, i64)> {
-        self.before
+        self.before.map(|before| (before, self.span))
     }
 
     /// Offers a page (newest first) to the prompt.
     pub fn offer(&mut self, prompt: &mut PromptBudget, page: Vec<MessageRow>) {
-        let last_page = page.len() < self.page_size;
         for row in page {
-            self.before = Some((row.turn_id, row.id));
             if !prompt.offer(row.role != ROLE_ASSISTANT, &row.content) {
                 self.before = None;
                 return;
             }
         }
-        if last_page {
-            self.before = None;
-        }
+        self.before = self
+            .before
+            .map(|before| before - self.span)
+            .filter(|&before| before > 1);
     }
 }
 
@@ -193,18 +200,20 @@ mod tests {
 
     #[test]
     fn the_history_walk_stops_reading_once_the_budget_is_spent() {
-        // 10,000 messages of 9 estimated tokens each; a budget for about 220 of them.
+        // 10,000 messages of 9 estimated tokens each at places 1..=10,000; a budget for
+        // about 220 of them.
         let history: Vec<MessageRow> = (1..=10_000)
             .rev()
-            .map(|id| MessageRow {
-                id,
-                turn_id: id,
-                role: if id % 2 == 0 {
+            .map(|seq| MessageRow {
+                id: seq,
+                turn_id: seq,
+                seq,
+                role: if seq % 2 == 0 {
                     ROLE_ASSISTANT.to_owned()
                 } else {
                     "user".to_owned()
                 },
-                content: format!("line {id:012}"),
+                content: format!("line {seq:012}"),
                 function_calls: None,
                 cost: None,
                 created_at: chrono::Utc::now(),
@@ -213,14 +222,14 @@ mod tests {
         let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
         let mut walk = HistoryWalk::new(10_001, 64);
         let mut pages_read = 0;
-        while let Some((before, _)) = walk.next_page() {
+        while let Some((before, span)) = walk.next_page() {
             pages_read += 1;
             let page: Vec<MessageRow> = history
                 .iter()
-                .filter(|m| m.turn_id < before)
-                .take(64)
+                .filter(|m| m.seq < before && m.seq >= before - span)
                 .cloned()
                 .collect();
+            assert!(page.len() <= 64);
             walk.offer(&mut prompt, page);
         }
         assert_eq!(pages_read, 4, "220 messages fit: four pages of 64, not 157");
@@ -233,11 +242,12 @@ mod tests {
     }
 
     #[test]
-    fn a_short_history_is_read_in_one_page() {
+    fn a_short_history_is_read_in_one_page_and_a_first_message_in_none() {
         let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
         let mut walk = HistoryWalk::new(3, 64);
-        assert_eq!(walk.next_page(), Some((3, 0)));
+        assert_eq!(walk.next_page(), Some((3, 64)));
         walk.offer(&mut prompt, Vec::new());
         assert_eq!(walk.next_page(), None);
+        assert_eq!(HistoryWalk::new(1, 64).next_page(), None);
     }
 }

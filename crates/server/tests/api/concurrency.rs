@@ -163,7 +163,7 @@ async fn the_sweep_releases_abandoned_replies_everywhere() {
     let conversation: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
     leave_an_abandoned_reply(&app, conversation, account.id).await;
     let server = anyreply_server::App::new(app.settings.clone()).unwrap();
-    let released = anyreply_server::reply::turns::reclaim_expired(&server, None)
+    let released = anyreply_server::reply::queue::reclaim_expired(&server, None)
         .await
         .unwrap();
     assert_eq!(released, 1);
@@ -181,12 +181,14 @@ async fn leave_an_abandoned_reply(app: &TestApp, conversation: uuid::Uuid, accou
 
     let mut conn = app.db.connect().await;
     diesel::sql_query(
-        "WITH m AS (
-             INSERT INTO messages (id, conversation_id, turn_id, role, content)
-             SELECT id, $1, id, 'user', 'orphan' FROM (SELECT nextval('messages_id_seq') AS id) AS n
+        "WITH place AS (SELECT next_seq FROM conversations WHERE id = $1),
+         m AS (
+             INSERT INTO messages (id, conversation_id, turn_id, seq, role, content)
+             SELECT id, $1, id, place.next_seq, 'user', 'orphan'
+             FROM place, (SELECT nextval('messages_id_seq') AS id) AS n
              RETURNING id),
          charged AS (UPDATE accounts SET balance = balance - 100000000 WHERE id = $2),
-         counted AS (UPDATE conversations SET message_count = message_count + 1 WHERE id = $1)
+         counted AS (UPDATE conversations SET message_count = message_count + 1, next_seq = next_seq + 2 WHERE id = $1)
          INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
          SELECT id, $1, $2, 100000000, now() - interval '1 second' FROM m",
     )

@@ -1,7 +1,6 @@
 //! The prompt keeps the newest history that fits the token budget, and loading it reads only
 //! what is needed.
 
-use diesel_async::RunQueryDsl;
 use serde_json::json;
 
 use crate::util::TestApp;
@@ -52,19 +51,7 @@ async fn a_conversation_of_ten_thousand_messages_sends_only_its_newest() {
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "start").await;
     let id: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
-    let mut conn = app.db.connect().await;
-    diesel::sql_query(
-        "INSERT INTO messages (id, conversation_id, turn_id, role, content)
-         SELECT id, $1,
-                CASE WHEN n % 2 = 1 THEN id ELSE id - 1 END,
-                CASE WHEN n % 2 = 1 THEN 'user' ELSE 'assistant' END,
-                'history line ' || n
-         FROM (SELECT n, nextval('messages_id_seq') AS id FROM generate_series(1, 10000) AS n) AS rows",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(id)
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    app.seed_history(id, 10_000).await;
 
     let (status, reply) = app.reply(&account.key, assistant, "c", "latest").await;
     assert_eq!(status, 200, "{reply}");

@@ -274,24 +274,33 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
 /// or free the key: the new holder's work stands.
 #[tokio::test]
 async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
-    use anyreply_server::idempotency::{Begin, begin, fingerprint};
+    use anyreply_server::idempotency::{Begin, begin, fingerprint, request_key};
     use axum::http::{HeaderMap, HeaderValue, StatusCode};
+    use diesel_async::RunQueryDsl;
 
-    let app = TestApp::spawn_with(|s| s.reply_lease = Duration::from_secs(3)).await;
+    let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let server = anyreply_server::App::new(app.settings.clone()).unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("idempotency-key", HeaderValue::from_static("k-stale"));
     let print = || fingerprint("POST", "/api/user/assistant", Some(&json!({ "name": "A" })));
-    let Begin::Run(old) = begin(&server, account.id, &headers, print()).await.unwrap() else {
+    let key = request_key(&headers, print()).unwrap().unwrap();
+    let lease = Duration::from_secs(30);
+    let mut conn = app.db.connect().await;
+    let Begin::Run { claim: old, .. } = begin(&mut conn, account.id, &key, lease).await.unwrap()
+    else {
         panic!("not claimed")
     };
-    tokio::time::sleep(Duration::from_millis(3_200)).await;
-    let Begin::Run(new) = begin(&server, account.id, &headers, print()).await.unwrap() else {
+    // The holder is presumed dead once its lease has run out.
+    diesel::sql_query("UPDATE idempotency_keys SET locked_until = now() - interval '1 second'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let Begin::Run { claim: new, .. } = begin(&mut conn, account.id, &key, lease).await.unwrap()
+    else {
         panic!("not taken over")
     };
 
-    let mut conn = app.db.connect().await;
     let stale = old
         .complete(&mut conn, StatusCode::CREATED, &json!({ "from": "old" }))
         .await
@@ -303,8 +312,7 @@ async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
     new.complete(&mut conn, StatusCode::CREATED, &json!({ "from": "new" }))
         .await
         .unwrap();
-    let Begin::Answer(replayed) = begin(&server, account.id, &headers, print()).await.unwrap()
-    else {
+    let Begin::Answer(replayed) = begin(&mut conn, account.id, &key, lease).await.unwrap() else {
         panic!("no answer")
     };
     let body = axum::body::to_bytes(replayed.into_body(), 1024)
@@ -316,10 +324,11 @@ async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
     );
 }
 
-/// Tools act on the world: once they were called, a failed reply is stored under the key, so
-/// the client's automatic retry cannot call them again.
+/// Tools act on the world: a reply that fails after calling one frees its key (the failure is
+/// retryable), and the retry reuses the journaled call's result instead of calling again.
 #[tokio::test]
-async fn a_failure_after_tools_ran_is_stored_so_a_retry_calls_no_tool_twice() {
+async fn a_retry_after_a_failure_past_a_tool_call_reuses_the_call() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, Request};
 
@@ -346,22 +355,36 @@ async fn a_failure_after_tools_ran_is_stored_so_a_retry_calls_no_tool_twice() {
             &json!({ "name": "A", "tool_ids": [tool["data"]["id"]] }),
         )
         .await;
-    // The model books, then is down for the answer.
-    app.script_model(|request: &Request| {
+    // The model books; the first time it is then down for the answer.
+    let answers_with_results = AtomicUsize::new(0);
+    app.script_model(move |request: &Request| {
         let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-        if body["messages"]
+        let results = body["messages"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|m| m["role"] == "tool")
-        {
-            ResponseTemplate::new(503)
-        } else {
+            .filter(|m| m["role"] == "tool")
+            .count();
+        if results == 0 {
             ResponseTemplate::new(200).set_body_json(crate::util::openai_tool_calls(&[(
                 "b",
                 "book",
                 json!({}),
             )]))
+        } else if answers_with_results.fetch_add(1, Ordering::SeqCst) == 0 {
+            ResponseTemplate::new(503)
+        } else {
+            let result = body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["role"] == "tool")
+                .unwrap()["content"]
+                .clone();
+            ResponseTemplate::new(200).set_body_json(chat_completion(&format!(
+                "booked: {}",
+                result.as_str().unwrap()
+            )))
         }
     })
     .await;
@@ -370,13 +393,29 @@ async fn a_failure_after_tools_ran_is_stored_so_a_retry_calls_no_tool_twice() {
         .post_keyed(&account.key, "k-book", "/api/ai/generate-reply", &hi)
         .await;
     assert_error(status, &first, 503, "LLM_UNAVAILABLE");
-    let (status, again, headers) = app
+    assert_eq!(
+        app.count("idempotency_keys").await,
+        0,
+        "a retryable failure frees the key"
+    );
+    let (status, reply, headers) = app
         .post_keyed(&account.key, "k-book", "/api/ai/generate-reply", &hi)
         .await;
-    assert_eq!((status.as_u16(), &again), (503, &first));
-    assert_eq!(headers["idempotent-replayed"], "true");
-    assert_eq!(crm.received_requests().await.unwrap().len(), 1);
-    assert_eq!(app.balance(&account).await, money("10"));
+    assert_eq!(status, 200, "{reply}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    assert_eq!(reply["reply"], r#"booked: {"booked":true}"#);
+    assert_eq!(
+        reply["function_calls"][0]["result"],
+        json!({ "booked": true })
+    );
+    assert_eq!(
+        crm.received_requests().await.unwrap().len(),
+        1,
+        "the endpoint was called once"
+    );
+    assert_eq!(app.count("tool_calls").await, 1);
+    // One reply charged (two model calls of 1,000 + 500 tokens at 1 and 2 per million).
+    assert_eq!(app.balance(&account).await, money("9.996"));
 }
 
 #[tokio::test]

@@ -348,4 +348,29 @@ impl TestApp {
             .unwrap()
             .n
     }
+
+    /// Appends `count` messages ("history line 1" …, customer and assistant in turn) to a
+    /// conversation's history, as if that many had been exchanged.
+    pub async fn seed_history(&self, conversation: uuid::Uuid, count: i64) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(
+            "WITH start AS (SELECT next_seq FROM conversations WHERE id = $1),
+             seeded AS (
+                 INSERT INTO messages (id, conversation_id, turn_id, seq, role, content)
+                 SELECT id, $1,
+                        CASE WHEN n % 2 = 1 THEN id ELSE id - 1 END,
+                        start.next_seq + n - 1,
+                        CASE WHEN n % 2 = 1 THEN 'user' ELSE 'assistant' END,
+                        'history line ' || n
+                 FROM start, (SELECT n, nextval('messages_id_seq') AS id FROM generate_series(1, $2) AS n) AS rows)
+             UPDATE conversations SET next_seq = next_seq + $2, message_count = message_count + $2
+             WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(conversation)
+        .bind::<diesel::sql_types::Int8, _>(count)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
 }

@@ -1,0 +1,220 @@
+//! `pending_replies`: the customer messages of each conversation waiting for, or getting, their
+//! reply, with the money reserved for it and the lease of the process producing it.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::pending_replies;
+
+/// Queues `message_id` for a reply, holding `hold` sub-units reserved from the balance.
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    message_id: i64,
+    conversation_id: Uuid,
+    account_id: i64,
+    hold: i64,
+    lease: Duration,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+    )
+    .bind::<Int8, _>(message_id)
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(account_id)
+    .bind::<Int8, _>(hold)
+    .bind::<Double, _>(lease.as_secs_f64())
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// A conversation's queue.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Queue {
+    /// Messages queued.
+    #[diesel(sql_type = Int8)]
+    pub queued: i64,
+    /// Of those, the ones whose process is alive (lease not run out).
+    #[diesel(sql_type = Int8)]
+    pub live: i64,
+}
+
+/// The queue of `conversation_id`: a range of its index, at most the queue limit long.
+pub async fn queue_of(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> QueryResult<Queue> {
+    diesel::sql_query(
+        "SELECT count(*) AS queued, count(*) FILTER (WHERE lease_until > now()) AS live
+         FROM pending_replies WHERE conversation_id = $1",
+    )
+    .bind::<SqlUuid, _>(conversation_id)
+    .get_result(conn)
+    .await
+}
+
+/// Where a queued message stands.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct TurnState {
+    /// The message is still queued (not reclaimed as abandoned).
+    #[diesel(sql_type = Bool)]
+    pub queued: bool,
+    /// An earlier message of the conversation is being answered.
+    #[diesel(sql_type = Bool)]
+    pub blocked: bool,
+    /// An earlier message was left behind by a process that died.
+    #[diesel(sql_type = Bool)]
+    pub abandoned: bool,
+}
+
+pub async fn turn_state(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    message_id: i64,
+) -> QueryResult<TurnState> {
+    diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pending_replies WHERE message_id = $2) AS queued,
+                EXISTS (SELECT 1 FROM pending_replies WHERE conversation_id = $1
+                        AND message_id < $2 AND lease_until > now()) AS blocked,
+                EXISTS (SELECT 1 FROM pending_replies WHERE conversation_id = $1
+                        AND message_id < $2 AND lease_until <= now()) AS abandoned",
+    )
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(message_id)
+    .get_result(conn)
+    .await
+}
+
+/// The idempotency claims to renew beside the replies: parallel columns of their keys.
+#[derive(Debug, Default)]
+pub struct HeldKeys {
+    pub account_ids: Vec<i64>,
+    pub keys: Vec<String>,
+    pub tokens: Vec<Uuid>,
+}
+
+/// Renews, in one statement, the leases of all `message_ids` and the claims of `keys` (a
+/// claim only while its holder's token matches and it has no answer).
+pub async fn renew_leases(
+    conn: &mut AsyncPgConnection,
+    lease: Duration,
+    message_ids: &[i64],
+    keys: &HeldKeys,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "WITH replies AS (
+             UPDATE pending_replies SET lease_until = now() + make_interval(secs => $1)
+             WHERE message_id = ANY ($2))
+         UPDATE idempotency_keys k SET locked_until = now() + make_interval(secs => $1)
+         FROM unnest($3::int8[], $4::text[], $5::uuid[]) AS held (account_id, key, token)
+         WHERE k.account_id = held.account_id AND k.key = held.key AND k.token = held.token
+           AND k.response_status IS NULL",
+    )
+    .bind::<Double, _>(lease.as_secs_f64())
+    .bind::<Array<Int8>, _>(message_ids)
+    .bind::<Array<Int8>, _>(&keys.account_ids)
+    .bind::<Array<Text>, _>(&keys.keys)
+    .bind::<Array<SqlUuid>, _>(&keys.tokens)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// A queued reply taken off the queue to be recorded.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Taken {
+    #[diesel(sql_type = Int8)]
+    pub account_id: i64,
+    #[diesel(sql_type = Int8)]
+    pub hold: i64,
+    /// A later message of the conversation waits for this one.
+    #[diesel(sql_type = Bool)]
+    pub waiters: bool,
+}
+
+/// Removes `message_id` from the queue; `None` if it was no longer queued (reclaimed).
+pub async fn take(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    message_id: i64,
+) -> QueryResult<Option<Taken>> {
+    diesel::sql_query(
+        "WITH taken AS (DELETE FROM pending_replies WHERE message_id = $2 RETURNING account_id, hold)
+         SELECT account_id, hold,
+                EXISTS (SELECT 1 FROM pending_replies WHERE conversation_id = $1 AND message_id > $2) AS waiters
+         FROM taken",
+    )
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(message_id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// A queued reply removed without being answered.
+#[derive(Debug, Clone, Copy, Queryable)]
+pub struct Removed {
+    pub message_id: i64,
+    pub conversation_id: Uuid,
+    pub account_id: i64,
+    pub hold: i64,
+}
+
+/// Removes the queued replies among `message_ids` (with `expired_only`, only those whose lease
+/// ran out: a renewal that landed since they were found keeps its turn). Deleting first makes
+/// concurrent removals of one turn harmless: only one gets the row.
+pub async fn remove(
+    conn: &mut AsyncPgConnection,
+    message_ids: &[i64],
+    expired_only: bool,
+) -> QueryResult<Vec<Removed>> {
+    let returned = (
+        pending_replies::message_id,
+        pending_replies::conversation_id,
+        pending_replies::account_id,
+        pending_replies::hold,
+    );
+    let chosen = pending_replies::table.filter(pending_replies::message_id.eq_any(message_ids));
+    if expired_only {
+        diesel::delete(chosen.filter(pending_replies::lease_until.le(diesel::dsl::now)))
+            .returning(returned)
+            .get_results(conn)
+            .await
+    } else {
+        diesel::delete(chosen)
+            .returning(returned)
+            .get_results(conn)
+            .await
+    }
+}
+
+/// Queued replies whose lease ran out: of one conversation before a message, or everywhere.
+pub async fn expired(
+    conn: &mut AsyncPgConnection,
+    before: Option<(Uuid, i64)>,
+) -> QueryResult<Vec<i64>> {
+    let mut query = pending_replies::table
+        .filter(pending_replies::lease_until.le(diesel::dsl::now))
+        .select(pending_replies::message_id)
+        .into_boxed();
+    if let Some((conversation_id, message_id)) = before {
+        query = query
+            .filter(pending_replies::conversation_id.eq(conversation_id))
+            .filter(pending_replies::message_id.lt(message_id));
+    }
+    query.load(conn).await
+}
+
+/// The channel settled and released turns are announced on; the payload is the conversation.
+pub const CHANNEL: &str = "anyreply_turns";
+
+/// Announces, at commit, that a turn of `conversation_id` is over.
+pub async fn announce(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> QueryResult<()> {
+    diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', $1)"))
+        .bind::<Text, _>(conversation_id.to_string())
+        .execute(conn)
+        .await
+        .map(drop)
+}

@@ -1,0 +1,204 @@
+//! The conversation with the model: ask; while it asks for tools (within the round and call
+//! caps), call them and ask again with their results. Every tool call is journaled before it
+//! is made and its result after, so a retry of the request never calls a tool twice.
+
+use anyreply_core::wire::FunctionCall;
+use futures::future::join_all;
+use serde_json::Value;
+
+use super::error::{ReplyError, ReplyResult};
+use super::{Conversed, Prepared, Turn, strip_nul};
+use crate::app::App;
+use crate::llm::{Completion, FunctionSpec, LlmError, Output, PromptMessage, TokenUsage};
+use crate::models::tool::ToolRow;
+use crate::models::tool_call::{self, ToolCallRow};
+use crate::tools::{self as tool_calls, ToolOutcome};
+
+pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult<Conversed> {
+    let settings = &app.settings;
+    let assistant = &turn.assistant;
+    let Prepared {
+        mut messages,
+        tools,
+    } = prepared;
+    let functions: Vec<FunctionSpec> = tools.iter().map(tool_calls::function_spec).collect();
+    let mut journal = if tools.is_empty() {
+        Journal::default()
+    } else {
+        Journal::load(app, turn).await?
+    };
+    let primary = (assistant.provider(), assistant.llm_model.as_str());
+    let mut function_calls = Vec::new();
+    let mut usage = TokenUsage::default();
+    let mut cost = settings.pricing.per_reply;
+    for round in 0.. {
+        let may_call = !functions.is_empty()
+            && round < settings.tool_max_rounds
+            && function_calls.len() < settings.tool_max_calls as usize;
+        let completion = Completion {
+            model: primary.1,
+            temperature: assistant.llm_temperature,
+            max_output_tokens: settings.llm_max_output_tokens,
+            messages: &messages,
+            functions: &functions,
+            may_call_functions: may_call,
+        };
+        let (answer, model) = app
+            .llm
+            .complete(primary, assistant.fallback(), completion)
+            .await
+            .map_err(ReplyError::Model)?;
+        usage.add(answer.usage);
+        cost = cost.saturating_add(settings.pricing.tokens_cost(model, answer.usage));
+        let (text, mut calls) = match answer.output {
+            Output::Text(text) => {
+                return Ok(Conversed {
+                    text,
+                    function_calls,
+                    cost,
+                    usage,
+                });
+            }
+            Output::ToolCalls { text, calls } => (text, calls),
+        };
+        if !may_call {
+            // Told to answer in words, the model asked for tools anyway.
+            let text = text.ok_or_else(|| {
+                ReplyError::Model(LlmError::Failed("tool call past the cap".into()))
+            })?;
+            return Ok(Conversed {
+                text,
+                function_calls,
+                cost,
+                usage,
+            });
+        }
+        for call in &mut calls {
+            strip_nul(&mut call.arguments);
+        }
+        let room = settings.tool_max_calls as usize - function_calls.len();
+        // Earlier attempts' calls are matched first, so each is reused at most once.
+        let reused: Vec<Option<ToolOutcome>> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                (i < room)
+                    .then(|| journal.reuse(&call.name, &call.arguments))
+                    .flatten()
+            })
+            .collect();
+        let outcomes = join_all(
+            calls
+                .iter()
+                .zip(reused)
+                .enumerate()
+                .map(|(i, (call, reused))| {
+                    let tool = tools.iter().find(|t| t.name == call.name);
+                    let journal = &journal;
+                    async move {
+                        match (tool, reused) {
+                            _ if i >= room => Ok(ToolOutcome::error(
+                                "call_limit",
+                                "too many tool calls for one reply",
+                            )),
+                            (_, Some(reused)) => Ok(reused),
+                            (None, None) => Ok(ToolOutcome::error(
+                                "unknown_function",
+                                format!("there is no function {}", call.name),
+                            )),
+                            (Some(tool), None) => {
+                                journal.call(app, turn, tool, &call.arguments).await
+                            }
+                        }
+                    }
+                }),
+        )
+        .await;
+        let outcomes = outcomes.into_iter().collect::<ReplyResult<Vec<_>>>()?;
+        messages.push(PromptMessage::ToolCalls {
+            text,
+            calls: calls.clone(),
+        });
+        for (call, outcome) in calls.into_iter().zip(outcomes) {
+            messages.push(PromptMessage::ToolResult {
+                call_id: call.id,
+                content: outcome.result.to_string(),
+                is_error: outcome.is_error,
+            });
+            function_calls.push(FunctionCall {
+                name: call.name,
+                arguments: call.arguments,
+                result: outcome.result,
+            });
+        }
+    }
+    unreachable!("the loop returns once tools may no longer be called")
+}
+
+/// The tool calls of earlier attempts of this request (same idempotency key), not yet reused.
+#[derive(Debug, Default)]
+struct Journal {
+    earlier: Vec<ToolCallRow>,
+}
+
+impl Journal {
+    async fn load(app: &App, turn: &Turn) -> ReplyResult<Self> {
+        let Some(key) = &turn.idempotency_key else {
+            return Ok(Self::default());
+        };
+        let mut conn = app.db().await?;
+        let earlier = tool_call::of_request(&mut conn, turn.account_id, key).await?;
+        Ok(Self { earlier })
+    }
+
+    /// The outcome of an earlier attempt's identical call, if there was one: its result, or,
+    /// when the attempt died before recording it, a result saying that nobody knows.
+    fn reuse(&mut self, name: &str, arguments: &Value) -> Option<ToolOutcome> {
+        let index = self
+            .earlier
+            .iter()
+            .position(|row| row.name == name && &row.arguments == arguments)?;
+        let row = self.earlier.remove(index);
+        Some(match row.result {
+            Some(result) => ToolOutcome {
+                result,
+                is_error: row.is_error.unwrap_or(false),
+            },
+            None => ToolOutcome::error(
+                "outcome_unknown",
+                "An earlier attempt of this request made this exact call and was interrupted \
+                 before its result arrived: it may or may not have taken effect. It was not \
+                 made again.",
+            ),
+        })
+    }
+
+    /// Journals the call, makes it, and records its result. A call that cannot be journaled
+    /// is not made; a result that cannot be recorded fails the reply (a retry is then told
+    /// the call's outcome is unknown).
+    async fn call(
+        &self,
+        app: &App,
+        turn: &Turn,
+        tool: &ToolRow,
+        arguments: &Value,
+    ) -> ReplyResult<ToolOutcome> {
+        let id = {
+            let mut conn = app.db().await?;
+            tool_call::begin(
+                &mut conn,
+                turn.account_id,
+                turn.idempotency_key.as_deref(),
+                turn.message_id,
+                &tool.name,
+                arguments,
+            )
+            .await?
+        };
+        let mut outcome = app.tools.call(tool, arguments).await;
+        strip_nul(&mut outcome.result);
+        let mut conn = app.db().await?;
+        tool_call::finish(&mut conn, id, &outcome.result, outcome.is_error).await?;
+        Ok(outcome)
+    }
+}

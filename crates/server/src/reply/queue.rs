@@ -1,0 +1,242 @@
+//! A conversation's replies are produced one at a time, in message order, by any number of
+//! server processes: a queued message's turn comes when no earlier message of its
+//! conversation is pending with a live lease.
+//!
+//! Waiting costs no polling: a reply that settles or is released with a later message queued
+//! behind it sends `NOTIFY anyreply_turns, '<conversation>'`, and each process's [`Wakeups`]
+//! listener wakes the waiters of that conversation; a slow fallback check catches a missed
+//! notification or a dead process's lease. Each process renews the leases of all its replies
+//! in flight with one statement per period ([`InFlight`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures::StreamExt;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::error::{ReplyError, ReplyResult};
+use super::settlement;
+use crate::app::App;
+use crate::models::pending_reply::{self, CHANNEL, HeldKeys};
+
+/// How often a waiting message looks for itself, in case a wake-up was missed.
+const FALLBACK_CHECK: Duration = Duration::from_secs(1);
+/// Pause before the listener connects again after losing its connection.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+
+/// The waiters of this process, by conversation, woken by notifications.
+#[derive(Debug, Clone, Default)]
+pub struct Wakeups {
+    waiting: Arc<Mutex<HashMap<Uuid, Waiting>>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    notify: Arc<Notify>,
+    waiters: usize,
+}
+
+/// A waiter's place; leaving it (drop) forgets the conversation once nobody waits on it.
+struct Subscription<'a> {
+    wakeups: &'a Wakeups,
+    conversation_id: Uuid,
+    notify: Arc<Notify>,
+}
+
+impl Wakeups {
+    fn subscribe(&self, conversation_id: Uuid) -> Subscription<'_> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = waiting.entry(conversation_id).or_insert_with(|| Waiting {
+            notify: Arc::new(Notify::new()),
+            waiters: 0,
+        });
+        entry.waiters += 1;
+        Subscription {
+            wakeups: self,
+            conversation_id,
+            notify: entry.notify.clone(),
+        }
+    }
+
+    fn wake(&self, conversation_id: Uuid) {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = waiting.get(&conversation_id) {
+            entry.notify.notify_waiters();
+        }
+    }
+
+    fn wake_everyone(&self) {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        for entry in waiting.values() {
+            entry.notify.notify_waiters();
+        }
+    }
+
+    /// Listens for settled turns until dropped, connecting again whenever the connection is
+    /// lost (and waking every waiter then, as notifications may have been missed).
+    pub async fn listen(self, database_url: String) {
+        loop {
+            match AsyncPgConnection::establish(&database_url).await {
+                Ok(mut conn) => {
+                    use diesel_async::RunQueryDsl;
+                    let listening = diesel::sql_query(format!("LISTEN {CHANNEL}"))
+                        .execute(&mut conn)
+                        .await;
+                    if let Err(error) = listening {
+                        tracing::warn!(%error, "could not listen for turns");
+                    } else {
+                        self.wake_everyone();
+                        let mut notifications = std::pin::pin!(conn.notifications_stream());
+                        while let Some(Ok(notification)) = notifications.next().await {
+                            if let Ok(conversation_id) = notification.payload.parse() {
+                                self.wake(conversation_id);
+                            }
+                        }
+                        tracing::warn!("lost the connection listening for turns; reconnecting");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not connect to listen for turns"),
+            }
+            self.wake_everyone();
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+        }
+    }
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self
+            .wakeups
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = waiting.get_mut(&self.conversation_id) {
+            entry.waiters -= 1;
+            if entry.waiters == 0 {
+                waiting.remove(&self.conversation_id);
+            }
+        }
+    }
+}
+
+/// Returns once every earlier message of the conversation has its reply (or was given up).
+/// Borrows a connection only for each check.
+pub async fn wait_for_turn(app: &App, conversation_id: Uuid, message_id: i64) -> ReplyResult<()> {
+    let subscription = app.wakeups.subscribe(conversation_id);
+    loop {
+        // Enabled before the check, so a wake-up that lands during it is not lost.
+        let woken = subscription.notify.notified();
+        let mut woken = std::pin::pin!(woken);
+        woken.as_mut().enable();
+        let state = {
+            let mut conn = app.db().await?;
+            pending_reply::turn_state(&mut conn, conversation_id, message_id).await?
+        };
+        if !state.queued {
+            // Our lease ran out and another process gave the message up.
+            return Err(ReplyError::Superseded);
+        }
+        if !state.blocked {
+            if state.abandoned {
+                reclaim_expired(app, Some((conversation_id, message_id))).await?;
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(FALLBACK_CHECK) => {}
+        }
+    }
+}
+
+/// Gives up turns whose lease ran out: of one conversation before a message, or everywhere.
+pub async fn reclaim_expired(app: &App, before: Option<(Uuid, i64)>) -> ReplyResult<usize> {
+    let mut conn = app.db().await?;
+    let expired = pending_reply::expired(&mut conn, before).await?;
+    if !expired.is_empty() {
+        tracing::warn!(
+            count = expired.len(),
+            "reclaiming replies abandoned by a stopped process"
+        );
+        conn.transaction::<_, ReplyError, _>(async |conn| {
+            settlement::release(conn, &expired, true).await
+        })
+        .await?;
+    }
+    Ok(expired.len())
+}
+
+/// The replies this process is producing, whose leases (and idempotency claims) it renews.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight {
+    replies: Arc<Mutex<HashMap<i64, Option<(i64, String, Uuid)>>>>,
+}
+
+/// A reply's registration in [`InFlight`]; dropping it stops the renewals.
+#[derive(Debug)]
+pub struct Leased {
+    in_flight: InFlight,
+    message_id: i64,
+}
+
+impl InFlight {
+    /// Renews the lease of `message_id`, and the claim `(account, key, token)` if any, until
+    /// the returned value is dropped.
+    pub fn hold(&self, message_id: i64, claim: Option<(i64, String, Uuid)>) -> Leased {
+        self.replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(message_id, claim);
+        Leased {
+            in_flight: self.clone(),
+            message_id,
+        }
+    }
+
+    fn snapshot(&self) -> (Vec<i64>, HeldKeys) {
+        let replies = self.replies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = HeldKeys::default();
+        for (account_id, key, token) in replies.values().flatten() {
+            keys.account_ids.push(*account_id);
+            keys.keys.push(key.clone());
+            keys.tokens.push(*token);
+        }
+        (replies.keys().copied().collect(), keys)
+    }
+
+    /// Renews every lease in flight each third of `lease`, in one statement, forever.
+    pub async fn renew(self, app: App) {
+        let lease = app.settings.reply_lease;
+        let mut interval = tokio::time::interval(lease / 3);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let (message_ids, keys) = self.snapshot();
+            if message_ids.is_empty() {
+                continue;
+            }
+            let renewed = async {
+                // Late renewals are useless: wait no longer than the period for a connection.
+                let mut conn = app.db_within(lease / 3).await?;
+                pending_reply::renew_leases(&mut conn, lease, &message_ids, &keys).await?;
+                Ok::<_, ReplyError>(())
+            };
+            if let Err(error) = renewed.await {
+                tracing::warn!(%error, "could not renew the leases of replies in flight");
+            }
+        }
+    }
+}
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        self.in_flight
+            .replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.message_id);
+    }
+}
