@@ -206,6 +206,105 @@ impl Drop for TestDb {
     }
 }
 
+/// A TCP proxy in front of PostgreSQL that the test can cut (every connection through it
+/// dies, and new ones are refused) and restore: the server loses its database mid-query.
+#[derive(Debug, Clone)]
+pub struct DbProxy {
+    /// The proxied database's URL, to give the server.
+    pub url: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    cut: std::sync::atomic::AtomicBool,
+    /// Bumped on every cut; a relay from an older generation stops.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl DbProxy {
+    /// Proxies `database_url`'s server on a free loopback port.
+    pub async fn start(database_url: &str) -> Self {
+        let target = Url::parse(database_url).unwrap();
+        let upstream = format!(
+            "{}:{}",
+            target.host_str().unwrap(),
+            target.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut url = target.clone();
+        url.set_port(Some(listener.local_addr().unwrap().port()))
+            .unwrap();
+        let state = std::sync::Arc::new(ProxyState {
+            cut: std::sync::atomic::AtomicBool::new(false),
+            generation: tokio::sync::watch::channel(0).0,
+        });
+        let accepting = state.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if std::sync::atomic::AtomicBool::load(
+                    &accepting.cut,
+                    std::sync::atomic::Ordering::SeqCst,
+                ) {
+                    continue; // dropped: the connection is refused
+                }
+                let mut generation = accepting.generation.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = generation.changed() => {} // cut: both sockets close
+                    }
+                });
+            }
+        });
+        Self {
+            url: url.into(),
+            state,
+        }
+    }
+
+    /// Kills every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.state
+            .cut
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.state
+            .cut
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Ends every server connection to `TestDb`'s database but the caller's own, as an operator's
+/// `pg_terminate_backend` would; new connections are still accepted.
+impl TestDb {
+    pub async fn terminate_backends(&self) -> usize {
+        #[derive(QueryableByName)]
+        struct Terminated {
+            #[diesel(sql_type = diesel::sql_types::Int8)]
+            n: i64,
+        }
+        let mut conn = admin_connection().await;
+        let terminated: Terminated = diesel::sql_query(format!(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ))
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        usize::try_from(terminated.n).unwrap_or(0)
+    }
+}
+
 /// Starts the real server on a free loopback port; returns its base URL and its task.
 pub async fn spawn_server(settings: crate::Settings) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,6 +10,7 @@ mod concurrency;
 mod context;
 mod conversations;
 mod errors;
+mod faults;
 mod generate_reply;
 mod idempotency;
 mod llm_failures;
