@@ -57,6 +57,10 @@ pub struct Settings {
     /// `ANYREPLY_CONVERSATION_QUEUE_LIMIT`: most messages of one conversation waiting for
     /// their reply; one more gets `429 CONVERSATION_BUSY`.
     pub conversation_queue_limit: u32,
+    /// How often a message waiting for its turn looks for itself, in case a wake-up was lost
+    /// (the listener reconnecting) or an earlier reply's process died. Not an environment
+    /// setting: tests lengthen it to prove the wake-ups work alone.
+    pub turn_recheck: Duration,
     /// `ANYREPLY_RATE_LIMIT_PER_MINUTE`: generate-reply calls per API key per minute.
     pub rate_limit_per_minute: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
@@ -89,6 +93,7 @@ impl Default for Settings {
             context_token_budget: 8000,
             reply_lease: Duration::from_secs(30),
             reply_timeout: Duration::from_secs(120),
+            turn_recheck: Duration::from_secs(1),
             conversation_queue_limit: anyreply_core::limits::DEFAULT_CONVERSATION_QUEUE_LIMIT,
             rate_limit_per_minute: 60,
             pricing: Pricing::default(),

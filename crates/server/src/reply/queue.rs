@@ -22,8 +22,6 @@ use super::settlement;
 use crate::app::App;
 use crate::models::pending_reply::{self, CHANNEL, HeldKeys};
 
-/// How often a waiting message looks for itself, in case a wake-up was missed.
-const FALLBACK_CHECK: Duration = Duration::from_secs(1);
 /// Pause before the listener connects again after losing its connection.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
@@ -147,7 +145,7 @@ pub async fn wait_for_turn(app: &App, conversation_id: Uuid, message_id: i64) ->
         }
         tokio::select! {
             () = woken => {}
-            () = tokio::time::sleep(FALLBACK_CHECK) => {}
+            () = tokio::time::sleep(app.settings.turn_recheck) => {}
         }
     }
 }

@@ -42,14 +42,16 @@ async fn twenty_concurrent_first_messages_make_one_conversation_answered_in_orde
     let calls = (0..20).map(|n| {
         let (app, key) = (&app, &account.key);
         async move {
-            app.reply(key, assistant, "+4915555", &format!("message {n}"))
-                .await
+            let answer = app
+                .reply(key, assistant, "+4915555", &format!("message {n}"))
+                .await;
+            (n, answer)
         }
     });
     let results = join_all(calls).await;
     let ids: std::collections::HashSet<_> = results
         .iter()
-        .map(|(status, body)| {
+        .map(|(_, (status, body))| {
             assert_eq!(status.as_u16(), 200, "{body}");
             body["conversation_id"].as_str().unwrap().to_owned()
         })
@@ -60,14 +62,9 @@ async fn twenty_concurrent_first_messages_make_one_conversation_answered_in_orde
     assert_eq!(list["data"][0]["message_count"], 40);
     assert_prompts_grow_one_exchange_at_a_time(&app.llm_requests().await);
     // Each caller got the reply to its own message.
-    for (status, body) in &results {
+    for (n, (status, body)) in &results {
         assert_eq!(status.as_u16(), 200);
-        assert!(
-            body["reply"]
-                .as_str()
-                .unwrap()
-                .starts_with("echo: message ")
-        );
+        assert_eq!(body["reply"], format!("echo: message {n}"));
     }
 }
 
@@ -103,6 +100,51 @@ async fn two_server_processes_on_one_database_keep_the_order() {
     for pair in history.chunks(2) {
         assert_eq!(pair[1], format!("echo: {}", pair[0]));
     }
+}
+
+/// A message queued behind another is woken by the other's settlement, from another process:
+/// with the fallback check an hour away, only the notification can wake it.
+#[tokio::test]
+async fn a_waiting_message_is_woken_by_the_reply_before_it_in_another_process() {
+    let mut app = TestApp::spawn_with_model_delay(Duration::from_millis(300), |s| {
+        s.turn_recheck = Duration::from_secs(3_600);
+    })
+    .await;
+    let second = app.start_server(app.settings.clone()).await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let (_, warm) = app.reply(&account.key, assistant, "c", "hello").await;
+    assert_eq!(warm["reply"], "echo: hello");
+    let body = |text: &str| json!({ "assistant_id": assistant, "customer_identifier": "c", "message": text });
+    let (one, two) = (body("one"), body("two"));
+    let first = app.request(
+        &app.base,
+        reqwest::Method::POST,
+        &account.key,
+        "/api/ai/generate-reply",
+        Some(&one),
+    );
+    let then_second = async {
+        // Sent once the first is with the model, so it queues behind it.
+        while app.llm_requests().await.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        app.request(
+            &second,
+            reqwest::Method::POST,
+            &account.key,
+            "/api/ai/generate-reply",
+            Some(&two),
+        )
+        .await
+    };
+    let both = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(first, then_second)
+    });
+    let ((s1, b1, _), (s2, b2, _)) = both.await.expect("the queued message was never woken");
+    assert_eq!((s1.as_u16(), &b1["reply"]), (200, &json!("echo: one")));
+    assert_eq!((s2.as_u16(), &b2["reply"]), (200, &json!("echo: two")));
+    assert_prompts_grow_one_exchange_at_a_time(&app.llm_requests().await);
 }
 
 #[tokio::test]

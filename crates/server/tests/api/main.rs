@@ -5,6 +5,7 @@
 mod assistants;
 mod auth;
 mod billing;
+mod bounds;
 mod cli;
 mod concurrency;
 mod context;
@@ -12,6 +13,7 @@ mod conversations;
 mod errors;
 mod faults;
 mod generate_reply;
+mod history;
 mod idempotency;
 mod llm_failures;
 mod providers;
