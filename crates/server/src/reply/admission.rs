@@ -35,14 +35,19 @@ pub enum Admission {
         conversation_id: uuid::Uuid,
         rate_limit: RateLimit,
     },
-    /// Queued for a reply. `prepared` is its prompt when nothing was queued before it;
-    /// otherwise it waits for its turn and reads the prompt then.
-    Queued {
-        turn: Turn,
-        prepared: Option<Prepared>,
-        claim: Option<Claim>,
-        rate_limit: RateLimit,
-    },
+    /// Queued for a reply.
+    Queued(Box<Queued>),
+}
+
+/// A message queued for its reply.
+#[derive(Debug)]
+pub struct Queued {
+    pub turn: Turn,
+    /// Its prompt, when nothing was queued before it; otherwise it waits for its turn and
+    /// reads the prompt then.
+    pub prepared: Option<Prepared>,
+    pub claim: Option<Claim>,
+    pub rate_limit: RateLimit,
 }
 
 pub async fn admit(
@@ -151,12 +156,12 @@ pub async fn admit(
         if !account::reserve(conn, account_id, hold).await? {
             return Err(ErrorCode::InsufficientBalance.into());
         }
-        Ok(Admission::Queued {
+        Ok(Admission::Queued(Box::new(Queued {
             turn,
             prepared,
             claim,
             rate_limit,
-        })
+        })))
     })
     .await
 }

@@ -27,7 +27,7 @@ use crate::models::assistant::AssistantRow;
 use crate::models::tool::ToolRow;
 use crate::rate_limit::RateLimit;
 use crate::tools as tool_calls;
-use admission::Admission;
+use admission::{Admission, Queued};
 pub use error::{ReplyError, ReplyResult};
 
 /// A message queued for its reply.
@@ -119,32 +119,35 @@ pub async fn generate_reply(
             response: answer(conversation_id, String::new(), Vec::new(), true),
             rate_limit,
         }),
-        Admission::Queued {
-            turn,
-            prepared,
-            claim,
-            rate_limit,
-        } => match produce(app, &turn, prepared, claim.as_ref()).await {
-            Ok(conversed) => Ok(Answered::Fresh {
-                response: answer(
-                    turn.conversation_id,
-                    conversed.text,
-                    conversed.function_calls,
-                    false,
-                ),
+        Admission::Queued(queued) => {
+            let Queued {
+                turn,
+                prepared,
+                claim,
                 rate_limit,
-            }),
-            Err(error) => {
-                let error = ApiError::from(error);
-                if let Some(claim) = &claim {
-                    claim.fail(app, &error).await;
+            } = *queued;
+            match produce(app, &turn, prepared, claim.as_ref()).await {
+                Ok(conversed) => Ok(Answered::Fresh {
+                    response: answer(
+                        turn.conversation_id,
+                        conversed.text,
+                        conversed.function_calls,
+                        false,
+                    ),
+                    rate_limit,
+                }),
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    if let Some(claim) = &claim {
+                        claim.fail(app, &error).await;
+                    }
+                    Err(Failed {
+                        error,
+                        rate_limit: Some(rate_limit),
+                    })
                 }
-                Err(Failed {
-                    error,
-                    rate_limit: Some(rate_limit),
-                })
             }
-        },
+        }
     }
 }
 
@@ -156,10 +159,7 @@ async fn produce(
     prepared: Option<Prepared>,
     claim: Option<&Claim>,
 ) -> ReplyResult<Conversed> {
-    let _leased = app.in_flight.hold(
-        turn.message_id,
-        claim.map(|c| (c.account_id, c.key.clone(), c.token)),
-    );
+    let _leased = app.in_flight.hold(turn.message_id, claim.cloned());
     let conversed = async {
         let prepared = match prepared {
             Some(prepared) => prepared,
@@ -182,12 +182,11 @@ async fn produce(
             .map(|()| conversed),
         Err(error) => Err(error),
     };
-    if let Err(error) = &settled {
-        if !matches!(error, ReplyError::Superseded) {
-            if let Err(release_error) = settlement::abandon(app, turn).await {
-                tracing::error!(%release_error, "could not give up a failed turn; its lease will expire");
-            }
-        }
+    if let Err(error) = &settled
+        && !matches!(error, ReplyError::Superseded)
+        && let Err(release_error) = settlement::abandon(app, turn).await
+    {
+        tracing::error!(%release_error, "could not give up a failed turn; its lease will expire");
     }
     settled
 }

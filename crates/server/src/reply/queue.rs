@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::error::{ReplyError, ReplyResult};
 use super::settlement;
 use crate::app::App;
+use crate::idempotency::Claim;
 use crate::models::pending_reply::{self, CHANNEL, HeldKeys};
 
 /// Pause before the listener connects again after losing its connection.
@@ -170,7 +171,8 @@ pub async fn reclaim_expired(app: &App, before: Option<(Uuid, i64)>) -> ReplyRes
 /// The replies this process is producing, whose leases (and idempotency claims) it renews.
 #[derive(Debug, Clone, Default)]
 pub struct InFlight {
-    replies: Arc<Mutex<HashMap<i64, Option<(i64, String, Uuid)>>>>,
+    /// Message ids, each with its request's idempotency claim if it has one.
+    replies: Arc<Mutex<HashMap<i64, Option<Claim>>>>,
 }
 
 /// A reply's registration in [`InFlight`]; dropping it stops the renewals.
@@ -181,9 +183,9 @@ pub struct Leased {
 }
 
 impl InFlight {
-    /// Renews the lease of `message_id`, and the claim `(account, key, token)` if any, until
-    /// the returned value is dropped.
-    pub fn hold(&self, message_id: i64, claim: Option<(i64, String, Uuid)>) -> Leased {
+    /// Renews the lease of `message_id`, and its request's `claim` if any, until the returned
+    /// value is dropped.
+    pub fn hold(&self, message_id: i64, claim: Option<Claim>) -> Leased {
         self.replies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -197,10 +199,10 @@ impl InFlight {
     fn snapshot(&self) -> (Vec<i64>, HeldKeys) {
         let replies = self.replies.lock().unwrap_or_else(PoisonError::into_inner);
         let mut keys = HeldKeys::default();
-        for (account_id, key, token) in replies.values().flatten() {
-            keys.account_ids.push(*account_id);
-            keys.keys.push(key.clone());
-            keys.tokens.push(*token);
+        for claim in replies.values().flatten() {
+            keys.account_ids.push(claim.account_id);
+            keys.keys.push(claim.key.clone());
+            keys.tokens.push(claim.token);
         }
         (replies.keys().copied().collect(), keys)
     }
