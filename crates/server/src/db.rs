@@ -121,3 +121,38 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<()> {
     })
     .await?
 }
+
+/// A raw SQL statement whose text never changes, so that the connection may keep it prepared
+/// like diesel's own queries instead of parsing and planning it on every call (diesel cannot
+/// know that of `sql_query` text, and so prepares it anew each time).
+#[derive(Debug, Clone, diesel::query_builder::QueryId)]
+pub struct KeptPrepared<Q>(Q);
+
+/// See [`KeptPrepared`]: only for statements whose SQL text is fixed (binds may vary).
+pub trait KeepPrepared: Sized {
+    fn keep_prepared(self) -> KeptPrepared<Self> {
+        KeptPrepared(self)
+    }
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>> KeepPrepared for Q {}
+
+impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for KeptPrepared<Q>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        pass: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeptPrepared<Q> {
+    type SqlType = Q::SqlType;
+}

@@ -4,6 +4,8 @@ use anyreply_core::Money;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::db::KeepPrepared;
+
 use crate::schema::accounts;
 
 #[derive(Debug, Queryable, Selectable)]
@@ -103,6 +105,7 @@ pub async fn charge(
     .bind::<Int8, _>(id)
     .bind::<Int8, _>(hold)
     .bind::<Int8, _>(cost)
+    .keep_prepared()
     .get_result(conn)
     .await?;
     Ok(charged.charged)

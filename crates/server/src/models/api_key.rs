@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::KeepPrepared;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
@@ -118,6 +120,7 @@ pub async fn count_call(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Wi
          RETURNING rate_count, w.reset",
     )
     .bind::<diesel::sql_types::Int8, _>(id)
+    .keep_prepared()
     .get_result(conn)
     .await
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Bytea, Double, Int4, Int8, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::KeepPrepared;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -30,6 +32,7 @@ pub async fn insert(
     .bind::<Bytea, _>(fingerprint)
     .bind::<Double, _>(lease.as_secs_f64())
     .bind::<SqlUuid, _>(token)
+    .keep_prepared()
     .execute(conn)
     .await?;
     Ok(inserted == 1)
@@ -60,6 +63,7 @@ pub async fn find(
     )
     .bind::<Int8, _>(account_id)
     .bind::<Text, _>(key)
+    .keep_prepared()
     .get_result(conn)
     .await
     .optional()
@@ -90,6 +94,7 @@ pub async fn take_over(
     .bind::<Text, _>(key)
     .bind::<Double, _>(lease.as_secs_f64())
     .bind::<SqlUuid, _>(token)
+    .keep_prepared()
     .get_result(conn)
     .await
     .optional()?;
@@ -127,6 +132,7 @@ pub async fn complete(
     )
     .bind::<Int4, _>(i32::from(status))
     .bind::<Jsonb, _>(body)
+    .keep_prepared()
     .execute(conn)
     .await?;
     Ok(rows == 1)
@@ -146,6 +152,7 @@ pub async fn attach_message(
         token,
     )
     .bind::<Int8, _>(message_id)
+    .keep_prepared()
     .execute(conn)
     .await?;
     Ok(rows == 1)
@@ -163,6 +170,7 @@ pub async fn free(
         key,
         token,
     )
+    .keep_prepared()
     .execute(conn)
     .await
     .map(drop)
@@ -188,6 +196,7 @@ pub async fn insert_answered(
     .bind::<Bytea, _>(fingerprint)
     .bind::<Int4, _>(i32::from(status))
     .bind::<Jsonb, _>(body)
+    .keep_prepared()
     .execute(conn)
     .await
     .map(drop)

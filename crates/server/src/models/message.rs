@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Int4, Int8, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::KeepPrepared;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -76,6 +78,7 @@ pub async fn page_before(
         .bind::<SqlUuid, _>(conversation_id)
         .bind::<Int8, _>(before)
         .bind::<Int8, _>(span)
+        .keep_prepared()
         .load(conn)
         .await
 }
@@ -122,6 +125,7 @@ pub async fn insert_customer(
     .bind::<Int8, _>(seq)
     .bind::<Text, _>(content)
     .bind::<Jsonb, _>(variables)
+    .keep_prepared()
     .get_result(conn)
     .await?;
     Ok(inserted.id)
@@ -157,6 +161,7 @@ pub async fn insert_reply(conn: &mut AsyncPgConnection, reply: &NewReply<'_>) ->
     .bind::<Int8, _>(reply.cost)
     .bind::<Int4, _>(reply.prompt_tokens)
     .bind::<Int4, _>(reply.completion_tokens)
+    .keep_prepared()
     .execute(conn)
     .await
     .map(drop)

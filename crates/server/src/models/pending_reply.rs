@@ -6,6 +6,8 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::KeepPrepared;
 use uuid::Uuid;
 
 use crate::schema::pending_replies;
@@ -28,6 +30,7 @@ pub async fn enqueue(
     .bind::<Int8, _>(account_id)
     .bind::<Int8, _>(hold)
     .bind::<Double, _>(lease.as_secs_f64())
+    .keep_prepared()
     .execute(conn)
     .await
     .map(drop)
@@ -51,6 +54,7 @@ pub async fn queue_of(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> Qu
          FROM pending_replies WHERE conversation_id = $1",
     )
     .bind::<SqlUuid, _>(conversation_id)
+    .keep_prepared()
     .get_result(conn)
     .await
 }
@@ -83,6 +87,7 @@ pub async fn turn_state(
     )
     .bind::<SqlUuid, _>(conversation_id)
     .bind::<Int8, _>(message_id)
+    .keep_prepared()
     .get_result(conn)
     .await
 }
@@ -117,6 +122,7 @@ pub async fn renew_leases(
     .bind::<Array<Int8>, _>(&keys.account_ids)
     .bind::<Array<Text>, _>(&keys.keys)
     .bind::<Array<SqlUuid>, _>(&keys.tokens)
+    .keep_prepared()
     .execute(conn)
     .await
     .map(drop)
@@ -148,6 +154,7 @@ pub async fn take(
     )
     .bind::<SqlUuid, _>(conversation_id)
     .bind::<Int8, _>(message_id)
+    .keep_prepared()
     .get_result(conn)
     .await
     .optional()
@@ -210,10 +217,19 @@ pub async fn expired(
 /// The channel settled and released turns are announced on; the payload is the conversation.
 pub const CHANNEL: &str = "anyreply_turns";
 
+/// Subscribes the connection to [`CHANNEL`].
+pub async fn listen(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Announces, at commit, that a turn of `conversation_id` is over.
 pub async fn announce(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> QueryResult<()> {
     diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', $1)"))
         .bind::<Text, _>(conversation_id.to_string())
+        .keep_prepared()
         .execute(conn)
         .await
         .map(drop)

@@ -21,7 +21,7 @@ use super::error::{ReplyError, ReplyResult};
 use super::settlement;
 use crate::app::App;
 use crate::idempotency::Claim;
-use crate::models::pending_reply::{self, CHANNEL, HeldKeys};
+use crate::models::pending_reply::{self, HeldKeys};
 
 /// Pause before the listener connects again after losing its connection.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
@@ -80,11 +80,7 @@ impl Wakeups {
         loop {
             match AsyncPgConnection::establish(&database_url).await {
                 Ok(mut conn) => {
-                    use diesel_async::RunQueryDsl;
-                    let listening = diesel::sql_query(format!("LISTEN {CHANNEL}"))
-                        .execute(&mut conn)
-                        .await;
-                    if let Err(error) = listening {
+                    if let Err(error) = pending_reply::listen(&mut conn).await {
                         tracing::warn!(%error, "could not listen for turns");
                     } else {
                         self.wake_everyone();
