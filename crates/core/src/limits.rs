@@ -14,6 +14,8 @@ pub const MAX_ASSISTANT_NAME_CHARS: usize = 255;
 pub const MAX_PROMPT_CHARS: usize = 100_000;
 /// Longest model name, in characters.
 pub const MAX_MODEL_NAME_CHARS: usize = 255;
+/// Most tools one assistant may use: every reply offers all of them to the model.
+pub const MAX_ASSISTANT_TOOLS: usize = 32;
 /// Largest accepted request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Page size bounds of list endpoints.

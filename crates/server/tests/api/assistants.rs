@@ -93,3 +93,56 @@ async fn another_accounts_assistants_are_invisible() {
     let (_, list, _) = app.get(&owner.key, "/api/user/assistants/get").await;
     assert_eq!(list["data"][0]["name"], "Mine");
 }
+
+#[tokio::test]
+async fn an_assistant_uses_at_most_32_tools() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let ids = |n: i64| (1..=n).collect::<Vec<_>>();
+    let (status, body, _) = app
+        .post(
+            &account.key,
+            "/api/user/assistant",
+            &json!({ "name": "Busy", "tool_ids": ids(33) }),
+        )
+        .await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR");
+    assert_eq!(
+        body["errors"],
+        json!({ "tool_ids": ["The tool_ids field must not have more than 32 items."] })
+    );
+    assert_eq!(app.count("assistants").await, 0);
+
+    let id = app.assistant(&account, &json!({ "name": "Calm" })).await;
+    let (status, body, _) = app
+        .put(
+            &account.key,
+            &format!("/api/user/assistant/{id}"),
+            &json!({ "tool_ids": ids(33) }),
+        )
+        .await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR");
+    assert!(body["errors"]["tool_ids"].is_array(), "{body}");
+    let (_, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
+    assert_eq!(list["data"][0]["tool_ids"], json!([]));
+
+    // 32 is allowed.
+    app.seed_tools(&account, 32).await;
+    let (_, tools, _) = app.get(&account.key, "/api/user/tools").await;
+    let tool_ids: Vec<i64> = tools["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tool_ids.len(), 32);
+    let (status, body, _) = app
+        .put(
+            &account.key,
+            &format!("/api/user/assistant/{id}"),
+            &json!({ "tool_ids": tool_ids }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["tool_ids"], json!(tool_ids));
+}

@@ -333,6 +333,39 @@ impl TestApp {
             .collect()
     }
 
+    /// Runs one SQL statement on this test's database (to set up many rows at once).
+    async fn execute_sql(&self, statement: &str) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Inserts `n` tools of the account straight into the database (names `tool_b`, `tool_c`, …:
+    /// the digits of 1, 2, … spelled as letters, so the names pass the API's rules).
+    pub async fn seed_tools(&self, account: &TestAccount, n: u32) {
+        self.execute_sql(&format!(
+            "INSERT INTO tools (account_id, name, description, endpoint, method, timeout_secs)
+             SELECT {}, 'tool_' || translate(i::text, '0123456789', 'abcdefghij'), 'Seeded',
+                    'https://crm.example.com/seeded', 'GET', 5
+             FROM generate_series(1, {n}) AS i",
+            account.id
+        ))
+        .await;
+    }
+
+    /// Inserts `n` assistants of the account straight into the database.
+    pub async fn seed_assistants(&self, account: &TestAccount, n: u32) {
+        self.execute_sql(&format!(
+            "INSERT INTO assistants (account_id, name, llm_model)
+             SELECT {}, 'Seeded ' || i, 'gpt-4o-mini' FROM generate_series(1, {n}) AS i",
+            account.id
+        ))
+        .await;
+    }
+
     /// Rows of `table` in this test's database.
     pub async fn count(&self, table: &str) -> i64 {
         use diesel_async::RunQueryDsl;
