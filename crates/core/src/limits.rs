@@ -16,6 +16,10 @@ pub const MAX_PROMPT_CHARS: usize = 100_000;
 pub const MAX_MODEL_NAME_CHARS: usize = 255;
 /// Most tools one assistant may use: every reply offers all of them to the model.
 pub const MAX_ASSISTANT_TOOLS: usize = 32;
+/// Most assistants of one account.
+pub const MAX_ASSISTANTS_PER_ACCOUNT: usize = 1_000;
+/// Most tools of one account.
+pub const MAX_TOOLS_PER_ACCOUNT: usize = 1_000;
 /// Largest accepted request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Page size bounds of list endpoints.

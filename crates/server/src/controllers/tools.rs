@@ -1,5 +1,6 @@
 //! `POST/GET /api/user/tools`, `GET/PUT/DELETE /api/user/tools/{id}`.
 
+use anyreply_core::limits::MAX_TOOLS_PER_ACCOUNT;
 use anyreply_core::wire::{DeletedResponse, ToolInput, ToolList, ToolResponse};
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::Json;
@@ -39,6 +40,9 @@ fn write_error(error: WriteError) -> ApiError {
         WriteError::NameTaken => ApiError::validation(FieldErrors::single(
             "name",
             "The account already has a tool of that name.",
+        )),
+        WriteError::LimitReached => ApiError::new(ErrorCode::LimitExceeded).with_message(format!(
+            "An account may have at most {MAX_TOOLS_PER_ACCOUNT} tools; delete one to make room."
         )),
         WriteError::HeadersNeeded => ApiError::validation(FieldErrors::single(
             "headers",

@@ -1,5 +1,6 @@
 //! Tools: an account's HTTP endpoints that its assistants' models may call.
 
+use anyreply_core::limits::MAX_TOOLS_PER_ACCOUNT;
 use anyreply_core::wire::tools::DEFAULT_TOOL_TIMEOUT_SECS;
 use anyreply_core::wire::{self, HttpMethod, ToolHeader, ToolInput, ToolParameter};
 use chrono::{DateTime, Utc};
@@ -7,6 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::quota;
 use crate::schema::{assistants, tools};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -81,6 +83,8 @@ pub fn mask(value: &str) -> String {
 #[derive(Debug)]
 pub enum WriteError {
     NameTaken,
+    /// The account has [`MAX_TOOLS_PER_ACCOUNT`] already.
+    LimitReached,
     /// The endpoint moved to another origin while stored header values would go along: they
     /// must be sent again, so a changed endpoint cannot collect the old secrets.
     HeadersNeeded,
@@ -141,7 +145,31 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Array(Vec::new()))
 }
 
+pub async fn count(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<i64> {
+    tools::table
+        .filter(tools::account_id.eq(account_id))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Creates a tool unless the account has as many as it may have.
 pub async fn create(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: ToolInput,
+) -> Result<ToolRow, WriteError> {
+    conn.transaction(async |conn| {
+        quota::lock_account(conn, account_id).await?;
+        if !quota::has_room(count(conn, account_id).await?, MAX_TOOLS_PER_ACCOUNT) {
+            return Err(WriteError::LimitReached);
+        }
+        insert(conn, account_id, input).await
+    })
+    .await
+}
+
+async fn insert(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     input: ToolInput,

@@ -1,3 +1,4 @@
+use futures::future::join_all;
 use serde_json::json;
 
 use crate::util::{TestApp, assert_error};
@@ -145,4 +146,68 @@ async fn an_assistant_uses_at_most_32_tools() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["tool_ids"], json!(tool_ids));
+}
+
+#[tokio::test]
+async fn an_account_has_at_most_1000_assistants_even_when_creations_race() {
+    let mut app = TestApp::spawn().await;
+    let second = app.start_server(app.settings.clone()).await;
+    let account = app.account("10").await;
+    let other = app.account("10").await;
+    app.seed_assistants(&account, 999).await;
+
+    // Ten creations at once through two server processes, with room for one.
+    let bases = [app.base.clone(), second];
+    let answers = join_all((0..10).map(|n| {
+        let body = json!({ "name": format!("Racer {n}") });
+        let (app, key, base) = (&app, &account.key, &bases[n % 2]);
+        async move {
+            app.request(
+                base,
+                reqwest::Method::POST,
+                key,
+                "/api/user/assistant",
+                Some(&body),
+            )
+            .await
+        }
+    }))
+    .await;
+    let created: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 201)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (status, body, _) in answers.iter().filter(|(status, _, _)| *status != 201) {
+        assert_error(*status, body, 422, "LIMIT_EXCEEDED");
+        assert_eq!(
+            body["message"],
+            "An account may have at most 1000 assistants."
+        );
+    }
+    assert_eq!(app.count("assistants").await, 1_000);
+
+    // The 1,001st, with an idempotency key too, stores nothing.
+    let (status, body, _) = app
+        .post_keyed(
+            &account.key,
+            "one-too-many",
+            "/api/user/assistant",
+            &json!({ "name": "One too many" }),
+        )
+        .await;
+    assert_error(status, &body, 422, "LIMIT_EXCEEDED");
+    assert_eq!(app.count("assistants").await, 1_000);
+
+    // Updating one still works, and the cap is the account's own.
+    let (status, body, _) = app
+        .put(
+            &account.key,
+            &format!("/api/user/assistant/{}", created[0].1["data"]["id"]),
+            &json!({ "name": "Renamed" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.assistant(&other, &json!({ "name": "Elsewhere" })).await;
+    assert_eq!(app.count("assistants").await, 1_001);
 }

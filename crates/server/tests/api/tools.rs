@@ -1,5 +1,6 @@
 //! The tools API: Famulor's fields and rules, scoped to the account, secrets never echoed.
 
+use futures::future::join_all;
 use serde_json::{Value, json};
 
 use crate::util::{TestApp, assert_error};
@@ -206,4 +207,83 @@ async fn moving_the_endpoint_to_another_host_needs_the_secrets_again() {
     let (status, moved, _) = app.put(&account.key, &path, &body).await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["data"]["endpoint"], elsewhere);
+}
+
+fn tool_named(name: &str) -> Value {
+    let mut tool = calendar_tool();
+    tool["name"] = json!(name);
+    tool
+}
+
+#[tokio::test]
+async fn an_account_has_at_most_1000_tools_even_when_creations_race() {
+    let mut app = TestApp::spawn().await;
+    let second = app.start_server(app.settings.clone()).await;
+    let account = app.account("10").await;
+    let other = app.account("10").await;
+    app.seed_tools(&account, 999).await;
+
+    // Ten creations at once through two server processes, with room for one.
+    let bases = [app.base.clone(), second];
+    let names = [
+        "racer_a", "racer_b", "racer_c", "racer_d", "racer_e", "racer_f", "racer_g", "racer_h",
+        "racer_i", "racer_j",
+    ];
+    let answers = join_all(names.iter().enumerate().map(|(n, name)| {
+        let body = tool_named(name);
+        let (app, key, base) = (&app, &account.key, &bases[n % 2]);
+        async move {
+            app.request(
+                base,
+                reqwest::Method::POST,
+                key,
+                "/api/user/tools",
+                Some(&body),
+            )
+            .await
+        }
+    }))
+    .await;
+    let created: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 201)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (status, body, _) in answers.iter().filter(|(status, _, _)| *status != 201) {
+        assert_error(*status, body, 422, "LIMIT_EXCEEDED");
+        assert_eq!(
+            body["message"],
+            "An account may have at most 1000 tools; delete one to make room."
+        );
+    }
+    assert_eq!(app.count("tools").await, 1_000);
+
+    // The 1,001st stores nothing; deleting one makes room for it.
+    let (status, body, _) = app
+        .post(&account.key, "/api/user/tools", &tool_named("one_too_many"))
+        .await;
+    assert_error(status, &body, 422, "LIMIT_EXCEEDED");
+    assert_eq!(app.count("tools").await, 1_000);
+    let path = format!("/api/user/tools/{}", created[0].1["data"]["id"]);
+    let (status, _, _) = app
+        .request(
+            &app.base,
+            reqwest::Method::DELETE,
+            &account.key,
+            &path,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = app
+        .post(&account.key, "/api/user/tools", &tool_named("one_too_many"))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(app.count("tools").await, 1_000);
+
+    // The cap is the account's own.
+    let (status, body, _) = app
+        .post(&other.key, "/api/user/tools", &calendar_tool())
+        .await;
+    assert_eq!(status, 201, "{body}");
 }
