@@ -26,3 +26,6 @@ pub const MAX_BODY_BYTES: usize = 512 * 1024;
 pub const MAX_PER_PAGE: u32 = 100;
 /// Default page size of list endpoints.
 pub const DEFAULT_PER_PAGE: u32 = 15;
+/// Default page size of the assistant and tool lists: the most, so that an account with up to
+/// 100 of them still gets all on the first page, as from Famulor's unpaged lists.
+pub const DEFAULT_ASSISTANTS_AND_TOOLS_PER_PAGE: u32 = MAX_PER_PAGE;

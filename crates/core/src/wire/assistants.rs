@@ -42,11 +42,15 @@ pub struct Assistant {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `GET /api/user/assistants/get`.
+/// `GET /api/user/assistants/get`: one page, in id order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssistantList {
-    /// The assistant(s).
+    /// The assistants of this page.
     pub data: Vec<Assistant>,
+    /// Pass as `cursor` for the next page; `None` on the last page (and from servers that do
+    /// not page this list, such as Famulor's).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// Answer of create and update.

@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody, PathParam};
+use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::assistant::{self, CreateError};
 use crate::models::tool;
@@ -20,11 +20,13 @@ use std::collections::HashSet;
 pub async fn list_assistants(
     State(app): State<App>,
     caller: Caller,
+    page: IdPageQuery,
 ) -> ApiResult<Json<AssistantList>> {
     let mut conn = app.db().await?;
-    let rows = assistant::list(&mut conn, caller.account_id).await?;
+    let page = assistant::list(&mut conn, caller.account_id, page.per_page, page.after).await?;
     Ok(Json(AssistantList {
-        data: rows.into_iter().map(|row| row.into_wire()).collect(),
+        data: page.rows.into_iter().map(|row| row.into_wire()).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

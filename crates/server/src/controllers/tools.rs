@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody, PathParam};
+use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::tool::{self, WriteError};
 
@@ -52,11 +52,16 @@ fn write_error(error: WriteError) -> ApiError {
     }
 }
 
-pub async fn list_tools(State(app): State<App>, caller: Caller) -> ApiResult<Json<ToolList>> {
+pub async fn list_tools(
+    State(app): State<App>,
+    caller: Caller,
+    page: IdPageQuery,
+) -> ApiResult<Json<ToolList>> {
     let mut conn = app.db().await?;
-    let rows = tool::list(&mut conn, caller.account_id).await?;
+    let page = tool::list(&mut conn, caller.account_id, page.per_page, page.after).await?;
     Ok(Json(ToolList {
-        data: rows.into_iter().map(|row| row.into_wire()).collect(),
+        data: page.rows.into_iter().map(|row| row.into_wire()).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::page::{AfterId, Page};
 use super::{object, quota};
 use crate::schema::assistants;
 
@@ -82,13 +83,25 @@ pub async fn find(
         .optional()
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<Vec<AssistantRow>> {
-    assistants::table
+/// One page of the account's assistants in id order, starting after `after` (an index range
+/// of `assistants_account`).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    per_page: u32,
+    after: Option<AfterId>,
+) -> QueryResult<Page<AssistantRow>> {
+    let mut query = assistants::table
         .filter(assistants::account_id.eq(account_id))
         .order(assistants::id)
+        .limit(i64::from(per_page) + 1)
         .select(AssistantRow::as_select())
-        .load(conn)
-        .await
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(assistants::id.gt(after.id));
+    }
+    let rows = query.load(conn).await?;
+    Ok(Page::from_rows(rows, per_page, |row| row.id))
 }
 
 /// Present fields of an update; absent ones keep their value.

@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod assistant;
 pub mod conversation;
 pub mod message;
+pub mod page;
 pub mod quota;
 pub mod tool;
 

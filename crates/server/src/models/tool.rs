@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::page::{AfterId, Page};
 use super::quota;
 use crate::schema::{assistants, tools};
 
@@ -103,13 +104,24 @@ impl From<diesel::result::Error> for WriteError {
     }
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<Vec<ToolRow>> {
-    tools::table
+/// One page of the account's tools in id order, starting after `after`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    per_page: u32,
+    after: Option<AfterId>,
+) -> QueryResult<Page<ToolRow>> {
+    let mut query = tools::table
         .filter(tools::account_id.eq(account_id))
         .order(tools::id)
+        .limit(i64::from(per_page) + 1)
         .select(ToolRow::as_select())
-        .load(conn)
-        .await
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(tools::id.gt(after.id));
+    }
+    let rows = query.load(conn).await?;
+    Ok(Page::from_rows(rows, per_page, |row| row.id))
 }
 
 /// The tools among `ids` that belong to `account_id`, in id order.

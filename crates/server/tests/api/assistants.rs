@@ -81,7 +81,10 @@ async fn another_accounts_assistants_are_invisible() {
     let other = app.account("10").await;
     let id = app.assistant(&owner, &json!({ "name": "Mine" })).await;
     let (status, list, _) = app.get(&other.key, "/api/user/assistants/get").await;
-    assert_eq!((status.as_u16(), list), (200, json!({ "data": [] })));
+    assert_eq!(
+        (status.as_u16(), list),
+        (200, json!({ "data": [], "next_cursor": null }))
+    );
     for path in [
         format!("/api/user/assistant/{id}"),
         "/api/user/assistant/abc".to_owned(),
@@ -210,4 +213,95 @@ async fn an_account_has_at_most_1000_assistants_even_when_creations_race() {
     assert_eq!(status, 200, "{body}");
     app.assistant(&other, &json!({ "name": "Elsewhere" })).await;
     assert_eq!(app.count("assistants").await, 1_001);
+}
+
+#[tokio::test]
+async fn assistant_pages_concatenate_to_every_assistant_once_in_id_order() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let other = app.account("10").await;
+    app.seed_assistants(&account, 150).await;
+    app.seed_assistants(&other, 30).await;
+    app.seed_assistants(&account, 50).await;
+    let all = app.ids_of("assistants", &account).await;
+    assert_eq!(all.len(), 200);
+
+    // By default 100 a page; a full last page has no empty page after it.
+    let path = "/api/user/assistants/get";
+    let (ids, sizes) = app.walk_pages(&account.key, path, "").await;
+    assert_eq!(
+        (ids.as_slice(), sizes.as_slice()),
+        (all.as_slice(), &[100, 100][..])
+    );
+    let (ids, sizes) = app.walk_pages(&account.key, path, "per_page=7").await;
+    assert_eq!(ids, all);
+    assert_eq!(sizes.len(), 29);
+    assert!(
+        sizes[..28].iter().all(|&n| n == 7) && sizes[28] == 4,
+        "{sizes:?}"
+    );
+    for per_page in [1, 100] {
+        let (status, page, _) = app
+            .get(&account.key, &format!("{path}?per_page={per_page}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["data"].as_array().unwrap().len(), per_page);
+        assert!(page["next_cursor"].is_string());
+    }
+
+    // The other account's are not in them.
+    let (ids, _) = app.walk_pages(&other.key, path, "per_page=100").await;
+    assert_eq!(ids, app.ids_of("assistants", &other).await);
+}
+
+#[tokio::test]
+async fn a_small_accounts_assistants_come_in_famulors_shape() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let first = app.assistant(&account, &json!({ "name": "One" })).await;
+    let second = app.assistant(&account, &json!({ "name": "Two" })).await;
+    let (status, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
+    assert_eq!(status, 200);
+    let fields: Vec<_> = list.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(fields, ["data", "next_cursor"]);
+    assert_eq!(list["next_cursor"], json!(null));
+    let ids: Vec<_> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [first, second]);
+}
+
+#[tokio::test]
+async fn bad_page_parameters_are_validation_errors() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    for (query, field) in [
+        ("per_page=0", "per_page"),
+        ("per_page=101", "per_page"),
+        ("per_page=ten", "per_page"),
+        ("per_page=", "per_page"),
+        ("cursor=", "cursor"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("cursor=eyJhZnRlciI6IngifQ", "cursor"),
+    ] {
+        let (status, body, _) = app
+            .get(&account.key, &format!("/api/user/assistants/get?{query}"))
+            .await;
+        assert_error(status, &body, 422, "VALIDATION_ERROR");
+        let fields: Vec<_> = body["errors"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(fields, [field], "{query}: {body}");
+    }
+    // Without a key it is 401 all the same.
+    let (status, body, _) = app
+        .get("ark_wrong", "/api/user/assistants/get?per_page=0")
+        .await;
+    assert_error(status, &body, 401, "UNAUTHORIZED");
 }

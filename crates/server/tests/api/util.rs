@@ -366,6 +366,53 @@ impl TestApp {
         .await;
     }
 
+    /// The ids of the account's rows in `table`, in id order: the truth a list is checked by.
+    pub async fn ids_of(&self, table: &str, account: &TestAccount) -> Vec<i64> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Int8)]
+            id: i64,
+        }
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(format!(
+            "SELECT id FROM {table} WHERE account_id = {} ORDER BY id",
+            account.id
+        ))
+        .load::<Id>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect()
+    }
+
+    /// Follows `next_cursor` through a list from its first page (`query` added to every
+    /// request); returns the ids in the order served and each page's size.
+    pub async fn walk_pages(&self, key: &str, path: &str, query: &str) -> (Vec<i64>, Vec<usize>) {
+        let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{path}?{query}");
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let (status, page, _) = self.get(key, &url).await;
+            assert_eq!(status, 200, "{page}");
+            let data = page["data"].as_array().unwrap();
+            sizes.push(data.len());
+            ids.extend(data.iter().map(|row| row["id"].as_i64().unwrap()));
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => {
+                    assert!(page["next_cursor"].is_null(), "{page}");
+                    return (ids, sizes);
+                }
+            }
+            assert!(sizes.len() <= 1_000, "the pages never end");
+        }
+    }
+
     /// Rows of `table` in this test's database.
     pub async fn count(&self, table: &str) -> i64 {
         use diesel_async::RunQueryDsl;
