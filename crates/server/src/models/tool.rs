@@ -104,7 +104,8 @@ impl From<diesel::result::Error> for WriteError {
     }
 }
 
-/// One page of the account's tools in id order, starting after `after`.
+/// One page of the account's tools in id order, starting after `after`. An index range only
+/// once `tools` has an index on `(account_id, id)`; until then PostgreSQL walks the primary key.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     account_id: i64,
