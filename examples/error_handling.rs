@@ -39,7 +39,10 @@ async fn answer(client: &Client, request: &GenerateReplyRequest) -> Next {
                 Next::FixTheIntegration(format!("the request was invalid: {fields}"))
             }
             Some(
-                ErrorCode::RateLimited | ErrorCode::LlmUnavailable | ErrorCode::ServiceUnavailable,
+                ErrorCode::RateLimited
+                | ErrorCode::ConversationBusy
+                | ErrorCode::LlmUnavailable
+                | ErrorCode::ServiceUnavailable,
             ) => Next::TryLater,
             _ => match &error {
                 Error::Transport(transport) if transport.may_have_reached_server() => {

@@ -43,8 +43,8 @@ pub use anyreply_core::ErrorCode;
 pub use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, ConversationHistory,
     ConversationPage, ConversationSummary, FunctionCall, GenerateReplyRequest,
-    GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, Role, Tool,
-    ToolHeader, ToolInput, ToolParameter, Variables,
+    GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, PageQuery,
+    Role, Tool, ToolHeader, ToolInput, ToolList, ToolParameter, Variables,
 };
 pub use client::{Client, ClientBuilder, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};

@@ -1,11 +1,13 @@
 //! Endpoints grouped by resource: `client.conversations().get(id)`.
 
+use std::future::Future;
+
 use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, AssistantResponse,
     ConversationHistory, ConversationPage, ConversationSummary, DeletedResponse,
-    ListConversationsQuery, Tool, ToolInput, ToolList, ToolResponse,
+    ListConversationsQuery, PageQuery, Tool, ToolInput, ToolList, ToolResponse,
 };
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use uuid::Uuid;
 
 use crate::client::{Client, RequestOptions};
@@ -96,6 +98,46 @@ impl Conversations<'_> {
     }
 }
 
+/// `per_page` and `cursor` as query parameters.
+fn page_params(query: &PageQuery) -> Vec<(&'static str, String)> {
+    [
+        ("per_page", query.per_page.map(|n| n.to_string())),
+        ("cursor", query.cursor.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+    .collect()
+}
+
+/// Every item of a list paged in id order, page after page: `fetch` reads one page as its items
+/// and `next_cursor`.
+fn stream_pages<'a, T: 'a, Fut>(
+    query: PageQuery,
+    fetch: impl Fn(PageQuery) -> Fut + Copy + 'a,
+) -> impl Stream<Item = Result<T, Error>> + 'a
+where
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), Error>> + 'a,
+{
+    let pages = futures::stream::try_unfold(Some(query), move |next| async move {
+        let Some(query) = next else {
+            return Ok::<_, Error>(None);
+        };
+        let (items, next_cursor) = fetch(query.clone()).await?;
+        // A server answering with the cursor it was sent would loop forever: stop there.
+        let next = next_cursor
+            .filter(|cursor| query.cursor.as_ref() != Some(cursor))
+            .map(|cursor| PageQuery {
+                cursor: Some(cursor),
+                ..query
+            });
+        Ok(Some((
+            futures::stream::iter(items.into_iter().map(Ok)),
+            next,
+        )))
+    });
+    pages.try_flatten()
+}
+
 /// `client.assistants()`.
 #[derive(Debug, Clone, Copy)]
 pub struct Assistants<'a> {
@@ -103,10 +145,24 @@ pub struct Assistants<'a> {
 }
 
 impl Assistants<'_> {
-    /// `GET /api/user/assistants/get`.
+    /// `GET /api/user/assistants/get`, every page: all the account's assistants, in id order.
     pub async fn list(&self) -> Result<Vec<Assistant>, Error> {
-        let list: AssistantList = self.client.get("api/user/assistants/get", &[]).await?;
-        Ok(list.data)
+        self.stream(PageQuery::default()).try_collect().await
+    }
+
+    /// `GET /api/user/assistants/get`: one page, in id order, and its `next_cursor`.
+    pub async fn page(&self, query: &PageQuery) -> Result<AssistantList, Error> {
+        self.client
+            .get("api/user/assistants/get", &page_params(query))
+            .await
+    }
+
+    /// Every assistant from the page `query` names on, page after page, as a stream.
+    pub fn stream(&self, query: PageQuery) -> impl Stream<Item = Result<Assistant, Error>> + '_ {
+        stream_pages(query, move |query| async move {
+            let page = self.page(&query).await?;
+            Ok((page.data, page.next_cursor))
+        })
     }
 
     /// `POST /api/user/assistant` (`name` is required).
@@ -144,10 +200,23 @@ pub struct Tools<'a> {
 }
 
 impl Tools<'_> {
-    /// `GET /api/user/tools` (header values masked).
+    /// `GET /api/user/tools`, every page: all the account's tools, in id order (header values
+    /// masked).
     pub async fn list(&self) -> Result<Vec<Tool>, Error> {
-        let list: ToolList = self.client.get("api/user/tools", &[]).await?;
-        Ok(list.data)
+        self.stream(PageQuery::default()).try_collect().await
+    }
+
+    /// `GET /api/user/tools`: one page, in id order, and its `next_cursor`.
+    pub async fn page(&self, query: &PageQuery) -> Result<ToolList, Error> {
+        self.client.get("api/user/tools", &page_params(query)).await
+    }
+
+    /// Every tool from the page `query` names on, page after page, as a stream.
+    pub fn stream(&self, query: PageQuery) -> impl Stream<Item = Result<Tool, Error>> + '_ {
+        stream_pages(query, move |query| async move {
+            let page = self.page(&query).await?;
+            Ok((page.data, page.next_cursor))
+        })
     }
 
     /// `GET /api/user/tools/{id}`.

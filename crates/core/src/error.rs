@@ -65,6 +65,8 @@ error_codes! {
     IdempotencyConflict = ("IDEMPOTENCY_CONFLICT", 409, true, "A request with this Idempotency-Key is still being processed"),
     /// The `Idempotency-Key` was used before with a different request.
     IdempotencyKeyReused = ("IDEMPOTENCY_KEY_REUSED", 422, false, "This Idempotency-Key was already used with a different request"),
+    /// The account already has the most assistants or tools it may have; nothing was created.
+    LimitExceeded = ("LIMIT_EXCEEDED", 422, false, "The account has reached the most it may have of this resource"),
     /// One or more fields are invalid; see `errors`.
     ValidationError = ("VALIDATION_ERROR", 422, false, "The given data was invalid"),
     /// Too many requests for this API key; see `Retry-After`.
@@ -157,6 +159,33 @@ mod tests {
             "ASSISTANT_NOT_FOUND"
         );
         assert_eq!(ErrorCode::InsufficientBalance.http_status(), 402);
+    }
+
+    /// The README's error table is what integrators read: it must list every code, once, with
+    /// the status and retry advice the server really gives.
+    #[test]
+    fn the_readme_table_lists_every_code() {
+        let readme = include_str!("../../../README.md");
+        let mut rows: Vec<String> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| `error_code` |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                cells[1..4].join(" ")
+            })
+            .collect();
+        let mut expected: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|code| {
+                let retry = if code.is_retryable() { "yes" } else { "no" };
+                format!("`{code}` {} {retry}", code.http_status())
+            })
+            .collect();
+        rows.sort();
+        expected.sort();
+        assert_eq!(rows, expected);
     }
 
     #[test]

@@ -18,9 +18,18 @@ pub const MAX_MODEL_NAME_CHARS: usize = 255;
 pub const MAX_CONVERSATION_VARIABLES_BYTES: usize = 64 * 1024;
 /// Default of the most messages of one conversation waiting for their reply at once.
 pub const DEFAULT_CONVERSATION_QUEUE_LIMIT: u32 = 20;
+/// Most tools one assistant may use: every reply offers all of them to the model.
+pub const MAX_ASSISTANT_TOOLS: usize = 32;
+/// Most assistants of one account.
+pub const MAX_ASSISTANTS_PER_ACCOUNT: usize = 1_000;
+/// Most tools of one account.
+pub const MAX_TOOLS_PER_ACCOUNT: usize = 1_000;
 /// Largest accepted request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Page size bounds of list endpoints.
 pub const MAX_PER_PAGE: u32 = 100;
 /// Default page size of list endpoints.
 pub const DEFAULT_PER_PAGE: u32 = 15;
+/// Default page size of the assistant and tool lists: the most, so that an account with up to
+/// 100 of them still gets all on the first page, as from Famulor's unpaged lists.
+pub const DEFAULT_ASSISTANTS_AND_TOOLS_PER_PAGE: u32 = MAX_PER_PAGE;

@@ -228,8 +228,8 @@ impl<'a> Fields<'a> {
         Some(object.clone())
     }
 
-    /// An array of positive integer ids.
-    pub fn optional_ids(&mut self, field: &str) -> Option<Vec<i64>> {
+    /// An array of at most `max` positive integer ids.
+    pub fn optional_ids(&mut self, field: &str, max: usize) -> Option<Vec<i64>> {
         let value = self.get(field)?;
         let ids = value.as_array().and_then(|items| {
             items
@@ -237,11 +237,19 @@ impl<'a> Fields<'a> {
                 .map(|v| v.as_i64().filter(|id| *id > 0))
                 .collect::<Option<Vec<_>>>()
         });
-        if ids.is_none() {
+        let Some(ids) = ids else {
             self.errors
                 .add(field, format!("The {field} field must be an array of ids."));
+            return None;
+        };
+        if ids.len() > max {
+            self.errors.add(
+                field,
+                format!("The {field} field must not have more than {max} items."),
+            );
+            return None;
         }
-        ids
+        Some(ids)
     }
 
     /// Whether `field` is present (and not null).

@@ -8,6 +8,8 @@ pub mod conversations;
 pub mod generate_reply;
 pub mod tools;
 
+use serde::{Deserialize, Serialize};
+
 pub use account::Me;
 pub use assistants::{Assistant, AssistantInput, AssistantList, AssistantResponse, LlmProvider};
 pub use conversations::{
@@ -22,3 +24,14 @@ pub use tools::{
 
 /// The `variables` of assistants and conversations: a flat JSON object.
 pub type Variables = serde_json::Map<String, serde_json::Value>;
+
+/// Query of the lists paged in id order: `GET /api/user/assistants/get` and `GET /api/user/tools`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageQuery {
+    /// 1..=100, default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<u32>,
+    /// The `next_cursor` of the page before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}

@@ -1,16 +1,19 @@
 //! Request extractors that answer with our error envelope instead of axum's plain text.
 
+use anyreply_core::limits::{DEFAULT_ASSISTANTS_AND_TOOLS_PER_PAGE, MAX_PER_PAGE};
+use anyreply_core::validate::Fields;
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
+use crate::models::page::AfterId;
 
 /// A JSON body, parsed but not yet typed: each endpoint validates it field by field, so one
 /// answer lists every bad field. Any content type is accepted, as Famulor clients vary.
@@ -101,5 +104,41 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
             .await
             .map(|axum::extract::Path(param)| PathParam(param))
             .map_err(|_| ApiError::new(ErrorCode::NotFound))
+    }
+}
+
+/// `per_page` (1..=100, default 100) and `cursor` of the lists paged in id order (assistants,
+/// tools); a bad one is a `VALIDATION_ERROR`.
+#[derive(Debug, Clone, Copy)]
+pub struct IdPageQuery {
+    pub per_page: u32,
+    pub after: Option<AfterId>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPageQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let params: Map<String, Value> =
+            url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+        let params = Value::Object(params);
+        let mut fields = Fields::new(&params);
+        let per_page = fields
+            .optional_integer("per_page", 1..=i64::from(MAX_PER_PAGE))
+            .map_or(DEFAULT_ASSISTANTS_AND_TOOLS_PER_PAGE, |n| n as u32);
+        let cursor = fields.optional_string("cursor", 1..=512);
+        let mut errors = fields.errors;
+        let after = cursor.and_then(|text| {
+            let decoded = AfterId::decode(&text);
+            if decoded.is_none() {
+                errors.add("cursor", "The cursor is invalid.");
+            }
+            decoded
+        });
+        errors
+            .finish(Self { per_page, after })
+            .map_err(ApiError::validation)
     }
 }

@@ -1,6 +1,6 @@
 //! Each endpoint's request, as the server expects it, and its typed answer.
 
-use anyreply_client::{AssistantInput, Error, ErrorCode, ListConversationsQuery, Uuid};
+use anyreply_client::{AssistantInput, Error, ErrorCode, ListConversationsQuery, PageQuery, Uuid};
 use futures::TryStreamExt;
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -171,4 +171,114 @@ async fn assistants_are_created_with_a_key_and_put_without_one() {
     let received = server.received_requests().await.unwrap();
     assert!(received[0].headers.contains_key("idempotency-key"));
     assert!(!received[1].headers.contains_key("idempotency-key"));
+}
+
+fn tool(id: i64) -> serde_json::Value {
+    json!({
+        "id": id, "name": format!("tool_{id}"), "description": "d", "endpoint": "https://crm.example.com",
+        "method": "GET", "timeout": 5, "headers": [], "schema": [],
+        "created_at": "2026-11-25T09:00:00Z", "updated_at": "2026-11-25T09:00:00Z"
+    })
+}
+
+#[tokio::test]
+async fn tool_lists_follow_next_cursor_and_a_page_says_where_the_next_starts() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/user/tools"))
+        .and(query_param("cursor", "after-2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": [tool(3)], "next_cursor": null })),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/user/tools"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": [tool(1), tool(2)], "next_cursor": "after-2" })),
+        )
+        .mount(&server)
+        .await;
+    let sdk = client(&server, fast_policy());
+    // `list` reads every page; it can run on another task.
+    let spawned = sdk.clone();
+    let all = tokio::spawn(async move { spawned.tools().list().await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 2, 3]);
+
+    let query = PageQuery {
+        per_page: Some(2),
+        ..Default::default()
+    };
+    let first = sdk.tools().page(&query).await.unwrap();
+    assert_eq!(first.data.len(), 2);
+    assert_eq!(first.next_cursor.as_deref(), Some("after-2"));
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.last().unwrap().url.query(), Some("per_page=2"));
+    let rest = sdk
+        .tools()
+        .page(&PageQuery {
+            cursor: first.next_cursor,
+            ..query
+        })
+        .await
+        .unwrap();
+    assert_eq!((rest.data[0].id, rest.next_cursor), (3, None));
+}
+
+#[tokio::test]
+async fn assistant_lists_read_unpaged_answers_and_stop_on_a_repeated_cursor() {
+    let server = MockServer::start().await;
+    let assistant = |id: i64| {
+        json!({
+            "id": id, "name": "Support", "system_prompt": "", "initial_message": null, "variables": {},
+            "llm_model": "gpt-4o-mini", "llm_temperature": 0.7, "llm_provider": "openai",
+            "fallback_llm_model": null, "fallback_llm_provider": null, "tool_ids": [],
+            "created_at": "2026-11-25T09:00:00Z", "updated_at": "2026-11-25T09:00:00Z"
+        })
+    };
+    // A server that does not page (Famulor's shape): one request, every assistant.
+    Mock::given(method("GET"))
+        .and(path("/api/user/assistants/get"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": [assistant(1), assistant(2)] })),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let sdk = client(&server, fast_policy());
+    let ids: Vec<_> = sdk
+        .assistants()
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, [1, 2]);
+
+    // A faulty server repeating its cursor does not make the stream loop.
+    Mock::given(method("GET"))
+        .and(path("/api/user/assistants/get"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": [assistant(3)], "next_cursor": "same" })),
+        )
+        .mount(&server)
+        .await;
+    let ids: Vec<_> = sdk
+        .assistants()
+        .stream(PageQuery::default())
+        .map_ok(|a| a.id)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(ids, [3, 3]);
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::Variables;
 use crate::limits::{
-    MAX_ASSISTANT_NAME_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, MAX_VARIABLE_NAME_CHARS,
-    MAX_VARIABLES,
+    MAX_ASSISTANT_NAME_CHARS, MAX_ASSISTANT_TOOLS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS,
+    MAX_VARIABLE_NAME_CHARS, MAX_VARIABLES,
 };
 use crate::validate::{FieldErrors, Fields};
 
@@ -42,11 +42,15 @@ pub struct Assistant {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `GET /api/user/assistants/get`.
+/// `GET /api/user/assistants/get`: one page, in id order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssistantList {
-    /// The assistant(s).
+    /// The assistants of this page.
     pub data: Vec<Assistant>,
+    /// Pass as `cursor` for the next page; `None` on the last page (and from servers that do
+    /// not page this list, such as Famulor's).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// Answer of create and update.
@@ -89,7 +93,7 @@ pub struct AssistantInput {
     /// Default: `llm_provider`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_llm_provider: Option<LlmProvider>,
-    /// Tools the model may call; each must be the account's.
+    /// Tools the model may call (at most 32); each must be the account's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_ids: Option<Vec<i64>>,
 }
@@ -148,7 +152,7 @@ impl AssistantInput {
             fallback_llm_model: fields
                 .optional_string("fallback_llm_model", 0..=MAX_MODEL_NAME_CHARS),
             fallback_llm_provider: None,
-            tool_ids: fields.optional_ids("tool_ids"),
+            tool_ids: fields.optional_ids("tool_ids", MAX_ASSISTANT_TOOLS),
         };
         let llm_provider = fields.optional_string("llm_provider", 1..=32);
         let fallback_llm_provider = fields.optional_string("fallback_llm_provider", 1..=32);
@@ -187,6 +191,20 @@ mod tests {
         assert_eq!(
             AssistantInput::from_json(&json!({}), false).unwrap(),
             AssistantInput::default()
+        );
+    }
+
+    #[test]
+    fn an_assistant_uses_at_most_32_tools() {
+        let ids = |n: i64| json!({ "tool_ids": (1..=n).collect::<Vec<_>>() });
+        let most = AssistantInput::from_json(&ids(32), false).unwrap();
+        assert_eq!(most.tool_ids.map(|ids| ids.len()), Some(32));
+        let errors = AssistantInput::from_json(&ids(33), false)
+            .unwrap_err()
+            .into_map();
+        assert_eq!(
+            errors["tool_ids"],
+            ["The tool_ids field must not have more than 32 items."]
         );
     }
 

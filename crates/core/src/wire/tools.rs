@@ -146,11 +146,15 @@ pub struct Tool {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `GET /api/user/tools`.
+/// `GET /api/user/tools`: one page, in id order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolList {
-    /// The tool(s).
+    /// The tools of this page.
     pub data: Vec<Tool>,
+    /// Pass as `cursor` for the next page; `None` on the last page (and from servers that do
+    /// not page this list, such as Famulor's).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// Answer of create, get and update.

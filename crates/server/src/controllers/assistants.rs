@@ -1,5 +1,6 @@
 //! `GET /api/user/assistants/get`, `POST /api/user/assistant`, `PUT /api/user/assistant/{id}`.
 
+use anyreply_core::limits::MAX_ASSISTANTS_PER_ACCOUNT;
 use anyreply_core::wire::{AssistantInput, AssistantList, AssistantResponse};
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::Json;
@@ -9,20 +10,23 @@ use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody, PathParam};
+use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::idempotency;
-use crate::models::{assistant, tool};
+use crate::models::assistant::{self, CreateError};
+use crate::models::tool;
 use diesel_async::AsyncPgConnection;
 use std::collections::HashSet;
 
 pub async fn list_assistants(
     State(app): State<App>,
     caller: Caller,
+    page: IdPageQuery,
 ) -> ApiResult<Json<AssistantList>> {
     let mut conn = app.db().await?;
-    let rows = assistant::list(&mut conn, caller.account_id).await?;
+    let page = assistant::list(&mut conn, caller.account_id, page.per_page, page.after).await?;
     Ok(Json(AssistantList {
-        data: rows.into_iter().map(|row| row.into_wire()).collect(),
+        data: page.rows.into_iter().map(|row| row.into_wire()).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -40,7 +44,9 @@ pub async fn create_assistant(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
                 check_tools(conn, account_id, &input).await?;
-                let row = assistant::create(conn, account_id, input, &default_model).await?;
+                let row = assistant::create(conn, account_id, input, &default_model)
+                    .await
+                    .map_err(create_error)?;
                 Ok((
                     StatusCode::CREATED,
                     AssistantResponse {
@@ -52,6 +58,15 @@ pub async fn create_assistant(
         })
         .await,
     )
+}
+
+fn create_error(error: CreateError) -> ApiError {
+    match error {
+        CreateError::LimitReached => ApiError::new(ErrorCode::LimitExceeded).with_message(format!(
+            "An account may have at most {MAX_ASSISTANTS_PER_ACCOUNT} assistants."
+        )),
+        CreateError::Database(error) => error.into(),
+    }
 }
 
 pub async fn update_assistant(

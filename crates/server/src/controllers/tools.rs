@@ -1,5 +1,6 @@
 //! `POST/GET /api/user/tools`, `GET/PUT/DELETE /api/user/tools/{id}`.
 
+use anyreply_core::limits::MAX_TOOLS_PER_ACCOUNT;
 use anyreply_core::wire::{DeletedResponse, ToolInput, ToolList, ToolResponse};
 use anyreply_core::{ErrorCode, FieldErrors};
 use axum::Json;
@@ -9,7 +10,7 @@ use axum::response::Response;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody, PathParam};
+use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::tool::{self, WriteError};
 
@@ -40,6 +41,9 @@ fn write_error(error: WriteError) -> ApiError {
             "name",
             "The account already has a tool of that name.",
         )),
+        WriteError::LimitReached => ApiError::new(ErrorCode::LimitExceeded).with_message(format!(
+            "An account may have at most {MAX_TOOLS_PER_ACCOUNT} tools; delete one to make room."
+        )),
         WriteError::HeadersNeeded => ApiError::validation(FieldErrors::single(
             "headers",
             "The endpoint moves to another host: send the headers again, with their values.",
@@ -48,11 +52,16 @@ fn write_error(error: WriteError) -> ApiError {
     }
 }
 
-pub async fn list_tools(State(app): State<App>, caller: Caller) -> ApiResult<Json<ToolList>> {
+pub async fn list_tools(
+    State(app): State<App>,
+    caller: Caller,
+    page: IdPageQuery,
+) -> ApiResult<Json<ToolList>> {
     let mut conn = app.db().await?;
-    let rows = tool::list(&mut conn, caller.account_id).await?;
+    let page = tool::list(&mut conn, caller.account_id, page.per_page, page.after).await?;
     Ok(Json(ToolList {
-        data: rows.into_iter().map(|row| row.into_wire()).collect(),
+        data: page.rows.into_iter().map(|row| row.into_wire()).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

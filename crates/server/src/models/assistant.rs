@@ -1,13 +1,15 @@
 //! Assistants: one account's chat configurations.
 
+use anyreply_core::limits::MAX_ASSISTANTS_PER_ACCOUNT;
 use anyreply_core::wire::assistants::DEFAULT_TEMPERATURE;
 use anyreply_core::wire::{self, AssistantInput, LlmProvider};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
-use super::object;
+use super::page::{AfterId, Page};
+use super::{object, quota};
 use crate::schema::assistants;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -81,13 +83,25 @@ pub async fn find(
         .optional()
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<Vec<AssistantRow>> {
-    assistants::table
+/// One page of the account's assistants in id order, starting after `after` (an index range
+/// of `assistants_account`).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    per_page: u32,
+    after: Option<AfterId>,
+) -> QueryResult<Page<AssistantRow>> {
+    let mut query = assistants::table
         .filter(assistants::account_id.eq(account_id))
         .order(assistants::id)
+        .limit(i64::from(per_page) + 1)
         .select(AssistantRow::as_select())
-        .load(conn)
-        .await
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(assistants::id.gt(after.id));
+    }
+    let rows = query.load(conn).await?;
+    Ok(Page::from_rows(rows, per_page, |row| row.id))
 }
 
 /// Present fields of an update; absent ones keep their value.
@@ -139,13 +153,52 @@ impl AssistantChanges {
     }
 }
 
+/// Why a creation was refused.
+#[derive(Debug)]
+pub enum CreateError {
+    /// The account has [`MAX_ASSISTANTS_PER_ACCOUNT`] already.
+    LimitReached,
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for CreateError {
+    fn from(error: diesel::result::Error) -> Self {
+        CreateError::Database(error)
+    }
+}
+
+pub async fn count(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<i64> {
+    assistants::table
+        .filter(assistants::account_id.eq(account_id))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Creates an assistant unless the account has as many as it may have.
 pub async fn create(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     input: AssistantInput,
     default_model: &str,
-) -> QueryResult<AssistantRow> {
+) -> Result<AssistantRow, CreateError> {
     let changes = AssistantChanges::from_input(input, default_model);
+    conn.transaction(async |conn| {
+        quota::lock_account(conn, account_id).await?;
+        if !quota::has_room(count(conn, account_id).await?, MAX_ASSISTANTS_PER_ACCOUNT) {
+            return Err(CreateError::LimitReached);
+        }
+        Ok(insert(conn, account_id, changes, default_model).await?)
+    })
+    .await
+}
+
+async fn insert(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    changes: AssistantChanges,
+    default_model: &str,
+) -> QueryResult<AssistantRow> {
     diesel::insert_into(assistants::table)
         .values((
             assistants::account_id.eq(account_id),

@@ -7,7 +7,9 @@ pub mod assistant;
 pub mod conversation;
 pub mod idempotency_key;
 pub mod message;
+pub mod page;
 pub mod pending_reply;
+pub mod quota;
 pub mod tool;
 pub mod tool_call;
 

@@ -1,5 +1,6 @@
 //! Tools: an account's HTTP endpoints that its assistants' models may call.
 
+use anyreply_core::limits::MAX_TOOLS_PER_ACCOUNT;
 use anyreply_core::wire::tools::DEFAULT_TOOL_TIMEOUT_SECS;
 use anyreply_core::wire::{self, HttpMethod, ToolHeader, ToolInput, ToolParameter};
 use chrono::{DateTime, Utc};
@@ -7,6 +8,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::page::{AfterId, Page};
+use super::quota;
 use crate::schema::{assistants, tools};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -81,6 +84,8 @@ pub fn mask(value: &str) -> String {
 #[derive(Debug)]
 pub enum WriteError {
     NameTaken,
+    /// The account has [`MAX_TOOLS_PER_ACCOUNT`] already.
+    LimitReached,
     /// The endpoint moved to another origin while stored header values would go along: they
     /// must be sent again, so a changed endpoint cannot collect the old secrets.
     HeadersNeeded,
@@ -99,13 +104,25 @@ impl From<diesel::result::Error> for WriteError {
     }
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<Vec<ToolRow>> {
-    tools::table
+/// One page of the account's tools in id order, starting after `after`: a range of the
+/// `tools_account` index.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    per_page: u32,
+    after: Option<AfterId>,
+) -> QueryResult<Page<ToolRow>> {
+    let mut query = tools::table
         .filter(tools::account_id.eq(account_id))
         .order(tools::id)
+        .limit(i64::from(per_page) + 1)
         .select(ToolRow::as_select())
-        .load(conn)
-        .await
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(tools::id.gt(after.id));
+    }
+    let rows = query.load(conn).await?;
+    Ok(Page::from_rows(rows, per_page, |row| row.id))
 }
 
 /// The tools among `ids` that belong to `account_id`, in id order.
@@ -141,7 +158,31 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Array(Vec::new()))
 }
 
+pub async fn count(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<i64> {
+    tools::table
+        .filter(tools::account_id.eq(account_id))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Creates a tool unless the account has as many as it may have.
 pub async fn create(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: ToolInput,
+) -> Result<ToolRow, WriteError> {
+    conn.transaction(async |conn| {
+        quota::lock_account(conn, account_id).await?;
+        if !quota::has_room(count(conn, account_id).await?, MAX_TOOLS_PER_ACCOUNT) {
+            return Err(WriteError::LimitReached);
+        }
+        insert(conn, account_id, input).await
+    })
+    .await
+}
+
+async fn insert(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     input: ToolInput,

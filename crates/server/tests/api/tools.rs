@@ -1,5 +1,6 @@
 //! The tools API: Famulor's fields and rules, scoped to the account, secrets never echoed.
 
+use futures::future::join_all;
 use serde_json::{Value, json};
 
 use crate::util::{TestApp, assert_error};
@@ -206,4 +207,174 @@ async fn moving_the_endpoint_to_another_host_needs_the_secrets_again() {
     let (status, moved, _) = app.put(&account.key, &path, &body).await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["data"]["endpoint"], elsewhere);
+}
+
+fn tool_named(name: &str) -> Value {
+    let mut tool = calendar_tool();
+    tool["name"] = json!(name);
+    tool
+}
+
+#[tokio::test]
+async fn an_account_has_at_most_1000_tools_even_when_creations_race() {
+    let mut app = TestApp::spawn().await;
+    let second = app.start_server(app.settings.clone()).await;
+    let account = app.account("10").await;
+    let other = app.account("10").await;
+    app.seed_tools(&account, 999).await;
+
+    // Ten creations at once through two server processes, with room for one.
+    let bases = [app.base.clone(), second];
+    let names = [
+        "racer_a", "racer_b", "racer_c", "racer_d", "racer_e", "racer_f", "racer_g", "racer_h",
+        "racer_i", "racer_j",
+    ];
+    let answers = join_all(names.iter().enumerate().map(|(n, name)| {
+        let body = tool_named(name);
+        let (app, key, base) = (&app, &account.key, &bases[n % 2]);
+        async move {
+            app.request(
+                base,
+                reqwest::Method::POST,
+                key,
+                "/api/user/tools",
+                Some(&body),
+            )
+            .await
+        }
+    }))
+    .await;
+    let created: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 201)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (status, body, _) in answers.iter().filter(|(status, _, _)| *status != 201) {
+        assert_error(*status, body, 422, "LIMIT_EXCEEDED");
+        assert_eq!(
+            body["message"],
+            "An account may have at most 1000 tools; delete one to make room."
+        );
+    }
+    assert_eq!(app.count("tools").await, 1_000);
+
+    // The 1,001st stores nothing; deleting one makes room for it.
+    let (status, body, _) = app
+        .post(&account.key, "/api/user/tools", &tool_named("one_too_many"))
+        .await;
+    assert_error(status, &body, 422, "LIMIT_EXCEEDED");
+    assert_eq!(app.count("tools").await, 1_000);
+    let path = format!("/api/user/tools/{}", created[0].1["data"]["id"]);
+    let (status, _, _) = app
+        .request(
+            &app.base,
+            reqwest::Method::DELETE,
+            &account.key,
+            &path,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = app
+        .post(&account.key, "/api/user/tools", &tool_named("one_too_many"))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(app.count("tools").await, 1_000);
+
+    // The cap is the account's own.
+    let (status, body, _) = app
+        .post(&other.key, "/api/user/tools", &calendar_tool())
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn tool_pages_concatenate_to_every_tool_once_in_id_order() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let other = app.account("10").await;
+    app.seed_tools(&account, 120).await;
+    app.seed_tools(&other, 20).await;
+    let (status, created, _) = app
+        .post(&account.key, "/api/user/tools", &calendar_tool())
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let all = app.ids_of("tools", &account).await;
+    assert_eq!(all.len(), 121);
+
+    let path = "/api/user/tools";
+    let (ids, sizes) = app.walk_pages(&account.key, path, "").await;
+    assert_eq!(
+        (ids.as_slice(), sizes.as_slice()),
+        (all.as_slice(), &[100, 21][..])
+    );
+    let (ids, sizes) = app.walk_pages(&account.key, path, "per_page=11").await;
+    assert_eq!(ids, all);
+    assert_eq!(sizes, [11; 11]);
+    let (ids, _) = app.walk_pages(&other.key, path, "per_page=3").await;
+    assert_eq!(ids, app.ids_of("tools", &other).await);
+
+    // Header values stay masked on every page.
+    let (_, first, _) = app.get(&account.key, &format!("{path}?per_page=100")).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, rest, _) = app
+        .get(&account.key, &format!("{path}?cursor={cursor}"))
+        .await;
+    assert_eq!(rest["data"][20]["id"], created["data"]["id"]);
+    assert_eq!(rest["data"][20]["headers"][0]["value"], "****cdef");
+    assert_eq!(rest["next_cursor"], json!(null));
+}
+
+#[tokio::test]
+async fn a_page_follows_its_cursor_when_the_tool_it_names_is_deleted() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    app.seed_tools(&account, 6).await;
+    let all = app.ids_of("tools", &account).await;
+    let (_, first, _) = app.get(&account.key, "/api/user/tools?per_page=3").await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (status, _, _) = app
+        .request(
+            &app.base,
+            reqwest::Method::DELETE,
+            &account.key,
+            &format!("/api/user/tools/{}", all[2]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, second, _) = app
+        .get(
+            &account.key,
+            &format!("/api/user/tools?per_page=3&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    let ids: Vec<_> = second["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, all[3..]);
+    assert_eq!(second["next_cursor"], json!(null));
+}
+
+#[tokio::test]
+async fn the_tool_list_keeps_famulors_shape_and_refuses_bad_pages() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (_, list, _) = app.get(&account.key, "/api/user/tools").await;
+    assert_eq!(list, json!({ "data": [], "next_cursor": null }));
+    for (query, field) in [
+        ("per_page=0", "per_page"),
+        ("per_page=500", "per_page"),
+        ("cursor=%%%", "cursor"),
+    ] {
+        let (status, body, _) = app
+            .get(&account.key, &format!("/api/user/tools?{query}"))
+            .await;
+        assert_error(status, &body, 422, "VALIDATION_ERROR");
+        assert!(body["errors"][field].is_array(), "{query}: {body}");
+    }
 }

@@ -333,6 +333,86 @@ impl TestApp {
             .collect()
     }
 
+    /// Runs one SQL statement on this test's database (to set up many rows at once).
+    async fn execute_sql(&self, statement: &str) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Inserts `n` tools of the account straight into the database (names `tool_b`, `tool_c`, …:
+    /// the digits of 1, 2, … spelled as letters, so the names pass the API's rules).
+    pub async fn seed_tools(&self, account: &TestAccount, n: u32) {
+        self.execute_sql(&format!(
+            "INSERT INTO tools (account_id, name, description, endpoint, method, timeout_secs)
+             SELECT {}, 'tool_' || translate(i::text, '0123456789', 'abcdefghij'), 'Seeded',
+                    'https://crm.example.com/seeded', 'GET', 5
+             FROM generate_series(1, {n}) AS i",
+            account.id
+        ))
+        .await;
+    }
+
+    /// Inserts `n` assistants of the account straight into the database.
+    pub async fn seed_assistants(&self, account: &TestAccount, n: u32) {
+        self.execute_sql(&format!(
+            "INSERT INTO assistants (account_id, name, llm_model)
+             SELECT {}, 'Seeded ' || i, 'gpt-4o-mini' FROM generate_series(1, {n}) AS i",
+            account.id
+        ))
+        .await;
+    }
+
+    /// The ids of the account's rows in `table`, in id order: the truth a list is checked by.
+    pub async fn ids_of(&self, table: &str, account: &TestAccount) -> Vec<i64> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Int8)]
+            id: i64,
+        }
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(format!(
+            "SELECT id FROM {table} WHERE account_id = {} ORDER BY id",
+            account.id
+        ))
+        .load::<Id>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect()
+    }
+
+    /// Follows `next_cursor` through a list from its first page (`query` added to every
+    /// request); returns the ids in the order served and each page's size.
+    pub async fn walk_pages(&self, key: &str, path: &str, query: &str) -> (Vec<i64>, Vec<usize>) {
+        let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{path}?{query}");
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let (status, page, _) = self.get(key, &url).await;
+            assert_eq!(status, 200, "{page}");
+            let data = page["data"].as_array().unwrap();
+            sizes.push(data.len());
+            ids.extend(data.iter().map(|row| row["id"].as_i64().unwrap()));
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => {
+                    assert!(page["next_cursor"].is_null(), "{page}");
+                    return (ids, sizes);
+                }
+            }
+            assert!(sizes.len() <= 1_000, "the pages never end");
+        }
+    }
+
     /// Rows of `table` in this test's database.
     pub async fn count(&self, table: &str) -> i64 {
         use diesel_async::RunQueryDsl;
