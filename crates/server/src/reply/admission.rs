@@ -22,7 +22,7 @@ use crate::models::conversation::{self, Joined};
 use crate::models::{account, api_key, message, pending_reply, tool};
 use crate::rate_limit::RateLimit;
 
-/// History places read per query while filling the prompt budget.
+/// History places the prompt's first page of history spans.
 const HISTORY_PAGE: i64 = 64;
 
 /// What admission did with a message.

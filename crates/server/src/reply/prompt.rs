@@ -112,9 +112,10 @@ impl PromptBudget {
     }
 }
 
-/// A walk back through a conversation's history, a page of places at a time from the newest,
+/// A walk back through a conversation's history, a range of places at a time from the newest,
 /// that ends as soon as the prompt budget is spent: a conversation of 10,000 messages reads no
-/// more than one of 1,000 does.
+/// more than one of 1,000 does. Each page spans twice the places of the one before (up to
+/// [`MAX_SPAN`]), so a short conversation costs one small read and a long one few reads.
 #[derive(Debug)]
 pub struct HistoryWalk {
     /// The place the next page ends before; `None` once the walk is over.
@@ -122,8 +123,11 @@ pub struct HistoryWalk {
     span: i64,
 }
 
+/// The most places one page of a [`HistoryWalk`] spans.
+pub const MAX_SPAN: i64 = 1024;
+
 impl HistoryWalk {
-    /// A walk through the history before place `seq`, `span` places a page.
+    /// A walk through the history before place `seq`, the first page `span` places.
     pub fn new(seq: i64, span: i64) -> Self {
         Self {
             before: (seq > 1).then_some(seq),
@@ -149,6 +153,7 @@ impl HistoryWalk {
             .before
             .map(|before| before - self.span)
             .filter(|&before| before > 1);
+        self.span = (self.span * 2).min(MAX_SPAN);
     }
 }
 
@@ -222,17 +227,22 @@ mod tests {
         let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
         let mut walk = HistoryWalk::new(10_001, 64);
         let mut pages_read = 0;
+        let mut spans = Vec::new();
         while let Some((before, span)) = walk.next_page() {
-            pages_read += 1;
+            spans.push(span);
             let page: Vec<MessageRow> = history
                 .iter()
                 .filter(|m| m.seq < before && m.seq >= before - span)
                 .cloned()
                 .collect();
-            assert!(page.len() <= 64);
+            assert!(page.len() as i64 <= span);
             walk.offer(&mut prompt, page);
         }
-        assert_eq!(pages_read, 4, "220 messages fit: four pages of 64, not 157");
+        assert_eq!(
+            spans,
+            [64, 128, 256],
+            "220 messages fit: three pages, not 157"
+        );
         let messages = prompt.into_messages();
         assert_eq!(messages.len(), (2_000 - 5) / 9 + 1);
         assert_eq!(

@@ -24,10 +24,12 @@ pub async fn settle(
 ) -> ReplyResult<()> {
     let mut conn = app.db().await?;
     conn.transaction::<_, ReplyError, _>(async |conn| {
+        // The conversation's row first: a message admitted from now on waits for this commit
+        // and then finds this turn over; one admitted before is seen by `take` as a waiter.
+        conversation::count_reply(conn, turn.conversation_id, &turn.variables).await?;
         let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id)
             .await?
             .ok_or(ReplyError::Superseded)?;
-        conversation::count_reply(conn, turn.conversation_id, &turn.variables).await?;
         let cost = reply.cost.subunits();
         // Within the reservation (as it should be), the unused rest goes back last of all;
         // past it, what the balance can still pay is charged.

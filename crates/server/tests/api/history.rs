@@ -2,6 +2,7 @@
 //! prompt's page query reading no more rows than a page holds, whatever the statistics say.
 
 use anyreply_server::models::message::PAGE_SQL;
+use anyreply_server::reply::prompt::MAX_SPAN;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
@@ -80,7 +81,12 @@ fn rows_read(plan: &Value) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn rows_read_by_a_page(app: &TestApp, conversation: uuid::Uuid, before: i64) -> f64 {
+async fn rows_read_by_a_page(
+    app: &TestApp,
+    conversation: uuid::Uuid,
+    before: i64,
+    span: i64,
+) -> f64 {
     #[derive(diesel::QueryableByName)]
     struct Plan {
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
@@ -90,7 +96,7 @@ async fn rows_read_by_a_page(app: &TestApp, conversation: uuid::Uuid, before: i6
     let plan: Plan = diesel::sql_query(format!("EXPLAIN (ANALYZE, FORMAT JSON) {PAGE_SQL}"))
         .bind::<diesel::sql_types::Uuid, _>(conversation)
         .bind::<diesel::sql_types::Int8, _>(before)
-        .bind::<diesel::sql_types::Int8, _>(64_i64)
+        .bind::<diesel::sql_types::Int8, _>(span)
         .get_result(&mut conn)
         .await
         .unwrap();
@@ -117,17 +123,23 @@ async fn a_history_page_reads_no_more_rows_than_it_holds_with_fresh_or_stale_sta
         .await
         .unwrap();
     app.seed_history(long, 10_000).await;
-    for before in [10_003, 5_000, 65] {
-        let read = rows_read_by_a_page(&app, long, before).await;
-        assert!(read <= 64.0, "stale statistics: a page read {read} rows");
+    for (before, span) in [(10_003, 64), (5_000, 64), (65, 64), (10_003, MAX_SPAN)] {
+        let read = rows_read_by_a_page(&app, long, before, span).await;
+        assert!(
+            read <= span as f64,
+            "stale statistics: a page of {span} places read {read} rows"
+        );
     }
     // Fresh.
     diesel::sql_query("ANALYZE messages")
         .execute(&mut conn)
         .await
         .unwrap();
-    for before in [10_003, 5_000, 65] {
-        let read = rows_read_by_a_page(&app, long, before).await;
-        assert!(read <= 64.0, "fresh statistics: a page read {read} rows");
+    for (before, span) in [(10_003, 64), (5_000, 64), (65, 64), (10_003, MAX_SPAN)] {
+        let read = rows_read_by_a_page(&app, long, before, span).await;
+        assert!(
+            read <= span as f64,
+            "fresh statistics: a page of {span} places read {read} rows"
+        );
     }
 }
