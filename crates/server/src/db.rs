@@ -156,3 +156,9 @@ where
 impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeptPrepared<Q> {
     type SqlType = Q::SqlType;
 }
+
+/// What a query runs on: a connection of the pool, or a shared `&AsyncPgConnection` through
+/// which several queries are pipelined (sent together, answered in order).
+pub trait Conn: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send {}
+
+impl<C: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send> Conn for C {}

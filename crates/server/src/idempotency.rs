@@ -192,7 +192,7 @@ impl Claim {
     /// that work back) if the claim was taken over meanwhile.
     pub async fn complete(
         &self,
-        conn: &mut AsyncPgConnection,
+        conn: &mut impl crate::db::Conn,
         status: StatusCode,
         body: &impl Serialize,
     ) -> ApiResult<()> {

@@ -4,7 +4,7 @@ use anyreply_core::Money;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::KeepPrepared;
+use crate::db::{Conn, KeepPrepared};
 
 use crate::schema::accounts;
 
@@ -69,7 +69,7 @@ pub async fn top_up(
 }
 
 /// Takes `amount` from the balance if it is there; `false` (and nothing taken) if not.
-pub async fn reserve(conn: &mut AsyncPgConnection, id: i64, amount: Money) -> QueryResult<bool> {
+pub async fn reserve(conn: &mut impl Conn, id: i64, amount: Money) -> QueryResult<bool> {
     let reserved = diesel::update(
         accounts::table
             .find(id)
@@ -112,7 +112,7 @@ pub async fn charge(
 }
 
 /// Gives back a reservation.
-pub async fn refund(conn: &mut AsyncPgConnection, id: i64, hold: i64) -> QueryResult<()> {
+pub async fn refund(conn: &mut impl Conn, id: i64, hold: i64) -> QueryResult<()> {
     diesel::update(accounts::table.find(id))
         .set(accounts::balance.eq(accounts::balance + hold))
         .execute(conn)

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::KeepPrepared;
+use crate::db::{Conn, KeepPrepared};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
@@ -109,7 +109,7 @@ pub struct WindowCount {
 
 /// Counts one call of key `id` in the fixed one-minute window of the database's clock. It
 /// locks the key's row until commit: call it late in its transaction.
-pub async fn count_call(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<WindowCount> {
+pub async fn count_call(conn: &mut impl Conn, id: i64) -> QueryResult<WindowCount> {
     diesel::sql_query(
         "UPDATE api_keys SET
              rate_count = CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END,

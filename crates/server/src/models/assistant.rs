@@ -6,6 +6,8 @@ use anyreply_core::wire::{self, AssistantInput, LlmProvider};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::db::Conn;
 use serde_json::Value;
 
 use super::page::{AfterId, Page};
@@ -70,7 +72,7 @@ impl AssistantRow {
 
 /// The assistant `id` if it belongs to `account_id`.
 pub async fn find(
-    conn: &mut AsyncPgConnection,
+    conn: &mut impl Conn,
     account_id: i64,
     id: i64,
 ) -> QueryResult<Option<AssistantRow>> {

@@ -7,6 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::{Conn, KeepPrepared};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -222,55 +224,56 @@ pub struct Joined {
     pub seq: i64,
 }
 
+#[derive(QueryableByName)]
+struct JoinedRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ai_enabled: bool,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    variables: Value,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    next_seq: i64,
+}
+
 /// Counts a new customer message into the conversation of (`assistant_id`, `customer`),
-/// creating it on first contact, and gives the message its place in the history. The upsert
-/// locks the conversation's row until commit, which orders concurrent messages of one
-/// customer: exactly one conversation, places in arrival order.
+/// creating it on first contact, and gives the message its place in the history; `None` if
+/// the assistant is not the account's (then nothing is touched). The upsert locks the
+/// conversation's row until commit, which orders concurrent messages of one customer: exactly
+/// one conversation, places in arrival order. A message under AI takes two places (its own and
+/// its reply's); under a human, one.
 pub async fn join(
-    conn: &mut AsyncPgConnection,
+    conn: &mut impl Conn,
     account_id: i64,
     assistant_id: i64,
     customer: &str,
-) -> QueryResult<Joined> {
-    // A message under AI takes two places (its own and its reply's); under a human, one.
-    let places = diesel::dsl::sql::<diesel::sql_types::Int8>(
-        "conversations.next_seq + CASE WHEN conversations.ai_enabled THEN 2 ELSE 1 END",
-    );
-    let (id, ai_enabled, variables, next_seq): (Uuid, bool, Value, i64) =
-        diesel::insert_into(conversations::table)
-            .values((
-                conversations::id.eq(Uuid::now_v7()),
-                conversations::account_id.eq(account_id),
-                conversations::assistant_id.eq(assistant_id),
-                conversations::customer_identifier.eq(customer),
-                conversations::message_count.eq(1),
-                conversations::next_seq.eq(3),
-            ))
-            .on_conflict((
-                conversations::assistant_id,
-                conversations::customer_identifier,
-            ))
-            .do_update()
-            .set((
-                conversations::message_count.eq(conversations::message_count + 1),
-                conversations::next_seq.eq(places),
-                conversations::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning((
-                conversations::id,
-                conversations::ai_enabled,
-                conversations::variables,
-                conversations::next_seq,
-            ))
-            .get_result(conn)
-            .await?;
-    let taken = if ai_enabled { 2 } else { 1 };
-    Ok(Joined {
-        id,
-        ai_enabled,
-        variables,
-        seq: next_seq - taken,
-    })
+) -> QueryResult<Option<Joined>> {
+    let row: Option<JoinedRow> = diesel::sql_query(
+        "INSERT INTO conversations (id, account_id, assistant_id, customer_identifier, message_count, next_seq)
+         SELECT $1, $2, a.id, $4, 1, 3 FROM assistants a WHERE a.id = $3 AND a.account_id = $2
+         ON CONFLICT (assistant_id, customer_identifier) DO UPDATE SET
+             message_count = conversations.message_count + 1,
+             next_seq = conversations.next_seq + CASE WHEN conversations.ai_enabled THEN 2 ELSE 1 END,
+             updated_at = now()
+         RETURNING id, ai_enabled, variables, next_seq",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .bind::<diesel::sql_types::Int8, _>(assistant_id)
+    .bind::<diesel::sql_types::Text, _>(customer)
+    .keep_prepared()
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|row| {
+        let taken = if row.ai_enabled { 2 } else { 1 };
+        Joined {
+            id: row.id,
+            ai_enabled: row.ai_enabled,
+            variables: row.variables,
+            seq: row.next_seq - taken,
+        }
+    }))
 }
 
 /// Merges `variables` into the conversation's own.
@@ -288,11 +291,7 @@ pub async fn merge_variables(
 }
 
 /// Counts a recorded reply in: one more message, the answered message's `variables` merged.
-pub async fn count_reply(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    variables: &Value,
-) -> QueryResult<()> {
+pub async fn count_reply(conn: &mut impl Conn, id: Uuid, variables: &Value) -> QueryResult<()> {
     use diesel::PgJsonbExpressionMethods;
     diesel::update(conversations::table.find(id))
         .set((

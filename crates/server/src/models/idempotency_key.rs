@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Bytea, Double, Int4, Int8, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::KeepPrepared;
+use crate::db::{Conn, KeepPrepared};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -118,7 +118,7 @@ fn on_held_row<'a>(
 
 /// Stores the answer of a held key; `false` if `token` no longer holds it.
 pub async fn complete(
-    conn: &mut AsyncPgConnection,
+    conn: &mut impl Conn,
     (account_id, key, token): (i64, &str, Uuid),
     status: u16,
     body: &Value,

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Int4, Int8, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::KeepPrepared;
+use crate::db::{Conn, KeepPrepared};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -69,7 +69,7 @@ pub const PAGE_SQL: &str =
 
 /// See [`PAGE_SQL`].
 pub async fn page_before(
-    conn: &mut AsyncPgConnection,
+    conn: &mut impl Conn,
     conversation_id: Uuid,
     before: i64,
     span: i64,
@@ -146,7 +146,7 @@ pub struct NewReply<'a> {
 }
 
 /// Stores a reply and adds its cost to the conversation's total.
-pub async fn insert_reply(conn: &mut AsyncPgConnection, reply: &NewReply<'_>) -> QueryResult<()> {
+pub async fn insert_reply(conn: &mut impl Conn, reply: &NewReply<'_>) -> QueryResult<()> {
     diesel::sql_query(
         "WITH reply AS (
              INSERT INTO messages (conversation_id, turn_id, seq, role, content, function_calls, cost, prompt_tokens, completion_tokens)

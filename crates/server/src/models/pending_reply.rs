@@ -7,33 +7,54 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::KeepPrepared;
+use crate::db::{Conn, KeepPrepared};
 use uuid::Uuid;
 
 use crate::schema::pending_replies;
 
-/// Queues `message_id` for a reply, holding `hold` sub-units reserved from the balance.
-pub async fn enqueue(
-    conn: &mut AsyncPgConnection,
-    message_id: i64,
-    conversation_id: Uuid,
-    account_id: i64,
-    hold: i64,
-    lease: Duration,
-) -> QueryResult<()> {
-    diesel::sql_query(
-        "INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+/// A customer message to store and queue for a reply.
+#[derive(Debug)]
+pub struct NewQueued<'a> {
+    pub conversation_id: Uuid,
+    pub account_id: i64,
+    /// Its place in the history.
+    pub seq: i64,
+    pub content: &'a str,
+    pub variables: &'a serde_json::Value,
+    /// Sub-units reserved from the balance for its reply.
+    pub hold: i64,
+    pub lease: Duration,
+}
+
+#[derive(QueryableByName)]
+struct Queued {
+    #[diesel(sql_type = Int8)]
+    id: i64,
+}
+
+/// Stores the customer message (its own turn) and queues it for a reply, in one statement;
+/// returns its id.
+pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> QueryResult<i64> {
+    let queued: Queued = diesel::sql_query(
+        "WITH message AS (
+             INSERT INTO messages (id, turn_id, conversation_id, seq, role, content, variables)
+             SELECT n.id, n.id, $1, $3, 'user', $4, $5 FROM (SELECT nextval('messages_id_seq') AS id) AS n
+             RETURNING id)
+         INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
+         SELECT id, $1, $2, $6, now() + make_interval(secs => $7) FROM message
+         RETURNING message_id AS id",
     )
-    .bind::<Int8, _>(message_id)
-    .bind::<SqlUuid, _>(conversation_id)
-    .bind::<Int8, _>(account_id)
-    .bind::<Int8, _>(hold)
-    .bind::<Double, _>(lease.as_secs_f64())
+    .bind::<SqlUuid, _>(new.conversation_id)
+    .bind::<Int8, _>(new.account_id)
+    .bind::<Int8, _>(new.seq)
+    .bind::<Text, _>(new.content)
+    .bind::<diesel::sql_types::Jsonb, _>(new.variables)
+    .bind::<Int8, _>(new.hold)
+    .bind::<Double, _>(new.lease.as_secs_f64())
     .keep_prepared()
-    .execute(conn)
-    .await
-    .map(drop)
+    .get_result(conn)
+    .await?;
+    Ok(queued.id)
 }
 
 /// A conversation's queue.
@@ -142,7 +163,7 @@ pub struct Taken {
 
 /// Removes `message_id` from the queue; `None` if it was no longer queued (reclaimed).
 pub async fn take(
-    conn: &mut AsyncPgConnection,
+    conn: &mut impl Conn,
     conversation_id: Uuid,
     message_id: i64,
 ) -> QueryResult<Option<Taken>> {

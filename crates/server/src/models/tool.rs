@@ -6,6 +6,8 @@ use anyreply_core::wire::{self, HttpMethod, ToolHeader, ToolInput, ToolParameter
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::db::Conn;
 use serde_json::Value;
 
 use super::page::{AfterId, Page};
@@ -127,7 +129,7 @@ pub async fn list(
 
 /// The tools among `ids` that belong to `account_id`, in id order.
 pub async fn find_many(
-    conn: &mut AsyncPgConnection,
+    conn: &mut impl Conn,
     account_id: i64,
     ids: &[i64],
 ) -> QueryResult<Vec<ToolRow>> {

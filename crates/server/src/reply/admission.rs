@@ -19,8 +19,12 @@ use crate::extract::Caller;
 use crate::idempotency::{self, Begin, Claim, RequestKey};
 use crate::models::assistant::{self, AssistantRow};
 use crate::models::conversation::{self, Joined};
+use crate::models::message::MessageRow;
+use crate::models::pending_reply::NewQueued;
+use crate::models::tool::ToolRow;
 use crate::models::{account, api_key, message, pending_reply, tool};
 use crate::rate_limit::RateLimit;
+use diesel::QueryResult;
 
 /// History places the prompt's first page of history spans.
 const HISTORY_PAGE: i64 = 64;
@@ -78,13 +82,24 @@ pub async fn admit(
             }
             None => None,
         };
-        let assistant = assistant::find(conn, account_id, request.assistant_id)
-            .await?
-            .ok_or(ErrorCode::AssistantNotFound)?;
-        let joined =
-            conversation::join(conn, account_id, assistant.id, &request.customer_identifier)
-                .await?;
+        // Pipelined (sent together, run in order): the assistant, and the customer's
+        // conversation with it, whose row lock orders the customer's messages.
+        let pipe: &AsyncPgConnection = conn;
+        let (mut first, mut second) = (pipe, pipe);
+        let (assistant, joined) = futures::try_join!(
+            assistant::find(&mut first, account_id, request.assistant_id),
+            conversation::join(
+                &mut second,
+                account_id,
+                request.assistant_id,
+                &request.customer_identifier
+            ),
+        )?;
+        let (Some(assistant), Some(joined)) = (assistant, joined) else {
+            return Err(ErrorCode::AssistantNotFound.into());
+        };
         let variables = Value::Object(request.variables.clone().unwrap_or_default());
+        // A statement of its own, after the lock: it sees every message queued before.
         let queued = if joined.ai_enabled {
             let queue = pending_reply::queue_of(conn, joined.id).await?;
             if queue.queued >= i64::from(settings.conversation_queue_limit) {
@@ -95,67 +110,82 @@ pub async fn admit(
             0
         };
         check_variables_size(conn, &joined, &variables, queued).await?;
-        let message_id =
-            message::insert_customer(conn, joined.id, joined.seq, &request.message, &variables)
-                .await?;
         if !joined.ai_enabled {
-            // No reply to wait for: the variables join the conversation now.
-            conversation::merge_variables(conn, joined.id, &variables).await?;
-            if let Some(claim) = &claim {
-                let answer = GenerateReplyResponse {
-                    success: true,
-                    conversation_id: joined.id,
-                    customer_identifier: request.customer_identifier.clone(),
-                    reply: String::new(),
-                    function_calls: Vec::new(),
-                    ai_disabled: true,
-                };
-                claim.complete(conn, StatusCode::OK, &answer).await?;
-            }
-            let rate_limit =
-                count_call(conn, caller.api_key_id, settings.rate_limit_per_minute).await?;
-            return Ok(Admission::Stored {
-                conversation_id: joined.id,
-                rate_limit,
-            });
+            return store_unanswered(
+                conn,
+                caller,
+                request,
+                claim.as_ref(),
+                &joined,
+                &variables,
+                settings.rate_limit_per_minute,
+            )
+            .await;
         }
 
+        let prompt = start_prompt(
+            app,
+            &assistant,
+            &request.message,
+            &variables,
+            &joined.variables,
+        );
+        let hold = reservation(settings, &assistant, prompt.fixed_tokens());
+        let new = NewQueued {
+            conversation_id: joined.id,
+            account_id,
+            seq: joined.seq,
+            content: &request.message,
+            variables: &variables,
+            hold: hold.subunits(),
+            lease: settings.reply_lease,
+        };
+        // The turn is this message's at once when nothing is queued before it: its prompt is
+        // read here. The key's and the account's rows, the hottest, are locked last.
+        let now = queued == 0;
+        let tool_ids = &assistant.tool_ids;
+        let pipe: &AsyncPgConnection = conn;
+        let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
+        let (message_id, page, tools, counted, reserved) = futures::try_join!(
+            pending_reply::enqueue_message(&mut c1, &new),
+            when(
+                now && joined.seq > 1,
+                message::page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
+            ),
+            when(
+                now && !tool_ids.is_empty(),
+                tool::find_many(&mut c3, account_id, tool_ids)
+            ),
+            api_key::count_call(&mut c4, caller.api_key_id),
+            account::reserve(&mut c5, account_id, hold),
+        )?;
+        let rate_limit = RateLimit::after(&counted, settings.rate_limit_per_minute);
+        if rate_limit.exceeded {
+            return Err(ReplyError::RateLimited(rate_limit));
+        }
+        if !reserved {
+            return Err(ErrorCode::InsufficientBalance.into());
+        }
+        if let Some(claim) = &claim {
+            claim.attach_message(conn, message_id).await?;
+        }
         let turn = Turn {
             account_id,
             conversation_id: joined.id,
             message_id,
             seq: joined.seq,
+            hold,
             customer_identifier: request.customer_identifier.clone(),
             message: request.message.clone(),
             variables,
             idempotency_key: claim.as_ref().map(|c| c.key.clone()),
             assistant,
         };
-        let prompt = start_prompt(app, &turn, &joined.variables);
-        let hold = reservation(settings, &turn.assistant, prompt.fixed_tokens());
-        pending_reply::enqueue(
-            conn,
-            message_id,
-            joined.id,
-            account_id,
-            hold.subunits(),
-            settings.reply_lease,
-        )
-        .await?;
-        if let Some(claim) = &claim {
-            claim.attach_message(conn, message_id).await?;
-        }
-        let prepared = if queued == 0 {
-            Some(finish_prompt(conn, &turn, prompt).await?)
+        let prepared = if now {
+            Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
         } else {
             None
         };
-        // The key's and the account's rows are the hottest: locked last, just before commit.
-        let rate_limit =
-            count_call(conn, caller.api_key_id, settings.rate_limit_per_minute).await?;
-        if !account::reserve(conn, account_id, hold).await? {
-            return Err(ErrorCode::InsufficientBalance.into());
-        }
         Ok(Admission::Queued(Box::new(Queued {
             turn,
             prepared,
@@ -164,6 +194,49 @@ pub async fn admit(
         })))
     })
     .await
+}
+
+/// `query`'s rows if `wanted`; nothing is sent otherwise.
+async fn when<T>(
+    wanted: bool,
+    query: impl Future<Output = QueryResult<T>>,
+) -> QueryResult<Option<T>> {
+    if wanted {
+        query.await.map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Under human takeover the message is stored and not answered; its variables join the
+/// conversation at once, as no reply will.
+async fn store_unanswered(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    request: &GenerateReplyRequest,
+    claim: Option<&Claim>,
+    joined: &Joined,
+    variables: &Value,
+    limit: u32,
+) -> ReplyResult<Admission> {
+    message::insert_customer(conn, joined.id, joined.seq, &request.message, variables).await?;
+    conversation::merge_variables(conn, joined.id, variables).await?;
+    if let Some(claim) = claim {
+        let answer = GenerateReplyResponse {
+            success: true,
+            conversation_id: joined.id,
+            customer_identifier: request.customer_identifier.clone(),
+            reply: String::new(),
+            function_calls: Vec::new(),
+            ai_disabled: true,
+        };
+        claim.complete(conn, StatusCode::OK, &answer).await?;
+    }
+    let rate_limit = count_call(conn, caller.api_key_id, limit).await?;
+    Ok(Admission::Stored {
+        conversation_id: joined.id,
+        rate_limit,
+    })
 }
 
 /// Counts the call; over the limit, the whole admission is refused.
@@ -216,37 +289,48 @@ async fn check_variables_size(
 
 /// The prompt's fixed parts: the system prompt and greeting filled from the variables (the
 /// assistant's defaults, the conversation's own, then this message's), and the message.
-fn start_prompt(app: &App, turn: &Turn, own_variables: &Value) -> PromptBudget {
-    let assistant: &AssistantRow = &turn.assistant;
+fn start_prompt(
+    app: &App,
+    assistant: &AssistantRow,
+    message: &str,
+    message_variables: &Value,
+    own_variables: &Value,
+) -> PromptBudget {
     let mut variables = merge_variables(&assistant.variables, own_variables);
-    variables.extend(turn.variables.as_object().cloned().unwrap_or_default());
+    variables.extend(message_variables.as_object().cloned().unwrap_or_default());
     PromptBudget::new(
         render(&assistant.system_prompt, &variables),
         assistant
             .initial_message
             .as_deref()
             .map(|greeting| render(greeting, &variables)),
-        turn.message.clone(),
+        message.to_owned(),
         app.settings.context_token_budget,
     )
 }
 
-/// Fills the prompt with the newest history that fits and reads the assistant's tools.
+/// Fills the prompt with the newest history that fits and reads the assistant's tools;
+/// `first_page` and `tools` if they were read already.
 async fn finish_prompt(
     conn: &mut AsyncPgConnection,
     turn: &Turn,
     mut prompt: PromptBudget,
+    mut first_page: Option<Vec<MessageRow>>,
+    tools: Option<Vec<ToolRow>>,
 ) -> ReplyResult<Prepared> {
     let mut walk = HistoryWalk::new(turn.seq, HISTORY_PAGE);
     while let Some((before, span)) = walk.next_page() {
-        let page = message::page_before(conn, turn.conversation_id, before, span).await?;
+        let page = match first_page.take() {
+            Some(page) => page,
+            None => message::page_before(conn, turn.conversation_id, before, span).await?,
+        };
         walk.offer(&mut prompt, page);
     }
     let assistant = &turn.assistant;
-    let tools = if assistant.tool_ids.is_empty() {
-        Vec::new()
-    } else {
-        tool::find_many(conn, assistant.account_id, &assistant.tool_ids).await?
+    let tools = match tools {
+        Some(tools) => tools,
+        None if assistant.tool_ids.is_empty() => Vec::new(),
+        None => tool::find_many(conn, assistant.account_id, &assistant.tool_ids).await?,
     };
     Ok(Prepared {
         messages: prompt.into_messages(),
@@ -262,8 +346,8 @@ pub async fn prepare_after_waiting(app: &App, turn: &Turn) -> ReplyResult<Prepar
         .read_only()
         .run::<_, ReplyError, _>(async |conn| {
             let own = conversation::variables(conn, turn.conversation_id).await?;
-            let prompt = start_prompt(app, turn, &own);
-            finish_prompt(conn, turn, prompt).await
+            let prompt = start_prompt(app, &turn.assistant, &turn.message, &turn.variables, &own);
+            finish_prompt(conn, turn, prompt, None, None).await
         })
         .await
 }

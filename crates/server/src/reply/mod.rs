@@ -38,6 +38,8 @@ pub struct Turn {
     pub message_id: i64,
     /// The message's place in the history; its reply takes the next.
     pub seq: i64,
+    /// What was reserved from the balance for the reply.
+    pub hold: Money,
     pub customer_identifier: String,
     pub message: String,
     /// The request's variables, merged into the conversation's when the reply is recorded.

@@ -226,7 +226,6 @@ mod tests {
             .collect();
         let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
         let mut walk = HistoryWalk::new(10_001, 64);
-        let mut pages_read = 0;
         let mut spans = Vec::new();
         while let Some((before, span)) = walk.next_page() {
             spans.push(span);

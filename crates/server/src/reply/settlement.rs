@@ -5,6 +5,7 @@
 use anyreply_core::wire::GenerateReplyResponse;
 use axum::http::StatusCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures::TryFutureExt;
 
 use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Turn};
@@ -22,52 +23,75 @@ pub async fn settle(
     reply: &Conversed,
     claim: Option<&Claim>,
 ) -> ReplyResult<()> {
+    let cost = reply.cost.subunits();
+    let hold = turn.hold.subunits();
+    let new_reply = |charged| NewReply {
+        conversation_id: turn.conversation_id,
+        turn_id: turn.message_id,
+        turn_seq: turn.seq,
+        content: &reply.text,
+        function_calls: serde_json::to_value(&reply.function_calls).unwrap_or_default(),
+        cost: charged,
+        prompt_tokens: i32::try_from(reply.usage.prompt_tokens).unwrap_or(i32::MAX),
+        completion_tokens: i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX),
+    };
+    let answer = claim.map(|_| GenerateReplyResponse {
+        success: true,
+        conversation_id: turn.conversation_id,
+        customer_identifier: turn.customer_identifier.clone(),
+        reply: reply.text.clone(),
+        function_calls: reply.function_calls.clone(),
+        ai_disabled: false,
+    });
     let mut conn = app.db().await?;
     conn.transaction::<_, ReplyError, _>(async |conn| {
-        // The conversation's row first: a message admitted from now on waits for this commit
-        // and then finds this turn over; one admitted before is seen by `take` as a waiter.
-        conversation::count_reply(conn, turn.conversation_id, &turn.variables).await?;
-        let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id)
-            .await?
-            .ok_or(ReplyError::Superseded)?;
-        let cost = reply.cost.subunits();
-        // Within the reservation (as it should be), the unused rest goes back last of all;
-        // past it, what the balance can still pay is charged.
-        let charged = if cost <= taken.hold {
-            cost
-        } else {
-            account::charge(conn, taken.account_id, taken.hold, cost).await?
-        };
-        message::insert_reply(
-            conn,
-            &NewReply {
-                conversation_id: turn.conversation_id,
-                turn_id: turn.message_id,
-                turn_seq: turn.seq,
-                content: &reply.text,
-                function_calls: serde_json::to_value(&reply.function_calls).unwrap_or_default(),
-                cost: charged,
-                prompt_tokens: i32::try_from(reply.usage.prompt_tokens).unwrap_or(i32::MAX),
-                completion_tokens: i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX),
-            },
-        )
-        .await?;
-        if let Some(claim) = claim {
-            let answer = GenerateReplyResponse {
-                success: true,
-                conversation_id: turn.conversation_id,
-                customer_identifier: turn.customer_identifier.clone(),
-                reply: reply.text.clone(),
-                function_calls: reply.function_calls.clone(),
-                ai_disabled: false,
+        // Within the reservation (as it should be), the reply is recorded in one pipeline: the
+        // conversation's row first (a message admitted from now on waits for this commit and
+        // then finds this turn over; one admitted before is seen by `take` as a waiter), the
+        // unused rest of the reservation given back last of all.
+        let taken = if cost <= hold {
+            let recorded = new_reply(cost);
+            let pipe: &AsyncPgConnection = conn;
+            let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
+            let stored = async {
+                match (claim, &answer) {
+                    (Some(claim), Some(answer)) => {
+                        claim.complete(&mut c4, StatusCode::OK, answer).await
+                    }
+                    _ => Ok(()),
+                }
             };
-            claim.complete(conn, StatusCode::OK, &answer).await?;
-        }
+            let ((), taken, (), (), ()) = futures::try_join!(
+                conversation::count_reply(&mut c1, turn.conversation_id, &turn.variables)
+                    .map_err(ReplyError::from),
+                pending_reply::take(&mut c2, turn.conversation_id, turn.message_id)
+                    .map_err(ReplyError::from),
+                message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
+                async { stored.await.map_err(ReplyError::from) },
+                async {
+                    if cost < hold {
+                        account::refund(&mut c5, turn.account_id, hold - cost).await?;
+                    }
+                    Ok(())
+                },
+            )?;
+            taken
+        } else {
+            // Past it, what the balance can still pay is charged.
+            conversation::count_reply(conn, turn.conversation_id, &turn.variables).await?;
+            let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id).await?;
+            if let Some(taken) = &taken {
+                let charged = account::charge(conn, taken.account_id, taken.hold, cost).await?;
+                message::insert_reply(conn, &new_reply(charged)).await?;
+                if let (Some(claim), Some(answer)) = (claim, &answer) {
+                    claim.complete(conn, StatusCode::OK, answer).await?;
+                }
+            }
+            taken
+        };
+        let taken = taken.ok_or(ReplyError::Superseded)?;
         if taken.waiters {
             pending_reply::announce(conn, turn.conversation_id).await?;
-        }
-        if cost < taken.hold {
-            account::refund(conn, taken.account_id, taken.hold - cost).await?;
         }
         Ok(())
     })
