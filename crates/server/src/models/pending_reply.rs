@@ -24,25 +24,37 @@ pub struct NewQueued<'a> {
     /// Sub-units reserved from the balance for its reply.
     pub hold: i64,
     pub lease: Duration,
+    /// The most messages the conversation may have queued.
+    pub queue_limit: u32,
 }
 
-#[derive(QueryableByName)]
-struct Queued {
+/// A message offered to its conversation's queue.
+#[derive(Debug, QueryableByName)]
+pub struct Enqueued {
+    /// Messages queued before it.
     #[diesel(sql_type = Int8)]
-    id: i64,
+    pub queued_before: i64,
+    /// Its id; `None` when the queue was full and nothing was stored.
+    #[diesel(sql_type = diesel::sql_types::Nullable<Int8>)]
+    pub message_id: Option<i64>,
 }
 
-/// Stores the customer message (its own turn) and queues it for a reply, in one statement;
-/// returns its id.
-pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> QueryResult<i64> {
-    let queued: Queued = diesel::sql_query(
-        "WITH message AS (
+/// Stores the customer message (its own turn) and queues it for a reply, unless the queue is
+/// full, in one statement. Run it after the conversation's row is locked: its snapshot then
+/// holds every message queued before.
+pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> QueryResult<Enqueued> {
+    diesel::sql_query(
+        "WITH queue AS (SELECT count(*) AS queued FROM pending_replies WHERE conversation_id = $1),
+         message AS (
              INSERT INTO messages (id, turn_id, conversation_id, seq, role, content, variables)
-             SELECT n.id, n.id, $1, $3, 'user', $4, $5 FROM (SELECT nextval('messages_id_seq') AS id) AS n
-             RETURNING id)
-         INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
-         SELECT id, $1, $2, $6, now() + make_interval(secs => $7) FROM message
-         RETURNING message_id AS id",
+             SELECT n.id, n.id, $1, $3, 'user', $4, $5
+             FROM (SELECT nextval('messages_id_seq') AS id) AS n, queue WHERE queue.queued < $8
+             RETURNING id),
+         queued AS (
+             INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
+             SELECT id, $1, $2, $6, now() + make_interval(secs => $7) FROM message
+             RETURNING message_id)
+         SELECT queue.queued AS queued_before, (SELECT message_id FROM queued) AS message_id FROM queue",
     )
     .bind::<SqlUuid, _>(new.conversation_id)
     .bind::<Int8, _>(new.account_id)
@@ -51,30 +63,7 @@ pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> Query
     .bind::<diesel::sql_types::Jsonb, _>(new.variables)
     .bind::<Int8, _>(new.hold)
     .bind::<Double, _>(new.lease.as_secs_f64())
-    .keep_prepared()
-    .get_result(conn)
-    .await?;
-    Ok(queued.id)
-}
-
-/// A conversation's queue.
-#[derive(Debug, Clone, Copy, QueryableByName)]
-pub struct Queue {
-    /// Messages queued.
-    #[diesel(sql_type = Int8)]
-    pub queued: i64,
-    /// Of those, the ones whose process is alive (lease not run out).
-    #[diesel(sql_type = Int8)]
-    pub live: i64,
-}
-
-/// The queue of `conversation_id`: a range of its index, at most the queue limit long.
-pub async fn queue_of(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> QueryResult<Queue> {
-    diesel::sql_query(
-        "SELECT count(*) AS queued, count(*) FILTER (WHERE lease_until > now()) AS live
-         FROM pending_replies WHERE conversation_id = $1",
-    )
-    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(i64::from(new.queue_limit))
     .keep_prepared()
     .get_result(conn)
     .await

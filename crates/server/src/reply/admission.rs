@@ -99,18 +99,8 @@ pub async fn admit(
             return Err(ErrorCode::AssistantNotFound.into());
         };
         let variables = Value::Object(request.variables.clone().unwrap_or_default());
-        // A statement of its own, after the lock: it sees every message queued before.
-        let queued = if joined.ai_enabled {
-            let queue = pending_reply::queue_of(conn, joined.id).await?;
-            if queue.queued >= i64::from(settings.conversation_queue_limit) {
-                return Err(ReplyError::ConversationBusy);
-            }
-            queue.queued
-        } else {
-            0
-        };
-        check_variables_size(conn, &joined, &variables, queued).await?;
         if !joined.ai_enabled {
+            check_variables_size(conn, &joined, &variables, 0).await?;
             return store_unanswered(
                 conn,
                 caller,
@@ -139,26 +129,32 @@ pub async fn admit(
             variables: &variables,
             hold: hold.subunits(),
             lease: settings.reply_lease,
+            queue_limit: settings.conversation_queue_limit,
         };
-        // The turn is this message's at once when nothing is queued before it: its prompt is
-        // read here. The key's and the account's rows, the hottest, are locked last.
-        let now = queued == 0;
+        // In the same pipeline, the prompt's history and tools, for the turn is the message's
+        // at once unless another is queued before it (then it reads them when its turn comes).
+        // The key's and the account's rows, the hottest, are locked last.
         let tool_ids = &assistant.tool_ids;
         let pipe: &AsyncPgConnection = conn;
         let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
-        let (message_id, page, tools, counted, reserved) = futures::try_join!(
+        let (enqueued, page, tools, counted, reserved) = futures::try_join!(
             pending_reply::enqueue_message(&mut c1, &new),
             when(
-                now && joined.seq > 1,
+                joined.seq > 1,
                 message::page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
             ),
             when(
-                now && !tool_ids.is_empty(),
+                !tool_ids.is_empty(),
                 tool::find_many(&mut c3, account_id, tool_ids)
             ),
             api_key::count_call(&mut c4, caller.api_key_id),
             account::reserve(&mut c5, account_id, hold),
         )?;
+        let Some(message_id) = enqueued.message_id else {
+            return Err(ReplyError::ConversationBusy);
+        };
+        let queued = enqueued.queued_before;
+        check_variables_size(conn, &joined, &variables, queued).await?;
         let rate_limit = RateLimit::after(&counted, settings.rate_limit_per_minute);
         if rate_limit.exceeded {
             return Err(ReplyError::RateLimited(rate_limit));
@@ -181,7 +177,7 @@ pub async fn admit(
             idempotency_key: claim.as_ref().map(|c| c.key.clone()),
             assistant,
         };
-        let prepared = if now {
+        let prepared = if queued == 0 {
             Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
         } else {
             None
