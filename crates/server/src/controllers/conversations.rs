@@ -18,7 +18,6 @@ use crate::extract::{Caller, PathParam};
 use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::{assistant, message};
-use crate::reply::prompt::merge_variables;
 
 fn conversation_id(text: &str) -> ApiResult<Uuid> {
     text.parse()
@@ -105,7 +104,7 @@ pub async fn get_conversation(
         ai_enabled: row.ai_enabled,
         total_cost: Money::from_subunits(row.total_cost),
         history: history.into_iter().map(|m| m.into_history()).collect(),
-        variables: merge_variables(&defaults, &row.variables),
+        variables: crate::models::overlay_variables(&defaults, &row.variables),
         next_cursor,
     }))
 }

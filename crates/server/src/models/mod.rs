@@ -22,3 +22,23 @@ pub(crate) fn object(value: Value) -> Map<String, Value> {
         _ => Map::new(),
     }
 }
+
+/// An assistant's default variables overlaid with a conversation's own values.
+pub fn overlay_variables(defaults: &Value, own: &Value) -> Map<String, Value> {
+    let mut merged = defaults.as_object().cloned().unwrap_or_default();
+    if let Some(own) = own.as_object() {
+        merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn conversation_values_win_over_defaults() {
+        let merged = super::overlay_variables(&json!({ "a": 1, "b": 2 }), &json!({ "b": 3 }));
+        assert_eq!(serde_json::Value::Object(merged), json!({ "a": 1, "b": 3 }));
+    }
+}

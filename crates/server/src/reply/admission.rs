@@ -12,7 +12,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Map, Value};
 
 use super::error::{ReplyError, ReplyResult};
-use super::prompt::{HistoryWalk, PromptBudget, merge_variables, render};
+use super::prompt::{HistoryWalk, PromptBudget, render};
 use super::{Prepared, Turn, reservation, settlement};
 use crate::app::App;
 use crate::extract::Caller;
@@ -292,7 +292,7 @@ fn start_prompt(
     message_variables: &Value,
     own_variables: &Value,
 ) -> PromptBudget {
-    let mut variables = merge_variables(&assistant.variables, own_variables);
+    let mut variables = crate::models::overlay_variables(&assistant.variables, own_variables);
     variables.extend(message_variables.as_object().cloned().unwrap_or_default());
     PromptBudget::new(
         render(&assistant.system_prompt, &variables),

@@ -28,15 +28,6 @@ pub fn render(template: &str, variables: &Map<String, Value>) -> String {
     out
 }
 
-/// The assistant's defaults overlaid with the conversation's own values.
-pub fn merge_variables(defaults: &Value, own: &Value) -> Map<String, Value> {
-    let mut merged = defaults.as_object().cloned().unwrap_or_default();
-    if let Some(own) = own.as_object() {
-        merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    merged
-}
-
 /// Tokens a message is estimated to take: about four characters a token, plus the few
 /// tokens each message costs in the chat format. Exact counts vary by model; the budget only
 /// needs to be safe, so this errs on the high side for typical text.
@@ -85,6 +76,11 @@ impl PromptBudget {
         }
     }
 
+    /// Estimated tokens still free for history.
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
     /// Offers the next older message, the customer's (`from_customer`) or the assistant's;
     /// `false` once the budget is spent (offer no more).
     pub fn offer(&mut self, from_customer: bool, content: &str) -> bool {
@@ -114,13 +110,19 @@ impl PromptBudget {
 
 /// A walk back through a conversation's history, a range of places at a time from the newest,
 /// that ends as soon as the prompt budget is spent: a conversation of 10,000 messages reads no
-/// more than one of 1,000 does. Each page spans twice the places of the one before (up to
-/// [`MAX_SPAN`]), so a short conversation costs one small read and a long one few reads.
+/// more than one of 1,000 does. After the first page, each spans as many places as the
+/// budget left would hold at the sizes seen so far (at least the first page's, at most
+/// [`MAX_SPAN`]), so a long history of short messages takes few reads, and long messages no
+/// more rows than fit.
 #[derive(Debug)]
 pub struct HistoryWalk {
     /// The place the next page ends before; `None` once the walk is over.
     before: Option<i64>,
     span: i64,
+    first_span: i64,
+    /// Rows offered so far, and their estimated tokens.
+    seen_rows: u32,
+    seen_tokens: u32,
 }
 
 /// The most places one page of a [`HistoryWalk`] spans.
@@ -132,6 +134,9 @@ impl HistoryWalk {
         Self {
             before: (seq > 1).then_some(seq),
             span,
+            first_span: span,
+            seen_rows: 0,
+            seen_tokens: 0,
         }
     }
 
@@ -143,17 +148,26 @@ impl HistoryWalk {
 
     /// Offers a page (newest first) to the prompt.
     pub fn offer(&mut self, prompt: &mut PromptBudget, page: Vec<MessageRow>) {
+        let (mut rows, mut tokens) = (0, 0);
         for row in page {
+            let cost = estimate_tokens(&row.content);
             if !prompt.offer(row.role != ROLE_ASSISTANT, &row.content) {
                 self.before = None;
                 return;
             }
+            rows += 1;
+            tokens += cost;
         }
         self.before = self
             .before
             .map(|before| before - self.span)
             .filter(|&before| before > 1);
-        self.span = (self.span * 2).min(MAX_SPAN);
+        self.seen_rows += rows;
+        self.seen_tokens += tokens;
+        if let Some(per_row) = self.seen_tokens.checked_div(self.seen_rows) {
+            let wanted = i64::from(prompt.remaining() / per_row.max(1)) * 5 / 4 + 1;
+            self.span = wanted.clamp(self.first_span, MAX_SPAN);
+        }
     }
 }
 
@@ -176,12 +190,6 @@ mod tests {
             "Hi John, visit 3. {{unclosed"
         );
         assert_eq!(render("ünïcode {{name}}!", &vars), "ünïcode John!");
-    }
-
-    #[test]
-    fn conversation_values_win_over_defaults() {
-        let merged = merge_variables(&json!({ "a": 1, "b": 2 }), &json!({ "b": 3 }));
-        assert_eq!(Value::Object(merged), json!({ "a": 1, "b": 3 }));
     }
 
     #[test]
@@ -237,11 +245,8 @@ mod tests {
             assert!(page.len() as i64 <= span);
             walk.offer(&mut prompt, page);
         }
-        assert_eq!(
-            spans,
-            [64, 128, 256],
-            "220 messages fit: three pages, not 157"
-        );
+        // 64 rows of 9 tokens leave 1,419 of 1,995 tokens: 157 rows, asked for with a margin.
+        assert_eq!(spans, [64, 197], "220 messages fit: two pages, not 157");
         let messages = prompt.into_messages();
         assert_eq!(messages.len(), (2_000 - 5) / 9 + 1);
         assert_eq!(

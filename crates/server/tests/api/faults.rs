@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyreply_server::testing::DbProxy;
 use anyreply_server::tools::guard::AddressPolicy;
-use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wiremock::matchers::method;
@@ -156,20 +155,6 @@ impl Harness {
             }
         }
     }
-
-    /// What a dead process leaves behind runs out now rather than after its lease.
-    async fn expire_leases(&self) {
-        let mut conn = self.app.db.connect().await;
-        for statement in [
-            "UPDATE pending_replies SET lease_until = now() - interval '1 second'",
-            "UPDATE idempotency_keys SET locked_until = now() - interval '1 second' WHERE response_status IS NULL",
-        ] {
-            diesel::sql_query(statement)
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
 }
 
 async fn the_database_goes_away(step: Step, fault: Fault) {
@@ -198,7 +183,7 @@ async fn the_database_goes_away(step: Step, fault: Fault) {
 
     // The server answers again without a restart, and the retry under the same key makes the
     // only reply, with the tool called at most once in all.
-    h.expire_leases().await;
+    h.app.expire_leases().await;
     let (status, reply, _) = h.send().await;
     assert_eq!(status, 200, "{step:?}/{fault:?}: {reply}");
     assert!(
@@ -259,7 +244,7 @@ async fn a_call_cut_off_from_its_result_is_reported_unknown_not_repeated() {
     });
     assert_eq!(first.0, 503, "{}", first.1);
     h.proxy.restore();
-    h.expire_leases().await;
+    h.app.expire_leases().await;
     let (status, reply, _) = h.send().await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(h.crm.received_requests().await.unwrap().len(), 1);

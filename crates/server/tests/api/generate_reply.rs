@@ -165,9 +165,7 @@ async fn a_reply_sees_its_own_messages_variables_not_a_later_ones() {
         let (app, key) = (&app, &account.key);
         async move {
             // Jane writes while John's reply is with the model.
-            while app.llm_requests().await.len() < after_model_calls {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            app.until_model_requests(after_model_calls).await;
             let body = json!({ "assistant_id": assistant, "customer_identifier": "c", "message": name, "variables": { "name": name } });
             app.post(key, "/api/ai/generate-reply", &body).await
         }

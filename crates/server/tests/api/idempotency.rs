@@ -63,9 +63,7 @@ async fn the_same_key_while_running_conflicts_and_with_another_body_is_refused()
     let first = app.post_keyed(&account.key, "k-2", "/api/ai/generate-reply", &hi);
     let during = async {
         // Once the first is with the model, it holds the key.
-        while app.llm_requests().await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        app.until_model_requests(1).await;
         app.post_keyed(
             &account.key,
             "k-2",
@@ -206,10 +204,7 @@ async fn other_post_endpoints_are_idempotent_too() {
 /// only reply and the only charge.
 #[tokio::test]
 async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
-    let app = TestApp::spawn_with_model_delay(Duration::from_millis(1_000), |s| {
-        s.reply_lease = Duration::from_secs(3);
-    })
-    .await;
+    let app = TestApp::spawn_with_model_delay(Duration::from_millis(1_000), |_| {}).await;
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
 
@@ -217,9 +212,7 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
     let first = app.post_keyed(&account.key, "crash-1", "/api/ai/generate-reply", &hi);
     // Once the model has the question (and will answer in a second), the database goes away.
     let cut = async {
-        while app.llm_requests().await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        app.until_model_requests(1).await;
         app.db.disconnect_everyone().await;
     };
     let ((status, body, _), ()) = tokio::join!(first, cut);
@@ -241,7 +234,8 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
         )
         .await;
     assert_error(status, &body, 409, "IDEMPOTENCY_CONFLICT");
-    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    // The dead request's lease runs out.
+    app.expire_leases().await;
     let (status, reply, _) = app
         .post_keyed(
             &account.key,

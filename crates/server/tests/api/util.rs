@@ -453,4 +453,32 @@ impl TestApp {
         .await
         .unwrap();
     }
+
+    /// Returns once the model has received `count` requests; fails the test after 10 s.
+    pub async fn until_model_requests(&self, count: usize) {
+        let arrived = async {
+            while self.llm_requests().await.len() < count {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), arrived)
+            .await
+            .unwrap_or_else(|_| panic!("the model never received {count} requests"));
+    }
+
+    /// Makes every reply lease and idempotency claim run out now, as if their process had
+    /// died a lease ago.
+    pub async fn expire_leases(&self) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db.connect().await;
+        for statement in [
+            "UPDATE pending_replies SET lease_until = now() - interval '1 second'",
+            "UPDATE idempotency_keys SET locked_until = now() - interval '1 second' WHERE response_status IS NULL",
+        ] {
+            diesel::sql_query(statement)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
 }
