@@ -75,8 +75,14 @@ impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
         let code = match &error {
             error if crate::db::is_unavailable(error) => ErrorCode::ServiceUnavailable,
-            // Contention: a retry goes through.
+            // Contention (a serialization failure, or a deadlock PostgreSQL broke by aborting
+            // this transaction): a retry goes through.
             diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                ErrorCode::ServiceUnavailable
+            }
+            diesel::result::Error::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().contains("deadlock detected") =>
+            {
                 ErrorCode::ServiceUnavailable
             }
             _ => ErrorCode::InternalError,

@@ -107,6 +107,15 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// A query string as a JSON object of strings, for field-by-field validation.
+pub fn query_params(query: Option<&str>) -> Value {
+    Value::Object(
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
 /// `per_page` (1..=100, default 100) and `cursor` of the lists paged in id order (assistants,
 /// tools); a bad one is a `VALIDATION_ERROR`.
 #[derive(Debug, Clone, Copy)]
@@ -119,11 +128,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPageQuery {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let params: Map<String, Value> =
-            url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-                .collect();
-        let params = Value::Object(params);
+        let params = query_params(parts.uri.query());
         let mut fields = Fields::new(&params);
         let per_page = fields
             .optional_integer("per_page", 1..=i64::from(MAX_PER_PAGE))

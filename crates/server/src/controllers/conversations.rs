@@ -9,12 +9,12 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, PathParam};
+use crate::extract::{Caller, PathParam, query_params};
 use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::{assistant, message};
@@ -29,11 +29,7 @@ const HISTORY_PER_PAGE: usize = 100;
 
 /// `?per_page=1..=100&cursor=…`: the newest messages, or those before the cursor.
 fn history_page(query: Option<String>) -> ApiResult<(usize, i64)> {
-    let params: Map<String, Value> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-            .collect();
-    let params = Value::Object(params);
+    let params = query_params(query.as_deref());
     let mut fields = Fields::new(&params);
     let per_page = fields
         .optional_integer("per_page", 1..=i64::from(MAX_PER_PAGE))
@@ -114,11 +110,7 @@ pub async fn list_conversations(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<ConversationPage>> {
-    let params: Map<String, Value> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-            .collect();
-    let params = Value::Object(params);
+    let params = query_params(query.as_deref());
     let mut fields = Fields::new(&params);
     let filter = ListFilter {
         kind: fields.optional_string("type", 1..=32),
