@@ -283,9 +283,9 @@ impl DbProxy {
     }
 }
 
-/// Ends every server connection to `TestDb`'s database but the caller's own, as an operator's
-/// `pg_terminate_backend` would; new connections are still accepted.
 impl TestDb {
+    /// Ends every server connection to this database, as an operator's `pg_terminate_backend`
+    /// would; new connections are still accepted. Returns how many were ended.
     pub async fn terminate_backends(&self) -> usize {
         #[derive(QueryableByName)]
         struct Terminated {

@@ -155,10 +155,7 @@ pub async fn admit(
         };
         let queued = enqueued.queued_before;
         check_variables_size(conn, &joined, &variables, queued).await?;
-        let rate_limit = RateLimit::after(&counted, settings.rate_limit_per_minute);
-        if rate_limit.exceeded {
-            return Err(ReplyError::RateLimited(rate_limit));
-        }
+        let rate_limit = within_limit(&counted, settings.rate_limit_per_minute)?;
         if !reserved {
             return Err(ErrorCode::InsufficientBalance.into());
         }
@@ -241,8 +238,11 @@ async fn count_call(
     api_key_id: i64,
     limit: u32,
 ) -> ReplyResult<RateLimit> {
-    let counted = api_key::count_call(conn, api_key_id).await?;
-    let rate_limit = RateLimit::after(&counted, limit);
+    within_limit(&api_key::count_call(conn, api_key_id).await?, limit)
+}
+
+fn within_limit(counted: &api_key::WindowCount, limit: u32) -> ReplyResult<RateLimit> {
+    let rate_limit = RateLimit::after(counted, limit);
     if rate_limit.exceeded {
         return Err(ReplyError::RateLimited(rate_limit));
     }

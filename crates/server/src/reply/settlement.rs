@@ -67,7 +67,7 @@ pub async fn settle(
                 pending_reply::take(&mut c2, turn.conversation_id, turn.message_id)
                     .map_err(ReplyError::from),
                 message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
-                async { stored.await.map_err(ReplyError::from) },
+                stored.map_err(ReplyError::from),
                 async {
                     if cost < hold {
                         account::refund(&mut c5, turn.account_id, hold - cost).await?;
