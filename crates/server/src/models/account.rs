@@ -5,7 +5,6 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::{Conn, KeepPrepared};
-
 use crate::schema::accounts;
 
 #[derive(Debug, Queryable, Selectable)]

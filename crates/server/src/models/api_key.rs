@@ -5,13 +5,12 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-use crate::db::{Conn, KeepPrepared};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::api_keys;
 
 const KEY_MARK: &str = "ark_";

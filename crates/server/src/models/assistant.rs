@@ -6,12 +6,11 @@ use anyreply_core::wire::{self, AssistantInput, LlmProvider};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-
-use crate::db::Conn;
 use serde_json::Value;
 
 use super::page::{AfterId, Page};
 use super::{object, quota};
+use crate::db::Conn;
 use crate::schema::assistants;
 
 #[derive(Debug, Clone, Queryable, Selectable)]

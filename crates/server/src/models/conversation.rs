@@ -7,13 +7,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-use crate::db::{Conn, KeepPrepared};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::object;
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::conversations;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -290,15 +289,31 @@ pub async fn merge_variables(
         .map(drop)
 }
 
-/// Counts a recorded reply in: one more message, the answered message's `variables` merged.
-pub async fn count_reply(conn: &mut impl Conn, id: Uuid, variables: &Value) -> QueryResult<()> {
+/// Counts a recorded reply in: one more message, the answered message's `variables` merged,
+/// its `cost` added to the total.
+pub async fn count_reply(
+    conn: &mut impl Conn,
+    id: Uuid,
+    variables: &Value,
+    cost: i64,
+) -> QueryResult<()> {
     use diesel::PgJsonbExpressionMethods;
     diesel::update(conversations::table.find(id))
         .set((
             conversations::message_count.eq(conversations::message_count + 1),
             conversations::variables.eq(conversations::variables.concat(variables)),
+            conversations::total_cost.eq(conversations::total_cost + cost),
             conversations::updated_at.eq(diesel::dsl::now),
         ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Adds `cost` to the conversation's total.
+pub async fn add_cost(conn: &mut AsyncPgConnection, id: Uuid, cost: i64) -> QueryResult<()> {
+    diesel::update(conversations::table.find(id))
+        .set(conversations::total_cost.eq(conversations::total_cost + cost))
         .execute(conn)
         .await
         .map(drop)

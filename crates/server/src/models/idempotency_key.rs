@@ -6,11 +6,10 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Bytea, Double, Int4, Int8, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-use crate::db::{Conn, KeepPrepared};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::idempotency_keys;
 
 /// Claims a new key for the holder `token`; `false` if the key exists.

@@ -4,13 +4,12 @@ use anyreply_core::Money;
 use anyreply_core::wire::{FunctionCall, HistoryMessage, Role};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Int4, Int8, Jsonb, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Int8, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-use crate::db::{Conn, KeepPrepared};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::messages;
 
 pub const ROLE_USER: &str = "user";
@@ -145,26 +144,24 @@ pub struct NewReply<'a> {
     pub completion_tokens: i32,
 }
 
-/// Stores a reply and adds its cost to the conversation's total.
+/// Stores a reply (its cost goes into the conversation's total with
+/// [`crate::models::conversation::count_reply`]).
 pub async fn insert_reply(conn: &mut impl Conn, reply: &NewReply<'_>) -> QueryResult<()> {
-    diesel::sql_query(
-        "WITH reply AS (
-             INSERT INTO messages (conversation_id, turn_id, seq, role, content, function_calls, cost, prompt_tokens, completion_tokens)
-             VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8))
-         UPDATE conversations SET total_cost = total_cost + $6 WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(reply.conversation_id)
-    .bind::<Int8, _>(reply.turn_id)
-    .bind::<Int8, _>(reply.turn_seq + 1)
-    .bind::<Text, _>(reply.content)
-    .bind::<Jsonb, _>(&reply.function_calls)
-    .bind::<Int8, _>(reply.cost)
-    .bind::<Int4, _>(reply.prompt_tokens)
-    .bind::<Int4, _>(reply.completion_tokens)
-    .keep_prepared()
-    .execute(conn)
-    .await
-    .map(drop)
+    diesel::insert_into(messages::table)
+        .values((
+            messages::conversation_id.eq(reply.conversation_id),
+            messages::turn_id.eq(reply.turn_id),
+            messages::seq.eq(reply.turn_seq + 1),
+            messages::role.eq(ROLE_ASSISTANT),
+            messages::content.eq(reply.content),
+            messages::function_calls.eq(&reply.function_calls),
+            messages::cost.eq(reply.cost),
+            messages::prompt_tokens.eq(reply.prompt_tokens),
+            messages::completion_tokens.eq(reply.completion_tokens),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Removes a customer message left unanswered.

@@ -6,10 +6,9 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-use crate::db::{Conn, KeepPrepared};
 use uuid::Uuid;
 
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::pending_replies;
 
 /// A customer message to store and queue for a reply.

@@ -6,12 +6,11 @@ use anyreply_core::wire::{self, HttpMethod, ToolHeader, ToolInput, ToolParameter
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-
-use crate::db::Conn;
 use serde_json::Value;
 
 use super::page::{AfterId, Page};
 use super::quota;
+use crate::db::Conn;
 use crate::schema::{assistants, tools};
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -62,7 +62,7 @@ pub async fn settle(
                 }
             };
             let ((), taken, (), (), ()) = futures::try_join!(
-                conversation::count_reply(&mut c1, turn.conversation_id, &turn.variables)
+                conversation::count_reply(&mut c1, turn.conversation_id, &turn.variables, cost)
                     .map_err(ReplyError::from),
                 pending_reply::take(&mut c2, turn.conversation_id, turn.message_id)
                     .map_err(ReplyError::from),
@@ -78,10 +78,11 @@ pub async fn settle(
             taken
         } else {
             // Past it, what the balance can still pay is charged.
-            conversation::count_reply(conn, turn.conversation_id, &turn.variables).await?;
+            conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0).await?;
             let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id).await?;
             if let Some(taken) = &taken {
                 let charged = account::charge(conn, taken.account_id, taken.hold, cost).await?;
+                conversation::add_cost(conn, turn.conversation_id, charged).await?;
                 message::insert_reply(conn, &new_reply(charged)).await?;
                 if let (Some(claim), Some(answer)) = (claim, &answer) {
                     claim.complete(conn, StatusCode::OK, answer).await?;
