@@ -147,6 +147,35 @@ async fn a_waiting_message_is_woken_by_the_reply_before_it_in_another_process() 
     assert_prompts_grow_one_exchange_at_a_time(&app.llm_requests().await);
 }
 
+/// A reply that takes longer than its lease stays alive: its process renews the leases of all
+/// its replies in flight, so a message queued behind it waits instead of taking its turn.
+#[tokio::test]
+async fn a_reply_longer_than_its_lease_keeps_its_turn() {
+    let app = TestApp::spawn_with_model_delay(Duration::from_millis(4_500), |s| {
+        s.reply_lease = Duration::from_secs(3);
+    })
+    .await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let first = app.reply(&account.key, assistant, "c", "slow one");
+    let second = async {
+        app.until_model_requests(1).await;
+        app.reply(&account.key, assistant, "c", "next").await
+    };
+    let ((s1, b1), (s2, b2)) = tokio::join!(first, second);
+    assert_eq!(
+        (s1.as_u16(), &b1["reply"]),
+        (200, &json!("echo: slow one")),
+        "{b1}"
+    );
+    assert_eq!(
+        (s2.as_u16(), &b2["reply"]),
+        (200, &json!("echo: next")),
+        "{b2}"
+    );
+    assert_prompts_grow_one_exchange_at_a_time(&app.llm_requests().await);
+}
+
 #[tokio::test]
 async fn two_hundred_calls_to_a_slow_model_share_ten_connections() {
     let app =
