@@ -1,6 +1,5 @@
 //! The tools API: Famulor's fields and rules, scoped to the account, secrets never echoed.
 
-use futures::future::join_all;
 use serde_json::{Value, json};
 
 use crate::util::{TestApp, assert_error};
@@ -229,33 +228,15 @@ async fn an_account_has_at_most_1000_tools_even_when_creations_race() {
         "racer_a", "racer_b", "racer_c", "racer_d", "racer_e", "racer_f", "racer_g", "racer_h",
         "racer_i", "racer_j",
     ];
-    let answers = join_all(names.iter().enumerate().map(|(n, name)| {
-        let body = tool_named(name);
-        let (app, key, base) = (&app, &account.key, &bases[n % 2]);
-        async move {
-            app.request(
-                base,
-                reqwest::Method::POST,
-                key,
-                "/api/user/tools",
-                Some(&body),
-            )
-            .await
-        }
-    }))
-    .await;
-    let created: Vec<_> = answers
-        .iter()
-        .filter(|(status, _, _)| *status == 201)
-        .collect();
-    assert_eq!(created.len(), 1, "{answers:?}");
-    for (status, body, _) in answers.iter().filter(|(status, _, _)| *status != 201) {
-        assert_error(*status, body, 422, "LIMIT_EXCEEDED");
-        assert_eq!(
-            body["message"],
-            "An account may have at most 1000 tools; delete one to make room."
-        );
-    }
+    let created = app
+        .race_past_a_limit(
+            &account.key,
+            &bases,
+            "/api/user/tools",
+            names.iter().map(|name| tool_named(name)).collect(),
+            "An account may have at most 1000 tools; delete one to make room.",
+        )
+        .await;
     assert_eq!(app.count("tools").await, 1_000);
 
     // The 1,001st stores nothing; deleting one makes room for it.
@@ -264,7 +245,7 @@ async fn an_account_has_at_most_1000_tools_even_when_creations_race() {
         .await;
     assert_error(status, &body, 422, "LIMIT_EXCEEDED");
     assert_eq!(app.count("tools").await, 1_000);
-    let path = format!("/api/user/tools/{}", created[0].1["data"]["id"]);
+    let path = format!("/api/user/tools/{}", created["data"]["id"]);
     let (status, _, _) = app
         .request(
             &app.base,

@@ -481,4 +481,38 @@ impl TestApp {
                 .unwrap();
         }
     }
+
+    /// POSTs every body at once, alternating between the server processes at `bases`; asserts
+    /// that exactly one was created and every other refused with `LIMIT_EXCEEDED` and
+    /// `message`. Returns the created one's answer.
+    pub async fn race_past_a_limit(
+        &self,
+        key: &str,
+        bases: &[String],
+        path: &str,
+        bodies: Vec<Value>,
+        message: &str,
+    ) -> Value {
+        let answers = futures::future::join_all(bodies.iter().enumerate().map(|(n, body)| {
+            self.request(
+                &bases[n % bases.len()],
+                reqwest::Method::POST,
+                key,
+                path,
+                Some(body),
+            )
+        }))
+        .await;
+        let created: Vec<&Value> = answers
+            .iter()
+            .filter(|(status, _, _)| *status == 201)
+            .map(|(_, body, _)| body)
+            .collect();
+        assert_eq!(created.len(), 1, "{answers:?}");
+        for (status, body, _) in answers.iter().filter(|(status, _, _)| *status != 201) {
+            assert_error(*status, body, 422, "LIMIT_EXCEEDED");
+            assert_eq!(body["message"], message);
+        }
+        created[0].clone()
+    }
 }
