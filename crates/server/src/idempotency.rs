@@ -204,7 +204,7 @@ impl Claim {
     /// Remembers the customer message this request queued (inside the admitting transaction).
     pub async fn attach_message(
         &self,
-        conn: &mut AsyncPgConnection,
+        conn: &mut impl crate::db::Conn,
         message_id: i64,
     ) -> ApiResult<()> {
         let held = idempotency_key::attach_message(conn, self.held(), message_id).await?;

@@ -139,7 +139,7 @@ pub async fn complete(
 
 /// Notes the customer message a held key's request queued; `false` if no longer held.
 pub async fn attach_message(
-    conn: &mut AsyncPgConnection,
+    conn: &mut impl Conn,
     (account_id, key, token): (i64, &str, Uuid),
     message_id: i64,
 ) -> QueryResult<bool> {

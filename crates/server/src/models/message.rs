@@ -101,6 +101,21 @@ pub async fn newest_before(
     Ok((rows, more))
 }
 
+/// A message id taken from the sequence ahead of the insert, so that statements which need it
+/// can be sent in the same pipeline.
+pub async fn next_id(conn: &mut impl Conn) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+    }
+    let next: Next = diesel::sql_query("SELECT nextval('messages_id_seq') AS id")
+        .keep_prepared()
+        .get_result(conn)
+        .await?;
+    Ok(next.id)
+}
+
 /// Stores a customer message at place `seq`; returns its id.
 pub async fn insert_customer(
     conn: &mut AsyncPgConnection,

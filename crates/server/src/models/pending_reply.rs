@@ -14,6 +14,8 @@ use crate::schema::pending_replies;
 /// A customer message to store and queue for a reply.
 #[derive(Debug)]
 pub struct NewQueued<'a> {
+    /// Its id, if taken from the sequence already ([`crate::models::message::next_id`]).
+    pub message_id: Option<i64>,
     pub conversation_id: Uuid,
     pub account_id: i64,
     /// Its place in the history.
@@ -47,7 +49,7 @@ pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> Query
          message AS (
              INSERT INTO messages (id, turn_id, conversation_id, seq, role, content, variables)
              SELECT n.id, n.id, $1, $3, 'user', $4, $5
-             FROM (SELECT nextval('messages_id_seq') AS id) AS n, queue WHERE queue.queued < $8
+             FROM (SELECT coalesce($9, nextval('messages_id_seq')) AS id) AS n, queue WHERE queue.queued < $8
              RETURNING id),
          queued AS (
              INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
@@ -63,6 +65,7 @@ pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> Query
     .bind::<Int8, _>(new.hold)
     .bind::<Double, _>(new.lease.as_secs_f64())
     .bind::<Int8, _>(i64::from(new.queue_limit))
+    .bind::<diesel::sql_types::Nullable<Int8>, _>(new.message_id)
     .keep_prepared()
     .get_result(conn)
     .await

@@ -25,6 +25,7 @@ use crate::models::tool::ToolRow;
 use crate::models::{account, api_key, message, pending_reply, tool};
 use crate::rate_limit::RateLimit;
 use diesel::QueryResult;
+use futures::TryFutureExt;
 
 /// History places the prompt's first page of history spans.
 const HISTORY_PAGE: i64 = 64;
@@ -84,9 +85,11 @@ pub async fn admit(
         };
         // Pipelined (sent together, run in order): the assistant, and the customer's
         // conversation with it, whose row lock orders the customer's messages.
+        // Under a key, the message's id is taken now, so that the claim can note it in the
+        // next pipeline.
         let pipe: &AsyncPgConnection = conn;
-        let (mut first, mut second) = (pipe, pipe);
-        let (assistant, joined) = futures::try_join!(
+        let (mut first, mut second, mut third) = (pipe, pipe, pipe);
+        let (assistant, joined, message_id) = futures::try_join!(
             assistant::find(&mut first, account_id, request.assistant_id),
             conversation::join(
                 &mut second,
@@ -94,6 +97,7 @@ pub async fn admit(
                 request.assistant_id,
                 &request.customer_identifier
             ),
+            when(claim.is_some(), message::next_id(&mut third)),
         )?;
         let (Some(assistant), Some(joined)) = (assistant, joined) else {
             return Err(ErrorCode::AssistantNotFound.into());
@@ -122,6 +126,7 @@ pub async fn admit(
         );
         let hold = reservation(settings, &assistant, prompt.fixed_tokens());
         let new = NewQueued {
+            message_id,
             conversation_id: joined.id,
             account_id,
             seq: joined.seq,
@@ -136,19 +141,28 @@ pub async fn admit(
         // The key's and the account's rows, the hottest, are locked last.
         let tool_ids = &assistant.tool_ids;
         let pipe: &AsyncPgConnection = conn;
-        let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
-        let (enqueued, page, tools, counted, reserved) = futures::try_join!(
-            pending_reply::enqueue_message(&mut c1, &new),
+        let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6) = (pipe, pipe, pipe, pipe, pipe, pipe);
+        let attach = async {
+            match (&claim, message_id) {
+                (Some(claim), Some(id)) => claim.attach_message(&mut c6, id).await,
+                _ => Ok(()),
+            }
+        };
+        let (enqueued, (), page, tools, counted, reserved) = futures::try_join!(
+            pending_reply::enqueue_message(&mut c1, &new).map_err(ReplyError::from),
+            attach.map_err(ReplyError::from),
             when(
                 joined.seq > 1,
                 message::page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
-            ),
+            )
+            .map_err(ReplyError::from),
             when(
                 !tool_ids.is_empty(),
                 tool::find_many(&mut c3, account_id, tool_ids)
-            ),
-            api_key::count_call(&mut c4, caller.api_key_id),
-            account::reserve(&mut c5, account_id, hold),
+            )
+            .map_err(ReplyError::from),
+            api_key::count_call(&mut c4, caller.api_key_id).map_err(ReplyError::from),
+            account::reserve(&mut c5, account_id, hold).map_err(ReplyError::from),
         )?;
         let Some(message_id) = enqueued.message_id else {
             return Err(ReplyError::ConversationBusy);
@@ -158,9 +172,6 @@ pub async fn admit(
         let rate_limit = within_limit(&counted, settings.rate_limit_per_minute)?;
         if !reserved {
             return Err(ErrorCode::InsufficientBalance.into());
-        }
-        if let Some(claim) = &claim {
-            claim.attach_message(conn, message_id).await?;
         }
         let turn = Turn {
             account_id,
