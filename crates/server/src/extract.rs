@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
-use crate::models::page::AfterId;
+use crate::models::page::{AfterId, OpaqueCursor};
 
 /// A JSON body, parsed but not yet typed: each endpoint validates it field by field, so one
 /// answer lists every bad field. Any content type is accepted, as Famulor clients vary.

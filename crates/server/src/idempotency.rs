@@ -234,7 +234,7 @@ impl Claim {
 /// After a claiming transaction rolled back on `error`: stores the refusal under the key
 /// unless it leaves no trace, so that a retry gets the same answer.
 pub async fn store_refusal(app: &App, account_id: i64, key: &RequestKey, error: &ApiError) {
-    if leaves_no_trace(error) || error.code == ErrorCode::IdempotencyConflict {
+    if leaves_no_trace(error) {
         return;
     }
     let stored = async {

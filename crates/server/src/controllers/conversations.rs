@@ -17,6 +17,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, PathParam, query_params};
 use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
+use crate::models::message::BeforeSeq;
+use crate::models::page::OpaqueCursor;
 use crate::models::{assistant, message};
 
 fn conversation_id(text: &str) -> ApiResult<Uuid> {
@@ -38,35 +40,18 @@ fn history_page(query: Option<String>) -> ApiResult<(usize, i64)> {
     let mut errors = fields.errors;
     let before = match cursor {
         None => i64::MAX,
-        Some(text) => history_cursor::decode(&text).unwrap_or_else(|| {
-            errors.add("cursor", "The cursor is invalid.");
-            0
-        }),
+        Some(text) => match BeforeSeq::decode(&text) {
+            Some(cursor) if cursor.seq > 0 => cursor.seq,
+            _ => {
+                errors.add("cursor", "The cursor is invalid.");
+                0
+            }
+        },
     };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     Ok((per_page, before))
-}
-
-/// A history cursor: the place of the oldest message a page showed, opaque to clients.
-mod history_cursor {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-    pub(super) fn encode(seq: i64) -> String {
-        URL_SAFE_NO_PAD.encode(format!("h{seq}"))
-    }
-
-    pub(super) fn decode(text: &str) -> Option<i64> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let seq = std::str::from_utf8(&bytes)
-            .ok()?
-            .strip_prefix('h')?
-            .parse()
-            .ok()?;
-        (seq > 0).then_some(seq)
-    }
 }
 
 pub async fn get_conversation(
@@ -90,7 +75,7 @@ pub async fn get_conversation(
     let next_cursor = history
         .last()
         .filter(|_| more)
-        .map(|oldest| history_cursor::encode(oldest.seq));
+        .map(|oldest| BeforeSeq { seq: oldest.seq }.encode());
     history.reverse();
     Ok(Json(ConversationHistory {
         status: true,

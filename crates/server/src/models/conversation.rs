@@ -2,8 +2,6 @@
 
 use anyreply_core::Money;
 use anyreply_core::wire::ConversationSummary;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -12,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::object;
+use super::page::OpaqueCursor;
 use crate::db::{Conn, KeepPrepared};
 use crate::schema::conversations;
 
@@ -113,6 +112,8 @@ enum Direction {
     Newer,
 }
 
+impl OpaqueCursor for Cursor {}
+
 impl Cursor {
     fn at(row: &ConversationRow, direction: Direction) -> Self {
         Self {
@@ -120,16 +121,6 @@ impl Cursor {
             id: row.id,
             direction,
         }
-    }
-
-    /// The opaque text form handed to clients.
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    pub fn decode(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        serde_json::from_slice(&bytes).ok()
     }
 }
 

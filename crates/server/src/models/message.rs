@@ -82,6 +82,15 @@ pub async fn page_before(
         .await
 }
 
+/// Where a page of history ends: before this place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BeforeSeq {
+    #[serde(rename = "before")]
+    pub seq: i64,
+}
+
+impl super::page::OpaqueCursor for BeforeSeq {}
+
 /// Up to `limit` messages before place `before`, newest first, read in bounded pages; and
 /// whether older ones remain.
 pub async fn newest_before(

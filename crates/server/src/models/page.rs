@@ -1,9 +1,23 @@
 //! Pages of the lists in id order (assistants, tools). A page is one index range,
-//! `account_id = $1 AND id > $cursor ORDER BY id LIMIT n + 1`, however deep it lies.
+//! `account_id = $1 AND id > $cursor ORDER BY id LIMIT n + 1`, however deep it lies. Every
+//! list's cursor is handed to clients in one opaque form, [`OpaqueCursor`].
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// A cursor as clients see it: its JSON, base64url-encoded. Anything else decodes to `None`.
+pub trait OpaqueCursor: Serialize + DeserializeOwned {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
 
 /// Where a page starts: after the row with this id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,17 +26,7 @@ pub struct AfterId {
     pub id: i64,
 }
 
-impl AfterId {
-    /// The opaque text form handed to clients.
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    pub fn decode(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-}
+impl OpaqueCursor for AfterId {}
 
 /// One page, in id order, with the cursor of the next.
 #[derive(Debug)]
