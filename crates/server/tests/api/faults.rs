@@ -18,6 +18,8 @@ use crate::util::{TestAccount, TestApp, chat_completion, money, openai_tool_call
 enum Step {
     /// Before the request: the server cannot reach its database at all.
     BeforeTheRequest,
+    /// While the model decides to call the tool: the call cannot be journaled.
+    WhileTheModelDecides,
     /// While the tool's endpoint is working on the call.
     WhileTheToolRuns,
     /// While the model writes the answer, after the tool's result was recorded.
@@ -52,11 +54,13 @@ fn booking_model(request: &Request) -> ResponseTemplate {
         .find(|m| m["role"] == "tool")
         .map(|m| m["content"].as_str().unwrap().to_owned());
     match result {
-        None => ResponseTemplate::new(200).set_body_json(openai_tool_calls(&[(
-            "call_1",
-            "book",
-            json!({ "slot": "10:00" }),
-        )])),
+        None => ResponseTemplate::new(200)
+            .set_delay(Duration::from_millis(300))
+            .set_body_json(openai_tool_calls(&[(
+                "call_1",
+                "book",
+                json!({ "slot": "10:00" }),
+            )])),
         // Slow enough for the test to act while the model "writes".
         Some(result) => ResponseTemplate::new(200)
             .set_delay(Duration::from_millis(500))
@@ -131,6 +135,7 @@ impl Harness {
             loop {
                 let done = match step {
                     Step::BeforeTheRequest => true,
+                    Step::WhileTheModelDecides => !self.app.llm_requests().await.is_empty(),
                     Step::WhileTheToolRuns => {
                         !self.crm.received_requests().await.unwrap().is_empty()
                     }
@@ -179,6 +184,10 @@ async fn the_database_goes_away(step: Step, fault: Fault) {
         (Fault::Terminated, 200) => {}
         (_, other) => panic!("{step:?}/{fault:?}: answered {other}: {body}"),
     }
+    if (step, fault) == (Step::WhileTheModelDecides, Fault::ProxyCut) {
+        // A call that could not be journaled was not made.
+        assert!(h.crm.received_requests().await.unwrap().is_empty());
+    }
     h.proxy.restore();
 
     // The server answers again without a restart, and the retry under the same key makes the
@@ -209,6 +218,11 @@ async fn cut_before_the_request() {
 }
 
 #[tokio::test]
+async fn cut_while_the_model_decides_to_call_the_tool() {
+    the_database_goes_away(Step::WhileTheModelDecides, Fault::ProxyCut).await;
+}
+
+#[tokio::test]
 async fn cut_while_the_tool_runs() {
     the_database_goes_away(Step::WhileTheToolRuns, Fault::ProxyCut).await;
 }
@@ -221,6 +235,11 @@ async fn cut_while_the_model_answers() {
 #[tokio::test]
 async fn terminated_before_the_request() {
     the_database_goes_away(Step::BeforeTheRequest, Fault::Terminated).await;
+}
+
+#[tokio::test]
+async fn terminated_while_the_model_decides_to_call_the_tool() {
+    the_database_goes_away(Step::WhileTheModelDecides, Fault::Terminated).await;
 }
 
 #[tokio::test]
