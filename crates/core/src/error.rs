@@ -109,6 +109,9 @@ pub struct ErrorBody {
     /// Per-field messages of a `VALIDATION_ERROR`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, Vec<String>>,
+    /// The request's `X-Request-Id`, to find its log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 fn lenient_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ErrorCode>, D::Error> {
@@ -127,6 +130,7 @@ impl ErrorBody {
             message,
             error_code: Some(code),
             errors: BTreeMap::new(),
+            request_id: None,
         }
     }
 }
