@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
 use crate::llm::{AnthropicClient, OpenAiClient, Providers};
@@ -24,6 +26,8 @@ pub struct App {
     pub wakeups: Wakeups,
     /// Replies this process is producing, whose leases it renews.
     pub in_flight: InFlight,
+    /// Renders the process's metrics for `/metrics`.
+    pub metrics: PrometheusHandle,
 }
 
 impl App {
@@ -51,6 +55,7 @@ impl App {
             tools,
             wakeups: Wakeups::default(),
             in_flight: InFlight::default(),
+            metrics: crate::telemetry::metrics::recorder(),
         })
     }
 

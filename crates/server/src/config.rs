@@ -65,6 +65,8 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
     pub pricing: Pricing,
+    /// `ANYREPLY_METRICS_TOKEN`: when set, `/metrics` wants it as a Bearer token.
+    pub metrics_token: Option<SecretString>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/anyreply";
@@ -97,6 +99,7 @@ impl Default for Settings {
             conversation_queue_limit: anyreply_core::limits::DEFAULT_CONVERSATION_QUEUE_LIMIT,
             rate_limit_per_minute: 60,
             pricing: Pricing::default(),
+            metrics_token: None,
         }
     }
 }
@@ -114,6 +117,7 @@ impl Settings {
         s.llm_api_key = var("ANYREPLY_LLM_API_KEY").map(SecretString::from);
         parse_into("ANYREPLY_ANTHROPIC_BASE_URL", &mut s.anthropic_base_url)?;
         s.anthropic_api_key = var("ANYREPLY_ANTHROPIC_API_KEY").map(SecretString::from);
+        s.metrics_token = var("ANYREPLY_METRICS_TOKEN").map(SecretString::from);
         parse_into("ANYREPLY_LLM_RETRIES", &mut s.llm_retries)?;
         let mut backoff_ms = 500_u64;
         parse_into("ANYREPLY_LLM_RETRY_BACKOFF_MS", &mut backoff_ms)?;

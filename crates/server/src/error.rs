@@ -122,7 +122,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = (self.status(), self.body());
+        let (status, mut body) = (self.status(), self.body());
+        body.request_id = crate::telemetry::RequestId::current();
         let mut headers = self.details.map(|d| d.headers).unwrap_or_default();
         if self.code.is_retryable() && !headers.contains_key(header::RETRY_AFTER) {
             // Every retryable answer says when; one second is a safe hint for faults.

@@ -81,6 +81,7 @@ where
         let mut conn = app.db().await?;
         match api_key::find_by_prefix(&mut conn, prefix).await? {
             Some(row) if row.revoked_at.is_none() && secret_matches(key, &row.secret_hash) => {
+                tracing::Span::current().record("account_id", row.account_id);
                 Ok(Caller {
                     account_id: row.account_id,
                     api_key_id: row.id,

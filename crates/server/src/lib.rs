@@ -18,6 +18,7 @@ pub mod rate_limit;
 pub mod reply;
 pub mod router;
 pub mod schema;
+pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tools;

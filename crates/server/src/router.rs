@@ -4,14 +4,15 @@ use anyreply_core::ErrorCode;
 use anyreply_core::limits::MAX_BODY_BYTES;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::app::App;
-use crate::controllers::{assistants, conversations, generate_reply, health, me, tools};
+use crate::controllers::{assistants, conversations, generate_reply, health, me, metrics, tools};
 use crate::error::ApiError;
+use crate::telemetry;
 
 pub fn router(app: App) -> Router {
     Router::new()
@@ -52,6 +53,7 @@ pub fn router(app: App) -> Router {
                 .delete(tools::delete_tool),
         )
         .route("/api/user/me", get(me::get_me))
+        .route("/metrics", get(metrics::get_metrics))
         .route("/health", get(health::get_health))
         .route("/ready", get(health::get_ready))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
@@ -60,6 +62,6 @@ pub fn router(app: App) -> Router {
         .layer(CatchPanicLayer::custom(|_panic| -> Response {
             ApiError::new(ErrorCode::InternalError).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(telemetry::request::observe))
         .with_state(app)
 }

@@ -5,4 +5,5 @@ pub mod conversations;
 pub mod generate_reply;
 pub mod health;
 pub mod me;
+pub mod metrics;
 pub mod tools;

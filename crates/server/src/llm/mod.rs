@@ -173,22 +173,23 @@ impl Providers {
     }
 
     /// Asks `primary`, retrying retryable failures a bounded number of times; if it still
-    /// cannot answer, asks `fallback`. Returns the answer and the model that gave it.
+    /// cannot answer, asks `fallback`. Returns the answer and the provider and model that
+    /// gave it.
     pub async fn complete<'m>(
         &self,
         primary: (LlmProvider, &'m str),
         fallback: Option<(LlmProvider, &'m str)>,
         completion: Completion<'_>,
-    ) -> Result<(Answer, &'m str), LlmError> {
+    ) -> Result<(Answer, (LlmProvider, &'m str)), LlmError> {
         let first = self.with_retries(primary, completion).await;
         match (first, fallback) {
             (Err(LlmError::Unavailable(detail)), Some(fallback)) => {
                 tracing::warn!(%detail, model = primary.1, fallback = fallback.1, "primary model unavailable, asking the fallback");
                 self.with_retries(fallback, completion)
                     .await
-                    .map(|answer| (answer, fallback.1))
+                    .map(|answer| (answer, fallback))
             }
-            (result, _) => result.map(|answer| (answer, primary.1)),
+            (result, _) => result.map(|answer| (answer, primary)),
         }
     }
 

@@ -2,6 +2,8 @@
 //! caps), call them and ask again with their results. Every tool call is journaled before it
 //! is made and its result after, so a retry of the request never calls a tool twice.
 
+use std::time::Instant;
+
 use anyreply_core::wire::FunctionCall;
 use futures::future::join_all;
 use serde_json::Value;
@@ -12,6 +14,7 @@ use crate::app::App;
 use crate::llm::{Completion, FunctionSpec, LlmError, Output, PromptMessage, TokenUsage};
 use crate::models::tool::ToolRow;
 use crate::models::tool_call::{self, ToolCallRow};
+use crate::telemetry::metrics::{self, Phase, ToolCallOutcome};
 use crate::tools::{self as tool_calls, ToolOutcome};
 
 pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult<Conversed> {
@@ -43,13 +46,17 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
             functions: &functions,
             may_call_functions: may_call,
         };
-        let (answer, model) = app
+        let asked = Instant::now();
+        let answered = app
             .llm
             .complete(primary, assistant.fallback(), completion)
-            .await
-            .map_err(ReplyError::Model)?;
+            .await;
+        metrics::phase(Phase::Model, asked.elapsed());
+        let (answer, (provider, model)) = answered.map_err(ReplyError::Model)?;
+        let call_cost = settings.pricing.tokens_cost(model, answer.usage);
+        metrics::model_call(provider, model, answer.usage, call_cost);
         usage.add(answer.usage);
-        cost = cost.saturating_add(settings.pricing.tokens_cost(model, answer.usage));
+        cost = cost.saturating_add(call_cost);
         let (text, mut calls) = match answer.output {
             Output::Text(text) => {
                 return Ok(Conversed {
@@ -97,15 +104,24 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
                     let journal = &journal;
                     async move {
                         match (tool, reused) {
-                            _ if i >= room => Ok(ToolOutcome::error(
-                                "call_limit",
-                                "too many tool calls for one reply",
-                            )),
-                            (_, Some(reused)) => Ok(reused),
-                            (None, None) => Ok(ToolOutcome::error(
-                                "unknown_function",
-                                format!("there is no function {}", call.name),
-                            )),
+                            _ if i >= room => {
+                                metrics::tool_call(ToolCallOutcome::Refused);
+                                Ok(ToolOutcome::error(
+                                    "call_limit",
+                                    "too many tool calls for one reply",
+                                ))
+                            }
+                            (_, Some(reused)) => {
+                                metrics::tool_call(ToolCallOutcome::Reused);
+                                Ok(reused)
+                            }
+                            (None, None) => {
+                                metrics::tool_call(ToolCallOutcome::Refused);
+                                Ok(ToolOutcome::error(
+                                    "unknown_function",
+                                    format!("there is no function {}", call.name),
+                                ))
+                            }
                             (Some(tool), None) => {
                                 journal.call(app, turn, tool, &call.arguments).await
                             }
@@ -195,7 +211,14 @@ impl Journal {
             )
             .await?
         };
+        let called = Instant::now();
         let mut outcome = app.tools.call(tool, arguments).await;
+        metrics::phase(Phase::Tool, called.elapsed());
+        metrics::tool_call(if outcome.is_error {
+            ToolCallOutcome::Error
+        } else {
+            ToolCallOutcome::Ok
+        });
         strip_nul(&mut outcome.result);
         let mut conn = app.db().await?;
         tool_call::finish(&mut conn, id, &outcome.result, outcome.is_error).await?;

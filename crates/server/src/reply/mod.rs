@@ -12,6 +12,8 @@ pub mod prompt;
 pub mod queue;
 pub mod settlement;
 
+use std::time::Instant;
+
 use anyreply_core::Money;
 use anyreply_core::wire::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
 use axum::response::Response;
@@ -26,6 +28,7 @@ use crate::llm::{PromptMessage, TokenUsage};
 use crate::models::assistant::AssistantRow;
 use crate::models::tool::ToolRow;
 use crate::rate_limit::RateLimit;
+use crate::telemetry::metrics::{self, Phase};
 use crate::tools as tool_calls;
 use admission::{Admission, Queued};
 pub use error::{ReplyError, ReplyResult};
@@ -91,7 +94,10 @@ pub async fn generate_reply(
     request: GenerateReplyRequest,
     key: Option<RequestKey>,
 ) -> Result<Answered, Failed> {
-    let admission = match admission::admit(app, caller, &request, key.as_ref()).await {
+    let admitting = Instant::now();
+    let admitted = admission::admit(app, caller, &request, key.as_ref()).await;
+    metrics::phase(Phase::Database, admitting.elapsed());
+    let admission = match admitted {
         Ok(admission) => admission,
         Err(error) => {
             let error = ApiError::from(error);
@@ -166,8 +172,13 @@ async fn produce(
         let prepared = match prepared {
             Some(prepared) => prepared,
             None => {
+                let waiting = Instant::now();
                 queue::wait_for_turn(app, turn.conversation_id, turn.message_id).await?;
-                admission::prepare_after_waiting(app, turn).await?
+                metrics::phase(Phase::QueueWait, waiting.elapsed());
+                let preparing = Instant::now();
+                let prepared = admission::prepare_after_waiting(app, turn).await?;
+                metrics::phase(Phase::Database, preparing.elapsed());
+                prepared
             }
         };
         converse::converse(app, turn, prepared).await
@@ -179,9 +190,12 @@ async fn produce(
         .unwrap_or(Err(ReplyError::TimedOut))
         .map(Conversed::without_nul);
     let settled = match conversed {
-        Ok(conversed) => settlement::settle(app, turn, &conversed, claim)
-            .await
-            .map(|()| conversed),
+        Ok(conversed) => {
+            let settling = Instant::now();
+            let settled = settlement::settle(app, turn, &conversed, claim).await;
+            metrics::phase(Phase::Database, settling.elapsed());
+            settled.map(|()| conversed)
+        }
         Err(error) => Err(error),
     };
     if let Err(error) = &settled

@@ -46,6 +46,12 @@ struct Subscription<'a> {
 }
 
 impl Wakeups {
+    /// How many messages of this process wait for their turn.
+    pub fn waiting(&self) -> usize {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.values().map(|w| w.waiters).sum()
+    }
+
     fn subscribe(&self, conversation_id: Uuid) -> Subscription<'_> {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = waiting.entry(conversation_id).or_insert_with(|| Waiting {
@@ -190,6 +196,14 @@ impl InFlight {
             in_flight: self.clone(),
             message_id,
         }
+    }
+
+    /// How many replies this process is producing.
+    pub fn count(&self) -> usize {
+        self.replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     fn snapshot(&self) -> (Vec<i64>, HeldKeys) {

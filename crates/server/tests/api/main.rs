@@ -18,6 +18,7 @@ mod idempotency;
 mod llm_failures;
 mod providers;
 mod takeover;
+mod telemetry;
 mod tool_loop;
 mod tools;
 mod util;

@@ -1,0 +1,37 @@
+//! `GET /metrics`: the Prometheus exposition, behind `ANYREPLY_METRICS_TOKEN` when it is set.
+
+use anyreply_core::ErrorCode;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::IntoResponse;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::telemetry::metrics;
+
+/// The content type Prometheus scrapers ask for.
+const EXPOSITION: HeaderValue =
+    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+
+pub async fn get_metrics(
+    State(app): State<App>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    if let Some(token) = &app.settings.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+            return Err(ApiError::new(ErrorCode::Unauthorized)
+                .with_message("/metrics wants the ANYREPLY_METRICS_TOKEN as a Bearer token"));
+        }
+    }
+    Ok((
+        [(header::CONTENT_TYPE, EXPOSITION)],
+        metrics::render(&app, &app.metrics),
+    ))
+}

@@ -1,0 +1,210 @@
+//! Request ids, the per-request log line and `/metrics`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::util::TestApp;
+
+async fn get_raw(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_errors_repeat_it() {
+    let app = TestApp::spawn().await;
+
+    let fresh = get_raw(&format!("{}/health", app.base), &[]).await;
+    assert!(uuid::Uuid::parse_str(&request_id(&fresh)).is_ok());
+
+    let kept = get_raw(
+        &format!("{}/health", app.base),
+        &[("x-request-id", "trace-42:a.b_c")],
+    )
+    .await;
+    assert_eq!(request_id(&kept), "trace-42:a.b_c");
+
+    // Ids that could forge or bloat log lines are replaced.
+    for insane in ["has space", "quote\"d", &"x".repeat(129)] {
+        let replaced = get_raw(&format!("{}/health", app.base), &[("x-request-id", insane)]).await;
+        let id = request_id(&replaced);
+        assert_ne!(id, insane);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    }
+
+    // Errors, from a handler, the router's fallback and the key check, name it in the body.
+    for (path, status) in [
+        ("/api/user/me", StatusCode::UNAUTHORIZED),
+        ("/no/such/route", StatusCode::NOT_FOUND),
+    ] {
+        let response = get_raw(&format!("{}{path}", app.base), &[("x-request-id", "err-1")]).await;
+        assert_eq!(response.status(), status);
+        assert_eq!(request_id(&response), "err-1");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["request_id"], "err-1", "{body}");
+    }
+    let account = app.account("10").await;
+    let (status, body, headers) = app
+        .post(&account.key, "/api/ai/generate-reply", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["request_id"],
+        headers["x-request-id"].to_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_replies_tokens_and_the_pool() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let (status, _) = app.reply(&account.key, assistant, "+1555", "hi").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let response = get_raw(&format!("{}/metrics", app.base), &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let has = |needle: &str| {
+        assert!(
+            text.lines().any(|line| line.contains(needle)),
+            "no line with {needle:?} in:\n{text}"
+        )
+    };
+    // Labels are the route's pattern, and latencies are histograms (buckets), not summaries.
+    has(
+        r#"anyreply_http_request_duration_seconds_bucket{method="POST",route="/api/ai/generate-reply",status="200",le="0.005"}"#,
+    );
+    has(
+        r#"anyreply_http_request_duration_seconds_count{method="POST",route="/api/user/assistant",status="201"}"#,
+    );
+    has(r#"anyreply_replies_total{outcome="replied"}"#);
+    has(r#"anyreply_reply_phase_duration_seconds_bucket{phase="model""#);
+    has(r#"anyreply_reply_phase_duration_seconds_bucket{phase="database""#);
+    has(r#"anyreply_model_tokens_total{provider="openai",model="gpt-4o-mini",kind="prompt"}"#);
+    has(r#"anyreply_model_cost_subunits_total{provider="openai",model="gpt-4o-mini"}"#);
+    has(r#"anyreply_db_pool_connections{state="idle"}"#);
+    has("anyreply_db_pool_max_connections 10");
+    has("anyreply_db_pool_waiting");
+    has("anyreply_replies_in_flight");
+    has("# TYPE anyreply_http_request_duration_seconds histogram");
+    assert!(!text.contains("quantile="), "a summary slipped in");
+}
+
+#[tokio::test]
+async fn the_metrics_token_guards_the_endpoint() {
+    let app = TestApp::spawn_with(|s| s.metrics_token = Some("scrape-me".into())).await;
+    let url = format!("{}/metrics", app.base);
+    for refused in [
+        vec![],
+        vec![("authorization", "Bearer wrong")],
+        vec![("authorization", "scrape-me")],
+    ] {
+        let response = get_raw(&url, &refused).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error_code"], "UNAUTHORIZED");
+    }
+    let response = get_raw(&url, &[("authorization", "Bearer scrape-me")]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// The real binary, logging JSON: one `info` line per request with what an operator needs to
+/// find it, and never the key or the customer's words.
+#[tokio::test]
+async fn one_log_line_per_request_without_secrets() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_anyreply-server"))
+        .env("ANYREPLY_DATABASE_URL", app.db.url())
+        .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ANYREPLY_LLM_BASE_URL", format!("{}/v1", app.llm.uri()))
+        .env("ANYREPLY_LOG_FORMAT", "json")
+        .env("ANYREPLY_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    let stderr = server.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = async {
+        while http.get(format!("{base}/health")).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .expect("the server starts");
+
+    let secret_words = "my card number is 4111";
+    let response = http
+        .post(format!("{base}/api/ai/generate-reply"))
+        .bearer_auth(&account.key)
+        .header("x-request-id", "log-test-1")
+        .json(&json!({ "assistant_id": assistant, "customer_identifier": "+1555", "message": secret_words }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut seen = Vec::new();
+    let answered = loop {
+        let line = received
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line for the request");
+        seen.push(line.clone());
+        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if entry["fields"]["message"] == "answered" && entry["span"]["request_id"] == "log-test-1" {
+            break entry;
+        }
+    };
+    server.kill().unwrap();
+    let _ = server.wait();
+    assert_eq!(answered["level"], "INFO");
+    assert_eq!(answered["fields"]["status"], 200);
+    assert!(answered["fields"]["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(answered["span"]["method"], "POST");
+    assert_eq!(answered["span"]["route"], "/api/ai/generate-reply");
+    assert_eq!(answered["span"]["account_id"], account.id);
+    let all = seen.join("\n");
+    assert!(
+        !all.contains(&account.key[..12]),
+        "a key in the log:\n{all}"
+    );
+    assert!(
+        !all.contains(secret_words),
+        "message text in the log:\n{all}"
+    );
+}
