@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod env;
 pub mod error;
 pub mod limits;
 pub mod money;

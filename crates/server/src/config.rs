@@ -1,12 +1,12 @@
 //! Settings, read from `ANYREPLY_*` environment variables. The README lists every one.
 
 use std::collections::HashMap;
-use std::env;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use anyreply_core::Money;
+use anyreply_core::env::Env;
 use secrecy::SecretString;
 use url::Url;
 
@@ -105,100 +105,150 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Defaults overridden by the environment.
+    /// Defaults overridden by the environment; every bad setting is named at once.
     pub fn from_env() -> anyhow::Result<Self> {
-        let mut s = Self::default();
-        if let Some(v) = var("ANYREPLY_DATABASE_URL") {
-            s.database_url = v;
+        let mut env = Env::from_process();
+        let settings = Self::read(&mut env);
+        let unread = env.finish(READ_ELSEWHERE)?;
+        for name in unread {
+            tracing::warn!("{name} is not a setting of anyreply-server; it is ignored");
         }
-        parse_into("ANYREPLY_DATABASE_POOL_SIZE", &mut s.database_pool_size)?;
-        parse_into("ANYREPLY_LISTEN", &mut s.listen)?;
-        parse_into("ANYREPLY_LLM_BASE_URL", &mut s.llm_base_url)?;
-        s.llm_api_key = var("ANYREPLY_LLM_API_KEY").map(SecretString::from);
-        parse_into("ANYREPLY_ANTHROPIC_BASE_URL", &mut s.anthropic_base_url)?;
-        s.anthropic_api_key = var("ANYREPLY_ANTHROPIC_API_KEY").map(SecretString::from);
-        s.metrics_token = var("ANYREPLY_METRICS_TOKEN").map(SecretString::from);
-        parse_into("ANYREPLY_LLM_RETRIES", &mut s.llm_retries)?;
-        let mut backoff_ms = 500_u64;
-        parse_into("ANYREPLY_LLM_RETRY_BACKOFF_MS", &mut backoff_ms)?;
-        s.llm_retry_backoff = Duration::from_millis(backoff_ms);
-        parse_into("ANYREPLY_TOOL_MAX_ROUNDS", &mut s.tool_max_rounds)?;
-        parse_into("ANYREPLY_TOOL_MAX_CALLS", &mut s.tool_max_calls)?;
-        if let Some(allowed) = var("ANYREPLY_TOOL_ALLOWED_HOSTS") {
-            s.tool_allowed_hosts =
-                AddressPolicy::parse(&allowed).context("ANYREPLY_TOOL_ALLOWED_HOSTS")?;
-        }
-        if let Some(v) = var("ANYREPLY_LLM_DEFAULT_MODEL") {
-            s.llm_default_model = v;
-        }
-        let mut timeout_secs = s.llm_timeout.as_secs();
-        parse_into("ANYREPLY_LLM_TIMEOUT_SECS", &mut timeout_secs)?;
-        s.llm_timeout = Duration::from_secs(timeout_secs);
-        parse_into(
-            "ANYREPLY_LLM_MAX_OUTPUT_TOKENS",
-            &mut s.llm_max_output_tokens,
-        )?;
-        parse_into("ANYREPLY_CONTEXT_TOKEN_BUDGET", &mut s.context_token_budget)?;
-        parse_into(
-            "ANYREPLY_RATE_LIMIT_PER_MINUTE",
-            &mut s.rate_limit_per_minute,
-        )?;
-        let mut lease_secs = s.reply_lease.as_secs();
-        parse_into("ANYREPLY_REPLY_LEASE_SECS", &mut lease_secs)?;
-        if lease_secs < 3 {
-            bail!("ANYREPLY_REPLY_LEASE_SECS must be at least 3");
-        }
-        s.reply_lease = Duration::from_secs(lease_secs);
-        let mut reply_timeout_secs = s.reply_timeout.as_secs();
-        parse_into("ANYREPLY_REPLY_TIMEOUT_SECS", &mut reply_timeout_secs)?;
-        s.reply_timeout = Duration::from_secs(reply_timeout_secs);
-        parse_into(
-            "ANYREPLY_CONVERSATION_QUEUE_LIMIT",
-            &mut s.conversation_queue_limit,
-        )?;
-        parse_into("ANYREPLY_PRICE_PER_REPLY", &mut s.pricing.per_reply)?;
-        parse_into(
-            "ANYREPLY_PRICE_INPUT_PER_MTOK",
-            &mut s.pricing.default_price.input_per_mtok,
-        )?;
-        parse_into(
-            "ANYREPLY_PRICE_OUTPUT_PER_MTOK",
-            &mut s.pricing.default_price.output_per_mtok,
-        )?;
-        if let Some(table) = var("ANYREPLY_MODEL_PRICES") {
-            s.pricing.per_model = parse_model_prices(&table).context("ANYREPLY_MODEL_PRICES")?;
-        }
-        if s.database_pool_size == 0
-            || s.rate_limit_per_minute == 0
-            || timeout_secs == 0
-            || reply_timeout_secs == 0
-            || s.conversation_queue_limit == 0
-        {
-            bail!(
-                "pool size, rate limit, LLM and reply timeouts and queue limit must be greater than zero"
+        Ok(settings)
+    }
+
+    /// The settings `env` gives, its problems noted in it.
+    pub fn read(env: &mut Env) -> Self {
+        let d = Self::default();
+        let secs = |env: &mut Env, name: &str, default: Duration, example: &str| {
+            let secs = env.parsed(name, default.as_secs(), example);
+            if secs == 0 {
+                env.invalid(name, "0", "must be at least 1", example);
+            }
+            Duration::from_secs(secs)
+        };
+        let positive = |env: &mut Env, name: &str, default: u32, example: &str| {
+            let n = env.parsed(name, default, example);
+            if n == 0 {
+                env.invalid(name, "0", "must be at least 1", example);
+            }
+            n
+        };
+        let reply_lease = secs(env, "ANYREPLY_REPLY_LEASE_SECS", d.reply_lease, "30");
+        if reply_lease < Duration::from_secs(3) {
+            env.invalid(
+                "ANYREPLY_REPLY_LEASE_SECS",
+                &reply_lease.as_secs().to_string(),
+                "must be at least 3",
+                "30",
             );
         }
-        Ok(s)
+        let database_pool_size =
+            env.parsed("ANYREPLY_DATABASE_POOL_SIZE", d.database_pool_size, "10");
+        if database_pool_size == 0 {
+            env.invalid(
+                "ANYREPLY_DATABASE_POOL_SIZE",
+                "0",
+                "must be at least 1",
+                "10",
+            );
+        }
+        let mut pricing = d.pricing;
+        pricing.per_reply = env.parsed("ANYREPLY_PRICE_PER_REPLY", pricing.per_reply, "0.001");
+        pricing.default_price.input_per_mtok = env.parsed(
+            "ANYREPLY_PRICE_INPUT_PER_MTOK",
+            pricing.default_price.input_per_mtok,
+            "0.15",
+        );
+        pricing.default_price.output_per_mtok = env.parsed(
+            "ANYREPLY_PRICE_OUTPUT_PER_MTOK",
+            pricing.default_price.output_per_mtok,
+            "0.60",
+        );
+        const PRICES_EXAMPLE: &str = "gpt-4o=2.50/10.00,gpt-4o-mini=0.15/0.60";
+        if let Some(table) = env.text("ANYREPLY_MODEL_PRICES") {
+            match parse_model_prices(&table) {
+                Ok(per_model) => pricing.per_model = per_model,
+                Err(error) => env.invalid(
+                    "ANYREPLY_MODEL_PRICES",
+                    &table,
+                    &error.to_string(),
+                    PRICES_EXAMPLE,
+                ),
+            }
+        }
+        Self {
+            database_url: env.text("ANYREPLY_DATABASE_URL").unwrap_or(d.database_url),
+            database_pool_size,
+            listen: env.parsed("ANYREPLY_LISTEN", d.listen, "127.0.0.1:8080"),
+            llm_base_url: env.parsed(
+                "ANYREPLY_LLM_BASE_URL",
+                d.llm_base_url,
+                "http://127.0.0.1:11434/v1",
+            ),
+            llm_api_key: env.text("ANYREPLY_LLM_API_KEY").map(SecretString::from),
+            anthropic_base_url: env.parsed(
+                "ANYREPLY_ANTHROPIC_BASE_URL",
+                d.anthropic_base_url,
+                DEFAULT_ANTHROPIC_BASE_URL,
+            ),
+            anthropic_api_key: env
+                .text("ANYREPLY_ANTHROPIC_API_KEY")
+                .map(SecretString::from),
+            llm_retries: env.parsed("ANYREPLY_LLM_RETRIES", d.llm_retries, "1"),
+            llm_retry_backoff: Duration::from_millis(env.parsed(
+                "ANYREPLY_LLM_RETRY_BACKOFF_MS",
+                d.llm_retry_backoff.as_millis() as u64,
+                "500",
+            )),
+            tool_max_rounds: env.parsed("ANYREPLY_TOOL_MAX_ROUNDS", d.tool_max_rounds, "3"),
+            tool_max_calls: env.parsed("ANYREPLY_TOOL_MAX_CALLS", d.tool_max_calls, "8"),
+            tool_allowed_hosts: env.parsed(
+                "ANYREPLY_TOOL_ALLOWED_HOSTS",
+                d.tool_allowed_hosts,
+                "crm.internal,10.1.0.0/16",
+            ),
+            llm_default_model: env
+                .text("ANYREPLY_LLM_DEFAULT_MODEL")
+                .unwrap_or(d.llm_default_model),
+            llm_timeout: secs(env, "ANYREPLY_LLM_TIMEOUT_SECS", d.llm_timeout, "60"),
+            llm_max_output_tokens: env.parsed(
+                "ANYREPLY_LLM_MAX_OUTPUT_TOKENS",
+                d.llm_max_output_tokens,
+                "1024",
+            ),
+            context_token_budget: env.parsed(
+                "ANYREPLY_CONTEXT_TOKEN_BUDGET",
+                d.context_token_budget,
+                "8000",
+            ),
+            reply_lease,
+            reply_timeout: secs(env, "ANYREPLY_REPLY_TIMEOUT_SECS", d.reply_timeout, "120"),
+            turn_recheck: d.turn_recheck,
+            conversation_queue_limit: positive(
+                env,
+                "ANYREPLY_CONVERSATION_QUEUE_LIMIT",
+                d.conversation_queue_limit,
+                "20",
+            ),
+            rate_limit_per_minute: positive(
+                env,
+                "ANYREPLY_RATE_LIMIT_PER_MINUTE",
+                d.rate_limit_per_minute,
+                "60",
+            ),
+            pricing,
+            metrics_token: env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from),
+        }
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn parse_into<T>(name: &str, slot: &mut T) -> anyhow::Result<()>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    if let Some(text) = var(name) {
-        *slot = text
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={text:?}: {e}"))?;
-    }
-    Ok(())
-}
+/// Settings read outside [`Settings::read`], so not "unknown": logging, and the tests'.
+pub const READ_ELSEWHERE: &[&str] = &[
+    "ANYREPLY_LOG",
+    "ANYREPLY_LOG_FORMAT",
+    "ANYREPLY_TEST_DATABASE_URL",
+    "ANYREPLY_BENCH_POSTGRES",
+];
 
 /// `gpt-4o=2.50/10.00,gpt-4o-mini=0.15/0.60`: input/output price per million tokens.
 fn parse_model_prices(table: &str) -> anyhow::Result<HashMap<String, ModelPrice>> {

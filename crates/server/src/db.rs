@@ -66,16 +66,71 @@ pub fn is_unavailable(error: &diesel::result::Error) -> bool {
     }
 }
 
+/// The database for people: `PostgreSQL at host:port, database name (URL)`, the password
+/// hidden.
+pub fn describe(database_url: &str) -> String {
+    let Ok(mut url) = Url::parse(database_url) else {
+        return "a database whose ANYREPLY_DATABASE_URL is not a URL".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    let host = url
+        .query_pairs()
+        .find(|(key, _)| key == "host")
+        .map(|(_, host)| host.into_owned())
+        .or_else(|| url.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!(
+        "PostgreSQL at {host}:{}, database {:?} ({url})",
+        url.port().unwrap_or(5432),
+        url.path().trim_start_matches('/')
+    )
+}
+
+/// Connects to `url`; a failure names the server (as `named_url` names it, password hidden)
+/// and the cause, which the driver's own error leaves out for TCP faults.
+pub async fn establish(url: &str, named_url: &str) -> anyhow::Result<AsyncPgConnection> {
+    let error = match AsyncPgConnection::establish(url).await {
+        Ok(conn) => return Ok(conn),
+        Err(error) => error,
+    };
+    let cause = match tcp_address(url) {
+        Some(address) => match tokio::net::TcpStream::connect(&address).await {
+            Err(io) => io.to_string(),
+            Ok(_) => error.to_string(),
+        },
+        None => error.to_string(),
+    };
+    anyhow::bail!("cannot reach {}: {cause}", describe(named_url))
+}
+
+/// `host:port` of a URL that reaches PostgreSQL over TCP (not a Unix socket).
+fn tcp_address(url: &str) -> Option<String> {
+    let url = Url::parse(url).ok()?;
+    if url.query_pairs().any(|(key, _)| key == "host") {
+        return None;
+    }
+    Some(format!(
+        "{}:{}",
+        url.host_str()?,
+        url.port().unwrap_or(5432)
+    ))
+}
+
 /// Creates the database named in `database_url` unless it exists, connecting to the
 /// server's `postgres` database to do so.
 pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
-    let mut url = Url::parse(database_url).context("ANYREPLY_DATABASE_URL is not a URL")?;
+    let mut url = Url::parse(database_url).with_context(|| {
+        "ANYREPLY_DATABASE_URL is not a URL (for example ANYREPLY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/anyreply)"
+    })?;
     let name = url.path().trim_start_matches('/').to_owned();
-    anyhow::ensure!(!name.is_empty(), "ANYREPLY_DATABASE_URL names no database");
+    anyhow::ensure!(
+        !name.is_empty(),
+        "ANYREPLY_DATABASE_URL names no database (for example ANYREPLY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/anyreply)"
+    );
     url.set_path("/postgres");
-    let mut conn = AsyncPgConnection::establish(url.as_str())
-        .await
-        .context("connecting to PostgreSQL")?;
+    let mut conn = establish(url.as_str(), database_url).await?;
     let exists: bool = diesel::select(diesel::dsl::exists(
         pg_database::table.filter(pg_database::datname.eq(&name)),
     ))

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand};
+use anyreply_server::config::DEFAULT_LLM_BASE_URL;
 use anyreply_server::models::{account, api_key};
 use anyreply_server::{App, Settings, db};
 use clap::Parser;
@@ -12,25 +13,50 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_env("ANYREPLY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json_logs =
-        std::env::var("ANYREPLY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    init_logging();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line per problem, no backtrace: these are meant for the person starting it.
+            for line in format!("{error:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr: `ANYREPLY_LOG` filters (default `info`), `ANYREPLY_LOG_FORMAT=json`
+/// structures; a bad value of either is warned about, not ignored.
+fn init_logging() {
+    let filter_text = std::env::var("ANYREPLY_LOG").ok();
+    let filter = filter_text.as_deref().map(EnvFilter::try_new);
+    let format = std::env::var("ANYREPLY_LOG_FORMAT").ok();
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(match &filter {
+            Some(Ok(filter)) => filter.clone(),
+            _ => EnvFilter::new("info"),
+        })
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if json_logs {
+    let json = format
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
         logs.json().init()
     } else {
         logs.init()
     }
-
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+    if let Some(Err(error)) = filter {
+        tracing::warn!(
+            "ANYREPLY_LOG={:?} is not a valid filter ({error}); logging at info. For example ANYREPLY_LOG=info,anyreply_server=debug",
+            filter_text.unwrap_or_default()
+        );
+    }
+    if let Some(format) = format.filter(|f| !json && !f.eq_ignore_ascii_case("text")) {
+        tracing::warn!(
+            "ANYREPLY_LOG_FORMAT={format:?} is not json or text; logging as text. For example ANYREPLY_LOG_FORMAT=json"
+        );
     }
 }
 
@@ -49,11 +75,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("binding {}", settings.listen))?;
-    tracing::info!(address = %settings.listen, "serving");
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (ANYREPLY_LISTEN); set ANYREPLY_LISTEN to a free address, for example ANYREPLY_LISTEN=127.0.0.1:8081",
+                settings.listen
+            )
+        })?;
+    log_start(&settings);
     let app = App::new(settings)?;
     anyreply_server::serve(app, listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Says what the server runs on, so a wrong database or provider shows at once.
+fn log_start(settings: &Settings) {
+    tracing::info!(
+        address = %settings.listen,
+        database = %db::describe(&settings.database_url),
+        llm_base_url = %settings.llm_base_url,
+        llm_api_key_set = settings.llm_api_key.is_some(),
+        anthropic_api_key_set = settings.anthropic_api_key.is_some(),
+        "serving"
+    );
+    if settings.llm_api_key.is_none()
+        && settings.llm_base_url.as_str().trim_end_matches('/') == DEFAULT_LLM_BASE_URL
+    {
+        tracing::warn!(
+            "ANYREPLY_LLM_API_KEY is not set while ANYREPLY_LLM_BASE_URL is OpenAI's: replies will fail until a key is set (or point ANYREPLY_LLM_BASE_URL at a local model)"
+        );
+    }
 }
 
 async fn shutdown_signal() {
@@ -75,9 +125,7 @@ async fn shutdown_signal() {
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<AsyncPgConnection> {
-    AsyncPgConnection::establish(&settings.database_url)
-        .await
-        .context("connecting to the database")
+    db::establish(&settings.database_url, &settings.database_url).await
 }
 
 #[allow(clippy::print_stdout)] // The command's answer goes to stdout, for scripts.

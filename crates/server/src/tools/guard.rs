@@ -87,6 +87,14 @@ pub struct AddressPolicy {
     networks: Vec<IpNet>,
 }
 
+impl std::str::FromStr for AddressPolicy {
+    type Err = anyhow::Error;
+
+    fn from_str(setting: &str) -> anyhow::Result<Self> {
+        Self::parse(setting)
+    }
+}
+
 impl AddressPolicy {
     /// `crm.internal,10.1.0.0/16,127.0.0.1`: names match exactly (case-insensitive), addresses
     /// and networks match what any name resolves to.

@@ -17,6 +17,7 @@ mod history;
 mod idempotency;
 mod llm_failures;
 mod providers;
+mod startup;
 mod takeover;
 mod telemetry;
 mod tool_loop;
