@@ -11,7 +11,10 @@
 //! The CRM's message id is the idempotency key, so a webhook the CRM delivers twice is answered
 //! (and charged) once.
 
+use std::process::ExitCode;
+
 use anyreply_client::{Client, ErrorCode, GenerateReplyRequest, RequestOptions, Variables};
+use anyreply_core::env::Env;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -72,17 +75,33 @@ async fn receive(
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            for line in format!("{error:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ANYREPLY_URL`, `ANYREPLY_API_KEY` and `ANYREPLY_ASSISTANT_ID`, every missing one named.
+fn settings() -> anyhow::Result<(Client, i64)> {
+    let mut env = Env::from_process();
+    let client = Client::builder().from_env(&mut env);
+    let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
+    env.finish(&[])?;
+    Ok((client.build()?, assistant_id.unwrap_or_default()))
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt().init();
+    let (client, assistant_id) = settings()?;
     let bridge = Bridge {
-        client: Client::builder()
-            .base_url(
-                std::env::var("ANYREPLY_URL")
-                    .unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned()),
-            )
-            .api_key(std::env::var("ANYREPLY_API_KEY")?)
-            .build()?,
-        assistant_id: std::env::var("ANYREPLY_ASSISTANT_ID")?.parse()?,
+        client,
+        assistant_id,
     };
     let app = Router::new()
         .route("/webhook", post(receive))

@@ -8,7 +8,10 @@
 //! Retryable failures (rate limits, model outages, lost connections) were already retried by
 //! the client's `RetryPolicy` before any of these arms runs.
 
+use std::process::ExitCode;
+
 use anyreply_client::{Client, Error, ErrorCode, GenerateReplyRequest};
+use anyreply_core::env::Env;
 
 /// What the integration does with a customer's message after a failed call.
 #[derive(Debug)]
@@ -56,15 +59,31 @@ async fn answer(client: &Client, request: &GenerateReplyRequest) -> Next {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let client = Client::builder()
-        .base_url(
-            std::env::var("ANYREPLY_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned()),
-        )
-        .api_key(std::env::var("ANYREPLY_API_KEY")?)
-        .build()?;
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            for line in format!("{error:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ANYREPLY_URL`, `ANYREPLY_API_KEY` and `ANYREPLY_ASSISTANT_ID`, every missing one named.
+fn settings() -> anyhow::Result<(Client, i64)> {
+    let mut env = Env::from_process();
+    let client = Client::builder().from_env(&mut env);
+    let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
+    env.finish(&[])?;
+    Ok((client.build()?, assistant_id.unwrap_or_default()))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let (client, assistant_id) = settings()?;
     let request = GenerateReplyRequest {
-        assistant_id: std::env::var("ANYREPLY_ASSISTANT_ID")?.parse()?,
+        assistant_id,
         customer_identifier: "example-customer".into(),
         message: "Hello!".into(),
         variables: None,

@@ -7,22 +7,41 @@
 //!   cargo run -p anyreply-client --example reply -- "+49155551234" "Is my order on its way?"
 //! ```
 
+use std::process::ExitCode;
+
 use anyreply_client::{Client, GenerateReplyRequest};
+use anyreply_core::env::Env;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            for line in format!("{error:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ANYREPLY_URL`, `ANYREPLY_API_KEY` and `ANYREPLY_ASSISTANT_ID`, every missing one named.
+fn settings() -> anyhow::Result<(Client, i64)> {
+    let mut env = Env::from_process();
+    let client = Client::builder().from_env(&mut env);
+    let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
+    env.finish(&[])?;
+    Ok((client.build()?, assistant_id.unwrap_or_default()))
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let customer = args.next().unwrap_or_else(|| "+49155551234".to_owned());
     let message = args.next().unwrap_or_else(|| "Hello!".to_owned());
 
-    let client = Client::builder()
-        .base_url(
-            std::env::var("ANYREPLY_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned()),
-        )
-        .api_key(std::env::var("ANYREPLY_API_KEY")?)
-        .build()?;
+    let (client, assistant_id) = settings()?;
     let request = GenerateReplyRequest {
-        assistant_id: std::env::var("ANYREPLY_ASSISTANT_ID")?.parse()?,
+        assistant_id,
         customer_identifier: customer,
         message,
         variables: None,

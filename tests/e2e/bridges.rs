@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyreply_connectors::bridge::Bridge;
+use anyreply_connectors::service;
 use anyreply_connectors::twilio::{self, ReplyMode, TwilioSettings, signature};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -121,4 +122,44 @@ async fn start_bridge(stack: &Stack, settings: TwilioSettings, assistant_id: i64
     );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     webhook
+}
+
+/// Before a bridge takes messages it checks the server answers, takes its key and has its
+/// assistant; each failure is one sentence naming the setting.
+#[tokio::test]
+async fn a_bridge_checks_its_anyreply_settings_at_start() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    let input = anyreply_client::AssistantInput {
+        name: Some("SMS".into()),
+        ..Default::default()
+    };
+    let assistant = client.assistants().create(&input).await.unwrap();
+    let bridge = |client: anyreply_client::Client, assistant_id| Bridge {
+        client,
+        assistant_id,
+        apology: "Sorry.".into(),
+    };
+
+    service::check_anyreply(&bridge(client.clone(), assistant.id))
+        .await
+        .unwrap();
+
+    let missing = service::check_anyreply(&bridge(client.clone(), assistant.id + 1000))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("ANYREPLY_ASSISTANT_ID"), "{missing}");
+
+    let wrong_key = anyreply_client::Client::builder()
+        .base_url(stack.base.clone())
+        .api_key("ark_notakey")
+        .retry_policy(quick_retries())
+        .build()
+        .unwrap();
+    let refused = service::check_anyreply(&bridge(wrong_key, assistant.id))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("refused ANYREPLY_API_KEY"), "{refused}");
 }

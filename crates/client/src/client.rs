@@ -63,7 +63,23 @@ impl fmt::Debug for ClientBuilder {
     }
 }
 
+/// The server the SDK talks to when `ANYREPLY_URL` is unset.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+
 impl ClientBuilder {
+    /// `ANYREPLY_URL` (default [`DEFAULT_BASE_URL`]) and `ANYREPLY_API_KEY` (required; when
+    /// unset, `env` notes the problem and [`Self::build`] will fail).
+    pub fn from_env(mut self, env: &mut anyreply_core::env::Env) -> Self {
+        self.base_url = Some(
+            env.text("ANYREPLY_URL")
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+        );
+        if let Some(key) = env.required("ANYREPLY_API_KEY", "ark_...") {
+            self = self.api_key(key);
+        }
+        self
+    }
+
     /// The server's root, such as `https://replies.example.com` (required).
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = Some(base_url.into());
@@ -148,6 +164,11 @@ impl Client {
     /// Starts a [`ClientBuilder`].
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
+    }
+
+    /// The server this client talks to.
+    pub fn base_url(&self) -> &str {
+        self.inner.base_url.as_str()
     }
 
     /// `POST /api/ai/generate-reply`: the AI's reply to a customer's message.

@@ -46,7 +46,7 @@ pub use anyreply_core::wire::{
     GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, PageQuery,
     Role, Tool, ToolHeader, ToolInput, ToolList, ToolParameter, Variables,
 };
-pub use client::{Client, ClientBuilder, RequestOptions};
+pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use resources::{Assistants, Conversations, Tools};
 pub use retry::RetryPolicy;

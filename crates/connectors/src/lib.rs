@@ -8,10 +8,10 @@
 //! every sentence a bridge says itself; [`telegram`] and [`twilio`] are the channels.
 
 pub mod bridge;
+pub mod metrics;
 pub mod queue;
 pub mod seen;
 pub mod service;
-pub mod settings;
 pub mod split;
 pub mod telegram;
 pub mod text;

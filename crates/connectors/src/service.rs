@@ -1,37 +1,172 @@
-//! What both bridge binaries share: logging, `/health`, shutdown signals, AnyReply settings.
+//! What both bridge binaries share: logging, settings, start-up checks, `/health` and
+//! `/metrics`, shutdown signals.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
 
-use anyreply_client::Client;
+use anyhow::{Context, bail};
+use anyreply_client::{Client, DEFAULT_BASE_URL, ErrorCode, PageQuery};
+use anyreply_core::env::Env;
 use axum::Json;
 use axum::routing::get;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::bridge::Bridge;
-use crate::settings::{parsed, required, var};
 use crate::text::Texts;
 
-/// Logs to stderr; `ANYREPLY_LOG` filters, `ANYREPLY_LOG_FORMAT=json` structures.
+/// Logs to stderr; `ANYREPLY_LOG` filters, `ANYREPLY_LOG_FORMAT=json` structures; a bad value
+/// of either is warned about, not ignored.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ANYREPLY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter_text = std::env::var("ANYREPLY_LOG").ok();
+    let filter = filter_text
+        .as_deref()
+        .map(tracing_subscriber::EnvFilter::try_new);
+    let format = std::env::var("ANYREPLY_LOG_FORMAT").ok();
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(match &filter {
+            Some(Ok(filter)) => filter.clone(),
+            _ => tracing_subscriber::EnvFilter::new("info"),
+        })
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if var("ANYREPLY_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")) {
+    let json = format
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
         logs.json().init();
     } else {
         logs.init();
     }
+    if let Some(Err(error)) = filter {
+        tracing::warn!(
+            "ANYREPLY_LOG={:?} is not a valid filter ({error}); logging at info. For example ANYREPLY_LOG=info",
+            filter_text.unwrap_or_default()
+        );
+    }
+    if let Some(format) = format.filter(|f| !json && !f.eq_ignore_ascii_case("text")) {
+        tracing::warn!(
+            "ANYREPLY_LOG_FORMAT={format:?} is not json or text; logging as text. For example ANYREPLY_LOG_FORMAT=json"
+        );
+    }
 }
 
-/// `GET /health`.
-pub fn health_router() -> axum::Router {
-    axum::Router::new().route(
-        "/health",
-        get(|| async { Json::<Value>(json!({ "status": "ok" })) }),
+/// Runs a bridge's `main`: a failure is one line per problem and exit code 1, never a panic
+/// or a backtrace.
+pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            for line in format!("{error:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ends reading the settings: every problem at once, or a warning for each `ANYREPLY_*`
+/// variable `program` does not read.
+pub fn finish(env: Env, program: &str) -> anyhow::Result<()> {
+    for name in env.finish(&["ANYREPLY_LOG", "ANYREPLY_LOG_FORMAT"])? {
+        tracing::warn!("{name} is not a setting of {program}; it is ignored");
+    }
+    Ok(())
+}
+
+/// The AnyReply side, from `ANYREPLY_URL`, `ANYREPLY_API_KEY`, `ANYREPLY_ASSISTANT_ID` and the
+/// texts; `None` when a problem was noted in `env`.
+pub fn bridge(env: &mut Env, texts: &Texts) -> Option<Bridge> {
+    let client = Client::builder()
+        .from_env(env)
+        .user_agent(concat!("anyreply-connectors/", env!("CARGO_PKG_VERSION")));
+    let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
+    match client.build() {
+        Ok(client) => Some(Bridge {
+            client,
+            assistant_id: assistant_id?,
+            apology: texts.apology.clone(),
+        }),
+        // Without a key the problem is noted already; else the URL is bad.
+        Err(error) => {
+            if let Some(url) = env.text("ANYREPLY_URL") {
+                env.invalid("ANYREPLY_URL", &url, &error.to_string(), DEFAULT_BASE_URL);
+            }
+            None
+        }
+    }
+}
+
+/// Checks that AnyReply answers, takes the key and has the assistant, before any customer
+/// message depends on it.
+pub async fn check_anyreply(bridge: &Bridge) -> anyhow::Result<()> {
+    let client = &bridge.client;
+    let url = client.base_url();
+    match client.me().await {
+        Ok(_) => {}
+        Err(error) if error.code() == Some(ErrorCode::Unauthorized) => {
+            bail!("AnyReply at {url} refused ANYREPLY_API_KEY: it is not a live key of an account")
+        }
+        Err(error) => bail!("cannot reach AnyReply at {url} (ANYREPLY_URL): {error}"),
+    }
+    let resource = client.assistants();
+    let mut assistants = std::pin::pin!(resource.stream(PageQuery::default()));
+    while let Some(assistant) = assistants.next().await {
+        let assistant = assistant.with_context(|| format!("listing the assistants at {url}"))?;
+        if assistant.id == bridge.assistant_id {
+            tracing::info!(%url, assistant = %assistant.name, "AnyReply answers");
+            return Ok(());
+        }
+    }
+    bail!(
+        "the account of ANYREPLY_API_KEY has no assistant {} (ANYREPLY_ASSISTANT_ID) at {url}",
+        bridge.assistant_id
     )
+}
+
+/// The texts, each replaceable by its variable.
+pub fn texts(env: &mut Env) -> Texts {
+    let defaults = Texts::default();
+    Texts {
+        apology: env
+            .text("ANYREPLY_APOLOGY_TEXT")
+            .unwrap_or(defaults.apology),
+        greeting: env
+            .text("ANYREPLY_TELEGRAM_GREETING")
+            .unwrap_or(defaults.greeting),
+        non_text: env
+            .text("ANYREPLY_TELEGRAM_NON_TEXT")
+            .unwrap_or(defaults.non_text),
+    }
+}
+
+/// `ANYREPLY_BRIDGE_LISTEN`: where `/health`, `/metrics` (and webhooks) are served.
+pub fn listen(env: &mut Env) -> SocketAddr {
+    env.parsed(
+        "ANYREPLY_BRIDGE_LISTEN",
+        SocketAddr::from(([127, 0, 0, 1], 8090)),
+        "127.0.0.1:8090",
+    )
+}
+
+/// Listens on `address`; a port in use names its setting.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.with_context(|| {
+        format!(
+            "cannot listen on {address} (ANYREPLY_BRIDGE_LISTEN); set ANYREPLY_BRIDGE_LISTEN to a free address, for example ANYREPLY_BRIDGE_LISTEN=127.0.0.1:8091"
+        )
+    })
+}
+
+/// `GET /health` and `GET /metrics`.
+pub fn ops_router() -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/health",
+            get(|| async { Json::<Value>(json!({ "status": "ok" })) }),
+        )
+        .merge(crate::metrics::router())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -51,37 +186,4 @@ pub async fn shutdown_signal() {
     let terminate = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = terminate => {} }
     tracing::info!("shutting down: finishing the messages in flight");
-}
-
-/// The AnyReply side, from `ANYREPLY_URL`, `ANYREPLY_API_KEY`, `ANYREPLY_ASSISTANT_ID` and the
-/// texts' variables.
-pub fn bridge_from_env(texts: &Texts) -> anyhow::Result<Bridge> {
-    let client = Client::builder()
-        .base_url(var("ANYREPLY_URL").unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()))
-        .api_key(required("ANYREPLY_API_KEY")?)
-        .user_agent(concat!("anyreply-connectors/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    Ok(Bridge {
-        client,
-        assistant_id: required("ANYREPLY_ASSISTANT_ID")?.parse()?,
-        apology: texts.apology.clone(),
-    })
-}
-
-/// The texts, each replaceable by its variable.
-pub fn texts_from_env() -> Texts {
-    let defaults = Texts::default();
-    Texts {
-        apology: var("ANYREPLY_APOLOGY_TEXT").unwrap_or(defaults.apology),
-        greeting: var("ANYREPLY_TELEGRAM_GREETING").unwrap_or(defaults.greeting),
-        non_text: var("ANYREPLY_TELEGRAM_NON_TEXT").unwrap_or(defaults.non_text),
-    }
-}
-
-/// `ANYREPLY_BRIDGE_LISTEN`: where `/health` (and webhooks) are served.
-pub fn listen_from_env() -> anyhow::Result<std::net::SocketAddr> {
-    parsed(
-        "ANYREPLY_BRIDGE_LISTEN",
-        std::net::SocketAddr::from(([127, 0, 0, 1], 8090)),
-    )
 }

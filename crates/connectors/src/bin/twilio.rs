@@ -1,14 +1,26 @@
 //! `anyreply-twilio`: an AnyReply assistant on SMS through Twilio. Configured by environment
 //! variables; see the README.
 
+use std::process::ExitCode;
+
 use anyreply_connectors::{service, twilio};
+use anyreply_core::env::Env;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     service::init_logging();
-    let texts = service::texts_from_env();
-    let settings = twilio::TwilioSettings::from_env()?;
-    let bridge = service::bridge_from_env(&texts)?;
-    let listener = tokio::net::TcpListener::bind(service::listen_from_env()?).await?;
+    service::exit_code(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let mut env = Env::from_process();
+    let texts = service::texts(&mut env);
+    let settings = twilio::TwilioSettings::read(&mut env);
+    let bridge = service::bridge(&mut env, &texts);
+    let listen = service::listen(&mut env);
+    service::finish(env, "anyreply-twilio")?;
+    let bridge = bridge.expect("finish() refuses settings without a bridge");
+    service::check_anyreply(&bridge).await?;
+    let listener = service::bind(listen).await?;
     twilio::run(settings, bridge, listener, service::shutdown_signal()).await
 }

@@ -14,7 +14,11 @@ use teloxide::types::ChatAction;
 
 use super::{GroupPolicy, Shared, TelegramBot};
 use crate::bridge::{Inbound, Outcome};
+use crate::metrics;
 use crate::split::split;
+
+/// The channel's name in metrics and the `channel` variable.
+const CHANNEL: &str = "telegram";
 
 /// Telegram's longest message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -42,6 +46,7 @@ pub fn schema() -> UpdateHandler<anyhow::Error> {
 fn is_new(update: Update, shared: Arc<Shared>) -> bool {
     let first = shared.seen.first_time(&update.id.0.to_string());
     if !first {
+        metrics::message_in(CHANNEL, None);
         tracing::info!(update_id = update.id.0, "ignoring a redelivered update");
     }
     first
@@ -72,6 +77,7 @@ async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerR
     let typing = tokio::spawn(keep_typing(bot.clone(), msg.chat.id));
     let outcome = shared.bridge.answer(inbound).await;
     typing.abort();
+    metrics::message_in(CHANNEL, Some(&outcome));
     match outcome {
         Outcome::Reply(reply) => {
             for piece in split(&reply, MAX_MESSAGE_CHARS) {
@@ -97,7 +103,7 @@ fn sender_id(msg: &Message) -> String {
 /// The channel, and what Telegram tells of the customer.
 fn variables(msg: &Message) -> Variables {
     let mut variables = Variables::new();
-    variables.insert("channel".into(), Value::from("telegram"));
+    variables.insert("channel".into(), Value::from(CHANNEL));
     if let Some(user) = &msg.from {
         variables.insert("name".into(), Value::from(user.full_name()));
         if let Some(username) = &user.username {
@@ -126,14 +132,19 @@ async fn send(bot: &TelegramBot, chat: ChatId, text: &str, shared: &Shared) -> H
     let mut attempt = 0;
     loop {
         match bot.send_message(chat, text).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                metrics::message_out(CHANNEL, true);
+                return Ok(());
+            }
             Err(error) if attempt < shared.settings.send_retries && is_transient(&error) => {
                 tracing::warn!(%error, attempt, "sending to Telegram failed; retrying");
+                metrics::send_retry(CHANNEL);
                 tokio::time::sleep(pause).await;
                 pause *= 2;
                 attempt += 1;
             }
             Err(error) => {
+                metrics::message_out(CHANNEL, false);
                 tracing::error!(%error, %chat, "could not send to Telegram");
                 return Err(error.into());
             }

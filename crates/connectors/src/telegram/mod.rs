@@ -25,8 +25,11 @@ use url::Url;
 
 use crate::bridge::Bridge;
 use crate::seen::Seen;
-use crate::settings::{parsed, required, var};
 use crate::text::Texts;
+use anyreply_core::env::Env;
+
+/// The Bot API's root, unless `ANYREPLY_TELEGRAM_API_URL` says otherwise.
+pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
 
 /// The bot as handlers see it: every request throttled to Telegram's limits.
 pub type TelegramBot = Throttle<Bot>;
@@ -68,37 +71,41 @@ pub struct TelegramSettings {
 }
 
 impl TelegramSettings {
-    pub fn from_env(texts: Texts) -> anyhow::Result<Self> {
-        let groups = match var("ANYREPLY_TELEGRAM_GROUPS")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("ignore") => GroupPolicy::Ignore,
-            Some("all") => GroupPolicy::All,
-            Some(other) => bail!("ANYREPLY_TELEGRAM_GROUPS={other:?}: expected ignore or all"),
-        };
+    /// The settings `env` gives, its problems noted in it.
+    pub fn read(env: &mut Env, texts: Texts) -> Self {
+        let groups = env.choice(
+            "ANYREPLY_TELEGRAM_GROUPS",
+            GroupPolicy::Ignore,
+            &[("ignore", GroupPolicy::Ignore), ("all", GroupPolicy::All)],
+        );
         let settings = Self {
-            token: required("ANYREPLY_TELEGRAM_TOKEN")?,
-            api_url: parsed(
+            token: env
+                .required("ANYREPLY_TELEGRAM_TOKEN", "123456:ABC-from-BotFather")
+                .unwrap_or_default(),
+            api_url: env.parsed(
                 "ANYREPLY_TELEGRAM_API_URL",
-                Url::parse("https://api.telegram.org")?,
-            )?,
-            webhook_url: var("ANYREPLY_TELEGRAM_WEBHOOK_URL")
-                .map(|u| Url::parse(&u))
-                .transpose()?,
-            webhook_secret: var("ANYREPLY_TELEGRAM_WEBHOOK_SECRET"),
-            id_prefix: std::env::var("ANYREPLY_TELEGRAM_ID_PREFIX")
-                .unwrap_or_else(|_| "telegram:".to_owned()),
+                Url::parse(DEFAULT_API_URL).expect("constant URL"),
+                DEFAULT_API_URL,
+            ),
+            webhook_url: env.optional(
+                "ANYREPLY_TELEGRAM_WEBHOOK_URL",
+                "https://bot.example.com/telegram/webhook",
+            ),
+            webhook_secret: env.text("ANYREPLY_TELEGRAM_WEBHOOK_SECRET"),
+            id_prefix: env
+                .text("ANYREPLY_TELEGRAM_ID_PREFIX")
+                .unwrap_or_else(|| "telegram:".to_owned()),
             groups,
-            send_retries: parsed("ANYREPLY_TELEGRAM_SEND_RETRIES", 3)?,
+            send_retries: env.parsed("ANYREPLY_TELEGRAM_SEND_RETRIES", 3, "3"),
             send_backoff: Duration::from_millis(500),
             poll_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             texts,
         };
-        settings.check()?;
-        Ok(settings)
+        if let Err(problem) = settings.check() {
+            env.problem(problem.to_string());
+        }
+        settings
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -140,6 +147,8 @@ pub async fn run(
     let bot = Bot::new(&settings.token)
         .set_api_url(settings.api_url.clone())
         .throttle(settings.limits);
+    // teloxide's dispatcher panics when it cannot ask who it is: ask first, and say why.
+    check_token(&bot, &settings.api_url).await?;
     let shared = Arc::new(Shared {
         bridge,
         settings: settings.clone(),
@@ -172,7 +181,7 @@ pub async fn run(
                     let secret = secret.clone();
                     async move { check_secret(&secret, request, next).await }
                 }));
-            let app = crate::service::health_router().merge(webhook);
+            let app = crate::service::ops_router().merge(webhook);
             let server = tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(stop_flag)
@@ -186,7 +195,7 @@ pub async fn run(
             server.await??;
         }
         _ => {
-            let app = crate::service::health_router();
+            let app = crate::service::ops_router();
             let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
             let server = tokio::spawn(async move {
                 axum::serve(listener, app)
@@ -210,6 +219,24 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Asks Telegram who the bot is: a wrong token or an unreachable Bot API is a sentence, not
+/// a panic.
+async fn check_token(bot: &TelegramBot, api_url: &Url) -> anyhow::Result<()> {
+    match bot.get_me().await {
+        Ok(me) => {
+            tracing::info!(bot = %me.username(), "signed in to Telegram");
+            Ok(())
+        }
+        // teloxide reads both a malformed token's 404 and a revoked one's 401 as this.
+        Err(teloxide::RequestError::Api(teloxide::ApiError::InvalidToken)) => bail!(
+            "Telegram refused ANYREPLY_TELEGRAM_TOKEN: it is not a valid bot token (get one from @BotFather)"
+        ),
+        Err(error) => bail!(
+            "cannot reach the Telegram Bot API at {api_url} (ANYREPLY_TELEGRAM_API_URL): {error}"
+        ),
+    }
 }
 
 /// Refuses webhook requests without the secret Telegram was given, comparing in constant time.

@@ -23,11 +23,18 @@ use twiml::Twiml;
 use url::Url;
 
 use crate::bridge::{Bridge, Inbound, Outcome};
+use crate::metrics;
 use crate::queue::Queues;
 use crate::seen::Seen;
-use crate::settings::{parsed, required, var};
 use crate::split::split;
+use anyreply_core::env::Env;
 use rest::TwilioRest;
+
+/// The channel's name in metrics and the `channel` variable.
+pub(crate) const CHANNEL: &str = "sms";
+
+/// Twilio's REST API root, unless `ANYREPLY_TWILIO_API_URL` says otherwise.
+pub const DEFAULT_API_URL: &str = "https://api.twilio.com";
 
 /// Where Twilio posts inbound messages.
 pub const WEBHOOK_PATH: &str = "/twilio/sms";
@@ -80,28 +87,50 @@ pub struct TwilioSettings {
 }
 
 impl TwilioSettings {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let mode = match var("ANYREPLY_TWILIO_MODE")
-            .map(|m| m.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("rest") => ReplyMode::Rest,
-            Some("inline") => ReplyMode::Inline,
-            Some(other) => bail!("ANYREPLY_TWILIO_MODE={other:?}: expected rest or inline"),
-        };
-        Ok(Self {
-            account_sid: required("ANYREPLY_TWILIO_ACCOUNT_SID")?,
-            auth_token: SecretString::from(required("ANYREPLY_TWILIO_AUTH_TOKEN")?),
-            public_url: required("ANYREPLY_TWILIO_PUBLIC_URL")?,
-            api_url: parsed(
+    /// The settings `env` gives, its problems noted in it.
+    pub fn read(env: &mut Env) -> Self {
+        let settings = Self {
+            account_sid: env
+                .required(
+                    "ANYREPLY_TWILIO_ACCOUNT_SID",
+                    "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                )
+                .unwrap_or_default(),
+            auth_token: SecretString::from(
+                env.required("ANYREPLY_TWILIO_AUTH_TOKEN", "your-auth-token")
+                    .unwrap_or_default(),
+            ),
+            public_url: env
+                .required(
+                    "ANYREPLY_TWILIO_PUBLIC_URL",
+                    "https://sms.example.com/twilio/sms",
+                )
+                .unwrap_or_default(),
+            api_url: env.parsed(
                 "ANYREPLY_TWILIO_API_URL",
-                Url::parse("https://api.twilio.com")?,
-            )?,
-            messaging_service_sid: var("ANYREPLY_TWILIO_MESSAGING_SERVICE_SID"),
-            mode,
-            max_chars: parsed("ANYREPLY_TWILIO_MAX_CHARS", 1600)?,
+                Url::parse(DEFAULT_API_URL).expect("constant URL"),
+                DEFAULT_API_URL,
+            ),
+            messaging_service_sid: env.text("ANYREPLY_TWILIO_MESSAGING_SERVICE_SID"),
+            mode: env.choice(
+                "ANYREPLY_TWILIO_MODE",
+                ReplyMode::Rest,
+                &[("rest", ReplyMode::Rest), ("inline", ReplyMode::Inline)],
+            ),
+            max_chars: env.parsed("ANYREPLY_TWILIO_MAX_CHARS", 1600, "1600"),
             send_backoff: Duration::from_millis(500),
-        })
+        };
+        if let Err(problem) = settings.check() {
+            env.problem(problem.to_string());
+        }
+        settings
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.max_chars == 0 || self.max_chars > 1600 {
+            bail!("ANYREPLY_TWILIO_MAX_CHARS must be 1 to 1600 (Twilio's limit)");
+        }
+        Ok(())
     }
 }
 
@@ -117,9 +146,7 @@ struct TwilioState {
 
 /// The bridge's HTTP app, and the replies still in flight (to finish on shutdown).
 pub fn app(settings: TwilioSettings, bridge: Bridge) -> anyhow::Result<(axum::Router, Queues)> {
-    if settings.max_chars == 0 || settings.max_chars > 1600 {
-        bail!("ANYREPLY_TWILIO_MAX_CHARS must be 1 to 1600 (Twilio's limit)");
-    }
+    settings.check()?;
     let rest = TwilioRest::new(
         &settings.api_url,
         settings.account_sid.clone(),
@@ -135,7 +162,7 @@ pub fn app(settings: TwilioSettings, bridge: Bridge) -> anyhow::Result<(axum::Ro
         seen: Seen::default(),
         in_flight: in_flight.clone(),
     });
-    let router = crate::service::health_router().merge(
+    let router = crate::service::ops_router().merge(
         axum::Router::new()
             .route(WEBHOOK_PATH, post(inbound))
             .with_state(state),
@@ -207,15 +234,17 @@ async fn inbound(
         param("Body"),
     );
     if KEYWORDS.iter().any(|k| text.trim().eq_ignore_ascii_case(k)) {
+        metrics::message_in(CHANNEL, None);
         tracing::info!(%sid, "a keyword Twilio handles itself; not sent to the AI");
         return twiml_response(&[]);
     }
     if !state.seen.first_time(&sid) {
+        metrics::message_in(CHANNEL, None);
         tracing::info!(%sid, "ignoring a redelivered message");
         return twiml_response(&[]);
     }
     let mut variables = Variables::new();
-    variables.insert("channel".into(), Value::from("sms"));
+    variables.insert("channel".into(), Value::from(CHANNEL));
     variables.insert("phone".into(), Value::from(from.as_str()));
     for (name, field) in [
         ("country", "FromCountry"),
@@ -234,21 +263,29 @@ async fn inbound(
         variables,
     };
     match settings.mode {
-        ReplyMode::Inline => match state.bridge.answer(inbound).await {
-            Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
-            Outcome::Apology(apology) => twiml_response(&[apology]),
-            Outcome::Silent | Outcome::AnsweredBefore => twiml_response(&[]),
-        },
+        ReplyMode::Inline => {
+            let outcome = state.bridge.answer(inbound).await;
+            metrics::message_in(CHANNEL, Some(&outcome));
+            match outcome {
+                Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
+                Outcome::Apology(apology) => twiml_response(&[apology]),
+                Outcome::Silent | Outcome::AnsweredBefore => twiml_response(&[]),
+            }
+        }
         ReplyMode::Rest => {
             let worker = state.clone();
             state.in_flight.push(&from.clone(), async move {
-                let pieces = match worker.bridge.answer(inbound).await {
+                let outcome = worker.bridge.answer(inbound).await;
+                metrics::message_in(CHANNEL, Some(&outcome));
+                let pieces = match outcome {
                     Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
                     Outcome::Apology(apology) => vec![apology],
                     Outcome::Silent | Outcome::AnsweredBefore => Vec::new(),
                 };
                 for piece in pieces {
-                    if let Err(error) = worker.rest.send(&from, &to, &piece).await {
+                    let sent = worker.rest.send(&from, &to, &piece).await;
+                    metrics::message_out(CHANNEL, sent.is_ok());
+                    if let Err(error) = sent {
                         tracing::error!(%error, %sid, "could not send the reply by SMS");
                         break;
                     }

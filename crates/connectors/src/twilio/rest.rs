@@ -80,6 +80,7 @@ impl TwilioRest {
                     }
                 });
             }
+            crate::metrics::send_retry(super::CHANNEL);
             tokio::time::sleep(pause).await;
             pause *= 2;
             attempt += 1;

@@ -70,6 +70,30 @@ async fn bot_api(updates: Arc<Mutex<VecDeque<Vec<Value>>>>) -> MockServer {
     api
 }
 
+/// Settings for a bot on a test Bot API (set `api_url`): quick retries, generous limits.
+fn settings_for_tests() -> TelegramSettings {
+    TelegramSettings {
+        token: TOKEN.to_owned(),
+        api_url: "http://127.0.0.1:9".parse().unwrap(),
+        webhook_url: None,
+        webhook_secret: None,
+        id_prefix: "telegram:".to_owned(),
+        groups: GroupPolicy::Ignore,
+        send_retries: 3,
+        send_backoff: Duration::from_millis(10),
+        poll_timeout: Duration::from_secs(1),
+        limits: Limits {
+            messages_per_sec_chat: 100,
+            messages_per_min_chat: 1000,
+            ..Limits::default()
+        },
+        texts: Texts {
+            apology: APOLOGY.to_owned(),
+            ..Texts::default()
+        },
+    }
+}
+
 impl Telegram {
     async fn start(configure: impl FnOnce(&mut TelegramSettings)) -> Self {
         Self::start_against(None, configure).await
@@ -85,24 +109,8 @@ impl Telegram {
         let api = bot_api(updates.clone()).await;
         let anyreply = anyreply().await;
         let mut settings = TelegramSettings {
-            token: TOKEN.to_owned(),
             api_url: api.uri().parse().unwrap(),
-            webhook_url: None,
-            webhook_secret: None,
-            id_prefix: "telegram:".to_owned(),
-            groups: GroupPolicy::Ignore,
-            send_retries: 3,
-            send_backoff: Duration::from_millis(10),
-            poll_timeout: Duration::from_secs(1),
-            limits: Limits {
-                messages_per_sec_chat: 100,
-                messages_per_min_chat: 1000,
-                ..Limits::default()
-            },
-            texts: Texts {
-                apology: APOLOGY.to_owned(),
-                ..Texts::default()
-            },
+            ..settings_for_tests()
         };
         configure(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -476,5 +484,79 @@ async fn groups_are_answered_when_allowed_with_a_conversation_per_group() {
     let asked = anyreply_requests(&bot.anyreply).await;
     let body: Value = serde_json::from_slice(&asked[0].body).unwrap();
     assert_eq!(body["customer_identifier"], "telegram:-100:42");
+    bot.stop().await;
+}
+
+/// teloxide's dispatcher panics on a token Telegram refuses; the bridge asks first and says
+/// which setting is wrong.
+#[tokio::test]
+async fn a_refused_token_is_a_sentence_not_a_panic() {
+    let api = MockServer::start().await;
+    Mock::given(path_regex("(?i)/getme$"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({ "ok": false, "error_code": 401, "description": "Unauthorized" }),
+        ))
+        .mount(&api)
+        .await;
+    let settings = TelegramSettings {
+        api_url: api.uri().parse().unwrap(),
+        ..settings_for_tests()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let anyreply = anyreply().await;
+    let error = telegram::run(
+        settings,
+        bridge(&anyreply.uri()),
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("refused ANYREPLY_TELEGRAM_TOKEN"),
+        "{error:#}"
+    );
+
+    // An unreachable Bot API names its setting too.
+    let settings = TelegramSettings {
+        api_url: "http://127.0.0.1:9".parse().unwrap(),
+        ..settings_for_tests()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = telegram::run(
+        settings,
+        bridge(&anyreply.uri()),
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("ANYREPLY_TELEGRAM_API_URL"),
+        "{error:#}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_messages_in_and_out() {
+    let mut bot = Telegram::start(|_| {}).await;
+    bot.push(vec![text_update(1, 42, 10, "Hi")]);
+    bot.wait_for_sends(1).await;
+    let text = reqwest::get(format!("{}/metrics", bot.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"anyreply_bridge_messages_in_total{channel="telegram",outcome="replied"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"anyreply_bridge_messages_out_total{channel="telegram",outcome="sent"}"#),
+        "{text}"
+    );
     bot.stop().await;
 }

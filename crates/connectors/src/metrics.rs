@@ -1,0 +1,78 @@
+//! The bridges' Prometheus metrics at `/metrics`, on one page: messages in by outcome,
+//! messages out by outcome, send retries; each labelled with the channel.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::routing::get;
+use metrics::{counter, describe_counter};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::bridge::Outcome;
+
+/// The process's recorder, installed on first use.
+fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        describe_counter!(
+            "anyreply_bridge_messages_in_total",
+            "Customer messages received, by channel and outcome: replied, silent (taken over), \
+             answered_before (a redelivery), apology (no reply could be had), ignored"
+        );
+        describe_counter!(
+            "anyreply_bridge_messages_out_total",
+            "Messages sent to customers, by channel and outcome: sent or failed"
+        );
+        describe_counter!(
+            "anyreply_bridge_send_retries_total",
+            "Sends retried after a network error, 429 or 5xx, by channel"
+        );
+        handle
+    })
+}
+
+/// `GET /metrics`.
+pub fn router() -> axum::Router {
+    recorder();
+    axum::Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                recorder().render(),
+            )
+        }),
+    )
+}
+
+/// A customer's message, and what became of it.
+pub fn message_in(channel: &'static str, outcome: Option<&Outcome>) {
+    let outcome = match outcome {
+        Some(Outcome::Reply(_)) => "replied",
+        Some(Outcome::Silent) => "silent",
+        Some(Outcome::AnsweredBefore) => "answered_before",
+        Some(Outcome::Apology(_)) => "apology",
+        None => "ignored",
+    };
+    counter!("anyreply_bridge_messages_in_total", "channel" => channel, "outcome" => outcome)
+        .increment(1);
+}
+
+/// A message sent to a customer (or not).
+pub fn message_out(channel: &'static str, sent: bool) {
+    let outcome = if sent { "sent" } else { "failed" };
+    counter!("anyreply_bridge_messages_out_total", "channel" => channel, "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn send_retry(channel: &'static str) {
+    counter!("anyreply_bridge_send_retries_total", "channel" => channel).increment(1);
+}
