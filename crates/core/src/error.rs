@@ -48,7 +48,7 @@ error_codes! {
     /// Missing, malformed or revoked API key.
     Unauthorized = ("UNAUTHORIZED", 401, false, "Missing or invalid API key"),
     /// The account's balance cannot pay for the reply.
-    InsufficientBalance = ("INSUFFICIENT_BALANCE", 402, false, "Your account balance is too low to process the message"),
+    InsufficientBalance = ("INSUFFICIENT_BALANCE", 402, false, "Your account balance is too low to process the message; top it up with `anyreply-server account top-up --account <id> --amount 10`"),
     /// The assistant does not exist or belongs to another account.
     AssistantNotFound = ("ASSISTANT_NOT_FOUND", 404, false, "The assistant ID is invalid or does not belong to your account"),
     /// The conversation does not exist or belongs to another account.

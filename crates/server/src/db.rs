@@ -75,11 +75,10 @@ pub fn describe(database_url: &str) -> String {
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
     }
+    // A Unix socket's directory is the host, percent-encoded.
     let host = url
-        .query_pairs()
-        .find(|(key, _)| key == "host")
-        .map(|(_, host)| host.into_owned())
-        .or_else(|| url.host_str().map(str::to_owned))
+        .host_str()
+        .map(|host| host.replace("%2F", "/").replace("%2f", "/"))
         .unwrap_or_else(|| "localhost".to_owned());
     format!(
         "PostgreSQL at {host}:{}, database {:?} ({url})",
@@ -108,14 +107,11 @@ pub async fn establish(url: &str, named_url: &str) -> anyhow::Result<AsyncPgConn
 /// `host:port` of a URL that reaches PostgreSQL over TCP (not a Unix socket).
 fn tcp_address(url: &str) -> Option<String> {
     let url = Url::parse(url).ok()?;
-    if url.query_pairs().any(|(key, _)| key == "host") {
+    let host = url.host_str()?;
+    if host.starts_with("%2F") || host.starts_with("%2f") {
         return None;
     }
-    Some(format!(
-        "{}:{}",
-        url.host_str()?,
-        url.port().unwrap_or(5432)
-    ))
+    Some(format!("{host}:{}", url.port().unwrap_or(5432)))
 }
 
 /// Creates the database named in `database_url` unless it exists, connecting to the

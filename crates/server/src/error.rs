@@ -106,7 +106,8 @@ impl ApiError {
         StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The envelope this error answers with.
+    /// The envelope this error answers with, naming the request being served (a stored
+    /// refusal keeps naming the request that was refused).
     pub fn body(&self) -> ErrorBody {
         let details = self.details.as_deref();
         let mut body = match details.and_then(|d| d.message.clone()) {
@@ -116,14 +117,14 @@ impl ApiError {
         body.errors = details
             .map(|d| d.fields.clone().into_map())
             .unwrap_or_default();
+        body.request_id = crate::telemetry::RequestId::current();
         body
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, mut body) = (self.status(), self.body());
-        body.request_id = crate::telemetry::RequestId::current();
+        let (status, body) = (self.status(), self.body());
         let mut headers = self.details.map(|d| d.headers).unwrap_or_default();
         if self.code.is_retryable() && !headers.contains_key(header::RETRY_AFTER) {
             // Every retryable answer says when; one second is a safe hint for faults.

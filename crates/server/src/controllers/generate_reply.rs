@@ -6,13 +6,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
 use crate::idempotency;
 use crate::reply::{self, Answered, Failed};
+use crate::telemetry;
 use crate::telemetry::metrics::{self, ReplyOutcome};
 
 pub async fn generate_reply(
@@ -26,10 +26,9 @@ pub async fn generate_reply(
     let key = idempotency::request_key(&headers, fingerprint)?;
     // The reply runs on its own task: a client that hangs up cannot leave a key claimed with
     // nothing running, nor a paid reply half-done.
-    let work = tokio::spawn(
-        async move { reply::generate_reply(&app, caller, request, key).await }
-            .instrument(tracing::Span::current()),
-    );
+    let work = tokio::spawn(telemetry::request::carried(async move {
+        reply::generate_reply(&app, caller, request, key).await
+    }));
     let answered = work
         .await
         .map_err(|e| ApiError::internal(ErrorCode::InternalError, "reply task failed", &e))?;

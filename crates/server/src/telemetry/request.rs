@@ -2,6 +2,7 @@
 //! returned on the response, carried by a span into every log line the request causes, and
 //! put into its error envelope; when it is answered, one `info` line and the HTTP metrics.
 
+use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -52,6 +53,20 @@ impl RequestId {
     pub fn current() -> Option<String> {
         CURRENT.try_with(|id| id.as_str().to_owned()).ok()
     }
+}
+
+/// `future`, to be run on a task of its own, still serving the current request: its id and
+/// its span go with it.
+pub fn carried<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    let id = CURRENT.try_with(Clone::clone).ok();
+    let span = tracing::Span::current();
+    async move {
+        match id {
+            Some(id) => CURRENT.scope(id, future).await,
+            None => future.await,
+        }
+    }
+    .instrument(span)
 }
 
 /// The middleware: id, span, log line, metrics. The span's `account_id` is filled in by

@@ -145,7 +145,7 @@ impl std::fmt::Display for RefusedAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the endpoint's address {} is {} and not allowed",
+            "the endpoint's address {} is {} and not allowed; the server's ANYREPLY_TOOL_ALLOWED_HOSTS can allow it",
             self.ip, self.class
         )
     }

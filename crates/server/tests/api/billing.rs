@@ -53,6 +53,11 @@ async fn an_account_that_cannot_pay_gets_402_and_nothing_is_stored() {
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, body) = app.reply(&account.key, assistant, "c", "hi").await;
     crate::util::assert_error(status, &body, 402, "INSUFFICIENT_BALANCE");
+    // A newcomer learns how to fix it.
+    assert!(
+        body["message"].as_str().unwrap().contains("account top-up"),
+        "{body}"
+    );
     assert_eq!(app.llm_requests().await.len(), 0);
     let (_, list, _) = app.get(&account.key, "/api/user/conversations").await;
     assert_eq!(list["data"], json!([]));

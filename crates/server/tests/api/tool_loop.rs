@@ -389,10 +389,10 @@ async fn tools_cannot_reach_this_machine_by_address_or_by_name() {
     {
         assert_eq!(call["name"], *name);
         assert_eq!(call["result"]["error"], "refused_address", "{call}");
-        assert!(
-            call["result"]["message"].as_str().unwrap().contains(class),
-            "{call}"
-        );
+        let message = call["result"]["message"].as_str().unwrap();
+        assert!(message.contains(class), "{call}");
+        // The refusal says which setting would allow it.
+        assert!(message.contains("ANYREPLY_TOOL_ALLOWED_HOSTS"), "{call}");
     }
     assert_eq!(
         target.received_requests().await.unwrap().len(),
