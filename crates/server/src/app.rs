@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
 use crate::llm::{AnthropicClient, OpenAiClient, Providers};
@@ -15,6 +17,8 @@ pub struct App {
     /// Connections are borrowed per query or transaction and returned at once: none is ever
     /// held while the model thinks.
     pub pool: DbPool,
+    /// The database: `ANYREPLY_DATABASE_URL`'s, or the private cluster's.
+    pub database_url: String,
     pub settings: Arc<Settings>,
     /// The model providers.
     pub llm: Providers,
@@ -28,7 +32,11 @@ pub struct App {
 
 impl App {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
-        let pool = crate::db::pool(&settings.database_url, settings.database_pool_size)?;
+        let database_url = settings
+            .database_url
+            .clone()
+            .context("no database URL: resolve it first (pg_cluster::resolve_database)")?;
+        let pool = crate::db::pool(&database_url, settings.database_pool_size)?;
         let llm = Providers {
             openai: OpenAiClient::new(
                 &settings.llm_base_url,
@@ -46,6 +54,7 @@ impl App {
         let tools = ToolRunner::new(settings.tool_allowed_hosts.clone(), system_lookup())?;
         Ok(Self {
             pool,
+            database_url,
             settings: Arc::new(settings),
             llm,
             tools,

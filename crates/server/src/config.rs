@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::env;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,8 +17,15 @@ use crate::tools::guard::AddressPolicy;
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `ANYREPLY_DATABASE_URL`; the database is created if it does not exist.
-    pub database_url: String,
+    /// `ANYREPLY_DATABASE_URL`; the database is created if it does not exist. Unset: the
+    /// private cluster's (see [`crate::pg_cluster`]).
+    pub database_url: Option<String>,
+    /// `ANYREPLY_DATA_DIR`: where the private cluster lives (unset: the platform's data
+    /// directory for `anyreply`, `/var/lib/anyreply` for root).
+    pub data_dir: Option<PathBuf>,
+    /// `ANYREPLY_PG_BIN`: the PostgreSQL binaries that run the private cluster (unset:
+    /// `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`).
+    pub pg_bin: Option<PathBuf>,
     /// `ANYREPLY_DATABASE_POOL_SIZE`: most connections this process opens.
     pub database_pool_size: usize,
     /// `ANYREPLY_LISTEN`.
@@ -67,7 +75,6 @@ pub struct Settings {
     pub pricing: Pricing,
 }
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/anyreply";
 pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
@@ -75,7 +82,9 @@ pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_url: None,
+            data_dir: None,
+            pg_bin: None,
             database_pool_size: 10,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             llm_base_url: Url::parse(DEFAULT_LLM_BASE_URL).expect("constant URL"),
@@ -105,9 +114,9 @@ impl Settings {
     /// Defaults overridden by the environment.
     pub fn from_env() -> anyhow::Result<Self> {
         let mut s = Self::default();
-        if let Some(v) = var("ANYREPLY_DATABASE_URL") {
-            s.database_url = v;
-        }
+        s.database_url = var("ANYREPLY_DATABASE_URL");
+        s.data_dir = var("ANYREPLY_DATA_DIR").map(PathBuf::from);
+        s.pg_bin = var("ANYREPLY_PG_BIN").map(PathBuf::from);
         parse_into("ANYREPLY_DATABASE_POOL_SIZE", &mut s.database_pool_size)?;
         parse_into("ANYREPLY_LISTEN", &mut s.listen)?;
         parse_into("ANYREPLY_LLM_BASE_URL", &mut s.llm_base_url)?;

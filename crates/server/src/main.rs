@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand};
 use anyreply_server::models::{account, api_key};
-use anyreply_server::{App, Settings, db};
+use anyreply_server::{App, Settings, db, pg_cluster};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
@@ -35,14 +35,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    db::create_database_if_missing(&settings.database_url).await?;
-    db::run_migrations(&settings.database_url).await?;
+    let mut settings = Settings::from_env()?;
+    // Held to the end: the private cluster, if this is it, stops when its last user is done.
+    let (database_url, _cluster) = pg_cluster::resolve_database(&settings).await?;
+    settings.database_url = Some(database_url.clone());
+    db::create_database_if_missing(&database_url).await?;
+    db::run_migrations(&database_url).await?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => Ok(()),
-        Command::Account(command) => account_command(&settings, command).await,
-        Command::Key(command) => key_command(&settings, command).await,
+        Command::Account(command) => account_command(&database_url, command).await,
+        Command::Key(command) => key_command(&database_url, command).await,
     }
 }
 
@@ -74,15 +77,15 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<AsyncPgConnection> {
-    AsyncPgConnection::establish(&settings.database_url)
+async fn connect(database_url: &str) -> anyhow::Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(database_url)
         .await
         .context("connecting to the database")
 }
 
 #[allow(clippy::print_stdout)] // The command's answer goes to stdout, for scripts.
-async fn account_command(settings: &Settings, command: AccountCommand) -> anyhow::Result<()> {
-    let mut conn = connect(settings).await?;
+async fn account_command(database_url: &str, command: AccountCommand) -> anyhow::Result<()> {
+    let mut conn = connect(database_url).await?;
     match command {
         AccountCommand::Create {
             name,
@@ -120,8 +123,8 @@ async fn account_command(settings: &Settings, command: AccountCommand) -> anyhow
 }
 
 #[allow(clippy::print_stdout)]
-async fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
-    let mut conn = connect(settings).await?;
+async fn key_command(database_url: &str, command: KeyCommand) -> anyhow::Result<()> {
+    let mut conn = connect(database_url).await?;
     match command {
         KeyCommand::Create { account } => {
             account::find(&mut conn, account)
