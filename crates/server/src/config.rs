@@ -114,9 +114,15 @@ impl Settings {
     /// Defaults overridden by the environment.
     pub fn from_env() -> anyhow::Result<Self> {
         let mut s = Self::default();
-        s.database_url = var("ANYREPLY_DATABASE_URL");
-        s.data_dir = var("ANYREPLY_DATA_DIR").map(PathBuf::from);
-        s.pg_bin = var("ANYREPLY_PG_BIN").map(PathBuf::from);
+        if let Some(v) = var("ANYREPLY_DATABASE_URL") {
+            s.database_url = Some(v);
+        }
+        if let Some(v) = var("ANYREPLY_DATA_DIR") {
+            s.data_dir = Some(v.into());
+        }
+        if let Some(v) = var("ANYREPLY_PG_BIN") {
+            s.pg_bin = Some(v.into());
+        }
         parse_into("ANYREPLY_DATABASE_POOL_SIZE", &mut s.database_pool_size)?;
         parse_into("ANYREPLY_LISTEN", &mut s.listen)?;
         parse_into("ANYREPLY_LLM_BASE_URL", &mut s.llm_base_url)?;
