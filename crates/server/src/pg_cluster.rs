@@ -214,22 +214,17 @@ impl PrivateCluster {
                 .with_context(|| format!("removing {}", scratch.display()))?;
         }
         tracing::info!(directory = %self.pgdata().display(), "initialising a private PostgreSQL cluster");
-        self.run(
-            self.command("initdb")
-                .arg("--pgdata")
-                .arg(&scratch)
-                .args([
-                    "--username",
-                    "postgres",
-                    "--encoding",
-                    "UTF8",
-                    "--locale",
-                    "C",
-                ])
-                // Anyone who can reach the socket (only its owner: see below) is trusted;
-                // nothing is accepted over TCP.
-                .args(["--auth-local", "trust", "--auth-host", "reject"]),
-        )?;
+        let mut initdb = self.command("initdb");
+        initdb.arg("--pgdata").arg(&scratch).args([
+            "--username=postgres",
+            "--encoding=UTF8",
+            "--locale=C",
+            // Anyone who can reach the socket (only its owner: see below) is trusted;
+            // nothing is accepted over TCP.
+            "--auth-local=trust",
+            "--auth-host=reject",
+        ]);
+        run(&mut initdb)?;
         let mut conf = format!(
             "\n# Written by anyreply-server: reachable only through the socket in this directory, \
              by its owner.\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
@@ -277,16 +272,15 @@ impl PrivateCluster {
     fn start(&self) -> anyhow::Result<()> {
         let log = self.data_dir.join("postgres.log");
         tracing::info!(directory = %self.pgdata().display(), log = %log.display(), "starting the private PostgreSQL cluster");
-        let started = self.run(
-            self.command("pg_ctl")
-                .arg("start")
-                .arg("--pgdata")
-                .arg(self.pgdata())
-                .arg("--log")
-                .arg(&log)
-                .args(["--wait", "--timeout", "60", "--silent"]),
-        );
-        if let Err(error) = started {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl
+            .arg("start")
+            .arg("--pgdata")
+            .arg(self.pgdata())
+            .arg("--log")
+            .arg(&log)
+            .args(["--wait", "--timeout=60", "--silent"]);
+        if let Err(error) = run(&mut pg_ctl) {
             let tail = fs::read_to_string(&log).unwrap_or_default();
             let last = tail.lines().last().unwrap_or("");
             bail!("{error:#}; last line of {}: {last}", log.display());
@@ -297,13 +291,13 @@ impl PrivateCluster {
 
     fn stop(&self) -> anyhow::Result<()> {
         tracing::info!(directory = %self.pgdata().display(), "stopping the private PostgreSQL cluster");
-        self.run(
-            self.command("pg_ctl")
-                .arg("stop")
-                .arg("--pgdata")
-                .arg(self.pgdata())
-                .args(["--mode", "fast", "--wait", "--silent"]),
-        )?;
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl.arg("stop").arg("--pgdata").arg(self.pgdata()).args([
+            "--mode=fast",
+            "--wait",
+            "--silent",
+        ]);
+        run(&mut pg_ctl)?;
         fs::remove_file(self.data_dir.join("postgres.started")).context("removing postgres.started")
     }
 
@@ -319,22 +313,6 @@ impl PrivateCluster {
             command.uid(user.uid).gid(user.gid);
         }
         command
-    }
-
-    /// Runs `command` to its end; an error says what it wrote.
-    fn run(&self, command: &mut Command) -> anyhow::Result<()> {
-        let program = Path::new(command.get_program())
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let output = command
-            .output()
-            .with_context(|| format!("running {program}"))?;
-        if !output.status.success() {
-            bail!("{program} failed: {}", one_line(&output));
-        }
-        Ok(())
     }
 
     fn open(&self, name: &str) -> anyhow::Result<File> {
@@ -424,6 +402,22 @@ pub fn find_binaries(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         Some((_, dir)) => Ok(dir),
         None => bail!("no PostgreSQL binaries found: {INSTALL_HINT}"),
     }
+}
+
+/// Runs `command` to its end; an error says what it wrote.
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let program = Path::new(command.get_program())
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let output = command
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !output.status.success() {
+        bail!("{program} failed: {}", one_line(&output));
+    }
+    Ok(())
 }
 
 /// A failed command's stderr (else stdout) on one line.

@@ -226,3 +226,35 @@ fn without_binaries_one_line_says_how_to_install_them() {
     assert!(said.contains("apt-get install postgresql"), "{said}");
     assert!(!said.contains("panicked"), "{said}");
 }
+
+#[test]
+fn a_socket_path_past_the_unix_limit_is_refused() {
+    let data = DataDir(std::env::temp_dir().join("x".repeat(100)));
+    let output = data.run(&["migrate"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("107"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_data_dir_the_postgres_user_cannot_reach_is_refused() {
+    if !is_root() {
+        return; // only root hands the cluster to another user
+    }
+    // Root's home is closed to other users.
+    let data =
+        DataDir(PathBuf::from("/root").join(format!("anyreply-{}", uuid::Uuid::new_v4().simple())));
+    let output = data.run(&["migrate"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot reach"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
+}
