@@ -213,6 +213,27 @@ async fn a_stale_pid_file_is_removed() {
 }
 
 #[test]
+fn two_processes_starting_at_once_initialise_and_start_it_once() {
+    let data = DataDir::new();
+    let spawn = || {
+        data.command(&["migrate"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(second.status.success(), "{}", stderr(&second));
+    let said = stderr(&first) + &stderr(&second);
+    assert_eq!(said.matches("initialising").count(), 1, "{said}");
+    assert!(!data.pid_file().exists(), "the cluster was left running");
+}
+
+#[test]
 fn without_binaries_one_line_says_how_to_install_them() {
     let data = DataDir::new();
     let output = data
