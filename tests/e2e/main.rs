@@ -38,7 +38,7 @@ impl Stack {
             .mount(&llm)
             .await;
         let settings = Settings {
-            database_url: db.url().to_owned(),
+            database_url: Some(db.url().to_owned()),
             llm_base_url: format!("{}/v1", llm.uri()).parse().unwrap(),
             rate_limit_per_minute: 10_000,
             // A reply costs 0.01, flat.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Settings;
@@ -17,6 +18,8 @@ pub struct App {
     /// Connections are borrowed per query or transaction and returned at once: none is ever
     /// held while the model thinks.
     pub pool: DbPool,
+    /// The database: `ANYREPLY_DATABASE_URL`'s, or the private cluster's.
+    pub database_url: String,
     pub settings: Arc<Settings>,
     /// The model providers.
     pub llm: Providers,
@@ -32,7 +35,11 @@ pub struct App {
 
 impl App {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
-        let pool = crate::db::pool(&settings.database_url, settings.database_pool_size)?;
+        let database_url = settings
+            .database_url
+            .clone()
+            .context("no database URL: resolve it first (pg_cluster::resolve_database)")?;
+        let pool = crate::db::pool(&database_url, settings.database_pool_size)?;
         let llm = Providers {
             openai: OpenAiClient::new(
                 &settings.llm_base_url,
@@ -50,6 +57,7 @@ impl App {
         let tools = ToolRunner::new(settings.tool_allowed_hosts.clone(), system_lookup())?;
         Ok(Self {
             pool,
+            database_url,
             settings: Arc::new(settings),
             llm,
             tools,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,8 +17,15 @@ use crate::tools::guard::AddressPolicy;
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `ANYREPLY_DATABASE_URL`; the database is created if it does not exist.
-    pub database_url: String,
+    /// `ANYREPLY_DATABASE_URL`; the database is created if it does not exist. Unset: the
+    /// private cluster's (see [`crate::pg_cluster`]).
+    pub database_url: Option<String>,
+    /// `ANYREPLY_DATA_DIR`: where the private cluster lives (unset: the platform's data
+    /// directory for `anyreply`, `/var/lib/anyreply` for root).
+    pub data_dir: Option<PathBuf>,
+    /// `ANYREPLY_PG_BIN`: the PostgreSQL binaries that run the private cluster (unset:
+    /// `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`).
+    pub pg_bin: Option<PathBuf>,
     /// `ANYREPLY_DATABASE_POOL_SIZE`: most connections this process opens.
     pub database_pool_size: usize,
     /// `ANYREPLY_LISTEN`.
@@ -69,7 +77,6 @@ pub struct Settings {
     pub metrics_token: Option<SecretString>,
 }
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/anyreply";
 pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
@@ -77,7 +84,9 @@ pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_url: None,
+            data_dir: None,
+            pg_bin: None,
             database_pool_size: 10,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             llm_base_url: Url::parse(DEFAULT_LLM_BASE_URL).expect("constant URL"),
@@ -177,7 +186,9 @@ impl Settings {
             }
         }
         Self {
-            database_url: env.text("ANYREPLY_DATABASE_URL").unwrap_or(d.database_url),
+            database_url: env.text("ANYREPLY_DATABASE_URL"),
+            data_dir: env.text("ANYREPLY_DATA_DIR").map(PathBuf::from),
+            pg_bin: env.text("ANYREPLY_PG_BIN").map(PathBuf::from),
             database_pool_size,
             listen: env.parsed("ANYREPLY_LISTEN", d.listen, "127.0.0.1:8080"),
             llm_base_url: env.parsed(

@@ -153,6 +153,10 @@ diesel::table! {
     }
 }
 
+/// Held while one process migrates: two starting at once (a server and a CLI command) would
+/// otherwise both run the same migration, and one fail.
+const MIGRATION_LOCK: i64 = 74_002;
+
 /// Runs pending migrations. Blocking work, so it runs off the async threads.
 pub async fn run_migrations(database_url: &str) -> anyhow::Result<()> {
     let database_url = database_url.to_owned();
@@ -162,6 +166,12 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<()> {
                 &database_url,
             )
             .context("connecting to run migrations")?;
+        // Released with the connection.
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")),
+            &mut conn,
+        )
+        .context("waiting for another process's migrations")?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| anyhow::anyhow!(e))?;

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod llm;
 pub mod models;
+pub mod pg_cluster;
 pub mod rate_limit;
 pub mod reply;
 pub mod router;
@@ -42,11 +43,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let background = [
         tokio::spawn(sweep_abandoned_replies(app.clone())),
-        tokio::spawn(
-            app.wakeups
-                .clone()
-                .listen(app.settings.database_url.clone()),
-        ),
+        tokio::spawn(app.wakeups.clone().listen(app.database_url.clone())),
         tokio::spawn(app.in_flight.clone().renew(app.clone())),
     ];
     let result = axum::serve(listener, router::router(app))

@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand};
 use anyreply_server::config::DEFAULT_LLM_BASE_URL;
 use anyreply_server::models::{account, api_key};
-use anyreply_server::{App, Settings, db};
+use anyreply_server::{App, Settings, db, pg_cluster};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
@@ -61,14 +61,17 @@ fn init_logging() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    db::create_database_if_missing(&settings.database_url).await?;
-    db::run_migrations(&settings.database_url).await?;
+    let mut settings = Settings::from_env()?;
+    // Held to the end: the private cluster, if this is it, stops when its last user is done.
+    let (database_url, _cluster) = pg_cluster::resolve_database(&settings).await?;
+    settings.database_url = Some(database_url.clone());
+    db::create_database_if_missing(&database_url).await?;
+    db::run_migrations(&database_url).await?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => Ok(()),
-        Command::Account(command) => account_command(&settings, command).await,
-        Command::Key(command) => key_command(&settings, command).await,
+        Command::Account(command) => account_command(&database_url, command).await,
+        Command::Key(command) => key_command(&database_url, command).await,
     }
 }
 
@@ -91,7 +94,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 fn log_start(settings: &Settings) {
     tracing::info!(
         address = %settings.listen,
-        database = %db::describe(&settings.database_url),
+        database = %db::describe(settings.database_url.as_deref().unwrap_or_default()),
         llm_base_url = %settings.llm_base_url,
         llm_api_key_set = settings.llm_api_key.is_some(),
         anthropic_api_key_set = settings.anthropic_api_key.is_some(),
@@ -124,13 +127,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<AsyncPgConnection> {
-    db::establish(&settings.database_url, &settings.database_url).await
+async fn connect(database_url: &str) -> anyhow::Result<AsyncPgConnection> {
+    db::establish(database_url, database_url).await
 }
 
 #[allow(clippy::print_stdout)] // The command's answer goes to stdout, for scripts.
-async fn account_command(settings: &Settings, command: AccountCommand) -> anyhow::Result<()> {
-    let mut conn = connect(settings).await?;
+async fn account_command(database_url: &str, command: AccountCommand) -> anyhow::Result<()> {
+    let mut conn = connect(database_url).await?;
     match command {
         AccountCommand::Create {
             name,
@@ -168,8 +171,8 @@ async fn account_command(settings: &Settings, command: AccountCommand) -> anyhow
 }
 
 #[allow(clippy::print_stdout)]
-async fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
-    let mut conn = connect(settings).await?;
+async fn key_command(database_url: &str, command: KeyCommand) -> anyhow::Result<()> {
+    let mut conn = connect(database_url).await?;
     match command {
         KeyCommand::Create { account } => {
             account::find(&mut conn, account)

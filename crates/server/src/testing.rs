@@ -1,8 +1,10 @@
 //! Test support (feature `test-support`): a fresh PostgreSQL database per test, cloned from
 //! a migrated template and dropped afterwards.
 //!
-//! The server to use is read from `ANYREPLY_TEST_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`); the role needs `CREATEDB`.
+//! The server to use is read from `ANYREPLY_TEST_DATABASE_URL` (the role needs `CREATEDB`).
+//! Unset, it is a private cluster (see [`crate::pg_cluster`]) in
+//! `<temp dir>/anyreply-test-pg-<uid>`, shared by every test process: the first to need it
+//! initialises and starts it, and it is left running after the tests, for the next run.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
@@ -24,8 +26,39 @@ pub struct TestDb {
 }
 
 fn admin_url() -> String {
-    std::env::var("ANYREPLY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    match std::env::var("ANYREPLY_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => shared_cluster_url().to_owned(),
+    }
+}
+
+/// The `postgres` database of the tests' private cluster, started if need be.
+fn shared_cluster_url() -> &'static str {
+    /// The guard is never dropped: the cluster outlives this process.
+    static CLUSTER: std::sync::OnceLock<(String, crate::pg_cluster::ClusterGuard)> =
+        std::sync::OnceLock::new();
+    let (url, _guard) = CLUSTER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!(
+            "anyreply-test-pg-{}",
+            nix::unistd::geteuid().as_raw()
+        ));
+        let cluster = crate::pg_cluster::PrivateCluster::new(Some(dir), None)
+            .and_then(|cluster| {
+                // Speed over durability: nothing here needs to survive a crash.
+                cluster
+                    .with_settings(&[
+                        ("fsync", "off"),
+                        ("synchronous_commit", "off"),
+                        ("full_page_writes", "off"),
+                    ])
+                    .ensure_running()
+            })
+            .unwrap_or_else(|error| {
+                panic!("the tests' PostgreSQL (or set ANYREPLY_TEST_DATABASE_URL): {error:#}")
+            });
+        (database_url(&cluster.0, "postgres"), cluster.1)
+    });
+    url
 }
 
 fn database_url(admin_url: &str, name: &str) -> String {
@@ -63,7 +96,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 async fn admin_connection() -> AsyncPgConnection {
     AsyncPgConnection::establish(&admin_url())
         .await
-        .expect("PostgreSQL must run for the tests (see ANYREPLY_TEST_DATABASE_URL)")
+        .expect("connecting to the tests' PostgreSQL (see ANYREPLY_TEST_DATABASE_URL)")
 }
 
 /// Creates the migrated template once, whichever of many test processes gets there first.
@@ -223,16 +256,14 @@ struct ProxyState {
 }
 
 impl DbProxy {
-    /// Proxies `database_url`'s server on a free loopback port.
+    /// Proxies `database_url`'s server, at a TCP address or a Unix socket, on a free loopback
+    /// port.
     pub async fn start(database_url: &str) -> Self {
         let target = Url::parse(database_url).unwrap();
-        let upstream = format!(
-            "{}:{}",
-            target.host_str().unwrap(),
-            target.port().unwrap_or(5432)
-        );
+        let upstream = Upstream::of(&target);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut url = target.clone();
+        url.set_host(Some("127.0.0.1")).unwrap();
         url.set_port(Some(listener.local_addr().unwrap().port()))
             .unwrap();
         let state = std::sync::Arc::new(ProxyState {
@@ -241,22 +272,27 @@ impl DbProxy {
         });
         let accepting = state.clone();
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if std::sync::atomic::AtomicBool::load(
                     &accepting.cut,
                     std::sync::atomic::Ordering::SeqCst,
                 ) {
                     continue; // dropped: the connection is refused
                 }
-                let mut generation = accepting.generation.subscribe();
+                let generation = accepting.generation.subscribe();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = generation.changed() => {} // cut: both sockets close
+                    match upstream {
+                        Upstream::Tcp(address) => {
+                            if let Ok(server) = tokio::net::TcpStream::connect(&address).await {
+                                relay(client, server, generation).await;
+                            }
+                        }
+                        Upstream::Unix(socket) => {
+                            if let Ok(server) = tokio::net::UnixStream::connect(&socket).await {
+                                relay(client, server, generation).await;
+                            }
+                        }
                     }
                 });
             }
@@ -280,6 +316,39 @@ impl DbProxy {
         self.state
             .cut
             .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Where a [`DbProxy`] sends what it receives.
+#[derive(Debug, Clone)]
+enum Upstream {
+    Tcp(String),
+    /// A private cluster's socket: its URL's host is the socket's directory, percent-encoded.
+    Unix(std::path::PathBuf),
+}
+
+impl Upstream {
+    fn of(url: &Url) -> Self {
+        let host = url.host_str().unwrap();
+        let port = url.port().unwrap_or(5432);
+        let decoded = percent_encoding::percent_decode_str(host).decode_utf8_lossy();
+        if decoded.starts_with('/') {
+            Self::Unix(Path::new(decoded.as_ref()).join(format!(".s.PGSQL.{port}")))
+        } else {
+            Self::Tcp(format!("{host}:{port}"))
+        }
+    }
+}
+
+/// Copies both ways between `client` and `server` until either closes or the proxy is cut.
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    mut server: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    mut generation: tokio::sync::watch::Receiver<u64>,
+) {
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = generation.changed() => {} // cut: both sockets close
     }
 }
 

@@ -65,7 +65,7 @@ async fn health_and_readiness() {
 
     // A server whose database is gone is alive but not ready.
     let mut settings = app.settings.clone();
-    settings.database_url = "postgres://postgres@127.0.0.1:1/nowhere".into();
+    settings.database_url = Some("postgres://postgres@127.0.0.1:1/nowhere".into());
     let mut app = app;
     let broken = app.start_server(settings).await;
     let (status, body, _) = app

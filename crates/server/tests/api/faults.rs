@@ -76,7 +76,7 @@ async fn harness() -> Harness {
     .await;
     let proxy = DbProxy::start(app.db.url()).await;
     let mut settings = app.settings.clone();
-    settings.database_url = proxy.url.clone();
+    settings.database_url = Some(proxy.url.clone());
     let base = app.start_server(settings).await;
     let account = app.account("10").await;
     let crm = MockServer::start().await;

@@ -78,7 +78,7 @@ impl TestApp {
             .mount(&llm)
             .await;
         let mut settings = Settings {
-            database_url: db.url().to_owned(),
+            database_url: Some(db.url().to_owned()),
             llm_base_url: format!("{}/v1", llm.uri()).parse().unwrap(),
             llm_timeout: Duration::from_secs(10),
             rate_limit_per_minute: 10_000,
