@@ -16,6 +16,7 @@ mod generate_reply;
 mod history;
 mod idempotency;
 mod llm_failures;
+mod openapi;
 mod providers;
 mod takeover;
 mod tool_loop;
