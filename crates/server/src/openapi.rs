@@ -12,7 +12,7 @@ use axum::Router;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
@@ -58,7 +58,7 @@ pub const API_KEY: &str = "api_key";
         health::get_ready,
     ),
     components(schemas(ErrorBody, ErrorCode)),
-    modifiers(&CommonAnswers),
+    modifiers(&CommonAnswers, &RequiredOnCreate),
     tags(
         (name = "replies", description = "The AI reply to a customer's message"),
         (name = "assistants", description = "Assistants: prompt, model, tools"),
@@ -97,8 +97,8 @@ pub struct IdempotencyKey {
     #[param(
         rename = "Idempotency-Key",
         nullable = false,
-        min_length = 1,
-        max_length = 255
+        max_length = 255,
+        pattern = r"^[\x20-\x7E]*[\x21-\x7E][\x20-\x7E]*$"
     )]
     pub idempotency_key: Option<String>,
 }
@@ -217,6 +217,44 @@ fn add_common_answers(operation: &mut Operation) {
                     .description(Some(description))
                     .build()
             });
+        }
+    }
+}
+
+/// Create and update share a body schema whose fields are all optional (an update keeps what
+/// it does not send); on create these are required.
+pub const REQUIRED_ON_CREATE: [(&str, &[&str]); 2] = [
+    ("/api/user/assistant", &["name"]),
+    (
+        "/api/user/tools",
+        &["name", "description", "endpoint", "method"],
+    ),
+];
+
+/// Makes a create's body schema "the shared one, with [`REQUIRED_ON_CREATE`]'s fields".
+#[derive(Debug)]
+pub struct RequiredOnCreate;
+
+impl Modify for RequiredOnCreate {
+    fn modify(&self, document: &mut Document) {
+        for (path, fields) in REQUIRED_ON_CREATE {
+            let content = document
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut())
+                .and_then(|body| body.content.get_mut("application/json"));
+            let Some(content) = content else {
+                continue;
+            };
+            let Some(shared) = content.schema.take() else {
+                continue;
+            };
+            let required = fields.iter().fold(ObjectBuilder::new(), |object, field| {
+                object.required(*field)
+            });
+            content.schema = Some(AllOfBuilder::new().item(shared).item(required).into());
         }
     }
 }

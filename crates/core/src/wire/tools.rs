@@ -99,8 +99,16 @@ impl ParameterType {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolHeader {
     /// The name (see the README for the rules).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+    )]
     pub name: String,
     /// In answers, masked: only the last four characters of a long value are shown.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 4096, pattern = r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*$")
+    )]
     pub value: String,
 }
 
@@ -109,12 +117,14 @@ pub struct ToolHeader {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolParameter {
     /// The name (see the README for the rules).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,63}$"))]
     pub name: String,
     /// Its JSON type.
     #[serde(rename = "type")]
     pub kind: ParameterType,
     /// What it is for, for the model.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
     pub description: String,
     /// Default `true`.
     #[serde(default = "yes")]
