@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use anyreply_core::ErrorCode;
 use anyreply_server::openapi::{self, ApiDoc};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use crate::util::TestApp;
+use crate::util::{TestApp, assert_error};
 
 fn document() -> Value {
     serde_json::to_value(ApiDoc::openapi()).unwrap()
@@ -205,5 +205,34 @@ async fn docs_is_a_page_whose_assets_come_from_the_server() {
         if asset.contains("initializer") {
             assert!(text.contains("/openapi.json"), "{text}");
         }
+    }
+}
+
+/// The fields the document requires on create are those the server requires: each create's
+/// example succeeds, and fails on exactly that field when one is left out.
+#[tokio::test]
+async fn create_bodies_require_what_the_server_requires() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let document = document();
+    for (path, fields) in openapi::REQUIRED_ON_CREATE {
+        let content =
+            &document["paths"][path]["post"]["requestBody"]["content"]["application/json"];
+        assert_eq!(
+            content["schema"]["allOf"][1]["required"],
+            json!(fields),
+            "{path}"
+        );
+        let example = &content["example"];
+        for field in fields {
+            let mut body = example.clone();
+            body.as_object_mut().unwrap().remove(*field);
+            let (status, answer, _) = app.post(&account.key, path, &body).await;
+            assert_error(status, &answer, 422, "VALIDATION_ERROR");
+            let named: Vec<_> = answer["errors"].as_object().unwrap().keys().collect();
+            assert_eq!(named, [field], "{path}");
+        }
+        let (status, answer, _) = app.post(&account.key, path, example).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
     }
 }
