@@ -83,6 +83,35 @@ error_codes! {
     ServiceUnavailable = ("SERVICE_UNAVAILABLE", 503, true, "The service is temporarily unavailable, retry later"),
 }
 
+/// An enum of every code, generated from the table, so that it cannot miss one; the description
+/// tabulates each code's status and retry advice, which a derive could not express.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut table = String::from(
+            "For machines: why the request failed.\n\n\
+             | code | HTTP status | retry | message |\n|---|---|---|---|\n",
+        );
+        for code in ErrorCode::ALL {
+            let retry = if code.is_retryable() { "yes" } else { "no" };
+            table.push_str(&format!(
+                "| `{code}` | {} | {retry} | {} |\n",
+                code.http_status(),
+                code.default_message()
+            ));
+        }
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .description(Some(table))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -94,6 +123,7 @@ impl fmt::Display for ErrorCode {
 /// Famulor's generate-reply speaks `success`/`message`/`error_code` while its chat endpoints
 /// speak `status`/`error`; one envelope carries both so that any Famulor integration reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Always `false`.
     pub success: bool,
@@ -105,12 +135,15 @@ pub struct ErrorBody {
     pub error: String,
     /// For machines. Unknown codes (from a newer server) deserialise as `None`.
     #[serde(deserialize_with = "lenient_code")]
+    // The server always sends one.
+    #[cfg_attr(feature = "openapi", schema(value_type = ErrorCode))]
     pub error_code: Option<ErrorCode>,
     /// Per-field messages of a `VALIDATION_ERROR`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, Vec<String>>,
     /// The request's `X-Request-Id`, to find its log lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub request_id: Option<String>,
 }
 

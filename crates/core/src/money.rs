@@ -106,6 +106,23 @@ impl Serialize for Money {
     }
 }
 
+/// A JSON number, as [`Money`] serializes.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .description(Some(
+                "An exact amount in currency units, with at most 8 decimals (e.g. `100.67447094`).",
+            ))
+            .examples([serde_json::json!(10.5)])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Money {}
+
 impl<'de> Deserialize<'de> for Money {
     /// Accepts a JSON number or a decimal string.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

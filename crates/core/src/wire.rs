@@ -27,11 +27,18 @@ pub type Variables = serde_json::Map<String, serde_json::Value>;
 
 /// Query of the lists paged in id order: `GET /api/user/assistants/get` and `GET /api/user/tools`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 pub struct PageQuery {
     /// 1..=100, default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
     pub per_page: Option<u32>,
     /// The `next_cursor` of the page before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 512))]
     pub cursor: Option<String>,
 }

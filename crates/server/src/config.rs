@@ -259,6 +259,7 @@ pub const READ_ELSEWHERE: &[&str] = &[
     "ANYREPLY_LOG_FORMAT",
     "ANYREPLY_TEST_DATABASE_URL",
     "ANYREPLY_BENCH_POSTGRES",
+    "ANYREPLY_UPDATE_OPENAPI",
 ];
 
 /// `gpt-4o=2.50/10.00,gpt-4o-mini=0.15/0.60`: input/output price per million tokens.

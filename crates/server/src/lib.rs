@@ -14,6 +14,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod llm;
 pub mod models;
+pub mod openapi;
 pub mod pg_cluster;
 pub mod rate_limit;
 pub mod reply;

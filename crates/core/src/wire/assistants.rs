@@ -13,6 +13,7 @@ use crate::validate::{FieldErrors, Fields};
 
 /// An assistant's chat configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assistant {
     /// The assistant's id, used as `assistant_id`.
     pub id: i64,
@@ -21,18 +22,23 @@ pub struct Assistant {
     /// May hold `{{variable}}` placeholders.
     pub system_prompt: String,
     /// The greeting the assistant is assumed to have opened every conversation with.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub initial_message: Option<String>,
     /// Default variables; a conversation's own values win.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub variables: Variables,
     /// The model that answers, as its provider names it.
     pub llm_model: String,
     /// Sampling temperature, 0.0..=2.0.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 2.0))]
     pub llm_temperature: f64,
     /// The API that serves `llm_model`.
     pub llm_provider: LlmProvider,
     /// Answers when the primary model fails with a retryable error (Famulor: `chat_llm_fallback_id`).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub fallback_llm_model: Option<String>,
     /// The fallback's provider (by default the assistant's).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub fallback_llm_provider: Option<LlmProvider>,
     /// Tools the model may call.
     pub tool_ids: Vec<i64>,
@@ -44,17 +50,20 @@ pub struct Assistant {
 
 /// `GET /api/user/assistants/get`: one page, in id order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssistantList {
     /// The assistants of this page.
     pub data: Vec<Assistant>,
     /// Pass as `cursor` for the next page; `None` on the last page (and from servers that do
     /// not page this list, such as Famulor's).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub next_cursor: Option<String>,
 }
 
 /// Answer of create and update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssistantResponse {
     /// Always `true`.
     pub status: bool,
@@ -65,42 +74,52 @@ pub struct AssistantResponse {
 /// The body of create (where `name` is required) and update (where every field is optional
 /// and absent fields keep their value).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssistantInput {
     /// The assistant's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub name: Option<String>,
     /// The system prompt; may hold `{{variable}}` placeholders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 100_000))]
     pub system_prompt: Option<String>,
     /// The greeting; empty removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 100_000))]
     pub initial_message: Option<String>,
     /// Default variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub variables: Option<Variables>,
     /// Empty or absent on create: the server's default model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
     pub llm_model: Option<String>,
     /// 0.0..=2.0; default 0.7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 2.0))]
     pub llm_temperature: Option<f64>,
     /// `openai` (default) or `anthropic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_provider: Option<LlmProvider>,
     /// Empty clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
     pub fallback_llm_model: Option<String>,
     /// Default: `llm_provider`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_llm_provider: Option<LlmProvider>,
     /// Tools the model may call (at most 32); each must be the account's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub tool_ids: Option<Vec<i64>>,
 }
 
 /// A model provider's API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LlmProvider {
     /// The OpenAI Chat Completions API, also spoken by Ollama, vLLM, llama.cpp and OpenRouter.
     Openai,

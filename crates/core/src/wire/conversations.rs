@@ -10,6 +10,7 @@ use crate::Money;
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// The customer.
     User,
@@ -19,6 +20,7 @@ pub enum Role {
 
 /// One message of a conversation's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryMessage {
     /// Who wrote it.
     pub role: Role,
@@ -26,9 +28,11 @@ pub struct HistoryMessage {
     pub content: String,
     /// Functions the assistant called for this reply (assistant messages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub function_calls: Option<Vec<FunctionCall>>,
     /// What this reply cost (assistant messages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub cost: Option<Money>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
@@ -36,6 +40,7 @@ pub struct HistoryMessage {
 
 /// `GET /api/conversations/{uuid}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationHistory {
     /// Always `true`.
     pub status: bool,
@@ -52,14 +57,17 @@ pub struct ConversationHistory {
     /// The newest messages (100 unless `per_page` says otherwise), oldest first.
     pub history: Vec<HistoryMessage>,
     /// The assistant's defaults overlaid with the conversation's own values.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub variables: Variables,
     /// Pass as `cursor` for the messages before these; `None` when there are none.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub next_cursor: Option<String>,
 }
 
 /// One conversation in a list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationSummary {
     /// The conversation's id.
     pub id: Uuid,
@@ -69,6 +77,7 @@ pub struct ConversationSummary {
     #[serde(rename = "type")]
     pub kind: String,
     /// The conversation's variables.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub variables: Variables,
     /// Messages in the conversation, both sides.
     pub message_count: i64,
@@ -86,6 +95,7 @@ pub struct ConversationSummary {
 
 /// `GET /api/user/conversations`: one page, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationPage {
     /// The conversations of this page.
     pub data: Vec<ConversationSummary>,
@@ -94,33 +104,46 @@ pub struct ConversationPage {
     /// The page size used.
     pub per_page: u32,
     /// Pass as `cursor` for the next (older) page; `None` on the last page.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub next_cursor: Option<String>,
     /// Pass as `cursor` for the previous (newer) page; `None` on the first page.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub prev_cursor: Option<String>,
 }
 
 /// Query of `GET /api/user/conversations`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 pub struct ListConversationsQuery {
     /// Only conversations of this `type` (`api` for generate-reply).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 32))]
     pub kind: Option<String>,
     /// Only this assistant's conversations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
     pub assistant_id: Option<i64>,
     /// Only this customer's conversations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 255))]
     pub external_identifier: Option<String>,
     /// 1..=100, default 15.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
     pub per_page: Option<u32>,
     /// A `next_cursor` or `prev_cursor` of an earlier page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 512))]
     pub cursor: Option<String>,
 }
 
 /// Answer of `disable-ai` and `enable-ai`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AiToggleResponse {
     /// Always `true`.
     pub status: bool,

@@ -12,15 +12,30 @@ use crate::validate::{FieldErrors, Fields};
 
 /// The customer's message and who sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GenerateReplyRequest {
     /// The assistant that answers; must belong to the caller's account.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, example = 1))]
     pub assistant_id: i64,
     /// Phone (E.164), email, CRM id, channel user id: used verbatim as the conversation key.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, example = "+49155551234")
+    )]
     pub customer_identifier: String,
     /// The customer's message.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 10_000,
+            example = "Do you have a table for two tonight?"
+        )
+    )]
     pub message: String,
     /// Merged into the conversation's stored variables (later values win).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub variables: Option<Variables>,
 }
 
@@ -64,6 +79,7 @@ impl GenerateReplyRequest {
 
 /// One function (tool) the assistant called while producing a reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FunctionCall {
     /// The function's (tool's) name.
     pub name: String,
@@ -75,6 +91,7 @@ pub struct FunctionCall {
 
 /// The AI reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GenerateReplyResponse {
     /// Always `true`.
     pub success: bool,

@@ -27,6 +27,7 @@ pub const MAX_TOOL_PARAMETERS: usize = 32;
 /// HTTP method of a tool's endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HttpMethod {
     /// `GET`: arguments as query parameters.
     Get,
@@ -63,6 +64,7 @@ impl HttpMethod {
 /// JSON type of a tool parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ParameterType {
     /// A JSON string.
     String,
@@ -94,23 +96,35 @@ impl ParameterType {
 
 /// A header sent with every call of the tool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolHeader {
     /// The name (see the README for the rules).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+    )]
     pub name: String,
     /// In answers, masked: only the last four characters of a long value are shown.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 4096, pattern = r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*$")
+    )]
     pub value: String,
 }
 
 /// A parameter the model fills in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolParameter {
     /// The name (see the README for the rules).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,63}$"))]
     pub name: String,
     /// Its JSON type.
     #[serde(rename = "type")]
     pub kind: ParameterType,
     /// What it is for, for the model.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
     pub description: String,
     /// Default `true`.
     #[serde(default = "yes")]
@@ -123,6 +137,7 @@ fn yes() -> bool {
 
 /// A tool as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tool {
     /// The tool's id, used in `tool_ids`.
     pub id: i64,
@@ -135,6 +150,7 @@ pub struct Tool {
     /// The HTTP method.
     pub method: HttpMethod,
     /// Seconds.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 30))]
     pub timeout: u32,
     /// Headers sent with each call (values masked in answers).
     pub headers: Vec<ToolHeader>,
@@ -148,17 +164,20 @@ pub struct Tool {
 
 /// `GET /api/user/tools`: one page, in id order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolList {
     /// The tools of this page.
     pub data: Vec<Tool>,
     /// Pass as `cursor` for the next page; `None` on the last page (and from servers that do
     /// not page this list, such as Famulor's).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub next_cursor: Option<String>,
 }
 
 /// Answer of create, get and update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolResponse {
     /// Always `true`.
     pub status: bool,
@@ -168,6 +187,7 @@ pub struct ToolResponse {
 
 /// Answer of delete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeletedResponse {
     /// Always `true`.
     pub status: bool,
@@ -178,27 +198,40 @@ pub struct DeletedResponse {
 /// Body of create (`name`, `description`, `endpoint` and `method` required) and of update
 /// (every field optional; absent fields keep their value).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolInput {
     /// The name (see the README for the rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = "^[a-z][a-z_]*$")
+    )]
     pub name: Option<String>,
     /// What it is for, for the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub description: Option<String>,
     /// The URL called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 2048, pattern = "^https?://[^/?#\\s]+")
+    )]
     pub endpoint: Option<String>,
     /// The HTTP method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,
     /// Seconds, 1..=30; default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 30))]
     pub timeout: Option<u32>,
     /// A header sent back masked keeps its stored value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub headers: Option<Vec<ToolHeader>>,
     /// The parameters the model fills in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub schema: Option<Vec<ToolParameter>>,
 }
 

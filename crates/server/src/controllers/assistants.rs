@@ -1,8 +1,8 @@
 //! `GET /api/user/assistants/get`, `POST /api/user/assistant`, `PUT /api/user/assistant/{id}`.
 
 use anyreply_core::limits::MAX_ASSISTANTS_PER_ACCOUNT;
-use anyreply_core::wire::{AssistantInput, AssistantList, AssistantResponse};
-use anyreply_core::{ErrorCode, FieldErrors};
+use anyreply_core::wire::{AssistantInput, AssistantList, AssistantResponse, PageQuery};
+use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,9 +14,22 @@ use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::assistant::{self, CreateError};
 use crate::models::tool;
+use crate::openapi::IdempotencyKey;
 use diesel_async::AsyncPgConnection;
 use std::collections::HashSet;
 
+/// The account's assistants, one page in id order.
+#[utoipa::path(
+    get,
+    path = "/api/user/assistants/get",
+    tag = "assistants",
+    security(("api_key" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of assistants", body = AssistantList),
+        (status = 422, description = "`VALIDATION_ERROR`: a bad `per_page` or `cursor`", body = ErrorBody),
+    )
+)]
 pub async fn list_assistants(
     State(app): State<App>,
     caller: Caller,
@@ -30,6 +43,29 @@ pub async fn list_assistants(
     }))
 }
 
+/// Creates an assistant (`name` is required).
+#[utoipa::path(
+    post,
+    path = "/api/user/assistant",
+    tag = "assistants",
+    security(("api_key" = [])),
+    params(IdempotencyKey),
+    request_body(
+        content = AssistantInput,
+        example = json!({
+            "name": "Front desk",
+            "system_prompt": "You answer for {{business}}. Be brief.",
+            "variables": { "business": "Trattoria Roma" }
+        })
+    ),
+    responses(
+        (status = 201, description = "The new assistant", body = AssistantResponse),
+        (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
+        (status = 409, description = "`IDEMPOTENCY_CONFLICT`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`, `LIMIT_EXCEEDED`, `IDEMPOTENCY_KEY_REUSED`", body = ErrorBody),
+    )
+)]
 pub async fn create_assistant(
     State(app): State<App>,
     caller: Caller,
@@ -69,6 +105,22 @@ fn create_error(error: CreateError) -> ApiError {
     }
 }
 
+/// Changes an assistant: absent fields keep their value.
+#[utoipa::path(
+    put,
+    path = "/api/user/assistant/{id}",
+    tag = "assistants",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "The assistant's id")),
+    request_body(content = AssistantInput, example = json!({ "llm_temperature": 0.2 })),
+    responses(
+        (status = 200, description = "The assistant as changed", body = AssistantResponse),
+        (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
+        (status = 404, description = "`ASSISTANT_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
+    )
+)]
 pub async fn update_assistant(
     State(app): State<App>,
     caller: Caller,

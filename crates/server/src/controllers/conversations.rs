@@ -3,8 +3,10 @@
 
 use anyreply_core::limits::{DEFAULT_PER_PAGE, MAX_CUSTOMER_IDENTIFIER_CHARS, MAX_PER_PAGE};
 use anyreply_core::validate::Fields;
-use anyreply_core::wire::{AiToggleResponse, ConversationHistory, ConversationPage};
-use anyreply_core::{ErrorCode, Money};
+use anyreply_core::wire::{
+    AiToggleResponse, ConversationHistory, ConversationPage, ListConversationsQuery, PageQuery,
+};
+use anyreply_core::{ErrorBody, ErrorCode, Money};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,6 +22,7 @@ use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::message::BeforeSeq;
 use crate::models::page::OpaqueCursor;
 use crate::models::{assistant, message};
+use crate::openapi::IdempotencyKey;
 
 fn conversation_id(text: &str) -> ApiResult<Uuid> {
     text.parse()
@@ -54,6 +57,19 @@ fn history_page(query: Option<String>) -> ApiResult<(usize, i64)> {
     Ok((per_page, before))
 }
 
+/// A conversation and the newest page of its history, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "The conversation's id"), PageQuery),
+    responses(
+        (status = 200, description = "The conversation", body = ConversationHistory),
+        (status = 404, description = "`CONVERSATION_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`: a bad `per_page` or `cursor`", body = ErrorBody),
+    )
+)]
 pub async fn get_conversation(
     State(app): State<App>,
     caller: Caller,
@@ -90,6 +106,18 @@ pub async fn get_conversation(
     }))
 }
 
+/// The account's conversations, newest first, one page.
+#[utoipa::path(
+    get,
+    path = "/api/user/conversations",
+    tag = "conversations",
+    security(("api_key" = [])),
+    params(ListConversationsQuery),
+    responses(
+        (status = 200, description = "One page of conversations", body = ConversationPage),
+        (status = 422, description = "`VALIDATION_ERROR`: a bad filter, `per_page` or `cursor`", body = ErrorBody),
+    )
+)]
 pub async fn list_conversations(
     State(app): State<App>,
     caller: Caller,
@@ -133,6 +161,20 @@ pub async fn list_conversations(
     }))
 }
 
+/// Human takeover: the AI stays silent in this conversation until enabled again.
+#[utoipa::path(
+    post,
+    path = "/api/automate/conversations/{id}/disable-ai",
+    tag = "conversations",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "The conversation's id"), IdempotencyKey),
+    responses(
+        (status = 200, description = "The conversation's switch as it now stands", body = AiToggleResponse),
+        (status = 404, description = "`CONVERSATION_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+        (status = 409, description = "`IDEMPOTENCY_CONFLICT`", body = ErrorBody),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`, `VALIDATION_ERROR` (a bad `Idempotency-Key`)", body = ErrorBody),
+    )
+)]
 pub async fn disable_ai(
     State(app): State<App>,
     caller: Caller,
@@ -142,6 +184,20 @@ pub async fn disable_ai(
     set_ai(app, caller, &headers, &id, false).await
 }
 
+/// Ends a takeover: the AI answers this conversation again.
+#[utoipa::path(
+    post,
+    path = "/api/automate/conversations/{id}/enable-ai",
+    tag = "conversations",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "The conversation's id"), IdempotencyKey),
+    responses(
+        (status = 200, description = "The conversation's switch as it now stands", body = AiToggleResponse),
+        (status = 404, description = "`CONVERSATION_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+        (status = 409, description = "`IDEMPOTENCY_CONFLICT`", body = ErrorBody),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`, `VALIDATION_ERROR` (a bad `Idempotency-Key`)", body = ErrorBody),
+    )
+)]
 pub async fn enable_ai(
     State(app): State<App>,
     caller: Caller,

@@ -1,6 +1,6 @@
 //! `GET /metrics`: the Prometheus exposition, behind `ANYREPLY_METRICS_TOKEN` when it is set.
 
-use anyreply_core::ErrorCode;
+use anyreply_core::{ErrorBody, ErrorCode};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
@@ -15,6 +15,16 @@ use crate::telemetry::metrics;
 const EXPOSITION: HeaderValue =
     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
 
+/// The Prometheus metrics of this process (see the README's "Operating it").
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus' text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`UNAUTHORIZED`: `ANYREPLY_METRICS_TOKEN` is set and was not sent as a Bearer token", body = ErrorBody),
+    )
+)]
 pub async fn get_metrics(
     State(app): State<App>,
     headers: HeaderMap,

@@ -1,8 +1,8 @@
 //! `POST/GET /api/user/tools`, `GET/PUT/DELETE /api/user/tools/{id}`.
 
 use anyreply_core::limits::MAX_TOOLS_PER_ACCOUNT;
-use anyreply_core::wire::{DeletedResponse, ToolInput, ToolList, ToolResponse};
-use anyreply_core::{ErrorCode, FieldErrors};
+use anyreply_core::wire::{DeletedResponse, PageQuery, ToolInput, ToolList, ToolResponse};
+use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::tool::{self, WriteError};
+use crate::openapi::IdempotencyKey;
 
 fn tool_id(text: &str) -> ApiResult<i64> {
     text.parse().map_err(|_| ErrorCode::ToolNotFound.into())
@@ -52,6 +53,18 @@ fn write_error(error: WriteError) -> ApiError {
     }
 }
 
+/// The account's tools, one page in id order.
+#[utoipa::path(
+    get,
+    path = "/api/user/tools",
+    tag = "tools",
+    security(("api_key" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of tools", body = ToolList),
+        (status = 422, description = "`VALIDATION_ERROR`: a bad `per_page` or `cursor`", body = ErrorBody),
+    )
+)]
 pub async fn list_tools(
     State(app): State<App>,
     caller: Caller,
@@ -65,6 +78,33 @@ pub async fn list_tools(
     }))
 }
 
+/// Creates a tool (`name`, `description`, `endpoint` and `method` are required).
+#[utoipa::path(
+    post,
+    path = "/api/user/tools",
+    tag = "tools",
+    security(("api_key" = [])),
+    params(IdempotencyKey),
+    request_body(
+        content = ToolInput,
+        example = json!({
+            "name": "check_calendar",
+            "description": "Free appointment slots on a day",
+            "endpoint": "https://crm.example.com/api/slots",
+            "method": "GET",
+            "timeout": 5,
+            "headers": [{ "name": "Authorization", "value": "Bearer crm-secret-token" }],
+            "schema": [{ "name": "date", "type": "string", "description": "YYYY-MM-DD" }]
+        })
+    ),
+    responses(
+        (status = 201, description = "The new tool (header values masked)", body = ToolResponse),
+        (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
+        (status = 409, description = "`IDEMPOTENCY_CONFLICT`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`, `LIMIT_EXCEEDED`, `IDEMPOTENCY_KEY_REUSED`", body = ErrorBody),
+    )
+)]
 pub async fn create_tool(
     State(app): State<App>,
     caller: Caller,
@@ -93,6 +133,18 @@ pub async fn create_tool(
     )
 }
 
+/// One tool (header values masked).
+#[utoipa::path(
+    get,
+    path = "/api/user/tools/{id}",
+    tag = "tools",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "The tool's id")),
+    responses(
+        (status = 200, description = "The tool", body = ToolResponse),
+        (status = 404, description = "`TOOL_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+    )
+)]
 pub async fn get_tool(
     State(app): State<App>,
     caller: Caller,
@@ -109,6 +161,22 @@ pub async fn get_tool(
     }))
 }
 
+/// Changes a tool: absent fields keep their value; a masked header value keeps the stored one.
+#[utoipa::path(
+    put,
+    path = "/api/user/tools/{id}",
+    tag = "tools",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "The tool's id")),
+    request_body(content = ToolInput, example = json!({ "timeout": 8 })),
+    responses(
+        (status = 200, description = "The tool as changed", body = ToolResponse),
+        (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
+        (status = 404, description = "`TOOL_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
+    )
+)]
 pub async fn update_tool(
     State(app): State<App>,
     caller: Caller,
@@ -128,6 +196,18 @@ pub async fn update_tool(
     }))
 }
 
+/// Deletes a tool; assistants stop offering it.
+#[utoipa::path(
+    delete,
+    path = "/api/user/tools/{id}",
+    tag = "tools",
+    security(("api_key" = [])),
+    params(("id" = i64, Path, description = "The tool's id")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedResponse),
+        (status = 404, description = "`TOOL_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+    )
+)]
 pub async fn delete_tool(
     State(app): State<App>,
     caller: Caller,

@@ -1,3 +1,4 @@
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::util::{TestApp, assert_error};
@@ -288,4 +289,34 @@ async fn bad_page_parameters_are_validation_errors() {
         .get("ark_wrong", "/api/user/assistants/get?per_page=0")
         .await;
     assert_error(status, &body, 401, "UNAUTHORIZED");
+}
+
+/// Found by schemathesis: PostgreSQL prints a `jsonb` number in full (`1e308` as 309 digits),
+/// which JSON parsing must read back as the number it was, not refuse as out of range.
+#[tokio::test]
+async fn variables_keep_numbers_at_the_edge_of_the_double_range() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let variables = json!({ "largest": -1.7976931348623157e308, "tiny": 5e-324, "big": 1e300 });
+    let id = app
+        .assistant(&account, &json!({ "name": "Edge", "variables": variables }))
+        .await;
+    let (status, body, _) = app
+        .put(
+            &account.key,
+            &format!("/api/user/assistant/{id}"),
+            &json!({ "variables": variables }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["variables"], variables);
+
+    let (status, reply) = app.reply(&account.key, id, "c1", "Hi").await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let conversation = reply["conversation_id"].as_str().unwrap();
+    let (status, body, _) = app
+        .get(&account.key, &format!("/api/conversations/{conversation}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["variables"], variables);
 }

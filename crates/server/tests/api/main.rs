@@ -16,6 +16,7 @@ mod generate_reply;
 mod history;
 mod idempotency;
 mod llm_failures;
+mod openapi;
 mod private_cluster;
 mod providers;
 mod startup;

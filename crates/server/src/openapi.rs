@@ -1,0 +1,289 @@
+//! The OpenAPI 3.1 document, built from the handlers' `#[utoipa::path]` annotations and
+//! `anyreply-core`'s wire types; served at `/openapi.json` and browsable at `/docs` (Swagger
+//! UI, its assets inside the binary).
+//!
+//! Each annotation lists its operation's own answers; [`CommonAnswers`] adds what every
+//! operation of a kind shares, so that no operation can forget it.
+
+use std::collections::BTreeSet;
+
+use anyreply_core::{ErrorBody, ErrorCode};
+use axum::Router;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as Document, RefOr};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::app::App;
+use crate::controllers::{assistants, conversations, generate_reply, health, me, metrics, tools};
+
+/// Where the document is served.
+pub const DOCUMENT_PATH: &str = "/openapi.json";
+/// Where Swagger UI is served.
+pub const DOCS_PATH: &str = "/docs";
+
+/// The name of the bearer API key scheme in `security(...)`.
+pub const API_KEY: &str = "api_key";
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "AnyReply",
+        description = "AI replies that remember each customer: a self-hosted, drop-in \
+            replacement for Famulor's \"Generate AI Reply\" API.\n\n\
+            Every error answer is the error envelope (`ErrorBody`) with a machine-readable \
+            `error_code` (`ErrorCode` tabulates them all with their status and retry advice). \
+            Every retryable answer carries `Retry-After`."
+    ),
+    paths(
+        generate_reply::generate_reply,
+        assistants::list_assistants,
+        assistants::create_assistant,
+        assistants::update_assistant,
+        conversations::list_conversations,
+        conversations::get_conversation,
+        conversations::disable_ai,
+        conversations::enable_ai,
+        tools::list_tools,
+        tools::create_tool,
+        tools::get_tool,
+        tools::update_tool,
+        tools::delete_tool,
+        me::get_me,
+        health::get_health,
+        health::get_ready,
+        metrics::get_metrics,
+    ),
+    components(schemas(ErrorBody, ErrorCode)),
+    modifiers(&CommonAnswers, &RequiredOnCreate),
+    tags(
+        (name = "replies", description = "The AI reply to a customer's message"),
+        (name = "assistants", description = "Assistants: prompt, model, tools"),
+        (name = "conversations", description = "Conversations, their history, and human takeover"),
+        (name = "tools", description = "HTTP endpoints of yours the model may call"),
+        (name = "account", description = "The calling account"),
+        (name = "operations", description = "Liveness, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `/openapi.json` and `/docs`, for the router to merge.
+pub fn routes() -> Router<App> {
+    SwaggerUi::new(DOCS_PATH)
+        .url(DOCUMENT_PATH, ApiDoc::openapi())
+        .into()
+}
+
+/// The document as committed in `openapi.json`: pretty-printed, with a final newline.
+pub fn document_text() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// `Idempotency-Key`, read by every POST that creates or changes something.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// Your id for this request (1 to 255 visible characters). A repeat with the same key and
+    /// the same request within 48 hours gets the first answer again, with
+    /// `Idempotent-Replayed: true`, instead of being done twice; with another request, `422
+    /// IDEMPOTENCY_KEY_REUSED`; while the first is still running, `409 IDEMPOTENCY_CONFLICT`.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        max_length = 255,
+        pattern = r"^[\x20-\x7E]*[\x21-\x7E][\x20-\x7E]*$"
+    )]
+    pub idempotency_key: Option<String>,
+}
+
+/// What operations share, added to each: the bearer key scheme; `X-Request-Id` on every
+/// request and answer; `Idempotent-Replayed` where `Idempotency-Key` is read; `Retry-After`
+/// on every status that has a retryable code; and the refusals that every operation (`500`)
+/// or every authenticated one (`401`, `503`) may give, where the annotation has not listed
+/// that status itself.
+#[derive(Debug)]
+pub struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            API_KEY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ark_…")
+                    .description(Some("An API key from `anyreply-server account create`."))
+                    .build(),
+            ),
+        );
+        for item in document.paths.paths.values_mut() {
+            for operation in operations(item) {
+                add_common_answers(operation);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
+
+fn add_common_answers(operation: &mut Operation) {
+    let authenticated = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    let mut refusals = vec![ErrorCode::InternalError];
+    if authenticated {
+        refusals.extend([ErrorCode::Unauthorized, ErrorCode::ServiceUnavailable]);
+    }
+    for code in refusals {
+        operation
+            .responses
+            .responses
+            .entry(code.http_status().to_string())
+            .or_insert_with(|| refusal(&format!("`{code}`")).into());
+    }
+
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    let idempotent = parameters
+        .iter()
+        .any(|parameter| parameter.name == "Idempotency-Key");
+    parameters.push(
+        ParameterBuilder::new()
+            .name(REQUEST_ID)
+            .parameter_in(ParameterIn::Header)
+            .description(Some(
+                "Your id for this request, to find its log lines; one is made up when absent.",
+            ))
+            .schema(Some(string_schema()))
+            .build(),
+    );
+
+    let retryable = retryable_statuses();
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let mut headers = vec![(
+            REQUEST_ID,
+            "The request's id: the one sent, or one made up; also in the error envelope.",
+            string_schema(),
+        )];
+        if idempotent {
+            headers.push((
+                "Idempotent-Replayed",
+                "`true` when this is the stored answer to an earlier request with the same \
+                 `Idempotency-Key`.",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["true"]))
+                    .into(),
+            ));
+        }
+        if retryable.contains(status.as_str()) {
+            headers.push((
+                "Retry-After",
+                "Seconds to wait before retrying.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .into(),
+            ));
+        }
+        for (name, description, schema) in headers {
+            response.headers.entry(name.to_owned()).or_insert_with(|| {
+                HeaderBuilder::new()
+                    .schema(schema)
+                    .description(Some(description))
+                    .build()
+            });
+        }
+    }
+}
+
+/// Create and update share a body schema whose fields are all optional (an update keeps what
+/// it does not send); on create these are required.
+pub const REQUIRED_ON_CREATE: [(&str, &[&str]); 2] = [
+    ("/api/user/assistant", &["name"]),
+    (
+        "/api/user/tools",
+        &["name", "description", "endpoint", "method"],
+    ),
+];
+
+/// Makes a create's body schema "the shared one, with [`REQUIRED_ON_CREATE`]'s fields".
+#[derive(Debug)]
+pub struct RequiredOnCreate;
+
+impl Modify for RequiredOnCreate {
+    fn modify(&self, document: &mut Document) {
+        for (path, fields) in REQUIRED_ON_CREATE {
+            let content = document
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut())
+                .and_then(|body| body.content.get_mut("application/json"));
+            let Some(content) = content else {
+                continue;
+            };
+            let Some(shared) = content.schema.take() else {
+                continue;
+            };
+            let required = fields.iter().fold(ObjectBuilder::new(), |object, field| {
+                object.required(*field)
+            });
+            content.schema = Some(AllOfBuilder::new().item(shared).item(required).into());
+        }
+    }
+}
+
+const REQUEST_ID: &str = "X-Request-Id";
+
+fn string_schema() -> RefOr<utoipa::openapi::schema::Schema> {
+    ObjectBuilder::new().schema_type(Type::String).into()
+}
+
+/// Statuses that some retryable code answers with: those answers carry `Retry-After`.
+fn retryable_statuses() -> BTreeSet<String> {
+    ErrorCode::ALL
+        .iter()
+        .filter(|code| code.is_retryable())
+        .map(|code| code.http_status().to_string())
+        .collect()
+}
+
+/// An error answer: the envelope, described by the codes it may carry.
+fn refusal(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                ErrorBody::name(),
+            )))),
+        )
+        .build()
+}
