@@ -67,9 +67,10 @@ pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
 }
 
 /// Ends reading the settings: every problem at once, or a warning for each `ANYREPLY_*`
-/// variable `program` does not read.
+/// variable `program` does not read (besides logging's, and the server's address, which one
+/// environment, such as the Docker image's, often holds too).
 pub fn finish(env: Env, program: &str) -> anyhow::Result<()> {
-    for name in env.finish(&["ANYREPLY_LOG", "ANYREPLY_LOG_FORMAT"])? {
+    for name in env.finish(&["ANYREPLY_LOG", "ANYREPLY_LOG_FORMAT", "ANYREPLY_LISTEN"])? {
         tracing::warn!("{name} is not a setting of {program}; it is ignored");
     }
     Ok(())

@@ -253,10 +253,12 @@ impl Settings {
     }
 }
 
-/// Settings read outside [`Settings::read`], so not "unknown": logging, and the tests'.
+/// Settings read outside [`Settings::read`], so not "unknown": logging, the tests', and the
+/// bridges' address (one environment, such as the Docker image's, often serves both).
 pub const READ_ELSEWHERE: &[&str] = &[
     "ANYREPLY_LOG",
     "ANYREPLY_LOG_FORMAT",
+    "ANYREPLY_BRIDGE_LISTEN",
     "ANYREPLY_TEST_DATABASE_URL",
     "ANYREPLY_BENCH_POSTGRES",
     "ANYREPLY_UPDATE_OPENAPI",

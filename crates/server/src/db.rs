@@ -80,10 +80,13 @@ pub fn describe(database_url: &str) -> String {
         .host_str()
         .map(|host| host.replace("%2F", "/").replace("%2f", "/"))
         .unwrap_or_else(|| "localhost".to_owned());
+    let database = url.path().trim_start_matches('/');
+    if host.starts_with('/') {
+        return format!("PostgreSQL on the Unix socket in {host}, database {database:?} ({url})");
+    }
     format!(
-        "PostgreSQL at {host}:{}, database {:?} ({url})",
-        url.port().unwrap_or(5432),
-        url.path().trim_start_matches('/')
+        "PostgreSQL at {host}:{}, database {database:?} ({url})",
+        url.port().unwrap_or(5432)
     )
 }
 
@@ -223,3 +226,20 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeptPrepa
 pub trait Conn: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send {}
 
 impl<C: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send> Conn for C {}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn a_database_is_described_without_its_password() {
+        assert_eq!(
+            describe("postgres://bob:hunter2@db.internal:6543/shop"),
+            r#"PostgreSQL at db.internal:6543, database "shop" (postgres://bob:***@db.internal:6543/shop)"#
+        );
+        assert_eq!(
+            describe("postgres://postgres@%2Fvar%2Flib%2Fanyreply%2Fpostgres/anyreply"),
+            r#"PostgreSQL on the Unix socket in /var/lib/anyreply/postgres, database "anyreply" (postgres://postgres@%2Fvar%2Flib%2Fanyreply%2Fpostgres/anyreply)"#
+        );
+    }
+}
