@@ -14,7 +14,6 @@
 use std::process::ExitCode;
 
 use anyreply_client::{Client, ErrorCode, GenerateReplyRequest, RequestOptions, Variables};
-use anyreply_core::env::Env;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -74,31 +73,15 @@ async fn receive(
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            for line in format!("{error:#}").lines() {
-                eprintln!("error: {line}");
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
+mod common;
 
-/// `ANYREPLY_URL`, `ANYREPLY_API_KEY` and `ANYREPLY_ASSISTANT_ID`, every missing one named.
-fn settings() -> anyhow::Result<(Client, i64)> {
-    let mut env = Env::from_process();
-    let client = Client::builder().from_env(&mut env);
-    let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
-    env.finish(&[])?;
-    Ok((client.build()?, assistant_id.unwrap_or_default()))
+fn main() -> ExitCode {
+    common::run(run())
 }
 
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt().init();
-    let (client, assistant_id) = settings()?;
+    let (client, assistant_id) = common::settings()?;
     let bridge = Bridge {
         client,
         assistant_id,

@@ -11,7 +11,6 @@
 use std::process::ExitCode;
 
 use anyreply_client::{Client, Error, ErrorCode, GenerateReplyRequest};
-use anyreply_core::env::Env;
 
 /// What the integration does with a customer's message after a failed call.
 #[derive(Debug)]
@@ -58,30 +57,14 @@ async fn answer(client: &Client, request: &GenerateReplyRequest) -> Next {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            for line in format!("{error:#}").lines() {
-                eprintln!("error: {line}");
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
+mod common;
 
-/// `ANYREPLY_URL`, `ANYREPLY_API_KEY` and `ANYREPLY_ASSISTANT_ID`, every missing one named.
-fn settings() -> anyhow::Result<(Client, i64)> {
-    let mut env = Env::from_process();
-    let client = Client::builder().from_env(&mut env);
-    let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
-    env.finish(&[])?;
-    Ok((client.build()?, assistant_id.unwrap_or_default()))
+fn main() -> ExitCode {
+    common::run(run())
 }
 
 async fn run() -> anyhow::Result<()> {
-    let (client, assistant_id) = settings()?;
+    let (client, assistant_id) = common::settings()?;
     let request = GenerateReplyRequest {
         assistant_id,
         customer_identifier: "example-customer".into(),

@@ -9,29 +9,13 @@
 
 use std::process::ExitCode;
 
-use anyreply_client::{Client, GenerateReplyRequest};
-use anyreply_core::env::Env;
+use anyhow::Context;
+use anyreply_client::GenerateReplyRequest;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            for line in format!("{error:#}").lines() {
-                eprintln!("error: {line}");
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
+mod common;
 
-/// `ANYREPLY_URL`, `ANYREPLY_API_KEY` and `ANYREPLY_ASSISTANT_ID`, every missing one named.
-fn settings() -> anyhow::Result<(Client, i64)> {
-    let mut env = Env::from_process();
-    let client = Client::builder().from_env(&mut env);
-    let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
-    env.finish(&[])?;
-    Ok((client.build()?, assistant_id.unwrap_or_default()))
+fn main() -> ExitCode {
+    common::run(run())
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -39,14 +23,17 @@ async fn run() -> anyhow::Result<()> {
     let customer = args.next().unwrap_or_else(|| "+49155551234".to_owned());
     let message = args.next().unwrap_or_else(|| "Hello!".to_owned());
 
-    let (client, assistant_id) = settings()?;
+    let (client, assistant_id) = common::settings()?;
     let request = GenerateReplyRequest {
         assistant_id,
         customer_identifier: customer,
         message,
         variables: None,
     };
-    let reply = client.generate_reply(&request).await?;
+    let reply = client
+        .generate_reply(&request)
+        .await
+        .with_context(|| format!("asking AnyReply at {} (ANYREPLY_URL)", client.base_url()))?;
     if reply.ai_disabled {
         eprintln!("A human has taken this conversation over; the message was stored.");
     } else {
