@@ -5,6 +5,7 @@
 pub mod account;
 pub mod assistants;
 pub mod conversations;
+pub mod events;
 pub mod generate_reply;
 pub mod tools;
 
@@ -16,6 +17,7 @@ pub use conversations::{
     AiToggleResponse, ConversationHistory, ConversationPage, ConversationSummary, HistoryMessage,
     ListConversationsQuery, Role,
 };
+pub use events::{Event, EventMessage, EventType, OperatorMessageInput};
 pub use generate_reply::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
 pub use tools::{
     DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,

@@ -7,6 +7,7 @@ diesel::table! {
         email -> Nullable<Text>,
         balance -> Int8,
         created_at -> Timestamptz,
+        last_event_id -> Int8,
     }
 }
 
@@ -56,6 +57,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         next_seq -> Int8,
+        opted_out -> Bool,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
     }
 }
 
@@ -73,6 +77,20 @@ diesel::table! {
         completion_tokens -> Nullable<Int4>,
         created_at -> Timestamptz,
         seq -> Int8,
+        model -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    events (account_id, id) {
+        account_id -> Int8,
+        id -> Int8,
+        kind -> Text,
+        conversation_id -> Uuid,
+        assistant_id -> Int8,
+        customer_identifier -> Text,
+        message -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -141,6 +159,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     assistants,
     conversations,
+    events,
     messages,
     idempotency_keys,
     pending_replies,

@@ -16,6 +16,8 @@ pub enum Role {
     User,
     /// The AI assistant.
     Assistant,
+    /// A person of the business, writing in the assistant's place.
+    Operator,
 }
 
 /// One message of a conversation's history.

@@ -14,6 +14,7 @@ use crate::schema::messages;
 
 pub const ROLE_USER: &str = "user";
 pub const ROLE_ASSISTANT: &str = "assistant";
+pub const ROLE_OPERATOR: &str = "operator";
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = messages)]
@@ -31,10 +32,10 @@ pub struct MessageRow {
 
 impl MessageRow {
     pub fn role(&self) -> Role {
-        if self.role == ROLE_ASSISTANT {
-            Role::Assistant
-        } else {
-            Role::User
+        match self.role.as_str() {
+            ROLE_ASSISTANT => Role::Assistant,
+            ROLE_OPERATOR => Role::Operator,
+            _ => Role::User,
         }
     }
 
@@ -45,7 +46,7 @@ impl MessageRow {
                 Some(serde_json::from_value::<Vec<FunctionCall>>(calls).unwrap_or_default())
             }
             (Role::Assistant, None) => Some(Vec::new()),
-            (Role::User, _) => None,
+            (Role::User | Role::Operator, _) => None,
         };
         HistoryMessage {
             role,

@@ -5,6 +5,7 @@ pub mod account;
 pub mod api_key;
 pub mod assistant;
 pub mod conversation;
+pub mod event;
 pub mod idempotency_key;
 pub mod message;
 pub mod page;

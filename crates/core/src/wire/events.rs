@@ -1,0 +1,134 @@
+//! Events: every change to a conversation, as `GET /api/events` streams them (Server-Sent
+//! Events: `id:` the event's id, `event:` its type, `data:` this JSON) and webhooks deliver them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{FunctionCall, Role};
+use crate::{ErrorCode, Money};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum EventType {
+    /// A customer's message was stored (answered or not).
+    #[serde(rename = "message.received")]
+    MessageReceived,
+    /// The assistant's reply was stored.
+    #[serde(rename = "reply.created")]
+    ReplyCreated,
+    /// No reply could be had for a customer's message; it was taken back, nothing charged.
+    #[serde(rename = "reply.failed")]
+    ReplyFailed,
+    /// A person of the business wrote to the customer.
+    #[serde(rename = "operator.message")]
+    OperatorMessage,
+    /// Human takeover: the AI is silent in the conversation.
+    #[serde(rename = "ai.disabled")]
+    AiDisabled,
+    /// The AI answers the conversation again.
+    #[serde(rename = "ai.enabled")]
+    AiEnabled,
+}
+
+impl EventType {
+    /// Every type, in the order above.
+    pub const ALL: &'static [EventType] = &[
+        EventType::MessageReceived,
+        EventType::ReplyCreated,
+        EventType::ReplyFailed,
+        EventType::OperatorMessage,
+        EventType::AiDisabled,
+        EventType::AiEnabled,
+    ];
+
+    /// The type as sent: `message.received`, ….
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::MessageReceived => "message.received",
+            EventType::ReplyCreated => "reply.created",
+            EventType::ReplyFailed => "reply.failed",
+            EventType::OperatorMessage => "operator.message",
+            EventType::AiDisabled => "ai.disabled",
+            EventType::AiEnabled => "ai.enabled",
+        }
+    }
+
+    /// The type named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|t| t.as_str() == text)
+    }
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    /// Orders the account's events: each is greater than every earlier one's.
+    pub id: i64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// The conversation it happened to.
+    pub conversation_id: Uuid,
+    /// The conversation's customer.
+    pub customer_identifier: String,
+    /// The conversation's assistant.
+    pub assistant_id: i64,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+    /// The message, for the types that have one (all but `ai.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub message: Option<EventMessage>,
+}
+
+/// The message of an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventMessage {
+    /// The message's id.
+    pub id: i64,
+    /// Who wrote it.
+    pub role: Role,
+    /// The text.
+    pub content: String,
+    /// Functions the assistant called for it (`reply.created` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub function_calls: Option<Vec<FunctionCall>>,
+    /// What the reply cost (`reply.created` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub cost: Option<Money>,
+    /// Why no reply could be had (`reply.failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub error_code: Option<ErrorCode>,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /api/conversations/{uuid}/messages`: a person of the business writes to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OperatorMessageInput {
+    /// 1 to 10,000 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 10000))]
+    pub content: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_travel_by_their_dotted_names() {
+        for &kind in EventType::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str());
+            assert_eq!(EventType::parse(kind.as_str()), Some(kind));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `events`: every change to a conversation, written in the transaction that makes it.
+//!
+//! An event's id is the account's next `accounts.last_event_id`, taken under the account row's
+//! lock and so handed out in commit order: a reader that has seen event `n` of an account has
+//! seen all of its events before `n`. Insert an event as the transaction's last statement on
+//! the account row (the hottest row), or after it.
+
+use anyreply_core::wire::{Event, EventMessage, EventType};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Int8, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use crate::db::{Conn, KeepPrepared};
+use crate::schema::events;
+
+/// The channel an insert notifies, with the account's id as payload, at commit.
+pub const CHANNEL: &str = "anyreply_events";
+
+/// An event to record.
+#[derive(Debug)]
+pub struct NewEvent<'a> {
+    pub account_id: i64,
+    pub kind: EventType,
+    pub conversation_id: Uuid,
+    pub assistant_id: i64,
+    pub customer_identifier: &'a str,
+    /// The message, for the types that have one; `created_at` and `id` as stored.
+    pub message: Option<&'a EventMessage>,
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = Int8)]
+    id: i64,
+}
+
+/// Records `event` and notifies [`CHANNEL`] (delivered when the transaction commits); returns
+/// its id. Locks the account's row until the transaction ends.
+pub async fn insert(conn: &mut impl Conn, event: &NewEvent<'_>) -> QueryResult<i64> {
+    let message = event
+        .message
+        .map(|m| serde_json::to_value(m).expect("an event message serialises"));
+    let inserted: Inserted = diesel::sql_query(
+        "WITH next AS (
+             UPDATE accounts SET last_event_id = last_event_id + 1 WHERE id = $1
+             RETURNING last_event_id AS id),
+         event AS (
+             INSERT INTO events (account_id, id, kind, conversation_id, assistant_id, customer_identifier, message)
+             SELECT $1, next.id, $2, $3, $4, $5, $6 FROM next
+             RETURNING id)
+         SELECT event.id FROM event CROSS JOIN LATERAL (SELECT pg_notify('anyreply_events', $1::text)) AS notified",
+    )
+    .bind::<Int8, _>(event.account_id)
+    .bind::<Text, _>(event.kind.as_str())
+    .bind::<SqlUuid, _>(event.conversation_id)
+    .bind::<Int8, _>(event.assistant_id)
+    .bind::<Text, _>(event.customer_identifier)
+    .bind::<Nullable<Jsonb>, _>(message)
+    .keep_prepared()
+    .get_result(conn)
+    .await?;
+    Ok(inserted.id)
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct EventRow {
+    pub id: i64,
+    pub kind: String,
+    pub conversation_id: Uuid,
+    pub assistant_id: i64,
+    pub customer_identifier: String,
+    pub message: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    /// The event as the API sends it; `None` for a type this build does not know.
+    pub fn into_event(self) -> Option<Event> {
+        Some(Event {
+            id: self.id,
+            kind: EventType::parse(&self.kind)?,
+            conversation_id: self.conversation_id,
+            customer_identifier: self.customer_identifier,
+            assistant_id: self.assistant_id,
+            created_at: self.created_at,
+            message: self.message.and_then(|m| serde_json::from_value(m).ok()),
+        })
+    }
+}
+
+/// Which of an account's events to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFilter {
+    pub assistant_id: Option<i64>,
+    pub conversation_id: Option<Uuid>,
+}
+
+/// The account's events after `after_id`, oldest first, at most `limit`: a range of the
+/// primary key.
+pub async fn after(
+    conn: &mut impl Conn,
+    account_id: i64,
+    after_id: i64,
+    filter: EventFilter,
+    limit: i64,
+) -> QueryResult<Vec<EventRow>> {
+    let mut query = events::table
+        .filter(events::account_id.eq(account_id))
+        .filter(events::id.gt(after_id))
+        .order(events::id.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .into_boxed();
+    if let Some(assistant_id) = filter.assistant_id {
+        query = query.filter(events::assistant_id.eq(assistant_id));
+    }
+    if let Some(conversation_id) = filter.conversation_id {
+        query = query.filter(events::conversation_id.eq(conversation_id));
+    }
+    query.load(conn).await
+}
+
+/// Deletes events older than `days` days, a batch at a time; returns how many.
+pub async fn purge_older_than(conn: &mut impl Conn, days: i32) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM events WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM events WHERE created_at < now() - make_interval(days => $1) LIMIT 10000))",
+    )
+    .bind::<diesel::sql_types::Int4, _>(days)
+    .execute(conn)
+    .await
+}
