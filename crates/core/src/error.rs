@@ -63,6 +63,8 @@ error_codes! {
     PayloadTooLarge = ("PAYLOAD_TOO_LARGE", 413, false, "The request body is too large"),
     /// A request with this `Idempotency-Key` is still running; retry after `Retry-After`.
     IdempotencyConflict = ("IDEMPOTENCY_CONFLICT", 409, true, "A request with this Idempotency-Key is still being processed"),
+    /// The customer opted out (an SMS `STOP`): nothing may be sent until they opt in again.
+    ConversationOptedOut = ("CONVERSATION_OPTED_OUT", 409, false, "The customer opted out of messages; nothing is sent until they opt in again (START)"),
     /// The `Idempotency-Key` was used before with a different request.
     IdempotencyKeyReused = ("IDEMPOTENCY_KEY_REUSED", 422, false, "This Idempotency-Key was already used with a different request"),
     /// The account already has the most assistants or tools it may have; nothing was created.

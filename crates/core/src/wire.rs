@@ -17,7 +17,10 @@ pub use conversations::{
     AiToggleResponse, ConversationHistory, ConversationPage, ConversationSummary, HistoryMessage,
     ListConversationsQuery, Role,
 };
-pub use events::{Event, EventMessage, EventType, OperatorMessageInput};
+pub use events::{
+    Event, EventMessage, EventType, OperatorMessageInput, OperatorMessageResponse, OptOutInput,
+    OptOutResponse,
+};
 pub use generate_reply::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
 pub use tools::{
     DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,

@@ -119,6 +119,40 @@ pub struct OperatorMessageInput {
     pub content: String,
 }
 
+/// Answer of `POST /api/conversations/{uuid}/messages` (`201`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OperatorMessageResponse {
+    /// Always `true`.
+    pub status: bool,
+    /// The stored message (role `operator`).
+    pub data: super::HistoryMessage,
+}
+
+/// `POST /api/automate/opt-out` and `POST /api/automate/opt-in`: a customer (by assistant and
+/// `customer_identifier`, as given to generate-reply) stops or resumes messages, as an SMS
+/// `STOP` or `START` does. The conversation is created if there is none yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OptOutInput {
+    /// The assistant the customer talks to.
+    pub assistant_id: i64,
+    /// The customer.
+    pub customer_identifier: String,
+}
+
+/// Answer of opt-out and opt-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OptOutResponse {
+    /// Always `true`.
+    pub status: bool,
+    /// The customer's conversation with the assistant.
+    pub conversation_id: Uuid,
+    /// Whether the customer is now opted out.
+    pub opted_out: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
