@@ -10,6 +10,7 @@ pub mod config;
 pub mod controllers;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod llm;
@@ -45,6 +46,7 @@ pub async fn serve(
     let background = [
         tokio::spawn(sweep_abandoned_replies(app.clone())),
         tokio::spawn(app.wakeups.clone().listen(app.database_url.clone())),
+        tokio::spawn(app.events.clone().listen(app.database_url.clone())),
         tokio::spawn(app.in_flight.clone().renew(app.clone())),
     ];
     let result = axum::serve(listener, router::router(app))

@@ -19,7 +19,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
-use crate::controllers::{assistants, conversations, generate_reply, health, me, metrics, tools};
+use crate::controllers::{
+    assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
+};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
@@ -48,12 +50,17 @@ pub const API_KEY: &str = "api_key";
         conversations::get_conversation,
         conversations::disable_ai,
         conversations::enable_ai,
+        handoff::create_operator_message,
+        handoff::opt_out_customer,
+        handoff::opt_in_customer,
+        events::get_events,
         tools::list_tools,
         tools::create_tool,
         tools::get_tool,
         tools::update_tool,
         tools::delete_tool,
         me::get_me,
+        usage::get_usage,
         health::get_health,
         health::get_ready,
         metrics::get_metrics,
@@ -65,6 +72,7 @@ pub const API_KEY: &str = "api_key";
         (name = "assistants", description = "Assistants: prompt, model, tools"),
         (name = "conversations", description = "Conversations, their history, and human takeover"),
         (name = "tools", description = "HTTP endpoints of yours the model may call"),
+        (name = "events", description = "Every change to a conversation, as it happens"),
         (name = "account", description = "The calling account"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )

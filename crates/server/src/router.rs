@@ -10,7 +10,9 @@ use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
-use crate::controllers::{assistants, conversations, generate_reply, health, me, metrics, tools};
+use crate::controllers::{
+    assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
+};
 use crate::error::ApiError;
 use crate::telemetry;
 
@@ -35,6 +37,12 @@ pub fn router(app: App) -> Router {
             get(conversations::get_conversation),
         )
         .route(
+            "/api/conversations/{id}/messages",
+            post(handoff::create_operator_message),
+        )
+        .route("/api/automate/opt-out", post(handoff::opt_out_customer))
+        .route("/api/automate/opt-in", post(handoff::opt_in_customer))
+        .route(
             "/api/automate/conversations/{id}/disable-ai",
             post(conversations::disable_ai),
         )
@@ -53,6 +61,8 @@ pub fn router(app: App) -> Router {
                 .delete(tools::delete_tool),
         )
         .route("/api/user/me", get(me::get_me))
+        .route("/api/user/usage", get(usage::get_usage))
+        .route("/api/events", get(events::get_events))
         .route("/metrics", get(metrics::get_metrics))
         .route("/health", get(health::get_health))
         .route("/ready", get(health::get_ready))

@@ -56,6 +56,12 @@ pub struct ConversationHistory {
     pub ai_enabled: bool,
     /// What its replies cost, summed.
     pub total_cost: Money,
+    /// Prompt tokens of its replies, summed.
+    pub prompt_tokens: i64,
+    /// Completion tokens of its replies, summed.
+    pub completion_tokens: i64,
+    /// The customer opted out (an SMS `STOP`): no AI reply, no operator message, no charge.
+    pub opted_out: bool,
     /// The newest messages (100 unless `per_page` says otherwise), oldest first.
     pub history: Vec<HistoryMessage>,
     /// The assistant's defaults overlaid with the conversation's own values.
@@ -85,6 +91,12 @@ pub struct ConversationSummary {
     pub message_count: i64,
     /// What its replies cost, summed.
     pub total_cost: Money,
+    /// Prompt tokens of its replies, summed.
+    pub prompt_tokens: i64,
+    /// Completion tokens of its replies, summed.
+    pub completion_tokens: i64,
+    /// The customer opted out (an SMS `STOP`): no AI reply, no operator message, no charge.
+    pub opted_out: bool,
     /// False while a human has taken the conversation over.
     pub ai_enabled: bool,
     /// The `customer_identifier`.

@@ -103,8 +103,12 @@ pub struct GenerateReplyResponse {
     pub reply: String,
     /// Functions called for this reply, in call order.
     pub function_calls: Vec<FunctionCall>,
-    /// True while a human has taken the conversation over: the message was stored, not answered.
+    /// True while a human has taken the conversation over (or the customer opted out): the
+    /// message was stored, not answered.
     pub ai_disabled: bool,
+    /// True when the customer opted out (an SMS `STOP`): stored, not answered, nothing to send.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opted_out: bool,
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use anyreply_core::limits::{DEFAULT_PER_PAGE, MAX_CUSTOMER_IDENTIFIER_CHARS, MAX_PER_PAGE};
 use anyreply_core::validate::Fields;
 use anyreply_core::wire::{
-    AiToggleResponse, ConversationHistory, ConversationPage, ListConversationsQuery, PageQuery,
+    AiToggleResponse, ConversationHistory, ConversationPage, EventType, ListConversationsQuery,
+    PageQuery,
 };
 use anyreply_core::{ErrorBody, ErrorCode, Money};
 use axum::Json;
@@ -19,6 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, PathParam, query_params};
 use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
+use crate::models::event::{self, NewEvent};
 use crate::models::message::BeforeSeq;
 use crate::models::page::OpaqueCursor;
 use crate::models::{assistant, message};
@@ -100,6 +102,9 @@ pub async fn get_conversation(
         customer_identifier: row.customer_identifier,
         ai_enabled: row.ai_enabled,
         total_cost: Money::from_subunits(row.total_cost),
+        prompt_tokens: row.prompt_tokens,
+        completion_tokens: row.completion_tokens,
+        opted_out: row.opted_out,
         history: history.into_iter().map(|m| m.into_history()).collect(),
         variables: crate::models::overlay_variables(&defaults, &row.variables),
         next_cursor,
@@ -225,14 +230,22 @@ async fn set_ai(
     Ok(
         idempotency::execute(&app, account_id, headers, fingerprint, move |conn| {
             Box::pin(async move {
-                let ai_enabled = conversation::set_ai_enabled(conn, account_id, id, enabled)
+                let switched = conversation::set_ai_enabled(conn, account_id, id, enabled)
                     .await?
                     .ok_or(ErrorCode::ConversationNotFound)?;
+                if switched.changed {
+                    let kind = if enabled {
+                        EventType::AiEnabled
+                    } else {
+                        EventType::AiDisabled
+                    };
+                    event::insert(conn, &NewEvent::about(account_id, kind, id)).await?;
+                }
                 Ok((
                     StatusCode::OK,
                     AiToggleResponse {
                         status: true,
-                        ai_enabled,
+                        ai_enabled: enabled,
                     },
                 ))
             })

@@ -2,8 +2,11 @@
 
 pub mod assistants;
 pub mod conversations;
+pub mod events;
 pub mod generate_reply;
+pub mod handoff;
 pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod tools;
+pub mod usage;

@@ -35,6 +35,15 @@ pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<A
         .optional()
 }
 
+/// The id of the account's newest event (0 before the first).
+pub async fn last_event_id(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<i64> {
+    accounts::table
+        .find(id)
+        .select(accounts::last_event_id)
+        .first(conn)
+        .await
+}
+
 pub async fn create(
     conn: &mut AsyncPgConnection,
     name: &str,

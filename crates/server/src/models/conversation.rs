@@ -30,6 +30,9 @@ pub struct ConversationRow {
     pub updated_at: DateTime<Utc>,
     /// The next free place in the history.
     pub next_seq: i64,
+    pub opted_out: bool,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
 }
 
 impl ConversationRow {
@@ -41,6 +44,9 @@ impl ConversationRow {
             variables: object(self.variables),
             message_count: self.message_count,
             total_cost: Money::from_subunits(self.total_cost),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            opted_out: self.opted_out,
             ai_enabled: self.ai_enabled,
             external_identifier: self.customer_identifier,
             created_at: self.created_at,
@@ -70,20 +76,27 @@ pub async fn set_ai_enabled(
     account_id: i64,
     id: Uuid,
     enabled: bool,
-) -> QueryResult<Option<bool>> {
-    diesel::update(
-        conversations::table
-            .filter(conversations::id.eq(id))
-            .filter(conversations::account_id.eq(account_id)),
+) -> QueryResult<Option<Switched>> {
+    diesel::sql_query(
+        "UPDATE conversations c SET ai_enabled = $3, updated_at = now()
+         FROM (SELECT id, ai_enabled FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE) AS before
+         WHERE c.id = before.id
+         RETURNING before.ai_enabled <> $3 AS changed",
     )
-    .set((
-        conversations::ai_enabled.eq(enabled),
-        conversations::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning(conversations::ai_enabled)
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .bind::<diesel::sql_types::Bool, _>(enabled)
     .get_result(conn)
     .await
     .optional()
+}
+
+/// A switch of a conversation's `ai_enabled` (or `opted_out`).
+#[derive(Debug, QueryableByName)]
+pub struct Switched {
+    /// Whether it was the other way before.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub changed: bool,
 }
 
 /// Filters of a conversation list.
@@ -208,6 +221,8 @@ pub async fn list(
 pub struct Joined {
     pub id: Uuid,
     pub ai_enabled: bool,
+    /// The customer opted out: the message is stored, never answered.
+    pub opted_out: bool,
     /// The conversation's own variables, as of the replies recorded so far.
     pub variables: Value,
     /// The message's place in the history; an AI reply takes the next one.
@@ -220,6 +235,8 @@ struct JoinedRow {
     id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     ai_enabled: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    opted_out: bool,
     #[diesel(sql_type = diesel::sql_types::Jsonb)]
     variables: Value,
     #[diesel(sql_type = diesel::sql_types::Int8)]
@@ -243,9 +260,10 @@ pub async fn join(
          SELECT $1, $2, a.id, $4, 1, 3 FROM assistants a WHERE a.id = $3 AND a.account_id = $2
          ON CONFLICT (assistant_id, customer_identifier) DO UPDATE SET
              message_count = conversations.message_count + 1,
-             next_seq = conversations.next_seq + CASE WHEN conversations.ai_enabled THEN 2 ELSE 1 END,
+             next_seq = conversations.next_seq
+                 + CASE WHEN conversations.ai_enabled AND NOT conversations.opted_out THEN 2 ELSE 1 END,
              updated_at = now()
-         RETURNING id, ai_enabled, variables, next_seq",
+         RETURNING id, ai_enabled, opted_out, variables, next_seq",
     )
     .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
     .bind::<diesel::sql_types::Int8, _>(account_id)
@@ -256,10 +274,15 @@ pub async fn join(
     .await
     .optional()?;
     Ok(row.map(|row| {
-        let taken = if row.ai_enabled { 2 } else { 1 };
+        let taken = if row.ai_enabled && !row.opted_out {
+            2
+        } else {
+            1
+        };
         Joined {
             id: row.id,
             ai_enabled: row.ai_enabled,
+            opted_out: row.opted_out,
             variables: row.variables,
             seq: row.next_seq - taken,
         }
@@ -287,6 +310,7 @@ pub async fn count_reply(
     id: Uuid,
     variables: &Value,
     cost: i64,
+    tokens: (i64, i64),
 ) -> QueryResult<()> {
     use diesel::PgJsonbExpressionMethods;
     diesel::update(conversations::table.find(id))
@@ -294,11 +318,74 @@ pub async fn count_reply(
             conversations::message_count.eq(conversations::message_count + 1),
             conversations::variables.eq(conversations::variables.concat(variables)),
             conversations::total_cost.eq(conversations::total_cost + cost),
+            conversations::prompt_tokens.eq(conversations::prompt_tokens + tokens.0),
+            conversations::completion_tokens.eq(conversations::completion_tokens + tokens.1),
             conversations::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// Takes the conversation's next place in the history for a message of the business,
+/// counting it; `None` if the conversation is not the account's. Locks the row until commit.
+pub async fn take_place(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: Uuid,
+) -> QueryResult<Option<Place>> {
+    diesel::sql_query(
+        "UPDATE conversations SET next_seq = next_seq + 1, message_count = message_count + 1,
+             updated_at = now()
+         WHERE id = $1 AND account_id = $2
+         RETURNING next_seq - 1 AS seq, opted_out",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// A place taken in a conversation's history.
+#[derive(Debug, QueryableByName)]
+pub struct Place {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub opted_out: bool,
+}
+
+/// Opts the customer of (`assistant_id`, `customer`) out or in, creating the conversation if
+/// there is none; `None` if the assistant is not the account's.
+pub async fn set_opted_out(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    assistant_id: i64,
+    customer: &str,
+    opted_out: bool,
+) -> QueryResult<Option<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Upserted {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let row: Option<Upserted> = diesel::sql_query(
+        "INSERT INTO conversations (id, account_id, assistant_id, customer_identifier, opted_out)
+         SELECT $1, $2, a.id, $4, $5 FROM assistants a WHERE a.id = $3 AND a.account_id = $2
+         ON CONFLICT (assistant_id, customer_identifier) DO UPDATE SET
+             opted_out = EXCLUDED.opted_out, updated_at = now()
+         RETURNING id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .bind::<diesel::sql_types::Int8, _>(assistant_id)
+    .bind::<diesel::sql_types::Text, _>(customer)
+    .bind::<diesel::sql_types::Bool, _>(opted_out)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|row| row.id))
 }
 
 /// Adds `cost` to the conversation's total.

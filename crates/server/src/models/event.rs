@@ -5,10 +5,11 @@
 //! seen all of its events before `n`. Insert an event as the transaction's last statement on
 //! the account row (the hottest row), or after it.
 
-use anyreply_core::wire::{Event, EventMessage, EventType};
+use anyreply_core::ErrorCode;
+use anyreply_core::wire::{Event, EventType};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Int8, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Int8, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -18,16 +19,31 @@ use crate::schema::events;
 /// The channel an insert notifies, with the account's id as payload, at commit.
 pub const CHANNEL: &str = "anyreply_events";
 
-/// An event to record.
-#[derive(Debug)]
-pub struct NewEvent<'a> {
+/// An event to record. Its conversation's assistant and customer, and its message (by place),
+/// are read from their rows, so the event says exactly what was stored.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent {
     pub account_id: i64,
     pub kind: EventType,
     pub conversation_id: Uuid,
-    pub assistant_id: i64,
-    pub customer_identifier: &'a str,
-    /// The message, for the types that have one; `created_at` and `id` as stored.
-    pub message: Option<&'a EventMessage>,
+    /// The message's place in the history (`seq`), for the types that have one. Insert the
+    /// event after the message, and before deleting it.
+    pub message_seq: Option<i64>,
+    /// Why no reply could be had (`reply.failed`).
+    pub error_code: Option<ErrorCode>,
+}
+
+impl NewEvent {
+    /// An event without a message (`ai.*`).
+    pub fn about(account_id: i64, kind: EventType, conversation_id: Uuid) -> Self {
+        Self {
+            account_id,
+            kind,
+            conversation_id,
+            message_seq: None,
+            error_code: None,
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -37,27 +53,31 @@ struct Inserted {
 }
 
 /// Records `event` and notifies [`CHANNEL`] (delivered when the transaction commits); returns
-/// its id. Locks the account's row until the transaction ends.
-pub async fn insert(conn: &mut impl Conn, event: &NewEvent<'_>) -> QueryResult<i64> {
-    let message = event
-        .message
-        .map(|m| serde_json::to_value(m).expect("an event message serialises"));
+/// its id. Locks the account's row until the transaction ends. The message's JSON is the wire
+/// `EventMessage` (money in currency units, like `Money`).
+pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> {
     let inserted: Inserted = diesel::sql_query(
         "WITH next AS (
              UPDATE accounts SET last_event_id = last_event_id + 1 WHERE id = $1
              RETURNING last_event_id AS id),
+         message AS (
+             SELECT jsonb_strip_nulls(jsonb_build_object(
+                 'id', m.id, 'role', m.role, 'content', m.content,
+                 'function_calls', m.function_calls, 'cost', m.cost::numeric / 100000000,
+                 'error_code', $5::text, 'created_at', m.created_at)) AS json
+             FROM messages m WHERE m.conversation_id = $3 AND m.seq = $4),
          event AS (
              INSERT INTO events (account_id, id, kind, conversation_id, assistant_id, customer_identifier, message)
-             SELECT $1, next.id, $2, $3, $4, $5, $6 FROM next
+             SELECT $1, next.id, $2, c.id, c.assistant_id, c.customer_identifier, (SELECT json FROM message)
+             FROM next, conversations c WHERE c.id = $3 AND c.account_id = $1
              RETURNING id)
          SELECT event.id FROM event CROSS JOIN LATERAL (SELECT pg_notify('anyreply_events', $1::text)) AS notified",
     )
     .bind::<Int8, _>(event.account_id)
     .bind::<Text, _>(event.kind.as_str())
     .bind::<SqlUuid, _>(event.conversation_id)
-    .bind::<Int8, _>(event.assistant_id)
-    .bind::<Text, _>(event.customer_identifier)
-    .bind::<Nullable<Jsonb>, _>(message)
+    .bind::<Nullable<Int8>, _>(event.message_seq)
+    .bind::<Nullable<Text>, _>(event.error_code.map(ErrorCode::as_str))
     .keep_prepared()
     .get_result(conn)
     .await?;

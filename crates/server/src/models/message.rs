@@ -167,6 +167,7 @@ pub struct NewReply<'a> {
     pub cost: i64,
     pub prompt_tokens: i32,
     pub completion_tokens: i32,
+    pub model: &'a str,
 }
 
 /// Stores a reply (its cost goes into the conversation's total with
@@ -183,10 +184,40 @@ pub async fn insert_reply(conn: &mut impl Conn, reply: &NewReply<'_>) -> QueryRe
             messages::cost.eq(reply.cost),
             messages::prompt_tokens.eq(reply.prompt_tokens),
             messages::completion_tokens.eq(reply.completion_tokens),
+            messages::model.eq(reply.model),
         ))
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// The place of message `id` in its history.
+pub async fn seq_of(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<i64>> {
+    messages::table
+        .find(id)
+        .select(messages::seq)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Stores a message of the business (role `operator`) at place `seq`, as its own turn.
+pub async fn insert_operator(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    seq: i64,
+    content: &str,
+) -> QueryResult<MessageRow> {
+    diesel::sql_query(
+        "INSERT INTO messages (id, turn_id, conversation_id, seq, role, content)
+         SELECT n.id, n.id, $1, $2, 'operator', $3 FROM (SELECT nextval('messages_id_seq') AS id) AS n
+         RETURNING id, turn_id, seq, role, content, function_calls, cost, created_at",
+    )
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(seq)
+    .bind::<Text, _>(content)
+    .get_result(conn)
+    .await
 }
 
 /// Removes a customer message left unanswered.

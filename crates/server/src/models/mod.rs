@@ -13,6 +13,7 @@ pub mod pending_reply;
 pub mod quota;
 pub mod tool;
 pub mod tool_call;
+pub mod usage;
 
 use serde_json::{Map, Value};
 

@@ -5,7 +5,7 @@
 use anyreply_core::ErrorCode;
 use anyreply_core::FieldErrors;
 use anyreply_core::limits::MAX_CONVERSATION_VARIABLES_BYTES;
-use anyreply_core::wire::{GenerateReplyRequest, GenerateReplyResponse};
+use anyreply_core::wire::{EventType, GenerateReplyRequest, GenerateReplyResponse};
 use axum::http::StatusCode;
 use axum::response::Response;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -19,6 +19,7 @@ use crate::extract::Caller;
 use crate::idempotency::{self, Begin, Claim, RequestKey};
 use crate::models::assistant::{self, AssistantRow};
 use crate::models::conversation::{self, Joined};
+use crate::models::event::{self, NewEvent};
 use crate::models::message::MessageRow;
 use crate::models::pending_reply::NewQueued;
 use crate::models::tool::ToolRow;
@@ -35,9 +36,10 @@ const HISTORY_PAGE: i64 = 64;
 pub enum Admission {
     /// The key's request was answered before: this is its answer.
     Replayed(Response),
-    /// A human has taken over: stored, not to be answered.
+    /// A human has taken over, or the customer opted out: stored, not to be answered.
     Stored {
         conversation_id: uuid::Uuid,
+        opted_out: bool,
         rate_limit: RateLimit,
     },
     /// Queued for a reply.
@@ -75,7 +77,7 @@ pub async fn admit(
                     } => {
                         // The dead attempt's queued message goes, so this one makes the only reply.
                         if let Some(message_id) = abandoned_message {
-                            settlement::release(conn, &[message_id], false).await?;
+                            settlement::release(conn, &[message_id], false, None).await?;
                         }
                         Some(claim)
                     }
@@ -103,7 +105,7 @@ pub async fn admit(
             return Err(ErrorCode::AssistantNotFound.into());
         };
         let variables = Value::Object(request.variables.clone().unwrap_or_default());
-        if !joined.ai_enabled {
+        if !joined.ai_enabled || joined.opted_out {
             check_variables_size(conn, &joined, &variables, 0).await?;
             return store_unanswered(
                 conn,
@@ -140,15 +142,23 @@ pub async fn admit(
         // at once unless another is queued before it (then it reads them when its turn comes).
         // The key's and the account's rows, the hottest, are locked last.
         let tool_ids = &assistant.tool_ids;
+        let received = NewEvent {
+            account_id,
+            kind: EventType::MessageReceived,
+            conversation_id: joined.id,
+            message_seq: Some(joined.seq),
+            error_code: None,
+        };
         let pipe: &AsyncPgConnection = conn;
-        let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6) = (pipe, pipe, pipe, pipe, pipe, pipe);
+        let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
+            (pipe, pipe, pipe, pipe, pipe, pipe, pipe);
         let attach = async {
             match (&claim, message_id) {
                 (Some(claim), Some(id)) => claim.attach_message(&mut c6, id).await,
                 _ => Ok(()),
             }
         };
-        let (enqueued, (), page, tools, counted, reserved) = futures::try_join!(
+        let (enqueued, (), page, tools, counted, reserved, _) = futures::try_join!(
             pending_reply::enqueue_message(&mut c1, &new).map_err(ReplyError::from),
             attach.map_err(ReplyError::from),
             when(
@@ -163,6 +173,7 @@ pub async fn admit(
             .map_err(ReplyError::from),
             api_key::count_call(&mut c4, caller.api_key_id).map_err(ReplyError::from),
             account::reserve(&mut c5, account_id, hold).map_err(ReplyError::from),
+            event::insert(&mut c7, &received).map_err(ReplyError::from),
         )?;
         let Some(message_id) = enqueued.message_id else {
             return Err(ReplyError::ConversationBusy);
@@ -225,6 +236,13 @@ async fn store_unanswered(
 ) -> ReplyResult<Admission> {
     message::insert_customer(conn, joined.id, joined.seq, &request.message, variables).await?;
     conversation::merge_variables(conn, joined.id, variables).await?;
+    let received = NewEvent {
+        account_id: caller.account_id,
+        kind: EventType::MessageReceived,
+        conversation_id: joined.id,
+        message_seq: Some(joined.seq),
+        error_code: None,
+    };
     if let Some(claim) = claim {
         let answer = GenerateReplyResponse {
             success: true,
@@ -233,12 +251,16 @@ async fn store_unanswered(
             reply: String::new(),
             function_calls: Vec::new(),
             ai_disabled: true,
+            opted_out: joined.opted_out,
         };
         claim.complete(conn, StatusCode::OK, &answer).await?;
     }
     let rate_limit = count_call(conn, caller.api_key_id, limit).await?;
+    // Last: the account's row is the hottest.
+    event::insert(conn, &received).await?;
     Ok(Admission::Stored {
         conversation_id: joined.id,
+        opted_out: joined.opted_out,
         rate_limit,
     })
 }

@@ -64,6 +64,7 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
                     function_calls,
                     cost,
                     usage,
+                    model: model.to_owned(),
                 });
             }
             Output::ToolCalls { text, calls } => (text, calls),
@@ -78,6 +79,7 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
                 function_calls,
                 cost,
                 usage,
+                model: model.to_owned(),
             });
         }
         for call in &mut calls {

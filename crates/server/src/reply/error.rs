@@ -41,6 +41,28 @@ pub enum ReplyError {
 
 pub type ReplyResult<T> = Result<T, ReplyError>;
 
+impl ReplyError {
+    /// The code the caller will be answered with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ReplyError::Refused(code) => *code,
+            ReplyError::Invalid(_) => ErrorCode::ValidationError,
+            ReplyError::RateLimited(_) => ErrorCode::RateLimited,
+            ReplyError::ConversationBusy => ErrorCode::ConversationBusy,
+            ReplyError::Api(error) => error.code,
+            ReplyError::Model(LlmError::Unavailable(_)) | ReplyError::TimedOut => {
+                ErrorCode::LlmUnavailable
+            }
+            ReplyError::Model(LlmError::Failed(_)) => ErrorCode::LlmError,
+            ReplyError::Superseded | ReplyError::Pool(_) => ErrorCode::ServiceUnavailable,
+            ReplyError::Database(error) if crate::db::is_unavailable(error) => {
+                ErrorCode::ServiceUnavailable
+            }
+            ReplyError::Database(_) => ErrorCode::InternalError,
+        }
+    }
+}
+
 /// Seconds a client should wait before retrying a busy conversation.
 const BUSY_RETRY_AFTER_SECS: u64 = 2;
 

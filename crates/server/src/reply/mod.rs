@@ -66,6 +66,8 @@ pub struct Conversed {
     pub function_calls: Vec<FunctionCall>,
     pub cost: Money,
     pub usage: TokenUsage,
+    /// The model that gave the final answer (the fallback's, if it stood in).
+    pub model: String,
 }
 
 /// The answer to a generate-reply call.
@@ -110,21 +112,24 @@ pub async fn generate_reply(
             });
         }
     };
-    let answer = |conversation_id, reply, function_calls, ai_disabled| GenerateReplyResponse {
-        success: true,
-        conversation_id,
-        customer_identifier: request.customer_identifier.clone(),
-        reply,
-        function_calls,
-        ai_disabled,
-    };
+    let answer =
+        |conversation_id, reply, function_calls, ai_disabled, opted_out| GenerateReplyResponse {
+            success: true,
+            conversation_id,
+            customer_identifier: request.customer_identifier.clone(),
+            reply,
+            function_calls,
+            ai_disabled,
+            opted_out,
+        };
     match admission {
         Admission::Replayed(response) => Ok(Answered::Replayed(response)),
         Admission::Stored {
             conversation_id,
+            opted_out,
             rate_limit,
         } => Ok(Answered::Fresh {
-            response: answer(conversation_id, String::new(), Vec::new(), true),
+            response: answer(conversation_id, String::new(), Vec::new(), true, opted_out),
             rate_limit,
         }),
         Admission::Queued(queued) => {
@@ -140,6 +145,7 @@ pub async fn generate_reply(
                         turn.conversation_id,
                         conversed.text,
                         conversed.function_calls,
+                        false,
                         false,
                     ),
                     rate_limit,
@@ -200,7 +206,7 @@ async fn produce(
     };
     if let Err(error) = &settled
         && !matches!(error, ReplyError::Superseded)
-        && let Err(release_error) = settlement::abandon(app, turn).await
+        && let Err(release_error) = settlement::abandon(app, turn, error.code()).await
     {
         tracing::error!(%release_error, "could not give up a failed turn; its lease will expire");
     }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::llm::PromptMessage;
-use crate::models::message::{MessageRow, ROLE_ASSISTANT};
+use crate::models::message::{MessageRow, ROLE_USER};
 
 /// Fills `{{name}}` (spaces inside the braces allowed) from `variables`. A variable that is
 /// missing or null renders as an empty string; strings render as-is, other values as JSON.
@@ -151,7 +151,8 @@ impl HistoryWalk {
         let (mut rows, mut tokens) = (0, 0);
         for row in page {
             let cost = estimate_tokens(&row.content);
-            if !prompt.offer(row.role != ROLE_ASSISTANT, &row.content) {
+            // An operator's words are the business speaking, as the assistant does.
+            if !prompt.offer(row.role == ROLE_USER, &row.content) {
                 self.before = None;
                 return;
             }
@@ -222,9 +223,9 @@ mod tests {
                 turn_id: seq,
                 seq,
                 role: if seq % 2 == 0 {
-                    ROLE_ASSISTANT.to_owned()
+                    crate::models::message::ROLE_ASSISTANT.to_owned()
                 } else {
-                    "user".to_owned()
+                    ROLE_USER.to_owned()
                 },
                 content: format!("line {seq:012}"),
                 function_calls: None,

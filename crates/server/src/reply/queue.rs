@@ -163,7 +163,7 @@ pub async fn reclaim_expired(app: &App, before: Option<(Uuid, i64)>) -> ReplyRes
             "reclaiming replies abandoned by a stopped process"
         );
         conn.transaction::<_, ReplyError, _>(async |conn| {
-            settlement::release(conn, &expired, true).await
+            settlement::release(conn, &expired, true, None).await
         })
         .await?;
     }

@@ -2,7 +2,8 @@
 //! up, its reservation refunded and its message removed. Either way a message waiting behind
 //! it is woken.
 
-use anyreply_core::wire::GenerateReplyResponse;
+use anyreply_core::ErrorCode;
+use anyreply_core::wire::{EventType, GenerateReplyResponse};
 use axum::http::StatusCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::TryFutureExt;
@@ -11,6 +12,7 @@ use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Turn};
 use crate::app::App;
 use crate::idempotency::Claim;
+use crate::models::event::{self, NewEvent};
 use crate::models::message::{self, NewReply};
 use crate::models::{account, conversation, pending_reply};
 
@@ -25,6 +27,10 @@ pub async fn settle(
 ) -> ReplyResult<()> {
     let cost = reply.cost.subunits();
     let hold = turn.hold.subunits();
+    let tokens = (
+        i64::from(reply.usage.prompt_tokens),
+        i64::from(reply.usage.completion_tokens),
+    );
     let new_reply = |charged| NewReply {
         conversation_id: turn.conversation_id,
         turn_id: turn.message_id,
@@ -34,6 +40,7 @@ pub async fn settle(
         cost: charged,
         prompt_tokens: i32::try_from(reply.usage.prompt_tokens).unwrap_or(i32::MAX),
         completion_tokens: i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX),
+        model: &reply.model,
     };
     let answer = claim.map(|_| GenerateReplyResponse {
         success: true,
@@ -42,7 +49,15 @@ pub async fn settle(
         reply: reply.text.clone(),
         function_calls: reply.function_calls.clone(),
         ai_disabled: false,
+        opted_out: false,
     });
+    let created = NewEvent {
+        account_id: turn.account_id,
+        kind: EventType::ReplyCreated,
+        conversation_id: turn.conversation_id,
+        message_seq: Some(turn.seq + 1),
+        error_code: None,
+    };
     let mut conn = app.db().await?;
     conn.transaction::<_, ReplyError, _>(async |conn| {
         // Within the reservation (as it should be), the reply is recorded in one pipeline: the
@@ -52,7 +67,8 @@ pub async fn settle(
         let taken = if cost <= hold {
             let recorded = new_reply(cost);
             let pipe: &AsyncPgConnection = conn;
-            let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
+            let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6) =
+                (pipe, pipe, pipe, pipe, pipe, pipe);
             let stored = async {
                 match (claim, &answer) {
                     (Some(claim), Some(answer)) => {
@@ -61,9 +77,15 @@ pub async fn settle(
                     _ => Ok(()),
                 }
             };
-            let ((), taken, (), (), ()) = futures::try_join!(
-                conversation::count_reply(&mut c1, turn.conversation_id, &turn.variables, cost)
-                    .map_err(ReplyError::from),
+            let ((), taken, (), (), (), _) = futures::try_join!(
+                conversation::count_reply(
+                    &mut c1,
+                    turn.conversation_id,
+                    &turn.variables,
+                    cost,
+                    tokens
+                )
+                .map_err(ReplyError::from),
                 pending_reply::take(&mut c2, turn.conversation_id, turn.message_id)
                     .map_err(ReplyError::from),
                 message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
@@ -74,11 +96,13 @@ pub async fn settle(
                     }
                     Ok(())
                 },
+                event::insert(&mut c6, &created).map_err(ReplyError::from),
             )?;
             taken
         } else {
             // Past it, what the balance can still pay is charged.
-            conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0).await?;
+            conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0, tokens)
+                .await?;
             let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id).await?;
             if let Some(taken) = &taken {
                 let charged = account::charge(conn, taken.account_id, taken.hold, cost).await?;
@@ -87,6 +111,7 @@ pub async fn settle(
                 if let (Some(claim), Some(answer)) = (claim, &answer) {
                     claim.complete(conn, StatusCode::OK, answer).await?;
                 }
+                event::insert(conn, &created).await?;
             }
             taken
         };
@@ -101,20 +126,22 @@ pub async fn settle(
 
 /// Gives up a turn whose reply failed: the reservation is refunded and the customer's
 /// message removed, so the failed call leaves no trace and a retry starts clean.
-pub async fn abandon(app: &App, turn: &Turn) -> ReplyResult<()> {
+pub async fn abandon(app: &App, turn: &Turn, why: ErrorCode) -> ReplyResult<()> {
     let mut conn = app.db().await?;
     conn.transaction::<_, ReplyError, _>(async |conn| {
-        release(conn, &[turn.message_id], false).await
+        release(conn, &[turn.message_id], false, Some(why)).await
     })
     .await
 }
 
 /// Refunds and removes the queued replies among `message_ids` (with `expired_only`, those
-/// whose lease ran out), waking what waits behind them. Call inside a transaction.
+/// whose lease ran out), waking what waits behind them, each with a `reply.failed` event
+/// saying `why` when it is known. Call inside a transaction.
 pub async fn release(
     conn: &mut AsyncPgConnection,
     message_ids: &[i64],
     expired_only: bool,
+    why: Option<ErrorCode>,
 ) -> ReplyResult<()> {
     let mut released = pending_reply::remove(conn, message_ids, expired_only).await?;
     // Lock order, as everywhere: conversations, then accounts.
@@ -122,6 +149,15 @@ pub async fn release(
     for turn in &released {
         conversation::uncount_message(conn, turn.conversation_id).await?;
         account::refund(conn, turn.account_id, turn.hold).await?;
+        // Before the message goes: the event shows it.
+        let failed = NewEvent {
+            account_id: turn.account_id,
+            kind: EventType::ReplyFailed,
+            conversation_id: turn.conversation_id,
+            message_seq: message::seq_of(conn, turn.message_id).await?,
+            error_code: why,
+        };
+        event::insert(conn, &failed).await?;
         message::delete(conn, turn.message_id).await?;
         pending_reply::announce(conn, turn.conversation_id).await?;
     }
