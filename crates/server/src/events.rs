@@ -134,6 +134,19 @@ pub fn stream(
     })
 }
 
+/// How long events are kept: a stream or a webhook may resume from any of them.
+pub const RETENTION_DAYS: i32 = 30;
+
+/// Deletes events older than [`RETENTION_DAYS`].
+pub async fn purge_old(app: &App) -> anyhow::Result<()> {
+    let mut conn = app.db().await?;
+    let purged = event::purge_older_than(&mut conn, RETENTION_DAYS).await?;
+    if purged > 0 {
+        tracing::info!(purged, "purged old events");
+    }
+    Ok(())
+}
+
 /// The next batch, and the last id read (events of types this build does not know are
 /// skipped, not re-read).
 async fn read_after(

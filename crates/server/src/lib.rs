@@ -68,5 +68,8 @@ async fn sweep_abandoned_replies(app: App) {
         if let Err(error) = idempotency::purge_expired(&app).await {
             tracing::warn!(?error.code, "purging old idempotency keys failed");
         }
+        if let Err(error) = events::purge_old(&app).await {
+            tracing::warn!(%error, "purging old events failed");
+        }
     }
 }

@@ -25,3 +25,7 @@ ALTER TABLE conversations ADD COLUMN opted_out BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE conversations ADD COLUMN prompt_tokens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN completion_tokens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN model TEXT;
+
+-- A person of the business writes too.
+ALTER TABLE messages DROP CONSTRAINT messages_role_check;
+ALTER TABLE messages ADD CONSTRAINT messages_role_check CHECK (role IN ('user', 'assistant', 'operator'));

@@ -13,6 +13,7 @@ mod conversations;
 mod errors;
 mod faults;
 mod generate_reply;
+mod handoff;
 mod history;
 mod idempotency;
 mod llm_failures;
