@@ -56,11 +56,14 @@ pub struct ConversationHistory {
     pub ai_enabled: bool,
     /// What its replies cost, summed.
     pub total_cost: Money,
-    /// Prompt tokens of its replies, summed.
+    /// Prompt tokens of its replies, summed (0 from servers that do not count them).
+    #[serde(default)]
     pub prompt_tokens: i64,
     /// Completion tokens of its replies, summed.
+    #[serde(default)]
     pub completion_tokens: i64,
     /// The customer opted out (an SMS `STOP`): no AI reply, no operator message, no charge.
+    #[serde(default)]
     pub opted_out: bool,
     /// The newest messages (100 unless `per_page` says otherwise), oldest first.
     pub history: Vec<HistoryMessage>,
@@ -91,11 +94,14 @@ pub struct ConversationSummary {
     pub message_count: i64,
     /// What its replies cost, summed.
     pub total_cost: Money,
-    /// Prompt tokens of its replies, summed.
+    /// Prompt tokens of its replies, summed (0 from servers that do not count them).
+    #[serde(default)]
     pub prompt_tokens: i64,
     /// Completion tokens of its replies, summed.
+    #[serde(default)]
     pub completion_tokens: i64,
     /// The customer opted out (an SMS `STOP`): no AI reply, no operator message, no charge.
+    #[serde(default)]
     pub opted_out: bool,
     /// False while a human has taken the conversation over.
     pub ai_enabled: bool,

@@ -427,6 +427,27 @@ async fn usage_adds_up_to_what_the_balance_lost() {
         let (status, _) = app.reply(&account.key, assistant, customer, "hi").await;
         assert_eq!(status, StatusCode::OK);
     }
+    // A takeover's message and a failed reply cost nothing and count no reply.
+    let (_, taken) = app.reply(&account.key, assistant, "d", "first").await;
+    let taken_over = taken["conversation_id"].as_str().unwrap().to_owned();
+    app.post(
+        &account.key,
+        &format!("/api/automate/conversations/{taken_over}/disable-ai"),
+        &json!({}),
+    )
+    .await;
+    let (_, stored) = app.reply(&account.key, assistant, "d", "anyone?").await;
+    assert_eq!(stored["ai_disabled"], true);
+    app.script_model(|request| {
+        if String::from_utf8_lossy(&request.body).contains("fail me") {
+            ResponseTemplate::new(400).set_body_json(json!({ "error": { "message": "no" } }))
+        } else {
+            ResponseTemplate::new(200).set_body_json(crate::util::chat_completion("ok"))
+        }
+    })
+    .await;
+    let (status, _) = app.reply(&account.key, assistant, "e", "fail me").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
     let lost = money("10").subunits() - app.balance(&account).await.subunits();
     let today = chrono::Utc::now().date_naive();
     for group in ["day", "assistant", "model"] {
@@ -439,7 +460,7 @@ async fn usage_adds_up_to_what_the_balance_lost() {
         assert_eq!(status, StatusCode::OK, "{usage}");
         let rows = usage["data"].as_array().unwrap();
         let replies: i64 = rows.iter().map(|r| r["replies"].as_i64().unwrap()).sum();
-        assert_eq!(replies, 3, "{usage}");
+        assert_eq!(replies, 4, "{usage}");
         let cost: i64 = rows
             .iter()
             .map(|r| money(&r["cost"].to_string()).subunits())
@@ -451,11 +472,17 @@ async fn usage_adds_up_to_what_the_balance_lost() {
             .sum();
         assert_eq!(
             prompt,
-            3 * i64::from(anyreply_server::testing::PROMPT_TOKENS)
+            4 * i64::from(anyreply_server::testing::PROMPT_TOKENS)
         );
         match group {
             "day" => assert_eq!(rows[0]["period"], today.to_string()),
-            "assistant" => assert_eq!(rows.len(), 2),
+            "assistant" => {
+                let replies: Vec<i64> = rows
+                    .iter()
+                    .map(|r| r["replies"].as_i64().unwrap())
+                    .collect();
+                assert_eq!(replies, [3, 1]);
+            }
             _ => {
                 let models: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
                 assert_eq!(models, ["gpt-4o", "gpt-4o-mini"]);
@@ -464,7 +491,12 @@ async fn usage_adds_up_to_what_the_balance_lost() {
     }
     // Conversations carry their token totals.
     let (_, list, _) = app.get(&account.key, "/api/user/conversations").await;
-    let first = &list["data"][0];
+    let first = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["external_identifier"] == "a")
+        .unwrap();
     assert_eq!(
         first["prompt_tokens"],
         i64::from(anyreply_server::testing::PROMPT_TOKENS)
