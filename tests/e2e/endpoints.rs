@@ -155,3 +155,41 @@ async fn the_sdk_speaks_every_endpoint() {
         "9.97".parse().unwrap()
     );
 }
+
+/// Usage through the SDK adds up to what the balance lost.
+#[tokio::test]
+async fn usage_through_the_sdk_adds_up_to_the_balance() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    let assistant = client
+        .assistants()
+        .create(&AssistantInput {
+            name: Some("Usage".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for customer in ["a", "b"] {
+        let request = GenerateReplyRequest {
+            assistant_id: assistant.id,
+            customer_identifier: customer.into(),
+            message: "hi".into(),
+            variables: None,
+        };
+        client.generate_reply(&request).await.unwrap();
+    }
+    let by_model = client
+        .usage(&anyreply_client::UsageQuery {
+            group_by: Some(anyreply_client::UsageGroup::Model),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_model.data.len(), 1);
+    let row = &by_model.data[0];
+    assert_eq!(row.replies, 2);
+    assert_eq!(row.model.as_deref(), Some("gpt-4o-mini"));
+    let lost =
+        "10".parse::<anyreply_core::Money>().unwrap().subunits() - stack.balance().await.subunits();
+    assert_eq!(row.cost.subunits(), lost);
+}

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyreply_core::ErrorBody;
-use anyreply_core::wire::{GenerateReplyRequest, GenerateReplyResponse, Me};
+use anyreply_core::wire::{
+    GenerateReplyRequest, GenerateReplyResponse, Me, UsageQuery, UsageResponse,
+};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -213,6 +215,20 @@ impl Client {
     /// `GET /api/user/me`: the account's name, email and balance.
     pub async fn me(&self) -> Result<Me, Error> {
         self.get("api/user/me", &[]).await
+    }
+
+    /// `GET /api/user/usage`: replies, tokens and cost by day, assistant or model; the costs
+    /// add up to what the balance was charged.
+    pub async fn usage(&self, query: &UsageQuery) -> Result<UsageResponse, Error> {
+        let params: Vec<(&str, String)> = [
+            ("from", query.from.map(|d| d.to_string())),
+            ("to", query.to.map(|d| d.to_string())),
+            ("group_by", query.group_by.map(|g| g.as_str().to_owned())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        self.get("api/user/usage", &params).await
     }
 
     /// Conversations: history, lists and the human takeover switch.

@@ -44,7 +44,8 @@ pub use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, ConversationHistory,
     ConversationPage, ConversationSummary, FunctionCall, GenerateReplyRequest,
     GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, PageQuery,
-    Role, Tool, ToolHeader, ToolInput, ToolList, ToolParameter, Variables,
+    Role, Tool, ToolHeader, ToolInput, ToolList, ToolParameter, UsageGroup, UsageQuery,
+    UsageResponse, UsageRow, Variables,
 };
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};

@@ -27,7 +27,7 @@ pub use tools::{
     DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,
     ToolParameter, ToolResponse,
 };
-pub use usage::{UsageGroup, UsageResponse, UsageRow};
+pub use usage::{UsageGroup, UsageQuery, UsageResponse, UsageRow};
 
 /// The `variables` of assistants and conversations: a flat JSON object.
 pub type Variables = serde_json::Map<String, serde_json::Value>;

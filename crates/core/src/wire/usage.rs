@@ -30,6 +30,28 @@ impl UsageGroup {
     }
 }
 
+impl UsageGroup {
+    /// The group as sent: `day`, `assistant` or `model`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Assistant => "assistant",
+            Self::Model => "model",
+        }
+    }
+}
+
+/// Query of `GET /api/user/usage`; every field optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageQuery {
+    /// First day (UTC); default 29 days before `to`.
+    pub from: Option<NaiveDate>,
+    /// Last day, included; default today.
+    pub to: Option<NaiveDate>,
+    /// Default [`UsageGroup::Day`].
+    pub group_by: Option<UsageGroup>,
+}
+
 /// One group's usage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
