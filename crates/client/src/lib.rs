@@ -36,18 +36,21 @@
 
 mod client;
 mod error;
+mod events;
 mod resources;
 mod retry;
 
 pub use anyreply_core::ErrorCode;
 pub use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, ConversationHistory,
-    ConversationPage, ConversationSummary, FunctionCall, GenerateReplyRequest,
-    GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, PageQuery,
-    Role, Tool, ToolHeader, ToolInput, ToolList, ToolParameter, Variables,
+    ConversationPage, ConversationSummary, Event, EventMessage, EventType, FunctionCall,
+    GenerateReplyRequest, GenerateReplyResponse, HistoryMessage, ListConversationsQuery,
+    LlmProvider, Me, OptOutResponse, PageQuery, Role, Tool, ToolHeader, ToolInput, ToolList,
+    ToolParameter, Variables,
 };
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
+pub use events::{EventStream, Events, EventsQuery};
 pub use resources::{Assistants, Conversations, Tools};
 pub use retry::RetryPolicy;
 pub use uuid::Uuid;

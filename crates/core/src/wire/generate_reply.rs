@@ -105,6 +105,10 @@ pub struct GenerateReplyResponse {
     pub function_calls: Vec<FunctionCall>,
     /// True while a human has taken the conversation over: the message was stored, not answered.
     pub ai_disabled: bool,
+    /// True while the customer has opted out (an SMS `STOP`): the message was stored, not
+    /// answered, nothing charged; send nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opted_out: bool,
 }
 
 #[cfg(test)]

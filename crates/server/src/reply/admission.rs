@@ -233,6 +233,7 @@ async fn store_unanswered(
             reply: String::new(),
             function_calls: Vec::new(),
             ai_disabled: true,
+            opted_out: false,
         };
         claim.complete(conn, StatusCode::OK, &answer).await?;
     }

@@ -117,6 +117,7 @@ pub async fn generate_reply(
         reply,
         function_calls,
         ai_disabled,
+        opted_out: false,
     };
     match admission {
         Admission::Replayed(response) => Ok(Answered::Replayed(response)),

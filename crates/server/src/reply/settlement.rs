@@ -42,6 +42,7 @@ pub async fn settle(
         reply: reply.text.clone(),
         function_calls: reply.function_calls.clone(),
         ai_disabled: false,
+        opted_out: false,
     });
     let mut conn = app.db().await?;
     conn.transaction::<_, ReplyError, _>(async |conn| {
