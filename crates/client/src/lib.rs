@@ -32,6 +32,13 @@
 //! deadline; an `IDEMPOTENCY_CONFLICT` is waited out without using up attempts. Every attempt of one POST carries the same `Idempotency-Key`, so a retry never
 //! answers or charges twice.
 
+//!
+//! # Events
+//!
+//! [`Client::events`] follows `GET /api/events` as a [`futures::Stream`] of [`Event`]s that
+//! reconnects by itself and resumes with `Last-Event-ID`, so nothing is lost or repeated; only
+//! an error that retrying cannot cure (401, 422, …) ends it.
+
 #![warn(missing_docs)]
 
 mod client;
