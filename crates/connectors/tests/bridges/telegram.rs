@@ -199,11 +199,18 @@ fn text_update(update_id: u32, chat: i64, message_id: i32, text: &str) -> Value 
 #[tokio::test]
 async fn a_message_gets_the_assistants_reply() {
     let mut bot = Telegram::start(|_| {}).await;
-    bot.push(vec![text_update(1, 42, 10, "Do you ship to Austria?")]);
+    // `slow…` takes AnyReply 300 ms: long enough that "typing…" is surely shown meanwhile,
+    // whatever else (the operator-message follower) the test's one thread is running.
+    bot.push(vec![text_update(
+        1,
+        42,
+        10,
+        "slow: do you ship to Austria?",
+    )]);
     bot.wait_for_sends(1).await;
     assert_eq!(
         bot.sent().await,
-        [(42, "echo: Do you ship to Austria?".to_owned())]
+        [(42, "echo: slow: do you ship to Austria?".to_owned())]
     );
 
     let asked = anyreply_requests(&bot.anyreply).await;
