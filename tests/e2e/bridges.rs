@@ -112,6 +112,7 @@ async fn start_bridge(stack: &Stack, settings: TwilioSettings, assistant_id: i64
         client: stack.client(&stack.base, quick_retries()),
         assistant_id,
         apology: "Sorry.".into(),
+        state_dir: std::env::temp_dir(),
     };
     let (router, _) = twilio::app(settings, bridge).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -139,6 +140,7 @@ async fn a_bridge_checks_its_anyreply_settings_at_start() {
         client,
         assistant_id,
         apology: "Sorry.".into(),
+        state_dir: std::env::temp_dir(),
     };
 
     service::check_anyreply(&bridge(client.clone(), assistant.id))

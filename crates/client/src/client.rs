@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::{ApiError, Error};
+use crate::events::Events;
 use crate::resources::{Assistants, Conversations, Tools};
 use crate::retry::{self, RetryPolicy};
 
@@ -246,6 +247,43 @@ impl Client {
         Tools { client: self }
     }
 
+    /// The account's events (`GET /api/events`), followed as a stream.
+    pub fn events(&self) -> Events<'_> {
+        Events { client: self }
+    }
+
+    /// The retry policy; the event stream's reconnects use its backoff.
+    pub(crate) fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// Longest wait for one attempt's answer.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// An authenticated GET of `path` with no timeout of its own: for answers that last as
+    /// long as a stream does.
+    pub(crate) fn get_request(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let mut url = self
+            .inner
+            .base_url
+            .join(path)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(self
+            .inner
+            .http
+            .get(url)
+            .bearer_auth(self.inner.api_key.expose_secret()))
+    }
+
     /// Sends one logical call, retrying by the policy. Every attempt is built afresh from the
     /// same body and, for a POST, carries the same `Idempotency-Key`.
     pub(crate) async fn get<T: DeserializeOwned>(
@@ -396,14 +434,24 @@ impl Client {
 
 async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {
     let status = response.status();
-    let retry_after = retry::retry_after(response.headers());
-    let bytes = response.bytes().await.map_err(Error::from_reqwest)?;
-    if !retry::is_error(status) {
-        return serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
-            status: status.as_u16(),
-            message: e.to_string(),
-        });
+    if retry::is_error(status) {
+        return Err(error_answer(response).await);
     }
+    let bytes = response.bytes().await.map_err(Error::from_reqwest)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+        status: status.as_u16(),
+        message: e.to_string(),
+    })
+}
+
+/// An error answer as the error it reports: the envelope's code and message, or what there is.
+pub(crate) async fn error_answer(response: reqwest::Response) -> Error {
+    let status = response.status();
+    let retry_after = retry::retry_after(response.headers());
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(error) => return Error::from_reqwest(error),
+    };
     let (code, message, field_errors) = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => (body.error_code, body.message, body.errors),
         // Not our envelope (a proxy's page, say): keep what there is.
@@ -413,11 +461,11 @@ async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Err
             Default::default(),
         ),
     };
-    Err(Error::Api(ApiError {
+    Error::Api(ApiError {
         status: status.as_u16(),
         code,
         message,
         field_errors,
         retry_after,
-    }))
+    })
 }

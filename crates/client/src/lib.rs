@@ -32,23 +32,32 @@
 //! deadline; an `IDEMPOTENCY_CONFLICT` is waited out without using up attempts. Every attempt of one POST carries the same `Idempotency-Key`, so a retry never
 //! answers or charges twice.
 
+//!
+//! # Events
+//!
+//! [`Client::events`] follows `GET /api/events` as a [`futures::Stream`] of [`Event`]s that
+//! reconnects by itself and resumes with `Last-Event-ID`, so nothing is lost or repeated; only
+//! an error that retrying cannot cure (401, 422, …) ends it.
+
 #![warn(missing_docs)]
 
 mod client;
 mod error;
+mod events;
 mod resources;
 mod retry;
 
 pub use anyreply_core::ErrorCode;
 pub use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, ConversationHistory,
-    ConversationPage, ConversationSummary, FunctionCall, GenerateReplyRequest,
-    GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, PageQuery,
-    Role, Tool, ToolHeader, ToolInput, ToolList, ToolParameter, UsageGroup, UsageQuery,
-    UsageResponse, UsageRow, Variables,
+    ConversationPage, ConversationSummary, Event, EventMessage, EventType, FunctionCall,
+    GenerateReplyRequest, GenerateReplyResponse, HistoryMessage, ListConversationsQuery,
+    LlmProvider, Me, OptOutResponse, PageQuery, Role, Tool, ToolHeader, ToolInput, ToolList,
+    ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
+pub use events::{EventStream, Events, EventsQuery};
 pub use resources::{Assistants, Conversations, Tools};
 pub use retry::RetryPolicy;
 pub use uuid::Uuid;

@@ -4,8 +4,9 @@ use std::future::Future;
 
 use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, AssistantResponse,
-    ConversationHistory, ConversationPage, ConversationSummary, DeletedResponse,
-    ListConversationsQuery, PageQuery, Tool, ToolInput, ToolList, ToolResponse,
+    ConversationHistory, ConversationPage, ConversationSummary, DeletedResponse, HistoryMessage,
+    ListConversationsQuery, OperatorMessageInput, OperatorMessageResponse, OptOutInput,
+    OptOutResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse,
 };
 use futures::{Stream, TryStreamExt};
 use uuid::Uuid;
@@ -95,6 +96,88 @@ impl Conversations<'_> {
     ) -> Result<AiToggleResponse, Error> {
         let path = format!("api/automate/conversations/{id}/enable-ai");
         self.client.post(&path, None::<&()>, options).await
+    }
+
+    /// `POST /api/conversations/{id}/messages`: a person of the business writes to the
+    /// customer (1 to 10,000 characters); the bridges deliver it on the customer's channel.
+    /// Refused with `CONVERSATION_OPTED_OUT` while the customer has opted out.
+    pub async fn send_operator_message(
+        &self,
+        id: Uuid,
+        content: impl Into<String>,
+    ) -> Result<HistoryMessage, Error> {
+        self.send_operator_message_with(id, content, RequestOptions::default())
+            .await
+    }
+
+    /// [`Self::send_operator_message`] with options, such as your own idempotency key (so a
+    /// message your system retries is stored, and delivered, once).
+    pub async fn send_operator_message_with(
+        &self,
+        id: Uuid,
+        content: impl Into<String>,
+        options: RequestOptions,
+    ) -> Result<HistoryMessage, Error> {
+        let input = OperatorMessageInput {
+            content: content.into(),
+        };
+        let path = format!("api/conversations/{id}/messages");
+        let sent: OperatorMessageResponse = self.client.post(&path, Some(&input), options).await?;
+        Ok(sent.data)
+    }
+
+    /// `POST /api/automate/opt-out`: the customer wants no more messages (an SMS `STOP`): no
+    /// AI replies and no operator messages until [`Self::opt_in`]. Creates the conversation if
+    /// there is none yet.
+    pub async fn opt_out(
+        &self,
+        assistant_id: i64,
+        customer_identifier: impl Into<String>,
+    ) -> Result<OptOutResponse, Error> {
+        self.opt_out_with(assistant_id, customer_identifier, RequestOptions::default())
+            .await
+    }
+
+    /// [`Self::opt_out`] with options, such as your own idempotency key.
+    pub async fn opt_out_with(
+        &self,
+        assistant_id: i64,
+        customer_identifier: impl Into<String>,
+        options: RequestOptions,
+    ) -> Result<OptOutResponse, Error> {
+        let input = OptOutInput {
+            assistant_id,
+            customer_identifier: customer_identifier.into(),
+        };
+        self.client
+            .post("api/automate/opt-out", Some(&input), options)
+            .await
+    }
+
+    /// `POST /api/automate/opt-in`: the customer takes messages again (an SMS `START`).
+    pub async fn opt_in(
+        &self,
+        assistant_id: i64,
+        customer_identifier: impl Into<String>,
+    ) -> Result<OptOutResponse, Error> {
+        self.opt_in_with(assistant_id, customer_identifier, RequestOptions::default())
+            .await
+    }
+
+    /// [`Self::opt_in`] with options, such as your own idempotency key.
+    pub async fn opt_in_with(
+        &self,
+        assistant_id: i64,
+        customer_identifier: impl Into<String>,
+        options: RequestOptions,
+    ) -> Result<OptOutResponse, Error> {
+        let input = OptOutInput {
+            assistant_id,
+            customer_identifier: customer_identifier.into(),
+        };
+        self.client
+            .post("api/automate/opt-in", Some(&input), options)
+            .await
     }
 }
 

@@ -90,7 +90,10 @@ impl RetryPolicy {
 pub(crate) fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Transport(_) => true,
-        Error::Api(api) => matches!(api.status, 408 | 409 | 425 | 429 | 500 | 502 | 503 | 504),
+        // A 409 is retried only when its code says it may pass (`IDEMPOTENCY_CONFLICT`), or is
+        // a code this SDK does not know: `CONVERSATION_OPTED_OUT` stays until the customer acts.
+        Error::Api(api) if api.status == 409 => api.code.is_none_or(|code| code.is_retryable()),
+        Error::Api(api) => matches!(api.status, 408 | 425 | 429 | 500 | 502 | 503 | 504),
         Error::Decode { .. } | Error::Config(_) => false,
     }
 }

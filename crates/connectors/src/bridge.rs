@@ -1,6 +1,8 @@
 //! What every channel does with a customer's message: ask AnyReply, and turn the answer into
 //! something to send (or nothing).
 
+use std::path::PathBuf;
+
 use anyreply_client::{Client, GenerateReplyRequest, RequestOptions, Variables};
 
 /// A customer's message, as a channel received it.
@@ -22,6 +24,8 @@ pub enum Outcome {
     Reply(String),
     /// A human has taken the conversation over: send nothing.
     Silent,
+    /// The customer opted out (an SMS `STOP`): send nothing until they opt in again.
+    OptedOut,
     /// The channel delivered this message before and that delivery got the reply: send
     /// nothing again (even if this bridge restarted in between).
     AnsweredBefore,
@@ -35,6 +39,9 @@ pub struct Bridge {
     pub client: Client,
     pub assistant_id: i64,
     pub apology: String,
+    /// `ANYREPLY_BRIDGE_STATE_DIR`: where the bridge keeps its place in the assistant's event
+    /// stream, so that operator messages are delivered once across restarts.
+    pub state_dir: PathBuf,
 }
 
 impl Bridge {
@@ -55,6 +62,7 @@ impl Bridge {
                 tracing::info!(customer = %request.customer_identifier, "a redelivered message, answered before; not sent again");
                 Outcome::AnsweredBefore
             }
+            Ok((reply, false)) if reply.opted_out => Outcome::OptedOut,
             Ok((reply, false)) if reply.ai_disabled => Outcome::Silent,
             Ok((reply, false)) => Outcome::Reply(reply.reply),
             Err(error) => {

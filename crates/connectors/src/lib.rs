@@ -5,10 +5,14 @@
 //!
 //! Layout: [`bridge`] is what every channel shares (asking AnyReply, turning failures into an
 //! apology); [`split`] cuts long replies; [`seen`] remembers delivered messages; [`text`] holds
-//! every sentence a bridge says itself; [`telegram`] and [`twilio`] are the channels.
+//! every sentence a bridge says itself; [`operator`] follows the assistant's events and hands
+//! operator messages to the channel, [`cursor`] keeps its place on disk; [`telegram`] and
+//! [`twilio`] are the channels.
 
 pub mod bridge;
+pub mod cursor;
 pub mod metrics;
+pub mod operator;
 pub mod queue;
 pub mod seen;
 pub mod service;

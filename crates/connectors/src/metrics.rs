@@ -22,11 +22,13 @@ fn recorder() -> &'static PrometheusHandle {
         describe_counter!(
             "anyreply_bridge_messages_in_total",
             "Customer messages received, by channel and outcome: replied, silent (taken over), \
-             answered_before (a redelivery), apology (no reply could be had), ignored"
+             opted_out, answered_before (a redelivery), apology (no reply could be had), \
+             ignored"
         );
         describe_counter!(
             "anyreply_bridge_messages_out_total",
-            "Messages sent to customers, by channel and outcome: sent or failed"
+            "Messages sent to customers (replies and operator messages), by channel and \
+             outcome: sent or failed"
         );
         describe_counter!(
             "anyreply_bridge_send_retries_total",
@@ -58,6 +60,7 @@ pub fn message_in(channel: &'static str, outcome: Option<&Outcome>) {
     let outcome = match outcome {
         Some(Outcome::Reply(_)) => "replied",
         Some(Outcome::Silent) => "silent",
+        Some(Outcome::OptedOut) => "opted_out",
         Some(Outcome::AnsweredBefore) => "answered_before",
         Some(Outcome::Apology(_)) => "apology",
         None => "ignored",

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -76,18 +77,20 @@ pub fn finish(env: Env, program: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The AnyReply side, from `ANYREPLY_URL`, `ANYREPLY_API_KEY`, `ANYREPLY_ASSISTANT_ID` and the
-/// texts; `None` when a problem was noted in `env`.
+/// The AnyReply side, from `ANYREPLY_URL`, `ANYREPLY_API_KEY`, `ANYREPLY_ASSISTANT_ID`,
+/// `ANYREPLY_BRIDGE_STATE_DIR` and the texts; `None` when a problem was noted in `env`.
 pub fn bridge(env: &mut Env, texts: &Texts) -> Option<Bridge> {
     let client = Client::builder()
         .from_env(env)
         .user_agent(concat!("anyreply-connectors/", env!("CARGO_PKG_VERSION")));
     let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
+    let state_dir = state_dir(env);
     match client.build() {
         Ok(client) => Some(Bridge {
             client,
             assistant_id: assistant_id?,
             apology: texts.apology.clone(),
+            state_dir,
         }),
         // Without a key the problem is noted already; else the URL is bad.
         Err(error) => {
@@ -97,6 +100,13 @@ pub fn bridge(env: &mut Env, texts: &Texts) -> Option<Bridge> {
             None
         }
     }
+}
+
+/// `ANYREPLY_BRIDGE_STATE_DIR`: where a bridge keeps its place in the event stream. Default the
+/// working directory, where a bridge run by hand or in a container's volume finds it again.
+pub fn state_dir(env: &mut Env) -> PathBuf {
+    env.text("ANYREPLY_BRIDGE_STATE_DIR")
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
 /// Checks that AnyReply answers, takes the key and has the assistant, before any customer

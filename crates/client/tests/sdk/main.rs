@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod endpoints;
+mod events;
 mod retries;
 
 use std::time::Duration;

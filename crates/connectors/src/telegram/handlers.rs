@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyreply_client::Variables;
+use anyreply_client::{Event, Variables};
 use serde_json::Value;
 use teloxide::ApiError;
 use teloxide::RequestError;
@@ -15,10 +15,11 @@ use teloxide::types::ChatAction;
 use super::{GroupPolicy, Shared, TelegramBot};
 use crate::bridge::{Inbound, Outcome};
 use crate::metrics;
+use crate::operator::Delivery;
 use crate::split::split;
 
-/// The channel's name in metrics and the `channel` variable.
-const CHANNEL: &str = "telegram";
+/// The channel's name in metrics, the `channel` variable and the event cursor's file.
+pub(super) const CHANNEL: &str = "telegram";
 
 /// Telegram's longest message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -85,7 +86,7 @@ async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerR
             }
             Ok(())
         }
-        Outcome::Silent | Outcome::AnsweredBefore => Ok(()),
+        Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => Ok(()),
         Outcome::Apology(apology) => send(&bot, msg.chat.id, &apology, &shared).await,
     }
 }
@@ -98,6 +99,45 @@ fn sender_id(msg: &Message) -> String {
         (Some(user), false) => format!("{}:{}", msg.chat.id, user.id),
         (None, _) => msg.chat.id.to_string(),
     }
+}
+
+/// The chat a conversation's customer is in: `prefix` + user id is a private chat (whose id is
+/// the user's), `prefix` + `chat:user` a group; `None` for another channel's customer.
+pub fn chat_of(customer_identifier: &str, prefix: &str) -> Option<ChatId> {
+    let rest = customer_identifier.strip_prefix(prefix)?;
+    let chat = rest.split_once(':').map_or(rest, |(chat, _user)| chat);
+    // Only digits (groups' ids are negative): `i64`'s parser would take `+1555…`, a phone.
+    let digits = chat.strip_prefix('-').unwrap_or(chat);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    chat.parse().ok().map(ChatId)
+}
+
+/// Sends an operator message to the chat of its conversation, split as replies are.
+pub(super) async fn deliver_operator_message(
+    bot: &TelegramBot,
+    shared: &Shared,
+    event: Event,
+) -> Delivery {
+    let (Some(chat), Some(message)) = (
+        chat_of(&event.customer_identifier, &shared.settings.id_prefix),
+        event.message,
+    ) else {
+        return Delivery::NotOurs;
+    };
+    for piece in split(&message.content, MAX_MESSAGE_CHARS) {
+        if send(bot, chat, &piece, shared).await.is_err() {
+            tracing::error!(
+                event = event.id,
+                conversation = %event.conversation_id,
+                "an operator message was not delivered to Telegram"
+            );
+            return Delivery::Failed;
+        }
+    }
+    tracing::info!(event = event.id, conversation = %event.conversation_id, "delivered an operator message");
+    Delivery::Sent
 }
 
 /// The channel, and what Telegram tells of the customer.

@@ -21,9 +21,12 @@ use teloxide::dispatching::Dispatcher;
 use teloxide::error_handlers::LoggingErrorHandler;
 use teloxide::prelude::*;
 use teloxide::update_listeners::{Polling, webhooks};
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::bridge::Bridge;
+use crate::cursor::EventCursor;
+use crate::operator;
 use crate::seen::Seen;
 use crate::text::Texts;
 use anyreply_core::env::Env;
@@ -136,7 +139,8 @@ pub struct Shared {
     pub seen: Seen,
 }
 
-/// Runs the bridge until `shutdown` resolves, then finishes the messages in flight.
+/// Runs the bridge, and the delivery of operator messages beside it, until `shutdown`
+/// resolves; then finishes the messages in flight.
 pub async fn run(
     settings: TelegramSettings,
     bridge: Bridge,
@@ -154,6 +158,28 @@ pub async fn run(
         settings: settings.clone(),
         seen: Seen::default(),
     });
+    let cursor = EventCursor::new(
+        &shared.bridge.state_dir,
+        handlers::CHANNEL,
+        shared.bridge.assistant_id,
+    );
+    let last_handled = cursor.load().await?;
+    let stop_following = CancellationToken::new();
+    // Also stops the follower if the bridge fails to start below.
+    let _follower_stops_with_us = stop_following.clone().drop_guard();
+    let follower = tokio::spawn(operator::follow(
+        shared.bridge.clone(),
+        cursor,
+        last_handled,
+        stop_following.clone(),
+        {
+            let (bot, shared) = (bot.clone(), shared.clone());
+            move |event| {
+                let (bot, shared) = (bot.clone(), shared.clone());
+                async move { handlers::deliver_operator_message(&bot, &shared, event).await }
+            }
+        },
+    ));
     let mut dispatcher = Dispatcher::builder(bot.clone(), handlers::schema())
         .dependencies(dptree::deps![shared])
         .default_handler(|_| async {})
@@ -164,6 +190,7 @@ pub async fn run(
     let token = dispatcher.shutdown_token();
     let stop = async move {
         shutdown.await;
+        stop_following.cancel();
         match token.shutdown() {
             Ok(done) => done.await,
             Err(error) => tracing::warn!(%error, "the dispatcher was not running"),
@@ -218,6 +245,7 @@ pub async fn run(
             server.await??;
         }
     }
+    follower.await?;
     Ok(())
 }
 

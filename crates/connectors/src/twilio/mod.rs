@@ -10,8 +10,8 @@ pub mod signature;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
-use anyreply_client::Variables;
+use anyhow::{Context, bail};
+use anyreply_client::{Event, RequestOptions, Uuid, Variables};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -19,11 +19,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use twiml::Twiml;
 use url::Url;
 
 use crate::bridge::{Bridge, Inbound, Outcome};
+use crate::cursor::EventCursor;
 use crate::metrics;
+use crate::operator::{self, Delivery};
 use crate::queue::Queues;
 use crate::seen::Seen;
 use crate::split::split;
@@ -38,6 +41,26 @@ pub const DEFAULT_API_URL: &str = "https://api.twilio.com";
 
 /// Where Twilio posts inbound messages.
 pub const WEBHOOK_PATH: &str = "/twilio/sms";
+
+/// Twilio's opt-out words: Twilio stops delivering to the number itself; AnyReply is told
+/// too (`opt_out`), so it generates, charges and accepts nothing for the customer meanwhile.
+pub const OPT_OUT_WORDS: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
+
+/// Twilio's opt-in words: AnyReply is told (`opt_in`) and answers the customer again.
+pub const OPT_IN_WORDS: &[&str] = &["START", "UNSTOP"];
+
+/// The conversation variable holding the number the customer last wrote to (Twilio's `To`):
+/// operator messages are sent from it.
+pub const BUSINESS_NUMBER: &str = "business_number";
 
 /// Keywords Twilio handles itself (opt-out, opt-in, help): never questions for the AI.
 /// `YES`, an opt-in keyword only for some senders, is an everyday answer and goes through.
@@ -146,6 +169,14 @@ struct TwilioState {
 
 /// The bridge's HTTP app, and the replies still in flight (to finish on shutdown).
 pub fn app(settings: TwilioSettings, bridge: Bridge) -> anyhow::Result<(axum::Router, Queues)> {
+    let (router, state) = app_and_state(settings, bridge)?;
+    Ok((router, state.in_flight.clone()))
+}
+
+fn app_and_state(
+    settings: TwilioSettings,
+    bridge: Bridge,
+) -> anyhow::Result<(axum::Router, Arc<TwilioState>)> {
     settings.check()?;
     let rest = TwilioRest::new(
         &settings.api_url,
@@ -165,25 +196,139 @@ pub fn app(settings: TwilioSettings, bridge: Bridge) -> anyhow::Result<(axum::Ro
     let router = crate::service::ops_router().merge(
         axum::Router::new()
             .route(WEBHOOK_PATH, post(inbound))
-            .with_state(state),
+            .with_state(state.clone()),
     );
-    Ok((router, in_flight))
+    Ok((router, state))
 }
 
-/// Serves until `shutdown`, then finishes the replies in flight.
+/// Serves, and delivers operator messages beside it, until `shutdown`; then finishes the
+/// replies in flight.
 pub async fn run(
     settings: TwilioSettings,
     bridge: Bridge,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (router, in_flight) = app(settings, bridge)?;
+    let (router, state) = app_and_state(settings, bridge)?;
+    let cursor = EventCursor::new(&state.bridge.state_dir, CHANNEL, state.bridge.assistant_id);
+    let last_handled = cursor.load().await?;
+    let stop_following = CancellationToken::new();
+    let _follower_stops_with_us = stop_following.clone().drop_guard();
+    let follower = tokio::spawn(operator::follow(
+        state.bridge.clone(),
+        cursor,
+        last_handled,
+        stop_following.clone(),
+        {
+            let state = state.clone();
+            move |event| {
+                let state = state.clone();
+                async move { deliver_operator_message(&state, event).await }
+            }
+        },
+    ));
     tracing::info!(address = %listener.local_addr()?, path = WEBHOOK_PATH, "receiving Twilio webhooks");
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_following.cancel();
+        })
         .await?;
-    in_flight.finish().await;
+    follower.await?;
+    state.in_flight.finish().await;
     Ok(())
+}
+
+/// Whether `identifier` is an E.164 phone number (`+` and up to 15 digits): an SMS customer.
+/// Anything else (`telegram:42`, `whatsapp:+1555…`) is another channel's.
+pub fn is_phone_number(identifier: &str) -> bool {
+    identifier.strip_prefix('+').is_some_and(|digits| {
+        (2..=15).contains(&digits.len())
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// Sends an operator message by SMS, from the number the customer last wrote to (or the
+/// Messaging Service), split as replies are.
+async fn deliver_operator_message(state: &TwilioState, event: Event) -> Delivery {
+    let customer = &event.customer_identifier;
+    let Some(message) = event.message.as_ref().filter(|_| is_phone_number(customer)) else {
+        return Delivery::NotOurs;
+    };
+    let from = match &state.settings.messaging_service_sid {
+        // The service picks the number; `From` is not sent.
+        Some(_) => String::new(),
+        None => match business_number(&state.bridge, event.conversation_id).await {
+            Ok(number) => number,
+            Err(error) => {
+                metrics::message_out(CHANNEL, false);
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    event = event.id,
+                    conversation = %event.conversation_id,
+                    "an operator message was not sent by SMS"
+                );
+                return Delivery::Failed;
+            }
+        },
+    };
+    for piece in split(&message.content, state.settings.max_chars) {
+        let sent = state.rest.send(customer, &from, &piece).await;
+        metrics::message_out(CHANNEL, sent.is_ok());
+        if let Err(error) = sent {
+            tracing::error!(%error, event = event.id, conversation = %event.conversation_id, "an operator message was not sent by SMS");
+            return Delivery::Failed;
+        }
+    }
+    tracing::info!(event = event.id, conversation = %event.conversation_id, "delivered an operator message");
+    Delivery::Sent
+}
+
+/// The number the customer last wrote to, as the bridge stored it in the conversation.
+async fn business_number(bridge: &Bridge, conversation: Uuid) -> anyhow::Result<String> {
+    let conversation = bridge
+        .client
+        .conversations()
+        .get(conversation)
+        .await
+        .context("could not read the conversation from AnyReply")?;
+    conversation
+        .variables
+        .get(BUSINESS_NUMBER)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "the conversation has no {BUSINESS_NUMBER} variable to send from (the customer has not written to this bridge); set ANYREPLY_TWILIO_MESSAGING_SERVICE_SID to send from a Messaging Service"
+            )
+        })
+}
+
+/// Tells AnyReply that the customer opted out (or back in), so that it remembers.
+async fn remember_consent(bridge: &Bridge, customer: &str, opted_out: bool, sid: &str) {
+    let conversations = bridge.client.conversations();
+    // A redelivered keyword is told once.
+    let options = RequestOptions::idempotency_key(format!("twilio-consent:{sid}"));
+    let told = if opted_out {
+        conversations
+            .opt_out_with(bridge.assistant_id, customer, options)
+            .await
+    } else {
+        conversations
+            .opt_in_with(bridge.assistant_id, customer, options)
+            .await
+    };
+    match told {
+        Ok(_) => tracing::info!(%sid, opted_out, "AnyReply was told the customer's choice"),
+        Err(error) => tracing::error!(
+            error_code = ?error.code(),
+            %error,
+            %sid,
+            opted_out,
+            "AnyReply could not be told of an opt-out or opt-in keyword"
+        ),
+    }
 }
 
 fn twiml_response(messages: &[String]) -> Response {
@@ -233,19 +378,39 @@ async fn inbound(
         param("To"),
         param("Body"),
     );
-    if KEYWORDS.iter().any(|k| text.trim().eq_ignore_ascii_case(k)) {
-        metrics::message_in(CHANNEL, None);
-        tracing::info!(%sid, "a keyword Twilio handles itself; not sent to the AI");
-        return twiml_response(&[]);
-    }
     if !state.seen.first_time(&sid) {
         metrics::message_in(CHANNEL, None);
         tracing::info!(%sid, "ignoring a redelivered message");
         return twiml_response(&[]);
     }
+    let is_keyword = |words: &[&str]| words.iter().any(|k| text.trim().eq_ignore_ascii_case(k));
+    if is_keyword(KEYWORDS) {
+        metrics::message_in(CHANNEL, None);
+        tracing::info!(%sid, "a keyword Twilio handles itself; not sent to the AI");
+        let consent = if is_keyword(OPT_OUT_WORDS) {
+            Some(true)
+        } else if is_keyword(OPT_IN_WORDS) {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(opted_out) = consent {
+            let worker = state.clone();
+            let tell =
+                async move { remember_consent(&worker.bridge, &from, opted_out, &sid).await };
+            match settings.mode {
+                // Queued with the customer's messages, so a message after STOP is not
+                // answered before AnyReply knows.
+                ReplyMode::Rest => state.in_flight.push(&param("From"), tell),
+                ReplyMode::Inline => tell.await,
+            }
+        }
+        return twiml_response(&[]);
+    }
     let mut variables = Variables::new();
     variables.insert("channel".into(), Value::from(CHANNEL));
     variables.insert("phone".into(), Value::from(from.as_str()));
+    variables.insert(BUSINESS_NUMBER.into(), Value::from(to.as_str()));
     for (name, field) in [
         ("country", "FromCountry"),
         ("city", "FromCity"),
@@ -269,7 +434,9 @@ async fn inbound(
             match outcome {
                 Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
                 Outcome::Apology(apology) => twiml_response(&[apology]),
-                Outcome::Silent | Outcome::AnsweredBefore => twiml_response(&[]),
+                Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => {
+                    twiml_response(&[])
+                }
             }
         }
         ReplyMode::Rest => {
@@ -280,7 +447,7 @@ async fn inbound(
                 let pieces = match outcome {
                     Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
                     Outcome::Apology(apology) => vec![apology],
-                    Outcome::Silent | Outcome::AnsweredBefore => Vec::new(),
+                    Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => Vec::new(),
                 };
                 for piece in pieces {
                     let sent = worker.rest.send(&from, &to, &piece).await;

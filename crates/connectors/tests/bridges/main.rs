@@ -7,19 +7,23 @@ mod startup;
 mod telegram;
 mod twilio;
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyreply_client::{Client, RetryPolicy};
 use anyreply_connectors::bridge::Bridge;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 pub const APOLOGY: &str = "Sorry, try again later.";
 
 /// AnyReply's generate-reply, answering `echo: <message>`; a message `poor` gets
-/// `INSUFFICIENT_BALANCE`, `lost` gets `ASSISTANT_NOT_FOUND`, `human` is under takeover, and
-/// `long` gets a reply of 9,000 characters.
+/// `INSUFFICIENT_BALANCE`, `lost` gets `ASSISTANT_NOT_FOUND`, `human` is under takeover, `opted`
+/// comes from a customer who opted out, and `long` gets a reply of 9,000 characters. Its event
+/// stream has nothing to tell until an [`EventLog`] is served.
 pub async fn anyreply() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -34,7 +38,7 @@ pub async fn anyreply() -> MockServer {
             };
             let reply = |text: String, ai_disabled: bool| {
                 ResponseTemplate::new(200).set_body_json(json!({
-                    "success": true, "conversation_id": "01a21203-ace5-7678-97e0-1ea8fc865519",
+                    "success": true, "conversation_id": CONVERSATION,
                     "customer_identifier": body["customer_identifier"], "reply": text,
                     "function_calls": [], "ai_disabled": ai_disabled
                 }))
@@ -43,6 +47,11 @@ pub async fn anyreply() -> MockServer {
                 "poor" => error(402, "INSUFFICIENT_BALANCE"),
                 "lost" => error(404, "ASSISTANT_NOT_FOUND"),
                 "human" => reply(String::new(), true),
+                "opted" => ResponseTemplate::new(200).set_body_json(json!({
+                    "success": true, "conversation_id": CONVERSATION,
+                    "customer_identifier": body["customer_identifier"], "reply": "",
+                    "function_calls": [], "ai_disabled": false, "opted_out": true
+                })),
                 "long" => reply(long_reply(), false),
                 slow if slow.starts_with("slow") => {
                     reply(format!("echo: {message}"), false).set_delay(Duration::from_millis(300))
@@ -52,7 +61,111 @@ pub async fn anyreply() -> MockServer {
         })
         .mount(&server)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/api/events"))
+        .respond_with(sse(String::new(), Duration::from_millis(500)))
+        .with_priority(100)
+        .mount(&server)
+        .await;
     server
+}
+
+pub const CONVERSATION: &str = "01a21203-ace5-7678-97e0-1ea8fc865519";
+
+/// An SSE answer as the server frames it, asking to be reconnected after `retry`: wiremock's
+/// bodies end, so the bridge comes back (with `Last-Event-ID`) for what happened since.
+fn sse(events: String, retry: Duration) -> ResponseTemplate {
+    let retry = retry.as_millis();
+    ResponseTemplate::new(200)
+        .insert_header("cache-control", "no-cache")
+        .set_body_raw(
+            format!(": keep-alive\n\nretry: {retry}\n\n{events}"),
+            "text/event-stream",
+        )
+}
+
+/// The events of assistant 7 on a mock AnyReply: each connection gets those after its
+/// `Last-Event-ID`, as the server does.
+#[derive(Clone)]
+pub struct EventLog {
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl EventLog {
+    pub async fn serve(server: &MockServer) -> Self {
+        let log = Self {
+            events: Arc::default(),
+        };
+        let events = log.events.clone();
+        Mock::given(method("GET"))
+            .and(path("/api/events"))
+            .and(query_param("assistant_id", "7"))
+            .respond_with(move |request: &Request| {
+                let after: i64 = request
+                    .headers
+                    .get("last-event-id")
+                    .and_then(|id| id.to_str().ok()?.parse().ok())
+                    .unwrap_or(0);
+                let frames: String = events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|event| event["id"].as_i64().unwrap() > after)
+                    .map(|event| {
+                        format!(
+                            "id: {}\nevent: {}\ndata: {event}\n\n",
+                            event["id"],
+                            event["type"].as_str().unwrap()
+                        )
+                    })
+                    .collect();
+                sse(frames, Duration::from_millis(20))
+            })
+            .with_priority(1)
+            .mount(server)
+            .await;
+        log
+    }
+
+    /// An operator wrote `content` to `customer`; returns the event's id.
+    pub fn operator_message(&self, customer: &str, content: &str) -> i64 {
+        let mut events = self.events.lock().unwrap();
+        let id = events.len() as i64 + 1;
+        events.push(json!({
+            "id": id, "type": "operator.message", "conversation_id": CONVERSATION,
+            "customer_identifier": customer, "assistant_id": 7, "created_at": "2026-01-05T10:00:00Z",
+            "message": { "id": 500 + id, "role": "operator", "content": content, "created_at": "2026-01-05T10:00:00Z" }
+        }));
+        id
+    }
+}
+
+/// The `Last-Event-ID` of every connection to the event stream, in order.
+pub async fn resumed_after(server: &MockServer) -> Vec<Option<String>> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/events")
+        .map(|r| {
+            r.headers
+                .get("last-event-id")
+                .map(|id| id.to_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// A directory of its own for a bridge's state.
+pub fn state_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "anyreply-bridge-state-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// 9,000 characters in sentences: three Telegram messages, six SMS.
@@ -64,6 +177,10 @@ pub fn long_reply() -> String {
 }
 
 pub fn bridge(anyreply_url: &str) -> Bridge {
+    bridge_keeping_state_in(anyreply_url, state_dir())
+}
+
+pub fn bridge_keeping_state_in(anyreply_url: &str, state_dir: PathBuf) -> Bridge {
     let client = Client::builder()
         .base_url(anyreply_url)
         .api_key("ark_bridge")
@@ -74,6 +191,7 @@ pub fn bridge(anyreply_url: &str) -> Bridge {
         client,
         assistant_id: 7,
         apology: APOLOGY.to_owned(),
+        state_dir,
     }
 }
 

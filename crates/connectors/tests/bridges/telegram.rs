@@ -1,6 +1,7 @@
 //! The Telegram bridge against a `wiremock` Bot API.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use teloxide::adaptors::throttle::Limits;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::{APOLOGY, anyreply, anyreply_requests, bridge, eventually};
+use crate::{
+    APOLOGY, EventLog, anyreply, anyreply_requests, bridge, bridge_keeping_state_in, eventually,
+    long_reply, resumed_after, state_dir,
+};
 
 const TOKEN: &str = "123456:TEST-token";
 
@@ -96,13 +100,15 @@ fn settings_for_tests() -> TelegramSettings {
 
 impl Telegram {
     async fn start(configure: impl FnOnce(&mut TelegramSettings)) -> Self {
-        Self::start_against(None, configure).await
+        Self::start_against(None, None, configure).await
     }
 
     /// Like [`Self::start`], with the bridge asking AnyReply at `anyreply_url` instead of the
-    /// mock (which is still started, and never asked).
+    /// mock (which is still started, and never asked), and keeping its place in the event
+    /// stream in `state` (default a new directory).
     async fn start_against(
         anyreply_url: Option<String>,
+        state: Option<PathBuf>,
         configure: impl FnOnce(&mut TelegramSettings),
     ) -> Self {
         let updates = Arc::new(Mutex::new(VecDeque::new()));
@@ -116,7 +122,10 @@ impl Telegram {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let bridge = bridge(&anyreply_url.unwrap_or_else(|| anyreply.uri()));
+        let bridge = bridge_keeping_state_in(
+            &anyreply_url.unwrap_or_else(|| anyreply.uri()),
+            state.unwrap_or_else(state_dir),
+        );
         let task = tokio::spawn(telegram::run(settings, bridge, listener, async move {
             let _ = stopped.await;
         }));
@@ -190,11 +199,18 @@ fn text_update(update_id: u32, chat: i64, message_id: i32, text: &str) -> Value 
 #[tokio::test]
 async fn a_message_gets_the_assistants_reply() {
     let mut bot = Telegram::start(|_| {}).await;
-    bot.push(vec![text_update(1, 42, 10, "Do you ship to Austria?")]);
+    // `slow…` takes AnyReply 300 ms: long enough that "typing…" is surely shown meanwhile,
+    // whatever else (the operator-message follower) the test's one thread is running.
+    bot.push(vec![text_update(
+        1,
+        42,
+        10,
+        "slow: do you ship to Austria?",
+    )]);
     bot.wait_for_sends(1).await;
     assert_eq!(
         bot.sent().await,
-        [(42, "echo: Do you ship to Austria?".to_owned())]
+        [(42, "echo: slow: do you ship to Austria?".to_owned())]
     );
 
     let asked = anyreply_requests(&bot.anyreply).await;
@@ -310,7 +326,7 @@ async fn an_unreachable_api_gets_the_apology_and_the_bridge_keeps_running() {
         .local_addr()
         .unwrap()
         .port();
-    let mut bot = Telegram::start_against(Some(format!("http://127.0.0.1:{port}")), |s| {
+    let mut bot = Telegram::start_against(Some(format!("http://127.0.0.1:{port}")), None, |s| {
         s.send_retries = 0
     })
     .await;
@@ -559,4 +575,56 @@ async fn metrics_count_messages_in_and_out() {
         "{text}"
     );
     bot.stop().await;
+}
+
+#[tokio::test]
+async fn operator_messages_reach_their_chats_split_and_once_across_a_restart() {
+    let anyreply = anyreply().await;
+    let log = EventLog::serve(&anyreply).await;
+    log.operator_message("telegram:42", "Your parcel left today.");
+    log.operator_message("+15550001111", "An SMS customer's: not for Telegram.");
+    log.operator_message("telegram:-100777:42", &long_reply());
+    let state = state_dir();
+    let mut bot = Telegram::start_against(Some(anyreply.uri()), Some(state.clone()), |_| {}).await;
+    bot.wait_for_sends(4).await;
+    let sent = bot.sent().await;
+    assert_eq!(sent[0], (42, "Your parcel left today.".to_owned()));
+    // The group conversation goes to the group, in Telegram-sized pieces that lose nothing.
+    let group: Vec<_> = sent[1..]
+        .iter()
+        .map(|(chat, text)| (*chat, text.as_str()))
+        .collect();
+    assert!(
+        group
+            .iter()
+            .all(|(chat, text)| *chat == -100777 && text.chars().count() <= 4096)
+    );
+    let pieces: Vec<_> = group.iter().map(|(_, text)| *text).collect();
+    assert_eq!(pieces.join(" "), long_reply());
+    bot.stop().await;
+
+    // Restarted on the same state: it resumes after the last message it delivered, sending
+    // none of the earlier ones again, and the next one still arrives.
+    let next = log.operator_message("telegram:42", "It arrives tomorrow.");
+    let connections_before = resumed_after(&anyreply).await.len();
+    let mut again = Telegram::start_against(Some(anyreply.uri()), Some(state), |_| {}).await;
+    eventually(
+        "the restarted bridge to follow past the new event",
+        || async {
+            resumed_after(&anyreply)
+                .await
+                .contains(&Some(next.to_string()))
+        },
+    )
+    .await;
+    assert_eq!(
+        again.sent().await,
+        [(42, "It arrives tomorrow.".to_owned())]
+    );
+    assert_eq!(
+        resumed_after(&anyreply).await[connections_before],
+        Some("3".to_owned()),
+        "read from the state file"
+    );
+    again.stop().await;
 }

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use anyreply_connectors::twilio::{self, ReplyMode, TwilioSettings, signature};
 use serde_json::Value;
-use wiremock::matchers::{basic_auth, method, path};
+use wiremock::matchers::{basic_auth, body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::{APOLOGY, anyreply, anyreply_requests, bridge, eventually};
+use crate::{
+    APOLOGY, CONVERSATION, EventLog, anyreply, anyreply_requests, bridge, eventually, long_reply,
+};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const AUTH_TOKEN: &str = "twilio-auth-token";
@@ -168,7 +170,10 @@ async fn an_sms_is_acknowledged_at_once_and_answered_by_the_rest_api() {
     assert_eq!(body["customer_identifier"], "+15550001111");
     assert_eq!(
         body["variables"],
-        serde_json::json!({ "channel": "sms", "phone": "+15550001111", "country": "US" })
+        serde_json::json!({
+            "channel": "sms", "phone": "+15550001111", "country": "US",
+            "business_number": "+18005551212"
+        })
     );
     assert_eq!(asked[0].headers["idempotency-key"], "twilio:SM1");
 }
@@ -355,4 +360,130 @@ async fn one_customers_messages_are_answered_in_order() {
         .map(|(_, _, body)| body)
         .collect();
     assert_eq!(bodies, ["echo: slow first", "echo: second"]);
+}
+
+/// `GET /api/conversations/{id}` with the variables the bridge stored.
+async fn conversation_with(server: &MockServer, variables: Value) {
+    Mock::given(method("GET"))
+        .and(path(format!("/api/conversations/{CONVERSATION}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "status": true, "id": CONVERSATION, "assistant_id": 7,
+            "customer_identifier": "+15550001111", "ai_enabled": false, "total_cost": "0.00",
+            "history": [], "variables": variables, "next_cursor": null
+        })))
+        .mount(server)
+        .await;
+}
+
+/// The body of every `Messages.json` request, as form fields.
+async fn sent_forms(sms: &Sms) -> Vec<Vec<(String, String)>> {
+    sms.rest
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| url::form_urlencoded::parse(&r.body).into_owned().collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_operator_message_is_sent_from_the_number_the_customer_wrote_to() {
+    let sms = Sms::start(|_| {}).await;
+    conversation_with(
+        &sms.anyreply,
+        serde_json::json!({ "channel": "sms", "business_number": "+18005551212" }),
+    )
+    .await;
+    let log = EventLog::serve(&sms.anyreply).await;
+    log.operator_message("telegram:42", "A Telegram customer's: not for SMS.");
+    log.operator_message("+15550001111", &long_reply());
+    eventually("six SMS", || async { sms.sent().await.len() >= 6 }).await;
+    let sent = sms.sent().await;
+    assert!(
+        sent.iter().all(|(to, from, body)| to == "+15550001111"
+            && from == "+18005551212"
+            && body.chars().count() <= 1600),
+        "{sent:?}"
+    );
+    let bodies: Vec<_> = sent.iter().map(|(_, _, body)| body.as_str()).collect();
+    assert_eq!(bodies.join(" "), long_reply());
+}
+
+#[tokio::test]
+async fn with_a_messaging_service_operator_messages_are_sent_from_it() {
+    let mut sms = Sms::start(|s| s.messaging_service_sid = Some("MG1".to_owned())).await;
+    let log = EventLog::serve(&sms.anyreply).await;
+    log.operator_message("+15550001111", "Your table is ready.");
+    eventually("the SMS", || async { !sms.sent().await.is_empty() }).await;
+    let form = &sent_forms(&sms).await[0];
+    assert!(form.contains(&("MessagingServiceSid".to_owned(), "MG1".to_owned())));
+    assert!(form.contains(&("To".to_owned(), "+15550001111".to_owned())));
+    assert!(!form.iter().any(|(name, _)| name == "From"), "{form:?}");
+    sms.stop().await;
+}
+
+#[tokio::test]
+async fn stop_and_start_tell_anyreply_and_never_reach_the_ai() {
+    let sms = Sms::start(|_| {}).await;
+    for route in ["opt-out", "opt-in"] {
+        Mock::given(method("POST"))
+            .and(path(format!("/api/automate/{route}")))
+            .and(body_json(
+                serde_json::json!({ "assistant_id": 7, "customer_identifier": "+15550001111" }),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "status": true, "conversation_id": CONVERSATION, "opted_out": route == "opt-out"
+            })))
+            .mount(&sms.anyreply)
+            .await;
+    }
+    let told = |route: &'static str| {
+        let anyreply = &sms.anyreply;
+        async move {
+            anyreply
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.url.path() == format!("/api/automate/{route}"))
+                .count()
+        }
+    };
+    let (status, twiml) = sms
+        .deliver("SM70", " stop ", Signing::For(PUBLIC_URL))
+        .await;
+    assert_eq!((status, twiml.as_str()), (200, EMPTY_TWIML));
+    eventually("the opt-out", || async { told("opt-out").await == 1 }).await;
+    sms.deliver("SM71", "UNSTOP", Signing::For(PUBLIC_URL))
+        .await;
+    eventually("the opt-in", || async { told("opt-in").await == 1 }).await;
+    // A message after them is answered: the keywords before it were not.
+    sms.deliver("SM72", "Hello again", Signing::For(PUBLIC_URL))
+        .await;
+    eventually("the reply", || async { !sms.sent().await.is_empty() }).await;
+    let asked = anyreply_requests(&sms.anyreply).await;
+    assert_eq!(asked.len(), 1);
+    let body: Value = serde_json::from_slice(&asked[0].body).unwrap();
+    assert_eq!(body["message"], "Hello again");
+    assert_eq!(sms.sent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn nothing_is_sent_to_a_customer_who_opted_out() {
+    let sms = Sms::start(|_| {}).await;
+    sms.deliver("SM80", "opted", Signing::For(PUBLIC_URL)).await;
+    // The same customer's next message is handled after it: once its reply is out, the first
+    // has been answered with nothing.
+    sms.deliver("SM81", "next", Signing::For(PUBLIC_URL)).await;
+    eventually("the second reply", || async {
+        !sms.sent().await.is_empty()
+    })
+    .await;
+    let bodies: Vec<_> = sms
+        .sent()
+        .await
+        .into_iter()
+        .map(|(_, _, body)| body)
+        .collect();
+    assert_eq!(bodies, ["echo: next"]);
 }
