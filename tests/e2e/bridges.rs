@@ -165,3 +165,154 @@ async fn a_bridge_checks_its_anyreply_settings_at_start() {
         .to_string();
     assert!(refused.contains("refused ANYREPLY_API_KEY"), "{refused}");
 }
+
+/// The whole handoff through the real server and the real Twilio bridge: a customer writes, a
+/// person answers through the API and the bridge sends it by SMS from the number the customer
+/// wrote to; `STOP` is remembered by the server and refuses the next operator message.
+#[tokio::test]
+async fn an_operator_message_reaches_the_customer_by_sms_and_stop_is_remembered() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    let assistant = client
+        .assistants()
+        .create(&anyreply_client::AssistantInput {
+            name: Some("SMS".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let twilio_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&twilio_api)
+        .await;
+    let settings = TwilioSettings {
+        account_sid: "AC1".into(),
+        auth_token: "token".to_owned().into(),
+        public_url: "https://sms.example.com/twilio/sms".into(),
+        api_url: twilio_api.uri().parse().unwrap(),
+        messaging_service_sid: None,
+        mode: ReplyMode::Rest,
+        max_chars: 1600,
+        send_backoff: Duration::from_millis(10),
+    };
+    let state_dir = std::env::temp_dir().join(format!("anyreply-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let bridge = Bridge {
+        client: stack.client(&stack.base, quick_retries()),
+        assistant_id: assistant.id,
+        apology: "Sorry.".into(),
+        state_dir: state_dir.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!(
+        "http://{}{}",
+        listener.local_addr().unwrap(),
+        twilio::WEBHOOK_PATH
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(twilio::run(settings, bridge, listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let http = reqwest::Client::new();
+    let sms = |sid: &str, body: &str| {
+        let params: Vec<(String, String)> = [
+            ("MessageSid", sid),
+            ("From", "+15550001111"),
+            ("To", "+18005551212"),
+            ("Body", body),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let signed = signature::sign("token", "https://sms.example.com/twilio/sms", &params);
+        let request = http
+            .post(&webhook)
+            .header("x-twilio-signature", signed)
+            .form(&params);
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    let bodies = || async {
+        twilio_api
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                url::form_urlencoded::parse(&r.body)
+                    .into_owned()
+                    .collect::<Vec<(String, String)>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let wait_for_sends = |n: usize| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let sent = bodies().await;
+            if sent.len() >= n {
+                return sent;
+            }
+            assert!(std::time::Instant::now() < deadline, "{n} sends: {sent:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    sms("SM1", "Where is my parcel?").await;
+    wait_for_sends(1).await; // the AI's reply
+    let conversation = client
+        .conversations()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .data[0]
+        .id;
+    client
+        .conversations()
+        .send_operator_message(conversation, "Anna here: it left today.")
+        .await
+        .unwrap();
+    let sent = wait_for_sends(2).await;
+    let operator = &sent[1];
+    for (name, value) in [
+        ("Body", "Anna here: it left today."),
+        ("To", "+15550001111"),
+        ("From", "+18005551212"),
+    ] {
+        assert!(
+            operator.contains(&(name.to_owned(), value.to_owned())),
+            "{operator:?}"
+        );
+    }
+
+    sms("SM2", "STOP").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !client
+        .conversations()
+        .get(conversation)
+        .await
+        .unwrap()
+        .opted_out
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "STOP was not remembered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = client
+        .conversations()
+        .send_operator_message(conversation, "Still there?")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(anyreply_client::ErrorCode::ConversationOptedOut)
+    );
+    assert_eq!(stack.model_calls().await, 1, "STOP reached the AI");
+
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    assert_eq!(bodies().await.len(), 2, "something more was sent");
+    std::fs::remove_dir_all(state_dir).unwrap();
+}
