@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::{ApiError, Error};
-use crate::resources::{Assistants, Conversations, Tools};
+use crate::resources::{Assistants, Conversations, Tools, Webhooks};
 use crate::retry::{self, RetryPolicy};
 
 /// A client of one AnyReply server. Clones share the connection pool.
@@ -228,6 +228,11 @@ impl Client {
     /// The account's tools (assistant functions).
     pub fn tools(&self) -> Tools<'_> {
         Tools { client: self }
+    }
+
+    /// The account's webhooks, which receive its events.
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks { client: self }
     }
 
     /// Sends one logical call, retrying by the policy. Every attempt is built afresh from the

@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod events;
 pub mod generate_reply;
 pub mod tools;
+pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,7 @@ pub use tools::{
     DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,
     ToolParameter, ToolResponse,
 };
+pub use webhooks::{Webhook, WebhookInput, WebhookList, WebhookPayload, WebhookResponse};
 
 /// The `variables` of assistants and conversations: a flat JSON object.
 pub type Variables = serde_json::Map<String, serde_json::Value>;

@@ -19,7 +19,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
-use crate::controllers::{assistants, conversations, generate_reply, health, me, metrics, tools};
+use crate::controllers::{
+    assistants, conversations, generate_reply, health, me, metrics, tools, webhooks,
+};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
@@ -53,18 +55,22 @@ pub const API_KEY: &str = "api_key";
         tools::get_tool,
         tools::update_tool,
         tools::delete_tool,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
         me::get_me,
         health::get_health,
         health::get_ready,
         metrics::get_metrics,
     ),
-    components(schemas(ErrorBody, ErrorCode)),
+    components(schemas(ErrorBody, ErrorCode, anyreply_core::wire::WebhookPayload)),
     modifiers(&CommonAnswers, &RequiredOnCreate),
     tags(
         (name = "replies", description = "The AI reply to a customer's message"),
         (name = "assistants", description = "Assistants: prompt, model, tools"),
         (name = "conversations", description = "Conversations, their history, and human takeover"),
         (name = "tools", description = "HTTP endpoints of yours the model may call"),
+        (name = "webhooks", description = "Your URLs that receive the account's events, signed (Standard Webhooks)"),
         (name = "account", description = "The calling account"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )

@@ -6,11 +6,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
-use crate::controllers::{assistants, conversations, generate_reply, health, me, metrics, tools};
+use crate::controllers::{
+    assistants, conversations, generate_reply, health, me, metrics, tools, webhooks,
+};
 use crate::error::ApiError;
 use crate::telemetry;
 
@@ -51,6 +53,14 @@ pub fn router(app: App) -> Router {
             get(tools::get_tool)
                 .put(tools::update_tool)
                 .delete(tools::delete_tool),
+        )
+        .route(
+            "/api/user/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route(
+            "/api/user/webhooks/{id}",
+            delete(webhooks::delete_webhook),
         )
         .route("/api/user/me", get(me::get_me))
         .route("/metrics", get(metrics::get_metrics))

@@ -7,3 +7,4 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod tools;
+pub mod webhooks;

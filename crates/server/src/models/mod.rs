@@ -13,6 +13,8 @@ pub mod pending_reply;
 pub mod quota;
 pub mod tool;
 pub mod tool_call;
+pub mod webhook;
+pub mod webhook_delivery;
 
 use serde_json::{Map, Value};
 
