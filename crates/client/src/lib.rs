@@ -47,7 +47,9 @@ pub use anyreply_core::wire::{
     GenerateReplyResponse, HistoryMessage, ListConversationsQuery, LlmProvider, Me, PageQuery,
     Role, Tool, ToolHeader, ToolInput, ToolList, ToolParameter, Variables,
 };
-pub use anyreply_core::wire::{Event, EventMessage, EventType, Webhook, WebhookInput, WebhookPayload};
+pub use anyreply_core::wire::{
+    Event, EventMessage, EventType, Webhook, WebhookInput, WebhookPayload,
+};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use resources::{Assistants, Conversations, Tools, Webhooks};

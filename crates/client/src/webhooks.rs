@@ -107,7 +107,10 @@ mod tests {
 
     fn headers(signature: &str, timestamp: i64) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek".parse().unwrap());
+        headers.insert(
+            "webhook-id",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek".parse().unwrap(),
+        );
         headers.insert("webhook-timestamp", timestamp.to_string().parse().unwrap());
         headers.insert("webhook-signature", signature.parse().unwrap());
         headers
@@ -132,7 +135,12 @@ mod tests {
             Err(VerifyError::SignatureMismatch)
         );
         assert_eq!(
-            verify_at("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", &good, BODY, TIMESTAMP),
+            verify_at(
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                &good,
+                BODY,
+                TIMESTAMP
+            ),
             Err(VerifyError::SignatureMismatch)
         );
         for now in [TIMESTAMP + 301, TIMESTAMP - 301] {
@@ -158,6 +166,9 @@ mod tests {
             Err(VerifyError::InvalidSecret)
         );
         // The real wall clock is years past the example.
-        assert_eq!(verify(SECRET, &good, BODY), Err(VerifyError::TimestampOutOfTolerance));
+        assert_eq!(
+            verify(SECRET, &good, BODY),
+            Err(VerifyError::TimestampOutOfTolerance)
+        );
     }
 }

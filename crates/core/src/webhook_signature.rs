@@ -95,18 +95,34 @@ mod tests {
         let key = SigningKey::from_secret(SECRET).unwrap();
         assert_eq!(key.sign(ID, TIMESTAMP, BODY), SIGNATURE);
         assert!(key.verify(ID, TIMESTAMP, BODY, SIGNATURE));
-        assert!(key.verify(ID, TIMESTAMP, BODY, &format!("v2,abc v1,bm9wZQ== {SIGNATURE}")));
+        assert!(key.verify(
+            ID,
+            TIMESTAMP,
+            BODY,
+            &format!("v2,abc v1,bm9wZQ== {SIGNATURE}")
+        ));
         assert!(!key.verify(ID, TIMESTAMP + 1, BODY, SIGNATURE));
         assert!(!key.verify(ID, TIMESTAMP, br#"{"test": 2432232315}"#, SIGNATURE));
         assert!(!key.verify(ID, TIMESTAMP, BODY, "v1,bm9wZQ=="));
-        assert!(!key.verify(ID, TIMESTAMP, BODY, "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
+        assert!(!key.verify(
+            ID,
+            TIMESTAMP,
+            BODY,
+            "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        ));
     }
 
     #[test]
     fn secrets_must_be_base64() {
         assert!(SigningKey::from_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
-        assert_eq!(SigningKey::from_secret("whsec_not base64!").unwrap_err(), InvalidSecret);
-        assert_eq!(SigningKey::from_secret("whsec_").unwrap_err(), InvalidSecret);
+        assert_eq!(
+            SigningKey::from_secret("whsec_not base64!").unwrap_err(),
+            InvalidSecret
+        );
+        assert_eq!(
+            SigningKey::from_secret("whsec_").unwrap_err(),
+            InvalidSecret
+        );
         let secret = SigningKey::new_secret(&[7; 32]);
         assert!(secret.starts_with(SECRET_PREFIX));
         assert!(SigningKey::from_secret(&secret).is_ok());

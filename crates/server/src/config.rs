@@ -242,7 +242,12 @@ impl Settings {
                     AddressPolicy::default(),
                     "crm.internal,10.1.0.0/16",
                 )),
-            webhook_timeout: secs(env, "ANYREPLY_WEBHOOK_TIMEOUT_SECS", d.webhook_timeout, "10"),
+            webhook_timeout: secs(
+                env,
+                "ANYREPLY_WEBHOOK_TIMEOUT_SECS",
+                d.webhook_timeout,
+                "10",
+            ),
             webhook_retry_schedule: d.webhook_retry_schedule,
             webhook_failure_window: d.webhook_failure_window,
             webhook_recheck: d.webhook_recheck,

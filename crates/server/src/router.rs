@@ -58,10 +58,7 @@ pub fn router(app: App) -> Router {
             "/api/user/webhooks",
             get(webhooks::list_webhooks).post(webhooks::create_webhook),
         )
-        .route(
-            "/api/user/webhooks/{id}",
-            delete(webhooks::delete_webhook),
-        )
+        .route("/api/user/webhooks/{id}", delete(webhooks::delete_webhook))
         .route("/api/user/me", get(me::get_me))
         .route("/metrics", get(metrics::get_metrics))
         .route("/health", get(health::get_health))

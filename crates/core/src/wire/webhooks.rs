@@ -17,7 +17,10 @@ use crate::validate::{FieldErrors, Fields};
 pub struct WebhookInput {
     /// An `https` (or `http`) URL, at most 2,048 characters, that the server may reach (not a
     /// private or loopback address unless the operator allowed it).
-    #[cfg_attr(feature = "openapi", schema(max_length = 2048, example = "https://crm.example.com/anyreply"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 2048, example = "https://crm.example.com/anyreply")
+    )]
     pub url: String,
     /// The event types to deliver: at least one, each once.
     #[cfg_attr(feature = "openapi", schema(min_items = 1))]
@@ -60,7 +63,10 @@ fn check_url(url: &str) -> Result<(), &'static str> {
         .ok_or(PROBLEM)?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
-    if host.is_empty() || host.starts_with(':') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty()
+        || host.starts_with(':')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(PROBLEM);
     }
     Ok(())
@@ -73,7 +79,10 @@ fn read_event_types(value: &Value, errors: &mut FieldErrors) -> Option<Vec<Event
         .collect::<Vec<_>>()
         .join(", ");
     let Some(items) = value.as_array() else {
-        errors.add("events", format!("The events field must be an array of event types ({known})."));
+        errors.add(
+            "events",
+            format!("The events field must be an array of event types ({known})."),
+        );
         return None;
     };
     if items.is_empty() {
@@ -123,7 +132,10 @@ pub struct Webhook {
     pub created_at: DateTime<Utc>,
     /// The signing secret (`whsec_` and base64): in the answer of create only, never again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    )]
     pub secret: Option<String>,
 }
 
@@ -169,25 +181,43 @@ mod tests {
             &json!({ "url": "https://crm.example.com/hook", "events": ["message.received", "ai.disabled"] }),
         )
         .unwrap();
-        assert_eq!(input.events, [EventType::MessageReceived, EventType::AiDisabled]);
+        assert_eq!(
+            input.events,
+            [EventType::MessageReceived, EventType::AiDisabled]
+        );
     }
 
     #[test]
     fn every_rule_is_checked() {
         let fields = |body: Value| -> Vec<String> {
-            WebhookInput::from_json(&body).unwrap_err().into_map().into_keys().collect()
+            WebhookInput::from_json(&body)
+                .unwrap_err()
+                .into_map()
+                .into_keys()
+                .collect()
         };
         assert_eq!(fields(json!({})), ["events", "url"]);
-        assert_eq!(fields(json!({ "url": "ftp://x", "events": [] })), ["events", "url"]);
         assert_eq!(
-            fields(json!({ "url": format!("https://x/{}", "a".repeat(2048)), "events": "ai.enabled" })),
+            fields(json!({ "url": "ftp://x", "events": [] })),
+            ["events", "url"]
+        );
+        assert_eq!(
+            fields(
+                json!({ "url": format!("https://x/{}", "a".repeat(2048)), "events": "ai.enabled" })
+            ),
             ["events", "url"]
         );
         assert_eq!(
             fields(json!({ "url": "http://x", "events": ["ai.enabled", "ai.enabled", "nope", 3] })),
             ["events.1", "events.2", "events.3"]
         );
-        assert_eq!(fields(json!({ "url": "https:///path", "events": ["ai.enabled"] })), ["url"]);
-        assert_eq!(fields(json!({ "url": "https://a b", "events": ["ai.enabled"] })), ["url"]);
+        assert_eq!(
+            fields(json!({ "url": "https:///path", "events": ["ai.enabled"] })),
+            ["url"]
+        );
+        assert_eq!(
+            fields(json!({ "url": "https://a b", "events": ["ai.enabled"] })),
+            ["url"]
+        );
     }
 }

@@ -93,10 +93,7 @@ fn url_error(message: impl Into<String>) -> ApiError {
     security(("api_key" = [])),
     responses((status = 200, description = "Every webhook of the account", body = WebhookList))
 )]
-pub async fn list_webhooks(
-    State(app): State<App>,
-    caller: Caller,
-) -> ApiResult<Json<WebhookList>> {
+pub async fn list_webhooks(State(app): State<App>, caller: Caller) -> ApiResult<Json<WebhookList>> {
     let mut conn = app.db().await?;
     let rows = webhook::list(&mut conn, caller.account_id).await?;
     Ok(Json(WebhookList {
@@ -121,7 +118,9 @@ pub async fn delete_webhook(
     caller: Caller,
     PathParam(id): PathParam,
 ) -> ApiResult<Json<DeletedResponse>> {
-    let id: i64 = id.parse().map_err(|_| ApiError::new(ErrorCode::WebhookNotFound))?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::WebhookNotFound))?;
     let mut conn = app.db().await?;
     if !webhook::delete(&mut conn, caller.account_id, id).await? {
         return Err(ErrorCode::WebhookNotFound.into());

@@ -190,9 +190,7 @@ pub fn literal_address(url: &url::Url) -> Option<IpAddr> {
 }
 
 /// The refused address somewhere in `error`'s causes.
-pub fn refused_in<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a RefusedAddress> {
+pub fn refused_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a RefusedAddress> {
     let mut source = Some(error);
     while let Some(cause) = source {
         if let Some(refused) = cause.downcast_ref::<RefusedAddress>() {

@@ -85,7 +85,9 @@ impl WebhookSender {
         let Ok(url) = Url::parse(&delivery.url) else {
             return failed("the URL is not valid".to_owned());
         };
-        if let Some(Err(refused)) = literal_address(&url).map(|ip| self.resolver.policy.check_ip(ip)) {
+        if let Some(Err(refused)) =
+            literal_address(&url).map(|ip| self.resolver.policy.check_ip(ip))
+        {
             return failed(refused.to_string());
         }
         let Ok(key) = SigningKey::from_secret(&delivery.secret) else {

@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use super::Attempt;
 use crate::app::App;
 use crate::models::event::{self, EventRow};
-use crate::models::webhook_delivery::{self, TakenDelivery};
 use crate::models::webhook;
+use crate::models::webhook_delivery::{self, TakenDelivery};
 
 /// Events read per dispatch transaction.
 const DISPATCH_BATCH: i64 = 500;

@@ -392,7 +392,10 @@ async fn tools_cannot_reach_this_machine_by_address_or_by_name() {
         let message = call["result"]["message"].as_str().unwrap();
         assert!(message.contains(class), "{call}");
         // The refusal says which setting would allow it.
-        assert!(message.contains("ANYREPLY_OUTBOUND_ALLOWED_HOSTS"), "{call}");
+        assert!(
+            message.contains("ANYREPLY_OUTBOUND_ALLOWED_HOSTS"),
+            "{call}"
+        );
     }
     assert_eq!(
         target.received_requests().await.unwrap().len(),
