@@ -129,3 +129,61 @@ fn describe(error: &reqwest::Error) -> String {
         "the receiver could not be reached".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender whose every name resolves to `address`, under no exceptions.
+    fn sender(address: &'static str) -> WebhookSender {
+        let lookup: Lookup =
+            Arc::new(move |_| Box::pin(async move { Ok(vec![address.parse().unwrap()]) }));
+        WebhookSender::new(AddressPolicy::default(), lookup, Duration::from_secs(1)).unwrap()
+    }
+
+    fn delivery(url: &str) -> TakenDelivery {
+        TakenDelivery {
+            id: 1,
+            webhook_id: 1,
+            account_id: 1,
+            event_id: 1,
+            conversation_id: uuid::Uuid::nil(),
+            url: url.to_owned(),
+            secret: SigningKey::new_secret(&[1; 32]),
+            body: "{}".to_owned(),
+            attempts: 1,
+            first_attempt_at: chrono::Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_now_resolves_to_a_private_address_is_refused_at_delivery() {
+        for (resolves_to, url) in [
+            ("10.0.0.5", "http://hooks.example/in"),
+            ("93.184.216.34", "http://169.254.169.254/latest"),
+        ] {
+            let Attempt::Failed { status, error } = sender(resolves_to).send(&delivery(url)).await
+            else {
+                panic!("{url} was delivered");
+            };
+            assert_eq!(status, None);
+            assert!(
+                error.contains("ANYREPLY_OUTBOUND_ALLOWED_HOSTS"),
+                "{url}: {error}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn creation_refuses_what_delivery_would() {
+        let private = sender("192.168.1.20");
+        let url = Url::parse("https://crm.example/hook").unwrap();
+        assert_eq!(private.check_url(&url).await.unwrap_err().class, "private");
+        let literal = Url::parse("http://[::1]:8080/hook").unwrap();
+        assert_eq!(
+            private.check_url(&literal).await.unwrap_err().class,
+            "loopback"
+        );
+        assert!(sender("93.184.216.34").check_url(&url).await.is_ok());
+    }
+}

@@ -45,8 +45,14 @@ impl Signals {
         self.notify.notify_one();
     }
 
+    /// The next round looks at every account.
     fn everything(&self) {
         *self.accounts.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Looks at every account now.
+    fn wake_for_everything(&self) {
+        self.everything();
         self.notify.notify_one();
     }
 
@@ -62,7 +68,6 @@ impl Signals {
 /// Runs until dropped.
 pub async fn run(app: App) {
     let signals = Arc::new(Signals::default());
-    signals.everything();
     let listener = tokio::spawn(listen(app.database_url.clone(), signals.clone()));
     // Aborts the listener when this future is dropped.
     let _listener = AbortOnDrop(listener);
@@ -75,7 +80,9 @@ pub async fn run(app: App) {
             Err(error) => {
                 tracing::warn!(%error, "webhook deliveries failed; trying again");
                 signals.everything();
-                RECONNECT_PAUSE
+                // Not woken early: a database that is down would be asked in a tight loop.
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                continue;
             }
         };
         tokio::select! {
@@ -205,7 +212,7 @@ async fn listen(database_url: String, signals: Arc<Signals>) {
                     tracing::warn!(%error, "could not listen for events");
                 } else {
                     // Whatever happened while not listening.
-                    signals.everything();
+                    signals.wake_for_everything();
                     let mut notifications = std::pin::pin!(conn.notifications_stream());
                     while let Some(Ok(notification)) = notifications.next().await {
                         if let Ok(account_id) = notification.payload.parse() {
@@ -217,7 +224,7 @@ async fn listen(database_url: String, signals: Arc<Signals>) {
             }
             Err(error) => tracing::warn!(%error, "could not connect to listen for events"),
         }
-        signals.everything();
+        signals.wake_for_everything();
         tokio::time::sleep(RECONNECT_PAUSE).await;
     }
 }
