@@ -156,6 +156,15 @@ async fn arrived(server: &MockServer, event_id: i64) -> usize {
 }
 
 async fn delivered(app: &TestApp, event_id: i64) -> bool {
+    deliveries_where(app, event_id, "delivered_at IS NOT NULL").await
+}
+
+async fn failure_recorded(app: &TestApp, event_id: i64) -> bool {
+    deliveries_where(app, event_id, "last_status = 500").await
+}
+
+/// Whether a delivery of `event_id` matches `condition`.
+async fn deliveries_where(app: &TestApp, event_id: i64, condition: &str) -> bool {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Count {
@@ -163,9 +172,9 @@ async fn delivered(app: &TestApp, event_id: i64) -> bool {
         n: i64,
     }
     let mut conn = app.db.connect().await;
-    let count: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM webhook_deliveries WHERE event_id = $1 AND delivered_at IS NOT NULL",
-    )
+    let count: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM webhook_deliveries WHERE event_id = $1 AND {condition}"
+    ))
     .bind::<diesel::sql_types::Int8, _>(event_id)
     .get_result(&mut conn)
     .await
@@ -454,14 +463,20 @@ async fn a_failing_conversation_waits_and_holds_up_no_other() {
 
 #[tokio::test]
 async fn pending_deliveries_survive_a_restart_and_none_goes_twice() {
-    let mut app = spawn().await;
+    // Retries far enough apart that no attempt is in flight when the server stops (one would
+    // hold its delivery for a lease).
+    let mut app = TestApp::spawn_with(|settings| {
+        fast_webhooks(settings);
+        settings.webhook_retry_schedule = vec![Duration::from_millis(500); 50];
+    })
+    .await;
     let account = app.account("1").await;
     let (server, url, failing) = receiver(None, 500, true).await;
     create(&app, &account, &url, &["operator.message"]).await;
     let conversation = Uuid::new_v4();
     let first = emit(&app, &account, conversation, EventType::OperatorMessage).await;
-    eventually("a failed attempt", || async {
-        arrived(&server, first).await >= 1
+    eventually("a failed attempt recorded", || async {
+        failure_recorded(&app, first).await
     })
     .await;
     app.stop_servers().await;
@@ -490,6 +505,48 @@ async fn pending_deliveries_survive_a_restart_and_none_goes_twice() {
     let first_at = order.iter().rposition(|(id, _)| *id == first).unwrap();
     let second_at = order.iter().position(|(id, _)| *id == second).unwrap();
     assert!(first_at < second_at, "{order:?}");
+}
+
+#[tokio::test]
+async fn two_processes_send_each_event_once() {
+    let mut app = spawn().await;
+    let settings = app.settings.clone();
+    app.start_server(settings).await;
+    let account = app.account("1").await;
+    let server = MockServer::start().await;
+    // Slow enough that both processes are at work at once.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(30)))
+        .mount(&server)
+        .await;
+    create(
+        &app,
+        &account,
+        &format!("{}/hook", server.uri()),
+        &["message.received"],
+    )
+    .await;
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        for _ in 0..8 {
+            events.push(emit(&app, &account, Uuid::new_v4(), EventType::MessageReceived).await);
+        }
+    }
+    let last = *events.last().unwrap();
+    eventually("every event", || async { delivered(&app, last).await }).await;
+    for &event_id in &events {
+        eventually("each delivery", || async {
+            delivered(&app, event_id).await
+        })
+        .await;
+    }
+    let mut arrived_ids: Vec<i64> = arrivals(&server)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    arrived_ids.sort_unstable();
+    assert_eq!(arrived_ids, events);
 }
 
 #[tokio::test]
