@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::models::event::{self, EventRow};
 use crate::models::webhook;
 use crate::models::webhook_delivery::{self, TakenDelivery};
+use crate::telemetry::metrics;
 
 /// Events read per dispatch transaction.
 const DISPATCH_BATCH: i64 = 500;
@@ -154,10 +155,17 @@ async fn record(
 ) -> diesel::QueryResult<()> {
     let (status, error) = match attempt {
         Attempt::Delivered { status } => {
+            metrics::webhook_attempt("delivered");
             return webhook_delivery::mark_delivered(conn, delivery.id, status).await;
         }
-        Attempt::Gone => (Some(410), "the receiver answered 410 Gone".to_owned()),
-        Attempt::Failed { status, error } => (status, error),
+        Attempt::Gone => {
+            metrics::webhook_attempt("gone");
+            (Some(410), "the receiver answered 410 Gone".to_owned())
+        }
+        Attempt::Failed { status, error } => {
+            metrics::webhook_attempt("failed");
+            (status, error)
+        }
     };
     let settings = &app.settings;
     let failing_for = (Utc::now() - delivery.first_attempt_at)
@@ -186,6 +194,7 @@ async fn record(
                 )
             };
             if webhook::disable(conn, delivery.webhook_id, &reason).await? {
+                metrics::webhook_disabled();
                 tracing::warn!(webhook_id = delivery.webhook_id, %reason, "webhook disabled");
             }
         }
