@@ -6,6 +6,7 @@ mod bridges;
 mod endpoints;
 mod proxy;
 mod retries;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use anyreply_server::Settings;
 use anyreply_server::models::{account, api_key};
 use anyreply_server::reply::pricing::{ModelPrice, Pricing};
 use anyreply_server::testing::{EchoModel, TestDb, spawn_server};
+use anyreply_server::tools::guard::AddressPolicy;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
 
@@ -41,6 +43,8 @@ impl Stack {
             database_url: Some(db.url().to_owned()),
             llm_base_url: format!("{}/v1", llm.uri()).parse().unwrap(),
             rate_limit_per_minute: 10_000,
+            // Webhook receivers are `wiremock` servers on loopback.
+            outbound_allowed_hosts: AddressPolicy::parse("127.0.0.1").unwrap(),
             // A reply costs 0.01, flat.
             pricing: Pricing {
                 per_reply: "0.01".parse().unwrap(),

@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::error::{ApiError, Error};
 use crate::events::Events;
-use crate::resources::{Assistants, Conversations, Tools};
+use crate::resources::{Assistants, Conversations, Tools, Webhooks};
 use crate::retry::{self, RetryPolicy};
 
 /// A client of one AnyReply server. Clones share the connection pool.
@@ -282,6 +282,11 @@ impl Client {
             .http
             .get(url)
             .bearer_auth(self.inner.api_key.expose_secret()))
+    }
+
+    /// The account's webhooks, which receive its events.
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks { client: self }
     }
 
     /// Sends one logical call, retrying by the policy. Every attempt is built afresh from the

@@ -46,6 +46,7 @@ mod error;
 mod events;
 mod resources;
 mod retry;
+pub mod webhooks;
 
 pub use anyreply_core::ErrorCode;
 pub use anyreply_core::wire::{
@@ -55,9 +56,10 @@ pub use anyreply_core::wire::{
     LlmProvider, Me, OptOutResponse, PageQuery, Role, Tool, ToolHeader, ToolInput, ToolList,
     ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
+pub use anyreply_core::wire::{Webhook, WebhookInput, WebhookPayload};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use events::{EventStream, Events, EventsQuery};
-pub use resources::{Assistants, Conversations, Tools};
+pub use resources::{Assistants, Conversations, Tools, Webhooks};
 pub use retry::RetryPolicy;
 pub use uuid::Uuid;

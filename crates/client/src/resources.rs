@@ -6,7 +6,8 @@ use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, AssistantResponse,
     ConversationHistory, ConversationPage, ConversationSummary, DeletedResponse, HistoryMessage,
     ListConversationsQuery, OperatorMessageInput, OperatorMessageResponse, OptOutInput,
-    OptOutResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse,
+    OptOutResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse, Webhook, WebhookInput,
+    WebhookList, WebhookResponse,
 };
 use futures::{Stream, TryStreamExt};
 use uuid::Uuid;
@@ -341,6 +342,48 @@ impl Tools<'_> {
     /// `DELETE /api/user/tools/{id}`.
     pub async fn delete(&self, id: i64) -> Result<(), Error> {
         let _: DeletedResponse = self.client.delete(&format!("api/user/tools/{id}")).await?;
+        Ok(())
+    }
+}
+
+/// `client.webhooks()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Webhooks<'a> {
+    pub(crate) client: &'a Client,
+}
+
+impl Webhooks<'_> {
+    /// `GET /api/user/webhooks`: every webhook of the account, in id order (without secrets).
+    pub async fn list(&self) -> Result<Vec<Webhook>, Error> {
+        let list: WebhookList = self.client.get("api/user/webhooks", &[]).await?;
+        Ok(list.data)
+    }
+
+    /// `POST /api/user/webhooks`: the answer holds the webhook's `secret`, shown only now; keep
+    /// it for [`crate::webhooks::verify`].
+    pub async fn create(&self, input: &WebhookInput) -> Result<Webhook, Error> {
+        self.create_with(input, RequestOptions::default()).await
+    }
+
+    /// [`Self::create`] with options, such as your own idempotency key.
+    pub async fn create_with(
+        &self,
+        input: &WebhookInput,
+        options: RequestOptions,
+    ) -> Result<Webhook, Error> {
+        let created: WebhookResponse = self
+            .client
+            .post("api/user/webhooks", Some(input), options)
+            .await?;
+        Ok(created.data)
+    }
+
+    /// `DELETE /api/user/webhooks/{id}`.
+    pub async fn delete(&self, id: i64) -> Result<(), Error> {
+        let _: DeletedResponse = self
+            .client
+            .delete(&format!("api/user/webhooks/{id}"))
+            .await?;
         Ok(())
     }
 }

@@ -55,6 +55,8 @@ error_codes! {
     ConversationNotFound = ("CONVERSATION_NOT_FOUND", 404, false, "Conversation not found"),
     /// The tool does not exist or belongs to another account.
     ToolNotFound = ("TOOL_NOT_FOUND", 404, false, "Tool not found"),
+    /// The webhook does not exist or belongs to another account.
+    WebhookNotFound = ("WEBHOOK_NOT_FOUND", 404, false, "Webhook not found"),
     /// No such route.
     NotFound = ("NOT_FOUND", 404, false, "Not found"),
     /// The route exists, the method does not.
@@ -67,7 +69,8 @@ error_codes! {
     ConversationOptedOut = ("CONVERSATION_OPTED_OUT", 409, false, "The customer opted out of messages; nothing is sent until they opt in again (START)"),
     /// The `Idempotency-Key` was used before with a different request.
     IdempotencyKeyReused = ("IDEMPOTENCY_KEY_REUSED", 422, false, "This Idempotency-Key was already used with a different request"),
-    /// The account already has the most assistants or tools it may have; nothing was created.
+    /// The account already has the most assistants, tools or webhooks it may have; nothing was
+    /// created.
     LimitExceeded = ("LIMIT_EXCEEDED", 422, false, "The account has reached the most it may have of this resource"),
     /// One or more fields are invalid; see `errors`.
     ValidationError = ("VALIDATION_ERROR", 422, false, "The given data was invalid"),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod limits;
 pub mod money;
 pub mod validate;
+pub mod webhook_signature;
 pub mod wire;
 
 pub use error::{ErrorBody, ErrorCode};

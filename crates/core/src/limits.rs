@@ -24,6 +24,10 @@ pub const MAX_ASSISTANT_TOOLS: usize = 32;
 pub const MAX_ASSISTANTS_PER_ACCOUNT: usize = 1_000;
 /// Most tools of one account.
 pub const MAX_TOOLS_PER_ACCOUNT: usize = 1_000;
+/// Most webhooks of one account: each event is delivered to every one of them.
+pub const MAX_WEBHOOKS_PER_ACCOUNT: usize = 20;
+/// Longest webhook URL, in characters.
+pub const MAX_WEBHOOK_URL_CHARS: usize = 2048;
 /// Largest accepted request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Page size bounds of list endpoints.

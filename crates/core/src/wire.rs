@@ -9,6 +9,7 @@ pub mod events;
 pub mod generate_reply;
 pub mod tools;
 pub mod usage;
+pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,7 @@ pub use tools::{
     ToolParameter, ToolResponse,
 };
 pub use usage::{UsageGroup, UsageQuery, UsageResponse, UsageRow};
+pub use webhooks::{Webhook, WebhookInput, WebhookList, WebhookPayload, WebhookResponse};
 
 /// The `variables` of assistants and conversations: a flat JSON object.
 pub type Variables = serde_json::Map<String, serde_json::Value>;

@@ -12,6 +12,7 @@ use crate::llm::{AnthropicClient, OpenAiClient, Providers};
 use crate::reply::queue::{InFlight, Wakeups};
 use crate::tools::ToolRunner;
 use crate::tools::guard::system_lookup;
+use crate::webhooks::WebhookSender;
 
 /// Cheap to clone: everything is behind `Arc`s or is itself a handle.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct App {
     pub llm: Providers,
     /// Calls assistants' tools.
     pub tools: ToolRunner,
+    /// Sends webhook deliveries, and checks webhook URLs against the address policy.
+    pub webhooks: WebhookSender,
     /// Messages of this process waiting for their turn, woken by `NOTIFY`.
     pub wakeups: Wakeups,
     /// Replies this process is producing, whose leases it renews.
@@ -57,13 +60,19 @@ impl App {
             retries: settings.llm_retries,
             retry_backoff: settings.llm_retry_backoff,
         };
-        let tools = ToolRunner::new(settings.tool_allowed_hosts.clone(), system_lookup())?;
+        let tools = ToolRunner::new(settings.outbound_allowed_hosts.clone(), system_lookup())?;
+        let webhooks = WebhookSender::new(
+            settings.outbound_allowed_hosts.clone(),
+            system_lookup(),
+            settings.webhook_timeout,
+        )?;
         Ok(Self {
             pool,
             database_url,
             settings: Arc::new(settings),
             llm,
             tools,
+            webhooks,
             wakeups: Wakeups::default(),
             events: EventFeed::default(),
             in_flight: InFlight::default(),

@@ -46,8 +46,20 @@ pub struct Settings {
     pub tool_max_rounds: u32,
     /// `ANYREPLY_TOOL_MAX_CALLS`: tool calls per reply.
     pub tool_max_calls: u32,
-    /// `ANYREPLY_TOOL_ALLOWED_HOSTS`: non-public hosts, addresses and networks tools may reach.
-    pub tool_allowed_hosts: AddressPolicy,
+    /// `ANYREPLY_OUTBOUND_ALLOWED_HOSTS` and the older `ANYREPLY_TOOL_ALLOWED_HOSTS`, merged:
+    /// non-public hosts, addresses and networks that tools and webhooks may reach.
+    pub outbound_allowed_hosts: AddressPolicy,
+    /// `ANYREPLY_WEBHOOK_TIMEOUT_SECS`: longest wait for a webhook receiver's answer.
+    pub webhook_timeout: Duration,
+    /// Pauses before each retry of a failed webhook delivery; past the last, the webhook is
+    /// disabled. Not an environment setting: tests shorten it.
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// How long a delivery may keep failing before its webhook is disabled. Not an environment
+    /// setting: tests shorten it.
+    pub webhook_failure_window: Duration,
+    /// How often each process looks for webhook work without being told of any, in case a
+    /// notification was lost. Not an environment setting.
+    pub webhook_recheck: Duration,
     /// `ANYREPLY_LLM_DEFAULT_MODEL`: the model of assistants that name none.
     pub llm_default_model: String,
     /// `ANYREPLY_LLM_TIMEOUT_SECS`: longest wait for one model answer.
@@ -97,7 +109,13 @@ impl Default for Settings {
             llm_retry_backoff: Duration::from_millis(500),
             tool_max_rounds: 3,
             tool_max_calls: 8,
-            tool_allowed_hosts: AddressPolicy::default(),
+            outbound_allowed_hosts: AddressPolicy::default(),
+            webhook_timeout: Duration::from_secs(10),
+            webhook_retry_schedule: [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+                .map(Duration::from_secs)
+                .to_vec(),
+            webhook_failure_window: Duration::from_secs(24 * 3600),
+            webhook_recheck: Duration::from_secs(30),
             llm_default_model: DEFAULT_MODEL.to_owned(),
             llm_timeout: Duration::from_secs(60),
             llm_max_output_tokens: 1024,
@@ -213,11 +231,26 @@ impl Settings {
             )),
             tool_max_rounds: env.parsed("ANYREPLY_TOOL_MAX_ROUNDS", d.tool_max_rounds, "3"),
             tool_max_calls: env.parsed("ANYREPLY_TOOL_MAX_CALLS", d.tool_max_calls, "8"),
-            tool_allowed_hosts: env.parsed(
-                "ANYREPLY_TOOL_ALLOWED_HOSTS",
-                d.tool_allowed_hosts,
-                "crm.internal,10.1.0.0/16",
+            outbound_allowed_hosts: env
+                .parsed(
+                    "ANYREPLY_OUTBOUND_ALLOWED_HOSTS",
+                    d.outbound_allowed_hosts,
+                    "crm.internal,10.1.0.0/16",
+                )
+                .merged(env.parsed(
+                    "ANYREPLY_TOOL_ALLOWED_HOSTS",
+                    AddressPolicy::default(),
+                    "crm.internal,10.1.0.0/16",
+                )),
+            webhook_timeout: secs(
+                env,
+                "ANYREPLY_WEBHOOK_TIMEOUT_SECS",
+                d.webhook_timeout,
+                "10",
             ),
+            webhook_retry_schedule: d.webhook_retry_schedule,
+            webhook_failure_window: d.webhook_failure_window,
+            webhook_recheck: d.webhook_recheck,
             llm_default_model: env
                 .text("ANYREPLY_LLM_DEFAULT_MODEL")
                 .unwrap_or(d.llm_default_model),
@@ -288,6 +321,21 @@ fn parse_model_prices(table: &str) -> anyhow::Result<HashMap<String, ModelPrice>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_allowed_hosts_settings_count() {
+        let mut env = Env::from_vars(
+            [
+                ("ANYREPLY_OUTBOUND_ALLOWED_HOSTS", "crm.internal"),
+                ("ANYREPLY_TOOL_ALLOWED_HOSTS", "10.1.0.0/16"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        );
+        let policy = Settings::read(&mut env).outbound_allowed_hosts;
+        assert!(policy.allows_host("crm.internal"));
+        assert!(policy.check_ip("10.1.2.3".parse().unwrap()).is_ok());
+        assert!(policy.check_ip("10.2.0.1".parse().unwrap()).is_err());
+    }
 
     #[test]
     fn model_prices_parse() {

@@ -2,7 +2,7 @@
 //!
 //! Layout: [`router`] lists every route; [`controllers`] hold the handlers; [`reply`] is the
 //! generate-reply engine; [`models`] are the rows and their queries; [`llm`] speaks to model
-//! providers; [`config`] reads the settings.
+//! providers; [`webhooks`] delivers events; [`config`] reads the settings.
 
 pub mod app;
 pub mod cli;
@@ -25,6 +25,7 @@ pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tools;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub use config::Settings;
 
 /// How often each process looks for replies abandoned by a stopped process.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long delivered webhook deliveries are kept, for operators looking into one.
+const DELIVERIES_KEPT_DAYS: i32 = 3;
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
@@ -43,18 +46,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let background = [
-        tokio::spawn(sweep_abandoned_replies(app.clone())),
-        tokio::spawn(app.wakeups.clone().listen(app.database_url.clone())),
-        tokio::spawn(app.events.clone().listen(app.database_url.clone())),
-        tokio::spawn(app.in_flight.clone().renew(app.clone())),
-    ];
+    // Dropped, the set aborts its tasks: when serving ends, and when this future is dropped.
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(sweep_abandoned_replies(app.clone()));
+    background.spawn(app.wakeups.clone().listen(app.database_url.clone()));
+    background.spawn(app.events.clone().listen(app.database_url.clone()));
+    background.spawn(app.in_flight.clone().renew(app.clone()));
+    background.spawn(webhooks::worker::run(app.clone()));
     let result = axum::serve(listener, router::router(app))
         .with_graceful_shutdown(shutdown)
         .await;
-    for task in background {
-        task.abort();
-    }
+    drop(background);
     result
 }
 
@@ -71,5 +73,14 @@ async fn sweep_abandoned_replies(app: App) {
         if let Err(error) = events::purge_old(&app).await {
             tracing::warn!(%error, "purging old events failed");
         }
+        if let Err(error) = purge_delivered_webhooks(&app).await {
+            tracing::warn!(%error, "purging delivered webhook deliveries failed");
+        }
     }
+}
+
+async fn purge_delivered_webhooks(app: &App) -> anyhow::Result<()> {
+    let mut conn = app.db().await?;
+    models::webhook_delivery::purge_older_than(&mut conn, DELIVERIES_KEPT_DAYS).await?;
+    Ok(())
 }

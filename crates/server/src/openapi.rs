@@ -21,6 +21,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
+    webhooks,
 };
 
 /// Where the document is served.
@@ -59,13 +60,16 @@ pub const API_KEY: &str = "api_key";
         tools::get_tool,
         tools::update_tool,
         tools::delete_tool,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
         me::get_me,
         usage::get_usage,
         health::get_health,
         health::get_ready,
         metrics::get_metrics,
     ),
-    components(schemas(ErrorBody, ErrorCode)),
+    components(schemas(ErrorBody, ErrorCode, anyreply_core::wire::WebhookPayload)),
     modifiers(&CommonAnswers, &RequiredOnCreate),
     tags(
         (name = "replies", description = "The AI reply to a customer's message"),
@@ -73,6 +77,7 @@ pub const API_KEY: &str = "api_key";
         (name = "conversations", description = "Conversations, their history, and human takeover"),
         (name = "tools", description = "HTTP endpoints of yours the model may call"),
         (name = "events", description = "Every change to a conversation, as it happens"),
+        (name = "webhooks", description = "Your URLs that receive the account's events, signed (Standard Webhooks)"),
         (name = "account", description = "The calling account"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )

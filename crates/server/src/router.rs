@@ -6,12 +6,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
+    webhooks,
 };
 use crate::error::ApiError;
 use crate::telemetry;
@@ -60,6 +61,11 @@ pub fn router(app: App) -> Router {
                 .put(tools::update_tool)
                 .delete(tools::delete_tool),
         )
+        .route(
+            "/api/user/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route("/api/user/webhooks/{id}", delete(webhooks::delete_webhook))
         .route("/api/user/me", get(me::get_me))
         .route("/api/user/usage", get(usage::get_usage))
         .route("/api/events", get(events::get_events))

@@ -148,7 +148,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Int8,
+        account_id -> Int8,
+        url -> Text,
+        event_types -> Array<Text>,
+        secret -> Text,
+        dispatched_up_to -> Int8,
+        disabled_at -> Nullable<Timestamptz>,
+        disabled_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Int8,
+        webhook_id -> Int8,
+        event_id -> Int8,
+        conversation_id -> Uuid,
+        body -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        first_attempt_at -> Nullable<Timestamptz>,
+        delivered_at -> Nullable<Timestamptz>,
+        last_status -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(tools -> accounts (account_id));
+diesel::joinable!(webhooks -> accounts (account_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(assistants -> accounts (account_id));
 diesel::joinable!(conversations -> assistants (assistant_id));
@@ -165,4 +198,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     pending_replies,
     tool_calls,
     tools,
+    webhook_deliveries,
+    webhooks,
 );

@@ -282,3 +282,53 @@ async fn assistant_lists_read_unpaged_answers_and_stop_on_a_repeated_cursor() {
     assert_eq!(ids, [3, 3]);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn webhooks_are_created_listed_and_deleted() {
+    use anyreply_client::{EventType, WebhookInput};
+    let server = MockServer::start().await;
+    let webhook = json!({
+        "id": 7, "url": "https://crm.example.com/hook", "events": ["reply.created"],
+        "enabled": true, "disabled_at": null, "disabled_reason": null,
+        "created_at": "2026-12-02T10:00:00Z"
+    });
+    let mut created = webhook.clone();
+    created["secret"] = json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    Mock::given(method("POST"))
+        .and(path("/api/user/webhooks"))
+        .and(body_json(
+            json!({ "url": "https://crm.example.com/hook", "events": ["reply.created"] }),
+        ))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "status": true, "data": created })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/user/webhooks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": [webhook] })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/user/webhooks/7"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": true, "message": "Webhook deleted" })),
+        )
+        .mount(&server)
+        .await;
+    let sdk = client(&server, fast_policy());
+    let input = WebhookInput {
+        url: "https://crm.example.com/hook".into(),
+        events: vec![EventType::ReplyCreated],
+    };
+    let made = sdk.webhooks().create(&input).await.unwrap();
+    assert_eq!(
+        made.secret.as_deref(),
+        Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    );
+    let listed = sdk.webhooks().list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].enabled && listed[0].secret.is_none());
+    sdk.webhooks().delete(7).await.unwrap();
+}

@@ -10,3 +10,4 @@ pub mod me;
 pub mod metrics;
 pub mod tools;
 pub mod usage;
+pub mod webhooks;

@@ -144,6 +144,14 @@ pub async fn after(
     query.load(conn).await
 }
 
+/// Subscribes `conn` to [`CHANNEL`]; its notifications then arrive on the connection.
+pub async fn listen(conn: &mut diesel_async::AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Deletes events older than `days` days, a batch at a time; returns how many.
 pub async fn purge_older_than(conn: &mut impl Conn, days: i32) -> QueryResult<usize> {
     diesel::sql_query(

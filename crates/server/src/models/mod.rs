@@ -14,6 +14,8 @@ pub mod quota;
 pub mod tool;
 pub mod tool_call;
 pub mod usage;
+pub mod webhook;
+pub mod webhook_delivery;
 
 use serde_json::{Map, Value};
 

@@ -72,6 +72,14 @@ fn describe() {
          result), refused (unknown function or over the cap)"
     );
     describe_counter!(
+        "anyreply_webhook_attempts_total",
+        "Webhook delivery attempts by outcome: delivered, failed, gone (410)"
+    );
+    describe_counter!(
+        "anyreply_webhooks_disabled_total",
+        "Webhooks disabled for failing too long or answering 410 Gone"
+    );
+    describe_counter!(
         "anyreply_rate_limit_refusals_total",
         "generate-reply calls refused by the per-key rate limit"
     );
@@ -136,6 +144,16 @@ pub enum Phase {
     Model,
     Tool,
     Database,
+}
+
+/// One webhook delivery attempt: `delivered`, `failed` or `gone`.
+pub fn webhook_attempt(outcome: &'static str) {
+    counter!("anyreply_webhook_attempts_total", "outcome" => outcome).increment(1);
+}
+
+/// A webhook was disabled.
+pub fn webhook_disabled() {
+    counter!("anyreply_webhooks_disabled_total").increment(1);
 }
 
 pub fn phase(phase: Phase, took: Duration) {

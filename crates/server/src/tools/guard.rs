@@ -79,8 +79,9 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
-/// The operator's exceptions (`ANYREPLY_TOOL_ALLOWED_HOSTS`): host names, addresses and
-/// networks that tools may reach although they are not public.
+/// The operator's exceptions (`ANYREPLY_OUTBOUND_ALLOWED_HOSTS`, `ANYREPLY_TOOL_ALLOWED_HOSTS`):
+/// host names, addresses and networks that tools and webhooks may reach although they are not
+/// public.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
     hosts: Vec<String>,
@@ -117,6 +118,13 @@ impl AddressPolicy {
         Ok(policy)
     }
 
+    /// Both policies' exceptions.
+    pub fn merged(mut self, other: Self) -> Self {
+        self.hosts.extend(other.hosts);
+        self.networks.extend(other.networks);
+        self
+    }
+
     pub fn allows_host(&self, host: &str) -> bool {
         self.hosts
             .iter()
@@ -134,7 +142,7 @@ impl AddressPolicy {
     }
 }
 
-/// A tool's endpoint resolved to an address it may not reach.
+/// A tool's endpoint or a webhook's URL resolved to an address it may not reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedAddress {
     pub ip: IpAddr,
@@ -145,13 +153,53 @@ impl std::fmt::Display for RefusedAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the endpoint's address {} is {} and not allowed; the server's ANYREPLY_TOOL_ALLOWED_HOSTS can allow it",
+            "the address {} is {} and not allowed; the server's ANYREPLY_OUTBOUND_ALLOWED_HOSTS can allow it",
             self.ip, self.class
         )
     }
 }
 
 impl std::error::Error for RefusedAddress {}
+
+/// An HTTP client that connects only where `policy` allows: names are resolved by
+/// [`GuardedResolver`] alone; no redirects (one could lead anywhere) and no proxy (it would
+/// connect for us, unchecked). Check an address written in a URL with [`literal_address`].
+pub fn guarded_client(
+    policy: Arc<AddressPolicy>,
+    lookup: Lookup,
+    timeout: Option<std::time::Duration>,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver { policy, lookup }))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("anyreply/", env!("CARGO_PKG_VERSION")));
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder.build()
+}
+
+/// The address a URL names directly, which no resolver sees.
+pub fn literal_address(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(ip.into()),
+        url::Host::Ipv6(ip) => Some(ip.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// The refused address somewhere in `error`'s causes.
+pub fn refused_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a RefusedAddress> {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<RefusedAddress>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
 
 /// Looks a host name up. The system resolver in production; tests substitute their own.
 pub type Lookup = Arc<

@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyreply_core::wire::{HttpMethod, ToolParameter};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
-use url::{Host, Url};
+use url::Url;
 
 use crate::llm::FunctionSpec;
 use crate::models::tool::ToolRow;
-use guard::{AddressPolicy, GuardedResolver, Lookup, RefusedAddress};
+use guard::{AddressPolicy, Lookup, guarded_client, literal_address, refused_in};
 
 /// Most bytes of an endpoint's response that are read; the rest is never downloaded.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -116,16 +116,7 @@ pub struct ToolRunner {
 impl ToolRunner {
     pub fn new(policy: AddressPolicy, lookup: Lookup) -> anyhow::Result<Self> {
         let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-                lookup,
-            }))
-            // A redirect could lead anywhere; a proxy would connect for us, unchecked.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("anyreply/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = guarded_client(policy.clone(), lookup, None)?;
         Ok(Self { http, policy })
     }
 
@@ -142,12 +133,7 @@ impl ToolRunner {
             );
         };
         // The resolver checks names; an address written in the URL is checked here.
-        let literal = match url.host() {
-            Some(Host::Ipv4(ip)) => Some(ip.into()),
-            Some(Host::Ipv6(ip)) => Some(ip.into()),
-            _ => None,
-        };
-        if let Some(Err(refused)) = literal.map(|ip| self.policy.check_ip(ip)) {
+        if let Some(Err(refused)) = literal_address(&url).map(|ip| self.policy.check_ip(ip)) {
             return ToolOutcome::error("refused_address", refused.to_string());
         }
         let method = tool.method();
@@ -204,12 +190,8 @@ impl ToolRunner {
 }
 
 fn send_error(error: &reqwest::Error) -> ToolOutcome {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<RefusedAddress>() {
-            return ToolOutcome::error("refused_address", refused.to_string());
-        }
-        source = cause.source();
+    if let Some(refused) = refused_in(error) {
+        return ToolOutcome::error("refused_address", refused.to_string());
     }
     if error.is_timeout() {
         ToolOutcome::error("timeout", "the endpoint did not answer in time")

@@ -70,7 +70,7 @@ fn booking_model(request: &Request) -> ResponseTemplate {
 
 async fn harness() -> Harness {
     let mut app = TestApp::spawn_with(|s| {
-        s.tool_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
+        s.outbound_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
         s.llm_retries = 0;
     })
     .await;

@@ -327,7 +327,7 @@ async fn a_retry_after_a_failure_past_a_tool_call_reuses_the_call() {
     use wiremock::{Mock, MockServer, Request};
 
     let app = TestApp::spawn_with(|s| {
-        s.tool_allowed_hosts =
+        s.outbound_allowed_hosts =
             anyreply_server::tools::guard::AddressPolicy::parse("127.0.0.1").unwrap();
         s.llm_retries = 0;
     })

@@ -26,3 +26,4 @@ mod telemetry;
 mod tool_loop;
 mod tools;
 mod util;
+mod webhooks;

@@ -17,7 +17,7 @@ async fn spawn_with_anthropic(
     TestApp::spawn_with(move |s| {
         s.anthropic_base_url = base.parse().unwrap();
         s.anthropic_api_key = Some("sk-ant-test".to_owned().into());
-        s.tool_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
+        s.outbound_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
         configure(s);
     })
     .await

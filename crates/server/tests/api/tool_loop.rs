@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use crate::util::{TestAccount, TestApp, body_of, chat_completion, money, openai_tool_calls};
 
 fn allow_local(settings: &mut Settings) {
-    settings.tool_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
+    settings.outbound_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
 }
 
 async fn create_tool(app: &TestApp, account: &TestAccount, tool: Value) -> i64 {
@@ -392,7 +392,10 @@ async fn tools_cannot_reach_this_machine_by_address_or_by_name() {
         let message = call["result"]["message"].as_str().unwrap();
         assert!(message.contains(class), "{call}");
         // The refusal says which setting would allow it.
-        assert!(message.contains("ANYREPLY_TOOL_ALLOWED_HOSTS"), "{call}");
+        assert!(
+            message.contains("ANYREPLY_OUTBOUND_ALLOWED_HOSTS"),
+            "{call}"
+        );
     }
     assert_eq!(
         target.received_requests().await.unwrap().len(),

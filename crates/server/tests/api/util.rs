@@ -112,6 +112,14 @@ impl TestApp {
         base
     }
 
+    /// Stops every server process started so far, with its background tasks, as a restart would.
+    pub async fn stop_servers(&mut self) {
+        for server in self.servers.drain(..) {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
     pub async fn account(&self, balance: &str) -> TestAccount {
         let mut conn = self.db.connect().await;
         let id = account::create(&mut conn, "Acme", Some("ops@acme.test"), money(balance))
