@@ -7,7 +7,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
-use crate::events::EventFeed;
 use crate::llm::{AnthropicClient, OpenAiClient, Providers};
 use crate::reply::queue::{InFlight, Wakeups};
 use crate::tools::ToolRunner;
@@ -33,8 +32,6 @@ pub struct App {
     pub wakeups: Wakeups,
     /// Replies this process is producing, whose leases it renews.
     pub in_flight: InFlight,
-    /// Wakes this process's event streams.
-    pub events: EventFeed,
     /// Renders the process's metrics for `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -74,7 +71,6 @@ impl App {
             tools,
             webhooks,
             wakeups: Wakeups::default(),
-            events: EventFeed::default(),
             in_flight: InFlight::default(),
             metrics: crate::telemetry::metrics::recorder(),
         })

@@ -57,8 +57,8 @@ pub struct Settings {
     /// How long a delivery may keep failing before its webhook is disabled. Not an environment
     /// setting: tests shorten it.
     pub webhook_failure_window: Duration,
-    /// How often each process looks for webhook work without being told of any, in case a
-    /// notification was lost. Not an environment setting.
+    /// How often each process looks for new events to deliver to webhooks (sooner when a
+    /// retry falls due). Not an environment setting.
     pub webhook_recheck: Duration,
     /// `ANYREPLY_LLM_DEFAULT_MODEL`: the model of assistants that name none.
     pub llm_default_model: String,
@@ -115,7 +115,7 @@ impl Default for Settings {
                 .map(Duration::from_secs)
                 .to_vec(),
             webhook_failure_window: Duration::from_secs(24 * 3600),
-            webhook_recheck: Duration::from_secs(30),
+            webhook_recheck: Duration::from_secs(1),
             llm_default_model: DEFAULT_MODEL.to_owned(),
             llm_timeout: Duration::from_secs(60),
             llm_max_output_tokens: 1024,

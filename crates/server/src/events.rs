@@ -1,72 +1,21 @@
-//! The event feed: each process LISTENs once for new events (`anyreply_events`, payload the
-//! account) and wakes the streams of that account, which then read what is new from the
-//! `events` table. The table, not the notification, is the truth: a stream resumes from any id,
-//! and a lost notification only delays it until the next check.
+//! The account's event streams: each reads what is new from the `events` table, and when
+//! nothing is, looks again shortly. The table is the truth: a stream resumes from any id.
+//! (Not `NOTIFY`: PostgreSQL serialises the commits of every notifying transaction, and every
+//! change writes an event.)
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyreply_core::wire::Event;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures::{Stream, StreamExt};
-use tokio::sync::broadcast;
+use futures::Stream;
 
 use crate::app::App;
 use crate::models::event::{self, EventFilter};
 
 /// Most events read at once.
 const BATCH: i64 = 100;
-/// How long a stream waits for a notification before it looks anyway.
-const RECHECK: Duration = Duration::from_secs(5);
-/// Pause before the listener connects again.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
-/// A notification for every account: the listener reconnected and may have missed some.
-const EVERYONE: i64 = 0;
-
-/// Wakes the event streams of this process.
-#[derive(Debug, Clone)]
-pub struct EventFeed {
-    accounts: broadcast::Sender<i64>,
-}
-
-impl Default for EventFeed {
-    fn default() -> Self {
-        Self {
-            accounts: broadcast::channel(1024).0,
-        }
-    }
-}
-
-impl EventFeed {
-    /// Listens until dropped, connecting again whenever the connection is lost.
-    pub async fn listen(self, database_url: String) {
-        loop {
-            match AsyncPgConnection::establish(&database_url).await {
-                Ok(mut conn) => {
-                    let listening = diesel::sql_query(format!("LISTEN {}", event::CHANNEL))
-                        .execute(&mut conn)
-                        .await;
-                    match listening {
-                        Err(error) => tracing::warn!(%error, "could not listen for events"),
-                        Ok(_) => {
-                            let _ = self.accounts.send(EVERYONE);
-                            let mut notifications = std::pin::pin!(conn.notifications_stream());
-                            while let Some(Ok(notification)) = notifications.next().await {
-                                if let Ok(account_id) = notification.payload.parse() {
-                                    let _ = self.accounts.send(account_id);
-                                }
-                            }
-                            tracing::warn!("lost the connection listening for events");
-                        }
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "could not connect to listen for events"),
-            }
-            let _ = self.accounts.send(EVERYONE);
-            tokio::time::sleep(RECONNECT_PAUSE).await;
-        }
-    }
-}
+/// How long an idle stream waits before it looks again: the most an event waits to be sent.
+const POLL: Duration = Duration::from_millis(250);
 
 /// The account's events after `after_id` that pass `filter`, in order, forever: what is
 /// stored first, then each new one as it commits.
@@ -82,12 +31,8 @@ pub fn stream(
         after_id: i64,
         filter: EventFilter,
         read: VecDeque<Event>,
-        // Subscribed before the first read, so no notification is missed between a read and
-        // the wait after it.
-        woken: broadcast::Receiver<i64>,
     }
     let reader = Reader {
-        woken: app.events.accounts.subscribe(),
         app,
         account_id,
         after_id,
@@ -116,20 +61,7 @@ pub fn stream(
                 }
                 Err(error) => tracing::warn!(%error, "could not read events"),
             }
-            let account_id = reader.account_id;
-            let woken = async {
-                loop {
-                    match reader.woken.recv().await {
-                        Ok(id) if id == account_id || id == EVERYONE => return,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return,
-                        Err(broadcast::error::RecvError::Closed) => {
-                            std::future::pending::<()>().await
-                        }
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(RECHECK, woken).await;
+            tokio::time::sleep(POLL).await;
         }
     })
 }

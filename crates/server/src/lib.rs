@@ -50,7 +50,6 @@ pub async fn serve(
     let mut background = tokio::task::JoinSet::new();
     background.spawn(sweep_abandoned_replies(app.clone()));
     background.spawn(app.wakeups.clone().listen(app.database_url.clone()));
-    background.spawn(app.events.clone().listen(app.database_url.clone()));
     background.spawn(app.in_flight.clone().renew(app.clone()));
     background.spawn(webhooks::worker::run(app.clone()));
     let result = axum::serve(listener, router::router(app))

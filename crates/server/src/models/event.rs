@@ -16,9 +16,6 @@ use uuid::Uuid;
 use crate::db::{Conn, KeepPrepared};
 use crate::schema::events;
 
-/// The channel an insert notifies, with the account's id as payload, at commit.
-pub const CHANNEL: &str = "anyreply_events";
-
 /// An event to record. Its conversation's assistant and customer, and its message (by place),
 /// are read from their rows, so the event says exactly what was stored.
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +49,8 @@ struct Inserted {
     id: i64,
 }
 
-/// Records `event` and notifies [`CHANNEL`] (delivered when the transaction commits); returns
-/// its id. Locks the account's row until the transaction ends. The message's JSON is the wire
+/// Records `event`; returns its id. No `NOTIFY`: PostgreSQL serialises the commits of all
+/// notifying transactions on one lock, which halved the replies per second; readers poll. Locks the account's row until the transaction ends. The message's JSON is the wire
 /// `EventMessage` (money in currency units, like `Money`).
 pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> {
     let inserted: Inserted = diesel::sql_query(
@@ -71,7 +68,7 @@ pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> 
              SELECT $1, next.id, $2, c.id, c.assistant_id, c.customer_identifier, (SELECT json FROM message)
              FROM next, conversations c WHERE c.id = $3 AND c.account_id = $1
              RETURNING id)
-         SELECT event.id FROM event CROSS JOIN LATERAL (SELECT pg_notify('anyreply_events', $1::text)) AS notified",
+         SELECT event.id FROM event",
     )
     .bind::<Int8, _>(event.account_id)
     .bind::<Text, _>(event.kind.as_str())
@@ -142,14 +139,6 @@ pub async fn after(
         query = query.filter(events::conversation_id.eq(conversation_id));
     }
     query.load(conn).await
-}
-
-/// Subscribes `conn` to [`CHANNEL`]; its notifications then arrive on the connection.
-pub async fn listen(conn: &mut diesel_async::AsyncPgConnection) -> QueryResult<()> {
-    diesel::sql_query(format!("LISTEN {CHANNEL}"))
-        .execute(conn)
-        .await
-        .map(drop)
 }
 
 /// Deletes events older than `days` days, a batch at a time; returns how many.

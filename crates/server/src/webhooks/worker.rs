@@ -1,20 +1,17 @@
 //! The webhook worker of one process: dispatches new events into deliveries and sends the due
-//! ones, woken by `NOTIFY anyreply_events` (with the account's id) and by the next due retry,
-//! with a slow periodic check in case a notification was lost.
+//! ones, every `webhook_recheck` (1 s) or sooner when a retry falls due. It polls rather than
+//! listens: events are written without `NOTIFY`, which would serialise every commit.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyreply_core::wire::WebhookPayload;
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::StreamExt;
-use tokio::sync::Notify;
 
 use super::Attempt;
 use crate::app::App;
-use crate::models::event::{self, EventRow};
+use crate::models::event::EventRow;
 use crate::models::webhook;
 use crate::models::webhook_delivery::{self, TakenDelivery};
 use crate::telemetry::metrics;
@@ -25,87 +22,30 @@ const DISPATCH_BATCH: i64 = 500;
 const SEND_BATCH: i64 = 32;
 /// How long a taken delivery stays with its sender beyond the receiver's timeout.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
-/// Pause before the listener connects again after losing its connection, and after an error.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
-
-/// What the listener learnt since the worker last looked.
-#[derive(Debug, Default)]
-struct Signals {
-    notify: Notify,
-    /// Accounts with new events; `None`: look at every account (a notification may be lost).
-    accounts: Mutex<Option<HashSet<i64>>>,
-}
-
-impl Signals {
-    fn account(&self, account_id: i64) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(set) = accounts.as_mut() {
-            set.insert(account_id);
-        }
-        drop(accounts);
-        self.notify.notify_one();
-    }
-
-    /// The next round looks at every account.
-    fn everything(&self) {
-        *self.accounts.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    /// Looks at every account now.
-    fn wake_for_everything(&self) {
-        self.everything();
-        self.notify.notify_one();
-    }
-
-    /// What to dispatch now; the next call starts afresh.
-    fn take(&self) -> Option<Vec<i64>> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-        accounts
-            .replace(HashSet::new())
-            .map(|set| set.into_iter().collect())
-    }
-}
+/// Pause after an error (the database down, say) before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Runs until dropped.
 pub async fn run(app: App) {
-    let signals = Arc::new(Signals::default());
-    let listener = tokio::spawn(listen(app.database_url.clone(), signals.clone()));
-    // Aborts the listener when this future is dropped.
-    let _listener = AbortOnDrop(listener);
     loop {
-        let accounts = signals.take();
-        let wait = match work(&app, accounts.as_deref()).await {
+        let wait = match work(&app).await {
             Ok(next_due) => next_due.map_or(app.settings.webhook_recheck, |due| {
                 due.min(app.settings.webhook_recheck)
             }),
             Err(error) => {
                 tracing::warn!(%error, "webhook deliveries failed; trying again");
-                signals.everything();
-                // Not woken early: a database that is down would be asked in a tight loop.
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-                continue;
+                RETRY_PAUSE
             }
         };
-        tokio::select! {
-            () = signals.notify.notified() => {}
-            () = tokio::time::sleep(wait) => signals.everything(),
-        }
+        tokio::time::sleep(wait).await;
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Dispatches the events of `accounts` (every account: `None`), sends every due delivery,
-/// and says when the next one is due.
-async fn work(app: &App, accounts: Option<&[i64]>) -> anyhow::Result<Option<Duration>> {
+/// Dispatches new events of every webhook into deliveries, sends every due delivery, and says
+/// when the next one is due.
+async fn work(app: &App) -> anyhow::Result<Option<Duration>> {
     let mut conn = app.db().await?;
-    for webhook_id in webhook::behind(&mut conn, accounts).await? {
+    for webhook_id in webhook::behind(&mut conn, None).await? {
         while webhook_delivery::dispatch(&mut conn, webhook_id, DISPATCH_BATCH, payload_of).await?
             == DISPATCH_BATCH as usize
         {}
@@ -209,31 +149,5 @@ fn humanise(duration: Duration) -> String {
         secs @ 7200.. => format!("{} hours", secs / 3600),
         secs @ 120.. => format!("{} minutes", secs / 60),
         secs => format!("{secs} seconds"),
-    }
-}
-
-/// Wakes the worker for each account with new events, and for everything after (re)connecting.
-async fn listen(database_url: String, signals: Arc<Signals>) {
-    loop {
-        match AsyncPgConnection::establish(&database_url).await {
-            Ok(mut conn) => {
-                if let Err(error) = event::listen(&mut conn).await {
-                    tracing::warn!(%error, "could not listen for events");
-                } else {
-                    // Whatever happened while not listening.
-                    signals.wake_for_everything();
-                    let mut notifications = std::pin::pin!(conn.notifications_stream());
-                    while let Some(Ok(notification)) = notifications.next().await {
-                        if let Ok(account_id) = notification.payload.parse() {
-                            signals.account(account_id);
-                        }
-                    }
-                    tracing::warn!("lost the connection listening for events; reconnecting");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "could not connect to listen for events"),
-        }
-        signals.wake_for_everything();
-        tokio::time::sleep(RECONNECT_PAUSE).await;
     }
 }
