@@ -21,21 +21,7 @@ async fn an_sms_through_the_twilio_bridge_is_answered_and_charged_once() {
     };
     let assistant = client.assistants().create(&input).await.unwrap();
 
-    let twilio_api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&twilio_api)
-        .await;
-    let settings = TwilioSettings {
-        account_sid: "AC1".into(),
-        auth_token: "token".to_owned().into(),
-        public_url: "https://sms.example.com/twilio/sms".into(),
-        api_url: twilio_api.uri().parse().unwrap(),
-        messaging_service_sid: None,
-        mode: ReplyMode::Rest,
-        max_chars: 1600,
-        send_backoff: Duration::from_millis(10),
-    };
+    let (twilio_api, settings) = twilio().await;
     let params: Vec<(String, String)> = [
         ("MessageSid", "SM42"),
         ("From", "+15550001111"),
@@ -181,21 +167,7 @@ async fn an_operator_message_reaches_the_customer_by_sms_and_stop_is_remembered(
         })
         .await
         .unwrap();
-    let twilio_api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&twilio_api)
-        .await;
-    let settings = TwilioSettings {
-        account_sid: "AC1".into(),
-        auth_token: "token".to_owned().into(),
-        public_url: "https://sms.example.com/twilio/sms".into(),
-        api_url: twilio_api.uri().parse().unwrap(),
-        messaging_service_sid: None,
-        mode: ReplyMode::Rest,
-        max_chars: 1600,
-        send_backoff: Duration::from_millis(10),
-    };
+    let (twilio_api, settings) = twilio().await;
     let state_dir = std::env::temp_dir().join(format!("anyreply-e2e-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&state_dir).unwrap();
     let bridge = Bridge {
@@ -315,4 +287,25 @@ async fn an_operator_message_reaches_the_customer_by_sms_and_stop_is_remembered(
     running.await.unwrap().unwrap();
     assert_eq!(bodies().await.len(), 2, "something more was sent");
     std::fs::remove_dir_all(state_dir).unwrap();
+}
+
+/// A `wiremock` Twilio REST API that accepts every message, and bridge settings for it (auth
+/// token `token`, webhook URL `https://sms.example.com/twilio/sms`).
+async fn twilio() -> (MockServer, TwilioSettings) {
+    let api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&api)
+        .await;
+    let settings = TwilioSettings {
+        account_sid: "AC1".into(),
+        auth_token: "token".to_owned().into(),
+        public_url: "https://sms.example.com/twilio/sms".into(),
+        api_url: api.uri().parse().unwrap(),
+        messaging_service_sid: None,
+        mode: ReplyMode::Rest,
+        max_chars: 1600,
+        send_backoff: Duration::from_millis(10),
+    };
+    (api, settings)
 }
