@@ -146,13 +146,13 @@ impl Conversations<'_> {
         customer_identifier: impl Into<String>,
         options: RequestOptions,
     ) -> Result<OptOutResponse, Error> {
-        let input = OptOutInput {
+        self.consent(
+            "api/automate/opt-out",
             assistant_id,
-            customer_identifier: customer_identifier.into(),
-        };
-        self.client
-            .post("api/automate/opt-out", Some(&input), options)
-            .await
+            customer_identifier,
+            options,
+        )
+        .await
     }
 
     /// `POST /api/automate/opt-in`: the customer takes messages again (an SMS `START`).
@@ -172,13 +172,28 @@ impl Conversations<'_> {
         customer_identifier: impl Into<String>,
         options: RequestOptions,
     ) -> Result<OptOutResponse, Error> {
+        self.consent(
+            "api/automate/opt-in",
+            assistant_id,
+            customer_identifier,
+            options,
+        )
+        .await
+    }
+
+    /// Opt-out and opt-in share their body and answer.
+    async fn consent(
+        &self,
+        path: &str,
+        assistant_id: i64,
+        customer_identifier: impl Into<String>,
+        options: RequestOptions,
+    ) -> Result<OptOutResponse, Error> {
         let input = OptOutInput {
             assistant_id,
             customer_identifier: customer_identifier.into(),
         };
-        self.client
-            .post("api/automate/opt-in", Some(&input), options)
-            .await
+        self.client.post(path, Some(&input), options).await
     }
 }
 

@@ -62,22 +62,12 @@ pub const OPT_IN_WORDS: &[&str] = &["START", "UNSTOP"];
 /// operator messages are sent from it.
 pub const BUSINESS_NUMBER: &str = "business_number";
 
+/// Twilio's help words, which it answers itself.
+pub const HELP_WORDS: &[&str] = &["HELP", "INFO"];
+
 /// Keywords Twilio handles itself (opt-out, opt-in, help): never questions for the AI.
 /// `YES`, an opt-in keyword only for some senders, is an everyday answer and goes through.
-pub const KEYWORDS: &[&str] = &[
-    "STOP",
-    "STOPALL",
-    "UNSUBSCRIBE",
-    "CANCEL",
-    "END",
-    "QUIT",
-    "REVOKE",
-    "OPTOUT",
-    "START",
-    "UNSTOP",
-    "HELP",
-    "INFO",
-];
+pub const KEYWORDS: [&[&str]; 3] = [OPT_OUT_WORDS, OPT_IN_WORDS, HELP_WORDS];
 
 /// How the reply travels back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,7 +374,7 @@ async fn inbound(
         return twiml_response(&[]);
     }
     let is_keyword = |words: &[&str]| words.iter().any(|k| text.trim().eq_ignore_ascii_case(k));
-    if is_keyword(KEYWORDS) {
+    if KEYWORDS.iter().any(|words| is_keyword(words)) {
         metrics::message_in(CHANNEL, None);
         tracing::info!(%sid, "a keyword Twilio handles itself; not sent to the AI");
         let consent = if is_keyword(OPT_OUT_WORDS) {

@@ -40,8 +40,5 @@ pub async fn get_metrics(
                 .with_message("/metrics wants the ANYREPLY_METRICS_TOKEN as a Bearer token"));
         }
     }
-    Ok((
-        [(header::CONTENT_TYPE, EXPOSITION)],
-        metrics::render(&app, &app.metrics),
-    ))
+    Ok(([(header::CONTENT_TYPE, EXPOSITION)], metrics::render(&app)))
 }

@@ -131,19 +131,13 @@ pub async fn disable(conn: &mut AsyncPgConnection, id: i64, reason: &str) -> Que
 }
 
 /// The enabled webhooks with events not yet dispatched, of `accounts` (all accounts: `None`).
-pub async fn behind(
-    conn: &mut AsyncPgConnection,
-    accounts: Option<&[i64]>,
-) -> QueryResult<Vec<i64>> {
-    let mut query = webhooks::table
+pub async fn behind(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
+    webhooks::table
         .inner_join(accounts::table)
         .filter(webhooks::disabled_at.is_null())
         .filter(webhooks::dispatched_up_to.lt(accounts::last_event_id))
         .select(webhooks::id)
         .order(webhooks::id.asc())
-        .into_boxed();
-    if let Some(ids) = accounts {
-        query = query.filter(webhooks::account_id.eq_any(ids));
-    }
-    query.load(conn).await
+        .load(conn)
+        .await
 }

@@ -207,7 +207,7 @@ pub fn tool_call(outcome: ToolCallOutcome) {
 }
 
 /// The exposition text, with the gauges read now: the pool and the replies in flight.
-pub fn render(app: &App, handle: &PrometheusHandle) -> String {
+pub fn render(app: &App) -> String {
     let pool = app.pool.status();
     gauge!("anyreply_db_pool_connections", "state" => "idle").set(pool.available as f64);
     gauge!("anyreply_db_pool_connections", "state" => "in_use")
@@ -216,5 +216,5 @@ pub fn render(app: &App, handle: &PrometheusHandle) -> String {
     gauge!("anyreply_db_pool_waiting").set(pool.waiting as f64);
     gauge!("anyreply_replies_in_flight").set(app.in_flight.count() as f64);
     gauge!("anyreply_replies_waiting_for_turn").set(app.wakeups.waiting() as f64);
-    handle.render()
+    app.metrics.render()
 }

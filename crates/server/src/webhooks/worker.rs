@@ -45,7 +45,7 @@ pub async fn run(app: App) {
 /// when the next one is due.
 async fn work(app: &App) -> anyhow::Result<Option<Duration>> {
     let mut conn = app.db().await?;
-    for webhook_id in webhook::behind(&mut conn, None).await? {
+    for webhook_id in webhook::behind(&mut conn).await? {
         while webhook_delivery::dispatch(&mut conn, webhook_id, DISPATCH_BATCH, payload_of).await?
             == DISPATCH_BATCH as usize
         {}
