@@ -1,13 +1,18 @@
 //! The connection pool, database creation and migrations.
 
 use anyhow::Context;
+use diesel::connection::{TransactionDepthChange, TransactionManagerStatus};
 use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+    TransactionManager,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::time::Duration;
 use url::Url;
@@ -219,6 +224,84 @@ where
 
 impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeptPrepared<Q> {
     type SqlType = Q::SqlType;
+}
+
+/// Statements sent with their transaction's COMMIT, in one simple-query message, so that the
+/// rows they lock (the account's balance and event counter, the key's rate counter: rows every
+/// reply of an account writes) are held only while PostgreSQL runs them and commits, never
+/// across a round trip to this process, which under load is the longest wait of all. A
+/// statement that fails (a CHECK constraint: the balance, the rate limit) rolls the whole
+/// transaction back, so a tail refuses by failing. Its values are literals, written by
+/// `models/` with [`literal`]; a tail has no rows to return.
+#[derive(Debug, Default)]
+pub struct Tail(String);
+
+impl Tail {
+    /// The tail with `statement` run after what it holds.
+    pub fn then(mut self, statement: &str) -> Self {
+        self.0.push_str(statement);
+        self.0.push_str(";\n");
+        self
+    }
+}
+
+/// A string as an SQL literal (PostgreSQL's standard-conforming strings: quotes doubled).
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Whether `error` is a violation of the CHECK constraint named `constraint`.
+pub fn violates(error: &diesel::result::Error, constraint: &str) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::CheckViolation, info)
+            if info.constraint_name() == Some(constraint)
+    )
+}
+
+/// Begins a transaction that [`end`] ends.
+pub async fn begin(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    AnsiTransactionManager::begin_transaction(conn).await
+}
+
+/// Ends the transaction [`begin`] began: when `outcome` is a value, with its [`Tail`] and the
+/// COMMIT in one message; otherwise, or when the tail fails, with a ROLLBACK. A connection whose
+/// state cannot be known afterwards is marked broken, and the pool drops it.
+pub async fn end<T, E: From<diesel::result::Error>>(
+    conn: &mut AsyncPgConnection,
+    outcome: Result<(T, Tail), E>,
+) -> Result<T, E> {
+    let (value, Tail(mut sql)) = match outcome {
+        Ok(done) => done,
+        Err(error) => {
+            rollback(conn).await;
+            return Err(error);
+        }
+    };
+    sql.push_str("COMMIT");
+    match conn.batch_execute(&sql).await {
+        Ok(()) => {
+            // The COMMIT went in the batch, past the transaction manager: tell it.
+            if let TransactionManagerStatus::Valid(status) =
+                AnsiTransactionManager::transaction_manager_status_mut(conn)
+            {
+                status.change_transaction_depth(TransactionDepthChange::DecreaseDepth)?;
+            }
+            Ok(value)
+        }
+        Err(error) => {
+            // The failed statement left the transaction aborted; what ran before it goes too.
+            rollback(conn).await;
+            Err(error.into())
+        }
+    }
+}
+
+/// Rolls back; a connection that cannot is marked broken by the transaction manager.
+async fn rollback(conn: &mut AsyncPgConnection) {
+    if let Err(error) = AnsiTransactionManager::rollback_transaction(conn).await {
+        tracing::warn!(%error, "rollback failed; the connection will be dropped");
+    }
 }
 
 /// What a query runs on: a connection of the pool, or a shared `&AsyncPgConnection` through

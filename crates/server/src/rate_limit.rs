@@ -28,6 +28,20 @@ impl RateLimit {
         }
     }
 
+    /// The standing of a call refused by the database's count (see `api_key::count_call`):
+    /// nothing remains until the minute's window ends, by this machine's clock.
+    pub fn spent(limit: u32) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        Self {
+            limit,
+            remaining: 0,
+            reset: 60 - now % 60,
+            exceeded: true,
+        }
+    }
+
     /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (IETF draft names).
     pub fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -21,6 +21,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
         rate_window -> Int8,
         rate_count -> Int4,
+        rate_limit -> Int4,
     }
 }
 

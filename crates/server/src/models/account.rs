@@ -76,17 +76,12 @@ pub async fn top_up(
         .map(|balance| balance.map(Money::from_subunits))
 }
 
-/// Takes `amount` from the balance if it is there; `false` (and nothing taken) if not.
-pub async fn reserve(conn: &mut impl Conn, id: i64, amount: Money) -> QueryResult<bool> {
-    let reserved = diesel::update(
-        accounts::table
-            .find(id)
-            .filter(accounts::balance.ge(amount.subunits())),
-    )
-    .set(accounts::balance.eq(accounts::balance - amount.subunits()))
-    .execute(conn)
-    .await?;
-    Ok(reserved == 1)
+/// The CHECK that keeps the balance from going below zero.
+const BALANCE_NOT_NEGATIVE: &str = "accounts_balance_check";
+
+/// Whether `error` is the balance's refusal to go below zero (a reservation it cannot cover).
+pub fn short_of_balance(error: &diesel::result::Error) -> bool {
+    crate::db::violates(error, BALANCE_NOT_NEGATIVE)
 }
 
 #[derive(QueryableByName)]

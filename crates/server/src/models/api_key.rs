@@ -106,22 +106,62 @@ pub struct WindowCount {
     pub reset: i64,
 }
 
-/// Counts one call of key `id` in the fixed one-minute window of the database's clock. It
-/// locks the key's row until commit: call it late in its transaction.
-pub async fn count_call(conn: &mut impl Conn, id: i64) -> QueryResult<WindowCount> {
-    diesel::sql_query(
+/// The CHECK that refuses a call past the limit (see [`count_call_sql`]).
+const WITHIN_RATE_LIMIT: &str = "api_keys_within_rate_limit";
+
+/// Counts one call of key `id` in the fixed one-minute window of the database's clock, under
+/// `limit` calls a window: past it, the statement fails ([`over_rate_limit`]). It locks the
+/// key's row until commit: call it late in its transaction.
+pub async fn count_call(conn: &mut impl Conn, id: i64, limit: u32) -> QueryResult<WindowCount> {
+    diesel::sql_query(count_call_sql("$1", "$2"))
+        .bind::<diesel::sql_types::Int8, _>(id)
+        .bind::<diesel::sql_types::Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
+        .keep_prepared()
+        .get_result(conn)
+        .await
+}
+
+/// [`count_call`] as a statement for a [`Tail`](crate::db::Tail).
+pub fn count_call_statement(id: i64, limit: u32) -> String {
+    count_call_sql(
+        &id.to_string(),
+        &i32::try_from(limit).unwrap_or(i32::MAX).to_string(),
+    )
+}
+
+fn count_call_sql(id: &str, limit: &str) -> String {
+    format!(
         "UPDATE api_keys SET
              rate_count = CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END,
-             rate_window = w.minute
+             rate_window = w.minute,
+             rate_limit = {limit}
          FROM (SELECT floor(extract(epoch FROM now()) / 60)::int8 AS minute,
                       60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset) AS w
-         WHERE id = $1
-         RETURNING rate_count, w.reset",
+         WHERE id = {id}
+         RETURNING rate_count, w.reset"
+    )
+}
+
+/// What [`count_call`] would count now, read without locking the row: the standing a call
+/// that is about to be counted will have (exact but for calls counted meanwhile).
+pub async fn next_count(conn: &mut impl Conn, id: i64) -> QueryResult<WindowCount> {
+    diesel::sql_query(
+        "SELECT CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END AS rate_count,
+                w.reset
+         FROM api_keys,
+              (SELECT floor(extract(epoch FROM now()) / 60)::int8 AS minute,
+                      60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset) AS w
+         WHERE id = $1",
     )
     .bind::<diesel::sql_types::Int8, _>(id)
     .keep_prepared()
     .get_result(conn)
     .await
+}
+
+/// Whether `error` is [`count_call`]'s refusal of a call past the limit.
+pub fn over_rate_limit(error: &diesel::result::Error) -> bool {
+    crate::db::violates(error, WITHIN_RATE_LIMIT)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use diesel::sql_types::{Int8, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::{Conn, KeepPrepared};
+use crate::db::{Conn, KeepPrepared, literal};
 use crate::schema::events;
 
 /// An event to record. Its conversation's assistant and customer, and its message (by place),
@@ -50,35 +50,64 @@ struct Inserted {
 }
 
 /// Records `event`; returns its id. No `NOTIFY`: PostgreSQL serialises the commits of all
-/// notifying transactions on one lock, which halved the replies per second; readers poll. Locks the account's row until the transaction ends. The message's JSON is the wire
-/// `EventMessage` (money in currency units, like `Money`).
+/// notifying transactions on one lock, which halved the replies per second; readers poll.
+/// Locks the account's row until the transaction ends.
 pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> {
-    let inserted: Inserted = diesel::sql_query(
+    let inserted: Inserted = diesel::sql_query(insert_sql("$1", "$2", "$3", "$4", "$5", "0"))
+        .bind::<Int8, _>(event.account_id)
+        .bind::<Text, _>(event.kind.as_str())
+        .bind::<SqlUuid, _>(event.conversation_id)
+        .bind::<Nullable<Int8>, _>(event.message_seq)
+        .bind::<Nullable<Text>, _>(event.error_code.map(ErrorCode::as_str))
+        .keep_prepared()
+        .get_result(conn)
+        .await?;
+    Ok(inserted.id)
+}
+
+/// [`insert`] as a statement for a [`Tail`](crate::db::Tail), moving the account's balance by
+/// `balance_change` (in subunits) on the same row in the same statement: a reservation taken
+/// (negative; the balance's CHECK refuses an overdraft) or what a reply left of it given back.
+pub fn insert_moving_balance(event: &NewEvent, balance_change: i64) -> String {
+    let or_null = |value: Option<String>| value.unwrap_or_else(|| "NULL".to_owned());
+    insert_sql(
+        &event.account_id.to_string(),
+        &literal(event.kind.as_str()),
+        &format!("{}::uuid", literal(&event.conversation_id.to_string())),
+        &or_null(event.message_seq.map(|seq| seq.to_string())),
+        &or_null(event.error_code.map(|code| literal(code.as_str()))),
+        &balance_change.to_string(),
+    )
+}
+
+/// The one text of the event insert, with its values given as placeholders or literals. The
+/// message's JSON is the wire `EventMessage` (money in currency units, like `Money`).
+fn insert_sql(
+    account_id: &str,
+    kind: &str,
+    conversation_id: &str,
+    message_seq: &str,
+    error_code: &str,
+    balance_change: &str,
+) -> String {
+    format!(
         "WITH next AS (
-             UPDATE accounts SET last_event_id = last_event_id + 1 WHERE id = $1
+             UPDATE accounts SET last_event_id = last_event_id + 1, balance = balance + {balance_change}
+             WHERE id = {account_id}
              RETURNING last_event_id AS id),
          message AS (
              SELECT jsonb_strip_nulls(jsonb_build_object(
                  'id', m.id, 'role', m.role, 'content', m.content,
                  'function_calls', m.function_calls, 'cost', m.cost::numeric / 100000000,
-                 'error_code', $5::text, 'created_at', m.created_at)) AS json
-             FROM messages m WHERE m.conversation_id = $3 AND m.seq = $4),
+                 'error_code', {error_code}::text, 'created_at', m.created_at)) AS json
+             FROM messages m WHERE m.conversation_id = {conversation_id} AND m.seq = {message_seq}::int8),
          event AS (
              INSERT INTO events (account_id, id, kind, conversation_id, assistant_id, customer_identifier, message)
-             SELECT $1, next.id, $2, c.id, c.assistant_id, c.customer_identifier, (SELECT json FROM message)
-             FROM next, conversations c WHERE c.id = $3 AND c.account_id = $1
+             SELECT {account_id}, next.id, {kind}, c.id, c.assistant_id, c.customer_identifier, (SELECT json FROM message)
+             FROM next, conversations c WHERE c.id = {conversation_id} AND c.account_id = {account_id}
              RETURNING id)
-         SELECT event.id FROM event",
+         SELECT event.id FROM event"
     )
-    .bind::<Int8, _>(event.account_id)
-    .bind::<Text, _>(event.kind.as_str())
-    .bind::<SqlUuid, _>(event.conversation_id)
-    .bind::<Nullable<Int8>, _>(event.message_seq)
-    .bind::<Nullable<Text>, _>(event.error_code.map(ErrorCode::as_str))
-    .keep_prepared()
-    .get_result(conn)
-    .await?;
-    Ok(inserted.id)
 }
 
 /// A stored event.

@@ -246,3 +246,11 @@ pub async fn announce(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> Qu
         .await
         .map(drop)
 }
+
+/// [`announce`] as a statement for a [`Tail`](crate::db::Tail).
+pub fn announce_statement(conversation_id: Uuid) -> String {
+    format!(
+        "SELECT pg_notify('{CHANNEL}', {})",
+        crate::db::literal(&conversation_id.to_string())
+    )
+}

@@ -8,13 +8,14 @@ use anyreply_core::limits::MAX_CONVERSATION_VARIABLES_BYTES;
 use anyreply_core::wire::{EventType, GenerateReplyRequest, GenerateReplyResponse};
 use axum::http::StatusCode;
 use axum::response::Response;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use serde_json::{Map, Value};
 
 use super::error::{ReplyError, ReplyResult};
 use super::prompt::{HistoryWalk, PromptBudget, render};
 use super::{Prepared, Turn, reservation, settlement};
 use crate::app::App;
+use crate::db::{self, Tail};
 use crate::extract::Caller;
 use crate::idempotency::{self, Begin, Claim, RequestKey};
 use crate::models::assistant::{self, AssistantRow};
@@ -63,14 +64,42 @@ pub async fn admit(
     request: &GenerateReplyRequest,
     key: Option<&RequestKey>,
 ) -> ReplyResult<Admission> {
+    let mut conn = app.db().await?;
+    db::begin(&mut conn).await?;
+    let admitted = admit_in(app, &mut conn, caller, request, key).await;
+    let limit = app.settings.rate_limit_per_minute;
+    db::end(&mut conn, admitted)
+        .await
+        .map_err(|error| match error {
+            // The tail's refusals: counted or paid for meanwhile by calls admitted at once.
+            ReplyError::Database(error) if api_key::over_rate_limit(&error) => {
+                ReplyError::RateLimited(RateLimit::spent(limit))
+            }
+            ReplyError::Database(error) if account::short_of_balance(&error) => {
+                ErrorCode::InsufficientBalance.into()
+            }
+            other => other,
+        })
+}
+
+/// Admission's work up to its [`Tail`]: the call's count and the reservation, on the hottest
+/// rows, which go with the COMMIT.
+async fn admit_in(
+    app: &App,
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    request: &GenerateReplyRequest,
+    key: Option<&RequestKey>,
+) -> ReplyResult<(Admission, Tail)> {
     let settings = &app.settings;
     let account_id = caller.account_id;
-    let mut conn = app.db().await?;
-    conn.transaction::<_, ReplyError, _>(async |conn| {
+    {
         let claim = match key {
             Some(key) => {
                 match idempotency::begin(conn, account_id, key, settings.reply_lease).await? {
-                    Begin::Answer(response) => return Ok(Admission::Replayed(response)),
+                    Begin::Answer(response) => {
+                        return Ok((Admission::Replayed(response), Tail::default()));
+                    }
                     Begin::Run {
                         claim,
                         abandoned_message,
@@ -107,7 +136,7 @@ pub async fn admit(
         let variables = Value::Object(request.variables.clone().unwrap_or_default());
         if !joined.ai_enabled || joined.opted_out {
             check_variables_size(conn, &joined, &variables, 0).await?;
-            return store_unanswered(
+            let stored = store_unanswered(
                 conn,
                 caller,
                 request,
@@ -116,7 +145,8 @@ pub async fn admit(
                 &variables,
                 settings.rate_limit_per_minute,
             )
-            .await;
+            .await?;
+            return Ok((stored, Tail::default()));
         }
 
         let prompt = start_prompt(
@@ -139,8 +169,9 @@ pub async fn admit(
             queue_limit: settings.conversation_queue_limit,
         };
         // In the same pipeline, the prompt's history and tools, for the turn is the message's
-        // at once unless another is queued before it (then it reads them when its turn comes).
-        // The key's and the account's rows, the hottest, are locked last.
+        // at once unless another is queued before it (then it reads them when its turn comes),
+        // and the key's standing, read without locking: the key's and the account's rows, the
+        // hottest, are written by the tail.
         let tool_ids = &assistant.tool_ids;
         let received = NewEvent {
             account_id,
@@ -150,15 +181,14 @@ pub async fn admit(
             error_code: None,
         };
         let pipe: &AsyncPgConnection = conn;
-        let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
-            (pipe, pipe, pipe, pipe, pipe, pipe, pipe);
+        let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
         let attach = async {
             match (&claim, message_id) {
-                (Some(claim), Some(id)) => claim.attach_message(&mut c6, id).await,
+                (Some(claim), Some(id)) => claim.attach_message(&mut c5, id).await,
                 _ => Ok(()),
             }
         };
-        let (enqueued, (), page, tools, counted, reserved, _) = futures::try_join!(
+        let (enqueued, (), page, tools, standing) = futures::try_join!(
             pending_reply::enqueue_message(&mut c1, &new).map_err(ReplyError::from),
             attach.map_err(ReplyError::from),
             when(
@@ -171,19 +201,14 @@ pub async fn admit(
                 tool::find_many(&mut c3, account_id, tool_ids)
             )
             .map_err(ReplyError::from),
-            api_key::count_call(&mut c4, caller.api_key_id).map_err(ReplyError::from),
-            account::reserve(&mut c5, account_id, hold).map_err(ReplyError::from),
-            event::insert(&mut c7, &received).map_err(ReplyError::from),
+            api_key::next_count(&mut c4, caller.api_key_id).map_err(ReplyError::from),
         )?;
         let Some(message_id) = enqueued.message_id else {
             return Err(ReplyError::ConversationBusy);
         };
         let queued = enqueued.queued_before;
         check_variables_size(conn, &joined, &variables, queued).await?;
-        let rate_limit = within_limit(&counted, settings.rate_limit_per_minute)?;
-        if !reserved {
-            return Err(ErrorCode::InsufficientBalance.into());
-        }
+        let rate_limit = within_limit(&standing, settings.rate_limit_per_minute)?;
         let turn = Turn {
             account_id,
             conversation_id: joined.id,
@@ -201,14 +226,22 @@ pub async fn admit(
         } else {
             None
         };
-        Ok(Admission::Queued(Box::new(Queued {
+        // Last, with the COMMIT: the call counted and the reservation taken (each refused by
+        // its row's CHECK), and with the account's row locked, the `message.received` event.
+        let tail = Tail::default()
+            .then(&api_key::count_call_statement(
+                caller.api_key_id,
+                settings.rate_limit_per_minute,
+            ))
+            .then(&event::insert_moving_balance(&received, -hold.subunits()));
+        let queued = Queued {
             turn,
             prepared,
             claim,
             rate_limit,
-        })))
-    })
-    .await
+        };
+        Ok((Admission::Queued(Box::new(queued)), tail))
+    }
 }
 
 /// `query`'s rows if `wanted`; nothing is sent otherwise.
@@ -265,13 +298,14 @@ async fn store_unanswered(
     })
 }
 
-/// Counts the call; over the limit, the whole admission is refused.
+/// Counts the call; past the limit the statement fails, and [`admit`] answers 429.
 async fn count_call(
     conn: &mut AsyncPgConnection,
     api_key_id: i64,
     limit: u32,
 ) -> ReplyResult<RateLimit> {
-    within_limit(&api_key::count_call(conn, api_key_id).await?, limit)
+    let counted = api_key::count_call(conn, api_key_id, limit).await?;
+    Ok(RateLimit::after(&counted, limit))
 }
 
 fn within_limit(counted: &api_key::WindowCount, limit: u32) -> ReplyResult<RateLimit> {

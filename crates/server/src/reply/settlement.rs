@@ -11,6 +11,7 @@ use futures::TryFutureExt;
 use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Turn};
 use crate::app::App;
+use crate::db::{self, Tail};
 use crate::idempotency::Claim;
 use crate::models::event::{self, NewEvent};
 use crate::models::message::{self, NewReply};
@@ -59,16 +60,17 @@ pub async fn settle(
         error_code: None,
     };
     let mut conn = app.db().await?;
-    conn.transaction::<_, ReplyError, _>(async |conn| {
+    db::begin(&mut conn).await?;
+    let recorded = async {
+        let conn: &mut AsyncPgConnection = &mut conn;
         // Within the reservation (as it should be), the reply is recorded in one pipeline: the
         // conversation's row first (a message admitted from now on waits for this commit and
-        // then finds this turn over; one admitted before is seen by `take` as a waiter), the
-        // unused rest of the reservation given back last of all.
-        let taken = if cost <= hold {
+        // then finds this turn over; one admitted before is seen by `take` as a waiter). The
+        // unused rest of the reservation goes back in the tail, with the COMMIT.
+        let (taken, give_back) = if cost <= hold {
             let recorded = new_reply(cost);
             let pipe: &AsyncPgConnection = conn;
-            let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6) =
-                (pipe, pipe, pipe, pipe, pipe, pipe);
+            let (mut c1, mut c2, mut c3, mut c4) = (pipe, pipe, pipe, pipe);
             let stored = async {
                 match (claim, &answer) {
                     (Some(claim), Some(answer)) => {
@@ -77,7 +79,7 @@ pub async fn settle(
                     _ => Ok(()),
                 }
             };
-            let ((), taken, (), (), (), _) = futures::try_join!(
+            let ((), taken, (), ()) = futures::try_join!(
                 conversation::count_reply(
                     &mut c1,
                     turn.conversation_id,
@@ -90,15 +92,8 @@ pub async fn settle(
                     .map_err(ReplyError::from),
                 message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
                 stored.map_err(ReplyError::from),
-                async {
-                    if cost < hold {
-                        account::refund(&mut c5, turn.account_id, hold - cost).await?;
-                    }
-                    Ok(())
-                },
-                event::insert(&mut c6, &created).map_err(ReplyError::from),
             )?;
-            taken
+            (taken, hold - cost)
         } else {
             // Past it, what the balance can still pay is charged.
             conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0, tokens)
@@ -111,17 +106,18 @@ pub async fn settle(
                 if let (Some(claim), Some(answer)) = (claim, &answer) {
                     claim.complete(conn, StatusCode::OK, answer).await?;
                 }
-                event::insert(conn, &created).await?;
             }
-            taken
+            (taken, 0)
         };
         let taken = taken.ok_or(ReplyError::Superseded)?;
+        let mut tail = Tail::default().then(&event::insert_moving_balance(&created, give_back));
         if taken.waiters {
-            pending_reply::announce(conn, turn.conversation_id).await?;
+            tail = tail.then(&pending_reply::announce_statement(turn.conversation_id));
         }
-        Ok(())
-    })
-    .await
+        Ok(((), tail))
+    }
+    .await;
+    db::end(&mut conn, recorded).await
 }
 
 /// Gives up a turn whose reply failed: the reservation is refunded and the customer's
