@@ -228,6 +228,8 @@ async fn admit_in(
         };
         // Last, with the COMMIT: the call counted and the reservation taken (each refused by
         // its row's CHECK), and with the account's row locked, the `message.received` event.
+        // The account's row last, so that it is held for the least: the key's row is written
+        // by admissions only, and they take the account's row in turn anyway.
         let tail = Tail::default()
             .then(&api_key::count_call_statement(
                 caller.api_key_id,

@@ -143,3 +143,46 @@ async fn the_rate_limit_answers_429_with_its_headers() {
     let (status, _, _) = app.post(&second_key, "/api/ai/generate-reply", &body).await;
     assert_eq!(status, 200);
 }
+
+/// Calls at once past the limit: each is counted by its transaction's tail, whose CHECK refuses
+/// the calls past the limit even when their standing, read earlier, said there was room.
+#[tokio::test]
+async fn calls_at_once_past_the_rate_limit_are_refused_and_leave_nothing() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 5).await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    // A window that ends during the calls would let ten through; then try again, in the next.
+    for _attempt in 0..3 {
+        let key = {
+            let mut conn = app.db.connect().await;
+            anyreply_server::models::api_key::create(&mut conn, account.id)
+                .await
+                .unwrap()
+                .key
+        };
+        let minute = || chrono::Utc::now().timestamp() / 60;
+        let before = minute();
+        let stored_before = app.count("messages").await;
+        let answers = futures::future::join_all((0..16).map(|n| {
+            let key = key.clone();
+            let app = &app;
+            async move {
+                app.reply(&key, assistant, &format!("customer-{n}"), "hi")
+                    .await
+            }
+        }))
+        .await;
+        if minute() != before {
+            continue;
+        }
+        let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+        assert_eq!(ok, 5, "{answers:?}");
+        for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+            assert_error(*status, body, 429, "RATE_LIMITED");
+        }
+        // Each call let through stored its message and its reply; a refused one nothing.
+        assert_eq!(app.count("messages").await - stored_before, 10);
+        return;
+    }
+    panic!("three windows ended during the calls");
+}
