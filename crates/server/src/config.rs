@@ -51,6 +51,9 @@ pub struct Settings {
     pub outbound_allowed_hosts: AddressPolicy,
     /// `ANYREPLY_WEBHOOK_TIMEOUT_SECS`: longest wait for a webhook receiver's answer.
     pub webhook_timeout: Duration,
+    /// `ANYREPLY_TRUSTED_PROXIES`: the addresses of reverse proxies whose `X-Forwarded-Proto`
+    /// and `X-Forwarded-For` the console believes.
+    pub trusted_proxies: TrustedProxies,
     /// Pauses before each retry of a failed webhook delivery; past the last, the webhook is
     /// disabled. Not an environment setting: tests shorten it.
     pub webhook_retry_schedule: Vec<Duration>,
@@ -111,6 +114,7 @@ impl Default for Settings {
             tool_max_calls: 8,
             outbound_allowed_hosts: AddressPolicy::default(),
             webhook_timeout: Duration::from_secs(10),
+            trusted_proxies: TrustedProxies::default(),
             webhook_retry_schedule: [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
                 .map(Duration::from_secs)
                 .to_vec(),
@@ -248,6 +252,11 @@ impl Settings {
                 d.webhook_timeout,
                 "10",
             ),
+            trusted_proxies: env.parsed(
+                "ANYREPLY_TRUSTED_PROXIES",
+                d.trusted_proxies,
+                "127.0.0.1,::1",
+            ),
             webhook_retry_schedule: d.webhook_retry_schedule,
             webhook_failure_window: d.webhook_failure_window,
             webhook_recheck: d.webhook_recheck,
@@ -316,6 +325,33 @@ fn parse_model_prices(table: &str) -> anyhow::Result<HashMap<String, ModelPrice>
             Ok((model.trim().to_owned(), price))
         })
         .collect()
+}
+
+/// Addresses of trusted reverse proxies, comma-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<std::net::IpAddr>);
+
+impl TrustedProxies {
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        self.0.contains(&address.to_canonical())
+    }
+}
+
+impl std::str::FromStr for TrustedProxies {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<std::net::IpAddr>()
+                    .map(|address| address.to_canonical())
+                    .map_err(|_| format!("{part:?} is not an IP address"))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
 }
 
 #[cfg(test)]

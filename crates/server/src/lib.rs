@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod controllers;
 pub mod db;
 pub mod error;
@@ -52,9 +53,12 @@ pub async fn serve(
     background.spawn(app.wakeups.clone().listen(app.database_url.clone()));
     background.spawn(app.in_flight.clone().renew(app.clone()));
     background.spawn(webhooks::worker::run(app.clone()));
-    let result = axum::serve(listener, router::router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        router::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     drop(background);
     result
 }

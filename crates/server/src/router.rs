@@ -73,6 +73,7 @@ pub fn router(app: App) -> Router {
         .route("/health", get(health::get_health))
         .route("/ready", get(health::get_ready))
         .merge(crate::openapi::routes())
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

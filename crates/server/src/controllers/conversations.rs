@@ -135,6 +135,7 @@ pub async fn list_conversations(
         assistant_id: fields.optional_integer("assistant_id", 1..=i64::MAX),
         customer_identifier: fields
             .optional_string("external_identifier", 1..=MAX_CUSTOMER_IDENTIFIER_CHARS),
+        ..ListFilter::default()
     };
     let per_page = fields
         .optional_integer("per_page", 1..=i64::from(MAX_PER_PAGE))

@@ -105,6 +105,10 @@ pub struct ListFilter {
     pub kind: Option<String>,
     pub assistant_id: Option<i64>,
     pub customer_identifier: Option<String>,
+    /// Part of the customer identifier (the console's search), any case.
+    pub customer_contains: Option<String>,
+    /// Only those whose AI is on (`true`) or taken over (`false`).
+    pub ai_enabled: Option<bool>,
 }
 
 /// Where a page starts: after (older than) or before (newer than) a conversation.
@@ -165,6 +169,16 @@ pub async fn list(
     }
     if let Some(customer) = &filter.customer_identifier {
         query = query.filter(conversations::customer_identifier.eq(customer.clone()));
+    }
+    if let Some(part) = &filter.customer_contains {
+        let escaped = part
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        query = query.filter(conversations::customer_identifier.ilike(format!("%{escaped}%")));
+    }
+    if let Some(enabled) = filter.ai_enabled {
+        query = query.filter(conversations::ai_enabled.eq(enabled));
     }
     let direction = cursor.map_or(Direction::Older, |c| c.direction);
     if let Some(cursor) = cursor {

@@ -8,6 +8,7 @@ mod billing;
 mod bounds;
 mod cli;
 mod concurrency;
+mod console;
 mod context;
 mod conversations;
 mod errors;

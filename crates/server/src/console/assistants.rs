@@ -1,0 +1,258 @@
+//! The account's assistants: a list, and a form that creates or changes one through the API's
+//! own handlers (so its messages are the API's, next to each field).
+
+use anyreply_core::wire::Assistant;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::Value;
+
+use super::form::{Body, Pairs};
+use super::session::{Operator, Submitted};
+use super::{ConsoleError, FormErrors, Layout, api_answer};
+use crate::app::App;
+use crate::controllers::assistants as api;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PathParam};
+use crate::models::{assistant, tool};
+use anyreply_core::ErrorCode;
+
+/// Most assistants and tools a page lists (the API's limits are 1,000 each).
+const LISTED: u32 = 1_000;
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/assistants.html")]
+pub(super) struct ListPage {
+    layout: Layout,
+    assistants: Vec<Assistant>,
+}
+
+pub(super) async fn list(
+    State(app): State<App>,
+    operator: Operator,
+) -> Result<Response, ConsoleError> {
+    let mut conn = app.db().await?;
+    let page = assistant::list(&mut conn, operator.caller.account_id, LISTED, None).await?;
+    Ok(ListPage {
+        layout: Layout::signed_in(&operator, "assistants"),
+        assistants: page.rows.into_iter().map(|row| row.into_wire()).collect(),
+    }
+    .into_response())
+}
+
+/// An assistant's fields as the form shows them.
+#[derive(Debug, Default)]
+pub(super) struct Fields {
+    name: String,
+    system_prompt: String,
+    initial_message: String,
+    llm_provider: String,
+    llm_model: String,
+    llm_temperature: String,
+    fallback_llm_provider: String,
+    fallback_llm_model: String,
+    variables: String,
+}
+
+pub(super) struct ToolChoice {
+    id: i64,
+    name: String,
+    chosen: bool,
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/assistant_form.html")]
+pub(super) struct FormPage {
+    layout: Layout,
+    /// `None` while creating.
+    id: Option<i64>,
+    fields: Fields,
+    tools: Vec<ToolChoice>,
+    errors: FormErrors,
+}
+
+impl FormPage {
+    fn action(&self) -> String {
+        match self.id {
+            Some(id) => format!("/console/assistants/{id}"),
+            None => "/console/assistants".to_owned(),
+        }
+    }
+}
+
+fn provider_name(value: impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
+impl Fields {
+    fn of(assistant: &Assistant) -> Self {
+        Self {
+            name: assistant.name.clone(),
+            system_prompt: assistant.system_prompt.clone(),
+            initial_message: assistant.initial_message.clone().unwrap_or_default(),
+            llm_provider: provider_name(assistant.llm_provider),
+            llm_model: assistant.llm_model.clone(),
+            llm_temperature: assistant.llm_temperature.to_string(),
+            fallback_llm_provider: assistant
+                .fallback_llm_provider
+                .map(provider_name)
+                .unwrap_or_default(),
+            fallback_llm_model: assistant.fallback_llm_model.clone().unwrap_or_default(),
+            variables: serde_json::to_string_pretty(&assistant.variables).unwrap_or_default(),
+        }
+    }
+
+    fn posted(form: &Pairs) -> Self {
+        Self {
+            name: form.get("name").to_owned(),
+            system_prompt: form.get("system_prompt").to_owned(),
+            initial_message: form.get("initial_message").to_owned(),
+            llm_provider: form.get("llm_provider").to_owned(),
+            llm_model: form.get("llm_model").to_owned(),
+            llm_temperature: form.get("llm_temperature").to_owned(),
+            fallback_llm_provider: form.get("fallback_llm_provider").to_owned(),
+            fallback_llm_model: form.get("fallback_llm_model").to_owned(),
+            variables: form.get("variables").to_owned(),
+        }
+    }
+
+    /// The API's JSON body.
+    fn body(&self, tool_ids: &[i64]) -> Value {
+        Body::default()
+            .text("name", &self.name)
+            .text("system_prompt", &self.system_prompt)
+            .text("initial_message", &self.initial_message)
+            .text("llm_provider", &self.llm_provider)
+            .text("llm_model", &self.llm_model)
+            .number("llm_temperature", &self.llm_temperature)
+            .text("fallback_llm_provider", &self.fallback_llm_provider)
+            .text("fallback_llm_model", &self.fallback_llm_model)
+            .json("variables", &self.variables)
+            .value("tool_ids", Value::from(tool_ids.to_vec()))
+            .build()
+    }
+}
+
+async fn tool_choices(
+    app: &App,
+    account_id: i64,
+    chosen: &[i64],
+) -> Result<Vec<ToolChoice>, ConsoleError> {
+    let mut conn = app.db().await?;
+    let tools = tool::list(&mut conn, account_id, LISTED, None).await?;
+    Ok(tools
+        .rows
+        .into_iter()
+        .map(|row| ToolChoice {
+            chosen: chosen.contains(&row.id),
+            id: row.id,
+            name: row.name,
+        })
+        .collect())
+}
+
+pub(super) async fn new_form(
+    State(app): State<App>,
+    operator: Operator,
+) -> Result<Response, ConsoleError> {
+    let tools = tool_choices(&app, operator.caller.account_id, &[]).await?;
+    Ok(FormPage {
+        layout: Layout::signed_in(&operator, "assistants"),
+        id: None,
+        fields: Fields {
+            llm_provider: "openai".to_owned(),
+            ..Fields::default()
+        },
+        tools,
+        errors: FormErrors::default(),
+    }
+    .into_response())
+}
+
+pub(super) async fn edit_form(
+    State(app): State<App>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::AssistantNotFound))?;
+    let mut conn = app.db().await?;
+    let found = assistant::find(&mut conn, operator.caller.account_id, id)
+        .await?
+        .ok_or(ApiError::new(ErrorCode::AssistantNotFound))?
+        .into_wire();
+    let tools = tool_choices(&app, operator.caller.account_id, &found.tool_ids).await?;
+    Ok(FormPage {
+        layout: Layout::signed_in(&operator, "assistants"),
+        id: Some(id),
+        fields: Fields::of(&found),
+        tools,
+        errors: FormErrors::default(),
+    }
+    .into_response())
+}
+
+pub(super) async fn create(
+    State(app): State<App>,
+    Submitted { operator, form }: Submitted<Pairs>,
+) -> Result<Response, ConsoleError> {
+    save(app, operator, None, form).await
+}
+
+pub(super) async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Submitted { operator, form }: Submitted<Pairs>,
+) -> Result<Response, ConsoleError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::AssistantNotFound))?;
+    save(app, operator, Some(id), form).await
+}
+
+async fn save(
+    app: App,
+    operator: Operator,
+    id: Option<i64>,
+    form: Pairs,
+) -> Result<Response, ConsoleError> {
+    let fields = Fields::posted(&form);
+    let tool_ids: Vec<i64> = form
+        .all("tool_ids")
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let body = JsonBody(fields.body(&tool_ids));
+    let caller = operator.caller;
+    let answer = match id {
+        None => api::create_assistant(State(app.clone()), caller, HeaderMap::new(), body).await,
+        Some(id) => {
+            api::update_assistant(State(app.clone()), caller, PathParam(id.to_string()), body)
+                .await
+                .map(IntoResponse::into_response)
+        }
+    };
+    match api_answer(answer).await {
+        Ok(saved) => {
+            let id = saved["data"]["id"].as_i64().or(id).unwrap_or_default();
+            Ok(Redirect::to(&format!("/console/assistants/{id}")).into_response())
+        }
+        Err(body) if body.error_code == Some(ErrorCode::AssistantNotFound) => {
+            Err(ApiError::new(ErrorCode::AssistantNotFound).into())
+        }
+        Err(body) => {
+            let tools = tool_choices(&app, caller.account_id, &tool_ids).await?;
+            let page = FormPage {
+                layout: Layout::signed_in(&operator, "assistants"),
+                id,
+                fields,
+                tools,
+                errors: FormErrors::from_body(body),
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}

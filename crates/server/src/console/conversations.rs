@@ -1,0 +1,374 @@
+//! The account's conversations: a searchable list, and a conversation's page, whose panel
+//! (history and takeover switch) reloads itself on each of the conversation's events, with
+//! the operator's "Take over", "Hand back to AI" and "Send", all through the API's handlers.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use anyreply_core::ErrorCode;
+use anyreply_core::wire::{ConversationHistory, HistoryMessage, Role};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::form::Pairs;
+use super::session::{Operator, Submitted};
+use super::{ConsoleError, FormErrors, Layout, api_answer};
+use crate::app::App;
+use crate::controllers::{conversations as api, handoff};
+use crate::error::ApiError;
+use crate::events;
+use crate::extract::{Caller, JsonBody, PathParam};
+use crate::models::conversation::{self, Cursor, ListFilter};
+use crate::models::event::EventFilter;
+use crate::models::page::OpaqueCursor;
+use crate::models::{account, assistant};
+
+const PER_PAGE: u32 = 25;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    assistant: String,
+    /// `on`, `off` or empty.
+    #[serde(default)]
+    ai: String,
+    #[serde(default)]
+    cursor: String,
+}
+
+pub(super) struct Row {
+    id: Uuid,
+    customer_identifier: String,
+    assistant: String,
+    ai_enabled: bool,
+    opted_out: bool,
+    message_count: i64,
+    updated_at: String,
+}
+
+pub(super) struct AssistantChoice {
+    id: i64,
+    name: String,
+    chosen: bool,
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/conversations.html")]
+pub(super) struct ListPage {
+    layout: Layout,
+    query: ListQuery,
+    assistants: Vec<AssistantChoice>,
+    rows: Vec<Row>,
+    /// Query strings of the neighbouring pages.
+    older: Option<String>,
+    newer: Option<String>,
+}
+
+pub(super) async fn list(
+    State(app): State<App>,
+    operator: Operator,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ConsoleError> {
+    let account_id = operator.caller.account_id;
+    let assistant_id = query.assistant.parse::<i64>().ok();
+    let filter = ListFilter {
+        assistant_id,
+        customer_contains: Some(query.q.trim().to_owned()).filter(|q| !q.is_empty()),
+        ai_enabled: match query.ai.as_str() {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        },
+        ..ListFilter::default()
+    };
+    let cursor = Cursor::decode(&query.cursor);
+    let mut conn = app.db().await?;
+    let page = conversation::list(&mut conn, account_id, &filter, PER_PAGE, cursor).await?;
+    let names: HashMap<i64, String> = assistant::list(&mut conn, account_id, 1_000, None)
+        .await?
+        .rows
+        .into_iter()
+        .map(|row| (row.id, row.name))
+        .collect();
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|row| Row {
+            id: row.id,
+            customer_identifier: row.customer_identifier,
+            assistant: names
+                .get(&row.assistant_id)
+                .cloned()
+                .unwrap_or_else(|| format!("#{}", row.assistant_id)),
+            ai_enabled: row.ai_enabled,
+            opted_out: row.opted_out,
+            message_count: row.message_count,
+            updated_at: row.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        })
+        .collect();
+    let link = |cursor: Option<String>| {
+        cursor.map(|cursor| {
+            serde_urlencoded::to_string([
+                ("q", query.q.as_str()),
+                ("assistant", query.assistant.as_str()),
+                ("ai", query.ai.as_str()),
+                ("cursor", cursor.as_str()),
+            ])
+            .unwrap_or_default()
+        })
+    };
+    let mut assistants: Vec<AssistantChoice> = names
+        .into_iter()
+        .map(|(id, name)| AssistantChoice {
+            chosen: Some(id) == assistant_id,
+            id,
+            name,
+        })
+        .collect();
+    assistants.sort_by_key(|choice| choice.id);
+    Ok(ListPage {
+        layout: Layout::signed_in(&operator, "conversations"),
+        older: link(page.next_cursor),
+        newer: link(page.prev_cursor),
+        query,
+        assistants,
+        rows,
+    }
+    .into_response())
+}
+
+/// One message as the history shows it.
+pub(super) struct Shown {
+    role: &'static str,
+    who: &'static str,
+    content: String,
+    function_calls: Vec<String>,
+    cost: Option<String>,
+    at: String,
+}
+
+impl Shown {
+    fn of(message: HistoryMessage) -> Self {
+        let (role, who) = match message.role {
+            Role::User => ("user", "Customer"),
+            Role::Assistant => ("assistant", "Assistant"),
+            Role::Operator => ("operator", "Operator"),
+        };
+        Self {
+            role,
+            who,
+            content: message.content,
+            function_calls: message
+                .function_calls
+                .unwrap_or_default()
+                .into_iter()
+                .map(|call| format!("{}({}) → {}", call.name, call.arguments, call.result))
+                .collect(),
+            cost: message.cost.map(|cost| cost.to_string()),
+            at: message
+                .created_at
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+        }
+    }
+}
+
+/// The part of the conversation page that reloads itself.
+pub(super) struct Panel {
+    id: Uuid,
+    customer_identifier: String,
+    ai_enabled: bool,
+    opted_out: bool,
+    total_cost: String,
+    history: Vec<Shown>,
+    /// Where the page follows the conversation's events, from the account's last one.
+    events: String,
+    csrf: String,
+}
+
+async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, ConsoleError> {
+    let caller = operator.caller;
+    let answer = api::get_conversation(
+        State(app.clone()),
+        caller,
+        PathParam(id.to_owned()),
+        RawQuery(None),
+    )
+    .await
+    .map(IntoResponse::into_response);
+    let found = api_answer(answer)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::ConversationNotFound))?;
+    let conversation: ConversationHistory =
+        serde_json::from_value(found).map_err(|_| ApiError::new(ErrorCode::InternalError))?;
+    let mut conn = app.db().await?;
+    let last_event = account::last_event_id(&mut conn, caller.account_id).await?;
+    Ok(Panel {
+        id: conversation.id,
+        customer_identifier: conversation.customer_identifier,
+        ai_enabled: conversation.ai_enabled,
+        opted_out: conversation.opted_out,
+        total_cost: conversation.total_cost.to_string(),
+        history: conversation.history.into_iter().map(Shown::of).collect(),
+        events: format!(
+            "/console/conversations/{}/events?after={last_event}",
+            conversation.id
+        ),
+        csrf: operator.csrf.clone(),
+    })
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/conversation.html")]
+pub(super) struct ConversationPage {
+    layout: Layout,
+    panel: Panel,
+    draft: String,
+    errors: FormErrors,
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/conversation_panel.html")]
+pub(super) struct PanelFragment {
+    panel: Panel,
+}
+
+pub(super) async fn show(
+    State(app): State<App>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let panel = load_panel(&app, &operator, &id).await?;
+    Ok(ConversationPage {
+        layout: Layout::signed_in(&operator, "conversations"),
+        panel,
+        draft: String::new(),
+        errors: FormErrors::default(),
+    }
+    .into_response())
+}
+
+/// `GET …/panel`: the fragment the page swaps in when an event comes.
+pub(super) async fn panel(
+    State(app): State<App>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let panel = load_panel(&app, &operator, &id).await?;
+    Ok(PanelFragment { panel }.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct After {
+    #[serde(default)]
+    after: i64,
+}
+
+/// How often an idle event stream says it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET …/events`: the conversation's events after `after`, as Server-Sent Events whose data
+/// is their type (the page reloads its panel on each).
+pub(super) async fn events(
+    State(app): State<App>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Query(After { after }): Query<After>,
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ConsoleError> {
+    let conversation_id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::ConversationNotFound))?;
+    let account_id = operator.caller.account_id;
+    let mut conn = app.db().await?;
+    conversation::find(&mut conn, account_id, conversation_id)
+        .await?
+        .ok_or(ApiError::new(ErrorCode::ConversationNotFound))?;
+    drop(conn);
+    let filter = EventFilter {
+        conversation_id: Some(conversation_id),
+        ..EventFilter::default()
+    };
+    let stream = events::stream(app, account_id, after, filter).map(|event| {
+        Ok(sse::Event::default()
+            .id(event.id.to_string())
+            .data(event.kind.as_str()))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+async fn switch_ai(
+    app: App,
+    caller: Caller,
+    id: String,
+    enabled: bool,
+) -> Result<Response, ConsoleError> {
+    let answer = if enabled {
+        api::enable_ai(State(app), caller, HeaderMap::new(), PathParam(id.clone())).await
+    } else {
+        api::disable_ai(State(app), caller, HeaderMap::new(), PathParam(id.clone())).await
+    };
+    api_answer(answer)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::ConversationNotFound))?;
+    Ok(Redirect::to(&format!("/console/conversations/{id}")).into_response())
+}
+
+/// `POST …/take-over`: the AI stops answering; the operator does.
+pub(super) async fn take_over(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    submitted: Submitted<Pairs>,
+) -> Result<Response, ConsoleError> {
+    switch_ai(app, submitted.operator.caller, id, false).await
+}
+
+/// `POST …/hand-back`: the AI answers again.
+pub(super) async fn hand_back(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    submitted: Submitted<Pairs>,
+) -> Result<Response, ConsoleError> {
+    switch_ai(app, submitted.operator.caller, id, true).await
+}
+
+/// `POST …/messages`: the operator's message to the customer.
+pub(super) async fn send(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Submitted { operator, form }: Submitted<Pairs>,
+) -> Result<Response, ConsoleError> {
+    let content = form.get("content").to_owned();
+    let answer = handoff::create_operator_message(
+        State(app.clone()),
+        operator.caller,
+        HeaderMap::new(),
+        PathParam(id.clone()),
+        JsonBody(json!({ "content": content })),
+    )
+    .await;
+    match api_answer(answer).await {
+        Ok(_) => Ok(Redirect::to(&format!("/console/conversations/{id}")).into_response()),
+        Err(body) if body.error_code == Some(ErrorCode::ConversationNotFound) => {
+            Err(ApiError::new(ErrorCode::ConversationNotFound).into())
+        }
+        Err(body) => {
+            let panel = load_panel(&app, &operator, &id).await?;
+            let page = ConversationPage {
+                layout: Layout::signed_in(&operator, "conversations"),
+                panel,
+                draft: content,
+                errors: FormErrors::from_body(body),
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The operator console at `/console`: server-rendered pages (askama) where the people of one
+//! account, signed in with one of its API keys, run their assistants and tools and answer
+//! their customers. htmx (vendored, see `assets.rs`) makes links and forms swap the page in
+//! place, and the conversation page live; without it every action is a plain form post
+//! answered with a redirect.
+//!
+//! The pages do what the API does by calling its handlers, so they validate, mask and refuse
+//! exactly as the API does, with the same messages.
+
+mod assets;
+mod assistants;
+mod conversations;
+mod dashboard;
+mod form;
+mod session;
+mod tools;
+
+use anyreply_core::{ErrorBody, ErrorCode};
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use std::collections::BTreeMap;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+use assets::ASSETS;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/console", get(dashboard::show))
+        .route(
+            "/console/sign-in",
+            get(session::sign_in_page).post(session::sign_in),
+        )
+        .route("/console/sign-out", post(session::sign_out))
+        .route(
+            "/console/assistants",
+            get(assistants::list).post(assistants::create),
+        )
+        .route("/console/assistants/new", get(assistants::new_form))
+        .route(
+            "/console/assistants/{id}",
+            get(assistants::edit_form).post(assistants::update),
+        )
+        .route("/console/tools", get(tools::list).post(tools::create))
+        .route("/console/tools/new", get(tools::new_form))
+        .route(
+            "/console/tools/{id}",
+            get(tools::edit_form).post(tools::update),
+        )
+        .route("/console/conversations", get(conversations::list))
+        .route("/console/conversations/{id}", get(conversations::show))
+        .route(
+            "/console/conversations/{id}/panel",
+            get(conversations::panel),
+        )
+        .route(
+            "/console/conversations/{id}/events",
+            get(conversations::events),
+        )
+        .route(
+            "/console/conversations/{id}/take-over",
+            post(conversations::take_over),
+        )
+        .route(
+            "/console/conversations/{id}/hand-back",
+            post(conversations::hand_back),
+        )
+        .route(
+            "/console/conversations/{id}/messages",
+            post(conversations::send),
+        )
+        .route("/console/assets/{file}", get(assets::serve))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Only the console's own scripts, styles and connections; no framing, no inline code.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// What every page's frame shows: the navigation, the account, the assets, the CSRF token.
+#[derive(Debug, Clone)]
+struct Layout {
+    signed_in: bool,
+    csrf: String,
+    htmx_path: &'static str,
+    htmx_integrity: &'static str,
+    script_path: &'static str,
+    script_integrity: &'static str,
+    style_path: &'static str,
+    style_integrity: &'static str,
+    /// Which navigation entry is the current page's.
+    section: &'static str,
+}
+
+impl Layout {
+    fn new(signed_in: bool, csrf: String, section: &'static str) -> Self {
+        let assets = &*ASSETS;
+        Self {
+            signed_in,
+            csrf,
+            htmx_path: &assets.htmx.path,
+            htmx_integrity: &assets.htmx.integrity,
+            script_path: &assets.script.path,
+            script_integrity: &assets.script.integrity,
+            style_path: &assets.style.path,
+            style_integrity: &assets.style.integrity,
+            section,
+        }
+    }
+
+    fn signed_out(csrf: String) -> Self {
+        Self::new(false, csrf, "")
+    }
+
+    fn signed_in(operator: &session::Operator, section: &'static str) -> Self {
+        Self::new(true, operator.csrf.clone(), section)
+    }
+}
+
+/// Why a page could not be shown.
+#[derive(Debug)]
+enum ConsoleError {
+    /// No live session: to the sign-in page.
+    SignedOut,
+    /// A form without its CSRF token.
+    Forbidden,
+    /// A form that is not one.
+    BadForm,
+    /// What the API would have answered.
+    Api(ApiError),
+}
+
+impl From<ApiError> for ConsoleError {
+    fn from(error: ApiError) -> Self {
+        ConsoleError::Api(error)
+    }
+}
+
+impl From<diesel::result::Error> for ConsoleError {
+    fn from(error: diesel::result::Error) -> Self {
+        ConsoleError::Api(error.into())
+    }
+}
+
+impl From<crate::db::PoolError> for ConsoleError {
+    fn from(error: crate::db::PoolError) -> Self {
+        ConsoleError::Api(error.into())
+    }
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    layout: Layout,
+    title: String,
+    message: String,
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            ConsoleError::SignedOut => {
+                // htmx follows `HX-Redirect`; a plain browser, the 303.
+                let mut response = Redirect::to("/console/sign-in").into_response();
+                response
+                    .headers_mut()
+                    .insert("hx-redirect", HeaderValue::from_static("/console/sign-in"));
+                return response;
+            }
+            ConsoleError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Forbidden".to_owned(),
+                "The form was not sent by a page of this console (its security token is missing or old). Go back, reload the page and try again.".to_owned(),
+            ),
+            ConsoleError::BadForm => (
+                StatusCode::BAD_REQUEST,
+                "Bad form".to_owned(),
+                "The form could not be read.".to_owned(),
+            ),
+            ConsoleError::Api(error) => {
+                let body = error.body();
+                (error.status(), title_of(error.code), body.message)
+            }
+        };
+        let page = ErrorPage {
+            layout: Layout::signed_out(String::new()),
+            title,
+            message,
+        };
+        (status, page).into_response()
+    }
+}
+
+fn title_of(code: ErrorCode) -> String {
+    match code.http_status() {
+        404 => "Not found".to_owned(),
+        503 => "Unavailable".to_owned(),
+        _ => "Something went wrong".to_owned(),
+    }
+}
+
+/// An API handler's answer, as the console needs it: its JSON, or its error envelope.
+async fn api_answer(answer: Result<Response, ApiError>) -> Result<serde_json::Value, ErrorBody> {
+    let response = answer.map_err(|error| error.body())?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    if status.is_success() {
+        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+    } else {
+        Err(serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| ApiError::new(ErrorCode::InternalError).body()))
+    }
+}
+
+/// The field errors of a refusal, by field (`"headers[0].value"` under `"headers"` too), and
+/// its message when no field is named.
+#[derive(Debug, Default)]
+struct FormErrors {
+    fields: BTreeMap<String, Vec<String>>,
+    general: Option<String>,
+}
+
+impl FormErrors {
+    fn from_body(body: ErrorBody) -> Self {
+        let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (field, messages) in body.errors {
+            let top = field.split(['.', '[']).next().unwrap_or(&field).to_owned();
+            let shown = if top == field {
+                messages
+            } else {
+                messages
+                    .into_iter()
+                    .map(|message| format!("{field}: {message}"))
+                    .collect()
+            };
+            fields.entry(top).or_default().extend(shown);
+        }
+        let general = fields.is_empty().then_some(body.message);
+        Self { fields, general }
+    }
+
+    /// The messages for `field`, empty when it passed.
+    fn of(&self, field: &str) -> &[String] {
+        self.fields.get(field).map_or(&[], Vec::as_slice)
+    }
+}

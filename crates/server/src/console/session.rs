@@ -1,0 +1,279 @@
+//! Signing in and out, the session behind every page, and the CSRF token of every form.
+//!
+//! Signing in exchanges an API key for a random session token in an `HttpOnly`,
+//! `SameSite=Strict` cookie (`Secure` over HTTPS); only its SHA-256 is stored. Each session has
+//! its own CSRF token, which every form sends back; the sign-in form, before any session,
+//! sends back the token of a cookie of its own (double submit).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use rand::RngCore;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::{ConsoleError, Layout};
+use crate::app::App;
+use crate::extract::Caller;
+use crate::models::api_key::{self, parse_key_prefix, secret_matches};
+use crate::models::console_session;
+
+/// The session cookie.
+const SESSION_COOKIE: &str = "anyreply_console";
+/// The sign-in form's own CSRF cookie.
+const SIGN_IN_COOKIE: &str = "anyreply_console_sign_in";
+/// Failed sign-ins a client may make in a window of `FAILURE_WINDOW_SECS`.
+pub(super) const MAX_FAILED_SIGN_INS: i32 = 10;
+
+/// A signed-in person of an account: every page but the sign-in page needs one.
+#[derive(Debug, Clone)]
+pub(super) struct Operator {
+    pub(super) caller: Caller,
+    /// The session's CSRF token, for the forms of the page.
+    pub(super) csrf: String,
+    token_hash: Vec<u8>,
+}
+
+impl<S> FromRequestParts<S> for Operator
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = App::from_ref(state);
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::SignedOut)?;
+        let token_hash = Sha256::digest(token.as_bytes()).to_vec();
+        let mut conn = app.db().await?;
+        let session = console_session::find_live(&mut conn, &token_hash)
+            .await?
+            .ok_or(ConsoleError::SignedOut)?;
+        tracing::Span::current().record("account_id", session.account_id);
+        Ok(Operator {
+            caller: Caller {
+                account_id: session.account_id,
+                api_key_id: session.api_key_id,
+            },
+            csrf: session.csrf_token,
+            token_hash,
+        })
+    }
+}
+
+/// A form posted by a signed-in operator, its CSRF token checked: without the session's
+/// token, 403 and nothing done.
+#[derive(Debug)]
+pub(super) struct Submitted<T> {
+    pub(super) operator: Operator,
+    pub(super) form: T,
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl<S, T> FromRequest<S> for Submitted<T>
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let operator = Operator::from_request_parts(&mut parts, state).await?;
+        let bytes = axum::body::Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|_| ConsoleError::BadForm)?;
+        let field: CsrfField =
+            serde_urlencoded::from_bytes(&bytes).map_err(|_| ConsoleError::Forbidden)?;
+        if !same_secret(&field.csrf, &operator.csrf) {
+            return Err(ConsoleError::Forbidden);
+        }
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|_| ConsoleError::BadForm)?;
+        Ok(Submitted { operator, form })
+    }
+}
+
+fn same_secret(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    !expected.is_empty() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/sign_in.html")]
+pub(super) struct SignInPage {
+    pub(super) layout: Layout,
+    pub(super) error: Option<String>,
+}
+
+/// `GET /console/sign-in`.
+pub(super) async fn sign_in_page(headers: HeaderMap) -> Response {
+    sign_in_answer(&headers, StatusCode::OK, None)
+}
+
+/// The sign-in page with its CSRF cookie (the one the browser has, or a new one).
+fn sign_in_answer(headers: &HeaderMap, status: StatusCode, error: Option<String>) -> Response {
+    let token = cookie(headers, SIGN_IN_COOKIE).unwrap_or_else(random_token);
+    let page = SignInPage {
+        layout: Layout::signed_out(token.clone()),
+        error,
+    };
+    let mut response = (status, page).into_response();
+    set_cookie(&mut response, SIGN_IN_COOKIE, &token, None);
+    response
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignInForm {
+    #[serde(default)]
+    api_key: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /console/sign-in`: a live API key of the account opens a session.
+pub(super) async fn sign_in(
+    State(app): State<App>,
+    parts: Parts,
+    axum::Form(form): axum::Form<SignInForm>,
+) -> Result<Response, ConsoleError> {
+    let headers = &parts.headers;
+    let expected = cookie(headers, SIGN_IN_COOKIE).unwrap_or_default();
+    if !same_secret(&form.csrf, &expected) {
+        return Err(ConsoleError::Forbidden);
+    }
+    let client = client_address(&app, &parts);
+    let mut conn = app.db().await?;
+    if console_session::failures(&mut conn, &client).await? >= MAX_FAILED_SIGN_INS {
+        return Ok(sign_in_answer(
+            headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed sign-ins. Wait a few minutes, then try again.".to_owned()),
+        ));
+    }
+    let key = form.api_key.trim();
+    let found = match parse_key_prefix(key) {
+        Some(prefix) => api_key::find_by_prefix(&mut conn, prefix).await?,
+        None => None,
+    };
+    let Some(row) =
+        found.filter(|row| row.revoked_at.is_none() && secret_matches(key, &row.secret_hash))
+    else {
+        console_session::count_failure(&mut conn, &client).await?;
+        return Ok(sign_in_answer(
+            headers,
+            StatusCode::UNAUTHORIZED,
+            Some("That API key is not valid.".to_owned()),
+        ));
+    };
+    let token = random_token();
+    let token_hash = Sha256::digest(token.as_bytes());
+    console_session::create(
+        &mut conn,
+        &token_hash,
+        row.account_id,
+        row.id,
+        &random_token(),
+    )
+    .await?;
+    let mut response = Redirect::to("/console").into_response();
+    let secure = over_https(&app, &parts);
+    set_cookie(&mut response, SESSION_COOKIE, &token, Some(secure));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub(super) struct NoFields {}
+
+/// `POST /console/sign-out`.
+pub(super) async fn sign_out(
+    State(app): State<App>,
+    submitted: Submitted<NoFields>,
+) -> Result<Response, ConsoleError> {
+    let mut conn = app.db().await?;
+    console_session::delete(&mut conn, &submitted.operator.token_hash).await?;
+    let mut response = Redirect::to("/console/sign-in").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "anyreply_console=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict",
+        ),
+    );
+    Ok(response)
+}
+
+/// 32 random bytes, base64url.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// Sets a console cookie: `HttpOnly`, `SameSite=Strict`, for `/console`; `Secure` when
+/// `secure` says so (`None`: as the request came, which the sign-in cookie does not need).
+fn set_cookie(response: &mut Response, name: &str, value: &str, secure: Option<bool>) {
+    let secure = if secure == Some(true) { "; Secure" } else { "" };
+    let cookie = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict{secure}");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// The peer's address, if the server was asked to keep it.
+fn peer(parts: &Parts) -> Option<SocketAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| *address)
+}
+
+fn from_trusted_proxy(app: &App, parts: &Parts) -> bool {
+    peer(parts).is_some_and(|address| app.settings.trusted_proxies.contains(address.ip()))
+}
+
+/// Whether the browser reached us over HTTPS: only a trusted proxy can say so.
+fn over_https(app: &App, parts: &Parts) -> bool {
+    from_trusted_proxy(app, parts)
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Who is signing in, for the failure count: the peer, or behind a trusted proxy the address
+/// it says it forwarded for (the last in `X-Forwarded-For`).
+fn client_address(app: &App, parts: &Parts) -> String {
+    let forwarded = from_trusted_proxy(app, parts)
+        .then(|| parts.headers.get("x-forwarded-for"))
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .map(|last| last.trim().to_owned())
+        .filter(|last| !last.is_empty());
+    forwarded
+        .or_else(|| peer(parts).map(|address| address.ip().to_canonical().to_string()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -1,0 +1,111 @@
+//! `console_sessions` and `console_sign_in_failures`: the operator console's signed-in
+//! browsers, and the failed sign-ins that slow down guessing.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Bytea, Int4, Int8, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::KeepPrepared;
+
+/// A session expires after this long without a request.
+pub const IDLE_LIMIT_HOURS: i32 = 12;
+/// Failed sign-ins are counted in windows of this many seconds.
+pub const FAILURE_WINDOW_SECS: i64 = 300;
+
+/// A live session: whose it is, and the token its forms carry.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct SessionRow {
+    #[diesel(sql_type = Int8)]
+    pub account_id: i64,
+    #[diesel(sql_type = Int8)]
+    pub api_key_id: i64,
+    #[diesel(sql_type = Text)]
+    pub csrf_token: String,
+}
+
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    account_id: i64,
+    api_key_id: i64,
+    csrf_token: &str,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO console_sessions (token_hash, account_id, api_key_id, csrf_token)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind::<Bytea, _>(token_hash)
+    .bind::<Int8, _>(account_id)
+    .bind::<Int8, _>(api_key_id)
+    .bind::<Text, _>(csrf_token)
+    .keep_prepared()
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// The session of `token_hash` if it is live (its key not revoked, used within the idle
+/// limit), marked as seen now.
+pub async fn find_live(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+) -> QueryResult<Option<SessionRow>> {
+    diesel::sql_query(format!(
+        "UPDATE console_sessions s SET last_seen_at = now()
+         FROM api_keys k
+         WHERE s.token_hash = $1 AND k.id = s.api_key_id AND k.revoked_at IS NULL
+           AND s.last_seen_at > now() - make_interval(hours => {IDLE_LIMIT_HOURS})
+         RETURNING s.account_id, s.api_key_id, s.csrf_token"
+    ))
+    .bind::<Bytea, _>(token_hash)
+    .keep_prepared()
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<()> {
+    diesel::sql_query("DELETE FROM console_sessions WHERE token_hash = $1")
+        .bind::<Bytea, _>(token_hash)
+        .keep_prepared()
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+#[derive(QueryableByName)]
+struct Failures {
+    #[diesel(sql_type = Int4)]
+    failures: i32,
+}
+
+/// Failed sign-ins from `client` in the current window.
+pub async fn failures(conn: &mut AsyncPgConnection, client: &str) -> QueryResult<i32> {
+    let found: Option<Failures> = diesel::sql_query(format!(
+        "SELECT failures FROM console_sign_in_failures
+         WHERE client = $1
+           AND window_start = floor(extract(epoch FROM now()) / {FAILURE_WINDOW_SECS})::int8"
+    ))
+    .bind::<Text, _>(client)
+    .keep_prepared()
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(found.map_or(0, |f| f.failures))
+}
+
+/// Counts a failed sign-in from `client`.
+pub async fn count_failure(conn: &mut AsyncPgConnection, client: &str) -> QueryResult<()> {
+    diesel::sql_query(format!(
+        "INSERT INTO console_sign_in_failures AS f (client, window_start, failures)
+         VALUES ($1, floor(extract(epoch FROM now()) / {FAILURE_WINDOW_SECS})::int8, 1)
+         ON CONFLICT (client) DO UPDATE SET
+             failures = CASE WHEN f.window_start = EXCLUDED.window_start THEN f.failures + 1 ELSE 1 END,
+             window_start = EXCLUDED.window_start"
+    ))
+    .bind::<Text, _>(client)
+    .keep_prepared()
+    .execute(conn)
+    .await
+    .map(drop)
+}

@@ -1,0 +1,478 @@
+//! The operator console through HTTP: sign-in and its session cookie, CSRF refusals, the
+//! pages' HTML, and the actions that go through the API's handlers.
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::util::{TestAccount, TestApp};
+
+/// A browser without redirects or JavaScript: it keeps the session cookie and the page's
+/// CSRF token.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+    csrf: String,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.base.clone(),
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn keep(&mut self, response: reqwest::Response) -> Page {
+        let status = response.status();
+        let headers = response.headers().clone();
+        for set in headers.get_all(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, _) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(kept, _)| kept != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        let html = response.text().await.unwrap();
+        if let Some(token) = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        {
+            self.csrf = token.to_owned();
+        }
+        Page {
+            status,
+            headers,
+            html,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(response).await
+    }
+
+    /// Posts `fields`, with the page's CSRF token unless `csrf` is false.
+    async fn post_form(&mut self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Page {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        let token = self.csrf.clone();
+        if csrf {
+            form.push(("csrf", &token));
+        }
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(response).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.post_form(path, fields, true).await
+    }
+
+    async fn sign_in(&mut self, key: &str) -> Page {
+        self.get("/console/sign-in").await;
+        self.post("/console/sign-in", &[("api_key", key)]).await
+    }
+}
+
+fn location(page: &Page) -> &str {
+    page.headers[LOCATION].to_str().unwrap()
+}
+
+async fn signed_in(app: &TestApp, account: &TestAccount) -> Browser {
+    let mut browser = Browser::new(app);
+    let page = browser.sign_in(&account.key).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    browser.get("/console").await;
+    browser
+}
+
+#[tokio::test]
+async fn signing_in_opens_a_strict_http_only_session_and_signing_out_ends_it() {
+    let app = TestApp::spawn().await;
+    let account = app.account("12.5").await;
+    let mut browser = Browser::new(&app);
+
+    let page = browser.get("/console").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&page), "/console/sign-in");
+
+    let page = browser.get("/console/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("API key"), "{}", page.html);
+    assert!(page.html.contains(">Sign in</button>"));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"));
+
+    let page = browser
+        .post("/console/sign-in", &[("api_key", "ark_nope")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.html.contains("That API key is not valid."));
+
+    let page = browser
+        .post("/console/sign-in", &[("api_key", &account.key)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&page), "/console");
+    let cookie = page
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .find(|c| c.starts_with("anyreply_console="))
+        .unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP from no trusted proxy: {cookie}"
+    );
+
+    let page = browser.get("/console").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("Acme"));
+    assert!(page.html.contains("12.5"), "{}", page.html);
+    assert!(page.html.contains("<svg"));
+
+    let page = browser.post("/console/sign-out", &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&page), "/console/sign-in");
+    assert_eq!(browser.get("/console").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_over_https_the_cookie_is_secure() {
+    let app = TestApp::spawn_with(|s| s.trusted_proxies = "127.0.0.1".parse().unwrap()).await;
+    let account = app.account("1").await;
+    let mut browser = Browser::new(&app);
+    browser.get("/console/sign-in").await;
+    let token = browser.csrf.clone();
+    let response = browser
+        .http
+        .post(format!("{}/console/sign-in", app.base))
+        .header("cookie", browser.cookie_header())
+        .header("x-forwarded-proto", "https")
+        .form(&[("api_key", account.key.as_str()), ("csrf", &token)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let mut anonymous = Browser::new(&app);
+    anonymous.get("/console/sign-in").await;
+    let page = anonymous
+        .post_form("/console/sign-in", &[("api_key", &account.key)], false)
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    let mut browser = signed_in(&app, &account).await;
+    let page = browser
+        .post_form("/console/assistants", &[("name", "Sneaky")], false)
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = browser
+        .post_form(
+            "/console/assistants",
+            &[("name", "Sneaky"), ("csrf", "forged")],
+            false,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("assistants").await, 0);
+}
+
+#[tokio::test]
+async fn a_revoked_key_or_twelve_idle_hours_end_the_session() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let mut browser = signed_in(&app, &account).await;
+    assert_eq!(browser.get("/console").await.status, StatusCode::OK);
+    let mut conn = app.db.connect().await;
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "UPDATE console_sessions SET last_seen_at = now() - interval '12 hours 1 minute'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let page = browser.get("/console").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&page), "/console/sign-in");
+
+    let mut browser = signed_in(&app, &account).await;
+    assert_eq!(browser.get("/console").await.status, StatusCode::OK);
+    anyreply_server::models::api_key::revoke(&mut conn, &account.key)
+        .await
+        .unwrap();
+    assert_eq!(browser.get("/console").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_rate_limited() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let mut browser = Browser::new(&app);
+    browser.get("/console/sign-in").await;
+    for _ in 0..10 {
+        let page = browser
+            .post("/console/sign-in", &[("api_key", "ark_wrong")])
+            .await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    let page = browser
+        .post("/console/sign-in", &[("api_key", &account.key)])
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.html.contains("Too many failed sign-ins"));
+}
+
+#[tokio::test]
+async fn assistants_and_tools_are_created_and_edited_with_the_apis_messages() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let mut browser = signed_in(&app, &account).await;
+
+    browser.get("/console/assistants/new").await;
+    let page = browser
+        .post(
+            "/console/assistants",
+            &[("name", ""), ("llm_temperature", "hot")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The API's own messages for the same fields (an empty field is left out, not given).
+    let (_, api, _) = app
+        .post(
+            &account.key,
+            "/api/user/assistant",
+            &json!({ "llm_temperature": "hot" }),
+        )
+        .await;
+    for field in ["name", "llm_temperature"] {
+        let message = api["errors"][field][0].as_str().unwrap();
+        assert!(
+            page.html.contains(&html_escape(message)),
+            "{field}: {message}\n{}",
+            page.html
+        );
+    }
+    assert_eq!(app.count("assistants").await, 0);
+
+    let page = browser
+        .post(
+            "/console/assistants",
+            &[
+                ("name", "Front desk"),
+                ("system_prompt", "Be brief."),
+                ("llm_temperature", "0.3"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let edit = location(&page).to_owned();
+    let page = browser.get("/console/assistants").await;
+    assert!(page.html.contains("Front desk"));
+    let page = browser.get(&edit).await;
+    assert!(page.html.contains("Be brief."));
+    let page = browser
+        .post(
+            &edit,
+            &[("name", "Night desk"), ("system_prompt", "Be briefer.")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(browser.get(&edit).await.html.contains("Night desk"));
+
+    browser.get("/console/tools/new").await;
+    let page = browser
+        .post(
+            "/console/tools",
+            &[
+                ("name", "lookup_order"),
+                ("description", "Finds an order"),
+                ("endpoint", "https://crm.example.com/orders"),
+                ("method", "POST"),
+                ("timeout", "5"),
+                ("headers", "Authorization: Bearer very-secret-token-1234"),
+                ("schema", "[]"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let page = browser.get("/console/tools").await;
+    assert!(page.html.contains("lookup_order"));
+    assert!(
+        !page.html.contains("very-secret-token"),
+        "header values are masked"
+    );
+    assert!(page.html.contains("1234"));
+}
+
+#[tokio::test]
+async fn conversations_are_listed_searched_taken_over_and_answered() {
+    let app = TestApp::spawn().await;
+    let account = app.account("5").await;
+    let assistant = app.assistant(&account, &json!({ "name": "Desk" })).await;
+    for customer in ["+4915550001", "anna@example.com"] {
+        let (status, _) = app.reply(&account.key, assistant, customer, "Hello?").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut browser = signed_in(&app, &account).await;
+    let page = browser.get("/console/conversations").await;
+    assert!(page.html.contains("+4915550001") && page.html.contains("anna@example.com"));
+    let page = browser
+        .get("/console/conversations?q=ANNA&assistant=&ai=")
+        .await;
+    assert!(page.html.contains("anna@example.com") && !page.html.contains("+4915550001"));
+    let page = browser.get("/console/conversations?ai=off").await;
+    assert!(page.html.contains("No conversations match."));
+
+    let link = page_link(&browser.get("/console/conversations?q=anna").await.html);
+    let page = browser.get(&link).await;
+    assert!(page.html.contains("Hello?"), "{}", page.html);
+    assert!(page.html.contains("Take over"));
+    assert!(page.html.contains("Message to the customer"));
+
+    let page = browser.post(&format!("{link}/take-over"), &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let page = browser.get(&format!("{link}/panel")).await;
+    assert!(page.html.starts_with("<section id=\"conversation-panel\""));
+    assert!(page.html.contains("Hand back to AI"));
+    assert!(
+        browser
+            .get("/console/conversations?ai=off")
+            .await
+            .html
+            .contains("anna@example.com")
+    );
+
+    let page = browser
+        .post(&format!("{link}/messages"), &[("content", "")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = browser
+        .post(
+            &format!("{link}/messages"),
+            &[("content", "Anna here, from the shop.")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let page = browser.get(&link).await;
+    assert!(page.html.contains("Anna here, from the shop."));
+    assert!(page.html.contains("Operator"));
+
+    let page = browser.post(&format!("{link}/hand-back"), &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(browser.get(&link).await.html.contains("Take over"));
+
+    // Another account's conversation is not found.
+    let other = app.account("1").await;
+    let mut stranger = signed_in(&app, &other).await;
+    assert_eq!(stranger.get(&link).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn assets_are_served_under_their_hash_with_matching_integrity() {
+    use base64::Engine;
+    use sha2::Digest;
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/console/sign-in").await;
+    let mut checked = 0;
+    for tag in page
+        .html
+        .split('<')
+        .filter(|t| t.starts_with("script") || t.starts_with("link"))
+    {
+        let attr = |name: &str| {
+            tag.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned()
+        };
+        let (path, integrity) = (
+            attr(if tag.starts_with("link") {
+                "href"
+            } else {
+                "src"
+            }),
+            attr("integrity"),
+        );
+        let body = browser
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            body.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        let bytes = body.bytes().await.unwrap();
+        let expected = format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(&bytes))
+        );
+        assert_eq!(integrity, expected, "{path}");
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "htmx, the console's script and its styles");
+}
+
+fn page_link(html: &str) -> String {
+    let start = html.find("href=\"/console/conversations/").unwrap() + "href=\"".len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
