@@ -1,0 +1,359 @@
+//! The operator console in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven over WebDriver by `fantoccini`): sign in, create an assistant,
+//! open a conversation, see a customer's new message appear without a reload, take over,
+//! answer, sign out; then an idle session's expiry and a form refused without its CSRF token.
+//! A screenshot of each page goes to `target/console-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::Stack;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// chromedriver on a port of its own, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        assert!(
+            std::path::Path::new(CHROMEDRIVER).exists(),
+            "{CHROMEDRIVER} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, url }
+    }
+
+    async fn browser(&self) -> Client {
+        // Two crypto providers are built into this test binary (fantoccini's and reqwest's
+        // dependencies each bring one); rustls wants one chosen. The driver is plain HTTP.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
+                "binary": CHROMIUM,
+                // A phone-sized window: the console must work there.
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=412,915"]
+            }),
+        );
+        ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Saves what the browser shows as `target/console-screenshots/<name>.png`.
+async fn screenshot(browser: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+fn field(label: &str) -> String {
+    format!("//label[contains(normalize-space(.), '{label}')]//*[self::input or self::textarea]")
+}
+
+fn button(name: &str) -> String {
+    format!("//button[normalize-space(.)='{name}']")
+}
+
+async fn wait_for_text(browser: &Client, text: &str) {
+    let xpath = format!("//*[contains(text(), '{text}')]");
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&xpath))
+        .await
+        .unwrap_or_else(|error| panic!("{text:?} never appeared: {error}"));
+}
+
+async fn customer_writes(stack: &Stack, assistant: i64, message: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/ai/generate-reply", stack.base))
+        .bearer_auth(&stack.key)
+        .json(&json!({ "assistant_id": assistant, "customer_identifier": "+4915550009", "message": message }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn sign_in(browser: &Client, stack: &Stack) {
+    browser
+        .goto(&format!("{}/console/sign-in", stack.base))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath(&field("API key")))
+        .await
+        .unwrap()
+        .send_keys(&stack.key)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath(&button("Sign in")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(browser, "Busiest assistants").await;
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+
+    browser
+        .goto(&format!("{}/console/sign-in", stack.base))
+        .await
+        .unwrap();
+    screenshot(&browser, "01-sign-in").await;
+    sign_in(&browser, &stack).await;
+    screenshot(&browser, "02-dashboard").await;
+
+    // An assistant, through the form.
+    browser
+        .find(Locator::LinkText("Assistants"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::LinkText("New assistant"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let name = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&field("Name")))
+        .await
+        .unwrap();
+    name.send_keys("Front desk").await.unwrap();
+    browser
+        .find(Locator::XPath(&field("System prompt")))
+        .await
+        .unwrap()
+        .send_keys("You answer for Acme.")
+        .await
+        .unwrap();
+    screenshot(&browser, "03-new-assistant").await;
+    browser
+        .find(Locator::XPath(&button("Create assistant")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "Assistant ").await;
+    let url = browser.current_url().await.unwrap();
+    let assistant: i64 = url.path().rsplit('/').next().unwrap().parse().unwrap();
+
+    // A customer writes; the operator opens the conversation.
+    customer_writes(&stack, assistant, "Is my order on its way?").await;
+    browser
+        .find(Locator::LinkText("Conversations"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::LinkText("+4915550009"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "Is my order on its way?").await;
+    screenshot(&browser, "04-conversation").await;
+
+    // A new message appears without the page being loaded again: the mark survives.
+    browser
+        .execute("window.stillTheSamePage = true;", vec![])
+        .await
+        .unwrap();
+    customer_writes(&stack, assistant, "Hello, anyone there?").await;
+    wait_for_text(&browser, "echo: Hello, anyone there?").await;
+    let same = browser
+        .execute("return window.stillTheSamePage === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same, json!(true), "the page was reloaded");
+
+    // Take over, answer, see the answer in the history.
+    browser
+        .find(Locator::XPath(&button("Take over")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&button("Hand back to AI")))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath(&field("Message to the customer")))
+        .await
+        .unwrap()
+        .send_keys("Anna here: it left this morning.")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath(&button("Send")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "Anna here: it left this morning.").await;
+    screenshot(&browser, "05-taken-over-and-answered").await;
+
+    browser
+        .find(Locator::XPath(&button("Sign out")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&button("Sign in")))
+        .await
+        .unwrap();
+    screenshot(&browser, "06-signed-out").await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_a_form_without_its_token_is_refused() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    sign_in(&browser, &stack).await;
+
+    // A form posted without the CSRF token (a native submit, past htmx): 403.
+    browser
+        .execute(
+            "const form = document.createElement('form');
+             form.method = 'post';
+             form.action = '/console/assistants';
+             const name = document.createElement('input');
+             name.name = 'name';
+             name.value = 'Forged';
+             form.appendChild(name);
+             document.body.appendChild(form);
+             form.submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for_text(&browser, "Forbidden").await;
+    screenshot(&browser, "07-csrf-refused").await;
+
+    // Twelve idle hours later, the next page is the sign-in page.
+    let mut conn = stack.db.connect().await;
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "UPDATE console_sessions SET last_seen_at = now() - interval '12 hours 1 minute'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    browser
+        .goto(&format!("{}/console", stack.base))
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&button("Sign in")))
+        .await
+        .unwrap();
+    screenshot(&browser, "08-session-expired").await;
+    browser.close().await.unwrap();
+
+    assert_eq!(
+        assistants(&stack).await,
+        0,
+        "the forged form created nothing"
+    );
+}
+
+async fn assistants(stack: &Stack) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        n: i64,
+    }
+    let mut conn = stack.db.connect().await;
+    let counted: Count = diesel::sql_query("SELECT count(*) AS n FROM assistants")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    counted.n
+}
