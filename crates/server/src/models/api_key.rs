@@ -106,6 +106,11 @@ pub struct WindowCount {
     pub reset: i64,
 }
 
+/// The current one-minute window of the database's clock (`minute`), and the seconds until
+/// it ends (`reset`).
+const RATE_WINDOW: &str = "(SELECT floor(extract(epoch FROM now()) / 60)::int8 AS minute,
+                60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset)";
+
 /// The CHECK that refuses a call past the limit (see [`count_call_sql`]).
 const WITHIN_RATE_LIMIT: &str = "api_keys_within_rate_limit";
 
@@ -135,8 +140,7 @@ fn count_call_sql(id: &str, limit: &str) -> String {
              rate_count = CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END,
              rate_window = w.minute,
              rate_limit = {limit}
-         FROM (SELECT floor(extract(epoch FROM now()) / 60)::int8 AS minute,
-                      60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset) AS w
+         FROM {RATE_WINDOW} AS w
          WHERE id = {id}
          RETURNING rate_count, w.reset"
     )
@@ -145,14 +149,12 @@ fn count_call_sql(id: &str, limit: &str) -> String {
 /// What [`count_call`] would count now, read without locking the row: the standing a call
 /// that is about to be counted will have (exact but for calls counted meanwhile).
 pub async fn next_count(conn: &mut impl Conn, id: i64) -> QueryResult<WindowCount> {
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "SELECT CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END AS rate_count,
                 w.reset
-         FROM api_keys,
-              (SELECT floor(extract(epoch FROM now()) / 60)::int8 AS minute,
-                      60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset) AS w
-         WHERE id = $1",
-    )
+         FROM api_keys, {RATE_WINDOW} AS w
+         WHERE id = $1"
+    ))
     .bind::<diesel::sql_types::Int8, _>(id)
     .keep_prepared()
     .get_result(conn)

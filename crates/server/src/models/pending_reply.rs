@@ -239,7 +239,7 @@ pub async fn listen(conn: &mut AsyncPgConnection) -> QueryResult<()> {
 
 /// Announces, at commit, that a turn of `conversation_id` is over.
 pub async fn announce(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> QueryResult<()> {
-    diesel::sql_query(format!("SELECT pg_notify('{CHANNEL}', $1)"))
+    diesel::sql_query(announce_sql("$1"))
         .bind::<Text, _>(conversation_id.to_string())
         .keep_prepared()
         .execute(conn)
@@ -249,8 +249,9 @@ pub async fn announce(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> Qu
 
 /// [`announce`] as a statement for a [`Tail`](crate::db::Tail).
 pub fn announce_statement(conversation_id: Uuid) -> String {
-    format!(
-        "SELECT pg_notify('{CHANNEL}', {})",
-        crate::db::literal(&conversation_id.to_string())
-    )
+    announce_sql(&crate::db::literal(&conversation_id.to_string()))
+}
+
+fn announce_sql(conversation_id: &str) -> String {
+    format!("SELECT pg_notify('{CHANNEL}', {conversation_id})")
 }
