@@ -5,11 +5,12 @@ use anyreply_core::wire::Assistant;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 
 use super::form::{Body, Pairs};
 use super::session::{Operator, Submitted};
-use super::{ConsoleError, FormErrors, Layout, api_answer};
+use super::{ConsoleError, FormErrors, Layout, api_answer, form_errors};
 use crate::app::App;
 use crate::controllers::assistants as api;
 use crate::error::ApiError;
@@ -137,12 +138,11 @@ impl Fields {
 }
 
 async fn tool_choices(
-    app: &App,
+    conn: &mut AsyncPgConnection,
     account_id: i64,
     chosen: &[i64],
 ) -> Result<Vec<ToolChoice>, ConsoleError> {
-    let mut conn = app.db().await?;
-    let tools = tool::list(&mut conn, account_id, LISTED, None).await?;
+    let tools = tool::list(conn, account_id, LISTED, None).await?;
     Ok(tools
         .rows
         .into_iter()
@@ -158,7 +158,8 @@ pub(super) async fn new_form(
     State(app): State<App>,
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
-    let tools = tool_choices(&app, operator.caller.account_id, &[]).await?;
+    let mut conn = app.db().await?;
+    let tools = tool_choices(&mut conn, operator.caller.account_id, &[]).await?;
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "assistants"),
         id: None,
@@ -185,7 +186,7 @@ pub(super) async fn edit_form(
         .await?
         .ok_or(ApiError::new(ErrorCode::AssistantNotFound))?
         .into_wire();
-    let tools = tool_choices(&app, operator.caller.account_id, &found.tool_ids).await?;
+    let tools = tool_choices(&mut conn, operator.caller.account_id, &found.tool_ids).await?;
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "assistants"),
         id: Some(id),
@@ -240,17 +241,16 @@ async fn save(
             let id = saved["data"]["id"].as_i64().or(id).unwrap_or_default();
             Ok(Redirect::to(&format!("/console/assistants/{id}")).into_response())
         }
-        Err(body) if body.error_code == Some(ErrorCode::AssistantNotFound) => {
-            Err(ApiError::new(ErrorCode::AssistantNotFound).into())
-        }
-        Err(body) => {
-            let tools = tool_choices(&app, caller.account_id, &tool_ids).await?;
+        Err(refusal) => {
+            let errors = form_errors(refusal, ErrorCode::AssistantNotFound)?;
+            let mut conn = app.db().await?;
+            let tools = tool_choices(&mut conn, caller.account_id, &tool_ids).await?;
             let page = FormPage {
                 layout: Layout::signed_in(&operator, "assistants"),
                 id,
                 fields,
                 tools,
-                errors: FormErrors::from_body(body),
+                errors,
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }

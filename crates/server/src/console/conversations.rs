@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::form::Pairs;
 use super::session::{Operator, Submitted};
-use super::{ConsoleError, FormErrors, Layout, api_answer};
+use super::{ConsoleError, FormErrors, Layout, api_answer, form_errors};
 use crate::app::App;
 use crate::controllers::{conversations as api, handoff};
 use crate::error::ApiError;
@@ -205,9 +205,7 @@ async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, C
     )
     .await
     .map(IntoResponse::into_response);
-    let found = api_answer(answer)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::ConversationNotFound))?;
+    let found = api_answer(answer).await?;
     let conversation: ConversationHistory =
         serde_json::from_value(found).map_err(|_| ApiError::new(ErrorCode::InternalError))?;
     let mut conn = app.db().await?;
@@ -316,9 +314,7 @@ async fn switch_ai(
     } else {
         api::disable_ai(State(app), caller, HeaderMap::new(), PathParam(id.clone())).await
     };
-    api_answer(answer)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::ConversationNotFound))?;
+    api_answer(answer).await?;
     Ok(Redirect::to(&format!("/console/conversations/{id}")).into_response())
 }
 
@@ -357,16 +353,14 @@ pub(super) async fn send(
     .await;
     match api_answer(answer).await {
         Ok(_) => Ok(Redirect::to(&format!("/console/conversations/{id}")).into_response()),
-        Err(body) if body.error_code == Some(ErrorCode::ConversationNotFound) => {
-            Err(ApiError::new(ErrorCode::ConversationNotFound).into())
-        }
-        Err(body) => {
+        Err(refusal) => {
+            let errors = form_errors(refusal, ErrorCode::ConversationNotFound)?;
             let panel = load_panel(&app, &operator, &id).await?;
             let page = ConversationPage {
                 layout: Layout::signed_in(&operator, "conversations"),
                 panel,
                 draft: content,
-                errors: FormErrors::from_body(body),
+                errors,
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }

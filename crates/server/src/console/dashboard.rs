@@ -1,6 +1,8 @@
 //! `GET /console`: the account's name and balance, its replies and their cost per day for
 //! the last 30 days (an SVG chart drawn here), and its busiest assistants.
 
+use std::collections::HashMap;
+
 use anyreply_core::Money;
 use anyreply_core::wire::UsageGroup;
 use axum::extract::State;
@@ -74,19 +76,27 @@ pub(super) async fn show(
     )
     .await?;
     by_assistant.sort_by_key(|row| std::cmp::Reverse(row.replies));
-    let mut busiest = Vec::new();
-    for row in by_assistant.into_iter().take(BUSIEST) {
-        let Some(id) = row.assistant_id else { continue };
-        let name = assistant::find(&mut conn, account_id, id)
-            .await?
-            .map_or_else(|| format!("#{id}"), |found| found.name);
-        busiest.push(Busy {
-            id,
-            name,
-            replies: row.replies,
-            cost: row.cost,
-        });
-    }
+    by_assistant.truncate(BUSIEST);
+    let ids: Vec<i64> = by_assistant
+        .iter()
+        .filter_map(|row| row.assistant_id)
+        .collect();
+    let names: HashMap<i64, String> = assistant::names(&mut conn, account_id, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    let busiest = by_assistant
+        .into_iter()
+        .filter_map(|row| {
+            let id = row.assistant_id?;
+            Some(Busy {
+                id,
+                name: names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+                replies: row.replies,
+                cost: row.cost,
+            })
+        })
+        .collect();
 
     let days: Vec<(NaiveDate, i64, Money)> = (0..DAYS)
         .map(|n| {

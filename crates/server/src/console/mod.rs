@@ -152,6 +152,14 @@ enum ConsoleError {
     BadForm,
     /// What the API would have answered.
     Api(ApiError),
+    /// What an API handler the page called answered instead.
+    Refused(ErrorBody),
+}
+
+impl From<ErrorBody> for ConsoleError {
+    fn from(refusal: ErrorBody) -> Self {
+        ConsoleError::Refused(refusal)
+    }
 }
 
 impl From<ApiError> for ConsoleError {
@@ -205,6 +213,12 @@ impl IntoResponse for ConsoleError {
                 let body = error.body();
                 (error.status(), title_of(error.code), body.message)
             }
+            ConsoleError::Refused(refusal) => {
+                let code = refusal.error_code.unwrap_or(ErrorCode::InternalError);
+                let status = StatusCode::from_u16(code.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                (status, title_of(code), refusal.message)
+            }
         };
         let page = ErrorPage {
             layout: Layout::signed_out(String::new()),
@@ -236,6 +250,15 @@ async fn api_answer(answer: Result<Response, ApiError>) -> Result<serde_json::Va
         Err(serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| ApiError::new(ErrorCode::InternalError).body()))
     }
+}
+
+/// What a form is shown again with after the API refused it; a refusal saying that the thing
+/// is `missing` (not the account's, or gone) is the not-found page instead.
+fn form_errors(refusal: ErrorBody, missing: ErrorCode) -> Result<FormErrors, ConsoleError> {
+    if refusal.error_code == Some(missing) {
+        return Err(ApiError::new(missing).into());
+    }
+    Ok(FormErrors::from_body(refusal))
 }
 
 /// The field errors of a refusal, by field (`"headers[0].value"` under `"headers"` too), and

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::form::{Body, Pairs};
 use super::session::{Operator, Submitted};
-use super::{ConsoleError, FormErrors, Layout, api_answer};
+use super::{ConsoleError, FormErrors, Layout, api_answer, form_errors};
 use crate::app::App;
 use crate::controllers::tools as api;
 use crate::error::ApiError;
@@ -161,11 +161,9 @@ pub(super) async fn edit_form(
     let answer = api::get_tool(State(app), operator.caller, PathParam(id.clone()))
         .await
         .map(IntoResponse::into_response);
-    let found = api_answer(answer)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::ToolNotFound))?;
+    let found = api_answer(answer).await?;
     let tool: Tool = serde_json::from_value(found["data"].clone())
-        .map_err(|_| ApiError::new(ErrorCode::ToolNotFound))?;
+        .map_err(|_| ApiError::new(ErrorCode::InternalError))?;
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "tools"),
         id: Some(tool.id),
@@ -210,15 +208,12 @@ async fn save(
     };
     match api_answer(answer).await {
         Ok(_) => Ok(Redirect::to("/console/tools").into_response()),
-        Err(body) if body.error_code == Some(ErrorCode::ToolNotFound) => {
-            Err(ApiError::new(ErrorCode::ToolNotFound).into())
-        }
-        Err(body) => {
+        Err(refusal) => {
             let page = FormPage {
                 layout: Layout::signed_in(&operator, "tools"),
                 id,
                 fields,
-                errors: FormErrors::from_body(body),
+                errors: form_errors(refusal, ErrorCode::ToolNotFound)?,
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }

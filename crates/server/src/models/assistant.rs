@@ -84,6 +84,20 @@ pub async fn find(
         .optional()
 }
 
+/// The names of those of `ids` that belong to `account_id`.
+pub async fn names(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    ids: &[i64],
+) -> QueryResult<Vec<(i64, String)>> {
+    assistants::table
+        .filter(assistants::account_id.eq(account_id))
+        .filter(assistants::id.eq_any(ids))
+        .select((assistants::id, assistants::name))
+        .load(conn)
+        .await
+}
+
 /// One page of the account's assistants in id order, starting after `after` (an index range
 /// of `assistants_account`).
 pub async fn list(

@@ -348,6 +348,112 @@ async fn assistants_and_tools_are_created_and_edited_with_the_apis_messages() {
         "header values are masked"
     );
     assert!(page.html.contains("1234"));
+
+    // The edit form shows the masked value; sent back unchanged, the stored secret stays.
+    let edit = link_named(&page.html, "lookup_order");
+    let form = browser.get(&edit).await;
+    let shown = form
+        .html
+        .split("<textarea name=\"headers\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</textarea>").next())
+        .unwrap()
+        .to_owned();
+    assert!(!shown.contains("very-secret-token"), "{shown}");
+    let page = browser
+        .post(
+            &edit,
+            &[
+                ("name", "lookup_order"),
+                ("description", "Finds an order, faster"),
+                ("endpoint", "https://crm.example.com/orders"),
+                ("method", "POST"),
+                ("timeout", "5"),
+                ("headers", &html_unescape(&shown)),
+                ("schema", "[]"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    assert_eq!(
+        stored_header_values(&app).await,
+        ["Bearer very-secret-token-1234"]
+    );
+
+    // Another account's tool is not found.
+    let other = app.account("1").await;
+    let mut stranger = signed_in(&app, &other).await;
+    assert_eq!(stranger.get(&edit).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn stored_header_values(app: &TestApp) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let mut conn = app.db.connect().await;
+    diesel::sql_query("SELECT h->>'value' AS value FROM tools, jsonb_array_elements(headers) h")
+        .load::<Value>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_busiest_assistants_and_each_days_replies() {
+    let app = TestApp::spawn().await;
+    let account = app.account("5").await;
+    let busy = app
+        .assistant(&account, &json!({ "name": "Busy desk" }))
+        .await;
+    let quiet = app
+        .assistant(&account, &json!({ "name": "Quiet desk" }))
+        .await;
+    for (assistant, customer) in [(busy, "a"), (busy, "b"), (busy, "c"), (quiet, "d")] {
+        let (status, _) = app.reply(&account.key, assistant, customer, "hi").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut browser = signed_in(&app, &account).await;
+    let html = browser.get("/console").await.html;
+    let busy_at = html.find("Busy desk").unwrap();
+    let quiet_at = html.find("Quiet desk").unwrap();
+    assert!(busy_at < quiet_at, "the busiest first");
+    let today = chrono::Utc::now().date_naive();
+    assert!(html.contains(&format!("{today}: 4 replies")), "{html}");
+}
+
+#[tokio::test]
+async fn the_conversation_list_pages_newest_first() {
+    let app = TestApp::spawn().await;
+    let account = app.account("5").await;
+    let assistant = app.assistant(&account, &json!({ "name": "Desk" })).await;
+    for n in 0..27 {
+        let (status, _) = app
+            .reply(&account.key, assistant, &format!("customer-{n:02}"), "hi")
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut browser = signed_in(&app, &account).await;
+    let first = browser.get("/console/conversations").await.html;
+    assert_eq!(first.matches("customer-").count(), 25);
+    assert!(first.contains("customer-26") && !first.contains("customer-01"));
+    let older = first
+        .split("href=\"/console/conversations?")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(html_unescape)
+        .unwrap();
+    let second = browser
+        .get(&format!("/console/conversations?{older}"))
+        .await
+        .html;
+    assert_eq!(second.matches("customer-").count(), 2);
+    assert!(second.contains("customer-00") && second.contains("customer-01"));
+    assert!(second.contains(">Newer</a>"));
 }
 
 #[tokio::test]
@@ -467,6 +573,22 @@ async fn assets_are_served_under_their_hash_with_matching_integrity() {
 fn page_link(html: &str) -> String {
     let start = html.find("href=\"/console/conversations/").unwrap() + "href=\"".len();
     html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Where the link reading `text` goes.
+fn link_named(html: &str, text: &str) -> String {
+    let end = html.find(&format!("\">{text}</a>")).unwrap();
+    let start = html[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    html[start..end].to_owned()
+}
+
+fn html_unescape(text: &str) -> String {
+    text.replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
 }
 
 fn html_escape(text: &str) -> String {
