@@ -104,6 +104,53 @@ fn button(name: &str) -> String {
     format!("//button[normalize-space(.)='{name}']")
 }
 
+/// Waits for the element at `xpath` and clicks it.
+async fn click(browser: &Client, xpath: &str) {
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(xpath))
+        .await
+        .unwrap_or_else(|error| panic!("{xpath} never appeared: {error}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+fn link(text: &str) -> String {
+    format!("//a[normalize-space(.)='{text}']")
+}
+
+/// Waits for the form field labelled `label` and types `text` into it.
+async fn type_into(browser: &Client, label: &str, text: &str) {
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&field(label)))
+        .await
+        .unwrap_or_else(|error| panic!("no field {label:?}: {error}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Saves what the browser shows, after checking that every control on the page has an
+/// accessible name (a label, or its text for a button or link).
+async fn page(browser: &Client, name: &str) {
+    let unnamed = browser
+        .execute(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a')]
+                 .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                              && !e.textContent.trim())
+                 .map(e => e.outerHTML);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(unnamed, json!([]), "{name}: controls without a name");
+    screenshot(browser, name).await;
+}
+
 async fn wait_for_text(browser: &Client, text: &str) {
     let xpath = format!("//*[contains(text(), '{text}')]");
     browser
@@ -125,25 +172,13 @@ async fn customer_writes(stack: &Stack, assistant: i64, message: &str) {
     assert_eq!(response.status(), 200);
 }
 
+/// Signs in by keyboard alone: the key typed, Enter to send the form.
 async fn sign_in(browser: &Client, stack: &Stack) {
     browser
         .goto(&format!("{}/console/sign-in", stack.base))
         .await
         .unwrap();
-    browser
-        .find(Locator::XPath(&field("API key")))
-        .await
-        .unwrap()
-        .send_keys(&stack.key)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::XPath(&button("Sign in")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(browser, "API key", &format!("{}\u{E007}", stack.key)).await;
     wait_for_text(browser, "Busiest assistants").await;
 }
 
@@ -157,73 +192,33 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
         .goto(&format!("{}/console/sign-in", stack.base))
         .await
         .unwrap();
-    screenshot(&browser, "01-sign-in").await;
+    page(&browser, "01-sign-in").await;
     sign_in(&browser, &stack).await;
-    screenshot(&browser, "02-dashboard").await;
+    page(&browser, "02-dashboard").await;
 
     // An assistant, through the form.
-    browser
-        .find(Locator::LinkText("Assistants"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &link("Assistants")).await;
+    click(&browser, &link("New assistant")).await;
+    type_into(&browser, "Name", "Front desk").await;
+    type_into(&browser, "System prompt", "You answer for Acme.").await;
+    page(&browser, "03-new-assistant").await;
+    click(&browser, &button("Create assistant")).await;
+    // The edit form of the new assistant: its URL names it.
     browser
         .wait()
         .at_most(WAIT)
-        .for_element(Locator::LinkText("New assistant"))
-        .await
-        .unwrap()
-        .click()
+        .for_element(Locator::XPath(&button("Save")))
         .await
         .unwrap();
-    let name = browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&field("Name")))
-        .await
-        .unwrap();
-    name.send_keys("Front desk").await.unwrap();
-    browser
-        .find(Locator::XPath(&field("System prompt")))
-        .await
-        .unwrap()
-        .send_keys("You answer for Acme.")
-        .await
-        .unwrap();
-    screenshot(&browser, "03-new-assistant").await;
-    browser
-        .find(Locator::XPath(&button("Create assistant")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for_text(&browser, "Assistant ").await;
     let url = browser.current_url().await.unwrap();
     let assistant: i64 = url.path().rsplit('/').next().unwrap().parse().unwrap();
 
     // A customer writes; the operator opens the conversation.
     customer_writes(&stack, assistant, "Is my order on its way?").await;
-    browser
-        .find(Locator::LinkText("Conversations"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::LinkText("+4915550009"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &link("Conversations")).await;
+    click(&browser, &link("+4915550009")).await;
     wait_for_text(&browser, "Is my order on its way?").await;
-    screenshot(&browser, "04-conversation").await;
+    page(&browser, "04-conversation").await;
 
     // A new message appears without the page being loaded again: the mark survives.
     browser
@@ -239,50 +234,31 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
     assert_eq!(same, json!(true), "the page was reloaded");
 
     // Take over, answer, see the answer in the history.
-    browser
-        .find(Locator::XPath(&button("Take over")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &button("Take over")).await;
     browser
         .wait()
         .at_most(WAIT)
         .for_element(Locator::XPath(&button("Hand back to AI")))
         .await
         .unwrap();
-    browser
-        .find(Locator::XPath(&field("Message to the customer")))
-        .await
-        .unwrap()
-        .send_keys("Anna here: it left this morning.")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::XPath(&button("Send")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(
+        &browser,
+        "Message to the customer",
+        "Anna here: it left this morning.",
+    )
+    .await;
+    click(&browser, &button("Send")).await;
     wait_for_text(&browser, "Anna here: it left this morning.").await;
-    screenshot(&browser, "05-taken-over-and-answered").await;
+    page(&browser, "05-taken-over-and-answered").await;
 
-    browser
-        .find(Locator::XPath(&button("Sign out")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &button("Sign out")).await;
     browser
         .wait()
         .at_most(WAIT)
         .for_element(Locator::XPath(&button("Sign in")))
         .await
         .unwrap();
-    screenshot(&browser, "06-signed-out").await;
+    page(&browser, "06-signed-out").await;
     browser.close().await.unwrap();
 }
 
@@ -310,7 +286,7 @@ async fn an_idle_session_expires_and_a_form_without_its_token_is_refused() {
         .await
         .unwrap();
     wait_for_text(&browser, "Forbidden").await;
-    screenshot(&browser, "07-csrf-refused").await;
+    page(&browser, "07-csrf-refused").await;
 
     // Twelve idle hours later, the next page is the sign-in page.
     let mut conn = stack.db.connect().await;
@@ -333,7 +309,7 @@ async fn an_idle_session_expires_and_a_form_without_its_token_is_refused() {
         .for_element(Locator::XPath(&button("Sign in")))
         .await
         .unwrap();
-    screenshot(&browser, "08-session-expired").await;
+    page(&browser, "08-session-expired").await;
     browser.close().await.unwrap();
 
     assert_eq!(
