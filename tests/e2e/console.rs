@@ -104,17 +104,19 @@ fn button(name: &str) -> String {
     format!("//button[normalize-space(.)='{name}']")
 }
 
-/// Waits for the element at `xpath` and clicks it.
-async fn click(browser: &Client, xpath: &str) {
+/// The element at `xpath`, once it appears.
+async fn wait_for(browser: &Client, xpath: &str) -> fantoccini::elements::Element {
     browser
         .wait()
         .at_most(WAIT)
         .for_element(Locator::XPath(xpath))
         .await
         .unwrap_or_else(|error| panic!("{xpath} never appeared: {error}"))
-        .click()
-        .await
-        .unwrap();
+}
+
+/// Waits for the element at `xpath` and clicks it.
+async fn click(browser: &Client, xpath: &str) {
+    wait_for(browser, xpath).await.click().await.unwrap();
 }
 
 fn link(text: &str) -> String {
@@ -123,12 +125,8 @@ fn link(text: &str) -> String {
 
 /// Waits for the form field labelled `label` and types `text` into it.
 async fn type_into(browser: &Client, label: &str, text: &str) {
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&field(label)))
+    wait_for(browser, &field(label))
         .await
-        .unwrap_or_else(|error| panic!("no field {label:?}: {error}"))
         .send_keys(text)
         .await
         .unwrap();
@@ -152,13 +150,7 @@ async fn page(browser: &Client, name: &str) {
 }
 
 async fn wait_for_text(browser: &Client, text: &str) {
-    let xpath = format!("//*[contains(text(), '{text}')]");
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&xpath))
-        .await
-        .unwrap_or_else(|error| panic!("{text:?} never appeared: {error}"));
+    wait_for(browser, &format!("//*[contains(text(), '{text}')]")).await;
 }
 
 async fn customer_writes(stack: &Stack, assistant: i64, message: &str) {
@@ -204,12 +196,7 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
     page(&browser, "03-new-assistant").await;
     click(&browser, &button("Create assistant")).await;
     // The edit form of the new assistant: its URL names it.
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&button("Save")))
-        .await
-        .unwrap();
+    wait_for(&browser, &button("Save")).await;
     let url = browser.current_url().await.unwrap();
     let assistant: i64 = url.path().rsplit('/').next().unwrap().parse().unwrap();
 
@@ -235,12 +222,7 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
 
     // Take over, answer, see the answer in the history.
     click(&browser, &button("Take over")).await;
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&button("Hand back to AI")))
-        .await
-        .unwrap();
+    wait_for(&browser, &button("Hand back to AI")).await;
     type_into(
         &browser,
         "Message to the customer",
@@ -252,12 +234,7 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
     page(&browser, "05-taken-over-and-answered").await;
 
     click(&browser, &button("Sign out")).await;
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&button("Sign in")))
-        .await
-        .unwrap();
+    wait_for(&browser, &button("Sign in")).await;
     page(&browser, "06-signed-out").await;
     browser.close().await.unwrap();
 }
@@ -303,12 +280,7 @@ async fn an_idle_session_expires_and_a_form_without_its_token_is_refused() {
         .goto(&format!("{}/console", stack.base))
         .await
         .unwrap();
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&button("Sign in")))
-        .await
-        .unwrap();
+    wait_for(&browser, &button("Sign in")).await;
     page(&browser, "08-session-expired").await;
     browser.close().await.unwrap();
 
