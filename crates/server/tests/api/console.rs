@@ -176,9 +176,19 @@ async fn signing_in_opens_a_strict_http_only_session_and_signing_out_ends_it() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_over_https_the_cookie_is_secure() {
-    let app = TestApp::spawn_with(|s| s.trusted_proxies = "127.0.0.1".parse().unwrap()).await;
+    let trusting = TestApp::spawn_with(|s| s.trusted_proxies = "127.0.0.1".parse().unwrap()).await;
+    let cookie = session_cookie_over_forwarded_https(&trusting).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Anyone else saying HTTPS is not believed.
+    let other = TestApp::spawn().await;
+    let cookie = session_cookie_over_forwarded_https(&other).await;
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}
+
+/// The session cookie of a sign-in that says, in `X-Forwarded-Proto`, it came over HTTPS.
+async fn session_cookie_over_forwarded_https(app: &TestApp) -> String {
     let account = app.account("1").await;
-    let mut browser = Browser::new(&app);
+    let mut browser = Browser::new(app);
     browser.get("/console/sign-in").await;
     let token = browser.csrf.clone();
     let response = browser
@@ -190,8 +200,8 @@ async fn behind_a_trusted_proxy_over_https_the_cookie_is_secure() {
         .send()
         .await
         .unwrap();
-    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    response.headers()[SET_COOKIE].to_str().unwrap().to_owned()
 }
 
 #[tokio::test]
