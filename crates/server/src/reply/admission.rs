@@ -93,157 +93,155 @@ async fn admit_in(
 ) -> ReplyResult<(Admission, Tail)> {
     let settings = &app.settings;
     let account_id = caller.account_id;
-    {
-        let claim = match key {
-            Some(key) => {
-                match idempotency::begin(conn, account_id, key, settings.reply_lease).await? {
-                    Begin::Answer(response) => {
-                        return Ok((Admission::Replayed(response), Tail::default()));
+    let claim = match key {
+        Some(key) => {
+            match idempotency::begin(conn, account_id, key, settings.reply_lease).await? {
+                Begin::Answer(response) => {
+                    return Ok((Admission::Replayed(response), Tail::default()));
+                }
+                Begin::Run {
+                    claim,
+                    abandoned_message,
+                } => {
+                    // The dead attempt's queued message goes, so this one makes the only reply.
+                    if let Some(message_id) = abandoned_message {
+                        settlement::release(conn, &[message_id], false, None).await?;
                     }
-                    Begin::Run {
-                        claim,
-                        abandoned_message,
-                    } => {
-                        // The dead attempt's queued message goes, so this one makes the only reply.
-                        if let Some(message_id) = abandoned_message {
-                            settlement::release(conn, &[message_id], false, None).await?;
-                        }
-                        Some(claim)
-                    }
+                    Some(claim)
                 }
             }
-            None => None,
-        };
-        // Pipelined (sent together, run in order): the assistant, and the customer's
-        // conversation with it, whose row lock orders the customer's messages.
-        // Under a key, the message's id is taken now, so that the claim can note it in the
-        // next pipeline.
-        let pipe: &AsyncPgConnection = conn;
-        let (mut first, mut second, mut third) = (pipe, pipe, pipe);
-        let (assistant, joined, message_id) = futures::try_join!(
-            assistant::find(&mut first, account_id, request.assistant_id),
-            conversation::join(
-                &mut second,
-                account_id,
-                request.assistant_id,
-                &request.customer_identifier
-            ),
-            when(claim.is_some(), message::next_id(&mut third)),
-        )?;
-        let (Some(assistant), Some(joined)) = (assistant, joined) else {
-            return Err(ErrorCode::AssistantNotFound.into());
-        };
-        let variables = Value::Object(request.variables.clone().unwrap_or_default());
-        if !joined.ai_enabled || joined.opted_out {
-            check_variables_size(conn, &joined, &variables, 0).await?;
-            let stored = store_unanswered(
-                conn,
-                caller,
-                request,
-                claim.as_ref(),
-                &joined,
-                &variables,
-                settings.rate_limit_per_minute,
-            )
-            .await?;
-            return Ok((stored, Tail::default()));
         }
-
-        let prompt = start_prompt(
-            app,
-            &assistant,
-            &request.message,
+        None => None,
+    };
+    // Pipelined (sent together, run in order): the assistant, and the customer's
+    // conversation with it, whose row lock orders the customer's messages.
+    // Under a key, the message's id is taken now, so that the claim can note it in the
+    // next pipeline.
+    let pipe: &AsyncPgConnection = conn;
+    let (mut first, mut second, mut third) = (pipe, pipe, pipe);
+    let (assistant, joined, message_id) = futures::try_join!(
+        assistant::find(&mut first, account_id, request.assistant_id),
+        conversation::join(
+            &mut second,
+            account_id,
+            request.assistant_id,
+            &request.customer_identifier
+        ),
+        when(claim.is_some(), message::next_id(&mut third)),
+    )?;
+    let (Some(assistant), Some(joined)) = (assistant, joined) else {
+        return Err(ErrorCode::AssistantNotFound.into());
+    };
+    let variables = Value::Object(request.variables.clone().unwrap_or_default());
+    if !joined.ai_enabled || joined.opted_out {
+        check_variables_size(conn, &joined, &variables, 0).await?;
+        let stored = store_unanswered(
+            conn,
+            caller,
+            request,
+            claim.as_ref(),
+            &joined,
             &variables,
-            &joined.variables,
-        );
-        let hold = reservation(settings, &assistant, prompt.fixed_tokens());
-        let new = NewQueued {
-            message_id,
-            conversation_id: joined.id,
-            account_id,
-            seq: joined.seq,
-            content: &request.message,
-            variables: &variables,
-            hold: hold.subunits(),
-            lease: settings.reply_lease,
-            queue_limit: settings.conversation_queue_limit,
-        };
-        // In the same pipeline, the prompt's history and tools, for the turn is the message's
-        // at once unless another is queued before it (then it reads them when its turn comes),
-        // and the key's standing, read without locking: the key's and the account's rows, the
-        // hottest, are written by the tail.
-        let tool_ids = &assistant.tool_ids;
-        let received = NewEvent {
-            account_id,
-            kind: EventType::MessageReceived,
-            conversation_id: joined.id,
-            message_seq: Some(joined.seq),
-            error_code: None,
-        };
-        let pipe: &AsyncPgConnection = conn;
-        let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
-        let attach = async {
-            match (&claim, message_id) {
-                (Some(claim), Some(id)) => claim.attach_message(&mut c5, id).await,
-                _ => Ok(()),
-            }
-        };
-        let (enqueued, (), page, tools, standing) = futures::try_join!(
-            pending_reply::enqueue_message(&mut c1, &new).map_err(ReplyError::from),
-            attach.map_err(ReplyError::from),
-            when(
-                joined.seq > 1,
-                message::page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
-            )
-            .map_err(ReplyError::from),
-            when(
-                !tool_ids.is_empty(),
-                tool::find_many(&mut c3, account_id, tool_ids)
-            )
-            .map_err(ReplyError::from),
-            api_key::next_count(&mut c4, caller.api_key_id).map_err(ReplyError::from),
-        )?;
-        let Some(message_id) = enqueued.message_id else {
-            return Err(ReplyError::ConversationBusy);
-        };
-        let queued = enqueued.queued_before;
-        check_variables_size(conn, &joined, &variables, queued).await?;
-        let rate_limit = within_limit(&standing, settings.rate_limit_per_minute)?;
-        let turn = Turn {
-            account_id,
-            conversation_id: joined.id,
-            message_id,
-            seq: joined.seq,
-            hold,
-            customer_identifier: request.customer_identifier.clone(),
-            message: request.message.clone(),
-            variables,
-            idempotency_key: claim.as_ref().map(|c| c.key.clone()),
-            assistant,
-        };
-        let prepared = if queued == 0 {
-            Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
-        } else {
-            None
-        };
-        // Last, with the COMMIT: the call counted and the reservation taken (each refused by
-        // its row's CHECK), and with the account's row locked, the `message.received` event.
-        // The account's row last, so that it is held for the least: the key's row is written
-        // by admissions only, and they take the account's row in turn anyway.
-        let tail = Tail::default()
-            .then(&api_key::count_call_statement(
-                caller.api_key_id,
-                settings.rate_limit_per_minute,
-            ))
-            .then(&event::insert_moving_balance(&received, -hold.subunits()));
-        let queued = Queued {
-            turn,
-            prepared,
-            claim,
-            rate_limit,
-        };
-        Ok((Admission::Queued(Box::new(queued)), tail))
+            settings.rate_limit_per_minute,
+        )
+        .await?;
+        return Ok((stored, Tail::default()));
     }
+
+    let prompt = start_prompt(
+        app,
+        &assistant,
+        &request.message,
+        &variables,
+        &joined.variables,
+    );
+    let hold = reservation(settings, &assistant, prompt.fixed_tokens());
+    let new = NewQueued {
+        message_id,
+        conversation_id: joined.id,
+        account_id,
+        seq: joined.seq,
+        content: &request.message,
+        variables: &variables,
+        hold: hold.subunits(),
+        lease: settings.reply_lease,
+        queue_limit: settings.conversation_queue_limit,
+    };
+    // In the same pipeline, the prompt's history and tools, for the turn is the message's
+    // at once unless another is queued before it (then it reads them when its turn comes),
+    // and the key's standing, read without locking: the key's and the account's rows, the
+    // hottest, are written by the tail.
+    let tool_ids = &assistant.tool_ids;
+    let received = NewEvent {
+        account_id,
+        kind: EventType::MessageReceived,
+        conversation_id: joined.id,
+        message_seq: Some(joined.seq),
+        error_code: None,
+    };
+    let pipe: &AsyncPgConnection = conn;
+    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
+    let attach = async {
+        match (&claim, message_id) {
+            (Some(claim), Some(id)) => claim.attach_message(&mut c5, id).await,
+            _ => Ok(()),
+        }
+    };
+    let (enqueued, (), page, tools, standing) = futures::try_join!(
+        pending_reply::enqueue_message(&mut c1, &new).map_err(ReplyError::from),
+        attach.map_err(ReplyError::from),
+        when(
+            joined.seq > 1,
+            message::page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
+        )
+        .map_err(ReplyError::from),
+        when(
+            !tool_ids.is_empty(),
+            tool::find_many(&mut c3, account_id, tool_ids)
+        )
+        .map_err(ReplyError::from),
+        api_key::next_count(&mut c4, caller.api_key_id).map_err(ReplyError::from),
+    )?;
+    let Some(message_id) = enqueued.message_id else {
+        return Err(ReplyError::ConversationBusy);
+    };
+    let queued = enqueued.queued_before;
+    check_variables_size(conn, &joined, &variables, queued).await?;
+    let rate_limit = within_limit(&standing, settings.rate_limit_per_minute)?;
+    let turn = Turn {
+        account_id,
+        conversation_id: joined.id,
+        message_id,
+        seq: joined.seq,
+        hold,
+        customer_identifier: request.customer_identifier.clone(),
+        message: request.message.clone(),
+        variables,
+        idempotency_key: claim.as_ref().map(|c| c.key.clone()),
+        assistant,
+    };
+    let prepared = if queued == 0 {
+        Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
+    } else {
+        None
+    };
+    // Last, with the COMMIT: the call counted and the reservation taken (each refused by
+    // its row's CHECK), and with the account's row locked, the `message.received` event.
+    // The account's row last, so that it is held for the least: the key's row is written
+    // by admissions only, and they take the account's row in turn anyway.
+    let tail = Tail::default()
+        .then(&api_key::count_call_statement(
+            caller.api_key_id,
+            settings.rate_limit_per_minute,
+        ))
+        .then(&event::insert_moving_balance(&received, -hold.subunits()));
+    let queued = Queued {
+        turn,
+        prepared,
+        claim,
+        rate_limit,
+    };
+    Ok((Admission::Queued(Box::new(queued)), tail))
 }
 
 /// `query`'s rows if `wanted`; nothing is sent otherwise.
