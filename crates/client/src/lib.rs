@@ -61,5 +61,5 @@ pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use events::{EventStream, Events, EventsQuery};
 pub use resources::{Assistants, Conversations, Tools, Webhooks};
-pub use retry::RetryPolicy;
+pub use retry::{Retry, RetryPolicy};
 pub use uuid::Uuid;

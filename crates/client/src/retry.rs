@@ -1,5 +1,6 @@
 //! When and how long to wait before trying a call again.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -86,14 +87,63 @@ impl RetryPolicy {
     }
 }
 
-/// Whether a failed attempt may be repeated.
+/// What a failed attempt says about trying again (see [`RetryPolicy::run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The failure is final: trying again would fail the same way.
+    Never,
+    /// Try again after the policy's backoff.
+    Backoff,
+    /// Try again after this long (the other side's `Retry-After`), capped by the policy.
+    After(Duration),
+}
+
+impl RetryPolicy {
+    /// Runs `attempt` (given its number, 1 for the first) until it succeeds, `judge` calls a
+    /// failure final, or the policy runs out of attempts or time; the last failure is returned.
+    /// For calls of other services made beside the SDK's, so that one policy governs both.
+    pub async fn run<T, E, Fut>(
+        &self,
+        mut attempt: impl FnMut(u32) -> Fut,
+        mut judge: impl FnMut(&E) -> Retry,
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut number = 1;
+        loop {
+            let error = match attempt(number).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let retry_after = match judge(&error) {
+                Retry::Never => return Err(error),
+                Retry::Backoff => None,
+                Retry::After(wait) => Some(wait),
+            };
+            if number >= self.max_attempts {
+                return Err(error);
+            }
+            let wait = self.delay(number, retry_after);
+            if started.elapsed() + wait >= self.deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(wait).await;
+            number += 1;
+        }
+    }
+}
+
+/// Whether a failed attempt may be repeated: for the codes this SDK knows, `ErrorCode`'s one
+/// table says; for a code it does not know (from a newer server), the HTTP status does.
 pub(crate) fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Transport(_) => true,
-        // A 409 is retried only when its code says it may pass (`IDEMPOTENCY_CONFLICT`), or is
-        // a code this SDK does not know: `CONVERSATION_OPTED_OUT` stays until the customer acts.
-        Error::Api(api) if api.status == 409 => api.code.is_none_or(|code| code.is_retryable()),
-        Error::Api(api) => matches!(api.status, 408 | 425 | 429 | 500 | 502 | 503 | 504),
+        Error::Api(api) => match api.code {
+            Some(code) => code.is_retryable(),
+            None => matches!(api.status, 408 | 409 | 425 | 429 | 500 | 502 | 503 | 504),
+        },
         Error::Decode { .. } | Error::Config(_) => false,
     }
 }
@@ -119,7 +169,83 @@ pub(crate) fn is_error(status: StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
+    use anyreply_core::ErrorCode;
     use reqwest::header::HeaderValue;
+
+    fn api_error(status: u16, code: Option<ErrorCode>) -> Error {
+        Error::Api(ApiError {
+            status,
+            code,
+            message: String::new(),
+            field_errors: Default::default(),
+            retry_after: None,
+        })
+    }
+
+    /// Every code of the table, each decided by the table: a new code must be placed here on
+    /// purpose, retried or not.
+    #[test]
+    fn every_error_code_is_retried_as_its_row_of_the_table_says() {
+        use ErrorCode::*;
+        let retried = [
+            IdempotencyConflict,
+            RateLimited,
+            ConversationBusy,
+            InternalError,
+            LlmError,
+            LlmUnavailable,
+            ServiceUnavailable,
+        ];
+        for &code in ErrorCode::ALL {
+            let error = api_error(code.http_status(), Some(code));
+            assert_eq!(is_retryable(&error), code.is_retryable(), "{code:?}");
+            assert_eq!(is_retryable(&error), retried.contains(&code), "{code:?}");
+        }
+        // A code this SDK does not know: its status decides.
+        assert!(is_retryable(&api_error(503, None)));
+        assert!(is_retryable(&api_error(409, None)));
+        assert!(!is_retryable(&api_error(422, None)));
+    }
+
+    #[tokio::test]
+    async fn run_retries_what_the_judge_allows_within_the_attempts() {
+        let policy = RetryPolicy::default()
+            .with_max_attempts(3)
+            .with_backoff(Duration::from_millis(1), Duration::from_millis(2));
+        let mut calls = Vec::new();
+        let result: Result<(), u32> = policy
+            .run(
+                |number| {
+                    calls.push(number);
+                    async move { Err(number) }
+                },
+                |_| Retry::Backoff,
+            )
+            .await;
+        assert_eq!(result, Err(3));
+        assert_eq!(calls, [1, 2, 3]);
+
+        let mut calls = 0;
+        let result: Result<(), &str> = policy
+            .run(
+                |_| {
+                    calls += 1;
+                    async { Err("refused") }
+                },
+                |_| Retry::Never,
+            )
+            .await;
+        assert_eq!((result, calls), (Err("refused"), 1));
+
+        let result = policy
+            .run(
+                |number| async move { if number < 2 { Err(()) } else { Ok(number) } },
+                |_| Retry::After(Duration::from_millis(1)),
+            )
+            .await;
+        assert_eq!(result, Ok(2));
+    }
 
     #[test]
     fn backoff_grows_with_full_jitter_up_to_the_cap() {

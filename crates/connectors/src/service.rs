@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use anyreply_client::{Client, DEFAULT_BASE_URL, ErrorCode, PageQuery};
+use anyreply_client::{Client, DEFAULT_BASE_URL, ErrorCode, PageQuery, RetryPolicy};
 use anyreply_core::env::Env;
 use axum::Json;
 use axum::routing::get;
@@ -16,6 +16,15 @@ use serde_json::{Value, json};
 
 use crate::bridge::Bridge;
 use crate::text::Texts;
+
+/// How a bridge retries its sends to the channel (Telegram, Twilio): the SDK's policy, with
+/// `retries` extra attempts and a backoff starting at `backoff` (full jitter, doubling, up to
+/// 16 times it).
+pub fn send_retry_policy(retries: u32, backoff: std::time::Duration) -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_attempts(retries.saturating_add(1))
+        .with_backoff(backoff, backoff.saturating_mul(16))
+}
 
 /// Logs to stderr; `ANYREPLY_LOG` filters, `ANYREPLY_LOG_FORMAT=json` structures; a bad value
 /// of either is warned about, not ignored.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyreply_client::{Event, Variables};
+use anyreply_client::{Event, Retry, Variables};
 use serde_json::Value;
 use teloxide::ApiError;
 use teloxide::RequestError;
@@ -166,28 +166,39 @@ async fn keep_typing(bot: TelegramBot, chat: ChatId) {
 }
 
 /// Sends one message. `Throttle` waits out rate limits (`retry_after`); network errors and
-/// Telegram's 5xx are retried here, a bounded number of times.
+/// Telegram's 5xx are retried here, as the send retry policy says.
 async fn send(bot: &TelegramBot, chat: ChatId, text: &str, shared: &Shared) -> HandlerResult {
-    let mut pause = shared.settings.send_backoff;
-    let mut attempt = 0;
-    loop {
-        match bot.send_message(chat, text).await {
-            Ok(_) => {
-                metrics::message_out(CHANNEL, true);
-                return Ok(());
-            }
-            Err(error) if attempt < shared.settings.send_retries && is_transient(&error) => {
-                tracing::warn!(%error, attempt, "sending to Telegram failed; retrying");
-                metrics::send_retry(CHANNEL);
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-                attempt += 1;
-            }
-            Err(error) => {
-                metrics::message_out(CHANNEL, false);
-                tracing::error!(%error, %chat, "could not send to Telegram");
-                return Err(error.into());
-            }
+    let policy = crate::service::send_retry_policy(
+        shared.settings.send_retries,
+        shared.settings.send_backoff,
+    );
+    let sent = policy
+        .run(
+            |attempt| {
+                if attempt > 1 {
+                    metrics::send_retry(CHANNEL);
+                }
+                bot.send_message(chat, text).into_future()
+            },
+            |error: &RequestError| {
+                if is_transient(error) {
+                    tracing::warn!(%error, "sending to Telegram failed; it may be retried");
+                    Retry::Backoff
+                } else {
+                    Retry::Never
+                }
+            },
+        )
+        .await;
+    match sent {
+        Ok(_) => {
+            metrics::message_out(CHANNEL, true);
+            Ok(())
+        }
+        Err(error) => {
+            metrics::message_out(CHANNEL, false);
+            tracing::error!(%error, %chat, "could not send to Telegram");
+            Err(error.into())
         }
     }
 }

@@ -99,6 +99,9 @@ pub struct TwilioSettings {
     pub send_backoff: Duration,
 }
 
+/// Extra attempts of a REST send after a network error, 429 or 5xx.
+const SEND_RETRIES: u32 = 3;
+
 impl TwilioSettings {
     /// The settings `env` gives, its problems noted in it.
     pub fn read(env: &mut Env) -> Self {
@@ -173,7 +176,7 @@ fn app_and_state(
         settings.account_sid.clone(),
         settings.auth_token.clone(),
         settings.messaging_service_sid.clone(),
-        settings.send_backoff,
+        crate::service::send_retry_policy(SEND_RETRIES, settings.send_backoff),
     )?;
     let in_flight = Queues::default();
     let state = Arc::new(TwilioState {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyreply_client::{Retry, RetryPolicy};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -16,8 +17,8 @@ pub struct TwilioRest {
     auth_token: SecretString,
     /// Sends from this Messaging Service instead of the number that was written to.
     messaging_service_sid: Option<String>,
-    retries: u32,
-    backoff: Duration,
+    /// How a send is retried: network errors, 429 and 5xx.
+    retry: RetryPolicy,
 }
 
 impl TwilioRest {
@@ -26,7 +27,7 @@ impl TwilioRest {
         account_sid: String,
         auth_token: SecretString,
         messaging_service_sid: Option<String>,
-        backoff: Duration,
+        retry: RetryPolicy,
     ) -> anyhow::Result<Self> {
         let messages_url =
             api_url.join(&format!("2010-04-01/Accounts/{account_sid}/Messages.json"))?;
@@ -39,51 +40,75 @@ impl TwilioRest {
             account_sid,
             auth_token,
             messaging_service_sid,
-            retries: 3,
-            backoff,
+            retry,
         })
     }
 
     /// Sends `body` to `to`, from `from` (the number the customer wrote to). Network errors,
-    /// 429 and 5xx are retried a bounded number of times.
+    /// 429 and 5xx are retried as the retry policy says.
     pub async fn send(&self, to: &str, from: &str, body: &str) -> anyhow::Result<()> {
         let sender = match &self.messaging_service_sid {
             Some(service) => ("MessagingServiceSid", service.as_str()),
             None => ("From", from),
         };
         let form = [("To", to), sender, ("Body", body)];
-        let mut pause = self.backoff;
-        let mut attempt = 0;
-        loop {
-            let sent = self
-                .http
-                .post(self.messages_url.clone())
-                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-                .form(&form)
-                .send()
-                .await;
-            let retryable = match &sent {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => {
-                    response.status() == StatusCode::TOO_MANY_REQUESTS
-                        || response.status().is_server_error()
-                }
-                Err(_) => true,
-            };
-            if !retryable || attempt >= self.retries {
-                return Err(match sent {
-                    Ok(response) => {
-                        anyhow::anyhow!("Twilio refused the message: HTTP {}", response.status())
+        self.retry
+            .run(
+                |attempt| {
+                    if attempt > 1 {
+                        crate::metrics::send_retry(super::CHANNEL);
                     }
-                    Err(error) => {
-                        anyhow::anyhow!("Twilio could not be reached: {}", error.without_url())
-                    }
-                });
-            }
-            crate::metrics::send_retry(super::CHANNEL);
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            attempt += 1;
-        }
+                    self.post(&form)
+                },
+                |failure: &Failure| failure.retry,
+            )
+            .await
+            .map_err(|failure| failure.error)
     }
+
+    async fn post(&self, form: &[(&str, &str)]) -> Result<(), Failure> {
+        let response = self
+            .http
+            .post(self.messages_url.clone())
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .form(form)
+            .send()
+            .await
+            .map_err(|error| Failure {
+                retry: Retry::Backoff,
+                error: anyhow::anyhow!("Twilio could not be reached: {}", error.without_url()),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            retry_after(&response).map_or(Retry::Backoff, Retry::After)
+        } else {
+            Retry::Never
+        };
+        Err(Failure {
+            retry,
+            error: anyhow::anyhow!("Twilio refused the message: HTTP {status}"),
+        })
+    }
+}
+
+/// A failed send, and whether it is worth another.
+struct Failure {
+    retry: Retry,
+    error: anyhow::Error,
+}
+
+/// Twilio's `Retry-After`, in seconds, if it sent one.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
 }
