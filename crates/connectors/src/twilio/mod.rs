@@ -1,4 +1,9 @@
-//! The Twilio SMS bridge: an endpoint for Twilio's inbound-message webhook.
+//! The Twilio bridge, SMS and WhatsApp: an endpoint for Twilio's inbound-message webhook.
+//!
+//! Twilio posts both channels' messages to the same webhook; WhatsApp's addresses are the
+//! number behind `whatsapp:`. One person is one customer on both (`customer_identifier` is the
+//! E.164 number); the `channel` variable says which they last used, and replies and operator
+//! messages go back on it.
 //!
 //! By default it acknowledges at once with an empty `<Response/>` (Twilio gives up after 15
 //! seconds, and a reply that calls tools can take longer), then sends the reply with the REST
@@ -33,8 +38,43 @@ use crate::split::split;
 use anyreply_core::env::Env;
 use rest::TwilioRest;
 
-/// The channel's name in metrics and the `channel` variable.
-pub(crate) const CHANNEL: &str = "sms";
+/// The bridge's name for its place on disk (see `EventCursor`).
+const BRIDGE: &str = "sms";
+
+/// The channels Twilio brings to this bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Sms,
+    Whatsapp,
+}
+
+impl Channel {
+    const WHATSAPP: &'static str = "whatsapp:";
+
+    /// The channel of a Twilio address (`+1555…`, `whatsapp:+1555…`), and its number.
+    pub fn of(address: &str) -> (Channel, &str) {
+        match address.strip_prefix(Self::WHATSAPP) {
+            Some(number) => (Channel::Whatsapp, number),
+            None => (Channel::Sms, address),
+        }
+    }
+
+    /// Its name in metrics and in the `channel` variable.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Whatsapp => "whatsapp",
+        }
+    }
+
+    /// The Twilio address of `number` on this channel.
+    pub fn address(self, number: &str) -> String {
+        match self {
+            Channel::Sms => number.to_owned(),
+            Channel::Whatsapp => format!("{}{number}", Self::WHATSAPP),
+        }
+    }
+}
 
 /// Twilio's REST API root, unless `ANYREPLY_TWILIO_API_URL` says otherwise.
 pub const DEFAULT_API_URL: &str = "https://api.twilio.com";
@@ -58,8 +98,8 @@ pub const OPT_OUT_WORDS: &[&str] = &[
 /// Twilio's opt-in words: AnyReply is told (`opt_in`) and answers the customer again.
 pub const OPT_IN_WORDS: &[&str] = &["START", "UNSTOP"];
 
-/// The conversation variable holding the number the customer last wrote to (Twilio's `To`):
-/// operator messages are sent from it.
+/// The conversation variable holding the address the customer last wrote to (Twilio's `To`,
+/// `whatsapp:+1…` on WhatsApp): operator messages are sent from it.
 pub const BUSINESS_NUMBER: &str = "business_number";
 
 /// Twilio's help words, which it answers itself.
@@ -203,7 +243,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (router, state) = app_and_state(settings, bridge)?;
-    let cursor = EventCursor::new(&state.bridge.state_dir, CHANNEL, state.bridge.assistant_id);
+    let cursor = EventCursor::new(&state.bridge.state_dir, BRIDGE, state.bridge.assistant_id);
     let last_handled = cursor.load().await?;
     let stop_following = CancellationToken::new();
     let _follower_stops_with_us = stop_following.clone().drop_guard();
@@ -242,60 +282,71 @@ pub fn is_phone_number(identifier: &str) -> bool {
     })
 }
 
-/// Sends an operator message by SMS, from the number the customer last wrote to (or the
-/// Messaging Service), split as replies are.
+/// Sends an operator message on the channel the customer last used, from the address they
+/// last wrote to (or the Messaging Service), split as replies are.
 async fn deliver_operator_message(state: &TwilioState, event: Event) -> Delivery {
     let customer = &event.customer_identifier;
     let Some(message) = event.message.as_ref().filter(|_| is_phone_number(customer)) else {
         return Delivery::NotOurs;
     };
-    let from = match &state.settings.messaging_service_sid {
-        // The service picks the number; `From` is not sent.
-        Some(_) => String::new(),
-        None => match business_number(&state.bridge, event.conversation_id).await {
-            Ok(number) => number,
-            Err(error) => {
-                metrics::message_out(CHANNEL, false);
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    event = event.id,
-                    conversation = %event.conversation_id,
-                    "an operator message was not sent by SMS"
-                );
-                return Delivery::Failed;
-            }
-        },
+    let failed = |error: anyhow::Error, channel: Channel| {
+        metrics::message_out(channel.as_str(), false);
+        tracing::error!(
+            error = format!("{error:#}"),
+            event = event.id,
+            conversation = %event.conversation_id,
+            "an operator message was not sent"
+        );
+        Delivery::Failed
     };
+    let (channel, business_address) =
+        match last_written_to(&state.bridge, event.conversation_id).await {
+            Ok(found) => found,
+            Err(error) => return failed(error, Channel::Sms),
+        };
+    let from = match (&state.settings.messaging_service_sid, business_address) {
+        // The service picks the number; `From` is not sent.
+        (Some(_), _) => String::new(),
+        (None, Some(address)) => address,
+        (None, None) => {
+            return failed(
+                anyhow::anyhow!(
+                    "the conversation has no {BUSINESS_NUMBER} variable to send from (the customer has not written to this bridge); set ANYREPLY_TWILIO_MESSAGING_SERVICE_SID to send from a Messaging Service"
+                ),
+                channel,
+            );
+        }
+    };
+    let to = channel.address(customer);
     for piece in split(&message.content, state.settings.max_chars) {
-        let sent = state.rest.send(customer, &from, &piece).await;
-        metrics::message_out(CHANNEL, sent.is_ok());
+        let sent = state.rest.send(&to, &from, &piece).await;
+        metrics::message_out(channel.as_str(), sent.is_ok());
         if let Err(error) = sent {
-            tracing::error!(%error, event = event.id, conversation = %event.conversation_id, "an operator message was not sent by SMS");
-            return Delivery::Failed;
+            return failed(error, channel);
         }
     }
-    tracing::info!(event = event.id, conversation = %event.conversation_id, "delivered an operator message");
+    tracing::info!(event = event.id, conversation = %event.conversation_id, channel = channel.as_str(), "delivered an operator message");
     Delivery::Sent
 }
 
-/// The number the customer last wrote to, as the bridge stored it in the conversation.
-async fn business_number(bridge: &Bridge, conversation: Uuid) -> anyhow::Result<String> {
+/// The channel the customer last used and the address they wrote to, as the bridge stored
+/// them in the conversation (SMS when it says nothing).
+async fn last_written_to(
+    bridge: &Bridge,
+    conversation: Uuid,
+) -> anyhow::Result<(Channel, Option<String>)> {
     let conversation = bridge
         .client
         .conversations()
         .get(conversation)
         .await
         .context("could not read the conversation from AnyReply")?;
-    conversation
-        .variables
-        .get(BUSINESS_NUMBER)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| {
-            format!(
-                "the conversation has no {BUSINESS_NUMBER} variable to send from (the customer has not written to this bridge); set ANYREPLY_TWILIO_MESSAGING_SERVICE_SID to send from a Messaging Service"
-            )
-        })
+    let variable = |name: &str| conversation.variables.get(name).and_then(Value::as_str);
+    let channel = match variable("channel") {
+        Some("whatsapp") => Channel::Whatsapp,
+        _ => Channel::Sms,
+    };
+    Ok((channel, variable(BUSINESS_NUMBER).map(str::to_owned)))
 }
 
 /// Tells AnyReply that the customer opted out (or back in), so that it remembers.
@@ -365,20 +416,29 @@ async fn inbound(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
+    // `from` and `to` are Twilio's addresses, answered as they came; `customer` is the number.
     let (sid, from, to, text) = (
         param("MessageSid"),
         param("From"),
         param("To"),
         param("Body"),
     );
+    let (channel, customer) = Channel::of(&from);
+    let customer = customer.to_owned();
+    let name = channel.as_str();
     if !state.seen.first_time(&sid) {
-        metrics::message_in(CHANNEL, None);
+        metrics::message_in(name, None);
         tracing::info!(%sid, "ignoring a redelivered message");
         return twiml_response(&[]);
     }
     let is_keyword = |words: &[&str]| words.iter().any(|k| text.trim().eq_ignore_ascii_case(k));
-    if KEYWORDS.iter().any(|words| is_keyword(words)) {
-        metrics::message_in(CHANNEL, None);
+    // Twilio answers the help words itself on SMS only; on WhatsApp they are questions.
+    let handled_by_twilio = |words: &[&str]| channel == Channel::Sms || words != HELP_WORDS;
+    if KEYWORDS
+        .iter()
+        .any(|words| handled_by_twilio(words) && is_keyword(words))
+    {
+        metrics::message_in(name, None);
         tracing::info!(%sid, "a keyword Twilio handles itself; not sent to the AI");
         let consent = if is_keyword(OPT_OUT_WORDS) {
             Some(true)
@@ -389,20 +449,20 @@ async fn inbound(
         };
         if let Some(opted_out) = consent {
             let worker = state.clone();
-            let tell =
-                async move { remember_consent(&worker.bridge, &from, opted_out, &sid).await };
+            let who = customer.clone();
+            let tell = async move { remember_consent(&worker.bridge, &who, opted_out, &sid).await };
             match settings.mode {
                 // Queued with the customer's messages, so a message after STOP is not
                 // answered before AnyReply knows.
-                ReplyMode::Rest => state.in_flight.push(&param("From"), tell),
+                ReplyMode::Rest => state.in_flight.push(&customer, tell),
                 ReplyMode::Inline => tell.await,
             }
         }
         return twiml_response(&[]);
     }
     let mut variables = Variables::new();
-    variables.insert("channel".into(), Value::from(CHANNEL));
-    variables.insert("phone".into(), Value::from(from.as_str()));
+    variables.insert("channel".into(), Value::from(name));
+    variables.insert("phone".into(), Value::from(customer.as_str()));
     variables.insert(BUSINESS_NUMBER.into(), Value::from(to.as_str()));
     for (name, field) in [
         ("country", "FromCountry"),
@@ -415,7 +475,7 @@ async fn inbound(
         }
     }
     let inbound = Inbound {
-        customer: from.clone(),
+        customer: customer.clone(),
         text,
         idempotency_key: format!("twilio:{sid}"),
         variables,
@@ -423,7 +483,7 @@ async fn inbound(
     match settings.mode {
         ReplyMode::Inline => {
             let outcome = state.bridge.answer(inbound).await;
-            metrics::message_in(CHANNEL, Some(&outcome));
+            metrics::message_in(name, Some(&outcome));
             match outcome {
                 Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
                 Outcome::Apology(apology) => twiml_response(&[apology]),
@@ -434,9 +494,9 @@ async fn inbound(
         }
         ReplyMode::Rest => {
             let worker = state.clone();
-            state.in_flight.push(&from.clone(), async move {
+            state.in_flight.push(&customer, async move {
                 let outcome = worker.bridge.answer(inbound).await;
-                metrics::message_in(CHANNEL, Some(&outcome));
+                metrics::message_in(name, Some(&outcome));
                 let pieces = match outcome {
                     Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
                     Outcome::Apology(apology) => vec![apology],
@@ -444,9 +504,9 @@ async fn inbound(
                 };
                 for piece in pieces {
                     let sent = worker.rest.send(&from, &to, &piece).await;
-                    metrics::message_out(CHANNEL, sent.is_ok());
+                    metrics::message_out(name, sent.is_ok());
                     if let Err(error) = sent {
-                        tracing::error!(%error, %sid, "could not send the reply by SMS");
+                        tracing::error!(%error, %sid, channel = name, "could not send the reply");
                         break;
                     }
                 }

@@ -1,4 +1,4 @@
-//! Sending an SMS with Twilio's REST Messages API. (`twilio-async`'s client cannot be used: it
+//! Sending an SMS or a WhatsApp message with Twilio's REST Messages API. (`twilio-async`'s client cannot be used: it
 //! hard-codes `api.twilio.com`, so it could be neither tested nor pointed at a proxy.)
 
 use std::time::Duration;
@@ -56,7 +56,7 @@ impl TwilioRest {
             .run(
                 |attempt| {
                     if attempt > 1 {
-                        crate::metrics::send_retry(super::CHANNEL);
+                        crate::metrics::send_retry(super::Channel::of(to).0.as_str());
                     }
                     self.post(&form)
                 },

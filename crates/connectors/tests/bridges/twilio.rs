@@ -82,15 +82,29 @@ impl Sms {
 
     /// Posts an inbound SMS as Twilio does, signed for `signed_url` (or unsigned, or badly).
     async fn deliver(&self, sid: &str, body: &str, signing: Signing) -> (u16, String) {
+        self.deliver_from(sid, body, "+15550001111", "+18005551212", signing)
+            .await
+    }
+
+    /// Posts an inbound message from the Twilio address `from` to `to` (`whatsapp:+…` on
+    /// WhatsApp).
+    async fn deliver_from(
+        &self,
+        sid: &str,
+        body: &str,
+        from: &str,
+        to: &str,
+        signing: Signing,
+    ) -> (u16, String) {
         let params: Vec<(String, String)> = [
             ("AccountSid", ACCOUNT),
             ("ApiVersion", "2010-04-01"),
             ("Body", body),
-            ("From", "+15550001111"),
+            ("From", from),
             ("FromCountry", "US"),
             ("MessageSid", sid),
             ("NumMedia", "0"),
-            ("To", "+18005551212"),
+            ("To", to),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -412,6 +426,8 @@ async fn an_operator_message_is_sent_from_the_number_the_customer_wrote_to() {
 #[tokio::test]
 async fn with_a_messaging_service_operator_messages_are_sent_from_it() {
     let mut sms = Sms::start(|s| s.messaging_service_sid = Some("MG1".to_owned())).await;
+    // The conversation says the channel; the service picks the number.
+    conversation_with(&sms.anyreply, serde_json::json!({ "channel": "sms" })).await;
     let log = EventLog::serve(&sms.anyreply).await;
     log.operator_message("+15550001111", "Your table is ready.");
     eventually("the SMS", || async { !sms.sent().await.is_empty() }).await;
@@ -486,4 +502,125 @@ async fn nothing_is_sent_to_a_customer_who_opted_out() {
         .map(|(_, _, body)| body)
         .collect();
     assert_eq!(bodies, ["echo: next"]);
+}
+
+const WHATSAPP_CUSTOMER: &str = "whatsapp:+15550001111";
+const WHATSAPP_BUSINESS: &str = "whatsapp:+14155238886";
+
+#[tokio::test]
+async fn a_whatsapp_message_is_answered_on_whatsapp_by_the_same_customers_conversation() {
+    let sms = Sms::start(|_| {}).await;
+    let (status, twiml) = sms
+        .deliver_from(
+            "SMw1",
+            "Do you deliver?",
+            WHATSAPP_CUSTOMER,
+            WHATSAPP_BUSINESS,
+            Signing::For(PUBLIC_URL),
+        )
+        .await;
+    assert_eq!((status, twiml.as_str()), (200, EMPTY_TWIML));
+    eventually("the reply", || async { !sms.sent().await.is_empty() }).await;
+    assert_eq!(
+        sms.sent().await,
+        [(
+            WHATSAPP_CUSTOMER.to_owned(),
+            WHATSAPP_BUSINESS.to_owned(),
+            "echo: Do you deliver?".to_owned()
+        )]
+    );
+    // The same person by SMS: the same customer, another channel.
+    sms.deliver("SMw2", "And on Sunday?", Signing::For(PUBLIC_URL))
+        .await;
+    eventually("the SMS reply", || async { sms.sent().await.len() == 2 }).await;
+    let asked = anyreply_requests(&sms.anyreply).await;
+    let bodies: Vec<Value> = asked
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["customer_identifier"], "+15550001111");
+    assert_eq!(bodies[1]["customer_identifier"], "+15550001111");
+    assert_eq!(
+        bodies[0]["variables"],
+        serde_json::json!({
+            "channel": "whatsapp", "phone": "+15550001111", "country": "US",
+            "business_number": WHATSAPP_BUSINESS
+        })
+    );
+    assert_eq!(bodies[1]["variables"]["channel"], "sms");
+    assert_eq!(
+        sms.sent().await[1],
+        (
+            "+15550001111".to_owned(),
+            "+18005551212".to_owned(),
+            "echo: And on Sunday?".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
+async fn on_whatsapp_help_is_a_question_and_stop_still_opts_out() {
+    let sms = Sms::start(|_| {}).await;
+    Mock::given(method("POST"))
+        .and(path("/api/automate/opt-out"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "status": true, "conversation_id": CONVERSATION, "opted_out": true
+        })))
+        .mount(&sms.anyreply)
+        .await;
+    sms.deliver_from(
+        "SMw3",
+        "HELP",
+        WHATSAPP_CUSTOMER,
+        WHATSAPP_BUSINESS,
+        Signing::For(PUBLIC_URL),
+    )
+    .await;
+    eventually("the answer to HELP", || async {
+        !sms.sent().await.is_empty()
+    })
+    .await;
+    sms.deliver_from(
+        "SMw4",
+        "STOP",
+        WHATSAPP_CUSTOMER,
+        WHATSAPP_BUSINESS,
+        Signing::For(PUBLIC_URL),
+    )
+    .await;
+    eventually("the opt-out", || async {
+        sms.anyreply
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.url.path() == "/api/automate/opt-out")
+    })
+    .await;
+    let asked = anyreply_requests(&sms.anyreply).await;
+    assert_eq!(asked.len(), 1, "only HELP reached the AI");
+}
+
+#[tokio::test]
+async fn an_operator_message_goes_back_on_the_channel_the_customer_last_used() {
+    let sms = Sms::start(|_| {}).await;
+    conversation_with(
+        &sms.anyreply,
+        serde_json::json!({ "channel": "whatsapp", "business_number": WHATSAPP_BUSINESS }),
+    )
+    .await;
+    let log = EventLog::serve(&sms.anyreply).await;
+    log.operator_message("+15550001111", "Your parcel left this morning.");
+    eventually("the WhatsApp message", || async {
+        !sms.sent().await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        sms.sent().await,
+        [(
+            WHATSAPP_CUSTOMER.to_owned(),
+            WHATSAPP_BUSINESS.to_owned(),
+            "Your parcel left this morning.".to_owned()
+        )]
+    );
 }
