@@ -20,3 +20,4 @@ pub mod split;
 pub mod telegram;
 pub mod text;
 pub mod twilio;
+pub mod whatsapp;

@@ -41,6 +41,10 @@ use rest::TwilioRest;
 /// The bridge's name for its place on disk (see `EventCursor`).
 const BRIDGE: &str = "sms";
 
+/// The `bridge` variable's value: the customer last wrote through this bridge (see
+/// `whatsapp::BRIDGE`).
+const BRIDGE_VARIABLE: &str = "twilio";
+
 /// The channels Twilio brings to this bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -301,7 +305,8 @@ async fn deliver_operator_message(state: &TwilioState, event: Event) -> Delivery
     };
     let (channel, business_address) =
         match last_written_to(&state.bridge, event.conversation_id).await {
-            Ok(found) => found,
+            Ok(Some(found)) => found,
+            Ok(None) => return Delivery::NotOurs,
             Err(error) => return failed(error, Channel::Sms),
         };
     let from = match (&state.settings.messaging_service_sid, business_address) {
@@ -330,11 +335,12 @@ async fn deliver_operator_message(state: &TwilioState, event: Event) -> Delivery
 }
 
 /// The channel the customer last used and the address they wrote to, as the bridge stored
-/// them in the conversation (SMS when it says nothing).
+/// them in the conversation (SMS when it says nothing); `None` when they last wrote through
+/// the WhatsApp Cloud API bridge, whose the message then is.
 async fn last_written_to(
     bridge: &Bridge,
     conversation: Uuid,
-) -> anyhow::Result<(Channel, Option<String>)> {
+) -> anyhow::Result<Option<(Channel, Option<String>)>> {
     let conversation = bridge
         .client
         .conversations()
@@ -342,11 +348,17 @@ async fn last_written_to(
         .await
         .context("could not read the conversation from AnyReply")?;
     let variable = |name: &str| conversation.variables.get(name).and_then(Value::as_str);
+    if variable("bridge") == Some(crate::whatsapp::BRIDGE) {
+        return Ok(None);
+    }
     let channel = match variable("channel") {
         Some("whatsapp") => Channel::Whatsapp,
         _ => Channel::Sms,
     };
-    Ok((channel, variable(BUSINESS_NUMBER).map(str::to_owned)))
+    Ok(Some((
+        channel,
+        variable(BUSINESS_NUMBER).map(str::to_owned),
+    )))
 }
 
 /// Tells AnyReply that the customer opted out (or back in), so that it remembers.
@@ -462,6 +474,7 @@ async fn inbound(
     }
     let mut variables = Variables::new();
     variables.insert("channel".into(), Value::from(name));
+    variables.insert("bridge".into(), Value::from(BRIDGE_VARIABLE));
     variables.insert("phone".into(), Value::from(customer.as_str()));
     variables.insert(BUSINESS_NUMBER.into(), Value::from(to.as_str()));
     for (name, field) in [

@@ -6,6 +6,7 @@
 mod startup;
 mod telegram;
 mod twilio;
+mod whatsapp;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -220,4 +221,17 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// AnyReply's conversation `CONVERSATION`, with `variables`.
+pub async fn conversation_with(server: &MockServer, variables: Value) {
+    Mock::given(method("GET"))
+        .and(path(format!("/api/conversations/{CONVERSATION}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": true, "id": CONVERSATION, "assistant_id": 7,
+            "customer_identifier": "+15550001111", "ai_enabled": false, "total_cost": "0.00",
+            "history": [], "variables": variables, "next_cursor": null
+        })))
+        .mount(server)
+        .await;
 }

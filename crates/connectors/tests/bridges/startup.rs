@@ -66,6 +66,25 @@ fn the_twilio_bridge_names_every_missing_and_bad_setting() {
     );
 }
 
+#[test]
+fn the_whatsapp_bridge_names_every_missing_and_bad_setting() {
+    let errors = start(
+        env!("CARGO_BIN_EXE_anyreply-whatsapp"),
+        &[("ANYREPLY_WHATSAPP_PHONE_NUMBER_ID", "+1 555 0100")],
+    );
+    names(
+        &errors,
+        &[
+            "ANYREPLY_WHATSAPP_TOKEN",
+            "ANYREPLY_WHATSAPP_APP_SECRET",
+            "ANYREPLY_WHATSAPP_VERIFY_TOKEN",
+            "ANYREPLY_WHATSAPP_PHONE_NUMBER_ID=\"+1 555 0100\"",
+            "ANYREPLY_API_KEY",
+            "ANYREPLY_ASSISTANT_ID",
+        ],
+    );
+}
+
 /// Settings in order, AnyReply itself unreachable: one sentence naming `ANYREPLY_URL`.
 #[test]
 fn an_unreachable_anyreply_is_named() {

@@ -8,7 +8,8 @@ use wiremock::matchers::{basic_auth, body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::{
-    APOLOGY, CONVERSATION, EventLog, anyreply, anyreply_requests, bridge, eventually, long_reply,
+    APOLOGY, CONVERSATION, EventLog, anyreply, anyreply_requests, bridge, conversation_with,
+    eventually, long_reply,
 };
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -185,7 +186,7 @@ async fn an_sms_is_acknowledged_at_once_and_answered_by_the_rest_api() {
     assert_eq!(
         body["variables"],
         serde_json::json!({
-            "channel": "sms", "phone": "+15550001111", "country": "US",
+            "channel": "sms", "bridge": "twilio", "phone": "+15550001111", "country": "US",
             "business_number": "+18005551212"
         })
     );
@@ -376,19 +377,6 @@ async fn one_customers_messages_are_answered_in_order() {
     assert_eq!(bodies, ["echo: slow first", "echo: second"]);
 }
 
-/// `GET /api/conversations/{id}` with the variables the bridge stored.
-async fn conversation_with(server: &MockServer, variables: Value) {
-    Mock::given(method("GET"))
-        .and(path(format!("/api/conversations/{CONVERSATION}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "status": true, "id": CONVERSATION, "assistant_id": 7,
-            "customer_identifier": "+15550001111", "ai_enabled": false, "total_cost": "0.00",
-            "history": [], "variables": variables, "next_cursor": null
-        })))
-        .mount(server)
-        .await;
-}
-
 /// The body of every `Messages.json` request, as form fields.
 async fn sent_forms(sms: &Sms) -> Vec<Vec<(String, String)>> {
     sms.rest
@@ -543,7 +531,7 @@ async fn a_whatsapp_message_is_answered_on_whatsapp_by_the_same_customers_conver
     assert_eq!(
         bodies[0]["variables"],
         serde_json::json!({
-            "channel": "whatsapp", "phone": "+15550001111", "country": "US",
+            "channel": "whatsapp", "bridge": "twilio", "phone": "+15550001111", "country": "US",
             "business_number": WHATSAPP_BUSINESS
         })
     );
@@ -623,4 +611,28 @@ async fn an_operator_message_goes_back_on_the_channel_the_customer_last_used() {
             "Your parcel left this morning.".to_owned()
         )]
     );
+}
+
+#[tokio::test]
+async fn an_operator_message_to_a_whatsapp_cloud_customer_is_left_to_that_bridge() {
+    let sms = Sms::start(|_| {}).await;
+    conversation_with(
+        &sms.anyreply,
+        serde_json::json!({ "channel": "whatsapp", "bridge": "whatsapp-cloud", "business_number": "+18005551212" }),
+    )
+    .await;
+    let log = EventLog::serve(&sms.anyreply).await;
+    log.operator_message("+15550001111", "For the Cloud API bridge.");
+    // The follower has read the conversation, and sent nothing.
+    eventually("the conversation read", || async {
+        sms.anyreply
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.url.path() == format!("/api/conversations/{CONVERSATION}"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sms.sent().await.is_empty());
 }

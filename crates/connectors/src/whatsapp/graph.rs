@@ -1,0 +1,116 @@
+//! Sending text with the WhatsApp Cloud API (Meta's Graph API):
+//! `POST {api}/{phone-number-id}/messages` with the access token.
+
+use std::time::Duration;
+
+use anyreply_client::{Retry, RetryPolicy};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+/// Meta's code for a free-form message outside the 24 hours after the customer's last one:
+/// only templates may go then.
+pub const OUTSIDE_THE_WINDOW: i64 = 131_047;
+
+/// A client of one business phone number.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    http: reqwest::Client,
+    messages_url: Url,
+    token: SecretString,
+    retry: RetryPolicy,
+}
+
+impl Graph {
+    pub fn new(
+        api_url: &Url,
+        phone_number_id: &str,
+        token: SecretString,
+        retry: RetryPolicy,
+    ) -> anyhow::Result<Self> {
+        // `join` drops the last segment of a root without a trailing slash (the version).
+        let mut root = api_url.clone();
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+            messages_url: root.join(&format!("{phone_number_id}/messages"))?,
+            token,
+            retry,
+        })
+    }
+
+    /// Sends `body` to the WhatsApp user `wa_id`. Network errors, 429 and 5xx are retried as
+    /// the policy says; anything else, a message outside the 24-hour window included, is final.
+    pub async fn send(&self, wa_id: &str, body: &str) -> anyhow::Result<()> {
+        let message = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": wa_id,
+            "type": "text",
+            "text": { "body": body, "preview_url": false },
+        });
+        self.retry
+            .run(
+                |attempt| {
+                    if attempt > 1 {
+                        crate::metrics::send_retry(super::CHANNEL);
+                    }
+                    self.post(&message)
+                },
+                |failure: &Failure| failure.retry,
+            )
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    async fn post(&self, message: &Value) -> Result<(), Failure> {
+        let response = self
+            .http
+            .post(self.messages_url.clone())
+            .bearer_auth(self.token.expose_secret())
+            .json(message)
+            .send()
+            .await
+            .map_err(|error| Failure {
+                retry: Retry::Backoff,
+                error: anyhow::anyhow!(
+                    "the WhatsApp Cloud API could not be reached: {}",
+                    error.without_url()
+                ),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let answer: Value = response.json().await.unwrap_or_default();
+        let code = answer["error"]["code"].as_i64();
+        let detail = answer["error"]["message"].as_str().unwrap_or("no message");
+        let retry = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Retry::Backoff
+        } else {
+            Retry::Never
+        };
+        let error = if code == Some(OUTSIDE_THE_WINDOW) {
+            anyhow::anyhow!(
+                "WhatsApp refused the message: the customer last wrote more than 24 hours ago, and only template messages may be sent then (Meta error {OUTSIDE_THE_WINDOW})"
+            )
+        } else {
+            anyhow::anyhow!(
+                "WhatsApp refused the message: HTTP {status}, error {}: {detail}",
+                code.map_or_else(|| "unknown".to_owned(), |code| code.to_string())
+            )
+        };
+        Err(Failure { retry, error })
+    }
+}
+
+/// A failed send, and whether it is worth another.
+struct Failure {
+    retry: Retry,
+    error: anyhow::Error,
+}

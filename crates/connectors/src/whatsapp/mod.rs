@@ -1,0 +1,379 @@
+//! The WhatsApp Cloud API bridge: Meta's webhook at `/whatsapp/webhook` in, the Graph API's
+//! `/{phone-number-id}/messages` out.
+//!
+//! Meta first checks the webhook with a `GET` handshake (`hub.mode`, `hub.verify_token`,
+//! `hub.challenge`). Then every notification is a signed `POST` (`X-Hub-Signature-256` over
+//! the raw body with the app secret), acknowledged at once; text messages are answered through
+//! AnyReply and sent with the Graph API, one customer's in order. Meta redelivers what it
+//! thinks failed, so messages are deduplicated on their id (and the idempotency key makes a
+//! redelivery after a restart cost nothing).
+
+pub mod graph;
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use anyreply_client::{Event, Uuid, Variables};
+use anyreply_core::env::Env;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::bridge::{Bridge, Inbound, Outcome};
+use crate::cursor::EventCursor;
+use crate::metrics;
+use crate::operator::{self, Delivery};
+use crate::queue::Queues;
+use crate::seen::Seen;
+use crate::split::split;
+use graph::Graph;
+
+/// The channel's name in metrics and the `channel` variable.
+pub(crate) const CHANNEL: &str = "whatsapp";
+
+/// The bridge's name for its place on disk, and in the `bridge` variable, which says which
+/// bridge the customer last wrote through (Twilio's WhatsApp customers have E.164 numbers too).
+pub const BRIDGE: &str = "whatsapp-cloud";
+
+/// Where Meta posts notifications (and checks the webhook).
+pub const WEBHOOK_PATH: &str = "/whatsapp/webhook";
+
+/// The Graph API's root, with its version, unless `ANYREPLY_WHATSAPP_API_URL` says otherwise.
+pub const DEFAULT_API_URL: &str = "https://graph.facebook.com/v21.0";
+
+/// WhatsApp's longest text body.
+pub const MAX_CHARS: usize = 4096;
+
+/// Extra attempts of a send after a network error, 429 or 5xx.
+const SEND_RETRIES: u32 = 3;
+
+/// Everything the WhatsApp bridge can be told.
+#[derive(Debug, Clone)]
+pub struct WhatsappSettings {
+    /// `ANYREPLY_WHATSAPP_TOKEN`: the access token that sends.
+    pub token: SecretString,
+    /// `ANYREPLY_WHATSAPP_APP_SECRET`: checks `X-Hub-Signature-256`.
+    pub app_secret: SecretString,
+    /// `ANYREPLY_WHATSAPP_VERIFY_TOKEN`: what Meta's handshake must present.
+    pub verify_token: SecretString,
+    /// `ANYREPLY_WHATSAPP_PHONE_NUMBER_ID`: the business number that sends.
+    pub phone_number_id: String,
+    /// `ANYREPLY_WHATSAPP_API_URL`: the Graph API's root, with its version.
+    pub api_url: Url,
+    /// Pause before a send's first retry.
+    pub send_backoff: Duration,
+}
+
+impl WhatsappSettings {
+    /// The settings `env` gives, its problems noted in it.
+    pub fn read(env: &mut Env) -> Self {
+        let mut secret = |name: &str, example: &str| {
+            SecretString::from(env.required(name, example).unwrap_or_default())
+        };
+        let token = secret("ANYREPLY_WHATSAPP_TOKEN", "EAAG...");
+        let app_secret = secret("ANYREPLY_WHATSAPP_APP_SECRET", "your-app-secret");
+        let verify_token = secret("ANYREPLY_WHATSAPP_VERIFY_TOKEN", "a-string-you-chose");
+        let settings = Self {
+            token,
+            app_secret,
+            verify_token,
+            phone_number_id: env
+                .required("ANYREPLY_WHATSAPP_PHONE_NUMBER_ID", "106540352242922")
+                .unwrap_or_default(),
+            api_url: env.parsed(
+                "ANYREPLY_WHATSAPP_API_URL",
+                Url::parse(DEFAULT_API_URL).expect("constant URL"),
+                DEFAULT_API_URL,
+            ),
+            send_backoff: Duration::from_millis(500),
+        };
+        if let Err(problem) = settings.check() {
+            env.problem(problem.to_string());
+        }
+        settings
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        // An empty one is reported as missing.
+        if !self.phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+            bail!(
+                "ANYREPLY_WHATSAPP_PHONE_NUMBER_ID={:?} is not a phone number id: digits, as Meta's app dashboard shows them (for example ANYREPLY_WHATSAPP_PHONE_NUMBER_ID=106540352242922)",
+                self.phone_number_id
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct WhatsappState {
+    settings: WhatsappSettings,
+    bridge: Bridge,
+    graph: Graph,
+    seen: Seen,
+    /// Replies produced and sent after their notification was acknowledged, one customer's
+    /// in order.
+    in_flight: Queues,
+}
+
+fn app_and_state(
+    settings: WhatsappSettings,
+    bridge: Bridge,
+) -> anyhow::Result<(axum::Router, Arc<WhatsappState>)> {
+    settings.check()?;
+    let graph = Graph::new(
+        &settings.api_url,
+        &settings.phone_number_id,
+        settings.token.clone(),
+        crate::service::send_retry_policy(SEND_RETRIES, settings.send_backoff),
+    )?;
+    let state = Arc::new(WhatsappState {
+        settings,
+        bridge,
+        graph,
+        seen: Seen::default(),
+        in_flight: Queues::default(),
+    });
+    let router = crate::service::ops_router().merge(
+        axum::Router::new()
+            .route(WEBHOOK_PATH, get(verify).post(notified))
+            .with_state(state.clone()),
+    );
+    Ok((router, state))
+}
+
+/// Serves, and delivers operator messages beside it, until `shutdown`; then finishes the
+/// replies in flight.
+pub async fn run(
+    settings: WhatsappSettings,
+    bridge: Bridge,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (router, state) = app_and_state(settings, bridge)?;
+    let cursor = EventCursor::new(&state.bridge.state_dir, BRIDGE, state.bridge.assistant_id);
+    let last_handled = cursor.load().await?;
+    let stop_following = CancellationToken::new();
+    let _follower_stops_with_us = stop_following.clone().drop_guard();
+    let follower = tokio::spawn(operator::follow(
+        state.bridge.clone(),
+        cursor,
+        last_handled,
+        stop_following.clone(),
+        {
+            let state = state.clone();
+            move |event| {
+                let state = state.clone();
+                async move { deliver_operator_message(&state, event).await }
+            }
+        },
+    ));
+    tracing::info!(address = %listener.local_addr()?, path = WEBHOOK_PATH, "receiving WhatsApp webhooks");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_following.cancel();
+        })
+        .await?;
+    follower.await?;
+    state.in_flight.finish().await;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct Handshake {
+    #[serde(rename = "hub.mode", default)]
+    mode: String,
+    #[serde(rename = "hub.verify_token", default)]
+    verify_token: String,
+    #[serde(rename = "hub.challenge", default)]
+    challenge: String,
+}
+
+/// `GET /whatsapp/webhook`: Meta's handshake; the challenge back when the token is ours.
+async fn verify(
+    State(state): State<Arc<WhatsappState>>,
+    Query(handshake): Query<Handshake>,
+) -> Response {
+    use subtle::ConstantTimeEq;
+    let expected = state.settings.verify_token.expose_secret().as_bytes();
+    let matches =
+        !expected.is_empty() && bool::from(handshake.verify_token.as_bytes().ct_eq(expected));
+    if handshake.mode == "subscribe" && matches {
+        tracing::info!("Meta verified the webhook");
+        handshake.challenge.into_response()
+    } else {
+        tracing::warn!("refused a webhook handshake with a wrong verify token");
+        StatusCode::FORBIDDEN.into_response()
+    }
+}
+
+/// A text message of a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextMessage {
+    pub id: String,
+    /// The sender's WhatsApp id: their number, digits only.
+    pub wa_id: String,
+    pub body: String,
+    /// Their profile name, when the notification carries it.
+    pub name: Option<String>,
+}
+
+/// The text messages of a notification (statuses, other types and other fields left out).
+pub fn text_messages(notification: &Value) -> Vec<TextMessage> {
+    let values = notification["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| entry["changes"].as_array().into_iter().flatten())
+        .filter(|change| change["field"] == "messages")
+        .map(|change| &change["value"]);
+    let mut found = Vec::new();
+    for value in values {
+        let name_of = |wa_id: &str| {
+            value["contacts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|contact| contact["wa_id"] == wa_id)
+                .and_then(|contact| contact["profile"]["name"].as_str())
+                .map(str::to_owned)
+        };
+        for message in value["messages"].as_array().into_iter().flatten() {
+            let (Some(id), Some(wa_id), Some(body)) = (
+                message["id"].as_str(),
+                message["from"].as_str(),
+                message["text"]["body"].as_str(),
+            ) else {
+                continue;
+            };
+            if message["type"] != "text" {
+                continue;
+            }
+            found.push(TextMessage {
+                id: id.to_owned(),
+                wa_id: wa_id.to_owned(),
+                body: body.to_owned(),
+                name: name_of(wa_id),
+            });
+        }
+    }
+    found
+}
+
+/// `POST /whatsapp/webhook`: a signed notification, acknowledged at once.
+async fn notified(
+    State(state): State<Arc<WhatsappState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|value| value.to_str().ok());
+    if !signature::is_valid(state.settings.app_secret.expose_secret(), &body, signature) {
+        tracing::warn!("refused a notification with a bad or missing X-Hub-Signature-256");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(notification) = serde_json::from_slice::<Value>(&body) else {
+        tracing::warn!("a signed notification that is not JSON; ignored");
+        return StatusCode::OK.into_response();
+    };
+    for message in text_messages(&notification) {
+        if !state.seen.first_time(&message.id) {
+            metrics::message_in(CHANNEL, None);
+            tracing::info!(id = %message.id, "ignoring a redelivered message");
+            continue;
+        }
+        let customer = format!("+{}", message.wa_id);
+        let mut variables = Variables::new();
+        variables.insert("channel".into(), Value::from(CHANNEL));
+        variables.insert("bridge".into(), Value::from(BRIDGE));
+        variables.insert("phone".into(), Value::from(customer.as_str()));
+        if let Some(name) = &message.name {
+            variables.insert("name".into(), Value::from(name.as_str()));
+        }
+        let inbound = Inbound {
+            customer: customer.clone(),
+            text: message.body.clone(),
+            idempotency_key: format!("whatsapp:{}", message.id),
+            variables,
+        };
+        let worker = state.clone();
+        state.in_flight.push(&customer, async move {
+            let outcome = worker.bridge.answer(inbound).await;
+            metrics::message_in(CHANNEL, Some(&outcome));
+            let pieces = match outcome {
+                Outcome::Reply(reply) => split(&reply, MAX_CHARS),
+                Outcome::Apology(apology) => vec![apology],
+                Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => Vec::new(),
+            };
+            for piece in pieces {
+                let sent = worker.graph.send(&message.wa_id, &piece).await;
+                metrics::message_out(CHANNEL, sent.is_ok());
+                if let Err(error) = sent {
+                    tracing::error!(error = format!("{error:#}"), id = %message.id, "could not send the reply on WhatsApp");
+                    break;
+                }
+            }
+        });
+    }
+    StatusCode::OK.into_response()
+}
+
+/// Sends an operator message to a customer whose last message came through this bridge.
+async fn deliver_operator_message(state: &WhatsappState, event: Event) -> Delivery {
+    let customer = &event.customer_identifier;
+    let Some(message) = event
+        .message
+        .as_ref()
+        .filter(|_| crate::twilio::is_phone_number(customer))
+    else {
+        return Delivery::NotOurs;
+    };
+    match last_bridge(&state.bridge, event.conversation_id).await {
+        Ok(true) => {}
+        Ok(false) => return Delivery::NotOurs,
+        Err(error) => {
+            metrics::message_out(CHANNEL, false);
+            tracing::error!(
+                error = format!("{error:#}"),
+                event = event.id,
+                "an operator message was not sent on WhatsApp"
+            );
+            return Delivery::Failed;
+        }
+    }
+    let wa_id = customer.trim_start_matches('+');
+    for piece in split(&message.content, MAX_CHARS) {
+        let sent = state.graph.send(wa_id, &piece).await;
+        metrics::message_out(CHANNEL, sent.is_ok());
+        if let Err(error) = sent {
+            tracing::error!(error = format!("{error:#}"), event = event.id, conversation = %event.conversation_id, "an operator message was not sent on WhatsApp");
+            return Delivery::Failed;
+        }
+    }
+    tracing::info!(event = event.id, conversation = %event.conversation_id, "delivered an operator message on WhatsApp");
+    Delivery::Sent
+}
+
+/// Whether the customer last wrote through this bridge (the `bridge` variable it sets).
+async fn last_bridge(bridge: &Bridge, conversation: Uuid) -> anyhow::Result<bool> {
+    let conversation = bridge
+        .client
+        .conversations()
+        .get(conversation)
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("could not read the conversation from AnyReply: {error}")
+        })?;
+    Ok(conversation.variables.get("bridge").and_then(Value::as_str) == Some(BRIDGE))
+}
