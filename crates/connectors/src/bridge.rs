@@ -29,6 +29,9 @@ pub enum Outcome {
     /// The channel delivered this message before and that delivery got the reply: send
     /// nothing again (even if this bridge restarted in between).
     AnsweredBefore,
+    /// A later message of the customer's burst is answered instead (the assistant's
+    /// `coalesce_ms`): send nothing for this one.
+    Coalesced,
     /// No reply could be had; the failure was logged for the operator.
     Apology(String),
 }
@@ -63,6 +66,7 @@ impl Bridge {
                 Outcome::AnsweredBefore
             }
             Ok((reply, false)) if reply.opted_out => Outcome::OptedOut,
+            Ok((reply, false)) if reply.coalesced => Outcome::Coalesced,
             Ok((reply, false)) if reply.ai_disabled => Outcome::Silent,
             Ok((reply, false)) => Outcome::Reply(reply.reply),
             Err(error) => {

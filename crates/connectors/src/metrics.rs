@@ -62,6 +62,7 @@ pub fn message_in(channel: &'static str, outcome: Option<&Outcome>) {
         Some(Outcome::Silent) => "silent",
         Some(Outcome::OptedOut) => "opted_out",
         Some(Outcome::AnsweredBefore) => "answered_before",
+        Some(Outcome::Coalesced) => "coalesced",
         Some(Outcome::Apology(_)) => "apology",
         None => "ignored",
     };

@@ -35,6 +35,7 @@ diesel::table! {
         variables -> Jsonb,
         llm_model -> Text,
         llm_temperature -> Float8,
+        coalesce_ms -> Int4,
         tool_ids -> Array<Int8>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,

@@ -86,7 +86,9 @@ async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerR
             }
             Ok(())
         }
-        Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => Ok(()),
+        Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => {
+            Ok(())
+        }
         Outcome::Apology(apology) => send(&bot, msg.chat.id, &apology, &shared).await,
     }
 }

@@ -500,9 +500,10 @@ async fn inbound(
             match outcome {
                 Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
                 Outcome::Apology(apology) => twiml_response(&[apology]),
-                Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => {
-                    twiml_response(&[])
-                }
+                Outcome::Silent
+                | Outcome::OptedOut
+                | Outcome::AnsweredBefore
+                | Outcome::Coalesced => twiml_response(&[]),
             }
         }
         ReplyMode::Rest => {
@@ -513,7 +514,10 @@ async fn inbound(
                 let pieces = match outcome {
                     Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
                     Outcome::Apology(apology) => vec![apology],
-                    Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => Vec::new(),
+                    Outcome::Silent
+                    | Outcome::OptedOut
+                    | Outcome::AnsweredBefore
+                    | Outcome::Coalesced => Vec::new(),
                 };
                 for piece in pieces {
                     let sent = worker.rest.send(&from, &to, &piece).await;

@@ -314,7 +314,7 @@ async fn notified(
             let pieces = match outcome {
                 Outcome::Reply(reply) => split(&reply, MAX_CHARS),
                 Outcome::Apology(apology) => vec![apology],
-                Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore => Vec::new(),
+                Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => Vec::new(),
             };
             for piece in pieces {
                 let sent = worker.graph.send(&message.wa_id, &piece).await;

@@ -23,7 +23,7 @@ pub const APOLOGY: &str = "Sorry, try again later.";
 
 /// AnyReply's generate-reply, answering `echo: <message>`; a message `poor` gets
 /// `INSUFFICIENT_BALANCE`, `lost` gets `ASSISTANT_NOT_FOUND`, `human` is under takeover, `opted`
-/// comes from a customer who opted out, and `long` gets a reply of 9,000 characters. Its event
+/// comes from a customer who opted out, `burst` is coalesced into a later message, and `long` gets a reply of 9,000 characters. Its event
 /// stream has nothing to tell until an [`EventLog`] is served.
 pub async fn anyreply() -> MockServer {
     let server = MockServer::start().await;
@@ -54,6 +54,11 @@ pub async fn anyreply() -> MockServer {
                     "function_calls": [], "ai_disabled": false, "opted_out": true
                 })),
                 "long" => reply(long_reply(), false),
+                "burst" => ResponseTemplate::new(200).set_body_json(json!({
+                    "success": true, "conversation_id": CONVERSATION,
+                    "customer_identifier": body["customer_identifier"], "reply": "",
+                    "function_calls": [], "ai_disabled": false, "coalesced": true
+                })),
                 slow if slow.starts_with("slow") => {
                     reply(format!("echo: {message}"), false).set_delay(Duration::from_millis(300))
                 }

@@ -636,3 +636,20 @@ async fn an_operator_message_to_a_whatsapp_cloud_customer_is_left_to_that_bridge
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(sms.sent().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_coalesced_message_sends_nothing() {
+    let sms = Sms::start(|_| {}).await;
+    sms.deliver("SMc1", "burst", Signing::For(PUBLIC_URL)).await;
+    sms.deliver("SMc2", "the rest of it", Signing::For(PUBLIC_URL))
+        .await;
+    eventually("the reply", || async { !sms.sent().await.is_empty() }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bodies: Vec<_> = sms
+        .sent()
+        .await
+        .into_iter()
+        .map(|(_, _, body)| body)
+        .collect();
+    assert_eq!(bodies, ["echo: the rest of it"]);
+}

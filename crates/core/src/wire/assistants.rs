@@ -11,6 +11,9 @@ use crate::limits::{
 };
 use crate::validate::{FieldErrors, Fields};
 
+/// The longest burst-coalescing window, in milliseconds.
+pub const MAX_COALESCE_MS: u32 = 10_000;
+
 /// An assistant's chat configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -42,6 +45,11 @@ pub struct Assistant {
     pub fallback_llm_provider: Option<LlmProvider>,
     /// Tools the model may call.
     pub tool_ids: Vec<i64>,
+    /// Burst coalescing: a customer's messages less than this many milliseconds apart are
+    /// answered by one reply, to the last of them. 0: off.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 10_000))]
+    pub coalesce_ms: u32,
     /// When the assistant was created.
     pub created_at: DateTime<Utc>,
     /// When the assistant was last changed.
@@ -114,6 +122,10 @@ pub struct AssistantInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub tool_ids: Option<Vec<i64>>,
+    /// 0..=10,000 milliseconds; 0 (the default) turns burst coalescing off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 10_000))]
+    pub coalesce_ms: Option<u32>,
 }
 
 /// A model provider's API.
@@ -172,6 +184,9 @@ impl AssistantInput {
                 .optional_string("fallback_llm_model", 0..=MAX_MODEL_NAME_CHARS),
             fallback_llm_provider: None,
             tool_ids: fields.optional_ids("tool_ids", MAX_ASSISTANT_TOOLS),
+            coalesce_ms: fields
+                .optional_integer("coalesce_ms", 0..=i64::from(MAX_COALESCE_MS))
+                .map(|ms| ms as u32),
         };
         let llm_provider = fields.optional_string("llm_provider", 1..=32);
         let fallback_llm_provider = fields.optional_string("fallback_llm_provider", 1..=32);

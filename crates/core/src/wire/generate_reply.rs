@@ -109,6 +109,10 @@ pub struct GenerateReplyResponse {
     /// True when the customer opted out (an SMS `STOP`): stored, not answered, nothing to send.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub opted_out: bool,
+    /// True when a later message of the same burst (see the assistant's `coalesce_ms`) is
+    /// answered instead, with one reply that sees them all: nothing to send for this one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub coalesced: bool,
 }
 
 #[cfg(test)]

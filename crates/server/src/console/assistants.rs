@@ -53,6 +53,7 @@ pub(super) struct Fields {
     fallback_llm_provider: String,
     fallback_llm_model: String,
     variables: String,
+    coalesce_ms: String,
 }
 
 pub(super) struct ToolChoice {
@@ -103,6 +104,7 @@ impl Fields {
                 .unwrap_or_default(),
             fallback_llm_model: assistant.fallback_llm_model.clone().unwrap_or_default(),
             variables: serde_json::to_string_pretty(&assistant.variables).unwrap_or_default(),
+            coalesce_ms: assistant.coalesce_ms.to_string(),
         }
     }
 
@@ -117,6 +119,7 @@ impl Fields {
             fallback_llm_provider: form.get("fallback_llm_provider").to_owned(),
             fallback_llm_model: form.get("fallback_llm_model").to_owned(),
             variables: form.get("variables").to_owned(),
+            coalesce_ms: form.get("coalesce_ms").to_owned(),
         }
     }
 
@@ -132,6 +135,7 @@ impl Fields {
             .text("fallback_llm_provider", &self.fallback_llm_provider)
             .text("fallback_llm_model", &self.fallback_llm_model)
             .json("variables", &self.variables)
+            .number("coalesce_ms", &self.coalesce_ms)
             .value("tool_ids", Value::from(tool_ids.to_vec()))
             .build()
     }

@@ -24,6 +24,7 @@ pub struct AssistantRow {
     pub variables: Value,
     pub llm_model: String,
     pub llm_temperature: f64,
+    pub coalesce_ms: i32,
     pub tool_ids: Vec<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -59,6 +60,7 @@ impl AssistantRow {
             variables: object(self.variables),
             llm_model: self.llm_model,
             llm_temperature: self.llm_temperature,
+            coalesce_ms: u32::try_from(self.coalesce_ms).unwrap_or(0),
             llm_provider,
             fallback_llm_provider,
             fallback_llm_model: self.fallback_llm_model,
@@ -129,6 +131,7 @@ struct AssistantChanges {
     variables: Option<Value>,
     llm_model: Option<String>,
     llm_temperature: Option<f64>,
+    coalesce_ms: Option<i32>,
     tool_ids: Option<Vec<i64>>,
     llm_provider: Option<String>,
     fallback_llm_provider: Option<Option<String>>,
@@ -154,6 +157,9 @@ impl AssistantChanges {
                 }
             }),
             llm_temperature: input.llm_temperature,
+            coalesce_ms: input
+                .coalesce_ms
+                .map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)),
             tool_ids: input.tool_ids,
             llm_provider: input.llm_provider.map(|p| p.as_str().to_owned()),
             fallback_llm_provider: input
@@ -227,6 +233,7 @@ async fn insert(
                 .llm_model
                 .unwrap_or_else(|| default_model.to_owned())),
             assistants::llm_temperature.eq(changes.llm_temperature.unwrap_or(DEFAULT_TEMPERATURE)),
+            assistants::coalesce_ms.eq(changes.coalesce_ms.unwrap_or(0)),
             assistants::tool_ids.eq(changes.tool_ids.unwrap_or_default()),
             assistants::llm_provider.eq(changes
                 .llm_provider

@@ -172,6 +172,28 @@ pub async fn take(
     .optional()
 }
 
+/// Whether a later message of the conversation is queued behind `message_id`.
+pub async fn has_later(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    message_id: i64,
+) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Later {
+        #[diesel(sql_type = Bool)]
+        later: bool,
+    }
+    let found: Later = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pending_replies WHERE conversation_id = $1 AND message_id > $2) AS later",
+    )
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(message_id)
+    .keep_prepared()
+    .get_result(conn)
+    .await?;
+    Ok(found.later)
+}
+
 /// A queued reply removed without being answered.
 #[derive(Debug, Clone, Copy, Queryable)]
 pub struct Removed {

@@ -209,6 +209,7 @@ async fn admit_in(
     check_variables_size(conn, &joined, &variables, queued).await?;
     let rate_limit = within_limit(&standing, settings.rate_limit_per_minute)?;
     let turn = Turn {
+        admitted: tokio::time::Instant::now(),
         account_id,
         conversation_id: joined.id,
         message_id,
@@ -278,6 +279,7 @@ async fn store_unanswered(
     };
     if let Some(claim) = claim {
         let answer = GenerateReplyResponse {
+            coalesced: false,
             success: true,
             conversation_id: joined.id,
             customer_identifier: request.customer_identifier.clone(),

@@ -26,6 +26,7 @@ use crate::extract::Caller;
 use crate::idempotency::{self, Claim, RequestKey};
 use crate::llm::{PromptMessage, TokenUsage};
 use crate::models::assistant::AssistantRow;
+use crate::models::pending_reply;
 use crate::models::tool::ToolRow;
 use crate::rate_limit::RateLimit;
 use crate::telemetry::metrics::{self, Phase};
@@ -50,6 +51,26 @@ pub struct Turn {
     /// The request's `Idempotency-Key`, under which its tool calls are journaled.
     pub idempotency_key: Option<String>,
     pub assistant: AssistantRow,
+    /// When this process admitted the message: its burst-coalescing window starts then.
+    pub admitted: tokio::time::Instant,
+}
+
+impl Turn {
+    /// The assistant's burst-coalescing window, if it has one.
+    fn coalescing_window(&self) -> Option<std::time::Duration> {
+        u64::try_from(self.assistant.coalesce_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
+    }
+}
+
+/// What came of a turn.
+#[derive(Debug)]
+enum Produced {
+    Replied(Conversed),
+    /// A later message of the burst is answered instead.
+    Coalesced,
 }
 
 /// What the model is asked first: the prompt, and the tools it may call.
@@ -121,6 +142,7 @@ pub async fn generate_reply(
             function_calls,
             ai_disabled,
             opted_out,
+            coalesced: false,
         };
     match admission {
         Admission::Replayed(response) => Ok(Answered::Replayed(response)),
@@ -140,7 +162,11 @@ pub async fn generate_reply(
                 rate_limit,
             } = *queued;
             match produce(app, &turn, prepared, claim.as_ref()).await {
-                Ok(conversed) => Ok(Answered::Fresh {
+                Ok(Produced::Coalesced) => Ok(Answered::Fresh {
+                    response: coalesced_answer(&turn),
+                    rate_limit,
+                }),
+                Ok(Produced::Replied(conversed)) => Ok(Answered::Fresh {
                     response: answer(
                         turn.conversation_id,
                         conversed.text,
@@ -165,14 +191,30 @@ pub async fn generate_reply(
     }
 }
 
+/// The answer of a call whose message a later one of its burst answers.
+fn coalesced_answer(turn: &Turn) -> GenerateReplyResponse {
+    GenerateReplyResponse {
+        success: true,
+        conversation_id: turn.conversation_id,
+        customer_identifier: turn.customer_identifier.clone(),
+        reply: String::new(),
+        function_calls: Vec::new(),
+        ai_disabled: false,
+        opted_out: false,
+        coalesced: true,
+    }
+}
+
 /// Waits for the turn, converses, and records the reply; on failure gives the turn up (its
-/// money refunded, its message removed), unless another process already did.
+/// money refunded, its message removed), unless another process already did. With burst
+/// coalescing, the turn first waits out its window; a message that came meanwhile answers for
+/// it.
 async fn produce(
     app: &App,
     turn: &Turn,
     prepared: Option<Prepared>,
     claim: Option<&Claim>,
-) -> ReplyResult<Conversed> {
+) -> ReplyResult<Produced> {
     let _leased = app.in_flight.hold(turn.message_id, claim.cloned());
     let conversed = async {
         let prepared = match prepared {
@@ -187,21 +229,31 @@ async fn produce(
                 prepared
             }
         };
-        converse::converse(app, turn, prepared).await
+        if let Some(window) = turn.coalescing_window() {
+            tokio::time::sleep_until(turn.admitted + window).await;
+            let mut conn = app.db().await?;
+            if pending_reply::has_later(&mut conn, turn.conversation_id, turn.message_id).await? {
+                return Ok(None);
+            }
+        }
+        converse::converse(app, turn, prepared).await.map(Some)
     };
     // Settling is left out of the time limit: cut short, it could be done and yet reported
     // as given up.
     let conversed = tokio::time::timeout(app.settings.reply_timeout, conversed)
         .await
         .unwrap_or(Err(ReplyError::TimedOut))
-        .map(Conversed::without_nul);
+        .map(|conversed| conversed.map(Conversed::without_nul));
     let settled = match conversed {
-        Ok(conversed) => {
+        Ok(Some(conversed)) => {
             let settling = Instant::now();
             let settled = settlement::settle(app, turn, &conversed, claim).await;
             metrics::phase(Phase::Database, settling.elapsed());
-            settled.map(|()| conversed)
+            settled.map(|()| Produced::Replied(conversed))
         }
+        Ok(None) => settlement::coalesce(app, turn, &coalesced_answer(turn), claim)
+            .await
+            .map(|()| Produced::Coalesced),
         Err(error) => Err(error),
     };
     if let Err(error) = &settled

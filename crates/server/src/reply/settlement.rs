@@ -44,6 +44,7 @@ pub async fn settle(
         model: &reply.model,
     };
     let answer = claim.map(|_| GenerateReplyResponse {
+        coalesced: false,
         success: true,
         conversation_id: turn.conversation_id,
         customer_identifier: turn.customer_identifier.clone(),
@@ -118,6 +119,38 @@ pub async fn settle(
     }
     .await;
     db::end(&mut conn, recorded).await
+}
+
+/// Ends a turn that a later message of its burst answers instead (see the assistant's
+/// `coalesce_ms`): the message stays in the history, its variables join the conversation, its
+/// reservation is given back, its idempotent answer says `coalesced`, and the message behind
+/// it is woken. Nothing is charged.
+pub async fn coalesce(
+    app: &App,
+    turn: &Turn,
+    answer: &GenerateReplyResponse,
+    claim: Option<&Claim>,
+) -> ReplyResult<()> {
+    let mut conn = app.db().await?;
+    db::begin(&mut conn).await?;
+    let coalesced = async {
+        let conn: &mut AsyncPgConnection = &mut conn;
+        conversation::merge_variables(conn, turn.conversation_id, &turn.variables).await?;
+        let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id)
+            .await?
+            .ok_or(ReplyError::Superseded)?;
+        if let Some(claim) = claim {
+            claim.complete(conn, StatusCode::OK, answer).await?;
+        }
+        account::refund(conn, taken.account_id, taken.hold).await?;
+        let mut tail = Tail::default();
+        if taken.waiters {
+            tail = tail.then(&pending_reply::announce_statement(turn.conversation_id));
+        }
+        Ok(((), tail))
+    }
+    .await;
+    db::end(&mut conn, coalesced).await
 }
 
 /// Gives up a turn whose reply failed: the reservation is refunded and the customer's

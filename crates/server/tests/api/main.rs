@@ -7,6 +7,7 @@ mod auth;
 mod billing;
 mod bounds;
 mod cli;
+mod coalescing;
 mod concurrency;
 mod console;
 mod context;
