@@ -172,11 +172,13 @@ pub async fn take(
     .optional()
 }
 
-/// Whether a later message of the conversation is queued behind `message_id`.
-pub async fn has_later(
+/// Whether a later message of the conversation, stored less than `window_ms` after
+/// `message_id`, is queued behind it: the next message of its burst.
+pub async fn next_of_burst(
     conn: &mut AsyncPgConnection,
     conversation_id: Uuid,
     message_id: i64,
+    window_ms: i32,
 ) -> QueryResult<bool> {
     #[derive(QueryableByName)]
     struct Later {
@@ -184,10 +186,17 @@ pub async fn has_later(
         later: bool,
     }
     let found: Later = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pending_replies WHERE conversation_id = $1 AND message_id > $2) AS later",
+        "SELECT EXISTS (
+             SELECT 1 FROM pending_replies p
+             JOIN messages later ON later.id = p.message_id
+             JOIN messages this ON this.id = $2
+             WHERE p.conversation_id = $1 AND p.message_id > $2
+               AND later.created_at < this.created_at + make_interval(secs => $3 / 1000.0)
+         ) AS later",
     )
     .bind::<SqlUuid, _>(conversation_id)
     .bind::<Int8, _>(message_id)
+    .bind::<diesel::sql_types::Int4, _>(window_ms)
     .keep_prepared()
     .get_result(conn)
     .await?;

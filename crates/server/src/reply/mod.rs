@@ -232,7 +232,12 @@ async fn produce(
         if let Some(window) = turn.coalescing_window() {
             tokio::time::sleep_until(turn.admitted + window).await;
             let mut conn = app.db().await?;
-            if pending_reply::has_later(&mut conn, turn.conversation_id, turn.message_id).await? {
+            let (conversation, message, window_ms) = (
+                turn.conversation_id,
+                turn.message_id,
+                turn.assistant.coalesce_ms,
+            );
+            if pending_reply::next_of_burst(&mut conn, conversation, message, window_ms).await? {
                 return Ok(None);
             }
         }

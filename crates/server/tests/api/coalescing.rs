@@ -155,3 +155,25 @@ async fn coalesce_ms_is_validated_and_kept() {
         .await;
     assert_eq!(changed["data"]["coalesce_ms"], 10_000);
 }
+
+/// A message is coalesced only into one that came less than the window after it, not into
+/// one queued behind it for long (here, behind a slow reply).
+#[tokio::test]
+async fn a_message_waiting_behind_a_slow_reply_is_not_coalesced_into_a_later_one() {
+    let app = TestApp::spawn_with_model_delay(Duration::from_millis(900), |_| {}).await;
+    let account = app.account("1").await;
+    let assistant = app
+        .assistant(&account, &json!({ "name": "Desk", "coalesce_ms": 150 }))
+        .await;
+    let answers = burst(
+        &app,
+        &account.key,
+        assistant,
+        &["first", "second", "third"],
+        Duration::from_millis(450),
+    )
+    .await;
+    let replies: Vec<&Value> = answers.iter().map(|(_, answer)| &answer["reply"]).collect();
+    assert_eq!(replies, ["echo: first", "echo: second", "echo: third"]);
+    assert_eq!(app.llm_requests().await.len(), 3);
+}
