@@ -114,6 +114,11 @@ pub async fn charge(
     Ok(charged.charged)
 }
 
+/// [`refund`] as a statement for a [`Tail`](crate::db::Tail).
+pub fn refund_statement(id: i64, hold: i64) -> String {
+    format!("UPDATE accounts SET balance = balance + {hold} WHERE id = {id}")
+}
+
 /// Gives back a reservation.
 pub async fn refund(conn: &mut impl Conn, id: i64, hold: i64) -> QueryResult<()> {
     diesel::update(accounts::table.find(id))

@@ -142,8 +142,9 @@ pub async fn coalesce(
         if let Some(claim) = claim {
             claim.complete(conn, StatusCode::OK, answer).await?;
         }
-        account::refund(conn, taken.account_id, taken.hold).await?;
-        let mut tail = Tail::default();
+        // The account's row, the hottest, in the tail.
+        let mut tail =
+            Tail::default().then(&account::refund_statement(taken.account_id, taken.hold));
         if taken.waiters {
             tail = tail.then(&pending_reply::announce_statement(turn.conversation_id));
         }
