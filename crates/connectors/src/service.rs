@@ -14,7 +14,12 @@ use axum::routing::get;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::bridge::Bridge;
+use crate::cursor::EventCursor;
+use crate::operator::{self, Delivery};
+use crate::queue::Queues;
 use crate::text::Texts;
 
 /// How a bridge retries its sends to the channel (Telegram, Twilio): the SDK's policy, with
@@ -206,4 +211,42 @@ pub async fn shutdown_signal() {
     let terminate = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = terminate => {} }
     tracing::info!("shutting down: finishing the messages in flight");
+}
+
+/// Serves `router` on `listener`, and follows `bridge`'s operator messages beside it, handing
+/// each to `deliver` (its place kept on disk under `name`), until `shutdown`; then finishes the
+/// delivery in progress and the replies `in_flight`.
+pub async fn serve_following<F, Fut>(
+    router: axum::Router,
+    bridge: &Bridge,
+    name: &str,
+    deliver: F,
+    in_flight: &Queues,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    F: Fn(anyreply_client::Event) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Delivery> + Send + 'static,
+{
+    let cursor = EventCursor::new(&bridge.state_dir, name, bridge.assistant_id);
+    let last_handled = cursor.load().await?;
+    let stop_following = CancellationToken::new();
+    let _follower_stops_with_us = stop_following.clone().drop_guard();
+    let follower = tokio::spawn(operator::follow(
+        bridge.clone(),
+        cursor,
+        last_handled,
+        stop_following.clone(),
+        deliver,
+    ));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_following.cancel();
+        })
+        .await?;
+    follower.await?;
+    in_flight.finish().await;
+    Ok(())
 }

@@ -25,13 +25,11 @@ use axum::routing::get;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::bridge::{Bridge, Inbound, Outcome};
-use crate::cursor::EventCursor;
 use crate::metrics;
-use crate::operator::{self, Delivery};
+use crate::operator::Delivery;
 use crate::queue::Queues;
 use crate::seen::Seen;
 use crate::split::split;
@@ -160,33 +158,24 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (router, state) = app_and_state(settings, bridge)?;
-    let cursor = EventCursor::new(&state.bridge.state_dir, BRIDGE, state.bridge.assistant_id);
-    let last_handled = cursor.load().await?;
-    let stop_following = CancellationToken::new();
-    let _follower_stops_with_us = stop_following.clone().drop_guard();
-    let follower = tokio::spawn(operator::follow(
-        state.bridge.clone(),
-        cursor,
-        last_handled,
-        stop_following.clone(),
-        {
-            let state = state.clone();
-            move |event| {
-                let state = state.clone();
-                async move { deliver_operator_message(&state, event).await }
-            }
-        },
-    ));
     tracing::info!(address = %listener.local_addr()?, path = WEBHOOK_PATH, "receiving WhatsApp webhooks");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop_following.cancel();
-        })
-        .await?;
-    follower.await?;
-    state.in_flight.finish().await;
-    Ok(())
+    let deliver = {
+        let state = state.clone();
+        move |event| {
+            let state = state.clone();
+            async move { deliver_operator_message(&state, event).await }
+        }
+    };
+    crate::service::serve_following(
+        router,
+        &state.bridge,
+        BRIDGE,
+        deliver,
+        &state.in_flight,
+        listener,
+        shutdown,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
