@@ -193,3 +193,66 @@ async fn usage_through_the_sdk_adds_up_to_the_balance() {
         "10".parse::<anyreply_core::Money>().unwrap().subunits() - stack.balance().await.subunits();
     assert_eq!(row.cost.subunits(), lost);
 }
+
+#[tokio::test]
+async fn a_streamed_reply_through_the_sdk_is_the_reply_stored_and_charged_once() {
+    use anyreply_client::{ReplyEvent, RequestOptions};
+    use futures::StreamExt;
+
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    let assistant = client
+        .assistants()
+        .create(&AssistantInput {
+            name: Some("Streamer".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let request = GenerateReplyRequest {
+        assistant_id: assistant.id,
+        customer_identifier: "web:visitor-1".into(),
+        message: "a table for two".into(),
+        variables: None,
+    };
+    let events: Vec<ReplyEvent> = client
+        .generate_reply_stream(&request, RequestOptions::idempotency_key("m-1"))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let (last, deltas) = events.split_last().unwrap();
+    let ReplyEvent::Reply(reply) = last else {
+        panic!("{events:?}")
+    };
+    let text: String = deltas
+        .iter()
+        .map(|event| match event {
+            ReplyEvent::Delta(text) => text.as_str(),
+            ReplyEvent::Reply(_) => panic!("two replies"),
+        })
+        .collect();
+    // The echo model streams word by word.
+    assert_eq!(deltas.len(), 5);
+    assert_eq!(text, "echo: a table for two");
+    assert_eq!(reply.reply, text);
+
+    // The same key again, unstreamed: the stored answer, not a second reply.
+    let again = client
+        .generate_reply_with(&request, RequestOptions::idempotency_key("m-1"))
+        .await
+        .unwrap();
+    assert_eq!(&again, reply);
+    let history = client
+        .conversations()
+        .get(reply.conversation_id)
+        .await
+        .unwrap();
+    assert_eq!(history.history.len(), 2);
+    assert_eq!(history.history[1].content, text);
+    assert_eq!(
+        client.me().await.unwrap().total_balance,
+        "9.99".parse().unwrap()
+    );
+}

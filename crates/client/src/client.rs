@@ -1,6 +1,7 @@
 //! `Client`: one connection pool, one API key, one retry policy, cheap to clone.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use url::Url;
 
 use crate::error::{ApiError, Error};
 use crate::events::Events;
+use crate::reply_stream::ReplyStream;
 use crate::resources::{Assistants, Conversations, Tools, Webhooks};
 use crate::retry::{self, RetryPolicy};
 
@@ -213,6 +215,28 @@ impl Client {
         .await
     }
 
+    /// `POST /api/ai/generate-reply` with the reply streamed: its text as the model writes it,
+    /// then the whole answer (see [`ReplyStream`]). Until the stream starts, failures are
+    /// retried as [`Self::generate_reply`]'s are, under one idempotency key.
+    pub async fn generate_reply_stream(
+        &self,
+        request: &GenerateReplyRequest,
+        options: RequestOptions,
+    ) -> Result<ReplyStream, Error> {
+        let call = Call::new(
+            &self.inner.base_url,
+            Method::POST,
+            "api/ai/generate-reply",
+            &[],
+            Some(request),
+            options,
+        )?;
+        let (stream, _) = self
+            .exchange(call, Some("text/event-stream"), ReplyStream::open)
+            .await?;
+        Ok(stream)
+    }
+
     /// `GET /api/user/me`: the account's name, email and balance.
     pub async fn me(&self) -> Result<Me, Error> {
         self.get("api/user/me", &[]).await
@@ -364,26 +388,26 @@ impl Client {
         body: Option<&(impl Serialize + ?Sized)>,
         options: RequestOptions,
     ) -> Result<(T, bool), Error> {
+        let call = Call::new(&self.inner.base_url, method, path, query, body, options)?;
+        self.exchange(call, None, read).await
+    }
+
+    /// Makes `call` until an attempt's answer reads as `T`, retrying what the policy allows
+    /// with the same idempotency key; also tells whether the answer was given to an earlier
+    /// call with that key (see [`Self::send_noting_replays`]).
+    pub(crate) async fn exchange<T, F>(
+        &self,
+        call: Call,
+        accept: Option<&'static str>,
+        read: impl Fn(reqwest::Response) -> F,
+    ) -> Result<(T, bool), Error>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
         let inner = &self.inner;
         // Whether an earlier attempt of this call may have reached the server unanswered: then
         // a replay may be of our own request.
         let mut may_have_landed = false;
-        let mut url = inner
-            .base_url
-            .join(path)
-            .map_err(|e| Error::Config(e.to_string()))?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let idempotency_key = (method == Method::POST).then(|| {
-            options
-                .idempotency_key
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-        });
         let started = Instant::now();
         let mut attempt = 1;
         loop {
@@ -391,13 +415,16 @@ impl Client {
             let left = inner.retry.deadline.saturating_sub(started.elapsed());
             let mut request = inner
                 .http
-                .request(method.clone(), url.clone())
+                .request(call.method.clone(), call.url.clone())
                 .timeout(inner.timeout.min(left))
                 .bearer_auth(inner.api_key.expose_secret());
-            if let Some(key) = &idempotency_key {
+            if let Some(key) = &call.idempotency_key {
                 request = request.header("idempotency-key", key);
             }
-            if let Some(body) = &body {
+            if let Some(accept) = accept {
+                request = request.header(reqwest::header::ACCEPT, accept);
+            }
+            if let Some(body) = &call.body {
                 request = request
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
@@ -434,6 +461,49 @@ impl Client {
                 attempt += 1;
             }
         }
+    }
+}
+
+/// One call, made as often as its retries take: every attempt sends the same bytes under the
+/// same idempotency key.
+#[derive(Debug)]
+pub(crate) struct Call {
+    method: Method,
+    url: Url,
+    body: Option<Vec<u8>>,
+    idempotency_key: Option<String>,
+}
+
+impl Call {
+    pub(crate) fn new(
+        base_url: &Url,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&(impl Serialize + ?Sized)>,
+        options: RequestOptions,
+    ) -> Result<Self, Error> {
+        let mut url = base_url
+            .join(path)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let idempotency_key = (method == Method::POST).then(|| {
+            options
+                .idempotency_key
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        });
+        Ok(Self {
+            method,
+            url,
+            body,
+            idempotency_key,
+        })
     }
 }
 

@@ -44,6 +44,7 @@
 mod client;
 mod error;
 mod events;
+mod reply_stream;
 mod resources;
 mod retry;
 pub mod webhooks;
@@ -60,6 +61,7 @@ pub use anyreply_core::wire::{Webhook, WebhookInput, WebhookPayload};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use events::{EventStream, Events, EventsQuery};
+pub use reply_stream::{ReplyEvent, ReplyStream};
 pub use resources::{Assistants, Conversations, Tools, Webhooks};
 pub use retry::{Retry, RetryPolicy};
 pub use uuid::Uuid;

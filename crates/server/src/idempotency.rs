@@ -92,7 +92,7 @@ pub enum Begin {
         abandoned_message: Option<i64>,
     },
     /// Answered before: send this.
-    Answer(Response),
+    Answer(StoredAnswer),
 }
 
 /// Claims `key` for this request, inside the transaction of the work it guards, or says what
@@ -131,7 +131,7 @@ pub async fn begin(
         return Err(ErrorCode::IdempotencyKeyReused.into());
     }
     if let (Some(status), Some(body)) = (existing.response_status, existing.response_body) {
-        return Ok(Begin::Answer(replay(status, body)));
+        return Ok(Begin::Answer(StoredAnswer::new(status, body)));
     }
     if existing.locked {
         return Err(conflict());
@@ -157,16 +157,31 @@ fn conflict() -> ApiError {
     ApiError::new(ErrorCode::IdempotencyConflict).with_retry_after(1)
 }
 
-fn replay(status: i32, body: Value) -> Response {
-    let status = u16::try_from(status)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::OK);
-    let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(REPLAYED, HeaderValue::from_static("true"));
-    response
+/// The answer stored under a key, sent again (`Idempotent-Replayed: true`) to its retries.
+#[derive(Debug, Clone)]
+pub struct StoredAnswer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl StoredAnswer {
+    fn new(status: i32, body: Value) -> Self {
+        let status = u16::try_from(status)
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        Self { status, body }
+    }
+}
+
+impl IntoResponse for StoredAnswer {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        response
+            .headers_mut()
+            .insert(REPLAYED, HeaderValue::from_static("true"));
+        response
+    }
 }
 
 /// Invalid input and retryable failures leave nothing behind: their key is freed, not stored.
@@ -277,7 +292,7 @@ pub async fn execute<T: Serialize + Send + Sync>(
         conn.transaction::<_, ApiError, _>(async |conn| {
             let claim = match &key {
                 Some(key) => match begin(conn, account_id, key, lease).await? {
-                    Begin::Answer(response) => return Ok(response),
+                    Begin::Answer(answer) => return Ok(answer.into_response()),
                     Begin::Run { claim, .. } => Some(claim),
                 },
                 None => None,

@@ -409,10 +409,37 @@ impl wiremock::Respond for EchoModel {
             .find(|m| m["role"] == "user")
             .map(|m| m["content"].as_str().unwrap().to_owned())
             .unwrap_or_default();
-        wiremock::ResponseTemplate::new(200)
-            .set_delay(self.delay)
-            .set_body_json(chat_completion(&format!("echo: {last_user}")))
+        let text = format!("echo: {last_user}");
+        let answer = wiremock::ResponseTemplate::new(200).set_delay(self.delay);
+        if body["stream"] == true {
+            answer.set_body_raw(chat_completion_stream(&text), "text/event-stream")
+        } else {
+            answer.set_body_json(chat_completion(&text))
+        }
     }
+}
+
+/// [`chat_completion`] as OpenAI streams it: a chunk per word, the usage, `[DONE]`.
+pub fn chat_completion_stream(content: &str) -> String {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        serde_json::json!({
+            "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1_764_000_000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
+        })
+    };
+    let mut chunks: Vec<serde_json::Value> = content
+        .split_inclusive(' ')
+        .map(|word| chunk(serde_json::json!({ "content": word }), None))
+        .collect();
+    chunks.push(chunk(serde_json::json!({}), Some("stop")));
+    let mut usage = chat_completion(content);
+    usage["object"] = "chat.completion.chunk".into();
+    usage["choices"] = serde_json::json!([]);
+    chunks.push(usage);
+    let mut body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    body.push_str("data: [DONE]\n\n");
+    body
 }
 
 /// A Chat Completions response as OpenAI sends it, with fixed usage.

@@ -5,6 +5,7 @@
 mod endpoints;
 mod events;
 mod retries;
+mod streaming;
 
 use std::time::Duration;
 

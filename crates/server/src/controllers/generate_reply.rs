@@ -1,20 +1,30 @@
 //! `POST /api/ai/generate-reply`.
 
+use std::convert::Infallible;
+
 use anyreply_core::wire::{GenerateReplyRequest, GenerateReplyResponse};
 use anyreply_core::{ErrorBody, ErrorCode};
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt, stream};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
 use crate::idempotency;
+use crate::llm::TextStream;
 use crate::openapi::IdempotencyKey;
 use crate::reply::{self, Answered, Failed};
 use crate::telemetry;
 use crate::telemetry::metrics::{self, ReplyOutcome};
+
+type Work = JoinHandle<Result<Answered, Failed>>;
 
 /// The assistant's reply to a customer's message.
 ///
@@ -22,6 +32,11 @@ use crate::telemetry::metrics::{self, ReplyOutcome};
 /// message); the reply's prompt holds the conversation so far. Messages of one conversation
 /// are answered one at a time, in arrival order. While a human has taken the conversation
 /// over, the message is stored and `reply` is empty (`ai_disabled: true`).
+///
+/// With `Accept: text/event-stream` the reply is streamed as Server-Sent Events: `delta`
+/// events (`{"text": "..."}`) as the model writes, then one `reply` event holding the answer
+/// above (or, should the reply fail once text was sent, one `error` event holding the error
+/// envelope). A failure before any text is answered as without streaming.
 #[utoipa::path(
     post,
     path = "/api/ai/generate-reply",
@@ -39,7 +54,10 @@ use crate::telemetry::metrics::{self, ReplyOutcome};
         })
     ),
     responses(
-        (status = 200, description = "The reply", body = GenerateReplyResponse, headers(
+        (status = 200, description = "The reply", content(
+            (GenerateReplyResponse = "application/json"),
+            (String = "text/event-stream", example = "event: delta\ndata: {\"text\":\"We do\"}\n\nevent: reply\ndata: {\"success\":true,...}\n\n"),
+        ), headers(
             ("RateLimit-Limit" = u32, description = "Calls allowed per API key per minute."),
             ("RateLimit-Remaining" = u32, description = "Calls left in the current minute."),
             ("RateLimit-Reset" = u32, description = "Seconds until the minute's count resets."),
@@ -68,36 +86,134 @@ pub async fn generate_reply(
     let request = body.parse(GenerateReplyRequest::from_json)?;
     let fingerprint = idempotency::fingerprint("POST", "/api/ai/generate-reply", Some(&body.0));
     let key = idempotency::request_key(&headers, fingerprint)?;
+    let (text_stream, deltas) = match wants_event_stream(&headers) {
+        true => {
+            let (text_stream, deltas) = TextStream::channel();
+            (Some(text_stream), Some(deltas))
+        }
+        false => (None, None),
+    };
     // The reply runs on its own task: a client that hangs up cannot leave a key claimed with
     // nothing running, nor a paid reply half-done.
     let work = tokio::spawn(telemetry::request::carried(async move {
-        reply::generate_reply(&app, caller, request, key).await
+        reply::generate_reply(&app, caller, request, key, text_stream).await
     }));
+    Ok(match deltas {
+        None => respond(finish(work).await?),
+        Some(deltas) => stream_reply(work, deltas).await?,
+    })
+}
+
+/// Whether the caller asked for Server-Sent Events.
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|media| {
+            media
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+async fn finish(work: Work) -> Result<Result<Answered, Failed>, ApiError> {
     let answered = work
         .await
         .map_err(|e| ApiError::internal(ErrorCode::InternalError, "reply task failed", &e))?;
-    Ok(match answered {
-        Ok(Answered::Replayed(response)) => {
-            metrics::reply(ReplyOutcome::Replayed);
-            response
+    metrics::reply(match &answered {
+        Ok(Answered::Replayed(_)) => ReplyOutcome::Replayed,
+        Ok(Answered::Fresh { response, .. }) if response.ai_disabled => ReplyOutcome::Stored,
+        Ok(Answered::Fresh { .. }) => ReplyOutcome::Replied,
+        Err(failed) => ReplyOutcome::Failed(failed.error.code),
+    });
+    Ok(answered)
+}
+
+fn respond(answered: Result<Answered, Failed>) -> Response {
+    match answered {
+        Ok(Answered::Replayed(answer)) => answer.into_response(),
+        Ok(Answered::Fresh {
+            response,
+            rate_limit,
+        }) => (rate_limit.headers(), Json(response)).into_response(),
+        Err(Failed { error, rate_limit }) => match rate_limit {
+            Some(limit) => error.with_headers(limit.headers()).into_response(),
+            None => error.into_response(),
+        },
+    }
+}
+
+/// The streamed answer. Its head waits for the first text: until then a failure can still be
+/// answered with its status, as without streaming.
+async fn stream_reply(
+    work: Work,
+    mut deltas: UnboundedReceiver<String>,
+) -> Result<Response, ApiError> {
+    let Some(first) = deltas.recv().await else {
+        // The engine dropped its end without sending text: the answer is all there is.
+        return Ok(stream_whole(finish(work).await?));
+    };
+    let text = stream::once(async { first })
+        .chain(stream::poll_fn(move |cx| deltas.poll_recv(cx)))
+        .map(delta);
+    let last = stream::once(async move {
+        match finish(work).await {
+            Ok(Ok(Answered::Fresh { response, .. })) => reply_event(&response),
+            Ok(Ok(Answered::Replayed(answer))) => sse_json("reply", &answer.body),
+            Ok(Err(Failed { error, .. })) | Err(error) => sse_json("error", &error.body()),
+        }
+    });
+    Ok(event_stream(text.chain(last)).into_response())
+}
+
+/// An answer that streamed no text (a replay, a message stored or coalesced), or a failure.
+/// A replay streams its stored reply at once.
+fn stream_whole(answered: Result<Answered, Failed>) -> Response {
+    match answered {
+        Ok(Answered::Replayed(answer)) if answer.status == StatusCode::OK => {
+            let text = answer.body["reply"]
+                .as_str()
+                .filter(|text| !text.is_empty())
+                .map(|text| delta(text.to_owned()));
+            let events = text.into_iter().chain([sse_json("reply", &answer.body)]);
+            (
+                [(idempotency::REPLAYED, "true")],
+                event_stream(stream::iter(events)),
+            )
+                .into_response()
         }
         Ok(Answered::Fresh {
             response,
             rate_limit,
-        }) => {
-            metrics::reply(if response.ai_disabled {
-                ReplyOutcome::Stored
-            } else {
-                ReplyOutcome::Replied
-            });
-            (rate_limit.headers(), Json(response)).into_response()
-        }
-        Err(Failed { error, rate_limit }) => {
-            metrics::reply(ReplyOutcome::Failed(error.code));
-            match rate_limit {
-                Some(limit) => error.with_headers(limit.headers()).into_response(),
-                None => error.into_response(),
-            }
-        }
-    })
+        }) => (
+            rate_limit.headers(),
+            event_stream(stream::iter([reply_event(&response)])),
+        )
+            .into_response(),
+        refused => respond(refused),
+    }
+}
+
+fn event_stream(
+    events: impl Stream<Item = sse::Event> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
+    Sse::new(events.map(Ok)).keep_alive(KeepAlive::new())
+}
+
+fn delta(text: String) -> sse::Event {
+    sse_json("delta", &json!({ "text": text }))
+}
+
+fn reply_event(response: &GenerateReplyResponse) -> sse::Event {
+    sse_json("reply", response)
+}
+
+fn sse_json(name: &str, data: &impl serde::Serialize) -> sse::Event {
+    sse::Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| sse::Event::default().event("error").data("{}"))
 }

@@ -7,8 +7,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::TokenUsage;
-use super::{Answer, Completion, LlmError, Output, PromptMessage, ToolCall, send};
+use futures::StreamExt;
+
+use super::{Answer, Completion, LlmError, Output, PromptMessage, TextStream, ToolCall};
+use super::{TokenUsage, parse_event, send, send_streaming};
 
 const API_VERSION: &str = "2023-06-01";
 
@@ -45,6 +47,75 @@ enum Block {
 struct Usage {
     input_tokens: u32,
     output_tokens: u32,
+}
+
+/// One event of a streamed answer (its `type` repeats the SSE event's name).
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart {
+        message: StartedMessage,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: Block,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: BlockDelta,
+    },
+    MessageDelta {
+        usage: Option<OutputUsage>,
+    },
+    MessageStop,
+    Error {
+        error: StreamError,
+    },
+    /// `ping`, `content_block_stop` and whatever is added later.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct StartedMessage {
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct OutputUsage {
+    output_tokens: u32,
+}
+
+#[derive(Deserialize)]
+struct StreamError {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A content block being streamed.
+enum Building {
+    Text,
+    ToolUse {
+        id: String,
+        name: String,
+        /// The input as given at the start (`{}`), unless fragments follow.
+        input: Value,
+        json: String,
+    },
+    Other,
 }
 
 /// The HTTP client model providers share: bounded time, our user agent.
@@ -91,6 +162,9 @@ impl AnthropicClient {
             body["tool_choice"] =
                 json!({ "type": if completion.may_call_functions { "auto" } else { "none" } });
         }
+        if completion.stream.is_some() {
+            body["stream"] = Value::Bool(true);
+        }
         let mut request = self
             .http
             .post(self.endpoint.clone())
@@ -99,15 +173,12 @@ impl AnthropicClient {
         if let Some(key) = &self.api_key {
             request = request.header("x-api-key", key.expose_secret());
         }
+        if let Some(stream) = completion.stream {
+            return read_stream(request, stream).await;
+        }
         // 529, Anthropic's "overloaded", is a 5xx: retryable.
         let parsed: MessagesResponse = send(request).await?;
-        let usage = parsed
-            .usage
-            .map(|u| TokenUsage {
-                prompt_tokens: u.input_tokens,
-                completion_tokens: u.output_tokens,
-            })
-            .unwrap_or_default();
+        let usage = parsed.usage.map(Usage::tokens).unwrap_or_default();
         let mut texts = Vec::new();
         let mut calls = Vec::new();
         for block in parsed.content {
@@ -121,14 +192,124 @@ impl AnthropicClient {
                 Block::Other => {}
             }
         }
-        let text = Some(texts.join("\n")).filter(|t| !t.trim().is_empty());
-        let output = if calls.is_empty() {
-            Output::Text(text.ok_or_else(|| LlmError::Failed("the answer holds no text".into()))?)
-        } else {
-            Output::ToolCalls { text, calls }
-        };
+        let output = Output::from_parts(texts.join("\n"), calls)?;
         Ok(Answer { output, usage })
     }
+}
+
+impl Usage {
+    fn tokens(self) -> TokenUsage {
+        TokenUsage {
+            prompt_tokens: self.input_tokens,
+            completion_tokens: self.output_tokens,
+        }
+    }
+}
+
+/// Reads a streamed answer, its text sent on to `stream` as it arrives. Text blocks are
+/// joined by a line break, as in an answer read whole.
+async fn read_stream(
+    request: reqwest::RequestBuilder,
+    stream: &TextStream,
+) -> Result<Answer, LlmError> {
+    let mut events = send_streaming(request).await?;
+    let mut blocks: Vec<Building> = Vec::new();
+    let mut text = String::new();
+    let mut usage = TokenUsage::default();
+    let mut stopped = false;
+    while let Some(event) = events.next().await {
+        let Some(data) = event?.data else { continue };
+        match parse_event::<StreamEvent>(&data)? {
+            StreamEvent::MessageStart { message } => {
+                usage = message.usage.map(Usage::tokens).unwrap_or_default();
+            }
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => {
+                if blocks.len() <= index {
+                    blocks.resize_with(index + 1, || Building::Other);
+                }
+                blocks[index] = match content_block {
+                    Block::Text { text: start } => {
+                        if !text.is_empty() {
+                            stream.push("\n");
+                            text.push('\n');
+                        }
+                        stream.push(&start);
+                        text.push_str(&start);
+                        Building::Text
+                    }
+                    Block::ToolUse { id, name, input } => Building::ToolUse {
+                        id,
+                        name,
+                        input,
+                        json: String::new(),
+                    },
+                    Block::Other => Building::Other,
+                };
+            }
+            StreamEvent::ContentBlockDelta { index, delta } => match (blocks.get_mut(index), delta)
+            {
+                (Some(Building::Text), BlockDelta::TextDelta { text: piece }) => {
+                    stream.push(&piece);
+                    text.push_str(&piece);
+                }
+                (
+                    Some(Building::ToolUse { json, .. }),
+                    BlockDelta::InputJsonDelta { partial_json },
+                ) => {
+                    json.push_str(&partial_json);
+                }
+                _ => {}
+            },
+            StreamEvent::MessageDelta { usage: Some(out) } => {
+                usage.completion_tokens = out.output_tokens;
+            }
+            StreamEvent::MessageStop => {
+                stopped = true;
+                break;
+            }
+            // `overloaded_error` and `api_error` pass; anything else is a refusal.
+            StreamEvent::Error { error } => {
+                let detail = format!("{} in the stream", error.kind);
+                return Err(match error.kind.as_str() {
+                    "overloaded_error" | "api_error" => LlmError::Unavailable(detail),
+                    _ => LlmError::Failed(detail),
+                });
+            }
+            StreamEvent::MessageDelta { usage: None } | StreamEvent::Other => {}
+        }
+    }
+    if !stopped {
+        return Err(LlmError::Unavailable(
+            "the answer's stream ended early".into(),
+        ));
+    }
+    let calls = blocks
+        .into_iter()
+        .filter_map(|block| match block {
+            Building::ToolUse {
+                id,
+                name,
+                input,
+                json,
+            } => Some(ToolCall {
+                id,
+                name,
+                arguments: if json.trim().is_empty() {
+                    input
+                } else {
+                    serde_json::from_str(&json).unwrap_or(Value::String(json))
+                },
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Answer {
+        output: Output::from_parts(text, calls)?,
+        usage,
+    })
 }
 
 /// The system text and the alternating user/assistant messages Anthropic expects: system

@@ -5,10 +5,14 @@ pub mod anthropic;
 pub mod openai;
 
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyreply_core::wire::LlmProvider;
+use futures::{Stream, StreamExt};
 use serde_json::Value;
+use sse_stream::{Sse, SseByteStream};
+use tokio::sync::mpsc;
 
 pub use anthropic::AnthropicClient;
 pub use openai::OpenAiClient;
@@ -62,6 +66,72 @@ pub struct Completion<'a> {
     /// When false the functions stay defined (the prompt may mention earlier calls) but the
     /// model must answer in text.
     pub may_call_functions: bool,
+    /// Set to have the answer streamed: its text goes here as the model writes it.
+    pub stream: Option<&'a TextStream>,
+}
+
+/// Where a streamed reply's text goes as the model writes it, and a record of what was sent:
+/// text shown to the customer cannot be taken back, so it is what the reply says.
+#[derive(Debug)]
+pub struct TextStream {
+    sender: mpsc::UnboundedSender<String>,
+    shown: Mutex<Shown>,
+}
+
+#[derive(Debug, Default)]
+struct Shown {
+    text: String,
+    /// A round that showed text ended in tool calls: the next text starts a new paragraph.
+    paragraph_pending: bool,
+}
+
+impl TextStream {
+    /// A stream and the receiving end of its text.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<String>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let stream = Self {
+            sender,
+            shown: Mutex::default(),
+        };
+        (stream, receiver)
+    }
+
+    /// Sends a piece of the answer (NUL characters dropped, as everywhere in a reply).
+    pub fn push(&self, text: &str) {
+        let text = text.replace('\0', "");
+        if text.is_empty() {
+            return;
+        }
+        let mut shown = self.lock();
+        let piece = if std::mem::take(&mut shown.paragraph_pending) {
+            format!("\n\n{text}")
+        } else {
+            text
+        };
+        shown.text.push_str(&piece);
+        // The receiver gone (the caller hung up) is no reason to stop a paid reply.
+        let _ = self.sender.send(piece);
+    }
+
+    /// How much has been sent: compare two marks to tell whether an attempt sent anything.
+    pub fn mark(&self) -> usize {
+        self.lock().text.len()
+    }
+
+    /// The model's round ended in tool calls; whatever it says next is a new paragraph.
+    pub fn end_round(&self) {
+        let mut shown = self.lock();
+        shown.paragraph_pending = !shown.text.is_empty();
+    }
+
+    /// Everything sent so far.
+    pub fn shown(&self) -> String {
+        self.lock().text.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shown> {
+        self.shown.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// What the model produced.
@@ -72,6 +142,20 @@ pub enum Output {
         text: Option<String>,
         calls: Vec<ToolCall>,
     },
+}
+
+impl Output {
+    /// The answer from its parts: tool calls (with any text beside them), or else the text,
+    /// which must then say something.
+    pub(crate) fn from_parts(text: String, calls: Vec<ToolCall>) -> Result<Self, LlmError> {
+        let text = Some(text).filter(|text| !text.trim().is_empty());
+        if calls.is_empty() {
+            text.map(Output::Text)
+                .ok_or_else(|| LlmError::Failed("the answer holds no text".into()))
+        } else {
+            Ok(Output::ToolCalls { text, calls })
+        }
+    }
 }
 
 /// Tokens reported by the provider.
@@ -123,28 +207,49 @@ impl std::error::Error for LlmError {}
 pub(crate) async fn send<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
 ) -> Result<T, LlmError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| LlmError::Unavailable(e.without_url().to_string()))?;
-    let status = response.status();
-    if !status.is_success() {
-        let detail = format!("HTTP {status}");
-        let transient = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status.is_server_error();
-        return Err(if transient {
-            LlmError::Unavailable(detail)
-        } else {
-            LlmError::Failed(detail)
-        });
-    }
-    response.json().await.map_err(|e| {
+    respond(request).await?.json().await.map_err(|e| {
         if e.is_timeout() {
             LlmError::Unavailable("timed out reading the answer".into())
         } else {
             LlmError::Failed(format!("unreadable answer: {}", e.without_url()))
         }
+    })
+}
+
+/// Sends a provider request asking for a streamed answer and reads it as Server-Sent Events,
+/// classifying failures as [`send`] does; a stream cut short is worth retrying.
+pub(crate) async fn send_streaming(
+    request: reqwest::RequestBuilder,
+) -> Result<impl Stream<Item = Result<Sse, LlmError>> + Unpin, LlmError> {
+    let response = respond(request).await?;
+    Ok(SseByteStream::new(response.bytes_stream()).map(|event| {
+        event.map_err(|e| LlmError::Unavailable(format!("the answer's stream broke: {e}")))
+    }))
+}
+
+/// A provider's data line as `T`.
+pub(crate) fn parse_event<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, LlmError> {
+    serde_json::from_str(data)
+        .map_err(|e| LlmError::Failed(format!("unreadable event in the answer's stream: {e}")))
+}
+
+async fn respond(request: reqwest::RequestBuilder) -> Result<reqwest::Response, LlmError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| LlmError::Unavailable(e.without_url().to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let detail = format!("HTTP {status}");
+    let transient = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error();
+    Err(if transient {
+        LlmError::Unavailable(detail)
+    } else {
+        LlmError::Failed(detail)
     })
 }
 
@@ -181,9 +286,12 @@ impl Providers {
         fallback: Option<(LlmProvider, &'m str)>,
         completion: Completion<'_>,
     ) -> Result<(Answer, (LlmProvider, &'m str)), LlmError> {
+        let mark = completion.stream.map(TextStream::mark);
         let first = self.with_retries(primary, completion).await;
         match (first, fallback) {
-            (Err(LlmError::Unavailable(detail)), Some(fallback)) => {
+            (Err(LlmError::Unavailable(detail)), Some(fallback))
+                if !streamed_since(completion, mark) =>
+            {
                 tracing::warn!(%detail, model = primary.1, fallback = fallback.1, "primary model unavailable, asking the fallback");
                 self.with_retries(fallback, completion)
                     .await
@@ -205,8 +313,12 @@ impl Providers {
         let mut pause = self.retry_backoff;
         let mut attempt = 0;
         loop {
+            let mark = completion.stream.map(TextStream::mark);
             match self.complete_once(provider, &completion).await {
-                Err(LlmError::Unavailable(detail)) if attempt < self.retries => {
+                // Text already shown cannot be asked for again.
+                Err(LlmError::Unavailable(detail))
+                    if attempt < self.retries && !streamed_since(completion, mark) =>
+                {
                     tracing::info!(%detail, model, attempt, "retrying the model");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
@@ -216,4 +328,12 @@ impl Providers {
             }
         }
     }
+}
+
+/// Whether the completion's stream has been sent text since `mark`.
+fn streamed_since(completion: Completion<'_>, mark: Option<usize>) -> bool {
+    completion
+        .stream
+        .zip(mark)
+        .is_some_and(|(stream, mark)| stream.mark() != mark)
 }

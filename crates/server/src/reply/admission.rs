@@ -7,7 +7,6 @@ use anyreply_core::FieldErrors;
 use anyreply_core::limits::MAX_CONVERSATION_VARIABLES_BYTES;
 use anyreply_core::wire::{EventType, GenerateReplyRequest, GenerateReplyResponse};
 use axum::http::StatusCode;
-use axum::response::Response;
 use diesel_async::AsyncPgConnection;
 use serde_json::{Map, Value};
 
@@ -17,7 +16,7 @@ use super::{Prepared, Turn, reservation, settlement};
 use crate::app::App;
 use crate::db::{self, Tail};
 use crate::extract::Caller;
-use crate::idempotency::{self, Begin, Claim, RequestKey};
+use crate::idempotency::{self, Begin, Claim, RequestKey, StoredAnswer};
 use crate::models::assistant::{self, AssistantRow};
 use crate::models::conversation::{self, Joined};
 use crate::models::event::{self, NewEvent};
@@ -36,7 +35,7 @@ const HISTORY_PAGE: i64 = 64;
 #[derive(Debug)]
 pub enum Admission {
     /// The key's request was answered before: this is its answer.
-    Replayed(Response),
+    Replayed(StoredAnswer),
     /// A human has taken over, or the customer opted out: stored, not to be answered.
     Stored {
         conversation_id: uuid::Uuid,
@@ -96,8 +95,8 @@ async fn admit_in(
     let claim = match key {
         Some(key) => {
             match idempotency::begin(conn, account_id, key, settings.reply_lease).await? {
-                Begin::Answer(response) => {
-                    return Ok((Admission::Replayed(response), Tail::default()));
+                Begin::Answer(answer) => {
+                    return Ok((Admission::Replayed(answer), Tail::default()));
                 }
                 Begin::Run {
                     claim,

@@ -1,6 +1,10 @@
 //! The conversation with the model: ask; while it asks for tools (within the round and call
 //! caps), call them and ask again with their results. Every tool call is journaled before it
 //! is made and its result after, so a retry of the request never calls a tool twice.
+//!
+//! Streamed, every round's text goes to the caller as the model writes it. Text shown before
+//! a round's tool calls cannot be taken back, so the reply is everything shown, each round's
+//! text a paragraph of its own.
 
 use std::time::Instant;
 
@@ -11,13 +15,20 @@ use serde_json::Value;
 use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Prepared, Turn, strip_nul};
 use crate::app::App;
-use crate::llm::{Completion, FunctionSpec, LlmError, Output, PromptMessage, TokenUsage};
+use crate::llm::{
+    Completion, FunctionSpec, LlmError, Output, PromptMessage, TextStream, TokenUsage,
+};
 use crate::models::tool::ToolRow;
 use crate::models::tool_call::{self, ToolCallRow};
 use crate::telemetry::metrics::{self, Phase, ToolCallOutcome};
 use crate::tools::{self as tool_calls, ToolOutcome};
 
-pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult<Conversed> {
+pub async fn converse(
+    app: &App,
+    turn: &Turn,
+    prepared: Prepared,
+    stream: Option<&TextStream>,
+) -> ReplyResult<Conversed> {
     let settings = &app.settings;
     let assistant = &turn.assistant;
     let Prepared {
@@ -45,6 +56,7 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
             messages: &messages,
             functions: &functions,
             may_call_functions: may_call,
+            stream,
         };
         let asked = Instant::now();
         let answered = app
@@ -60,7 +72,7 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
         let (text, mut calls) = match answer.output {
             Output::Text(text) => {
                 return Ok(Conversed {
-                    text,
+                    text: what_was_shown(stream).unwrap_or(text),
                     function_calls,
                     cost,
                     usage,
@@ -75,12 +87,15 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
                 ReplyError::Model(LlmError::Failed("tool call past the cap".into()))
             })?;
             return Ok(Conversed {
-                text,
+                text: what_was_shown(stream).unwrap_or(text),
                 function_calls,
                 cost,
                 usage,
                 model: model.to_owned(),
             });
+        }
+        if let Some(stream) = stream {
+            stream.end_round();
         }
         for call in &mut calls {
             strip_nul(&mut call.arguments);
@@ -151,6 +166,13 @@ pub async fn converse(app: &App, turn: &Turn, prepared: Prepared) -> ReplyResult
         }
     }
     unreachable!("the loop returns once tools may no longer be called")
+}
+
+/// The text a streamed reply has shown, which is then the reply.
+fn what_was_shown(stream: Option<&TextStream>) -> Option<String> {
+    stream
+        .map(TextStream::shown)
+        .filter(|text| !text.is_empty())
 }
 
 /// The tool calls of earlier attempts of this request (same idempotency key), not yet reused.

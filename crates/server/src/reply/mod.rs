@@ -16,15 +16,14 @@ use std::time::Instant;
 
 use anyreply_core::Money;
 use anyreply_core::wire::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
-use axum::response::Response;
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract::Caller;
-use crate::idempotency::{self, Claim, RequestKey};
-use crate::llm::{PromptMessage, TokenUsage};
+use crate::idempotency::{self, Claim, RequestKey, StoredAnswer};
+use crate::llm::{PromptMessage, TextStream, TokenUsage};
 use crate::models::assistant::AssistantRow;
 use crate::models::pending_reply;
 use crate::models::tool::ToolRow;
@@ -95,7 +94,7 @@ pub struct Conversed {
 #[derive(Debug)]
 pub enum Answered {
     /// The stored answer of an earlier call with the same idempotency key.
-    Replayed(Response),
+    Replayed(StoredAnswer),
     Fresh {
         response: GenerateReplyResponse,
         rate_limit: RateLimit,
@@ -109,13 +108,15 @@ pub struct Failed {
     pub rate_limit: Option<RateLimit>,
 }
 
-/// Answers one customer message. Run it on a task of its own (the handler does), so that a
-/// client hanging up cannot stop it half-way.
+/// Answers one customer message; with a `stream`, the reply's text goes there as the model
+/// writes it. Run it on a task of its own (the handler does), so that a client hanging up
+/// cannot stop it half-way.
 pub async fn generate_reply(
     app: &App,
     caller: Caller,
     request: GenerateReplyRequest,
     key: Option<RequestKey>,
+    stream: Option<TextStream>,
 ) -> Result<Answered, Failed> {
     let admitting = Instant::now();
     let admitted = admission::admit(app, caller, &request, key.as_ref()).await;
@@ -161,7 +162,7 @@ pub async fn generate_reply(
                 claim,
                 rate_limit,
             } = *queued;
-            match produce(app, &turn, prepared, claim.as_ref()).await {
+            match produce(app, &turn, prepared, claim.as_ref(), stream.as_ref()).await {
                 Ok(Produced::Coalesced) => Ok(Answered::Fresh {
                     response: coalesced_answer(&turn),
                     rate_limit,
@@ -214,6 +215,7 @@ async fn produce(
     turn: &Turn,
     prepared: Option<Prepared>,
     claim: Option<&Claim>,
+    stream: Option<&TextStream>,
 ) -> ReplyResult<Produced> {
     let _leased = app.in_flight.hold(turn.message_id, claim.cloned());
     let conversed = async {
@@ -241,7 +243,9 @@ async fn produce(
                 return Ok(None);
             }
         }
-        converse::converse(app, turn, prepared).await.map(Some)
+        converse::converse(app, turn, prepared, stream)
+            .await
+            .map(Some)
     };
     // Settling is left out of the time limit: cut short, it could be done and yet reported
     // as given up.

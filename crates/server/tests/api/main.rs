@@ -23,6 +23,7 @@ mod openapi;
 mod private_cluster;
 mod providers;
 mod startup;
+mod streaming;
 mod takeover;
 mod telemetry;
 mod tool_loop;
