@@ -57,6 +57,10 @@ error_codes! {
     ToolNotFound = ("TOOL_NOT_FOUND", 404, false, "Tool not found"),
     /// The webhook does not exist or belongs to another account.
     WebhookNotFound = ("WEBHOOK_NOT_FOUND", 404, false, "Webhook not found"),
+    /// The chat widget does not exist or belongs to another account.
+    WidgetNotFound = ("WIDGET_NOT_FOUND", 404, false, "Widget not found"),
+    /// A widget's key was used from a page whose origin the widget does not list.
+    OriginNotAllowed = ("ORIGIN_NOT_ALLOWED", 403, false, "This widget may not be used from this site"),
     /// No such route.
     NotFound = ("NOT_FOUND", 404, false, "Not found"),
     /// The route exists, the method does not.

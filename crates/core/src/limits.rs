@@ -26,6 +26,10 @@ pub const MAX_ASSISTANTS_PER_ACCOUNT: usize = 1_000;
 pub const MAX_TOOLS_PER_ACCOUNT: usize = 1_000;
 /// Most webhooks of one account: each event is delivered to every one of them.
 pub const MAX_WEBHOOKS_PER_ACCOUNT: usize = 20;
+/// Most chat widgets of one account.
+pub const MAX_WIDGETS_PER_ACCOUNT: usize = 100;
+/// Most origins one widget may be embedded in.
+pub const MAX_WIDGET_ORIGINS: usize = 20;
 /// Longest webhook URL, in characters.
 pub const MAX_WEBHOOK_URL_CHARS: usize = 2048;
 /// Largest accepted request body, in bytes.

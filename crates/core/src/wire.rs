@@ -10,6 +10,7 @@ pub mod generate_reply;
 pub mod tools;
 pub mod usage;
 pub mod webhooks;
+pub mod widgets;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,10 @@ pub use tools::{
 };
 pub use usage::{UsageGroup, UsageQuery, UsageResponse, UsageRow};
 pub use webhooks::{Webhook, WebhookInput, WebhookList, WebhookPayload, WebhookResponse};
+pub use widgets::{
+    Widget, WidgetHistory, WidgetHistoryMessage, WidgetInput, WidgetList, WidgetMessage,
+    WidgetResponse,
+};
 
 /// The `variables` of assistants and conversations: a flat JSON object.
 pub type Variables = serde_json::Map<String, serde_json::Value>;

@@ -86,6 +86,8 @@ pub struct Settings {
     pub turn_recheck: Duration,
     /// `ANYREPLY_RATE_LIMIT_PER_MINUTE`: generate-reply calls per API key per minute.
     pub rate_limit_per_minute: u32,
+    /// `ANYREPLY_WIDGET_VISITOR_RATE_PER_MINUTE`: chat widget messages per visitor per minute.
+    pub widget_visitor_rate_per_minute: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
     pub pricing: Pricing,
     /// `ANYREPLY_METRICS_TOKEN`: when set, `/metrics` wants it as a Bearer token.
@@ -129,6 +131,7 @@ impl Default for Settings {
             turn_recheck: Duration::from_secs(1),
             conversation_queue_limit: anyreply_core::limits::DEFAULT_CONVERSATION_QUEUE_LIMIT,
             rate_limit_per_minute: 60,
+            widget_visitor_rate_per_minute: 10,
             pricing: Pricing::default(),
             metrics_token: None,
         }
@@ -288,6 +291,12 @@ impl Settings {
                 "ANYREPLY_RATE_LIMIT_PER_MINUTE",
                 d.rate_limit_per_minute,
                 "60",
+            ),
+            widget_visitor_rate_per_minute: positive(
+                env,
+                "ANYREPLY_WIDGET_VISITOR_RATE_PER_MINUTE",
+                d.widget_visitor_rate_per_minute,
+                "10",
             ),
             pricing,
             metrics_token: env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from),

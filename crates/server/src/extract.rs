@@ -68,15 +68,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or(ErrorCode::Unauthorized)?;
+        let key = bearer_token(&parts.headers).ok_or(ErrorCode::Unauthorized)?;
         let prefix = parse_key_prefix(key).ok_or(ErrorCode::Unauthorized)?;
         let mut conn = app.db().await?;
         match api_key::find_by_prefix(&mut conn, prefix).await? {
@@ -90,6 +82,13 @@ where
             _ => Err(ErrorCode::Unauthorized.into()),
         }
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The one path parameter, as text. A malformed one (invalid UTF-8, say) is "not found", in

@@ -21,7 +21,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
-    webhooks,
+    webhooks, widget_chat, widgets,
 };
 
 /// Where the document is served.
@@ -31,6 +31,8 @@ pub const DOCS_PATH: &str = "/docs";
 
 /// The name of the bearer API key scheme in `security(...)`.
 pub const API_KEY: &str = "api_key";
+/// The name of the bearer publishable (widget) key scheme in `security(...)`.
+pub const PUBLISHABLE_KEY: &str = "publishable_key";
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -63,6 +65,11 @@ pub const API_KEY: &str = "api_key";
         webhooks::create_webhook,
         webhooks::list_webhooks,
         webhooks::delete_webhook,
+        widgets::create_widget,
+        widgets::list_widgets,
+        widgets::delete_widget,
+        widget_chat::post_widget_message,
+        widget_chat::get_widget_messages,
         me::get_me,
         usage::get_usage,
         health::get_health,
@@ -78,6 +85,8 @@ pub const API_KEY: &str = "api_key";
         (name = "tools", description = "HTTP endpoints of yours the model may call"),
         (name = "events", description = "Every change to a conversation, as it happens"),
         (name = "webhooks", description = "Your URLs that receive the account's events, signed (Standard Webhooks)"),
+        (name = "widgets", description = "Web chat widgets: publishable keys for your sites"),
+        (name = "widget", description = "What a web chat widget's page calls, with the widget's publishable key, from the widget's origins"),
         (name = "account", description = "The calling account"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )
@@ -135,6 +144,19 @@ impl Modify for CommonAnswers {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("ark_…")
                     .description(Some("An API key from `anyreply-server account create`."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            PUBLISHABLE_KEY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("arpk_…")
+                    .description(Some(
+                        "A chat widget's publishable key (`POST /api/user/widgets`), sent by \
+                         pages of the widget's origins.",
+                    ))
                     .build(),
             ),
         );

@@ -4,6 +4,7 @@ use anyreply_core::ErrorCode;
 use anyreply_core::limits::MAX_BODY_BYTES;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -12,10 +13,23 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
-    webhooks,
+    webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
 use crate::telemetry;
+
+/// What a chat widget's page calls, with CORS for the widgets' origins.
+fn widget_routes(app: App) -> Router<App> {
+    Router::new()
+        .route(
+            "/messages",
+            get(widget_chat::get_widget_messages)
+                .post(widget_chat::post_widget_message)
+                // Preflights: the CORS layer answers them.
+                .options(|| async { StatusCode::NO_CONTENT }),
+        )
+        .layer(middleware::from_fn_with_state(app, widget_chat::cors))
+}
 
 pub fn router(app: App) -> Router {
     Router::new()
@@ -66,6 +80,13 @@ pub fn router(app: App) -> Router {
             get(webhooks::list_webhooks).post(webhooks::create_webhook),
         )
         .route("/api/user/webhooks/{id}", delete(webhooks::delete_webhook))
+        .route(
+            "/api/user/widgets",
+            get(widgets::list_widgets).post(widgets::create_widget),
+        )
+        .route("/api/user/widgets/{id}", delete(widgets::delete_widget))
+        .nest("/api/widget", widget_routes(app.clone()))
+        .route("/widget.js", get(widget_chat::widget_script))
         .route("/api/user/me", get(me::get_me))
         .route("/api/user/usage", get(usage::get_usage))
         .route("/api/events", get(events::get_events))

@@ -181,7 +181,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    widgets (id) {
+        id -> Int8,
+        account_id -> Int8,
+        assistant_id -> Int8,
+        public_key -> Text,
+        allowed_origins -> Array<Text>,
+        api_key_id -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    widget_visitors (widget_id, visitor_id) {
+        widget_id -> Int8,
+        visitor_id -> Text,
+        rate_window -> Int8,
+        rate_count -> Int4,
+    }
+}
+
 diesel::joinable!(tools -> accounts (account_id));
+diesel::joinable!(widgets -> accounts (account_id));
 diesel::joinable!(webhooks -> accounts (account_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(api_keys -> accounts (account_id));
@@ -202,4 +224,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     tools,
     webhook_deliveries,
     webhooks,
+    widget_visitors,
+    widgets,
 );

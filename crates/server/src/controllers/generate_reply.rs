@@ -86,7 +86,20 @@ pub async fn generate_reply(
     let request = body.parse(GenerateReplyRequest::from_json)?;
     let fingerprint = idempotency::fingerprint("POST", "/api/ai/generate-reply", Some(&body.0));
     let key = idempotency::request_key(&headers, fingerprint)?;
-    let (text_stream, deltas) = match wants_event_stream(&headers) {
+    run_reply(app, caller, request, key, &headers, |answer| answer).await
+}
+
+/// Produces the reply and answers with it, streamed if `headers` ask for Server-Sent Events;
+/// `shape` turns a fresh answer into what this caller is shown.
+pub(crate) async fn run_reply(
+    app: App,
+    caller: Caller,
+    request: GenerateReplyRequest,
+    key: Option<idempotency::RequestKey>,
+    headers: &HeaderMap,
+    shape: fn(GenerateReplyResponse) -> GenerateReplyResponse,
+) -> Result<Response, ApiError> {
+    let (text_stream, deltas) = match wants_event_stream(headers) {
         true => {
             let (text_stream, deltas) = TextStream::channel();
             (Some(text_stream), Some(deltas))
@@ -96,7 +109,17 @@ pub async fn generate_reply(
     // The reply runs on its own task: a client that hangs up cannot leave a key claimed with
     // nothing running, nor a paid reply half-done.
     let work = tokio::spawn(telemetry::request::carried(async move {
-        reply::generate_reply(&app, caller, request, key, text_stream).await
+        let answered = reply::generate_reply(&app, caller, request, key, text_stream).await;
+        answered.map(|answered| match answered {
+            Answered::Fresh {
+                response,
+                rate_limit,
+            } => Answered::Fresh {
+                response: shape(response),
+                rate_limit,
+            },
+            replayed => replayed,
+        })
     }));
     Ok(match deltas {
         None => respond(finish(work).await?),

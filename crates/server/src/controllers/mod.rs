@@ -11,3 +11,5 @@ pub mod metrics;
 pub mod tools;
 pub mod usage;
 pub mod webhooks;
+pub mod widget_chat;
+pub mod widgets;

@@ -29,6 +29,7 @@ pub struct ApiKeyRow {
 /// A freshly made key: shown once, then only its hash exists.
 #[derive(Debug)]
 pub struct NewApiKey {
+    pub id: i64,
     pub key: String,
     pub prefix: String,
 }
@@ -59,15 +60,16 @@ pub async fn create(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResul
         .collect();
     let key = format!("{KEY_MARK}{secret}");
     let prefix = key[..PREFIX_CHARS].to_owned();
-    diesel::insert_into(api_keys::table)
+    let id = diesel::insert_into(api_keys::table)
         .values((
             api_keys::account_id.eq(account_id),
             api_keys::prefix.eq(&prefix),
             api_keys::secret_hash.eq(hash(&key)),
         ))
-        .execute(conn)
+        .returning(api_keys::id)
+        .get_result(conn)
         .await?;
-    Ok(NewApiKey { key, prefix })
+    Ok(NewApiKey { id, key, prefix })
 }
 
 /// Revokes the key whose prefix (or whole text) is given. Returns whether one was live.
@@ -80,6 +82,16 @@ pub async fn revoke(conn: &mut AsyncPgConnection, key_or_prefix: &str) -> QueryR
         .execute(conn)
         .await?;
     Ok(revoked == 1)
+}
+
+/// Revokes key `id` (one that was never shown, say); no one can call with it again.
+pub async fn revoke_id(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+    diesel::update(api_keys::table.find(id))
+        .filter(api_keys::revoked_at.is_null())
+        .set(api_keys::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The key whose lookup prefix is `prefix`, live or revoked.

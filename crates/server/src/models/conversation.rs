@@ -70,6 +70,23 @@ pub async fn find(
         .optional()
 }
 
+/// The conversation of `customer_identifier` with the account's assistant `assistant_id`.
+pub async fn find_of_customer(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    assistant_id: i64,
+    customer_identifier: &str,
+) -> QueryResult<Option<ConversationRow>> {
+    conversations::table
+        .filter(conversations::assistant_id.eq(assistant_id))
+        .filter(conversations::customer_identifier.eq(customer_identifier))
+        .filter(conversations::account_id.eq(account_id))
+        .select(ConversationRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Turns AI replies on or off; `None` when the conversation is not the account's.
 pub async fn set_ai_enabled(
     conn: &mut AsyncPgConnection,

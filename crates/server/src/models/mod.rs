@@ -17,6 +17,7 @@ pub mod tool_call;
 pub mod usage;
 pub mod webhook;
 pub mod webhook_delivery;
+pub mod widget;
 
 use serde_json::{Map, Value};
 

@@ -30,3 +30,4 @@ mod tool_loop;
 mod tools;
 mod util;
 mod webhooks;
+mod widgets;

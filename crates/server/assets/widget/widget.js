@@ -1,0 +1,281 @@
+// AnyReply's web chat widget. A page adds
+//   <script src="https://anyreply.example.com/widget.js" data-key="arpk_…" defer></script>
+// and gets a chat button that opens a panel talking to the widget's assistant. Plain
+// JavaScript, no build step, nothing fetched from elsewhere; everything it draws lives in a
+// shadow root, so the page's styles and the widget's leave each other alone.
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (!script || !script.dataset.key) {
+    console.error("AnyReply widget: the script tag needs data-key=\"arpk_…\"");
+    return;
+  }
+  var key = script.dataset.key;
+  var api = new URL(script.src).origin + "/api/widget/messages";
+  // While the panel is open, the history is read this often, so that an operator's answer
+  // shows up without a reload.
+  var REFRESH_MS = 10000;
+
+  // The visitor's id: random, kept in this browser, one conversation per visitor.
+  function visitorId() {
+    var name = "anyreply.visitor." + key;
+    var id = null;
+    try {
+      id = localStorage.getItem(name);
+    } catch (e) {
+      // Storage refused (privacy mode): the conversation lasts as long as the page.
+    }
+    if (!id || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) {
+      var bytes = new Uint8Array(16);
+      crypto.getRandomValues(bytes);
+      id = Array.prototype.map
+        .call(bytes, function (b) {
+          return (b + 0x100).toString(16).slice(1);
+        })
+        .join("");
+      try {
+        localStorage.setItem(name, id);
+      } catch (e) {
+        // As above.
+      }
+    }
+    return id;
+  }
+  var visitor = visitorId();
+
+  var STYLE =
+    ":host { all: initial; position: fixed; right: 20px; bottom: 20px; z-index: 2147483000;" +
+    " font: 15px/1.4 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1d2330; }" +
+    "button { font: inherit; cursor: pointer; }" +
+    ".launcher { width: 56px; height: 56px; border-radius: 50%; border: 0; background: #2f5bea;" +
+    " color: #fff; box-shadow: 0 4px 14px rgba(0,0,0,.25); display: grid; place-items: center; }" +
+    ".launcher:focus-visible, .close:focus-visible, .send:focus-visible { outline: 3px solid #9db4ff; outline-offset: 2px; }" +
+    ".panel { position: absolute; right: 0; bottom: 68px; width: min(360px, calc(100vw - 40px));" +
+    " height: min(520px, calc(100vh - 110px)); background: #fff; border-radius: 14px;" +
+    " box-shadow: 0 10px 40px rgba(0,0,0,.25); display: flex; flex-direction: column; overflow: hidden; }" +
+    ".panel[hidden] { display: none; }" +
+    "header { display: flex; align-items: center; justify-content: space-between; padding: 12px 14px;" +
+    " background: #2f5bea; color: #fff; font-weight: 600; }" +
+    ".close { border: 0; background: transparent; color: #fff; font-size: 20px; line-height: 1; padding: 2px 6px; }" +
+    ".log { flex: 1; overflow-y: auto; padding: 12px; display: flex; flex-direction: column; gap: 8px; background: #f5f7fb; }" +
+    ".msg { max-width: 80%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap; overflow-wrap: anywhere; }" +
+    ".user { align-self: flex-end; background: #2f5bea; color: #fff; border-bottom-right-radius: 4px; }" +
+    ".assistant, .operator { align-self: flex-start; background: #fff; border: 1px solid #dde3ee; border-bottom-left-radius: 4px; }" +
+    ".operator { border-color: #b9c9ff; }" +
+    ".note { align-self: center; font-size: 13px; color: #5b6478; text-align: center; }" +
+    ".writing::after { content: '\\2026'; }" +
+    "form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e3e8f0; }" +
+    "label { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }" +
+    "input { flex: 1; min-width: 0; font: inherit; padding: 8px 10px; border: 1px solid #c9d1e0; border-radius: 8px; }" +
+    "input:focus { outline: 2px solid #2f5bea; border-color: transparent; }" +
+    ".send { border: 0; border-radius: 8px; background: #2f5bea; color: #fff; padding: 0 14px; }" +
+    ".send:disabled { opacity: .5; cursor: default; }";
+
+  var host = document.createElement("div");
+  host.setAttribute("data-anyreply-widget", "");
+  var root = host.attachShadow({ mode: "open" });
+  root.innerHTML =
+    "<style>" + STYLE + "</style>" +
+    '<div class="panel" role="dialog" aria-label="Chat" hidden>' +
+    "<header><span>Chat with us</span>" +
+    '<button type="button" class="close" aria-label="Close chat">\u00d7</button></header>' +
+    '<div class="log" role="log" aria-live="polite"></div>' +
+    "<form>" +
+    '<label for="anyreply-message">Message</label>' +
+    '<input id="anyreply-message" name="message" autocomplete="off" maxlength="10000" placeholder="Write a message">' +
+    '<button type="submit" class="send">Send</button>' +
+    "</form></div>" +
+    '<button type="button" class="launcher" aria-label="Open chat" aria-expanded="false">' +
+    '<svg width="26" height="26" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" ' +
+    'd="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z"/></svg>' +
+    "</button>";
+
+  var panel = root.querySelector(".panel");
+  var log = root.querySelector(".log");
+  var form = root.querySelector("form");
+  var input = root.querySelector("input");
+  var send = root.querySelector(".send");
+  var launcher = root.querySelector(".launcher");
+  var loaded = false;
+  var sending = false;
+  var shown = 0;
+  var refresh = null;
+
+  function bubble(role, text) {
+    var item = document.createElement("div");
+    item.className = "msg " + role;
+    item.textContent = text;
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+    return item;
+  }
+
+  function note(text) {
+    var item = bubble("note", text);
+    item.className = "note";
+    return item;
+  }
+
+  function headers(extra) {
+    var all = { Authorization: "Bearer " + key };
+    for (var name in extra) all[name] = extra[name];
+    return all;
+  }
+
+  // Draws the conversation as the server has it, unless a message is on its way.
+  function loadHistory() {
+    return fetch(api + "?visitor_id=" + encodeURIComponent(visitor), { headers: headers({}) })
+      .then(function (response) {
+        if (!response.ok) throw new Error("history " + response.status);
+        return response.json();
+      })
+      .then(function (history) {
+        if (sending || history.messages.length === shown) return;
+        log.textContent = "";
+        history.messages.forEach(function (message) {
+          if (message.content) bubble(message.role, message.content);
+        });
+        shown = history.messages.length;
+        loaded = true;
+      })
+      .catch(function () {
+        if (!loaded) note("The conversation could not be loaded.");
+        loaded = true;
+      });
+  }
+
+  function open() {
+    panel.hidden = false;
+    launcher.setAttribute("aria-expanded", "true");
+    launcher.setAttribute("aria-label", "Close chat");
+    if (!loaded) loadHistory();
+    refresh = setInterval(loadHistory, REFRESH_MS);
+    input.focus();
+  }
+
+  function close() {
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.setAttribute("aria-label", "Open chat");
+    clearInterval(refresh);
+    launcher.focus();
+  }
+
+  // Reads Server-Sent Events off `response`, calling `on(event, data)` for each.
+  function readEvents(response, on) {
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder();
+    var buffer = "";
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) return;
+        buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
+        var end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          var block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          var name = "message";
+          var data = [];
+          block.split("\n").forEach(function (line) {
+            if (line.indexOf("event:") === 0) name = line.slice(6).trim();
+            else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+          });
+          if (data.length) on(name, JSON.parse(data.join("\n")));
+        }
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  function sendMessage(text) {
+    sending = true;
+    send.disabled = true;
+    bubble("user", text);
+    var reply = bubble("assistant", "");
+    reply.classList.add("writing");
+    var written = "";
+    var finished = false;
+    function fail(message) {
+      reply.remove();
+      note(message || "Sorry, the message could not be sent. Please try again.");
+    }
+    fetch(api, {
+      method: "POST",
+      headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify({ visitor_id: visitor, message: text }),
+    })
+      .then(function (response) {
+        var type = response.headers.get("Content-Type") || "";
+        if (!response.ok || type.indexOf("text/event-stream") !== 0) {
+          return response.json().then(function (body) {
+            if (!response.ok) {
+              finished = true;
+              fail(response.status === 429 ? "Too many messages at once; please wait a moment." : body.message);
+            } else {
+              finished = true;
+              done(body);
+            }
+          });
+        }
+        return readEvents(response, function (name, data) {
+          if (name === "delta") {
+            written += data.text;
+            reply.textContent = written;
+            log.scrollTop = log.scrollHeight;
+          } else if (name === "reply") {
+            finished = true;
+            done(data);
+          } else if (name === "error") {
+            finished = true;
+            fail(data.message);
+          }
+        });
+      })
+      .catch(function () {
+        if (!finished) fail();
+        finished = true;
+      })
+      .then(function () {
+        if (!finished) fail();
+        sending = false;
+        send.disabled = false;
+        shown = log.querySelectorAll(".msg").length;
+      });
+    function done(answer) {
+      reply.classList.remove("writing");
+      if (answer.reply) {
+        reply.textContent = answer.reply;
+      } else {
+        reply.remove();
+        // Taken over by a person, or answered with the next message.
+        if (answer.ai_disabled) note("Thanks! Someone from our team will answer here.");
+      }
+      log.scrollTop = log.scrollHeight;
+    }
+  }
+
+  launcher.addEventListener("click", function () {
+    if (panel.hidden) open();
+    else close();
+  });
+  root.querySelector(".close").addEventListener("click", close);
+  root.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !panel.hidden) close();
+  });
+  // Enter sends (the form's submit).
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text || sending) return;
+    input.value = "";
+    sendMessage(text);
+  });
+
+  function mount() {
+    document.body.appendChild(host);
+  }
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount);
+})();

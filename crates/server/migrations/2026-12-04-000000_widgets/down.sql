@@ -1,0 +1,2 @@
+DROP TABLE widget_visitors;
+DROP TABLE widgets;

@@ -1,0 +1,194 @@
+//! `widgets`: the web chat's publishable keys, and `widget_visitors`, each visitor's count of
+//! messages in the current minute.
+
+use anyreply_core::limits::MAX_WIDGETS_PER_ACCOUNT;
+use anyreply_core::wire::Widget;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Int4, Int8, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rand::RngCore;
+
+use super::{api_key, assistant, quota};
+use crate::schema::widgets;
+
+/// What a publishable key starts with.
+pub const KEY_MARK: &str = "arpk_";
+
+/// A stored widget.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = widgets)]
+pub struct WidgetRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub assistant_id: i64,
+    pub public_key: String,
+    pub allowed_origins: Vec<String>,
+    pub api_key_id: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl WidgetRow {
+    pub fn into_wire(self) -> Widget {
+        Widget {
+            id: self.id,
+            assistant_id: self.assistant_id,
+            public_key: self.public_key,
+            allowed_origins: self.allowed_origins,
+            created_at: self.created_at,
+        }
+    }
+
+    /// Whether a page of `origin` (as the browser sent it) may use the widget.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|allowed| allowed == origin)
+    }
+}
+
+/// Why a widget could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the account has the most widgets it may have")]
+    LimitReached,
+    #[error("the assistant is not the account's")]
+    NoSuchAssistant,
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// Creates a widget of `assistant_id` for `origins`, with a new publishable key and the API
+/// key its replies are counted under; at most [`MAX_WIDGETS_PER_ACCOUNT`] per account.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    assistant_id: i64,
+    origins: &[String],
+) -> Result<WidgetRow, CreateError> {
+    conn.transaction(async |conn| {
+        quota::lock_account(conn, account_id).await?;
+        let count: i64 = widgets::table
+            .filter(widgets::account_id.eq(account_id))
+            .count()
+            .get_result(conn)
+            .await?;
+        if !quota::has_room(count, MAX_WIDGETS_PER_ACCOUNT) {
+            return Err(CreateError::LimitReached);
+        }
+        if assistant::find(conn, account_id, assistant_id)
+            .await?
+            .is_none()
+        {
+            return Err(CreateError::NoSuchAssistant);
+        }
+        // Its secret is dropped here, unseen.
+        let api_key_id = api_key::create(conn, account_id).await?.id;
+        Ok(diesel::insert_into(widgets::table)
+            .values((
+                widgets::account_id.eq(account_id),
+                widgets::assistant_id.eq(assistant_id),
+                widgets::public_key.eq(new_public_key()),
+                widgets::allowed_origins.eq(origins),
+                widgets::api_key_id.eq(api_key_id),
+            ))
+            .returning(WidgetRow::as_returning())
+            .get_result(conn)
+            .await?)
+    })
+    .await
+}
+
+/// `arpk_` and 128 random bits.
+fn new_public_key() -> String {
+    let mut random = [0u8; 16];
+    rand::rng().fill_bytes(&mut random);
+    format!("{KEY_MARK}{}", URL_SAFE_NO_PAD.encode(random))
+}
+
+/// The account's widgets, oldest first.
+pub async fn list(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<Vec<WidgetRow>> {
+    widgets::table
+        .filter(widgets::account_id.eq(account_id))
+        .order(widgets::id.asc())
+        .select(WidgetRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Deletes the account's widget `id` and revokes its API key: its publishable key works no
+/// more. `false` if the account has no widget of that id.
+pub async fn delete(conn: &mut AsyncPgConnection, account_id: i64, id: i64) -> QueryResult<bool> {
+    conn.transaction(async |conn| {
+        let deleted: Option<i64> = diesel::delete(
+            widgets::table
+                .filter(widgets::id.eq(id))
+                .filter(widgets::account_id.eq(account_id)),
+        )
+        .returning(widgets::api_key_id)
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(api_key_id) = deleted {
+            api_key::revoke_id(conn, api_key_id).await?;
+        }
+        Ok(deleted.is_some())
+    })
+    .await
+}
+
+/// The widget of a publishable key.
+pub async fn find_by_key(
+    conn: &mut AsyncPgConnection,
+    public_key: &str,
+) -> QueryResult<Option<WidgetRow>> {
+    widgets::table
+        .filter(widgets::public_key.eq(public_key))
+        .select(WidgetRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Whether any widget lists `origin` (a CORS preflight, which carries no key, asks this).
+pub async fn any_allows(conn: &mut AsyncPgConnection, origin: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        widgets::table.filter(widgets::allowed_origins.contains(vec![origin])),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// A visitor's count in the current one-minute window.
+#[derive(Debug, QueryableByName)]
+pub struct VisitorCount {
+    /// Messages in this window, the one just counted included.
+    #[diesel(sql_type = Int4)]
+    pub count: i32,
+    /// Seconds until the window resets.
+    #[diesel(sql_type = Int8)]
+    pub reset: i64,
+}
+
+/// Counts one message of `visitor_id` on widget `widget_id` in the fixed one-minute window of
+/// the database's clock (the window of API keys).
+pub async fn count_visitor_message(
+    conn: &mut AsyncPgConnection,
+    widget_id: i64,
+    visitor_id: &str,
+) -> QueryResult<VisitorCount> {
+    diesel::sql_query(
+        "INSERT INTO widget_visitors AS v (widget_id, visitor_id, rate_window, rate_count)
+         SELECT $1, $2, floor(extract(epoch FROM now()) / 60)::int8, 1
+         ON CONFLICT (widget_id, visitor_id) DO UPDATE SET
+             rate_count = CASE WHEN v.rate_window = excluded.rate_window
+                               THEN v.rate_count + 1 ELSE 1 END,
+             rate_window = excluded.rate_window
+         RETURNING v.rate_count AS count,
+                   60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset",
+    )
+    .bind::<Int8, _>(widget_id)
+    .bind::<Text, _>(visitor_id)
+    .get_result(conn)
+    .await
+}
