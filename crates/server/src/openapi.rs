@@ -70,6 +70,7 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         widgets::delete_widget,
         widget_chat::post_widget_message,
         widget_chat::get_widget_messages,
+        widget_chat::widget_script,
         me::get_me,
         usage::get_usage,
         health::get_health,

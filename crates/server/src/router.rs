@@ -22,7 +22,7 @@ use crate::telemetry;
 fn widget_routes(app: App) -> Router<App> {
     Router::new()
         .route(
-            "/messages",
+            "/api/widget/messages",
             get(widget_chat::get_widget_messages)
                 .post(widget_chat::post_widget_message)
                 // Preflights: the CORS layer answers them.
@@ -85,7 +85,7 @@ pub fn router(app: App) -> Router {
             get(widgets::list_widgets).post(widgets::create_widget),
         )
         .route("/api/user/widgets/{id}", delete(widgets::delete_widget))
-        .nest("/api/widget", widget_routes(app.clone()))
+        .merge(widget_routes(app.clone()))
         .route("/widget.js", get(widget_chat::widget_script))
         .route("/api/user/me", get(me::get_me))
         .route("/api/user/usage", get(usage::get_usage))

@@ -36,7 +36,13 @@ const HISTORY_MESSAGES: usize = 100;
 /// The widget script, plain JavaScript that builds its own panel in a shadow root.
 const SCRIPT: &str = include_str!("../../assets/widget/widget.js");
 
-/// `GET /widget.js`.
+/// The chat widget's script, for `<script src=".../widget.js" data-key="arpk_…" defer>`.
+#[utoipa::path(
+    get,
+    path = "/widget.js",
+    tag = "widget",
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String))
+)]
 pub async fn widget_script() -> Response {
     (
         [
