@@ -16,16 +16,16 @@ use crate::Stack;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// chromedriver on a port of its own, killed when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
 
 impl Driver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         assert!(
             std::path::Path::new(CHROMEDRIVER).exists(),
             "{CHROMEDRIVER} is missing: apt-get install chromium chromium-driver (.ci/run does)"
@@ -57,7 +57,7 @@ impl Driver {
         Self { child, url }
     }
 
-    async fn browser(&self) -> Client {
+    pub(crate) async fn browser(&self) -> Client {
         // Two crypto providers are built into this test binary (fantoccini's and reqwest's
         // dependencies each bring one); rustls wants one chosen. The driver is plain HTTP.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -86,7 +86,7 @@ impl Drop for Driver {
 }
 
 /// Saves what the browser shows as `target/console-screenshots/<name>.png`.
-async fn screenshot(browser: &Client, name: &str) {
+pub(crate) async fn screenshot(browser: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()

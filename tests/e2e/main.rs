@@ -8,6 +8,7 @@ mod endpoints;
 mod proxy;
 mod retries;
 mod webhooks;
+mod widget;
 
 use std::time::Duration;
 

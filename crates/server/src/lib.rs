@@ -79,7 +79,16 @@ async fn sweep_abandoned_replies(app: App) {
         if let Err(error) = purge_delivered_webhooks(&app).await {
             tracing::warn!(%error, "purging delivered webhook deliveries failed");
         }
+        if let Err(error) = purge_past_visitor_counts(&app).await {
+            tracing::warn!(%error, "purging past widget visitor counts failed");
+        }
     }
+}
+
+async fn purge_past_visitor_counts(app: &App) -> anyhow::Result<()> {
+    let mut conn = app.db().await?;
+    models::widget::purge_past_counts(&mut conn).await?;
+    Ok(())
 }
 
 async fn purge_delivered_webhooks(app: &App) -> anyhow::Result<()> {

@@ -276,6 +276,24 @@ async fn each_visitor_is_rate_limited_on_their_own() {
     assert_eq!(app.count("messages").await, before);
     let (status, _, _) = say(&app, key, "quiet-visitor", "hello").await;
     assert_eq!(status, 200);
+
+    // A minute later (the window moved back by SQL instead of waited out) the count starts
+    // again, and the minute's sweep forgets the windows that have ended.
+    let mut conn = app.db.connect().await;
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query("UPDATE widget_visitors SET rate_window = rate_window - 1")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (status, _, _) = say(&app, key, "chatty-visitor", "later").await;
+    assert_eq!(status, 200);
+    let purged = anyreply_server::models::widget::purge_past_counts(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "the quiet visitor's ended window");
+    assert_eq!(app.count("widget_visitors").await, 1);
 }
 
 #[tokio::test]
