@@ -119,14 +119,8 @@ pub async fn post_widget_message(
         let mut conn = app.db().await?;
         widget::count_visitor_message(&mut conn, widget.id, &input.visitor_id).await?
     };
-    let used = u32::try_from(counted.count).unwrap_or(u32::MAX);
-    if used > limit {
-        let standing = RateLimit {
-            limit,
-            remaining: 0,
-            reset: u64::try_from(counted.reset).unwrap_or(60),
-            exceeded: true,
-        };
+    let standing = RateLimit::after(&counted, limit);
+    if standing.exceeded {
         return Err(ApiError::new(ErrorCode::RateLimited)
             .with_retry_after(standing.reset)
             .with_headers(standing.headers()));

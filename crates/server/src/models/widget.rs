@@ -7,11 +7,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Int4, Int8, Text};
+use diesel::sql_types::{Int8, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rand::RngCore;
 
-use super::{api_key, assistant, quota};
+use super::api_key::{self, WindowCount};
+use super::{assistant, quota};
 use crate::schema::widgets;
 
 /// What a publishable key starts with.
@@ -159,24 +160,13 @@ pub async fn any_allows(conn: &mut AsyncPgConnection, origin: &str) -> QueryResu
     .await
 }
 
-/// A visitor's count in the current one-minute window.
-#[derive(Debug, QueryableByName)]
-pub struct VisitorCount {
-    /// Messages in this window, the one just counted included.
-    #[diesel(sql_type = Int4)]
-    pub count: i32,
-    /// Seconds until the window resets.
-    #[diesel(sql_type = Int8)]
-    pub reset: i64,
-}
-
 /// Counts one message of `visitor_id` on widget `widget_id` in the fixed one-minute window of
 /// the database's clock (the window of API keys).
 pub async fn count_visitor_message(
     conn: &mut AsyncPgConnection,
     widget_id: i64,
     visitor_id: &str,
-) -> QueryResult<VisitorCount> {
+) -> QueryResult<WindowCount> {
     diesel::sql_query(
         "INSERT INTO widget_visitors AS v (widget_id, visitor_id, rate_window, rate_count)
          SELECT $1, $2, floor(extract(epoch FROM now()) / 60)::int8, 1
@@ -184,7 +174,7 @@ pub async fn count_visitor_message(
              rate_count = CASE WHEN v.rate_window = excluded.rate_window
                                THEN v.rate_count + 1 ELSE 1 END,
              rate_window = excluded.rate_window
-         RETURNING v.rate_count AS count,
+         RETURNING v.rate_count,
                    60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset",
     )
     .bind::<Int8, _>(widget_id)
