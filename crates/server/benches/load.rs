@@ -1318,6 +1318,19 @@ async fn check_books(
         .scalar(BENCH_DB, "SELECT count(*) FROM pending_replies")
         .await?;
     check(pending == 0, format!("pending_replies rows: {pending}"));
+    let due: i64 = pg
+        .scalar(BENCH_DB, "SELECT count(*) FROM settlements_due")
+        .await?;
+    check(
+        due == 0,
+        format!("settlements_due rows (dues unpaid): {due}"),
+    );
+    let created: i64 = pg
+        .scalar(
+            BENCH_DB,
+            "SELECT count(*) FROM events WHERE kind = 'reply.created'",
+        )
+        .await?;
     let stored: i64 = pg
         .scalar(
             BENCH_DB,
@@ -1330,6 +1343,10 @@ async fn check_books(
         format!(
             "replies stored {stored_replies} (+{seeded_replies} seeded) = successful calls counted {replies}"
         ),
+    );
+    check(
+        created == stored_replies,
+        format!("reply.created events {created} = replies stored {stored_replies}"),
     );
     Ok(all_pass)
 }

@@ -243,6 +243,32 @@ impl Tail {
         self.0.push_str(";\n");
         self
     }
+
+    /// The transaction commits without waiting for its WAL to reach the disk, and so releases
+    /// its row locks a flush earlier: under load the hot rows' holders then wait for nobody's
+    /// disk. Only for a transaction whose effects nothing outside acts on before a later
+    /// commit that does wait (a reply's settlement, a tool's journal entry, a webhook's
+    /// dispatch, the event streams' [`make_durable`]): WAL is flushed in order, so that commit
+    /// makes this one durable too, and a crash before it loses this one whole and unseen.
+    pub fn without_waiting_for_disk(self) -> Self {
+        self.then("SET LOCAL synchronous_commit = off")
+    }
+}
+
+/// Runs `tail` as a transaction of its own, in one message (PostgreSQL runs the statements
+/// of one simple query in one implicit transaction: all of them, or none).
+pub async fn run_alone(conn: &mut AsyncPgConnection, Tail(sql): Tail) -> QueryResult<()> {
+    conn.batch_execute(&sql).await
+}
+
+/// Waits until everything committed so far, synchronously or not, is on disk: a transaction
+/// that writes WAL (a logical-decoding message, which nothing reads) and waits for its
+/// commit's flush, which covers every commit record written before it. Call before acting on
+/// rows that a commit [`without_waiting_for_disk`](Tail::without_waiting_for_disk) may have
+/// written.
+pub async fn make_durable(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    conn.batch_execute("SELECT pg_logical_emit_message(true, 'anyreply', '')")
+        .await
 }
 
 /// A string as an SQL literal (PostgreSQL's standard-conforming strings: quotes doubled).

@@ -10,6 +10,7 @@ use anyreply_core::wire::Event;
 use futures::Stream;
 
 use crate::app::App;
+use crate::db;
 use crate::models::event::{self, EventFilter};
 
 /// Most events read at once.
@@ -89,6 +90,11 @@ async fn read_after(
 ) -> anyhow::Result<(Vec<Event>, Option<i64>)> {
     let mut conn = app.db().await?;
     let rows = event::after(&mut conn, account_id, after_id, filter, BATCH).await?;
+    if !rows.is_empty() {
+        // Some events commit without waiting for the disk; none is sent before it is there,
+        // for one lost in a crash would give its id to another.
+        db::make_durable(&mut conn).await?;
+    }
     let last_id = rows.last().map(|row| row.id);
     Ok((
         rows.into_iter().filter_map(|r| r.into_event()).collect(),

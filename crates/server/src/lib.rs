@@ -70,6 +70,9 @@ async fn sweep_abandoned_replies(app: App) {
         if let Err(error) = reply::queue::reclaim_expired(&app, None).await {
             tracing::warn!(%error, "sweeping abandoned replies failed");
         }
+        if let Err(error) = reply::settlement::pay_dues_left_unpaid(&app).await {
+            tracing::warn!(%error, "paying settled replies' dues failed");
+        }
         if let Err(error) = idempotency::purge_expired(&app).await {
             tracing::warn!(?error.code, "purging old idempotency keys failed");
         }

@@ -121,6 +121,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    settlements_due (message_id) {
+        message_id -> Int8,
+        account_id -> Int8,
+        conversation_id -> Uuid,
+        reply_seq -> Int8,
+        refund -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tools (id) {
         id -> Int8,
         account_id -> Int8,
@@ -220,6 +231,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     idempotency_keys,
     pending_replies,
+    settlements_due,
     tool_calls,
     tools,
     webhook_deliveries,

@@ -53,7 +53,7 @@ struct Inserted {
 /// notifying transactions on one lock, which halved the replies per second; readers poll.
 /// Locks the account's row until the transaction ends.
 pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> {
-    let inserted: Inserted = diesel::sql_query(insert_sql("$1", "$2", "$3", "$4", "$5", "0"))
+    let inserted: Inserted = diesel::sql_query(insert_sql("$1", "$2", "$3", "$4", "$5", "0", None))
         .bind::<Int8, _>(event.account_id)
         .bind::<Text, _>(event.kind.as_str())
         .bind::<SqlUuid, _>(event.conversation_id)
@@ -69,6 +69,16 @@ pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> 
 /// `balance_change` (in subunits) on the same row in the same statement: a reservation taken
 /// (negative; the balance's CHECK refuses an overdraft) or what a reply left of it given back.
 pub fn insert_moving_balance(event: &NewEvent, balance_change: i64) -> String {
+    literal_insert(event, balance_change, None)
+}
+
+/// [`insert_moving_balance`], done only if the query `gate` (a `DELETE ... RETURNING`, say)
+/// returns a row: what two processes may both try is then done once.
+pub fn insert_moving_balance_if(event: &NewEvent, balance_change: i64, gate: &str) -> String {
+    literal_insert(event, balance_change, Some(gate))
+}
+
+fn literal_insert(event: &NewEvent, balance_change: i64, gate: Option<&str>) -> String {
     let or_null = |value: Option<String>| value.unwrap_or_else(|| "NULL".to_owned());
     insert_sql(
         &event.account_id.to_string(),
@@ -77,6 +87,7 @@ pub fn insert_moving_balance(event: &NewEvent, balance_change: i64) -> String {
         &or_null(event.message_seq.map(|seq| seq.to_string())),
         &or_null(event.error_code.map(|code| literal(code.as_str()))),
         &balance_change.to_string(),
+        gate,
     )
 }
 
@@ -89,11 +100,19 @@ fn insert_sql(
     message_seq: &str,
     error_code: &str,
     balance_change: &str,
+    gate: Option<&str>,
 ) -> String {
+    let (gate, gated) = match gate {
+        Some(gate) => (
+            format!("gate AS ({gate}),\n         "),
+            " AND EXISTS (SELECT 1 FROM gate)",
+        ),
+        None => (String::new(), ""),
+    };
     format!(
-        "WITH next AS (
+        "WITH {gate}next AS (
              UPDATE accounts SET last_event_id = last_event_id + 1, balance = balance + {balance_change}
-             WHERE id = {account_id}
+             WHERE id = {account_id}{gated}
              RETURNING last_event_id AS id),
          message AS (
              SELECT jsonb_strip_nulls(jsonb_build_object(

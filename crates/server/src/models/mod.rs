@@ -12,6 +12,7 @@ pub mod message;
 pub mod page;
 pub mod pending_reply;
 pub mod quota;
+pub mod settlement_due;
 pub mod tool;
 pub mod tool_call;
 pub mod usage;

@@ -228,13 +228,16 @@ async fn admit_in(
     // Last, with the COMMIT: the call counted and the reservation taken (each refused by
     // its row's CHECK), and with the account's row locked, the `message.received` event.
     // The account's row last, so that it is held for the least: the key's row is written
-    // by admissions only, and they take the account's row in turn anyway.
+    // by admissions only, and they take the account's row in turn anyway. The commit does
+    // not wait for the disk: nothing is answered or called on the strength of it before the
+    // tool journal's or the settlement's commit, which do.
     let tail = Tail::default()
         .then(&api_key::count_call_statement(
             caller.api_key_id,
             settings.rate_limit_per_minute,
         ))
-        .then(&event::insert_moving_balance(&received, -hold.subunits()));
+        .then(&event::insert_moving_balance(&received, -hold.subunits()))
+        .without_waiting_for_disk();
     let queued = Queued {
         turn,
         prepared,

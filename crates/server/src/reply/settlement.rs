@@ -15,11 +15,17 @@ use crate::db::{self, Tail};
 use crate::idempotency::Claim;
 use crate::models::event::{self, NewEvent};
 use crate::models::message::{self, NewReply};
+use crate::models::settlement_due::{self, Due};
 use crate::models::{account, conversation, pending_reply};
 
 /// Records the reply, settles its cost against the reservation and stores the answer under the
 /// request's idempotency `claim`, in one transaction. Rows are locked in one order everywhere:
 /// the conversation, then the account, whose row is the hottest and so locked last.
+///
+/// What goes to the account's row (the unused reservation back, the `reply.created` event) is
+/// stored as a [`Due`] and paid just after, in a transaction that does not wait for the disk:
+/// the settlement's own commit waits for it, and so holds no row that the account's other
+/// replies need while it does.
 pub async fn settle(
     app: &App,
     turn: &Turn,
@@ -53,12 +59,12 @@ pub async fn settle(
         ai_disabled: false,
         opted_out: false,
     });
-    let created = NewEvent {
+    let due = |refund| Due {
+        message_id: turn.message_id,
         account_id: turn.account_id,
-        kind: EventType::ReplyCreated,
         conversation_id: turn.conversation_id,
-        message_seq: Some(turn.seq + 1),
-        error_code: None,
+        reply_seq: turn.seq + 1,
+        refund,
     };
     let mut conn = app.db().await?;
     db::begin(&mut conn).await?;
@@ -66,12 +72,12 @@ pub async fn settle(
         let conn: &mut AsyncPgConnection = &mut conn;
         // Within the reservation (as it should be), the reply is recorded in one pipeline: the
         // conversation's row first (a message admitted from now on waits for this commit and
-        // then finds this turn over; one admitted before is seen by `take` as a waiter). The
-        // unused rest of the reservation goes back in the tail, with the COMMIT.
-        let (taken, give_back) = if cost <= hold {
+        // then finds this turn over; one admitted before is seen by `take` as a waiter).
+        let (taken, due) = if cost <= hold {
             let recorded = new_reply(cost);
+            let due = due(hold - cost);
             let pipe: &AsyncPgConnection = conn;
-            let (mut c1, mut c2, mut c3, mut c4) = (pipe, pipe, pipe, pipe);
+            let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
             let stored = async {
                 match (claim, &answer) {
                     (Some(claim), Some(answer)) => {
@@ -80,7 +86,7 @@ pub async fn settle(
                     _ => Ok(()),
                 }
             };
-            let ((), taken, (), ()) = futures::try_join!(
+            let ((), taken, (), (), ()) = futures::try_join!(
                 conversation::count_reply(
                     &mut c1,
                     turn.conversation_id,
@@ -93,13 +99,15 @@ pub async fn settle(
                     .map_err(ReplyError::from),
                 message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
                 stored.map_err(ReplyError::from),
+                settlement_due::insert(&mut c5, &due).map_err(ReplyError::from),
             )?;
-            (taken, hold - cost)
+            (taken, due)
         } else {
-            // Past it, what the balance can still pay is charged.
+            // Past it, what the balance can still pay is charged, on the account's row now.
             conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0, tokens)
                 .await?;
             let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id).await?;
+            let due = due(0);
             if let Some(taken) = &taken {
                 let charged = account::charge(conn, taken.account_id, taken.hold, cost).await?;
                 conversation::add_cost(conn, turn.conversation_id, charged).await?;
@@ -107,18 +115,39 @@ pub async fn settle(
                 if let (Some(claim), Some(answer)) = (claim, &answer) {
                     claim.complete(conn, StatusCode::OK, answer).await?;
                 }
+                settlement_due::insert(conn, &due).await?;
             }
-            (taken, 0)
+            (taken, due)
         };
         let taken = taken.ok_or(ReplyError::Superseded)?;
-        let mut tail = Tail::default().then(&event::insert_moving_balance(&created, give_back));
-        if taken.waiters {
-            tail = tail.then(&pending_reply::announce_statement(turn.conversation_id));
-        }
-        Ok(((), tail))
+        Ok(((due, taken.waiters), Tail::default()))
     }
     .await;
-    db::end(&mut conn, recorded).await
+    let (due, waiters) = db::end::<_, ReplyError>(&mut conn, recorded).await?;
+    // The reply is settled and answerable from here; should paying fail, the sweep pays.
+    let mut pay = Tail::default().then(&settlement_due::pay_statement(&due));
+    if waiters {
+        pay = pay.then(&pending_reply::announce_statement(turn.conversation_id));
+    }
+    if let Err(error) = db::run_alone(&mut conn, pay.without_waiting_for_disk()).await {
+        tracing::warn!(%error, "could not pay a settled reply's due; the sweep will");
+    }
+    Ok(())
+}
+
+/// Pays the dues whose reply could not (the database lost, the process killed, just after
+/// settling): those stored over a minute ago. Run by the sweep.
+pub async fn pay_dues_left_unpaid(app: &App) -> ReplyResult<()> {
+    let mut conn = app.db().await?;
+    let before = chrono::Utc::now() - chrono::Duration::minutes(1);
+    for due in settlement_due::left_unpaid(&mut conn, before, 1000).await? {
+        db::run_alone(
+            &mut conn,
+            Tail::default().then(&settlement_due::pay_statement(&due)),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Ends a turn that a later message of its burst answers instead (see the assistant's

@@ -269,3 +269,84 @@ async fn leave_an_abandoned_reply(app: &TestApp, conversation: uuid::Uuid, accou
     .await
     .unwrap();
 }
+
+/// A settled reply whose due could not be paid (here a trigger refuses it, as the database
+/// lost just after the settlement's commit would) is answered all the same; the sweep then
+/// gives the unused reservation back and records `reply.created`, once however often it runs.
+#[tokio::test]
+async fn a_due_its_reply_could_not_pay_is_paid_by_the_sweep_once() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    run_sql(
+        &app,
+        "CREATE FUNCTION refuse_payment() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'the database went away'; END $$;
+         CREATE TRIGGER payment_lost BEFORE DELETE ON settlements_due
+             FOR EACH ROW EXECUTE FUNCTION refuse_payment()",
+    )
+    .await;
+
+    let (status, body) = app.reply(&account.key, assistant, "c", "hello").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"], "echo: hello");
+    let reserved = app.balance(&account).await;
+    assert!(reserved < crate::util::money("9.998"), "{reserved:?}");
+    assert_eq!(app.count("settlements_due").await, 1);
+    assert_eq!(replies_created(&app).await, 0);
+
+    run_sql(
+        &app,
+        "DROP TRIGGER payment_lost ON settlements_due;
+         UPDATE settlements_due SET created_at = now() - interval '2 minutes'",
+    )
+    .await;
+    let server = anyreply_server::App::new(app.settings.clone()).unwrap();
+    for _ in 0..2 {
+        anyreply_server::reply::settlement::pay_dues_left_unpaid(&server)
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.balance(&account).await, crate::util::money("9.998"));
+    assert_eq!(app.count("settlements_due").await, 0);
+    assert_eq!(replies_created(&app).await, 1);
+}
+
+/// A due paid by its reply is gone at once, and the sweep leaves the books alone.
+#[tokio::test]
+async fn a_reply_pays_its_own_due_before_answering() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let (status, body) = app.reply(&account.key, assistant, "c", "hello").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.balance(&account).await, crate::util::money("9.998"));
+    assert_eq!(app.count("settlements_due").await, 0);
+    assert_eq!(replies_created(&app).await, 1);
+    let server = anyreply_server::App::new(app.settings.clone()).unwrap();
+    anyreply_server::reply::settlement::pay_dues_left_unpaid(&server)
+        .await
+        .unwrap();
+    assert_eq!(app.balance(&account).await, crate::util::money("9.998"));
+    assert_eq!(replies_created(&app).await, 1);
+}
+
+async fn run_sql(app: &TestApp, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    app.db.connect().await.batch_execute(sql).await.unwrap();
+}
+
+async fn replies_created(app: &TestApp) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        n: i64,
+    }
+    let mut conn = app.db.connect().await;
+    diesel::sql_query("SELECT count(*) AS n FROM events WHERE kind = 'reply.created'")
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
+}

@@ -1,0 +1,1 @@
+DROP TABLE settlements_due;
