@@ -10,7 +10,7 @@ use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::db::{Conn, KeepPrepared};
+use crate::db::{Conn, KeepPrepared, TailStatement};
 use crate::schema::api_keys;
 
 const KEY_MARK: &str = "ark_";
@@ -138,12 +138,19 @@ pub async fn count_call(conn: &mut impl Conn, id: i64, limit: u32) -> QueryResul
         .await
 }
 
+/// [`count_call`] for [`Tail`](crate::db::Tail)s: the key's id and the limit.
+pub static COUNT_CALL: TailStatement = TailStatement {
+    name: "anyreply_count_call",
+    params: "int8, int4",
+    sql: || count_call_sql("$1", "$2"),
+};
+
 /// [`count_call`] as a statement for a [`Tail`](crate::db::Tail).
 pub fn count_call_statement(id: i64, limit: u32) -> String {
-    count_call_sql(
+    COUNT_CALL.call(&[
         &id.to_string(),
         &i32::try_from(limit).unwrap_or(i32::MAX).to_string(),
-    )
+    ])
 }
 
 fn count_call_sql(id: &str, limit: &str) -> String {

@@ -13,7 +13,7 @@ use diesel::sql_types::{Int8, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::{Conn, KeepPrepared, literal};
+use crate::db::{Conn, KeepPrepared, TailStatement, literal};
 use crate::schema::events;
 
 /// An event to record. Its conversation's assistant and customer, and its message (by place),
@@ -65,30 +65,43 @@ pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> 
     Ok(inserted.id)
 }
 
+/// [`insert`] for [`Tail`](crate::db::Tail)s, moving the account's balance in the same
+/// statement: the event's fields (see [`tail_values`]), then the change.
+pub static INSERT_MOVING_BALANCE: TailStatement = TailStatement {
+    name: "anyreply_event_moving_balance",
+    params: TAIL_PARAMS,
+    sql: || tail_sql(None),
+};
+
+/// The types of [`tail_values`], then the balance's change.
+pub const TAIL_PARAMS: &str = "int8, text, uuid, int8, text, int8";
+
 /// [`insert`] as a statement for a [`Tail`](crate::db::Tail), moving the account's balance by
 /// `balance_change` (in subunits) on the same row in the same statement: a reservation taken
 /// (negative; the balance's CHECK refuses an overdraft) or what a reply left of it given back.
 pub fn insert_moving_balance(event: &NewEvent, balance_change: i64) -> String {
-    literal_insert(event, balance_change, None)
+    let mut values = tail_values(event);
+    values.push(balance_change.to_string());
+    INSERT_MOVING_BALANCE.call(&values.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// [`insert_moving_balance`], done only if the query `gate` (a `DELETE ... RETURNING`, say)
-/// returns a row: what two processes may both try is then done once.
-pub fn insert_moving_balance_if(event: &NewEvent, balance_change: i64, gate: &str) -> String {
-    literal_insert(event, balance_change, Some(gate))
-}
-
-fn literal_insert(event: &NewEvent, balance_change: i64, gate: Option<&str>) -> String {
+/// `event`'s fields as literals, in the order of [`TAIL_PARAMS`].
+pub fn tail_values(event: &NewEvent) -> Vec<String> {
     let or_null = |value: Option<String>| value.unwrap_or_else(|| "NULL".to_owned());
-    insert_sql(
-        &event.account_id.to_string(),
-        &literal(event.kind.as_str()),
-        &format!("{}::uuid", literal(&event.conversation_id.to_string())),
-        &or_null(event.message_seq.map(|seq| seq.to_string())),
-        &or_null(event.error_code.map(|code| literal(code.as_str()))),
-        &balance_change.to_string(),
-        gate,
-    )
+    vec![
+        event.account_id.to_string(),
+        literal(event.kind.as_str()),
+        literal(&event.conversation_id.to_string()),
+        or_null(event.message_seq.map(|seq| seq.to_string())),
+        or_null(event.error_code.map(|code| literal(code.as_str()))),
+    ]
+}
+
+/// The text of a tail's event insert, its values [`TAIL_PARAMS`] (`$1` to `$6`), done only if
+/// the query `gate` (a `DELETE ... RETURNING` of later parameters, say) returns a row: what two
+/// processes may both try is then done once.
+pub fn tail_sql(gate: Option<&str>) -> String {
+    insert_sql("$1", "$2", "$3", "$4", "$5", "$6", gate)
 }
 
 /// The one text of the event insert, with its values given as placeholders or literals. The

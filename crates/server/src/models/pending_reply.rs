@@ -8,7 +8,7 @@ use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::{Conn, KeepPrepared};
+use crate::db::{Conn, KeepPrepared, TailStatement};
 use crate::schema::pending_replies;
 
 /// A customer message to store and queue for a reply.
@@ -278,9 +278,16 @@ pub async fn announce(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> Qu
         .map(drop)
 }
 
+/// [`announce`] for [`Tail`](crate::db::Tail)s: the conversation's id.
+pub static ANNOUNCE: TailStatement = TailStatement {
+    name: "anyreply_announce",
+    params: "text",
+    sql: || announce_sql("$1"),
+};
+
 /// [`announce`] as a statement for a [`Tail`](crate::db::Tail).
 pub fn announce_statement(conversation_id: Uuid) -> String {
-    announce_sql(&crate::db::literal(&conversation_id.to_string()))
+    ANNOUNCE.call(&[&crate::db::literal(&conversation_id.to_string())])
 }
 
 fn announce_sql(conversation_id: &str) -> String {

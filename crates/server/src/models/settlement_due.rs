@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::Conn;
+use crate::db::{Conn, TailStatement};
 use crate::models::event::{self, NewEvent};
 use crate::schema::settlements_due;
 
@@ -39,8 +39,20 @@ pub async fn insert(conn: &mut impl Conn, due: &Due) -> QueryResult<()> {
         .map(drop)
 }
 
-/// Pays `due` unless it was paid: the refund and the `reply.created` event, on the account's
-/// row, in one statement that deletes the due.
+/// Pays a due unless it was paid: the refund and the `reply.created` event, on the account's
+/// row, in one statement that deletes the due. The event's fields, the refund, the message id.
+pub static PAY: TailStatement = TailStatement {
+    name: "anyreply_pay_due",
+    // event::TAIL_PARAMS, then the message id.
+    params: "int8, text, uuid, int8, text, int8, int8",
+    sql: || {
+        event::tail_sql(Some(
+            "DELETE FROM settlements_due WHERE message_id = $7 RETURNING 1",
+        ))
+    },
+};
+
+/// [`PAY`] for `due`, as a statement for a [`Tail`](crate::db::Tail).
 pub fn pay_statement(due: &Due) -> String {
     let created = NewEvent {
         account_id: due.account_id,
@@ -49,11 +61,10 @@ pub fn pay_statement(due: &Due) -> String {
         message_seq: Some(due.reply_seq),
         error_code: None,
     };
-    let gate = format!(
-        "DELETE FROM settlements_due WHERE message_id = {} RETURNING 1",
-        due.message_id
-    );
-    event::insert_moving_balance_if(&created, due.refund, &gate)
+    let mut values = event::tail_values(&created);
+    values.push(due.refund.to_string());
+    values.push(due.message_id.to_string());
+    PAY.call(&values.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Dues stored before `before` and still unpaid, oldest first, at most `limit`: those whose
