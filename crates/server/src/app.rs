@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
+use crate::known_keys::KnownKeys;
 use crate::llm::{AnthropicClient, OpenAiClient, Providers};
 use crate::reply::queue::{InFlight, Wakeups};
 use crate::tools::ToolRunner;
@@ -34,6 +35,8 @@ pub struct App {
     pub in_flight: InFlight,
     /// Renders the process's metrics for `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The keys generate-reply has seen, so that it need not read them again.
+    pub known_keys: KnownKeys,
 }
 
 impl App {
@@ -77,6 +80,7 @@ impl App {
             wakeups: Wakeups::default(),
             in_flight: InFlight::default(),
             metrics: crate::telemetry::metrics::recorder(),
+            known_keys: KnownKeys::default(),
         })
     }
 

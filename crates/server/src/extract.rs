@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::known_keys::KnownKey;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
 use crate::models::page::{AfterId, OpaqueCursor};
 
@@ -81,6 +82,52 @@ where
             }
             _ => Err(ErrorCode::Unauthorized.into()),
         }
+    }
+}
+
+/// The caller of generate-reply, by an API key in `Authorization: Bearer` that this process
+/// has seen before or reads now; that it is still live is left to the reply's admission, which
+/// checks it in its own transaction (a read saved on the hottest call). Only for handlers that
+/// check it so.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyCaller(pub Caller);
+
+impl<S> FromRequestParts<S> for ReplyCaller
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = App::from_ref(state);
+        let key = bearer_token(&parts.headers).ok_or(ErrorCode::Unauthorized)?;
+        let prefix = parse_key_prefix(key).ok_or(ErrorCode::Unauthorized)?;
+        let known = match app.known_keys.get(prefix) {
+            Some(known) => known,
+            None => {
+                let mut conn = app.db().await?;
+                let row = api_key::find_by_prefix(&mut conn, prefix)
+                    .await?
+                    .filter(|row| row.revoked_at.is_none())
+                    .ok_or(ErrorCode::Unauthorized)?;
+                let known = KnownKey {
+                    id: row.id,
+                    account_id: row.account_id,
+                    secret_hash: row.secret_hash,
+                };
+                app.known_keys.remember(prefix, known.clone());
+                known
+            }
+        };
+        if !secret_matches(key, &known.secret_hash) {
+            return Err(ErrorCode::Unauthorized.into());
+        }
+        tracing::Span::current().record("account_id", known.account_id);
+        Ok(ReplyCaller(Caller {
+            account_id: known.account_id,
+            api_key_id: known.id,
+        }))
     }
 }
 

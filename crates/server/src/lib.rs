@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod idempotency;
+pub mod known_keys;
 pub mod llm;
 pub mod models;
 pub mod openapi;

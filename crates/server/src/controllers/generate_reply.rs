@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::extract::{Caller, JsonBody};
+use crate::extract::{Caller, JsonBody, ReplyCaller};
 use crate::idempotency;
 use crate::llm::TextStream;
 use crate::openapi::IdempotencyKey;
@@ -79,7 +79,7 @@ type Work = JoinHandle<Result<Answered, Failed>>;
 )]
 pub async fn generate_reply(
     State(app): State<App>,
-    caller: Caller,
+    ReplyCaller(caller): ReplyCaller,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {

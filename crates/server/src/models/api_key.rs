@@ -129,13 +129,19 @@ const WITHIN_RATE_LIMIT: &str = "api_keys_within_rate_limit";
 /// Counts one call of key `id` in the fixed one-minute window of the database's clock, under
 /// `limit` calls a window: past it, the statement fails ([`over_rate_limit`]). It locks the
 /// key's row until commit: call it late in its transaction.
-pub async fn count_call(conn: &mut impl Conn, id: i64, limit: u32) -> QueryResult<WindowCount> {
+/// `None` if the key is revoked (nothing is counted then).
+pub async fn count_call(
+    conn: &mut impl Conn,
+    id: i64,
+    limit: u32,
+) -> QueryResult<Option<WindowCount>> {
     diesel::sql_query(count_call_sql("$1", "$2"))
         .bind::<diesel::sql_types::Int8, _>(id)
         .bind::<diesel::sql_types::Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
         .keep_prepared()
         .get_result(conn)
         .await
+        .optional()
 }
 
 /// [`count_call`] for [`Tail`](crate::db::Tail)s: the key's id and the limit.
@@ -160,22 +166,35 @@ fn count_call_sql(id: &str, limit: &str) -> String {
              rate_window = w.minute,
              rate_limit = {limit}
          FROM {RATE_WINDOW} AS w
-         WHERE id = {id}
+         WHERE id = {id} AND revoked_at IS NULL
          RETURNING rate_count, w.reset"
     )
 }
 
 /// What [`count_call`] would count now, read without locking the row: the standing a call
-/// that is about to be counted will have (exact but for calls counted meanwhile).
-pub async fn next_count(conn: &mut impl Conn, id: i64) -> QueryResult<WindowCount> {
+/// that is about to be counted will have (exact but for calls counted meanwhile); `None` if
+/// the key is revoked.
+pub async fn next_count(conn: &mut impl Conn, id: i64) -> QueryResult<Option<WindowCount>> {
     diesel::sql_query(format!(
         "SELECT CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END AS rate_count,
                 w.reset
          FROM api_keys, {RATE_WINDOW} AS w
-         WHERE id = $1"
+         WHERE id = $1 AND revoked_at IS NULL"
     ))
     .bind::<diesel::sql_types::Int8, _>(id)
     .keep_prepared()
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Whether key `id` is live (not revoked).
+pub async fn is_live(conn: &mut impl Conn, id: i64) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        api_keys::table
+            .find(id)
+            .filter(api_keys::revoked_at.is_null()),
+    ))
     .get_result(conn)
     .await
 }

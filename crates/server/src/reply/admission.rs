@@ -96,6 +96,9 @@ async fn admit_in(
         Some(key) => {
             match idempotency::begin(conn, account_id, key, settings.reply_lease).await? {
                 Begin::Answer(answer) => {
+                    if !api_key::is_live(conn, caller.api_key_id).await? {
+                        return Err(revoked(app, caller));
+                    }
                     return Ok((Admission::Replayed(answer), Tail::default()));
                 }
                 Begin::Run {
@@ -135,6 +138,7 @@ async fn admit_in(
     if !joined.ai_enabled || joined.opted_out {
         check_variables_size(conn, &joined, &variables, 0).await?;
         let stored = store_unanswered(
+            app,
             conn,
             caller,
             request,
@@ -201,6 +205,7 @@ async fn admit_in(
         .map_err(ReplyError::from),
         api_key::next_count(&mut c4, caller.api_key_id).map_err(ReplyError::from),
     )?;
+    let standing = standing.ok_or_else(|| revoked(app, caller))?;
     let Some(message_id) = enqueued.message_id else {
         return Err(ReplyError::ConversationBusy);
     };
@@ -262,6 +267,7 @@ async fn when<T>(
 /// Under human takeover the message is stored and not answered; its variables join the
 /// conversation at once, as no reply will.
 async fn store_unanswered(
+    app: &App,
     conn: &mut AsyncPgConnection,
     caller: Caller,
     request: &GenerateReplyRequest,
@@ -292,7 +298,10 @@ async fn store_unanswered(
         };
         claim.complete(conn, StatusCode::OK, &answer).await?;
     }
-    let rate_limit = count_call(conn, caller.api_key_id, limit).await?;
+    let counted = api_key::count_call(conn, caller.api_key_id, limit)
+        .await?
+        .ok_or_else(|| revoked(app, caller))?;
+    let rate_limit = RateLimit::after(&counted, limit);
     // Last: the account's row is the hottest.
     event::insert(conn, &received).await?;
     Ok(Admission::Stored {
@@ -302,14 +311,10 @@ async fn store_unanswered(
     })
 }
 
-/// Counts the call; past the limit the statement fails, and [`admit`] answers 429.
-async fn count_call(
-    conn: &mut AsyncPgConnection,
-    api_key_id: i64,
-    limit: u32,
-) -> ReplyResult<RateLimit> {
-    let counted = api_key::count_call(conn, api_key_id, limit).await?;
-    Ok(RateLimit::after(&counted, limit))
+/// The refusal of a key revoked since this process saw it, which it forgets.
+fn revoked(app: &App, caller: Caller) -> ReplyError {
+    app.known_keys.forget(caller.api_key_id);
+    ErrorCode::Unauthorized.into()
 }
 
 fn within_limit(counted: &api_key::WindowCount, limit: u32) -> ReplyResult<RateLimit> {

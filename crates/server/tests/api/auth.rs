@@ -77,3 +77,49 @@ async fn health_and_readiness() {
         .await;
     assert_eq!(status, 200);
 }
+
+/// generate-reply remembers the keys it has seen, yet a key revoked elsewhere (by another
+/// process, or the CLI) is refused at its next call, with nothing stored: a fresh message, a
+/// replay of an answered one, and a message under human takeover alike.
+#[tokio::test]
+async fn a_key_revoked_elsewhere_is_refused_at_once_by_generate_reply() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let path = "/api/ai/generate-reply";
+    let body = |customer: &str| json!({ "assistant_id": assistant, "customer_identifier": customer, "message": "hi" });
+    let (status, answered, _) = app.post_keyed(&account.key, "k-1", path, &body("c")).await;
+    assert_eq!(status, 200, "{answered}");
+    let (status, taken_over) = app.reply(&account.key, assistant, "human", "first").await;
+    assert_eq!(status, 200, "{taken_over}");
+    let id = taken_over["conversation_id"].as_str().unwrap().to_owned();
+    let disable = format!("/api/automate/conversations/{id}/disable-ai");
+    let (status, _, _) = app.post(&account.key, &disable, &json!({})).await;
+    assert_eq!(status, 200);
+    let messages = app.count("messages").await;
+    let balance = app.balance(&account).await;
+    // A remembered prefix with another secret is no key.
+    let wrong_secret = format!(
+        "{}{}",
+        &account.key[..12],
+        "0".repeat(account.key.len() - 12)
+    );
+    let (status, refused, _) = app.post(&wrong_secret, path, &body("c")).await;
+    assert_error(status, &refused, 401, "UNAUTHORIZED");
+
+    let mut conn = app.db.connect().await;
+    assert!(
+        anyreply_server::models::api_key::revoke(&mut conn, &account.key[..12])
+            .await
+            .unwrap()
+    );
+    let (status, refused, _) = app.post(&account.key, path, &body("new")).await;
+    assert_error(status, &refused, 401, "UNAUTHORIZED");
+    let (status, refused, _) = app.post_keyed(&account.key, "k-1", path, &body("c")).await;
+    assert_error(status, &refused, 401, "UNAUTHORIZED");
+    let (status, refused, _) = app.post(&account.key, path, &body("human")).await;
+    assert_error(status, &refused, 401, "UNAUTHORIZED");
+    assert_eq!(app.count("messages").await, messages);
+    assert_eq!(app.count("conversations").await, 2);
+    assert_eq!(app.balance(&account).await, balance);
+}
