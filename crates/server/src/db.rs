@@ -336,6 +336,28 @@ pub async fn begin(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     AnsiTransactionManager::begin_transaction(conn).await
 }
 
+/// `BEGIN`, to pipeline with the transaction's first statements (polled before them, it is
+/// sent first): a round trip saved. Once the pipeline is done, hand its outcome to [`begun`].
+pub async fn begin_pipelined(pipe: &mut &AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query("BEGIN")
+        .keep_prepared()
+        .execute(pipe)
+        .await
+        .map(drop)
+}
+
+/// Tells the connection that [`begin_pipelined`] began a transaction (if it did), which
+/// [`end`] then ends.
+pub fn begun(conn: &mut AsyncPgConnection, began: QueryResult<()>) -> QueryResult<()> {
+    began?;
+    if let TransactionManagerStatus::Valid(status) =
+        AnsiTransactionManager::transaction_manager_status_mut(conn)
+    {
+        status.change_transaction_depth(TransactionDepthChange::IncreaseDepth)?;
+    }
+    Ok(())
+}
+
 /// Ends the transaction [`begin`] began: when `outcome` is a value, with its [`Tail`] and the
 /// COMMIT in one message; otherwise, or when the tail fails, with a ROLLBACK. A connection whose
 /// state cannot be known afterwards is marked broken, and the pool drops it.

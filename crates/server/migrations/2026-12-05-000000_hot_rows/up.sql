@@ -20,3 +20,9 @@ ALTER TABLE events DROP CONSTRAINT events_account_id_fkey;
 ALTER TABLE pending_replies DROP CONSTRAINT pending_replies_account_id_fkey;
 ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_account_id_fkey;
 ALTER TABLE tool_calls DROP CONSTRAINT tool_calls_account_id_fkey;
+
+-- A queued reply's row is written and deleted by every reply, by the engine alone, always
+-- beside its message and conversation (neither is ever deleted under it); its foreign keys
+-- cost two lookups per reply and guarded nothing.
+ALTER TABLE pending_replies DROP CONSTRAINT pending_replies_message_id_fkey;
+ALTER TABLE pending_replies DROP CONSTRAINT pending_replies_conversation_id_fkey;

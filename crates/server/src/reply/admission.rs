@@ -64,7 +64,6 @@ pub async fn admit(
     key: Option<&RequestKey>,
 ) -> ReplyResult<Admission> {
     let mut conn = app.db().await?;
-    db::begin(&mut conn).await?;
     let admitted = admit_in(app, &mut conn, caller, request, key).await;
     let limit = app.settings.rate_limit_per_minute;
     db::end(&mut conn, admitted)
@@ -94,6 +93,7 @@ async fn admit_in(
     let account_id = caller.account_id;
     let claim = match key {
         Some(key) => {
+            db::begin(conn).await?;
             match idempotency::begin(conn, account_id, key, settings.reply_lease).await? {
                 Begin::Answer(answer) => {
                     if !api_key::is_live(conn, caller.api_key_id).await? {
@@ -115,22 +115,34 @@ async fn admit_in(
         }
         None => None,
     };
-    // Pipelined (sent together, run in order): the assistant, and the customer's
-    // conversation with it, whose row lock orders the customer's messages.
-    // Under a key, the message's id is taken now, so that the claim can note it in the
-    // next pipeline.
+    // Pipelined (sent together, run in order), after the BEGIN unless the claim began the
+    // transaction: the assistant, and the customer's conversation with it, whose row lock
+    // orders the customer's messages. Under a key, the message's id is taken now, so that the
+    // claim can note it in the next pipeline.
     let pipe: &AsyncPgConnection = conn;
-    let (mut first, mut second, mut third) = (pipe, pipe, pipe);
-    let (assistant, joined, message_id) = futures::try_join!(
-        assistant::find(&mut first, account_id, request.assistant_id),
-        conversation::join(
-            &mut second,
-            account_id,
-            request.assistant_id,
-            &request.customer_identifier
-        ),
-        when(claim.is_some(), message::next_id(&mut third)),
-    )?;
+    let (mut zeroth, mut first, mut second, mut third) = (pipe, pipe, pipe, pipe);
+    let begin = async {
+        match key {
+            None => db::begin_pipelined(&mut zeroth).await.map(Some),
+            Some(_) => Ok(None),
+        }
+    };
+    let (began, found) = futures::join!(begin, async {
+        futures::try_join!(
+            assistant::find(&mut first, account_id, request.assistant_id),
+            conversation::join(
+                &mut second,
+                account_id,
+                request.assistant_id,
+                &request.customer_identifier
+            ),
+            when(claim.is_some(), message::next_id(&mut third)),
+        )
+    });
+    if let Some(began) = began.transpose() {
+        db::begun(conn, began)?;
+    }
+    let (assistant, joined, message_id) = found?;
     let (Some(assistant), Some(joined)) = (assistant, joined) else {
         return Err(ErrorCode::AssistantNotFound.into());
     };

@@ -67,17 +67,18 @@ pub async fn settle(
         refund,
     };
     let mut conn = app.db().await?;
-    db::begin(&mut conn).await?;
     let recorded = async {
         let conn: &mut AsyncPgConnection = &mut conn;
-        // Within the reservation (as it should be), the reply is recorded in one pipeline: the
-        // conversation's row first (a message admitted from now on waits for this commit and
-        // then finds this turn over; one admitted before is seen by `take` as a waiter).
+        // Within the reservation (as it should be), the reply is recorded in one pipeline, with
+        // the BEGIN: the conversation's row first (a message admitted from now on waits for
+        // this commit and then finds this turn over; one admitted before is seen by `take` as a
+        // waiter).
         let (taken, due) = if cost <= hold {
             let recorded = new_reply(cost);
             let due = due(hold - cost);
             let pipe: &AsyncPgConnection = conn;
-            let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
+            let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) =
+                (pipe, pipe, pipe, pipe, pipe, pipe);
             let stored = async {
                 match (claim, &answer) {
                     (Some(claim), Some(answer)) => {
@@ -86,24 +87,29 @@ pub async fn settle(
                     _ => Ok(()),
                 }
             };
-            let ((), taken, (), (), ()) = futures::try_join!(
-                conversation::count_reply(
-                    &mut c1,
-                    turn.conversation_id,
-                    &turn.variables,
-                    cost,
-                    tokens
-                )
-                .map_err(ReplyError::from),
-                pending_reply::take(&mut c2, turn.conversation_id, turn.message_id)
+            let (began, recorded) = futures::join!(db::begin_pipelined(&mut c0), async {
+                futures::try_join!(
+                    conversation::count_reply(
+                        &mut c1,
+                        turn.conversation_id,
+                        &turn.variables,
+                        cost,
+                        tokens
+                    )
                     .map_err(ReplyError::from),
-                message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
-                stored.map_err(ReplyError::from),
-                settlement_due::insert(&mut c5, &due).map_err(ReplyError::from),
-            )?;
+                    pending_reply::take(&mut c2, turn.conversation_id, turn.message_id)
+                        .map_err(ReplyError::from),
+                    message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
+                    stored.map_err(ReplyError::from),
+                    settlement_due::insert(&mut c5, &due).map_err(ReplyError::from),
+                )
+            });
+            db::begun(conn, began)?;
+            let ((), taken, (), (), ()) = recorded?;
             (taken, due)
         } else {
             // Past it, what the balance can still pay is charged, on the account's row now.
+            db::begin(conn).await?;
             conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0, tokens)
                 .await?;
             let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id).await?;
