@@ -83,6 +83,38 @@ pub async fn page_before(
         .await
 }
 
+/// [`PAGE_SQL`]'s range with only what a prompt takes of each message: a prompt's history can
+/// be hundreds of rows, read on every reply.
+pub const PROMPT_PAGE_SQL: &str = "SELECT role, content
+     FROM messages
+     WHERE conversation_id = $1 AND seq >= $2 - $3 AND seq < $2
+     ORDER BY seq DESC";
+
+/// A message of the history as a prompt takes it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct PromptLine {
+    #[diesel(sql_type = Text)]
+    pub role: String,
+    #[diesel(sql_type = Text)]
+    pub content: String,
+}
+
+/// See [`PROMPT_PAGE_SQL`].
+pub async fn prompt_page_before(
+    conn: &mut impl Conn,
+    conversation_id: Uuid,
+    before: i64,
+    span: i64,
+) -> QueryResult<Vec<PromptLine>> {
+    diesel::sql_query(PROMPT_PAGE_SQL)
+        .bind::<SqlUuid, _>(conversation_id)
+        .bind::<Int8, _>(before)
+        .bind::<Int8, _>(span)
+        .keep_prepared()
+        .load(conn)
+        .await
+}
+
 /// Where a page of history ends: before this place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BeforeSeq {

@@ -20,7 +20,7 @@ use crate::idempotency::{self, Begin, Claim, RequestKey, StoredAnswer};
 use crate::models::assistant::{self, AssistantRow};
 use crate::models::conversation::{self, Joined};
 use crate::models::event::{self, NewEvent};
-use crate::models::message::MessageRow;
+use crate::models::message::PromptLine;
 use crate::models::pending_reply::NewQueued;
 use crate::models::tool::ToolRow;
 use crate::models::{account, api_key, message, pending_reply, tool};
@@ -207,7 +207,7 @@ async fn admit_in(
         attach.map_err(ReplyError::from),
         when(
             joined.seq > 1,
-            message::page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
+            message::prompt_page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
         )
         .map_err(ReplyError::from),
         when(
@@ -399,14 +399,14 @@ async fn finish_prompt(
     conn: &mut AsyncPgConnection,
     turn: &Turn,
     mut prompt: PromptBudget,
-    mut first_page: Option<Vec<MessageRow>>,
+    mut first_page: Option<Vec<PromptLine>>,
     tools: Option<Vec<ToolRow>>,
 ) -> ReplyResult<Prepared> {
     let mut walk = HistoryWalk::new(turn.seq, HISTORY_PAGE);
     while let Some((before, span)) = walk.next_page() {
         let page = match first_page.take() {
             Some(page) => page,
-            None => message::page_before(conn, turn.conversation_id, before, span).await?,
+            None => message::prompt_page_before(conn, turn.conversation_id, before, span).await?,
         };
         walk.offer(&mut prompt, page);
     }

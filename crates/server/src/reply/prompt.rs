@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::llm::PromptMessage;
-use crate::models::message::{MessageRow, ROLE_USER};
+use crate::models::message::{PromptLine, ROLE_USER};
 
 /// Fills `{{name}}` (spaces inside the braces allowed) from `variables`. A variable that is
 /// missing or null renders as an empty string; strings render as-is, other values as JSON.
@@ -147,7 +147,7 @@ impl HistoryWalk {
     }
 
     /// Offers a page (newest first) to the prompt.
-    pub fn offer(&mut self, prompt: &mut PromptBudget, page: Vec<MessageRow>) {
+    pub fn offer(&mut self, prompt: &mut PromptBudget, page: Vec<PromptLine>) {
         let (mut rows, mut tokens) = (0, 0);
         for row in page {
             let cost = estimate_tokens(&row.content);
@@ -216,21 +216,18 @@ mod tests {
     fn the_history_walk_stops_reading_once_the_budget_is_spent() {
         // 10,000 messages of 9 estimated tokens each at places 1..=10,000; a budget for
         // about 220 of them.
-        let history: Vec<MessageRow> = (1..=10_000)
+        let history: Vec<(i64, PromptLine)> = (1..=10_000)
             .rev()
-            .map(|seq| MessageRow {
-                id: seq,
-                turn_id: seq,
-                seq,
-                role: if seq % 2 == 0 {
-                    crate::models::message::ROLE_ASSISTANT.to_owned()
-                } else {
-                    ROLE_USER.to_owned()
-                },
-                content: format!("line {seq:012}"),
-                function_calls: None,
-                cost: None,
-                created_at: chrono::Utc::now(),
+            .map(|seq| {
+                let line = PromptLine {
+                    role: if seq % 2 == 0 {
+                        crate::models::message::ROLE_ASSISTANT.to_owned()
+                    } else {
+                        ROLE_USER.to_owned()
+                    },
+                    content: format!("line {seq:012}"),
+                };
+                (seq, line)
             })
             .collect();
         let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
@@ -238,10 +235,10 @@ mod tests {
         let mut spans = Vec::new();
         while let Some((before, span)) = walk.next_page() {
             spans.push(span);
-            let page: Vec<MessageRow> = history
+            let page: Vec<PromptLine> = history
                 .iter()
-                .filter(|m| m.seq < before && m.seq >= before - span)
-                .cloned()
+                .filter(|(seq, _)| *seq < before && *seq >= before - span)
+                .map(|(_, line)| line.clone())
                 .collect();
             assert!(page.len() as i64 <= span);
             walk.offer(&mut prompt, page);

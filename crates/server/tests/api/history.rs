@@ -1,7 +1,7 @@
 //! History read in bounded ranges: `GET /api/conversations/{id}` a page at a time, and the
 //! prompt's page query reading no more rows than a page holds, whatever the statistics say.
 
-use anyreply_server::models::message::PAGE_SQL;
+use anyreply_server::models::message::{PAGE_SQL, PROMPT_PAGE_SQL};
 use anyreply_server::reply::prompt::MAX_SPAN;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
@@ -83,6 +83,7 @@ fn rows_read(plan: &Value) -> f64 {
 
 async fn rows_read_by_a_page(
     app: &TestApp,
+    page_sql: &str,
     conversation: uuid::Uuid,
     before: i64,
     span: i64,
@@ -93,7 +94,7 @@ async fn rows_read_by_a_page(
         plan: String,
     }
     let mut conn = app.db.connect().await;
-    let plan: Plan = diesel::sql_query(format!("EXPLAIN (ANALYZE, FORMAT JSON) {PAGE_SQL}"))
+    let plan: Plan = diesel::sql_query(format!("EXPLAIN (ANALYZE, FORMAT JSON) {page_sql}"))
         .bind::<diesel::sql_types::Uuid, _>(conversation)
         .bind::<diesel::sql_types::Int8, _>(before)
         .bind::<diesel::sql_types::Int8, _>(span)
@@ -124,11 +125,13 @@ async fn a_history_page_reads_no_more_rows_than_it_holds_with_fresh_or_stale_sta
         .unwrap();
     app.seed_history(long, 10_000).await;
     for (before, span) in [(10_003, 64), (5_000, 64), (65, 64), (10_003, MAX_SPAN)] {
-        let read = rows_read_by_a_page(&app, long, before, span).await;
-        assert!(
-            read <= span as f64,
-            "stale statistics: a page of {span} places read {read} rows"
-        );
+        for sql in [PAGE_SQL, PROMPT_PAGE_SQL] {
+            let read = rows_read_by_a_page(&app, sql, long, before, span).await;
+            assert!(
+                read <= span as f64,
+                "stale statistics: a page of {span} places read {read} rows: {sql}"
+            );
+        }
     }
     // Fresh.
     diesel::sql_query("ANALYZE messages")
@@ -136,10 +139,12 @@ async fn a_history_page_reads_no_more_rows_than_it_holds_with_fresh_or_stale_sta
         .await
         .unwrap();
     for (before, span) in [(10_003, 64), (5_000, 64), (65, 64), (10_003, MAX_SPAN)] {
-        let read = rows_read_by_a_page(&app, long, before, span).await;
-        assert!(
-            read <= span as f64,
-            "fresh statistics: a page of {span} places read {read} rows"
-        );
+        for sql in [PAGE_SQL, PROMPT_PAGE_SQL] {
+            let read = rows_read_by_a_page(&app, sql, long, before, span).await;
+            assert!(
+                read <= span as f64,
+                "fresh statistics: a page of {span} places read {read} rows: {sql}"
+            );
+        }
     }
 }
