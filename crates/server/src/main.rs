@@ -11,6 +11,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 
+/// Allocation took a seventh of the server's time under load with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
