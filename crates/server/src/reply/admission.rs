@@ -157,7 +157,6 @@ async fn admit_in(
             claim.as_ref(),
             &joined,
             &variables,
-            settings.rate_limit_per_minute,
         )
         .await?;
         return Ok((stored, Tail::default()));
@@ -286,8 +285,8 @@ async fn store_unanswered(
     claim: Option<&Claim>,
     joined: &Joined,
     variables: &Value,
-    limit: u32,
 ) -> ReplyResult<Admission> {
+    let limit = app.settings.rate_limit_per_minute;
     message::insert_customer(conn, joined.id, joined.seq, &request.message, variables).await?;
     conversation::merge_variables(conn, joined.id, variables).await?;
     let received = NewEvent {
