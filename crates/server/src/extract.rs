@@ -69,19 +69,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let key = bearer_token(&parts.headers).ok_or(ErrorCode::Unauthorized)?;
-        let prefix = parse_key_prefix(key).ok_or(ErrorCode::Unauthorized)?;
-        let mut conn = app.db().await?;
-        match api_key::find_by_prefix(&mut conn, prefix).await? {
-            Some(row) if row.revoked_at.is_none() && secret_matches(key, &row.secret_hash) => {
-                tracing::Span::current().record("account_id", row.account_id);
-                Ok(Caller {
-                    account_id: row.account_id,
-                    api_key_id: row.id,
-                })
-            }
-            _ => Err(ErrorCode::Unauthorized.into()),
-        }
+        let (key, prefix) = presented_key(parts)?;
+        let known = read_live_key(&app, prefix).await?;
+        Caller::proven_by(key, &known)
     }
 }
 
@@ -101,34 +91,52 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let key = bearer_token(&parts.headers).ok_or(ErrorCode::Unauthorized)?;
-        let prefix = parse_key_prefix(key).ok_or(ErrorCode::Unauthorized)?;
+        let (key, prefix) = presented_key(parts)?;
         let known = match app.known_keys.get(prefix) {
             Some(known) => known,
             None => {
-                let mut conn = app.db().await?;
-                let row = api_key::find_by_prefix(&mut conn, prefix)
-                    .await?
-                    .filter(|row| row.revoked_at.is_none())
-                    .ok_or(ErrorCode::Unauthorized)?;
-                let known = KnownKey {
-                    id: row.id,
-                    account_id: row.account_id,
-                    secret_hash: row.secret_hash,
-                };
+                let known = read_live_key(&app, prefix).await?;
                 app.known_keys.remember(prefix, known.clone());
                 known
             }
         };
+        Caller::proven_by(key, &known).map(ReplyCaller)
+    }
+}
+
+impl Caller {
+    /// The caller if `key` is the one `known` describes (its secret matches).
+    fn proven_by(key: &str, known: &KnownKey) -> Result<Self, ApiError> {
         if !secret_matches(key, &known.secret_hash) {
             return Err(ErrorCode::Unauthorized.into());
         }
         tracing::Span::current().record("account_id", known.account_id);
-        Ok(ReplyCaller(Caller {
+        Ok(Caller {
             account_id: known.account_id,
             api_key_id: known.id,
-        }))
+        })
     }
+}
+
+/// The API key of `Authorization: Bearer`, and its lookup prefix.
+fn presented_key(parts: &Parts) -> Result<(&str, &str), ApiError> {
+    let key = bearer_token(&parts.headers).ok_or(ErrorCode::Unauthorized)?;
+    let prefix = parse_key_prefix(key).ok_or(ErrorCode::Unauthorized)?;
+    Ok((key, prefix))
+}
+
+/// The live key whose lookup prefix is `prefix`, read now.
+async fn read_live_key(app: &App, prefix: &str) -> Result<KnownKey, ApiError> {
+    let mut conn = app.db().await?;
+    let row = api_key::find_by_prefix(&mut conn, prefix)
+        .await?
+        .filter(|row| row.revoked_at.is_none())
+        .ok_or(ErrorCode::Unauthorized)?;
+    Ok(KnownKey {
+        id: row.id,
+        account_id: row.account_id,
+        secret_hash: row.secret_hash,
+    })
 }
 
 /// The token of `Authorization: Bearer <token>`.

@@ -74,7 +74,21 @@ pub async fn page_before(
     before: i64,
     span: i64,
 ) -> QueryResult<Vec<MessageRow>> {
-    diesel::sql_query(PAGE_SQL)
+    load_page(conn, PAGE_SQL, conversation_id, before, span).await
+}
+
+/// One page of history by `sql`, a query of [`PAGE_SQL`]'s range.
+async fn load_page<R>(
+    conn: &mut impl Conn,
+    sql: &'static str,
+    conversation_id: Uuid,
+    before: i64,
+    span: i64,
+) -> QueryResult<Vec<R>>
+where
+    R: QueryableByName<diesel::pg::Pg> + Send + 'static,
+{
+    diesel::sql_query(sql)
         .bind::<SqlUuid, _>(conversation_id)
         .bind::<Int8, _>(before)
         .bind::<Int8, _>(span)
@@ -106,13 +120,7 @@ pub async fn prompt_page_before(
     before: i64,
     span: i64,
 ) -> QueryResult<Vec<PromptLine>> {
-    diesel::sql_query(PROMPT_PAGE_SQL)
-        .bind::<SqlUuid, _>(conversation_id)
-        .bind::<Int8, _>(before)
-        .bind::<Int8, _>(span)
-        .keep_prepared()
-        .load(conn)
-        .await
+    load_page(conn, PROMPT_PAGE_SQL, conversation_id, before, span).await
 }
 
 /// Where a page of history ends: before this place.

@@ -337,16 +337,5 @@ async fn run_sql(app: &TestApp, sql: &str) {
 }
 
 async fn replies_created(app: &TestApp) -> i64 {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::Int8)]
-        n: i64,
-    }
-    let mut conn = app.db.connect().await;
-    diesel::sql_query("SELECT count(*) AS n FROM events WHERE kind = 'reply.created'")
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
+    app.count("events WHERE kind = 'reply.created'").await
 }
