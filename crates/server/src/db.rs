@@ -312,7 +312,8 @@ impl TailStatement {
     }
 
     /// The statement run with `values`, each an SQL literal (see [`literal`]) or `NULL`.
-    pub fn call(&self, values: &[&str]) -> String {
+    pub fn call(&self, values: &[impl AsRef<str>]) -> String {
+        let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
         format!("EXECUTE {}({})", self.name, values.join(", "))
     }
 }

@@ -123,7 +123,7 @@ pub static REFUND: TailStatement = TailStatement {
 
 /// [`refund`] as a statement for a [`Tail`](crate::db::Tail).
 pub fn refund_statement(id: i64, hold: i64) -> String {
-    REFUND.call(&[&id.to_string(), &hold.to_string()])
+    REFUND.call(&[id.to_string(), hold.to_string()])
 }
 
 /// Gives back a reservation.

@@ -154,8 +154,8 @@ pub static COUNT_CALL: TailStatement = TailStatement {
 /// [`count_call`] as a statement for a [`Tail`](crate::db::Tail).
 pub fn count_call_statement(id: i64, limit: u32) -> String {
     COUNT_CALL.call(&[
-        &id.to_string(),
-        &i32::try_from(limit).unwrap_or(i32::MAX).to_string(),
+        id.to_string(),
+        i32::try_from(limit).unwrap_or(i32::MAX).to_string(),
     ])
 }
 

@@ -82,7 +82,7 @@ pub const TAIL_PARAMS: &str = "int8, text, uuid, int8, text, int8";
 pub fn insert_moving_balance(event: &NewEvent, balance_change: i64) -> String {
     let mut values = tail_values(event);
     values.push(balance_change.to_string());
-    INSERT_MOVING_BALANCE.call(&values.iter().map(String::as_str).collect::<Vec<_>>())
+    INSERT_MOVING_BALANCE.call(&values)
 }
 
 /// `event`'s fields as literals, in the order of [`TAIL_PARAMS`].

@@ -287,7 +287,7 @@ pub static ANNOUNCE: TailStatement = TailStatement {
 
 /// [`announce`] as a statement for a [`Tail`](crate::db::Tail).
 pub fn announce_statement(conversation_id: Uuid) -> String {
-    ANNOUNCE.call(&[&crate::db::literal(&conversation_id.to_string())])
+    ANNOUNCE.call(&[crate::db::literal(&conversation_id.to_string())])
 }
 
 fn announce_sql(conversation_id: &str) -> String {

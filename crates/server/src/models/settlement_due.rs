@@ -64,7 +64,7 @@ pub fn pay_statement(due: &Due) -> String {
     let mut values = event::tail_values(&created);
     values.push(due.refund.to_string());
     values.push(due.message_id.to_string());
-    PAY.call(&values.iter().map(String::as_str).collect::<Vec<_>>())
+    PAY.call(&values)
 }
 
 /// Dues stored before `before` and still unpaid, oldest first, at most `limit`: those whose

@@ -121,12 +121,7 @@ async fn admit_in(
     // claim can note it in the next pipeline.
     let pipe: &AsyncPgConnection = conn;
     let (mut zeroth, mut first, mut second, mut third) = (pipe, pipe, pipe, pipe);
-    let begin = async {
-        match key {
-            None => db::begin_pipelined(&mut zeroth).await.map(Some),
-            Some(_) => Ok(None),
-        }
-    };
+    let begin = when(key.is_none(), db::begin_pipelined(&mut zeroth));
     let (began, found) = futures::join!(begin, async {
         futures::try_join!(
             assistant::find(&mut first, account_id, request.assistant_id),
