@@ -45,11 +45,7 @@ impl App {
             .database_url
             .clone()
             .context("no database URL: resolve it first (pg_cluster::resolve_database)")?;
-        let pool = crate::db::pool(
-            &database_url,
-            settings.database_pool_size,
-            crate::models::TAIL_STATEMENTS,
-        )?;
+        let pool = crate::db::pool(&database_url, settings.database_pool_size)?;
         let llm = Providers {
             openai: OpenAiClient::new(
                 &settings.llm_base_url,

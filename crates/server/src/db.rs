@@ -26,28 +26,12 @@ pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
 /// How long a request waits for a free connection before answering 503.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A pool of at most `size` connections, each of which has `tail_statements` prepared when it
-/// opens. A connection is not pinged when taken out (that would cost a round trip per
-/// checkout): one that broke is found by its error and dropped when it comes back, and the
-/// pool opens a new one.
-pub fn pool(
-    database_url: &str,
-    size: usize,
-    tail_statements: &'static [&'static TailStatement],
-) -> anyhow::Result<DbPool> {
+/// A pool of at most `size` connections. A connection is not pinged when taken out (that
+/// would cost a round trip per checkout): one that broke is found by its error and dropped when
+/// it comes back, and the pool opens a new one.
+pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
-    let prepare: String = tail_statements.iter().map(|s| s.prepare()).collect();
-    config.custom_setup = Box::new(move |url| {
-        let prepare = prepare.clone();
-        Box::pin(async move {
-            let mut conn = AsyncPgConnection::establish(url).await?;
-            conn.batch_execute(&prepare)
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-            Ok(conn)
-        })
-    });
     let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
     Pool::builder(manager)
         .max_size(size)
@@ -242,88 +226,19 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeptPrepa
     type SqlType = Q::SqlType;
 }
 
-/// Statements sent with their transaction's COMMIT, in one simple-query message, so that the
-/// rows they lock (the account's balance and event counter, the key's rate counter: rows every
-/// reply of an account writes) are held only while PostgreSQL runs them and commits, never
-/// across a round trip to this process, which under load is the longest wait of all. A
-/// statement that fails (a CHECK constraint: the balance, the rate limit) rolls the whole
-/// transaction back, so a tail refuses by failing. Its statements are [`TailStatement`]s with
-/// literal values, written by `models/`; a tail has no rows to return.
-#[derive(Debug, Default)]
-pub struct Tail(String);
-
-impl Tail {
-    /// The tail with `statement` run after what it holds.
-    pub fn then(mut self, statement: &str) -> Self {
-        self.0.push_str(statement);
-        self.0.push_str(";\n");
-        self
-    }
-
-    /// The transaction commits without waiting for its WAL to reach the disk, and so releases
-    /// its row locks a flush earlier: under load the hot rows' holders then wait for nobody's
-    /// disk. Only for a transaction whose effects nothing outside acts on before a later
-    /// commit that does wait (a reply's settlement, a tool's journal entry, a webhook's
-    /// dispatch, the event streams' [`make_durable`]): WAL is flushed in order, so that commit
-    /// makes this one durable too, and a crash before it loses this one whole and unseen.
-    pub fn without_waiting_for_disk(self) -> Self {
-        self.then("SET LOCAL synchronous_commit = off")
-    }
-}
-
-/// Runs `tail` as a transaction of its own, in one message (PostgreSQL runs the statements
-/// of one simple query in one implicit transaction: all of them, or none).
-pub async fn run_alone(conn: &mut AsyncPgConnection, Tail(sql): Tail) -> QueryResult<()> {
-    conn.batch_execute(&sql).await
-}
-
 /// Waits until everything committed so far, synchronously or not, is on disk: a transaction
 /// that writes WAL (a logical-decoding message, which nothing reads) and waits for its
 /// commit's flush, which covers every commit record written before it. Call before acting on
-/// rows that a commit [`without_waiting_for_disk`](Tail::without_waiting_for_disk) may have
-/// written.
+/// rows that a commit without waiting for the disk ([`pipelined_commit`], a due's payment) may
+/// have written.
 pub async fn make_durable(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     conn.batch_execute("SELECT pg_logical_emit_message(true, 'anyreply', '')")
         .await
 }
 
-/// A statement that [`Tail`]s run by name: prepared on each pooled connection as it opens, so
-/// that a tail sends `EXECUTE name(values)`, which PostgreSQL neither parses in full nor plans
-/// anew each time (the tails' statements written out in full took a quarter of its time under
-/// load).
-#[derive(Debug)]
-pub struct TailStatement {
-    /// The prepared statement's name on every connection.
-    pub name: &'static str,
-    /// Its parameters' types, as `PREPARE` takes them: `int8, text`.
-    pub params: &'static str,
-    /// Its text, with the parameters as `$1`, `$2`, ...
-    pub sql: fn() -> String,
-}
-
-impl TailStatement {
-    fn prepare(&self) -> String {
-        format!(
-            "PREPARE {}({}) AS {};\n",
-            self.name,
-            self.params,
-            (self.sql)()
-        )
-    }
-
-    /// The statement run with `values`, each an SQL literal (see [`literal`]) or `NULL`.
-    pub fn call(&self, values: &[impl AsRef<str>]) -> String {
-        let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
-        format!("EXECUTE {}({})", self.name, values.join(", "))
-    }
-}
-
-/// A string as an SQL literal (PostgreSQL's standard-conforming strings: quotes doubled).
-pub fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// Whether `error` is a violation of the CHECK constraint named `constraint`.
+/// Whether `error` is a violation of the CHECK constraint named `constraint`, or the refusal
+/// of that name (`anyreply_refuse`, for the refusals no CHECK can state: see the migration
+/// `refusals`).
 pub fn violates(error: &diesel::result::Error, constraint: &str) -> bool {
     matches!(
         error,
@@ -347,6 +262,18 @@ pub async fn begin_pipelined(pipe: &mut &AsyncPgConnection) -> QueryResult<()> {
         .map(drop)
 }
 
+/// `query`'s rows if `wanted`; nothing is sent otherwise (for pipelines).
+pub async fn when<T>(
+    wanted: bool,
+    query: impl Future<Output = QueryResult<T>>,
+) -> QueryResult<Option<T>> {
+    if wanted {
+        query.await.map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Tells the connection that [`begin_pipelined`] began a transaction (if it did), which
 /// [`end`] then ends.
 pub fn begun(conn: &mut AsyncPgConnection, began: QueryResult<()>) -> QueryResult<()> {
@@ -359,24 +286,66 @@ pub fn begun(conn: &mut AsyncPgConnection, began: QueryResult<()>) -> QueryResul
     Ok(())
 }
 
-/// Ends the transaction [`begin`] began: when `outcome` is a value, with its [`Tail`] and the
-/// COMMIT in one message; otherwise, or when the tail fails, with a ROLLBACK. A connection whose
-/// state cannot be known afterwards is marked broken, and the pool drops it.
+/// Ends the transaction [`begin`] began: with a COMMIT when `outcome` is a value, otherwise
+/// with a ROLLBACK. A connection whose state cannot be known afterwards is marked broken, and
+/// the pool drops it.
 pub async fn end<T, E: From<diesel::result::Error>>(
     conn: &mut AsyncPgConnection,
-    outcome: Result<(T, Tail), E>,
+    outcome: Result<T, E>,
 ) -> Result<T, E> {
-    let (value, Tail(mut sql)) = match outcome {
-        Ok(done) => done,
+    match outcome {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
         Err(error) => {
             rollback(conn).await;
-            return Err(error);
+            Err(error)
         }
+    }
+}
+
+/// `COMMIT`, pipelined behind the transaction's last statements, which the connection sends in
+/// the order they are polled: the rows they lock (the account's balance, the key's rate
+/// counter: rows every reply of an account writes) are then held only while PostgreSQL runs
+/// them and commits, never across a round trip to this process. A statement that fails (a
+/// CHECK, a refusal) leaves the transaction aborted, and PostgreSQL answers the COMMIT by
+/// rolling back: a pipeline refuses by failing. The commit does not wait for the disk when
+/// `durable` is false (see [`committed`]). Hand its outcome to [`committed`].
+pub async fn pipelined_commit(pipe: &mut &AsyncPgConnection, durable: bool) -> QueryResult<()> {
+    let (mut setting, mut committing) = (*pipe, *pipe);
+    let without_waiting = async {
+        if durable {
+            return Ok(0);
+        }
+        diesel::sql_query("SET LOCAL synchronous_commit = off")
+            .keep_prepared()
+            .execute(&mut setting)
+            .await
     };
-    sql.push_str("COMMIT");
-    match conn.batch_execute(&sql).await {
-        Ok(()) => {
-            // The COMMIT went in the batch, past the transaction manager: tell it.
+    let commit = diesel::sql_query("COMMIT")
+        .keep_prepared()
+        .execute(&mut committing);
+    futures::try_join!(without_waiting, commit).map(drop)
+}
+
+/// Ends the transaction whose COMMIT was pipelined ([`pipelined_commit`]): `outcome` is what
+/// its statements gave (the first error among them, if any), `commit` the COMMIT's answer.
+/// The transaction committed only if both are good; otherwise it rolled back (a ROLLBACK is
+/// sent anyway, for when the COMMIT was never sent, and is harmless when it was).
+///
+/// A commit that did not wait for the disk is for a transaction whose effects nothing outside
+/// acts on before a later commit that does wait (a reply's settlement, a tool's journal entry,
+/// a webhook's dispatch, the event streams' [`make_durable`]): WAL is flushed in order, so that
+/// commit makes this one durable too, and a crash before it loses this one whole and unseen.
+pub async fn committed<T, E: From<diesel::result::Error>>(
+    conn: &mut AsyncPgConnection,
+    outcome: Result<T, E>,
+    commit: QueryResult<()>,
+) -> Result<T, E> {
+    match (outcome, commit) {
+        (Ok(value), Ok(())) => {
+            // The COMMIT went in the pipeline, past the transaction manager: tell it.
             if let TransactionManagerStatus::Valid(status) =
                 AnsiTransactionManager::transaction_manager_status_mut(conn)
             {
@@ -384,11 +353,26 @@ pub async fn end<T, E: From<diesel::result::Error>>(
             }
             Ok(value)
         }
-        Err(error) => {
-            // The failed statement left the transaction aborted; what ran before it goes too.
+        (Err(error), _) => {
+            rollback(conn).await;
+            Err(error)
+        }
+        (Ok(_), Err(error)) => {
             rollback(conn).await;
             Err(error.into())
         }
+    }
+}
+
+/// Rolls back the transaction in progress, if there is one: for a failure that may have come
+/// before or after its end.
+pub async fn roll_back_if_open(conn: &mut AsyncPgConnection) {
+    let open = match AnsiTransactionManager::transaction_manager_status_mut(conn) {
+        TransactionManagerStatus::Valid(status) => status.transaction_depth().is_some(),
+        TransactionManagerStatus::InError => true,
+    };
+    if open {
+        rollback(conn).await;
     }
 }
 

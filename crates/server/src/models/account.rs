@@ -4,7 +4,7 @@ use anyreply_core::Money;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::{Conn, KeepPrepared, TailStatement};
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::accounts;
 
 #[derive(Debug, Queryable, Selectable)]
@@ -112,18 +112,6 @@ pub async fn charge(
     .get_result(conn)
     .await?;
     Ok(charged.charged)
-}
-
-/// [`refund`] for [`Tail`](crate::db::Tail)s: the account's id and the reservation.
-pub static REFUND: TailStatement = TailStatement {
-    name: "anyreply_refund",
-    params: "int8, int8",
-    sql: || "UPDATE accounts SET balance = balance + $2 WHERE id = $1".to_owned(),
-};
-
-/// [`refund`] as a statement for a [`Tail`](crate::db::Tail).
-pub fn refund_statement(id: i64, hold: i64) -> String {
-    REFUND.call(&[id.to_string(), hold.to_string()])
 }
 
 /// Gives back a reservation.

@@ -10,7 +10,7 @@ use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::db::{Conn, KeepPrepared, TailStatement};
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::api_keys;
 
 const KEY_MARK: &str = "ark_";
@@ -123,69 +123,37 @@ pub struct WindowCount {
 const RATE_WINDOW: &str = "(SELECT floor(extract(epoch FROM now()) / 60)::int8 AS minute,
                 60 - floor(extract(epoch FROM now()))::int8 % 60 AS reset)";
 
-/// The CHECK that refuses a call past the limit (see [`count_call_sql`]).
+/// The CHECK that refuses a call past the limit (see [`count_call`]).
 const WITHIN_RATE_LIMIT: &str = "api_keys_within_rate_limit";
 
+/// The refusal of a call with a revoked key (see [`count_call`]).
+const KEY_REVOKED: &str = "api_key_revoked";
+
 /// Counts one call of key `id` in the fixed one-minute window of the database's clock, under
-/// `limit` calls a window: past it, the statement fails ([`over_rate_limit`]). It locks the
+/// `limit` calls a window: past it, the statement fails ([`over_rate_limit`]), as it does for a
+/// revoked key ([`revoked`]), so that a pipelined COMMIT behind it rolls back. It locks the
 /// key's row until commit: call it late in its transaction.
-/// `None` if the key is revoked (nothing is counted then).
-pub async fn count_call(
-    conn: &mut impl Conn,
-    id: i64,
-    limit: u32,
-) -> QueryResult<Option<WindowCount>> {
-    diesel::sql_query(count_call_sql("$1", "$2"))
-        .bind::<diesel::sql_types::Int8, _>(id)
-        .bind::<diesel::sql_types::Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
-        .keep_prepared()
-        .get_result(conn)
-        .await
-        .optional()
-}
-
-/// [`count_call`] for [`Tail`](crate::db::Tail)s: the key's id and the limit.
-pub static COUNT_CALL: TailStatement = TailStatement {
-    name: "anyreply_count_call",
-    params: "int8, int4",
-    sql: || count_call_sql("$1", "$2"),
-};
-
-/// [`count_call`] as a statement for a [`Tail`](crate::db::Tail).
-pub fn count_call_statement(id: i64, limit: u32) -> String {
-    COUNT_CALL.call(&[
-        id.to_string(),
-        i32::try_from(limit).unwrap_or(i32::MAX).to_string(),
-    ])
-}
-
-fn count_call_sql(id: &str, limit: &str) -> String {
-    format!(
-        "UPDATE api_keys SET
-             rate_count = CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END,
-             rate_window = w.minute,
-             rate_limit = {limit}
-         FROM {RATE_WINDOW} AS w
-         WHERE id = {id} AND revoked_at IS NULL
-         RETURNING rate_count, w.reset"
-    )
-}
-
-/// What [`count_call`] would count now, read without locking the row: the standing a call
-/// that is about to be counted will have (exact but for calls counted meanwhile); `None` if
-/// the key is revoked.
-pub async fn next_count(conn: &mut impl Conn, id: i64) -> QueryResult<Option<WindowCount>> {
+pub async fn count_call(conn: &mut impl Conn, id: i64, limit: u32) -> QueryResult<WindowCount> {
     diesel::sql_query(format!(
-        "SELECT CASE WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END AS rate_count,
-                w.reset
-         FROM api_keys, {RATE_WINDOW} AS w
-         WHERE id = $1 AND revoked_at IS NULL"
+        "UPDATE api_keys SET
+             rate_count = CASE WHEN revoked_at IS NOT NULL THEN anyreply_refuse('{KEY_REVOKED}')::int4
+                               WHEN rate_window = w.minute THEN rate_count + 1 ELSE 1 END,
+             rate_window = w.minute,
+             rate_limit = $2
+         FROM {RATE_WINDOW} AS w
+         WHERE id = $1
+         RETURNING rate_count, w.reset"
     ))
     .bind::<diesel::sql_types::Int8, _>(id)
+    .bind::<diesel::sql_types::Int4, _>(i32::try_from(limit).unwrap_or(i32::MAX))
     .keep_prepared()
     .get_result(conn)
     .await
-    .optional()
+}
+
+/// Whether `error` is [`count_call`]'s refusal of a revoked key.
+pub fn revoked(error: &diesel::result::Error) -> bool {
+    crate::db::violates(error, KEY_REVOKED)
 }
 
 /// Whether key `id` is live (not revoked).

@@ -13,7 +13,7 @@ use diesel::sql_types::{Int8, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::{Conn, KeepPrepared, TailStatement, literal};
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::events;
 
 /// An event to record. Its conversation's assistant and customer, and its message (by place),
@@ -53,68 +53,36 @@ struct Inserted {
 /// notifying transactions on one lock, which halved the replies per second; readers poll.
 /// Locks the account's row until the transaction ends.
 pub async fn insert(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> {
-    let inserted: Inserted = diesel::sql_query(insert_sql("$1", "$2", "$3", "$4", "$5", "0", None))
+    insert_moving_balance(conn, event, 0).await
+}
+
+/// [`insert`], moving the account's balance by `balance_change` (in subunits) on the same row
+/// in the same statement: a reservation taken (negative; the balance's CHECK refuses an
+/// overdraft) or given back.
+pub async fn insert_moving_balance(
+    conn: &mut impl Conn,
+    event: &NewEvent,
+    balance_change: i64,
+) -> QueryResult<i64> {
+    let inserted: Inserted = diesel::sql_query(format!("{} SELECT id FROM event", inserting(None)))
         .bind::<Int8, _>(event.account_id)
         .bind::<Text, _>(event.kind.as_str())
         .bind::<SqlUuid, _>(event.conversation_id)
         .bind::<Nullable<Int8>, _>(event.message_seq)
         .bind::<Nullable<Text>, _>(event.error_code.map(ErrorCode::as_str))
+        .bind::<Int8, _>(balance_change)
         .keep_prepared()
         .get_result(conn)
         .await?;
     Ok(inserted.id)
 }
 
-/// [`insert`] for [`Tail`](crate::db::Tail)s, moving the account's balance in the same
-/// statement: the event's fields (see [`tail_values`]), then the change.
-pub static INSERT_MOVING_BALANCE: TailStatement = TailStatement {
-    name: "anyreply_event_moving_balance",
-    params: TAIL_PARAMS,
-    sql: || tail_sql(None),
-};
-
-/// The types of [`tail_values`], then the balance's change.
-pub const TAIL_PARAMS: &str = "int8, text, uuid, int8, text, int8";
-
-/// [`insert`] as a statement for a [`Tail`](crate::db::Tail), moving the account's balance by
-/// `balance_change` (in subunits) on the same row in the same statement: a reservation taken
-/// (negative; the balance's CHECK refuses an overdraft) or what a reply left of it given back.
-pub fn insert_moving_balance(event: &NewEvent, balance_change: i64) -> String {
-    let mut values = tail_values(event);
-    values.push(balance_change.to_string());
-    INSERT_MOVING_BALANCE.call(&values)
-}
-
-/// `event`'s fields as literals, in the order of [`TAIL_PARAMS`].
-pub fn tail_values(event: &NewEvent) -> Vec<String> {
-    let or_null = |value: Option<String>| value.unwrap_or_else(|| "NULL".to_owned());
-    vec![
-        event.account_id.to_string(),
-        literal(event.kind.as_str()),
-        literal(&event.conversation_id.to_string()),
-        or_null(event.message_seq.map(|seq| seq.to_string())),
-        or_null(event.error_code.map(|code| literal(code.as_str()))),
-    ]
-}
-
-/// The text of a tail's event insert, its values [`TAIL_PARAMS`] (`$1` to `$6`), done only if
-/// the query `gate` (a `DELETE ... RETURNING` of later parameters, say) returns a row: what two
-/// processes may both try is then done once.
-pub fn tail_sql(gate: Option<&str>) -> String {
-    insert_sql("$1", "$2", "$3", "$4", "$5", "$6", gate)
-}
-
-/// The one text of the event insert, with its values given as placeholders or literals. The
-/// message's JSON is the wire `EventMessage` (money in currency units, like `Money`).
-fn insert_sql(
-    account_id: &str,
-    kind: &str,
-    conversation_id: &str,
-    message_seq: &str,
-    error_code: &str,
-    balance_change: &str,
-    gate: Option<&str>,
-) -> String {
+/// The `WITH` list that inserts an event (its query `event`) with the account row's change:
+/// the event's fields are `$1` to `$5` (account, type, conversation, message place, error
+/// code), the balance's change `$6`. Done only if the query `gate` (a `DELETE ... RETURNING`
+/// of later parameters, say) returns a row, so that what two processes may both try is done
+/// once. The message's JSON is the wire `EventMessage` (money in currency units, like `Money`).
+pub fn inserting(gate: Option<&str>) -> String {
     let (gate, gated) = match gate {
         Some(gate) => (
             format!("gate AS ({gate}),\n         "),
@@ -124,21 +92,20 @@ fn insert_sql(
     };
     format!(
         "WITH {gate}next AS (
-             UPDATE accounts SET last_event_id = last_event_id + 1, balance = balance + {balance_change}
-             WHERE id = {account_id}{gated}
+             UPDATE accounts SET last_event_id = last_event_id + 1, balance = balance + $6
+             WHERE id = $1{gated}
              RETURNING last_event_id AS id),
          message AS (
              SELECT jsonb_strip_nulls(jsonb_build_object(
                  'id', m.id, 'role', m.role, 'content', m.content,
                  'function_calls', m.function_calls, 'cost', m.cost::numeric / 100000000,
-                 'error_code', {error_code}::text, 'created_at', m.created_at)) AS json
-             FROM messages m WHERE m.conversation_id = {conversation_id} AND m.seq = {message_seq}::int8),
+                 'error_code', $5::text, 'created_at', m.created_at)) AS json
+             FROM messages m WHERE m.conversation_id = $3 AND m.seq = $4::int8),
          event AS (
              INSERT INTO events (account_id, id, kind, conversation_id, assistant_id, customer_identifier, message)
-             SELECT {account_id}, next.id, {kind}, c.id, c.assistant_id, c.customer_identifier, (SELECT json FROM message)
-             FROM next, conversations c WHERE c.id = {conversation_id} AND c.account_id = {account_id}
-             RETURNING id)
-         SELECT event.id FROM event"
+             SELECT $1, next.id, $2, c.id, c.assistant_id, c.customer_identifier, (SELECT json FROM message)
+             FROM next, conversations c WHERE c.id = $3 AND c.account_id = $1
+             RETURNING id)"
     )
 }
 

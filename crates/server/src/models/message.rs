@@ -268,16 +268,21 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
         .map(drop)
 }
 
-/// The variables sent with the messages of a conversation still waiting for their reply (not
-/// yet merged into the conversation's).
+/// The variables sent with the messages still waiting for their reply (not yet merged into
+/// the conversation's) in the account's conversation of `assistant_id` with `customer`.
 pub async fn queued_variables(
-    conn: &mut AsyncPgConnection,
-    conversation_id: Uuid,
+    conn: &mut impl Conn,
+    account_id: i64,
+    assistant_id: i64,
+    customer: &str,
 ) -> QueryResult<Vec<Option<Value>>> {
-    use crate::schema::pending_replies;
+    use crate::schema::{conversations, pending_replies};
     pending_replies::table
         .inner_join(messages::table.on(messages::id.eq(pending_replies::message_id)))
-        .filter(pending_replies::conversation_id.eq(conversation_id))
+        .inner_join(conversations::table.on(conversations::id.eq(pending_replies::conversation_id)))
+        .filter(conversations::account_id.eq(account_id))
+        .filter(conversations::assistant_id.eq(assistant_id))
+        .filter(conversations::customer_identifier.eq(customer))
         .select(messages::variables)
         .load(conn)
         .await

@@ -20,15 +20,6 @@ pub mod webhook;
 pub mod webhook_delivery;
 pub mod widget;
 
-/// The statements that [`Tail`](crate::db::Tail)s run, prepared on every pooled connection.
-pub static TAIL_STATEMENTS: &[&crate::db::TailStatement] = &[
-    &account::REFUND,
-    &api_key::COUNT_CALL,
-    &event::INSERT_MOVING_BALANCE,
-    &pending_reply::ANNOUNCE,
-    &settlement_due::PAY,
-];
-
 use serde_json::{Map, Value};
 
 /// A JSONB object column as a map (anything else reads as empty).

@@ -8,7 +8,7 @@ use diesel::sql_types::{Array, Bool, Double, Int8, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::{Conn, KeepPrepared, TailStatement};
+use crate::db::{Conn, KeepPrepared};
 use crate::schema::pending_replies;
 
 /// A customer message to store and queue for a reply.
@@ -29,34 +29,39 @@ pub struct NewQueued<'a> {
     pub queue_limit: u32,
 }
 
-/// A message offered to its conversation's queue.
+/// A message queued in its conversation.
 #[derive(Debug, QueryableByName)]
 pub struct Enqueued {
     /// Messages queued before it.
     #[diesel(sql_type = Int8)]
     pub queued_before: i64,
-    /// Its id; `None` when the queue was full and nothing was stored.
-    #[diesel(sql_type = diesel::sql_types::Nullable<Int8>)]
-    pub message_id: Option<i64>,
+    #[diesel(sql_type = Int8)]
+    pub message_id: i64,
 }
 
-/// Stores the customer message (its own turn) and queues it for a reply, unless the queue is
-/// full, in one statement. Run it after the conversation's row is locked: its snapshot then
-/// holds every message queued before.
+/// The refusal of a message whose conversation's queue is full (see [`enqueue_message`]).
+const QUEUE_FULL: &str = "conversation_queue_full";
+
+/// Stores the customer message (its own turn) and queues it for a reply, in one statement; a
+/// full queue fails it ([`queue_full`]), so that a pipelined COMMIT behind it rolls back. Run
+/// it after the conversation's row is locked: its snapshot then holds every message queued
+/// before.
 pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> QueryResult<Enqueued> {
-    diesel::sql_query(
-        "WITH queue AS (SELECT count(*) AS queued FROM pending_replies WHERE conversation_id = $1),
+    diesel::sql_query(format!(
+        "WITH queue AS (
+             SELECT CASE WHEN count(*) < $8 THEN count(*) ELSE anyreply_refuse('{QUEUE_FULL}') END AS queued
+             FROM pending_replies WHERE conversation_id = $1),
          message AS (
              INSERT INTO messages (id, turn_id, conversation_id, seq, role, content, variables)
              SELECT n.id, n.id, $1, $3, 'user', $4, $5
-             FROM (SELECT coalesce($9, nextval('messages_id_seq')) AS id) AS n, queue WHERE queue.queued < $8
+             FROM (SELECT coalesce($9, nextval('messages_id_seq')) AS id) AS n, queue
              RETURNING id),
          queued AS (
              INSERT INTO pending_replies (message_id, conversation_id, account_id, hold, lease_until)
              SELECT id, $1, $2, $6, now() + make_interval(secs => $7) FROM message
              RETURNING message_id)
-         SELECT queue.queued AS queued_before, (SELECT message_id FROM queued) AS message_id FROM queue",
-    )
+         SELECT queue.queued AS queued_before, (SELECT message_id FROM queued) AS message_id FROM queue"
+    ))
     .bind::<SqlUuid, _>(new.conversation_id)
     .bind::<Int8, _>(new.account_id)
     .bind::<Int8, _>(new.seq)
@@ -69,6 +74,11 @@ pub async fn enqueue_message(conn: &mut impl Conn, new: &NewQueued<'_>) -> Query
     .keep_prepared()
     .get_result(conn)
     .await
+}
+
+/// Whether `error` is [`enqueue_message`]'s refusal of a full queue.
+pub fn queue_full(error: &diesel::result::Error) -> bool {
+    crate::db::violates(error, QUEUE_FULL)
 }
 
 /// Where a queued message stands.
@@ -269,25 +279,13 @@ pub async fn listen(conn: &mut AsyncPgConnection) -> QueryResult<()> {
 }
 
 /// Announces, at commit, that a turn of `conversation_id` is over.
-pub async fn announce(conn: &mut AsyncPgConnection, conversation_id: Uuid) -> QueryResult<()> {
+pub async fn announce(conn: &mut impl Conn, conversation_id: Uuid) -> QueryResult<()> {
     diesel::sql_query(announce_sql("$1"))
         .bind::<Text, _>(conversation_id.to_string())
         .keep_prepared()
         .execute(conn)
         .await
         .map(drop)
-}
-
-/// [`announce`] for [`Tail`](crate::db::Tail)s: the conversation's id.
-pub static ANNOUNCE: TailStatement = TailStatement {
-    name: "anyreply_announce",
-    params: "text",
-    sql: || announce_sql("$1"),
-};
-
-/// [`announce`] as a statement for a [`Tail`](crate::db::Tail).
-pub fn announce_statement(conversation_id: Uuid) -> String {
-    ANNOUNCE.call(&[crate::db::literal(&conversation_id.to_string())])
 }
 
 fn announce_sql(conversation_id: &str) -> String {

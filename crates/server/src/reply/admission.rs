@@ -14,7 +14,7 @@ use super::error::{ReplyError, ReplyResult};
 use super::prompt::{HistoryWalk, PromptBudget, render};
 use super::{Prepared, Turn, reservation, settlement};
 use crate::app::App;
-use crate::db::{self, Tail};
+use crate::db;
 use crate::extract::Caller;
 use crate::idempotency::{self, Begin, Claim, RequestKey, StoredAnswer};
 use crate::models::assistant::{self, AssistantRow};
@@ -25,8 +25,6 @@ use crate::models::pending_reply::NewQueued;
 use crate::models::tool::ToolRow;
 use crate::models::{account, api_key, message, pending_reply, tool};
 use crate::rate_limit::RateLimit;
-use diesel::QueryResult;
-use futures::TryFutureExt;
 
 /// History places the prompt's first page of history spans.
 const HISTORY_PAGE: i64 = 64;
@@ -65,30 +63,42 @@ pub async fn admit(
 ) -> ReplyResult<Admission> {
     let mut conn = app.db().await?;
     let admitted = admit_in(app, &mut conn, caller, request, key).await;
-    let limit = app.settings.rate_limit_per_minute;
-    db::end(&mut conn, admitted)
-        .await
-        .map_err(|error| match error {
-            // The tail's refusals: counted or paid for meanwhile by calls admitted at once.
-            ReplyError::Database(error) if api_key::over_rate_limit(&error) => {
-                ReplyError::RateLimited(RateLimit::spent(limit))
-            }
-            ReplyError::Database(error) if account::short_of_balance(&error) => {
-                ErrorCode::InsufficientBalance.into()
-            }
-            other => other,
-        })
+    if admitted.is_err() {
+        db::roll_back_if_open(&mut conn).await;
+    }
+    admitted.map_err(|error| refusal(app, caller, error))
 }
 
-/// Admission's work up to its [`Tail`]: the call's count and the reservation, on the hottest
-/// rows, which go with the COMMIT.
+/// The database's refusals (see the CHECKs and refusals the statements name) as the caller's.
+fn refusal(app: &App, caller: Caller, error: ReplyError) -> ReplyError {
+    let ReplyError::Database(error) = error else {
+        return error;
+    };
+    if api_key::over_rate_limit(&error) {
+        ReplyError::RateLimited(RateLimit::spent(app.settings.rate_limit_per_minute))
+    } else if account::short_of_balance(&error) {
+        ErrorCode::InsufficientBalance.into()
+    } else if pending_reply::queue_full(&error) {
+        ReplyError::ConversationBusy
+    } else if api_key::revoked(&error) {
+        revoked(app, caller)
+    } else {
+        ReplyError::Database(error)
+    }
+}
+
+/// Admission in two pipelines (statements sent together, run in order): the first begins the
+/// transaction and takes the conversation's row lock, which orders the customer's messages; the
+/// second queues the message, reads its prompt, counts the call and takes the reservation, and
+/// commits. The count and the reservation, on the hottest rows, come last, just before the
+/// COMMIT, and each refuses by failing (a CHECK), which rolls the whole admission back.
 async fn admit_in(
     app: &App,
     conn: &mut AsyncPgConnection,
     caller: Caller,
     request: &GenerateReplyRequest,
     key: Option<&RequestKey>,
-) -> ReplyResult<(Admission, Tail)> {
+) -> ReplyResult<Admission> {
     let settings = &app.settings;
     let account_id = caller.account_id;
     let claim = match key {
@@ -99,7 +109,7 @@ async fn admit_in(
                     if !api_key::is_live(conn, caller.api_key_id).await? {
                         return Err(revoked(app, caller));
                     }
-                    return Ok((Admission::Replayed(answer), Tail::default()));
+                    return db::end(conn, Ok(Admission::Replayed(answer))).await;
                 }
                 Begin::Run {
                     claim,
@@ -115,13 +125,15 @@ async fn admit_in(
         }
         None => None,
     };
-    // Pipelined (sent together, run in order), after the BEGIN unless the claim began the
-    // transaction: the assistant, and the customer's conversation with it, whose row lock
-    // orders the customer's messages. Under a key, the message's id is taken now, so that the
-    // claim can note it in the next pipeline.
+    // The first pipeline, after the BEGIN unless the claim began the transaction: the
+    // assistant, and the customer's conversation with it, whose row lock orders the
+    // customer's messages; with the lock held, the variables of the messages queued in it (to
+    // bound the conversation's). Under a key, the message's id is taken now, so that the claim
+    // can note it in the next pipeline.
+    let new_variables = request.variables.as_ref().is_some_and(|v| !v.is_empty());
     let pipe: &AsyncPgConnection = conn;
-    let (mut zeroth, mut first, mut second, mut third) = (pipe, pipe, pipe, pipe);
-    let begin = when(key.is_none(), db::begin_pipelined(&mut zeroth));
+    let (mut zeroth, mut first, mut second, mut third, mut fourth) = (pipe, pipe, pipe, pipe, pipe);
+    let begin = db::when(key.is_none(), db::begin_pipelined(&mut zeroth));
     let (began, found) = futures::join!(begin, async {
         futures::try_join!(
             assistant::find(&mut first, account_id, request.assistant_id),
@@ -131,19 +143,28 @@ async fn admit_in(
                 request.assistant_id,
                 &request.customer_identifier
             ),
-            when(claim.is_some(), message::next_id(&mut third)),
+            db::when(claim.is_some(), message::next_id(&mut third)),
+            db::when(
+                new_variables,
+                message::queued_variables(
+                    &mut fourth,
+                    account_id,
+                    request.assistant_id,
+                    &request.customer_identifier
+                )
+            ),
         )
     });
     if let Some(began) = began.transpose() {
         db::begun(conn, began)?;
     }
-    let (assistant, joined, message_id) = found?;
+    let (assistant, joined, message_id, queued_variables) = found?;
     let (Some(assistant), Some(joined)) = (assistant, joined) else {
         return Err(ErrorCode::AssistantNotFound.into());
     };
     let variables = Value::Object(request.variables.clone().unwrap_or_default());
+    check_variables_size(&joined, &variables, queued_variables.unwrap_or_default())?;
     if !joined.ai_enabled || joined.opted_out {
-        check_variables_size(conn, &joined, &variables, 0).await?;
         let stored = store_unanswered(
             app,
             conn,
@@ -153,8 +174,8 @@ async fn admit_in(
             &joined,
             &variables,
         )
-        .await?;
-        return Ok((stored, Tail::default()));
+        .await;
+        return db::end(conn, stored).await;
     }
 
     let prompt = start_prompt(
@@ -176,11 +197,6 @@ async fn admit_in(
         lease: settings.reply_lease,
         queue_limit: settings.conversation_queue_limit,
     };
-    // In the same pipeline, the prompt's history and tools, for the turn is the message's
-    // at once unless another is queued before it (then it reads them when its turn comes),
-    // and the key's standing, read without locking: the key's and the account's rows, the
-    // hottest, are written by the tail.
-    let tool_ids = &assistant.tool_ids;
     let received = NewEvent {
         account_id,
         kind: EventType::MessageReceived,
@@ -188,41 +204,55 @@ async fn admit_in(
         message_seq: Some(joined.seq),
         error_code: None,
     };
+    // The second pipeline: the message queued (refused if the queue is full); the prompt's
+    // history and tools, for the turn is the message's at once unless another is queued before
+    // it (then it reads them when its turn comes); then the hottest rows, just before the
+    // COMMIT: the call counted on the key's row (refused past the limit, or if the key was
+    // revoked) and, on the account's row, the reservation taken (refused past the balance)
+    // with the `message.received` event. The key's row first: it is written by admissions
+    // only, and they take the account's row in turn anyway. The commit does not wait for the
+    // disk: nothing is answered or called on the strength of it before the tool journal's or
+    // the settlement's commit, which do.
+    let tool_ids = &assistant.tool_ids;
+    let limit = settings.rate_limit_per_minute;
     let pipe: &AsyncPgConnection = conn;
-    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (pipe, pipe, pipe, pipe, pipe);
+    let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
+        (pipe, pipe, pipe, pipe, pipe, pipe, pipe);
     let attach = async {
         match (&claim, message_id) {
-            (Some(claim), Some(id)) => claim.attach_message(&mut c5, id).await,
+            // The claim is this transaction's own row: it cannot be lost meanwhile.
+            (Some(claim), Some(id)) => claim.attach_message(&mut c2, id).await,
             _ => Ok(()),
         }
     };
-    let (enqueued, (), page, tools, standing) = futures::try_join!(
-        pending_reply::enqueue_message(&mut c1, &new).map_err(ReplyError::from),
-        attach.map_err(ReplyError::from),
-        when(
+    let (enqueued, attached, page, tools, counted, reserved, commit) = futures::join!(
+        pending_reply::enqueue_message(&mut c1, &new),
+        attach,
+        db::when(
             joined.seq > 1,
-            message::prompt_page_before(&mut c2, joined.id, joined.seq, HISTORY_PAGE)
-        )
-        .map_err(ReplyError::from),
-        when(
+            message::prompt_page_before(&mut c3, joined.id, joined.seq, HISTORY_PAGE)
+        ),
+        db::when(
             !tool_ids.is_empty(),
-            tool::find_many(&mut c3, account_id, tool_ids)
-        )
-        .map_err(ReplyError::from),
-        api_key::next_count(&mut c4, caller.api_key_id).map_err(ReplyError::from),
-    )?;
-    let standing = standing.ok_or_else(|| revoked(app, caller))?;
-    let Some(message_id) = enqueued.message_id else {
-        return Err(ReplyError::ConversationBusy);
-    };
-    let queued = enqueued.queued_before;
-    check_variables_size(conn, &joined, &variables, queued).await?;
-    let rate_limit = within_limit(&standing, settings.rate_limit_per_minute)?;
+            tool::find_many(&mut c4, account_id, tool_ids)
+        ),
+        api_key::count_call(&mut c5, caller.api_key_id, limit),
+        event::insert_moving_balance(&mut c6, &received, -hold.subunits()),
+        db::pipelined_commit(&mut c7, false),
+    );
+    let outcome = (|| {
+        let enqueued = enqueued?;
+        attached?;
+        let (page, tools, counted) = (page?, tools?, counted?);
+        reserved?;
+        Ok::<_, ReplyError>((enqueued, page, tools, counted))
+    })();
+    let (enqueued, page, tools, counted) = db::committed(conn, outcome, commit).await?;
     let turn = Turn {
         admitted: tokio::time::Instant::now(),
         account_id,
         conversation_id: joined.id,
-        message_id,
+        message_id: enqueued.message_id,
         seq: joined.seq,
         hold,
         customer_identifier: request.customer_identifier.clone(),
@@ -231,43 +261,20 @@ async fn admit_in(
         idempotency_key: claim.as_ref().map(|c| c.key.clone()),
         assistant,
     };
-    let prepared = if queued == 0 {
+    // The turn is the message's: no reply is recorded in its conversation before its own, so
+    // the rest of its history may be read after the commit.
+    let prepared = if enqueued.queued_before == 0 {
         Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
     } else {
         None
     };
-    // Last, with the COMMIT: the call counted and the reservation taken (each refused by
-    // its row's CHECK), and with the account's row locked, the `message.received` event.
-    // The account's row last, so that it is held for the least: the key's row is written
-    // by admissions only, and they take the account's row in turn anyway. The commit does
-    // not wait for the disk: nothing is answered or called on the strength of it before the
-    // tool journal's or the settlement's commit, which do.
-    let tail = Tail::default()
-        .then(&api_key::count_call_statement(
-            caller.api_key_id,
-            settings.rate_limit_per_minute,
-        ))
-        .then(&event::insert_moving_balance(&received, -hold.subunits()))
-        .without_waiting_for_disk();
     let queued = Queued {
         turn,
         prepared,
         claim,
-        rate_limit,
+        rate_limit: RateLimit::after(&counted, limit),
     };
-    Ok((Admission::Queued(Box::new(queued)), tail))
-}
-
-/// `query`'s rows if `wanted`; nothing is sent otherwise.
-async fn when<T>(
-    wanted: bool,
-    query: impl Future<Output = QueryResult<T>>,
-) -> QueryResult<Option<T>> {
-    if wanted {
-        query.await.map(Some)
-    } else {
-        Ok(None)
-    }
+    Ok(Admission::Queued(Box::new(queued)))
 }
 
 /// Under human takeover the message is stored and not answered; its variables join the
@@ -304,9 +311,7 @@ async fn store_unanswered(
         };
         claim.complete(conn, StatusCode::OK, &answer).await?;
     }
-    let counted = api_key::count_call(conn, caller.api_key_id, limit)
-        .await?
-        .ok_or_else(|| revoked(app, caller))?;
+    let counted = api_key::count_call(conn, caller.api_key_id, limit).await?;
     let rate_limit = RateLimit::after(&counted, limit);
     // Last: the account's row is the hottest.
     event::insert(conn, &received).await?;
@@ -323,34 +328,19 @@ fn revoked(app: &App, caller: Caller) -> ReplyError {
     ErrorCode::Unauthorized.into()
 }
 
-fn within_limit(counted: &api_key::WindowCount, limit: u32) -> ReplyResult<RateLimit> {
-    let rate_limit = RateLimit::after(counted, limit);
-    if rate_limit.exceeded {
-        return Err(ReplyError::RateLimited(rate_limit));
-    }
-    Ok(rate_limit)
-}
-
-/// The conversation's variables, with those of the messages still queued and this one's, may
-/// not outgrow [`MAX_CONVERSATION_VARIABLES_BYTES`] serialized.
-async fn check_variables_size(
-    conn: &mut AsyncPgConnection,
+/// The conversation's variables, with those of the messages still queued (`queued`) and this
+/// one's, may not outgrow [`MAX_CONVERSATION_VARIABLES_BYTES`] serialized.
+fn check_variables_size(
     joined: &Joined,
     variables: &Value,
-    queued: i64,
+    queued: Vec<Option<Value>>,
 ) -> ReplyResult<()> {
     let Some(new) = variables.as_object().filter(|v| !v.is_empty()) else {
         return Ok(());
     };
     let mut merged: Map<String, Value> = joined.variables.as_object().cloned().unwrap_or_default();
-    if queued > 0 {
-        for earlier in message::queued_variables(conn, joined.id)
-            .await?
-            .into_iter()
-            .flatten()
-        {
-            merged.extend(earlier.as_object().cloned().unwrap_or_default());
-        }
+    for earlier in queued.into_iter().flatten() {
+        merged.extend(crate::models::object(earlier));
     }
     merged.extend(new.clone());
     let size = Value::Object(merged).to_string().len();

@@ -6,26 +6,26 @@ use anyreply_core::ErrorCode;
 use anyreply_core::wire::{EventType, GenerateReplyResponse};
 use axum::http::StatusCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use futures::TryFutureExt;
 
 use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Turn};
 use crate::app::App;
-use crate::db::{self, Tail};
+use crate::db;
 use crate::idempotency::Claim;
 use crate::models::event::{self, NewEvent};
 use crate::models::message::{self, NewReply};
-use crate::models::settlement_due::{self, Due};
+use crate::models::settlement_due::{self, Due, Settled};
 use crate::models::{account, conversation, pending_reply};
 
 /// Records the reply, settles its cost against the reservation and stores the answer under the
 /// request's idempotency `claim`, in one transaction. Rows are locked in one order everywhere:
-/// the conversation, then the account, whose row is the hottest and so locked last.
+/// the turn's queue row, the conversation's, then the account's, whose row is the hottest and
+/// so locked last.
 ///
 /// What goes to the account's row (the unused reservation back, the `reply.created` event) is
-/// stored as a [`Due`] and paid just after, in a transaction that does not wait for the disk:
-/// the settlement's own commit waits for it, and so holds no row that the account's other
-/// replies need while it does.
+/// stored as a [`Due`] and paid just after, pipelined behind the settlement's commit, in a
+/// transaction that does not wait for the disk: the settlement's own commit waits for it, and
+/// so holds no row that the account's other replies need while it does.
 pub async fn settle(
     app: &App,
     turn: &Turn,
@@ -34,10 +34,6 @@ pub async fn settle(
 ) -> ReplyResult<()> {
     let cost = reply.cost.subunits();
     let hold = turn.hold.subunits();
-    let tokens = (
-        i64::from(reply.usage.prompt_tokens),
-        i64::from(reply.usage.completion_tokens),
-    );
     let new_reply = |charged| NewReply {
         conversation_id: turn.conversation_id,
         turn_id: turn.message_id,
@@ -49,16 +45,6 @@ pub async fn settle(
         completion_tokens: i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX),
         model: &reply.model,
     };
-    let answer = claim.map(|_| GenerateReplyResponse {
-        coalesced: false,
-        success: true,
-        conversation_id: turn.conversation_id,
-        customer_identifier: turn.customer_identifier.clone(),
-        reply: reply.text.clone(),
-        function_calls: reply.function_calls.clone(),
-        ai_disabled: false,
-        opted_out: false,
-    });
     let due = |refund| Due {
         message_id: turn.message_id,
         account_id: turn.account_id,
@@ -67,78 +53,94 @@ pub async fn settle(
         refund,
     };
     let mut conn = app.db().await?;
+    if cost <= hold && claim.is_none() {
+        // The common case: one statement, its own transaction, and the payment behind it.
+        let recorded = new_reply(cost);
+        let settled = Settled {
+            reply: &recorded,
+            variables: &turn.variables,
+        };
+        let due = due(hold - cost);
+        let pipe: &AsyncPgConnection = &conn;
+        let (mut c1, mut c2) = (pipe, pipe);
+        let (settlement, paid) = futures::join!(
+            settlement_due::settle_within_hold(&mut c1, &settled),
+            settlement_due::pay(&mut c2, &due),
+        );
+        settlement?.ok_or(ReplyError::Superseded)?;
+        note_unpaid(paid);
+        return Ok(());
+    }
+
+    db::begin(&mut conn).await?;
     let recorded = async {
         let conn: &mut AsyncPgConnection = &mut conn;
-        // Within the reservation (as it should be), the reply is recorded in one pipeline, with
-        // the BEGIN: the conversation's row first (a message admitted from now on waits for
-        // this commit and then finds this turn over; one admitted before is seen by `take` as a
-        // waiter).
-        let (taken, due) = if cost <= hold {
+        let due = if cost <= hold {
             let recorded = new_reply(cost);
-            let due = due(hold - cost);
-            let pipe: &AsyncPgConnection = conn;
-            let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) =
-                (pipe, pipe, pipe, pipe, pipe, pipe);
-            let stored = async {
-                match (claim, &answer) {
-                    (Some(claim), Some(answer)) => {
-                        claim.complete(&mut c4, StatusCode::OK, answer).await
-                    }
-                    _ => Ok(()),
-                }
+            let settled = Settled {
+                reply: &recorded,
+                variables: &turn.variables,
             };
-            let (began, recorded) = futures::join!(db::begin_pipelined(&mut c0), async {
-                futures::try_join!(
-                    conversation::count_reply(
-                        &mut c1,
-                        turn.conversation_id,
-                        &turn.variables,
-                        cost,
-                        tokens
-                    )
-                    .map_err(ReplyError::from),
-                    pending_reply::take(&mut c2, turn.conversation_id, turn.message_id)
-                        .map_err(ReplyError::from),
-                    message::insert_reply(&mut c3, &recorded).map_err(ReplyError::from),
-                    stored.map_err(ReplyError::from),
-                    settlement_due::insert(&mut c5, &due).map_err(ReplyError::from),
-                )
-            });
-            db::begun(conn, began)?;
-            let ((), taken, (), (), ()) = recorded?;
-            (taken, due)
+            settlement_due::settle_within_hold(conn, &settled)
+                .await?
+                .ok_or(ReplyError::Superseded)?;
+            due(hold - cost)
         } else {
-            // Past it, what the balance can still pay is charged, on the account's row now.
-            db::begin(conn).await?;
+            // Past the reservation, what the balance can still pay is charged, on the
+            // account's row now.
+            let tokens = (
+                i64::from(reply.usage.prompt_tokens),
+                i64::from(reply.usage.completion_tokens),
+            );
             conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0, tokens)
                 .await?;
-            let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id).await?;
+            let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id)
+                .await?
+                .ok_or(ReplyError::Superseded)?;
+            let charged = account::charge(conn, taken.account_id, taken.hold, cost).await?;
+            conversation::add_cost(conn, turn.conversation_id, charged).await?;
+            message::insert_reply(conn, &new_reply(charged)).await?;
             let due = due(0);
-            if let Some(taken) = &taken {
-                let charged = account::charge(conn, taken.account_id, taken.hold, cost).await?;
-                conversation::add_cost(conn, turn.conversation_id, charged).await?;
-                message::insert_reply(conn, &new_reply(charged)).await?;
-                if let (Some(claim), Some(answer)) = (claim, &answer) {
-                    claim.complete(conn, StatusCode::OK, answer).await?;
-                }
-                settlement_due::insert(conn, &due).await?;
-            }
-            (taken, due)
+            settlement_due::insert(conn, &due).await?;
+            due
         };
-        let taken = taken.ok_or(ReplyError::Superseded)?;
-        Ok(((due, taken.waiters), Tail::default()))
+        if let Some(claim) = claim {
+            let answer = GenerateReplyResponse {
+                coalesced: false,
+                success: true,
+                conversation_id: turn.conversation_id,
+                customer_identifier: turn.customer_identifier.clone(),
+                reply: reply.text.clone(),
+                function_calls: reply.function_calls.clone(),
+                ai_disabled: false,
+                opted_out: false,
+            };
+            claim.complete(conn, StatusCode::OK, &answer).await?;
+        }
+        Ok::<_, ReplyError>(due)
     }
     .await;
-    let (due, waiters) = db::end::<_, ReplyError>(&mut conn, recorded).await?;
-    // The reply is settled and answerable from here; should paying fail, the sweep pays.
-    let mut pay = Tail::default().then(&settlement_due::pay_statement(&due));
-    if waiters {
-        pay = pay.then(&pending_reply::announce_statement(turn.conversation_id));
-    }
-    if let Err(error) = db::run_alone(&mut conn, pay.without_waiting_for_disk()).await {
+    let due = match recorded {
+        Ok(due) => due,
+        Err(error) => return db::end(&mut conn, Err(error)).await,
+    };
+    let pipe: &AsyncPgConnection = &conn;
+    let (mut c1, mut c2) = (pipe, pipe);
+    let (commit, paid) = futures::join!(
+        db::pipelined_commit(&mut c1, true),
+        settlement_due::pay(&mut c2, &due),
+    );
+    db::committed(&mut conn, Ok::<_, ReplyError>(()), commit).await?;
+    note_unpaid(paid);
+    Ok(())
+}
+
+/// The reply is settled and answerable whatever became of its due's payment: should paying
+/// have failed, the sweep pays.
+fn note_unpaid(paid: diesel::QueryResult<()>) {
+    if let Err(error) = paid {
         tracing::warn!(%error, "could not pay a settled reply's due; the sweep will");
     }
-    Ok(())
 }
 
 /// Pays the dues whose reply could not (the database lost, the process killed, just after
@@ -147,11 +149,7 @@ pub async fn pay_dues_left_unpaid(app: &App) -> ReplyResult<()> {
     let mut conn = app.db().await?;
     let before = chrono::Utc::now() - chrono::Duration::minutes(1);
     for due in settlement_due::left_unpaid(&mut conn, before, 1000).await? {
-        db::run_alone(
-            &mut conn,
-            Tail::default().then(&settlement_due::pay_statement(&due)),
-        )
-        .await?;
+        settlement_due::pay(&mut conn, &due).await?;
     }
     Ok(())
 }
@@ -168,7 +166,7 @@ pub async fn coalesce(
 ) -> ReplyResult<()> {
     let mut conn = app.db().await?;
     db::begin(&mut conn).await?;
-    let coalesced = async {
+    let taken = async {
         let conn: &mut AsyncPgConnection = &mut conn;
         conversation::merge_variables(conn, turn.conversation_id, &turn.variables).await?;
         let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id)
@@ -177,16 +175,26 @@ pub async fn coalesce(
         if let Some(claim) = claim {
             claim.complete(conn, StatusCode::OK, answer).await?;
         }
-        // The account's row, the hottest, in the tail.
-        let mut tail =
-            Tail::default().then(&account::refund_statement(taken.account_id, taken.hold));
-        if taken.waiters {
-            tail = tail.then(&pending_reply::announce_statement(turn.conversation_id));
-        }
-        Ok(((), tail))
+        Ok::<_, ReplyError>(taken)
     }
     .await;
-    db::end(&mut conn, coalesced).await
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(error) => return db::end(&mut conn, Err(error)).await,
+    };
+    // The account's row, the hottest, last, pipelined with the COMMIT.
+    let pipe: &AsyncPgConnection = &conn;
+    let (mut c1, mut c2, mut c3) = (pipe, pipe, pipe);
+    let (refunded, announced, commit) = futures::join!(
+        account::refund(&mut c1, taken.account_id, taken.hold),
+        db::when(
+            taken.waiters,
+            pending_reply::announce(&mut c2, turn.conversation_id)
+        ),
+        db::pipelined_commit(&mut c3, true),
+    );
+    let outcome = refunded.and(announced).map(drop).map_err(ReplyError::from);
+    db::committed(&mut conn, outcome, commit).await
 }
 
 /// Gives up a turn whose reply failed: the reservation is refunded and the customer's

@@ -144,8 +144,8 @@ async fn the_rate_limit_answers_429_with_its_headers() {
     assert_eq!(status, 200);
 }
 
-/// Calls at once past the limit: each is counted by its transaction's tail, whose CHECK refuses
-/// the calls past the limit even when their standing, read earlier, said there was room.
+/// Calls at once past the limit: each is counted at the end of its admission, whose CHECK
+/// refuses the calls past the limit and rolls the whole admission back.
 #[tokio::test]
 async fn calls_at_once_past_the_rate_limit_are_refused_and_leave_nothing() {
     let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 5).await;
@@ -185,4 +185,52 @@ async fn calls_at_once_past_the_rate_limit_are_refused_and_leave_nothing() {
         return;
     }
     panic!("three windows ended during the calls");
+}
+
+/// The admission's last pipeline sends its COMMIT before it knows whether its statements
+/// pass: each refusal there (the rate limit, the balance, a key revoked meanwhile) fails a
+/// statement, which rolls the whole admission back, and the one pooled connection serves the
+/// next call at once.
+#[tokio::test]
+async fn refusals_at_the_end_of_the_admission_leave_nothing_and_the_connection_serves_on() {
+    use anyreply_server::models::api_key;
+    let app = TestApp::spawn_with(|s| {
+        s.rate_limit_per_minute = 1;
+        s.database_pool_size = 1;
+    })
+    .await;
+    let rich = app.account("10").await;
+    let poor = app.account("0.005").await; // below the 0.01 reservation
+    let assistant = app.assistant(&rich, &json!({ "name": "A" })).await;
+    let poor_assistant = app.assistant(&poor, &json!({ "name": "P" })).await;
+    let mut conn = app.db.connect().await;
+    let revoked_key = api_key::create(&mut conn, rich.id).await.unwrap().key;
+    let last_key = api_key::create(&mut conn, rich.id).await.unwrap().key;
+
+    let (status, body) = app.reply(&rich.key, assistant, "c", "first").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.reply(&rich.key, assistant, "c", "past the limit").await;
+    assert_error(status, &body, 429, "RATE_LIMITED");
+    let (status, body) = app.reply(&poor.key, poor_assistant, "c", "hi").await;
+    assert_error(status, &body, 402, "INSUFFICIENT_BALANCE");
+    // Remembered by the server, then revoked behind its back.
+    let (status, body) = app.reply(&revoked_key, assistant, "d", "hi").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        api_key::revoke(&mut conn, &revoked_key[..12])
+            .await
+            .unwrap()
+    );
+    let (status, body) = app.reply(&revoked_key, assistant, "d", "revoked").await;
+    assert_error(status, &body, 401, "UNAUTHORIZED");
+    let (status, body) = app.reply(&last_key, assistant, "c", "last").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Three answered calls: three messages and three replies, nothing queued or owed, and
+    // the poor account untouched.
+    assert_eq!(app.count("messages").await, 6);
+    assert_eq!(app.count("pending_replies").await, 0);
+    assert_eq!(app.count("settlements_due").await, 0);
+    assert_eq!(app.count("events WHERE kind = 'message.received'").await, 3);
+    assert_eq!(app.balance(&poor).await, crate::util::money("0.005"));
 }

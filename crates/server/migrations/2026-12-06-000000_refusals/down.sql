@@ -1,0 +1,1 @@
+DROP FUNCTION anyreply_refuse(text);
