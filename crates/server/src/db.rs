@@ -229,8 +229,8 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeptPrepa
 /// Waits until everything committed so far, synchronously or not, is on disk: a transaction
 /// that writes WAL (a logical-decoding message, which nothing reads) and waits for its
 /// commit's flush, which covers every commit record written before it. Call before acting on
-/// rows that a commit without waiting for the disk ([`pipelined_commit`], a due's payment) may
-/// have written.
+/// rows that a commit [without waiting for the disk](Commit::WithoutWaitingForDisk) (an
+/// admission, a due's payment) may have written.
 pub async fn make_durable(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     conn.batch_execute("SELECT pg_logical_emit_message(true, 'anyreply', '')")
         .await
@@ -305,17 +305,30 @@ pub async fn end<T, E: From<diesel::result::Error>>(
     }
 }
 
+/// How a [`pipelined_commit`] commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Waits for its WAL's flush, as PostgreSQL does by default.
+    Durable,
+    /// Does not wait for the disk, and so releases its row locks a flush earlier: under load
+    /// the hot rows' holders then wait for nobody's disk. Only for a transaction whose effects
+    /// nothing outside acts on before a later commit that does wait (a reply's settlement, a
+    /// tool's journal entry, a webhook's dispatch, the event streams' [`make_durable`]): WAL is
+    /// flushed in order, so that commit makes this one durable too, and a crash before it
+    /// loses this one whole and unseen.
+    WithoutWaitingForDisk,
+}
+
 /// `COMMIT`, pipelined behind the transaction's last statements, which the connection sends in
 /// the order they are polled: the rows they lock (the account's balance, the key's rate
 /// counter: rows every reply of an account writes) are then held only while PostgreSQL runs
 /// them and commits, never across a round trip to this process. A statement that fails (a
 /// CHECK, a refusal) leaves the transaction aborted, and PostgreSQL answers the COMMIT by
-/// rolling back: a pipeline refuses by failing. The commit does not wait for the disk when
-/// `durable` is false (see [`committed`]). Hand its outcome to [`committed`].
-pub async fn pipelined_commit(pipe: &mut &AsyncPgConnection, durable: bool) -> QueryResult<()> {
+/// rolling back: a pipeline refuses by failing. Hand its outcome to [`committed`].
+pub async fn pipelined_commit(pipe: &mut &AsyncPgConnection, commit: Commit) -> QueryResult<()> {
     let (mut setting, mut committing) = (*pipe, *pipe);
     let without_waiting = async {
-        if durable {
+        if commit == Commit::Durable {
             return Ok(0);
         }
         diesel::sql_query("SET LOCAL synchronous_commit = off")
@@ -333,11 +346,6 @@ pub async fn pipelined_commit(pipe: &mut &AsyncPgConnection, durable: bool) -> Q
 /// its statements gave (the first error among them, if any), `commit` the COMMIT's answer.
 /// The transaction committed only if both are good; otherwise it rolled back (a ROLLBACK is
 /// sent anyway, for when the COMMIT was never sent, and is harmless when it was).
-///
-/// A commit that did not wait for the disk is for a transaction whose effects nothing outside
-/// acts on before a later commit that does wait (a reply's settlement, a tool's journal entry,
-/// a webhook's dispatch, the event streams' [`make_durable`]): WAL is flushed in order, so that
-/// commit makes this one durable too, and a crash before it loses this one whole and unseen.
 pub async fn committed<T, E: From<diesel::result::Error>>(
     conn: &mut AsyncPgConnection,
     outcome: Result<T, E>,

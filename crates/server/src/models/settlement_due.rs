@@ -49,26 +49,13 @@ pub struct Settled<'a> {
     pub variables: &'a serde_json::Value,
 }
 
-/// The turn taken off the queue by [`settle_within_hold`].
-#[derive(Debug, QueryableByName)]
-pub struct Settlement {
-    #[diesel(sql_type = Int8)]
-    pub account_id: i64,
-    /// What the turn had reserved.
-    #[diesel(sql_type = Int8)]
-    pub hold: i64,
-}
-
 /// Settles a reply that cost no more than its reservation, in one statement that is its own
 /// transaction: takes the turn off the queue, records the reply, counts it in the
 /// conversation's totals (merging the request's variables) and stores the [`Due`] of the
-/// reservation's rest. `None`, with nothing written, if the turn was no longer queued
+/// reservation's rest. `false`, with nothing written, if the turn was no longer queued
 /// (reclaimed). The turn's own queue row is locked before the conversation's, like a
 /// release's.
-pub async fn settle_within_hold(
-    conn: &mut impl Conn,
-    settled: &Settled<'_>,
-) -> QueryResult<Option<Settlement>> {
+pub async fn settle_within_hold(conn: &mut impl Conn, settled: &Settled<'_>) -> QueryResult<bool> {
     let reply = settled.reply;
     diesel::sql_query(
         "WITH taken AS (DELETE FROM pending_replies WHERE message_id = $1 RETURNING account_id, hold),
@@ -85,7 +72,7 @@ pub async fn settle_within_hold(
          due AS (
              INSERT INTO settlements_due (message_id, account_id, conversation_id, reply_seq, refund)
              SELECT $1, account_id, $2, $7 + 1, hold - $4 FROM taken)
-         SELECT account_id, hold FROM taken",
+         SELECT 1 FROM taken",
     )
     .bind::<Int8, _>(reply.turn_id)
     .bind::<SqlUuid, _>(reply.conversation_id)
@@ -98,9 +85,9 @@ pub async fn settle_within_hold(
     .bind::<Jsonb, _>(&reply.function_calls)
     .bind::<Text, _>(reply.model)
     .keep_prepared()
-    .get_result(conn)
+    .execute(conn)
     .await
-    .optional()
+    .map(|rows| rows == 1)
 }
 
 /// Pays `due` unless it was paid: the refund and the `reply.created` event, on the account's

@@ -14,7 +14,7 @@ use super::error::{ReplyError, ReplyResult};
 use super::prompt::{HistoryWalk, PromptBudget, render};
 use super::{Prepared, Turn, reservation, settlement};
 use crate::app::App;
-use crate::db;
+use crate::db::{self, Commit};
 use crate::extract::Caller;
 use crate::idempotency::{self, Begin, Claim, RequestKey, StoredAnswer};
 use crate::models::assistant::{self, AssistantRow};
@@ -238,7 +238,7 @@ async fn admit_in(
         ),
         api_key::count_call(&mut c5, caller.api_key_id, limit),
         event::insert_moving_balance(&mut c6, &received, -hold.subunits()),
-        db::pipelined_commit(&mut c7, false),
+        db::pipelined_commit(&mut c7, Commit::WithoutWaitingForDisk),
     );
     let outcome = (|| {
         let enqueued = enqueued?;

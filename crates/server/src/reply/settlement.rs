@@ -10,7 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Turn};
 use crate::app::App;
-use crate::db;
+use crate::db::{self, Commit};
 use crate::idempotency::Claim;
 use crate::models::event::{self, NewEvent};
 use crate::models::message::{self, NewReply};
@@ -52,14 +52,14 @@ pub async fn settle(
         reply_seq: turn.seq + 1,
         refund,
     };
+    let within_hold = new_reply(cost);
+    let settled = Settled {
+        reply: &within_hold,
+        variables: &turn.variables,
+    };
     let mut conn = app.db().await?;
     if cost <= hold && claim.is_none() {
         // The common case: one statement, its own transaction, and the payment behind it.
-        let recorded = new_reply(cost);
-        let settled = Settled {
-            reply: &recorded,
-            variables: &turn.variables,
-        };
         let due = due(hold - cost);
         let pipe: &AsyncPgConnection = &conn;
         let (mut c1, mut c2) = (pipe, pipe);
@@ -67,7 +67,9 @@ pub async fn settle(
             settlement_due::settle_within_hold(&mut c1, &settled),
             settlement_due::pay(&mut c2, &due),
         );
-        settlement?.ok_or(ReplyError::Superseded)?;
+        if !settlement? {
+            return Err(ReplyError::Superseded);
+        }
         note_unpaid(paid);
         return Ok(());
     }
@@ -76,14 +78,9 @@ pub async fn settle(
     let recorded = async {
         let conn: &mut AsyncPgConnection = &mut conn;
         let due = if cost <= hold {
-            let recorded = new_reply(cost);
-            let settled = Settled {
-                reply: &recorded,
-                variables: &turn.variables,
-            };
-            settlement_due::settle_within_hold(conn, &settled)
-                .await?
-                .ok_or(ReplyError::Superseded)?;
+            if !settlement_due::settle_within_hold(conn, &settled).await? {
+                return Err(ReplyError::Superseded);
+            }
             due(hold - cost)
         } else {
             // Past the reservation, what the balance can still pay is charged, on the
@@ -127,7 +124,7 @@ pub async fn settle(
     let pipe: &AsyncPgConnection = &conn;
     let (mut c1, mut c2) = (pipe, pipe);
     let (commit, paid) = futures::join!(
-        db::pipelined_commit(&mut c1, true),
+        db::pipelined_commit(&mut c1, Commit::Durable),
         settlement_due::pay(&mut c2, &due),
     );
     db::committed(&mut conn, Ok::<_, ReplyError>(()), commit).await?;
@@ -191,7 +188,7 @@ pub async fn coalesce(
             taken.waiters,
             pending_reply::announce(&mut c2, turn.conversation_id)
         ),
-        db::pipelined_commit(&mut c3, true),
+        db::pipelined_commit(&mut c3, Commit::Durable),
     );
     let outcome = refunded.and(announced).map(drop).map_err(ReplyError::from);
     db::committed(&mut conn, outcome, commit).await
