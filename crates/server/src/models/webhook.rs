@@ -129,15 +129,3 @@ pub async fn disable(conn: &mut AsyncPgConnection, id: i64, reason: &str) -> Que
     .await?;
     Ok(disabled == 1)
 }
-
-/// The enabled webhooks with events not yet dispatched, of `accounts` (all accounts: `None`).
-pub async fn behind(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
-    webhooks::table
-        .inner_join(accounts::table)
-        .filter(webhooks::disabled_at.is_null())
-        .filter(webhooks::dispatched_up_to.lt(accounts::last_event_id))
-        .select(webhooks::id)
-        .order(webhooks::id.asc())
-        .load(conn)
-        .await
-}

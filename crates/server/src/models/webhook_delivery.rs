@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Int4, Int8, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Int4, Int8, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -114,22 +114,42 @@ const NOTHING_EARLIER_PENDING: &str = "NOT EXISTS (
     WHERE earlier.webhook_id = d.webhook_id AND earlier.conversation_id = d.conversation_id
       AND earlier.delivered_at IS NULL AND earlier.event_id < d.event_id)";
 
+/// Deliveries this process is sending now, by webhook: `webhook_ids[i]` has `counts[i]`.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight {
+    pub webhook_ids: Vec<i64>,
+    pub counts: Vec<i32>,
+}
+
 /// Takes up to `limit` due deliveries of enabled webhooks, each the oldest undelivered of its
-/// webhook and conversation, and moves them `lease` ahead: until then no other sender takes
-/// them, and after it (the sender died) any may.
+/// webhook and conversation, at most `per_webhook` of a webhook counting those `in_flight`, and
+/// moves them `lease` ahead: until then no other sender takes them, and after it (the sender
+/// died) any may.
 pub async fn take_due(
     conn: &mut AsyncPgConnection,
     lease: Duration,
     limit: i64,
+    per_webhook: i32,
+    in_flight: &InFlight,
 ) -> QueryResult<Vec<TakenDelivery>> {
+    // The window picks; the lock, a level up (no FOR UPDATE beside a window), checks again
+    // that another sender did not take the delivery meanwhile.
     diesel::sql_query(format!(
-        "WITH due AS (
-             SELECT d.id FROM webhook_deliveries d
+        "WITH in_flight AS (SELECT * FROM unnest($4::int8[], $5::int4[]) AS f(webhook_id, n)),
+         ranked AS (
+             SELECT d.id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id)
+                          + coalesce(f.n, 0) AS place
+             FROM webhook_deliveries d
              JOIN webhooks w ON w.id = d.webhook_id AND w.disabled_at IS NULL
-             WHERE d.delivered_at IS NULL AND d.next_attempt_at <= now() AND {NOTHING_EARLIER_PENDING}
+             LEFT JOIN in_flight f ON f.webhook_id = d.webhook_id
+             WHERE d.delivered_at IS NULL AND d.next_attempt_at <= now() AND {NOTHING_EARLIER_PENDING}),
+         due AS (
+             SELECT d.id FROM webhook_deliveries d
+             WHERE d.id IN (SELECT id FROM ranked WHERE place <= $3)
+               AND d.delivered_at IS NULL AND d.next_attempt_at <= now()
              ORDER BY d.next_attempt_at, d.id
              LIMIT $2
-             FOR UPDATE OF d SKIP LOCKED)
+             FOR UPDATE SKIP LOCKED)
          UPDATE webhook_deliveries d
          SET attempts = d.attempts + 1,
              next_attempt_at = now() + make_interval(secs => $1),
@@ -141,6 +161,9 @@ pub async fn take_due(
     ))
     .bind::<diesel::sql_types::Double, _>(lease.as_secs_f64())
     .bind::<Int8, _>(limit)
+    .bind::<Int4, _>(per_webhook)
+    .bind::<Array<Int8>, _>(&in_flight.webhook_ids)
+    .bind::<Array<Int4>, _>(&in_flight.counts)
     .keep_prepared()
     .load(conn)
     .await
@@ -184,27 +207,47 @@ pub async fn mark_failed(
     .map(drop)
 }
 
-#[derive(QueryableByName)]
-struct Wait {
+/// What the webhook worker has to do, read in one statement (so that an idle worker costs one
+/// transaction a look).
+#[derive(Debug, QueryableByName)]
+pub struct Outlook {
+    /// The enabled webhooks with events not yet dispatched.
+    #[diesel(sql_type = Array<Int8>)]
+    pub behind: Vec<i64>,
+    /// Seconds until the next delivery that may be sent is due, by the database's clock (which
+    /// set the times); negative when overdue, NULL when none waits.
     #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
-    seconds: Option<f64>,
+    due_in_seconds: Option<f64>,
 }
 
-/// How long until the next delivery that may be sent is due (zero: now); `None` when none waits.
-/// Measured by the database's clock, which set the times.
-pub async fn next_due_in(conn: &mut AsyncPgConnection) -> QueryResult<Option<Duration>> {
-    let wait: Wait = diesel::sql_query(format!(
-        "SELECT greatest(0, extract(epoch FROM min(d.next_attempt_at) - now()))::float8 AS seconds
-         FROM webhook_deliveries d
-         JOIN webhooks w ON w.id = d.webhook_id AND w.disabled_at IS NULL
-         WHERE d.delivered_at IS NULL AND {NOTHING_EARLIER_PENDING}"
+impl Outlook {
+    /// How long until the next delivery that may be sent is due (zero: now); `None` when none
+    /// waits.
+    pub fn next_due_in(&self) -> Option<Duration> {
+        self.due_in_seconds
+            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0)))
+    }
+}
+
+/// The webhooks behind their account's events, and when the next delivery falls due of a
+/// webhook not in `full` (those sending all they may at once: one of theirs ending wakes the
+/// worker).
+pub async fn outlook(conn: &mut AsyncPgConnection, full: &[i64]) -> QueryResult<Outlook> {
+    diesel::sql_query(format!(
+        "SELECT
+             ARRAY(SELECT w.id FROM webhooks w JOIN accounts a ON a.id = w.account_id
+                   WHERE w.disabled_at IS NULL AND w.dispatched_up_to < a.last_event_id
+                   ORDER BY w.id) AS behind,
+             (SELECT extract(epoch FROM min(d.next_attempt_at) - now())::float8
+              FROM webhook_deliveries d
+              JOIN webhooks w ON w.id = d.webhook_id AND w.disabled_at IS NULL
+              WHERE d.delivered_at IS NULL AND d.webhook_id <> ALL($1)
+                AND {NOTHING_EARLIER_PENDING}) AS due_in_seconds"
     ))
+    .bind::<Array<Int8>, _>(full)
     .keep_prepared()
     .get_result(conn)
-    .await?;
-    Ok(wait
-        .seconds
-        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0))))
+    .await
 }
 
 /// Deletes deliveries delivered more than `days` days ago, and those of webhooks disabled that

@@ -161,6 +161,10 @@ impl std::fmt::Display for RefusedAddress {
 
 impl std::error::Error for RefusedAddress {}
 
+/// Longest wait for a tool's or a webhook receiver's connection to be accepted (the whole call
+/// has a timeout of its own).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An HTTP client that connects only where `policy` allows: names are resolved by
 /// [`GuardedResolver`] alone; no redirects (one could lead anywhere) and no proxy (it would
 /// connect for us, unchecked). Check an address written in a URL with [`literal_address`].
@@ -173,6 +177,7 @@ pub fn guarded_client(
         .dns_resolver(Arc::new(GuardedResolver { policy, lookup }))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("anyreply/", env!("CARGO_PKG_VERSION")));
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);

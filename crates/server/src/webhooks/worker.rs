@@ -1,77 +1,190 @@
 //! The webhook worker of one process: dispatches new events into deliveries and sends the due
-//! ones, every `webhook_recheck` (1 s) or sooner when a retry falls due. It polls rather than
-//! listens: events are written without `NOTIFY`, which would serialise every commit.
+//! ones. It looks every `webhook_recheck` (1 s), sooner when a retry falls due or a send ends,
+//! in one statement when there is nothing to do: it polls rather than listens, since events are
+//! written without `NOTIFY`, which would serialise every commit.
+//!
+//! Each delivery is sent by a task of its own and recorded when it ends, so no delivery waits
+//! for another's receiver; a webhook has at most [`IN_FLIGHT_PER_WEBHOOK`] on their way, so
+//! receivers that never answer hold up only their own webhook's deliveries.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyreply_core::wire::WebhookPayload;
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use futures::StreamExt;
+use tokio::task::{Id, JoinSet};
 
 use super::Attempt;
 use crate::app::App;
 use crate::models::event::EventRow;
 use crate::models::webhook;
-use crate::models::webhook_delivery::{self, TakenDelivery};
+use crate::models::webhook_delivery::{self, InFlight, TakenDelivery};
 use crate::telemetry::metrics;
 
 /// Events read per dispatch transaction.
 const DISPATCH_BATCH: i64 = 500;
-/// Deliveries taken at once, and sent concurrently.
-const SEND_BATCH: i64 = 32;
+/// Deliveries one process sends at once.
+const IN_FLIGHT: usize = 256;
+/// Deliveries of one webhook sent at once (each of another conversation: a conversation's go in
+/// order).
+pub const IN_FLIGHT_PER_WEBHOOK: i32 = 4;
 /// How long a taken delivery stays with its sender beyond the receiver's timeout.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Pause after an error (the database down, say) before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// Runs until dropped.
+/// Runs until dropped; the deliveries on their way are dropped with it (each is taken again
+/// after its lease).
 pub async fn run(app: App) {
+    let mut sending = Sending::default();
     loop {
-        let wait = match work(&app).await {
-            Ok(next_due) => next_due.map_or(app.settings.webhook_recheck, |due| {
-                due.min(app.settings.webhook_recheck)
-            }),
+        let wait = match look(&app, &mut sending).await {
+            Ok(wait) => wait,
             Err(error) => {
                 tracing::warn!(%error, "webhook deliveries failed; trying again");
                 RETRY_PAUSE
             }
         };
-        tokio::time::sleep(wait).await;
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            // A webhook with every place taken may send its next.
+            () = sending.one_ended() => {}
+        }
     }
 }
 
-/// Dispatches new events of every webhook into deliveries, sends every due delivery, and says
-/// when the next one is due.
-async fn work(app: &App) -> anyhow::Result<Option<Duration>> {
+/// Dispatches new events of every webhook into deliveries and starts sending the due ones;
+/// says how long to wait before looking again (zero: at once).
+async fn look(app: &App, sending: &mut Sending) -> anyhow::Result<Duration> {
+    let recheck = app.settings.webhook_recheck;
+    sending.forget_ended();
     let mut conn = app.db().await?;
-    for webhook_id in webhook::behind(&mut conn).await? {
+    let outlook = webhook_delivery::outlook(&mut conn, &sending.full()).await?;
+    for &webhook_id in &outlook.behind {
         while webhook_delivery::dispatch(&mut conn, webhook_id, DISPATCH_BATCH, payload_of).await?
             == DISPATCH_BATCH as usize
         {}
     }
+    let next_due = outlook.next_due_in();
+    if outlook.behind.is_empty() && next_due.is_none_or(|due| !due.is_zero()) {
+        return Ok(next_due.map_or(recheck, |due| due.min(recheck)));
+    }
+    let room = IN_FLIGHT - sending.len();
+    if room == 0 {
+        return Ok(recheck);
+    }
     let lease = app.settings.webhook_timeout + LEASE_MARGIN;
-    loop {
-        let taken = webhook_delivery::take_due(&mut conn, lease, SEND_BATCH).await?;
-        if taken.is_empty() {
-            break;
-        }
-        // Not holding a connection while receivers answer.
-        drop(conn);
-        let outcomes: Vec<_> = futures::stream::iter(taken)
-            .map(|delivery| async move {
-                let attempt = app.webhooks.send(&delivery).await;
-                (delivery, attempt)
-            })
-            .buffer_unordered(SEND_BATCH as usize)
-            .collect()
-            .await;
-        conn = app.db().await?;
-        for (delivery, attempt) in outcomes {
-            record(app, &mut conn, &delivery, attempt).await?;
+    let taken = webhook_delivery::take_due(
+        &mut conn,
+        lease,
+        room as i64,
+        IN_FLIGHT_PER_WEBHOOK,
+        &sending.in_flight(),
+    )
+    .await?;
+    drop(conn);
+    // Having taken some, look again at once: more may be due. Having taken none, what is due
+    // is another sender's, or waits for a place.
+    let wait = if taken.is_empty() {
+        recheck
+    } else {
+        Duration::ZERO
+    };
+    for delivery in taken {
+        sending.start(app, delivery);
+    }
+    Ok(wait)
+}
+
+/// The deliveries this process is sending, each a task that sends and records one attempt.
+#[derive(Debug, Default)]
+struct Sending {
+    tasks: JoinSet<()>,
+    webhook_of: HashMap<Id, i64>,
+    per_webhook: HashMap<i64, i32>,
+}
+
+impl Sending {
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn start(&mut self, app: &App, delivery: TakenDelivery) {
+        let webhook_id = delivery.webhook_id;
+        let app = app.clone();
+        let task = self.tasks.spawn(async move {
+            let attempt = app.webhooks.send(&delivery).await;
+            let recorded = async {
+                let mut conn = app.db().await?;
+                record(&app, &mut conn, &delivery, attempt).await?;
+                anyhow::Ok(())
+            };
+            if let Err(error) = recorded.await {
+                tracing::warn!(
+                    %error,
+                    delivery_id = delivery.id,
+                    "could not record a webhook delivery's attempt; it is sent again after its lease"
+                );
+            }
+        });
+        self.webhook_of.insert(task.id(), webhook_id);
+        *self.per_webhook.entry(webhook_id).or_default() += 1;
+    }
+
+    /// Waits for a send to end (forever, when none is on its way), and forgets every send
+    /// that has ended.
+    async fn one_ended(&mut self) {
+        let Some(ended) = self.tasks.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        self.forget(ended);
+        self.forget_ended();
+    }
+
+    fn forget_ended(&mut self) {
+        while let Some(ended) = self.tasks.try_join_next_with_id() {
+            self.forget(ended);
         }
     }
-    Ok(webhook_delivery::next_due_in(&mut conn).await?)
+
+    fn forget(&mut self, ended: Result<(Id, ()), tokio::task::JoinError>) {
+        let id = match ended {
+            Ok((id, ())) => id,
+            Err(error) => {
+                tracing::error!(%error, "a webhook delivery's task failed");
+                error.id()
+            }
+        };
+        if let Some(webhook_id) = self.webhook_of.remove(&id)
+            && let Some(count) = self.per_webhook.get_mut(&webhook_id)
+        {
+            *count -= 1;
+            if *count <= 0 {
+                self.per_webhook.remove(&webhook_id);
+            }
+        }
+    }
+
+    fn in_flight(&self) -> InFlight {
+        let (webhook_ids, counts) = self.per_webhook.iter().map(|(id, n)| (*id, *n)).unzip();
+        InFlight {
+            webhook_ids,
+            counts,
+        }
+    }
+
+    /// The webhooks sending all they may at once.
+    fn full(&self) -> Vec<i64> {
+        self.per_webhook
+            .iter()
+            .filter(|(_, count)| **count >= IN_FLIGHT_PER_WEBHOOK)
+            .map(|(id, _)| *id)
+            .collect()
+    }
 }
 
 /// The body of `event`'s deliveries; `None` for a type this build does not know.

@@ -623,3 +623,103 @@ async fn a_receiver_answering_gone_disables_its_webhook_at_once() {
     );
     assert_eq!(arrived(&server, event_id).await, 1);
 }
+
+#[tokio::test]
+async fn receivers_that_never_answer_hold_up_no_other_accounts_deliveries() {
+    // Long enough that no stuck send ends during the test.
+    let app = TestApp::spawn_with(|settings| {
+        fast_webhooks(settings);
+        settings.webhook_timeout = Duration::from_secs(120);
+    })
+    .await;
+    // Accepts every connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = accepted.clone();
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+            counting.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let stuck = app.account("1").await;
+    for _ in 0..20 {
+        create(&app, &stuck, &silent_url, &["message.received"]).await;
+    }
+    for _ in 0..10 {
+        emit(&app, &stuck, Uuid::new_v4(), EventType::MessageReceived).await;
+    }
+    // Every stuck webhook sends all it may at once.
+    let in_flight = 20 * anyreply_server::webhooks::worker::IN_FLIGHT_PER_WEBHOOK as usize;
+    eventually("the stuck webhooks' sends", || async {
+        accepted.load(Ordering::SeqCst) >= in_flight
+    })
+    .await;
+
+    let other = app.account("1").await;
+    let (server, url, _) = receiver(None, 204, false).await;
+    create(&app, &other, &url, &["message.received"]).await;
+    let event_id = emit(&app, &other, Uuid::new_v4(), EventType::MessageReceived).await;
+    let arrival = tokio::time::timeout(Duration::from_secs(5), async {
+        while arrived(&server, event_id).await == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        arrival.is_ok(),
+        "another account's delivery waited for receivers that never answer"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        in_flight,
+        "a stuck webhook sent more than its share at once"
+    );
+}
+
+#[tokio::test]
+async fn with_nothing_due_the_worker_is_told_to_sleep() {
+    use anyreply_server::models::webhook_delivery;
+    let app = spawn().await;
+    let account = app.account("1").await;
+    let mut conn = app.db.connect().await;
+    let outlook = webhook_delivery::outlook(&mut conn, &[]).await.unwrap();
+    assert_eq!(outlook.behind, Vec::<i64>::new());
+    assert_eq!(outlook.next_due_in(), None, "no webhook: nothing is due");
+
+    let (server, url, _) = receiver(None, 204, false).await;
+    let (webhook_id, _) = create(&app, &account, &url, &["message.received"]).await;
+    let event_id = emit(&app, &account, Uuid::new_v4(), EventType::MessageReceived).await;
+    eventually("the delivery", || async { delivered(&app, event_id).await }).await;
+    assert_eq!(arrived(&server, event_id).await, 1);
+    let outlook = webhook_delivery::outlook(&mut conn, &[]).await.unwrap();
+    assert_eq!(outlook.behind, Vec::<i64>::new());
+    assert_eq!(outlook.next_due_in(), None, "all delivered: nothing is due");
+
+    // A retry due in a minute is waited for; a webhook sending all it may is not looked at.
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "UPDATE webhook_deliveries SET delivered_at = NULL,
+                 next_attempt_at = now() + interval '60 seconds'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let due = webhook_delivery::outlook(&mut conn, &[])
+        .await
+        .unwrap()
+        .next_due_in()
+        .unwrap();
+    assert!(
+        due > Duration::from_secs(50) && due <= Duration::from_secs(60),
+        "{due:?}"
+    );
+    let outlook = webhook_delivery::outlook(&mut conn, &[webhook_id])
+        .await
+        .unwrap();
+    assert_eq!(outlook.next_due_in(), None);
+}

@@ -1,0 +1,95 @@
+//! A server with no traffic costs nothing: its background loops sleep until they have work.
+
+use std::time::Duration;
+
+use anyreply_server::tools::guard::AddressPolicy;
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::util::TestApp;
+
+/// Transactions PostgreSQL counted for this test's database, once every server connection to it
+/// has closed (a backend's counts are flushed when it exits, not at each commit).
+async fn transactions_so_far(app: &TestApp) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        n: i64,
+    }
+    let mut conn = app.db.connect().await;
+    for _ in 0..500 {
+        let others: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        if others.n == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let count: Count = diesel::sql_query(
+        "SELECT xact_commit + xact_rollback AS n FROM pg_stat_database
+         WHERE datname = current_database()",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    count.n
+}
+
+/// The transactions a server makes from its start to its stop `idle` later, with no traffic.
+async fn transactions_of_a_server_idle_for(app: &mut TestApp, idle: Duration) -> i64 {
+    let before = transactions_so_far(app).await;
+    app.start_server(app.settings.clone()).await;
+    tokio::time::sleep(idle).await;
+    app.stop_servers().await;
+    transactions_so_far(app).await - before
+}
+
+#[tokio::test]
+async fn an_idle_server_makes_at_most_two_transactions_a_second() {
+    let mut app = TestApp::spawn_with(|settings| {
+        settings.outbound_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    // Something for every loop to look at: a webhook with a delivered event, a conversation.
+    let account = app.account("10").await;
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let (status, body, _) = app
+        .post(
+            &account.key,
+            "/api/user/webhooks",
+            &json!({ "url": format!("{}/hook", receiver.uri()), "events": ["reply.created"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let assistant = app.assistant(&account, &json!({ "name": "Idle" })).await;
+    let (status, body) = app.reply(&account.key, assistant, "c1", "Hello").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..500 {
+        if !receiver.received_requests().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(receiver.received_requests().await.unwrap().len(), 1);
+    app.stop_servers().await;
+
+    // What starting and stopping cost, then what six more idle seconds add.
+    let short = transactions_of_a_server_idle_for(&mut app, Duration::from_secs(1)).await;
+    let long = transactions_of_a_server_idle_for(&mut app, Duration::from_secs(7)).await;
+    let per_second = (long - short) as f64 / 6.0;
+    assert!(
+        per_second <= 2.0,
+        "an idle server made {per_second:.1} transactions a second ({short} in 1 s, {long} in 7 s)"
+    );
+}
