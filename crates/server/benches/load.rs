@@ -13,6 +13,9 @@
 //! Then the server's phases, each against a freshly started server process (so that one
 //! phase's figures, peak memory and commit counts, are its own) and after a `CHECKPOINT`:
 //!
+//! 0. idle: no traffic for 10 s (after 3 s to settle), after the warm-up left conversations and
+//!    events behind → PostgreSQL transactions/s of the server's database, and the CPU the
+//!    server and PostgreSQL take, as shares of one core;
 //! 1. saturation: a closed loop of 32 connections for 10 s (after a 2 s warm-up) → replies/s;
 //!    `xact_commit` of the server's database before and after → commits per reply;
 //! 2. an open loop at half the saturation rate for 10 s, latency measured from each request's
@@ -65,6 +68,8 @@ const CUSTOMERS_PER_CONNECTION: usize = 8;
 const CUSTOMERS: usize = SATURATION_CONNECTIONS * CUSTOMERS_PER_CONNECTION;
 const OPEN_LOOP_WARM_UP: Duration = Duration::from_secs(1);
 const OPEN_LOOP_RUN: Duration = Duration::from_secs(10);
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
+const IDLE_RUN: Duration = Duration::from_secs(10);
 const IN_FLIGHT: usize = 2_000;
 const IN_FLIGHT_MODEL_DELAY: Duration = Duration::from_secs(2);
 /// The in-flight target is this rate (or the saturation rate, if lower): 2,000 calls of 2 s.
@@ -179,6 +184,17 @@ async fn run() -> anyhow::Result<bool> {
     let warm = closed_loop(&api, SATURATION_CONNECTIONS, WARM_UP).await?;
     warm.print_failures("warm-up");
     server.stop().await?;
+
+    // Phase 0: no traffic at all.
+    pg.wait_idle(BENCH_DB).await?;
+    server = launcher.start(&http).await?;
+    println!("idle: no traffic for {IDLE_RUN:?} (after {IDLE_SETTLE:?})");
+    let idle = idle(&pg, &server).await?;
+    println!(
+        "  {:.1} transactions/s; server {:.1}% of a core, PostgreSQL {:.1}%",
+        idle.transactions_per_second, idle.server_cpu_percent, idle.postgres_cpu_percent
+    );
+    server.stop().await?;
     pg.wait_idle(BENCH_DB).await?;
     let commits_before = pg.commits(BENCH_DB).await?;
 
@@ -283,6 +299,7 @@ async fn run() -> anyhow::Result<bool> {
     let books = check_books(&pg, account_id, replies, history.seeded_replies).await?;
 
     let figures = Figures {
+        idle,
         saturation_rate,
         pgbench_tps,
         open_rate,
@@ -302,6 +319,100 @@ async fn run() -> anyhow::Result<bool> {
     };
     figures.print();
     Ok(books)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 0: what a server with no traffic costs.
+
+struct Idle {
+    /// Of the server's database.
+    transactions_per_second: f64,
+    server_cpu_percent: f64,
+    /// Every process of the PostgreSQL server: the postmaster and its children.
+    postgres_cpu_percent: f64,
+}
+
+/// Watches `server` doing nothing for [`IDLE_RUN`], once [`IDLE_SETTLE`] has passed.
+async fn idle(pg: &Postgres, server: &ServerProcess) -> anyhow::Result<Idle> {
+    tokio::time::sleep(IDLE_SETTLE).await;
+    let postmaster = pg.postmaster_pid().await?;
+    let clock_ticks: f64 = run_tool(
+        {
+            let mut command = std::process::Command::new("getconf");
+            command.arg("CLK_TCK");
+            command
+        },
+        "getconf CLK_TCK",
+        Duration::from_secs(10),
+    )
+    .await?
+    .parse()
+    .context("getconf CLK_TCK")?;
+    let server_pid = server.child.id();
+    // An idle backend flushes its statistics within a second, so live counts serve here.
+    let commits_before = pg.commits(BENCH_DB).await?;
+    let server_before = cpu_ticks(server_pid)?;
+    let postgres_before = cpu_ticks_of_tree(postmaster)?;
+    let started = Instant::now();
+    tokio::time::sleep(IDLE_RUN).await;
+    let commits_after = pg.commits(BENCH_DB).await?;
+    let server_after = cpu_ticks(server_pid)?;
+    let postgres_after = cpu_ticks_of_tree(postmaster)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let percent = |ticks: u64| ticks as f64 / clock_ticks / seconds * 100.0;
+    Ok(Idle {
+        // The readings are made from another database, so they are not counted.
+        transactions_per_second: (commits_after - commits_before) as f64 / seconds,
+        server_cpu_percent: percent(server_after.saturating_sub(server_before)),
+        postgres_cpu_percent: percent(postgres_after.saturating_sub(postgres_before)),
+    })
+}
+
+/// User and system CPU time of process `pid` so far, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    Ok(proc_stat(pid)?.cpu_ticks)
+}
+
+/// The CPU time of `root` and its children (a PostgreSQL server's processes).
+fn cpu_ticks_of_tree(root: u32) -> anyhow::Result<u64> {
+    let mut ticks = cpu_ticks(root)?;
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // A process may end between the listing and the reading.
+        if let Ok(stat) = proc_stat(pid)
+            && stat.parent == root
+        {
+            ticks += stat.cpu_ticks;
+        }
+    }
+    Ok(ticks)
+}
+
+struct ProcStat {
+    parent: u32,
+    cpu_ticks: u64,
+}
+
+fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // After the command's name, in parentheses (which may hold anything): state, ppid, ...
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        fields
+            .get(n)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("{path}: field {}", n + 3))
+    };
+    Ok(ProcStat {
+        parent: u32::try_from(field(1)?)?,
+        cpu_ticks: field(11)? + field(12)?,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,6 +468,19 @@ impl Postgres {
             &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{database}'"),
         )
         .await
+    }
+
+    /// The postmaster's process id, from `postmaster.pid` in the data directory (which the
+    /// bench must be able to read: it runs on the same machine).
+    async fn postmaster_pid(&self) -> anyhow::Result<u32> {
+        let data_directory = self.sql("postgres", "SHOW data_directory").await?;
+        let path = PathBuf::from(data_directory.trim()).join("postmaster.pid");
+        let pid = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        pid.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .with_context(|| format!("{}: no process id", path.display()))
     }
 
     /// Waits until no backend is connected to `database`: a backend that leaves has flushed
@@ -1355,6 +1479,7 @@ async fn check_books(
 // The summary.
 
 struct Figures {
+    idle: Idle,
     saturation_rate: f64,
     pgbench_tps: f64,
     open_rate: f64,
@@ -1385,6 +1510,21 @@ impl Figures {
         let flight_fraction = self.flight_rate / self.flight_target;
         println!();
         println!("== load bench summary ==");
+        line(
+            "idle: transactions/s",
+            format!("{:.1}", self.idle.transactions_per_second),
+            "target <= 2",
+            Some(self.idle.transactions_per_second <= 2.0),
+        );
+        line(
+            "idle: CPU, % of a core",
+            format!(
+                "server {:.1}%, PostgreSQL {:.1}%",
+                self.idle.server_cpu_percent, self.idle.postgres_cpu_percent
+            ),
+            "",
+            None,
+        );
         line(
             "saturation (32 connections)",
             format!("{:.0} replies/s", self.saturation_rate),
