@@ -100,7 +100,9 @@ fn log_start(settings: &Settings) {
         address = %settings.listen,
         database = %db::describe(settings.database_url.as_deref().unwrap_or_default()),
         llm_base_url = %settings.llm_base_url,
+        llm_default_model = %settings.llm_default_model,
         llm_api_key_set = settings.llm_api_key.is_some(),
+        anthropic_base_url = %settings.anthropic_base_url,
         anthropic_api_key_set = settings.anthropic_api_key.is_some(),
         "serving"
     );

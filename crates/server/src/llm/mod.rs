@@ -234,15 +234,19 @@ pub(crate) fn parse_event<T: serde::de::DeserializeOwned>(data: &str) -> Result<
 }
 
 async fn respond(request: reqwest::RequestBuilder) -> Result<reqwest::Response, LlmError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| LlmError::Unavailable(e.without_url().to_string()))?;
+    let response = request.send().await.map_err(|e| {
+        let cause = cause_of(&e);
+        let url = e.url().map(without_query).unwrap_or_default();
+        tracing::warn!(%url, %cause, "the model provider could not be reached");
+        LlmError::Unavailable(format!("{url}: {cause}"))
+    })?;
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
-    let detail = format!("HTTP {status}");
+    let url = without_query(response.url());
+    tracing::warn!(%url, status = status.as_u16(), "the model provider refused the call");
+    let detail = format!("{url}: HTTP {status}");
     let transient = status == reqwest::StatusCode::TOO_MANY_REQUESTS
         || status == reqwest::StatusCode::REQUEST_TIMEOUT
         || status.is_server_error();
@@ -251,6 +255,44 @@ async fn respond(request: reqwest::RequestBuilder) -> Result<reqwest::Response, 
     } else {
         LlmError::Failed(detail)
     })
+}
+
+/// A provider's URL as logs may show it: a query could carry a key.
+fn without_query(url: &url::Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
+}
+
+/// Why a provider could not be reached, in the words an operator looks for: the name did not
+/// resolve, the connection was refused, it timed out.
+fn cause_of(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut innermost = String::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".to_owned(),
+                std::io::ErrorKind::TimedOut => return "timed out".to_owned(),
+                _ => {}
+            }
+        }
+        let text = cause.to_string();
+        // hyper-util's words for a name that did not resolve.
+        if text.starts_with("dns error") {
+            return format!("the name did not resolve ({text})");
+        }
+        innermost = text;
+        source = cause.source();
+    }
+    if error.is_connect() {
+        format!("could not connect ({innermost})")
+    } else {
+        innermost
+    }
 }
 
 /// Every configured provider, with the retry rule shared by all.

@@ -129,6 +129,80 @@ async fn the_metrics_token_guards_the_endpoint() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// The real binary on `app`'s database, logging JSON lines at `info` into a channel, with `env`
+/// set; its base URL.
+struct LoggingServer {
+    base: String,
+    process: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LoggingServer {
+    async fn start(app: &TestApp, env: &[(&str, String)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut process = Command::new(env!("CARGO_BIN_EXE_anyreply-server"))
+            .env("ANYREPLY_DATABASE_URL", app.db.url())
+            .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ANYREPLY_LLM_BASE_URL", format!("{}/v1", app.llm.uri()))
+            .env("ANYREPLY_LOG_FORMAT", "json")
+            .env("ANYREPLY_LOG", "info")
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = std::sync::mpsc::channel::<String>();
+        let stderr = process.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let ready = async {
+            while http.get(format!("{base}/health")).send().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), ready)
+            .await
+            .expect("the server starts");
+        Self {
+            base,
+            process,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first log line from now on that `wanted` accepts, parsed.
+    fn until(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no such log line in:\n{}", self.seen.join("\n")));
+            self.seen.push(line.clone());
+            let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if wanted(&entry) {
+                return entry;
+            }
+        }
+    }
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// The real binary, logging JSON: one `info` line per request with what an operator needs to
 /// find it, and never the key or the customer's words.
 #[tokio::test]
@@ -136,37 +210,9 @@ async fn one_log_line_per_request_without_secrets() {
     let app = TestApp::spawn().await;
     let account = app.account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_anyreply-server"))
-        .env("ANYREPLY_DATABASE_URL", app.db.url())
-        .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ANYREPLY_LLM_BASE_URL", format!("{}/v1", app.llm.uri()))
-        .env("ANYREPLY_LOG_FORMAT", "json")
-        .env("ANYREPLY_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, received) = std::sync::mpsc::channel::<String>();
-    let stderr = server.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let base = format!("http://127.0.0.1:{port}");
+    let mut server = LoggingServer::start(&app, &[]).await;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    let ready = async {
-        while http.get(format!("{base}/health")).send().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), ready)
-        .await
-        .expect("the server starts");
 
     let secret_words = "my card number is 4111";
     let response = http
@@ -179,26 +225,16 @@ async fn one_log_line_per_request_without_secrets() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    let mut seen = Vec::new();
-    let answered = loop {
-        let line = received
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a log line for the request");
-        seen.push(line.clone());
-        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if entry["fields"]["message"] == "answered" && entry["span"]["request_id"] == "log-test-1" {
-            break entry;
-        }
-    };
-    server.kill().unwrap();
-    let _ = server.wait();
+    let answered = server.until(|entry| {
+        entry["fields"]["message"] == "answered" && entry["span"]["request_id"] == "log-test-1"
+    });
     assert_eq!(answered["level"], "INFO");
     assert_eq!(answered["fields"]["status"], 200);
     assert!(answered["fields"]["latency_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(answered["span"]["method"], "POST");
     assert_eq!(answered["span"]["route"], "/api/ai/generate-reply");
     assert_eq!(answered["span"]["account_id"], account.id);
-    let all = seen.join("\n");
+    let all = server.seen.join("\n");
     assert!(
         !all.contains(&account.key[..12]),
         "a key in the log:\n{all}"
@@ -207,4 +243,50 @@ async fn one_log_line_per_request_without_secrets() {
         !all.contains(secret_words),
         "message text in the log:\n{all}"
     );
+}
+
+/// The start-up line names the provider's URL and the default model; a model that cannot be
+/// reached is logged with its URL and why.
+#[tokio::test]
+async fn the_model_in_use_and_why_it_failed_are_logged() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let model_url = format!("http://127.0.0.1:{closed_port}/v1");
+    let mut server = LoggingServer::start(
+        &app,
+        &[
+            ("ANYREPLY_LLM_BASE_URL", model_url.clone()),
+            ("ANYREPLY_LLM_DEFAULT_MODEL", "llama3.2".to_owned()),
+            ("ANYREPLY_LLM_RETRIES", "0".to_owned()),
+        ],
+    )
+    .await;
+    let serving = server.until(|entry| entry["fields"]["message"] == "serving");
+    assert_eq!(serving["fields"]["llm_base_url"], format!("{model_url}"));
+    assert_eq!(serving["fields"]["llm_default_model"], "llama3.2");
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/ai/generate-reply", server.base))
+        .bearer_auth(&account.key)
+        .json(
+            &json!({ "assistant_id": assistant, "customer_identifier": "+1555", "message": "Hi" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let failed = server
+        .until(|entry| entry["fields"]["message"] == "the model provider could not be reached");
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(
+        failed["fields"]["url"],
+        format!("{model_url}/chat/completions")
+    );
+    assert_eq!(failed["fields"]["cause"], "connection refused");
 }
