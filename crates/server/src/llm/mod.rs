@@ -174,11 +174,62 @@ impl TokenUsage {
     }
 }
 
+impl TokenUsage {
+    /// The provider's counts, unless it gave none: a usage of no tokens at all is taken for
+    /// none, as no answer comes of an empty prompt.
+    fn reported(self) -> Option<Self> {
+        (self != Self::default()).then_some(self)
+    }
+
+    /// An estimate for an answer whose provider reported no usage: a token per four
+    /// characters, rounded up, of everything sent (the messages, with the tool calls and
+    /// results in them, and the function definitions) and of everything answered (the text
+    /// and the calls, names and arguments).
+    pub fn estimate(completion: &Completion<'_>, output: &Output) -> Self {
+        let mut prompt = 0usize;
+        for message in completion.messages {
+            prompt += match message {
+                PromptMessage::System(text)
+                | PromptMessage::User(text)
+                | PromptMessage::Assistant(text) => text.chars().count(),
+                PromptMessage::ToolCalls { text, calls } => {
+                    text.as_deref().map_or(0, |t| t.chars().count()) + calls_chars(calls)
+                }
+                PromptMessage::ToolResult { content, .. } => content.chars().count(),
+            };
+        }
+        for function in completion.functions {
+            prompt += function.name.chars().count()
+                + function.description.chars().count()
+                + function.parameters.to_string().chars().count();
+        }
+        let answered = match output {
+            Output::Text(text) => text.chars().count(),
+            Output::ToolCalls { text, calls } => {
+                text.as_deref().map_or(0, |t| t.chars().count()) + calls_chars(calls)
+            }
+        };
+        let tokens = |chars: usize| u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX);
+        Self {
+            prompt_tokens: tokens(prompt),
+            completion_tokens: tokens(answered),
+        }
+    }
+}
+
+fn calls_chars(calls: &[ToolCall]) -> usize {
+    calls
+        .iter()
+        .map(|call| call.name.chars().count() + call.arguments.to_string().chars().count())
+        .sum()
+}
+
 /// The model's answer and what it cost in tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub output: Output,
-    pub usage: TokenUsage,
+    /// `None` when the provider reported no token counts (see [`TokenUsage::estimate`]).
+    pub usage: Option<TokenUsage>,
 }
 
 /// Why the model gave no answer. The detail is for logs only: it may quote the provider.

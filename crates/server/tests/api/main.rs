@@ -19,6 +19,7 @@ mod handoff;
 mod history;
 mod idempotency;
 mod llm_failures;
+mod losses;
 mod openapi;
 mod private_cluster;
 mod providers;
