@@ -178,7 +178,10 @@ impl AnthropicClient {
         }
         // 529, Anthropic's "overloaded", is a 5xx: retryable.
         let parsed: MessagesResponse = send(request).await?;
-        let usage = parsed.usage.map(Usage::tokens).and_then(TokenUsage::reported);
+        let usage = parsed
+            .usage
+            .map(Usage::tokens)
+            .and_then(TokenUsage::reported);
         let mut texts = Vec::new();
         let mut calls = Vec::new();
         for block in parsed.content {

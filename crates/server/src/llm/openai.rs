@@ -155,7 +155,10 @@ impl OpenAiClient {
             return read_stream(request, stream).await;
         }
         let parsed: ChatResponse = send(request).await?;
-        let usage = parsed.usage.map(Usage::tokens).and_then(TokenUsage::reported);
+        let usage = parsed
+            .usage
+            .map(Usage::tokens)
+            .and_then(TokenUsage::reported);
         let message = parsed
             .choices
             .into_iter()

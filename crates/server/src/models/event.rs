@@ -105,16 +105,18 @@ pub async fn insert_failed(conn: &mut impl Conn, event: &NewEvent) -> QueryResul
                    AND NOT EXISTS (SELECT 1 FROM pending_replies p WHERE p.message_id = u.id)
                  ORDER BY u.seq DESC LIMIT {MAX_BURST_IDS}) AS b)"
     );
-    let inserted: Inserted =
-        diesel::sql_query(format!("{} SELECT id FROM event", inserting_with(None, &burst)))
-            .bind::<Int8, _>(event.account_id)
-            .bind::<Text, _>(event.kind.as_str())
-            .bind::<SqlUuid, _>(event.conversation_id)
-            .bind::<Nullable<Int8>, _>(event.message_seq)
-            .bind::<Nullable<Text>, _>(event.error_code.map(ErrorCode::as_str))
-            .bind::<Int8, _>(0)
-            .get_result(conn)
-            .await?;
+    let inserted: Inserted = diesel::sql_query(format!(
+        "{} SELECT id FROM event",
+        inserting_with(None, &burst)
+    ))
+    .bind::<Int8, _>(event.account_id)
+    .bind::<Text, _>(event.kind.as_str())
+    .bind::<SqlUuid, _>(event.conversation_id)
+    .bind::<Nullable<Int8>, _>(event.message_seq)
+    .bind::<Nullable<Text>, _>(event.error_code.map(ErrorCode::as_str))
+    .bind::<Int8, _>(0)
+    .get_result(conn)
+    .await?;
     Ok(inserted.id)
 }
 

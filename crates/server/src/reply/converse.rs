@@ -68,7 +68,10 @@ pub async fn converse(
         let (answer, (provider, model)) = answered.map_err(ReplyError::Model)?;
         // No reply is free: without the provider's counts, its tokens are estimated.
         let call_usage = answer.usage.unwrap_or_else(|| {
-            tracing::debug!(model, "the model reported no token usage; charging an estimate");
+            tracing::debug!(
+                model,
+                "the model reported no token usage; charging an estimate"
+            );
             TokenUsage::estimate(&completion, &answer.output)
         });
         let call_cost = settings.pricing.tokens_cost(model, call_usage);
