@@ -388,3 +388,70 @@ fn streamed_since(completion: Completion<'_>, mark: Option<usize>) -> bool {
         .zip(mark)
         .is_some_and(|(stream, mark)| stream.mark() != mark)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_estimate_counts_everything_sent_and_answered_at_four_characters_a_token() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "book".into(),
+            arguments: json!({ "slot": "10:00" }),
+        };
+        let messages = [
+            PromptMessage::System("s".repeat(10)),
+            PromptMessage::User("u".repeat(7)),
+            PromptMessage::ToolCalls {
+                text: Some("t".repeat(3)),
+                calls: vec![call.clone()],
+            },
+            PromptMessage::ToolResult {
+                call_id: "call_1".into(),
+                content: "r".repeat(5),
+                is_error: false,
+            },
+        ];
+        let functions = [FunctionSpec {
+            name: "book".into(),
+            description: "d".repeat(6),
+            parameters: json!({}),
+        }];
+        let completion = Completion {
+            model: "m",
+            temperature: 0.0,
+            max_output_tokens: 100,
+            messages: &messages,
+            functions: &functions,
+            may_call_functions: true,
+            stream: None,
+        };
+        // Sent: 10 + 7 + 3 + (4 + 16: `book`, `{"slot":"10:00"}`) + 5 + (4 + 6 + 2: `{}`) = 57
+        // characters, 15 tokens. Answered: 9 characters, 3 tokens; or a call of 20, 5 tokens.
+        let text = Output::Text("a".repeat(9));
+        assert_eq!(
+            TokenUsage::estimate(&completion, &text),
+            TokenUsage {
+                prompt_tokens: 15,
+                completion_tokens: 3
+            }
+        );
+        let calls = Output::ToolCalls {
+            text: None,
+            calls: vec![call],
+        };
+        assert_eq!(
+            TokenUsage::estimate(&completion, &calls).completion_tokens,
+            5
+        );
+        // Reported counts stand; none at all is no report.
+        let reported = TokenUsage {
+            prompt_tokens: 1,
+            completion_tokens: 0,
+        };
+        assert_eq!(reported.reported(), Some(reported));
+        assert_eq!(TokenUsage::default().reported(), None);
+    }
+}
