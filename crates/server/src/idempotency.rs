@@ -30,10 +30,28 @@ pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
 const MAX_KEY_CHARS: usize = 255;
 
+/// An `Idempotency-Key` as the client sent it. Keys are often the client's own ids (a
+/// message's, an order's), so they are never logged: `Debug` hides the value, and there is no
+/// `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyText(String);
+
+impl KeyText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(..)")
+    }
+}
+
 /// A request's key and what identifies the request.
 #[derive(Debug, Clone)]
 pub struct RequestKey {
-    pub key: String,
+    pub key: KeyText,
     fingerprint: Vec<u8>,
 }
 
@@ -68,7 +86,7 @@ pub fn request_key(headers: &HeaderMap, fingerprint: Vec<u8>) -> ApiResult<Optio
             ))
         })?;
     Ok(Some(RequestKey {
-        key: key.to_owned(),
+        key: KeyText(key.to_owned()),
         fingerprint,
     }))
 }
@@ -77,7 +95,7 @@ pub fn request_key(headers: &HeaderMap, fingerprint: Vec<u8>) -> ApiResult<Optio
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub account_id: i64,
-    pub key: String,
+    pub key: KeyText,
     /// This holder's token: writes by a holder the key was taken from change nothing.
     pub token: Uuid,
 }
@@ -111,7 +129,7 @@ pub async fn begin(
     if idempotency_key::insert(
         conn,
         account_id,
-        &key.key,
+        key.key.as_str(),
         &key.fingerprint,
         lease,
         claim.token,
@@ -124,7 +142,7 @@ pub async fn begin(
         });
     }
     // Freed between our two statements: the other request failed retryably; try again.
-    let existing = idempotency_key::find(conn, account_id, &key.key)
+    let existing = idempotency_key::find(conn, account_id, key.key.as_str())
         .await?
         .ok_or_else(conflict)?;
     if existing.fingerprint != key.fingerprint {
@@ -138,7 +156,7 @@ pub async fn begin(
     }
     // The first request's process stopped renewing its claim: it died.
     let abandoned_message =
-        idempotency_key::take_over(conn, account_id, &key.key, lease, claim.token)
+        idempotency_key::take_over(conn, account_id, key.key.as_str(), lease, claim.token)
             .await?
             .ok_or_else(conflict)?;
     if let Some(message_id) = abandoned_message {
@@ -191,14 +209,17 @@ fn leaves_no_trace(error: &ApiError) -> bool {
 
 impl Claim {
     fn held(&self) -> (i64, &str, Uuid) {
-        (self.account_id, &self.key, self.token)
+        (self.account_id, self.key.as_str(), self.token)
     }
 
     fn still_held(&self, held: bool) -> ApiResult<()> {
         if held {
             Ok(())
         } else {
-            tracing::warn!(key = %self.key, "an idempotency key was taken over while its request ran");
+            tracing::warn!(
+                account_id = self.account_id,
+                "an idempotency key was taken over while its request ran"
+            );
             Err(conflict())
         }
     }
@@ -258,7 +279,7 @@ pub async fn store_refusal(app: &App, account_id: i64, key: &RequestKey, error: 
         idempotency_key::insert_answered(
             &mut conn,
             account_id,
-            &key.key,
+            key.key.as_str(),
             &key.fingerprint,
             error.status().as_u16(),
             &body,
@@ -282,6 +303,24 @@ pub async fn execute<T: Serialize + Send + Sync>(
     work: impl for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, ApiResult<(StatusCode, T)>>
     + Send,
 ) -> Response {
+    execute_storing(app, account_id, headers, fingerprint, work, |body| {
+        serde_json::to_value(body).unwrap_or(Value::Null)
+    })
+    .await
+}
+
+/// [`execute`], storing under the key (and so replaying) what `stored` makes of the answer's
+/// body rather than the body: for an answer that shows a secret once, which the table of keys
+/// must not keep.
+pub async fn execute_storing<T: Serialize + Send + Sync>(
+    app: &App,
+    account_id: i64,
+    headers: &HeaderMap,
+    fingerprint: Vec<u8>,
+    work: impl for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, ApiResult<(StatusCode, T)>>
+    + Send,
+    stored: impl FnOnce(&T) -> Value + Send,
+) -> Response {
     let key = match request_key(headers, fingerprint) {
         Ok(key) => key,
         Err(error) => return error.into_response(),
@@ -299,7 +338,7 @@ pub async fn execute<T: Serialize + Send + Sync>(
             };
             let (status, body) = work(conn).await?;
             if let Some(claim) = &claim {
-                claim.complete(conn, status, &body).await?;
+                claim.complete(conn, status, &stored(&body)).await?;
             }
             Ok((status, Json(body)).into_response())
         })

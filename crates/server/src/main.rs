@@ -5,11 +5,10 @@ use anyhow::{Context, bail};
 use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand};
 use anyreply_server::config::DEFAULT_LLM_BASE_URL;
 use anyreply_server::models::{account, api_key};
-use anyreply_server::{App, Settings, db, pg_cluster};
+use anyreply_server::{App, Settings, db, pg_cluster, telemetry};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
-use tracing_subscriber::EnvFilter;
 
 /// Allocation took a seventh of the server's time under load with the system allocator.
 #[global_allocator]
@@ -34,12 +33,14 @@ async fn main() -> ExitCode {
 /// structures; a bad value of either is warned about, not ignored.
 fn init_logging() {
     let filter_text = std::env::var("ANYREPLY_LOG").ok();
-    let filter = filter_text.as_deref().map(EnvFilter::try_new);
+    let filter = filter_text
+        .as_deref()
+        .map(|text| telemetry::log_filter(Some(text)));
     let format = std::env::var("ANYREPLY_LOG_FORMAT").ok();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(match &filter {
             Some(Ok(filter)) => filter.clone(),
-            _ => EnvFilter::new("info"),
+            _ => telemetry::log_filter(None).expect("the default filter parses"),
         })
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);

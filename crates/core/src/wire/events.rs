@@ -106,6 +106,14 @@ pub struct EventMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub error_code: Option<ErrorCode>,
+    /// Every customer message the failed reply was to answer, oldest first (`reply.failed`
+    /// only): the earlier messages of its burst, which were answered `coalesced: true` and stay
+    /// in the history for the conversation's next reply to answer, and this message itself
+    /// (the last id), which is taken back. Precisely: the customer's messages since the
+    /// conversation's last reply or operator message, at most the newest 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub burst_message_ids: Option<Vec<i64>>,
     /// When it was written.
     pub created_at: DateTime<Utc>,
 }

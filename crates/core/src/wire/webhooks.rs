@@ -130,7 +130,9 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
-    /// The signing secret (`whsec_` and base64): in the answer of create only, never again.
+    /// The signing secret (`whsec_` and base64): in the answer of create only, never again (a
+    /// replay of the create under its `Idempotency-Key` shows it masked: `****` and its last
+    /// four characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",

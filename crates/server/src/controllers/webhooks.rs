@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
 use crate::idempotency;
+use crate::models::tool;
 use crate::models::webhook::{self, CreateError};
 use crate::openapi::IdempotencyKey;
 
@@ -56,8 +57,12 @@ pub async fn create_webhook(
     }
     let fingerprint = idempotency::fingerprint("POST", "/api/user/webhooks", Some(&body.0));
     let account_id = caller.account_id;
-    Ok(
-        idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
+    Ok(idempotency::execute_storing(
+        &app,
+        account_id,
+        &headers,
+        fingerprint,
+        move |conn| {
             Box::pin(async move {
                 let mut random = [0u8; SECRET_BYTES];
                 rand::rng().fill_bytes(&mut random);
@@ -75,9 +80,15 @@ pub async fn create_webhook(
                 data.secret = Some(secret);
                 Ok((StatusCode::CREATED, WebhookResponse { status: true, data }))
             })
-        })
-        .await,
+        },
+        // The secret is shown once: a replay shows it masked, and the keys' table never holds it.
+        |answer| {
+            let mut stored = answer.clone();
+            stored.data.secret = stored.data.secret.as_deref().map(tool::mask);
+            serde_json::to_value(stored).unwrap_or_default()
+        },
     )
+    .await)
 }
 
 fn url_error(message: impl Into<String>) -> ApiError {

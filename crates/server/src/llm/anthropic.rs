@@ -178,7 +178,10 @@ impl AnthropicClient {
         }
         // 529, Anthropic's "overloaded", is a 5xx: retryable.
         let parsed: MessagesResponse = send(request).await?;
-        let usage = parsed.usage.map(Usage::tokens).unwrap_or_default();
+        let usage = parsed
+            .usage
+            .map(Usage::tokens)
+            .and_then(TokenUsage::reported);
         let mut texts = Vec::new();
         let mut calls = Vec::new();
         for block in parsed.content {
@@ -308,7 +311,7 @@ async fn read_stream(
         .collect();
     Ok(Answer {
         output: Output::from_parts(text, calls)?,
-        usage,
+        usage: usage.reported(),
     })
 }
 

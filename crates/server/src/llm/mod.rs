@@ -174,11 +174,62 @@ impl TokenUsage {
     }
 }
 
+impl TokenUsage {
+    /// The provider's counts, unless it gave none: a usage of no tokens at all is taken for
+    /// none, as no answer comes of an empty prompt.
+    fn reported(self) -> Option<Self> {
+        (self != Self::default()).then_some(self)
+    }
+
+    /// An estimate for an answer whose provider reported no usage: a token per four
+    /// characters, rounded up, of everything sent (the messages, with the tool calls and
+    /// results in them, and the function definitions) and of everything answered (the text
+    /// and the calls, names and arguments).
+    pub fn estimate(completion: &Completion<'_>, output: &Output) -> Self {
+        let mut prompt = 0usize;
+        for message in completion.messages {
+            prompt += match message {
+                PromptMessage::System(text)
+                | PromptMessage::User(text)
+                | PromptMessage::Assistant(text) => text.chars().count(),
+                PromptMessage::ToolCalls { text, calls } => {
+                    text.as_deref().map_or(0, |t| t.chars().count()) + calls_chars(calls)
+                }
+                PromptMessage::ToolResult { content, .. } => content.chars().count(),
+            };
+        }
+        for function in completion.functions {
+            prompt += function.name.chars().count()
+                + function.description.chars().count()
+                + function.parameters.to_string().chars().count();
+        }
+        let answered = match output {
+            Output::Text(text) => text.chars().count(),
+            Output::ToolCalls { text, calls } => {
+                text.as_deref().map_or(0, |t| t.chars().count()) + calls_chars(calls)
+            }
+        };
+        let tokens = |chars: usize| u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX);
+        Self {
+            prompt_tokens: tokens(prompt),
+            completion_tokens: tokens(answered),
+        }
+    }
+}
+
+fn calls_chars(calls: &[ToolCall]) -> usize {
+    calls
+        .iter()
+        .map(|call| call.name.chars().count() + call.arguments.to_string().chars().count())
+        .sum()
+}
+
 /// The model's answer and what it cost in tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub output: Output,
-    pub usage: TokenUsage,
+    /// `None` when the provider reported no token counts (see [`TokenUsage::estimate`]).
+    pub usage: Option<TokenUsage>,
 }
 
 /// Why the model gave no answer. The detail is for logs only: it may quote the provider.
@@ -378,4 +429,71 @@ fn streamed_since(completion: Completion<'_>, mark: Option<usize>) -> bool {
         .stream
         .zip(mark)
         .is_some_and(|(stream, mark)| stream.mark() != mark)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_estimate_counts_everything_sent_and_answered_at_four_characters_a_token() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "book".into(),
+            arguments: json!({ "slot": "10:00" }),
+        };
+        let messages = [
+            PromptMessage::System("s".repeat(10)),
+            PromptMessage::User("u".repeat(7)),
+            PromptMessage::ToolCalls {
+                text: Some("t".repeat(3)),
+                calls: vec![call.clone()],
+            },
+            PromptMessage::ToolResult {
+                call_id: "call_1".into(),
+                content: "r".repeat(5),
+                is_error: false,
+            },
+        ];
+        let functions = [FunctionSpec {
+            name: "book".into(),
+            description: "d".repeat(6),
+            parameters: json!({}),
+        }];
+        let completion = Completion {
+            model: "m",
+            temperature: 0.0,
+            max_output_tokens: 100,
+            messages: &messages,
+            functions: &functions,
+            may_call_functions: true,
+            stream: None,
+        };
+        // Sent: 10 + 7 + 3 + (4 + 16: `book`, `{"slot":"10:00"}`) + 5 + (4 + 6 + 2: `{}`) = 57
+        // characters, 15 tokens. Answered: 9 characters, 3 tokens; or a call of 20, 5 tokens.
+        let text = Output::Text("a".repeat(9));
+        assert_eq!(
+            TokenUsage::estimate(&completion, &text),
+            TokenUsage {
+                prompt_tokens: 15,
+                completion_tokens: 3
+            }
+        );
+        let calls = Output::ToolCalls {
+            text: None,
+            calls: vec![call],
+        };
+        assert_eq!(
+            TokenUsage::estimate(&completion, &calls).completion_tokens,
+            5
+        );
+        // Reported counts stand; none at all is no report.
+        let reported = TokenUsage {
+            prompt_tokens: 1,
+            completion_tokens: 0,
+        };
+        assert_eq!(reported.reported(), Some(reported));
+        assert_eq!(TokenUsage::default().reported(), None);
+    }
 }

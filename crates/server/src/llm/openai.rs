@@ -155,7 +155,10 @@ impl OpenAiClient {
             return read_stream(request, stream).await;
         }
         let parsed: ChatResponse = send(request).await?;
-        let usage = parsed.usage.map(Usage::tokens).unwrap_or_default();
+        let usage = parsed
+            .usage
+            .map(Usage::tokens)
+            .and_then(TokenUsage::reported);
         let message = parsed
             .choices
             .into_iter()
@@ -231,7 +234,7 @@ async fn read_stream(
         .collect();
     Ok(Answer {
         output: Output::from_parts(text, calls)?,
-        usage,
+        usage: usage.reported(),
     })
 }
 

@@ -83,6 +83,45 @@ pub async fn insert_moving_balance(
 /// of later parameters, say) returns a row, so that what two processes may both try is done
 /// once. The message's JSON is the wire `EventMessage` (money in currency units, like `Money`).
 pub fn inserting(gate: Option<&str>) -> String {
+    inserting_with(gate, "")
+}
+
+/// The most ids a `reply.failed` event names in `burst_message_ids`.
+pub const MAX_BURST_IDS: i64 = 100;
+
+/// Records a `reply.failed` event: [`insert`], its message naming in `burst_message_ids` the
+/// customer messages the failed reply was to answer, those since the conversation's last reply
+/// or operator message and not queued for a reply of their own (the message itself included,
+/// so insert the event before deleting the message). Not on the path of a normal reply.
+pub async fn insert_failed(conn: &mut impl Conn, event: &NewEvent) -> QueryResult<i64> {
+    let burst = format!(
+        ", 'burst_message_ids', (
+             SELECT jsonb_agg(b.id ORDER BY b.seq) FROM (
+                 SELECT u.id, u.seq FROM messages u
+                 WHERE u.conversation_id = $3 AND u.role = 'user' AND u.seq <= $4::int8
+                   AND u.seq > coalesce((
+                       SELECT max(r.seq) FROM messages r
+                       WHERE r.conversation_id = $3 AND r.seq < $4::int8 AND r.role <> 'user'), 0)
+                   AND NOT EXISTS (SELECT 1 FROM pending_replies p WHERE p.message_id = u.id)
+                 ORDER BY u.seq DESC LIMIT {MAX_BURST_IDS}) AS b)"
+    );
+    let inserted: Inserted = diesel::sql_query(format!(
+        "{} SELECT id FROM event",
+        inserting_with(None, &burst)
+    ))
+    .bind::<Int8, _>(event.account_id)
+    .bind::<Text, _>(event.kind.as_str())
+    .bind::<SqlUuid, _>(event.conversation_id)
+    .bind::<Nullable<Int8>, _>(event.message_seq)
+    .bind::<Nullable<Text>, _>(event.error_code.map(ErrorCode::as_str))
+    .bind::<Int8, _>(0)
+    .get_result(conn)
+    .await?;
+    Ok(inserted.id)
+}
+
+/// [`inserting`], with `fields` (`, 'name', value` pairs) added to the message's JSON.
+fn inserting_with(gate: Option<&str>, fields: &str) -> String {
     let (gate, gated) = match gate {
         Some(gate) => (
             format!("gate AS ({gate}),\n         "),
@@ -99,7 +138,7 @@ pub fn inserting(gate: Option<&str>) -> String {
              SELECT jsonb_strip_nulls(jsonb_build_object(
                  'id', m.id, 'role', m.role, 'content', m.content,
                  'function_calls', m.function_calls, 'cost', m.cost::numeric / 100000000,
-                 'error_code', $5::text, 'created_at', m.created_at)) AS json
+                 'error_code', $5::text, 'created_at', m.created_at{fields})) AS json
              FROM messages m WHERE m.conversation_id = $3 AND m.seq = $4::int8),
          event AS (
              INSERT INTO events (account_id, id, kind, conversation_id, assistant_id, customer_identifier, message)

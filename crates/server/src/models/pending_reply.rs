@@ -114,12 +114,21 @@ pub async fn turn_state(
     .await
 }
 
-/// The idempotency claims to renew beside the replies: parallel columns of their keys.
-#[derive(Debug, Default)]
+/// The idempotency claims to renew beside the replies: parallel columns of their keys. Its
+/// `Debug` shows how many, not the keys, which are never logged.
+#[derive(Default)]
 pub struct HeldKeys {
     pub account_ids: Vec<i64>,
     pub keys: Vec<String>,
     pub tokens: Vec<Uuid>,
+}
+
+impl std::fmt::Debug for HeldKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldKeys")
+            .field("count", &self.keys.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Renews, in one statement, the leases of all `message_ids` and the claims of `keys` (a

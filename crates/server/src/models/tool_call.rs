@@ -3,9 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Int8, Jsonb, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use crate::db::KeepPrepared;
 use crate::schema::tool_calls;
 
 /// A journaled call.
@@ -35,7 +37,12 @@ pub async fn of_request(
         .await
 }
 
-/// Journals a call about to be made; returns its id.
+/// Journals a call about to be made for the turn of `message_id`; returns its id, or `None`
+/// (nothing written) if the turn is no longer this attempt's: its queue row gone (given up, or
+/// released by a retry that took its idempotency key over) or its lease run out (presumed
+/// dead). The row is locked (`FOR KEY SHARE`, which a lease renewal does not wait for) until
+/// the insert commits, so a retry that releases the turn does so after this journal entry is
+/// visible and reads it, and never makes the call again.
 pub async fn begin(
     conn: &mut AsyncPgConnection,
     account_id: i64,
@@ -43,18 +50,29 @@ pub async fn begin(
     message_id: i64,
     name: &str,
     arguments: &Value,
-) -> QueryResult<i64> {
-    diesel::insert_into(tool_calls::table)
-        .values((
-            tool_calls::account_id.eq(account_id),
-            tool_calls::idempotency_key.eq(idempotency_key),
-            tool_calls::message_id.eq(message_id),
-            tool_calls::name.eq(name),
-            tool_calls::arguments.eq(arguments),
-        ))
-        .returning(tool_calls::id)
-        .get_result(conn)
-        .await
+) -> QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Journaled {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+    }
+    let journaled: Option<Journaled> = diesel::sql_query(
+        "INSERT INTO tool_calls (account_id, idempotency_key, message_id, name, arguments)
+         SELECT $1, $2, $3, $4, $5 FROM (
+             SELECT 1 FROM pending_replies
+             WHERE message_id = $3 AND lease_until > now() FOR KEY SHARE) AS held
+         RETURNING id",
+    )
+    .bind::<Int8, _>(account_id)
+    .bind::<Nullable<Text>, _>(idempotency_key)
+    .bind::<Int8, _>(message_id)
+    .bind::<Text, _>(name)
+    .bind::<Jsonb, _>(arguments)
+    .keep_prepared()
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(journaled.map(|row| row.id))
 }
 
 /// Records the result of a journaled call.

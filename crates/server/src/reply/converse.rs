@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Prepared, Turn, strip_nul};
 use crate::app::App;
+use crate::idempotency::KeyText;
 use crate::llm::{
     Completion, FunctionSpec, LlmError, Output, PromptMessage, TextStream, TokenUsage,
 };
@@ -65,9 +66,17 @@ pub async fn converse(
             .await;
         metrics::phase(Phase::Model, asked.elapsed());
         let (answer, (provider, model)) = answered.map_err(ReplyError::Model)?;
-        let call_cost = settings.pricing.tokens_cost(model, answer.usage);
-        metrics::model_call(provider, model, answer.usage, call_cost);
-        usage.add(answer.usage);
+        // No reply is free: without the provider's counts, its tokens are estimated.
+        let call_usage = answer.usage.unwrap_or_else(|| {
+            tracing::debug!(
+                model,
+                "the model reported no token usage; charging an estimate"
+            );
+            TokenUsage::estimate(&completion, &answer.output)
+        });
+        let call_cost = settings.pricing.tokens_cost(model, call_usage);
+        metrics::model_call(provider, model, call_usage, call_cost);
+        usage.add(call_usage);
         cost = cost.saturating_add(call_cost);
         let (text, mut calls) = match answer.output {
             Output::Text(text) => {
@@ -187,7 +196,7 @@ impl Journal {
             return Ok(Self::default());
         };
         let mut conn = app.db().await?;
-        let earlier = tool_call::of_request(&mut conn, turn.account_id, key).await?;
+        let earlier = tool_call::of_request(&mut conn, turn.account_id, key.as_str()).await?;
         Ok(Self { earlier })
     }
 
@@ -214,8 +223,9 @@ impl Journal {
     }
 
     /// Journals the call, makes it, and records its result. A call that cannot be journaled
-    /// is not made; a result that cannot be recorded fails the reply (a retry is then told
-    /// the call's outcome is unknown).
+    /// is not made, nor one of a turn this attempt no longer holds (its lease ran out: a retry
+    /// may have taken over); a result that cannot be recorded fails the reply (a retry is then
+    /// told the call's outcome is unknown).
     async fn call(
         &self,
         app: &App,
@@ -228,12 +238,14 @@ impl Journal {
             tool_call::begin(
                 &mut conn,
                 turn.account_id,
-                turn.idempotency_key.as_deref(),
+                turn.idempotency_key.as_ref().map(KeyText::as_str),
                 turn.message_id,
                 &tool.name,
                 arguments,
             )
             .await?
+            // A retry took the turn over (or is about to): the call is its to make.
+            .ok_or(ReplyError::Superseded)?
         };
         let called = Instant::now();
         let mut outcome = app.tools.call(tool, arguments).await;

@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract::Caller;
-use crate::idempotency::{self, Claim, RequestKey, StoredAnswer};
+use crate::idempotency::{self, Claim, KeyText, RequestKey, StoredAnswer};
 use crate::llm::{PromptMessage, TextStream, TokenUsage};
 use crate::models::assistant::AssistantRow;
 use crate::models::pending_reply;
@@ -48,7 +48,7 @@ pub struct Turn {
     /// The request's variables, merged into the conversation's when the reply is recorded.
     pub variables: serde_json::Value,
     /// The request's `Idempotency-Key`, under which its tool calls are journaled.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<KeyText>,
     pub assistant: AssistantRow,
     /// When this process admitted the message: its burst-coalescing window starts then.
     pub admitted: tokio::time::Instant,

@@ -211,7 +211,7 @@ impl InFlight {
         let mut keys = HeldKeys::default();
         for claim in replies.values().flatten() {
             keys.account_ids.push(claim.account_id);
-            keys.keys.push(claim.key.clone());
+            keys.keys.push(claim.key.as_str().to_owned());
             keys.tokens.push(claim.token);
         }
         (replies.keys().copied().collect(), keys)

@@ -206,7 +206,9 @@ pub async fn abandon(app: &App, turn: &Turn, why: ErrorCode) -> ReplyResult<()> 
 
 /// Refunds and removes the queued replies among `message_ids` (with `expired_only`, those
 /// whose lease ran out), waking what waits behind them, each with a `reply.failed` event
-/// saying `why` when it is known. Call inside a transaction.
+/// saying `why` when it is known. Only the queued message goes: the earlier messages of its
+/// burst (answered `coalesced`) stay in the history, unanswered, and so in the next reply's
+/// prompt. Call inside a transaction.
 pub async fn release(
     conn: &mut AsyncPgConnection,
     message_ids: &[i64],
@@ -219,7 +221,8 @@ pub async fn release(
     for turn in &released {
         conversation::uncount_message(conn, turn.conversation_id).await?;
         account::refund(conn, turn.account_id, turn.hold).await?;
-        // Before the message goes: the event shows it.
+        // Before the message goes: the event shows it, and names the earlier messages of its
+        // burst, which stay for the conversation's next reply to answer.
         let failed = NewEvent {
             account_id: turn.account_id,
             kind: EventType::ReplyFailed,
@@ -227,7 +230,7 @@ pub async fn release(
             message_seq: message::seq_of(conn, turn.message_id).await?,
             error_code: why,
         };
-        event::insert(conn, &failed).await?;
+        event::insert_failed(conn, &failed).await?;
         message::delete(conn, turn.message_id).await?;
         pending_reply::announce(conn, turn.conversation_id).await?;
     }

@@ -20,6 +20,7 @@ mod history;
 mod idempotency;
 mod idle;
 mod llm_failures;
+mod losses;
 mod openapi;
 mod private_cluster;
 mod providers;
