@@ -231,14 +231,36 @@ async fn wait_for_turn_listener(data: &DataDir, since: Instant, within: Duration
 
 /// A server on the private cluster, whose model repeats what it was told last.
 struct Served {
+    // Dropped first: the server stops the cluster before the data directory is removed.
+    server: Process,
     data: DataDir,
-    server: Child,
     base: String,
     http: reqwest::Client,
     key: String,
     model: MockServer,
     receiver: MockServer,
+}
+
+/// A server process, stopped with SIGTERM when dropped.
+struct Process {
+    child: Child,
+    base: String,
     log: PathBuf,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 impl Served {
@@ -262,36 +284,28 @@ impl Served {
             .respond_with(ResponseTemplate::new(204))
             .mount(&receiver)
             .await;
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
         std::fs::create_dir_all(&data.0).unwrap();
-        let log = data.0.join("server.log");
-        let mut server = data
-            .command(&[])
-            .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ANYREPLY_LLM_BASE_URL", format!("{}/v1", model.uri()))
-            .env("ANYREPLY_LLM_API_KEY", "sk-test")
-            .env("ANYREPLY_OUTBOUND_ALLOWED_HOSTS", "127.0.0.1")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        wait_ready(&base, &mut server).await;
+        let server = spawn_server(&data, &model, "server.log").await;
         let created = data.run(&["account", "create", "--name", "Acme", "--balance", "10"]);
         assert!(created.status.success(), "{}", stderr(&created));
         let created: Value = serde_json::from_slice(&created.stdout).unwrap();
         Self {
             key: created["api_key"].as_str().unwrap().to_owned(),
-            data,
+            base: server.base.clone(),
             server,
-            base,
+            data,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
             model,
             receiver,
-            log,
         }
+    }
+
+    /// Another server process on the same cluster and model.
+    async fn another(&self) -> Process {
+        spawn_server(&self.data, &self.model, "another.log").await
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Answer {
@@ -315,18 +329,30 @@ impl Served {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log()
     }
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        // Before the data directory's own clean-up: the server stops the cluster it runs on.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
-            .status();
-        let _ = self.server.wait();
-    }
+/// A server on `data`'s cluster, answered by `model`, logging to `log_name` in `data`; ready.
+async fn spawn_server(data: &DataDir, model: &MockServer, log_name: &str) -> Process {
+    let port = free_port();
+    let log = data.0.join(log_name);
+    let child = data
+        .command(&[])
+        .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ANYREPLY_LLM_BASE_URL", format!("{}/v1", model.uri()))
+        .env("ANYREPLY_LLM_API_KEY", "sk-test")
+        .env("ANYREPLY_OUTBOUND_ALLOWED_HOSTS", "127.0.0.1")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut process = Process {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        log,
+    };
+    wait_ready(&process.base, &mut process.child).await;
+    process
 }
 
 #[derive(Debug)]
@@ -443,7 +469,10 @@ async fn a_killed_postmaster_is_started_again_and_nothing_is_lost() {
                 _ => panic!("answered {answer:?} while PostgreSQL was away\n{}", s.log()),
             }
         }
-        if all_answered {
+        // Backends that have not yet noticed their postmaster's death may still answer.
+        let restarted = postmaster_pid(&s.data.pid_file())
+            .is_some_and(|pid| pid != postmaster && is_alive(pid));
+        if all_answered && restarted {
             break;
         }
         assert!(
@@ -465,7 +494,10 @@ async fn a_killed_postmaster_is_started_again_and_nothing_is_lost() {
         "restarted by someone else?\n{}",
         s.log()
     );
-    assert!(s.server.try_wait().unwrap().is_none(), "the server exited");
+    assert!(
+        s.server.child.try_wait().unwrap().is_none(),
+        "the server exited"
+    );
 
     // Nothing lost: the conversation, its messages and the balance are as they were.
     let history_after = s.get(&format!("/api/conversations/{conversation}")).await;
@@ -539,6 +571,54 @@ async fn a_killed_postmaster_is_started_again_and_nothing_is_lost() {
         assert!(Instant::now() < deadline, "delivered: {delivered:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Two servers on one cluster both find its postmaster dead: one starts it again, under
+/// `postgres.lock`, and the other finds it running; both serve again.
+#[tokio::test]
+async fn of_two_servers_one_starts_the_killed_cluster_again() {
+    let s = Served::start().await;
+    let mut other = s.another().await;
+    let postmaster = postmaster_pid(&s.data.pid_file()).unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", &postmaster.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let killed_at = Instant::now();
+    let logs = || s.log() + &other.log();
+    let within = |what: &str| {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "{what} 15 s after the kill\n{}",
+            logs()
+        );
+    };
+    while !logs().contains("runs again") {
+        within("not started again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for base in [&s.base, &other.base] {
+        loop {
+            let ready = s.http.get(format!("{base}/ready")).send().await.unwrap();
+            match ready.status().as_u16() {
+                200 => break,
+                503 => within("not ready"),
+                status => panic!("/ready answered {status}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let restarted = postmaster_pid(&s.data.pid_file()).unwrap();
+    assert_ne!(restarted, postmaster);
+    // Each supervisor has looked again since.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let logs = logs();
+    assert_eq!(logs.matches("runs again").count(), 1, "{logs}");
+    assert_eq!(postmaster_pid(&s.data.pid_file()), Some(restarted));
+    assert!(is_alive(restarted));
+    assert!(other.child.try_wait().unwrap().is_none(), "{logs}");
+    assert_eq!(s.get("/api/user/me").await.status, 200);
 }
 
 #[tokio::test]
