@@ -74,7 +74,10 @@ impl From<ErrorCode> for ApiError {
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
         let code = match &error {
-            error if crate::db::is_unavailable(error) => ErrorCode::ServiceUnavailable,
+            error if crate::db::is_unavailable(error) => {
+                crate::pg_cluster::database_seems_gone();
+                ErrorCode::ServiceUnavailable
+            }
             // Contention (a serialization failure, or a deadlock PostgreSQL broke by aborting
             // this transaction): a retry goes through.
             diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
@@ -93,6 +96,10 @@ impl From<diesel::result::Error> for ApiError {
 
 impl From<crate::db::PoolError> for ApiError {
     fn from(error: crate::db::PoolError) -> Self {
+        // A new connection refused (not a pool merely busy).
+        if matches!(error, crate::db::PoolError::Backend(_)) {
+            crate::pg_cluster::database_seems_gone();
+        }
         Self::internal(
             ErrorCode::ServiceUnavailable,
             "no database connection",

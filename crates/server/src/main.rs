@@ -68,19 +68,22 @@ fn init_logging() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::from_env()?;
     // Held to the end: the private cluster, if this is it, stops when its last user is done.
-    let (database_url, _cluster) = pg_cluster::resolve_database(&settings).await?;
+    let (database_url, cluster) = pg_cluster::resolve_database(&settings).await?;
     settings.database_url = Some(database_url.clone());
     db::create_database_if_missing(&database_url).await?;
     db::run_migrations(&database_url).await?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings).await,
+        Command::Serve => serve(settings, cluster.as_ref()).await,
         Command::Migrate => Ok(()),
         Command::Account(command) => account_command(&database_url, command).await,
         Command::Key(command) => key_command(&database_url, command).await,
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    cluster: Option<&pg_cluster::ClusterGuard>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| {
@@ -91,7 +94,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         })?;
     log_start(&settings);
     let app = App::new(settings)?;
-    anyreply_server::serve(app, listener, shutdown_signal()).await?;
+    // Starts the private cluster again should PostgreSQL die; ended before the guard is
+    // dropped, whose stop it would undo.
+    let supervisor = cluster.map(|cluster| tokio::spawn(cluster.supervise()));
+    let served = anyreply_server::serve(app, listener, shutdown_signal()).await;
+    if let Some(supervisor) = supervisor {
+        supervisor.abort();
+        let _ = supervisor.await;
+    }
+    served?;
     Ok(())
 }
 

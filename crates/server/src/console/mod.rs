@@ -225,7 +225,14 @@ impl IntoResponse for ConsoleError {
             title,
             message,
         };
-        (status, page).into_response()
+        let mut response = (status, page).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // As the API says it: the database is away for a moment.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        response
     }
 }
 

@@ -41,6 +41,7 @@ pub async fn get_health() -> Json<Health> {
 )]
 pub async fn get_ready(State(app): State<App>) -> ApiResult<Json<Health>> {
     let unavailable = |e: &dyn std::fmt::Display| {
+        crate::pg_cluster::database_seems_gone();
         ApiError::internal(ErrorCode::ServiceUnavailable, "not ready", e)
     };
     let mut conn = app.db().await.map_err(|e| unavailable(&e))?;

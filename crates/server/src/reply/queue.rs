@@ -101,6 +101,8 @@ impl Wakeups {
                 }
                 Err(error) => tracing::warn!(%error, "could not connect to listen for turns"),
             }
+            // Perhaps PostgreSQL died: an idle server notices here first.
+            crate::pg_cluster::database_seems_gone();
             self.wake_everyone();
             tokio::time::sleep(RECONNECT_PAUSE).await;
         }
