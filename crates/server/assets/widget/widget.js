@@ -68,7 +68,8 @@
     "input { flex: 1; min-width: 0; font: inherit; padding: 8px 10px; border: 1px solid #c9d1e0; border-radius: 8px; }" +
     "input:focus { outline: 2px solid #2f5bea; border-color: transparent; }" +
     ".send { border: 0; border-radius: 8px; background: #2f5bea; color: #fff; padding: 0 14px; }" +
-    ".send:disabled { opacity: .5; cursor: default; }";
+    ".send:disabled { opacity: .5; cursor: default; }" +
+    "input:disabled { background: #eef1f6; cursor: not-allowed; }";
 
   var host = document.createElement("div");
   host.setAttribute("data-anyreply-widget", "");

@@ -694,3 +694,71 @@ async fn a_widgets_replies_call_tools_only_when_the_business_enabled_them() {
     );
     assert_eq!(crm.received_requests().await.unwrap().len(), 1);
 }
+
+/// The real binary, logging JSON: a widget used from an unlisted origin logs that origin at
+/// `warn`, with the widget's id, so that whoever embedded it can find out why it is refused.
+#[tokio::test]
+async fn a_refused_origin_is_logged() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    let app = TestApp::spawn().await;
+    let (_, widget) = shop_widget(&app).await;
+    let key = widget["public_key"].as_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_anyreply-server"))
+        .env("ANYREPLY_DATABASE_URL", app.db.url())
+        .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ANYREPLY_LLM_BASE_URL", format!("{}/v1", app.llm.uri()))
+        .env("ANYREPLY_LOG_FORMAT", "json")
+        .env("ANYREPLY_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    let stderr = server.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = async {
+        while app.http.get(format!("{base}/health")).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .expect("the server starts");
+    let response = app
+        .http
+        .post(format!("{base}/api/widget/messages"))
+        .bearer_auth(key)
+        .header("origin", "https://elsewhere.example.org")
+        .json(&json!({ "message": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    let logged = loop {
+        let line = received
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line about the refused origin");
+        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if entry["fields"]["origin"].is_string() {
+            break entry;
+        }
+    };
+    server.kill().unwrap();
+    let _ = server.wait();
+    assert_eq!(logged["level"], "WARN");
+    assert_eq!(logged["fields"]["origin"], "https://elsewhere.example.org");
+    assert_eq!(logged["fields"]["widget_id"], widget["id"]);
+}
