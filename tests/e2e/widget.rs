@@ -1,6 +1,8 @@
 //! The web chat widget in a real headless Chromium, on a page of another origin than the
 //! server's: the chat button, a message typed and sent with Enter, the reply streamed in, the
-//! page's styles kept out, and the conversation there again after a reload.
+//! page's styles kept out, the visitor's token kept in `localStorage` and the conversation
+//! there again after a reload; and on a page of an origin the widget does not list, the
+//! panel saying so.
 
 use std::time::Duration;
 
@@ -92,9 +94,8 @@ async fn wait_for_log(root: &ShadowRoot, texts: &[&str]) {
     }
 }
 
-#[tokio::test]
-async fn a_visitor_chats_on_a_shop_page_and_finds_the_conversation_after_a_reload() {
-    let stack = Stack::start(Duration::ZERO).await;
+/// A widget of a new assistant for `origin`: its publishable key.
+async fn make_widget(stack: &Stack, origin: &str) -> String {
     let client = stack.client(&stack.base, quick_retries());
     let assistant = client
         .assistants()
@@ -104,21 +105,28 @@ async fn a_visitor_chats_on_a_shop_page_and_finds_the_conversation_after_a_reloa
         })
         .await
         .unwrap();
-    // The shop's origin, for which the widget is made.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let shop = format!("http://{}", listener.local_addr().unwrap());
     let created: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/api/user/widgets", stack.base))
         .bearer_auth(&stack.key)
-        .json(&json!({ "assistant_id": assistant.id, "allowed_origins": [shop] }))
+        .json(&json!({ "assistant_id": assistant.id, "allowed_origins": [origin] }))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let key = created["data"]["public_key"].as_str().unwrap();
-    serve_shop_page(listener, &stack.base, key);
+    created["data"]["public_key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_visitor_chats_on_a_shop_page_and_finds_the_conversation_after_a_reload() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    // The shop's origin, for which the widget is made.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop = format!("http://{}", listener.local_addr().unwrap());
+    let key = make_widget(&stack, &shop).await;
+    serve_shop_page(listener, &stack.base, &key);
 
     let driver = Driver::start().await;
     let browser = driver.browser().await;
@@ -144,15 +152,26 @@ async fn a_visitor_chats_on_a_shop_page_and_finds_the_conversation_after_a_reloa
     .await;
     screenshot(&browser, "widget-chat").await;
 
-    // The conversation is the visitor's, under `web:<id>`, and streamed replies were stored.
+    // The browser keeps the token the server issued; the conversation is the visitor's,
+    // under `web:<public id>`, which is not the token, and streamed replies were stored.
+    let token = browser
+        .execute(
+            "return localStorage.getItem('anyreply.visitor-token.' + arguments[0]);",
+            vec![json!(key)],
+        )
+        .await
+        .unwrap();
+    let token = token.as_str().expect("no token in localStorage");
+    assert!(token.starts_with("arvt_"), "{token}");
     let page = client
         .conversations()
         .list(&Default::default())
         .await
         .unwrap();
     assert_eq!(page.data.len(), 1);
+    let customer = &page.data[0].external_identifier;
     assert!(
-        page.data[0].external_identifier.starts_with("web:"),
+        customer.starts_with("web:") && !customer.contains(&token[5..]),
         "{:?}",
         page.data[0]
     );
@@ -184,5 +203,43 @@ async fn a_visitor_chats_on_a_shop_page_and_finds_the_conversation_after_a_reloa
         .await
         .unwrap();
     assert_eq!(page.data.len(), 1, "one visitor, one conversation");
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_page_of_an_unlisted_origin_says_the_chat_is_not_allowed_there() {
+    let stack = Stack::start(Duration::ZERO).await;
+    // The widget lists the shop; the page that embeds it is elsewhere.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = format!("http://{}", listener.local_addr().unwrap());
+    let key = make_widget(&stack, "https://shop.example.com").await;
+    serve_shop_page(listener, &stack.base, &key);
+
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(&format!("{page}/")).await.unwrap();
+    let root = widget(&browser).await;
+    chat_button(&root).await.click().await.unwrap();
+    let field = message_field(&root).await;
+    field.send_keys("Hello?\u{E007}").await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let notes = root.find_all(Locator::Css(".log .note")).await.unwrap();
+        let mut shown = Vec::new();
+        for note in notes {
+            shown.push(note.prop("textContent").await.unwrap().unwrap_or_default());
+        }
+        if shown == ["This site is not allowed to use this chat"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the panel shows {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!field.is_enabled().await.unwrap(), "the field stays usable");
+    screenshot(&browser, "widget-not-allowed").await;
+    assert_eq!(stack.messages().await, 0);
     browser.close().await.unwrap();
 }

@@ -61,6 +61,9 @@ error_codes! {
     WidgetNotFound = ("WIDGET_NOT_FOUND", 404, false, "Widget not found"),
     /// A widget's key was used from a page whose origin the widget does not list.
     OriginNotAllowed = ("ORIGIN_NOT_ALLOWED", 403, false, "This widget may not be used from this site"),
+    /// A chat widget's visitor token is missing where one is needed, unknown, or another
+    /// widget's.
+    VisitorTokenInvalid = ("VISITOR_TOKEN_INVALID", 401, false, "Missing or invalid visitor token"),
     /// No such route.
     NotFound = ("NOT_FOUND", 404, false, "Not found"),
     /// The route exists, the method does not.

@@ -52,7 +52,7 @@ pub struct Settings {
     /// `ANYREPLY_WEBHOOK_TIMEOUT_SECS`: longest wait for a webhook receiver's answer.
     pub webhook_timeout: Duration,
     /// `ANYREPLY_TRUSTED_PROXIES`: the addresses of reverse proxies whose `X-Forwarded-Proto`
-    /// and `X-Forwarded-For` the console believes.
+    /// and `X-Forwarded-For` the console and the chat widget's per-address limit believe.
     pub trusted_proxies: TrustedProxies,
     /// Pauses before each retry of a failed webhook delivery; past the last, the webhook is
     /// disabled. Not an environment setting: tests shorten it.
@@ -88,6 +88,9 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// `ANYREPLY_WIDGET_VISITOR_RATE_PER_MINUTE`: chat widget messages per visitor per minute.
     pub widget_visitor_rate_per_minute: u32,
+    /// `ANYREPLY_WIDGET_IP_RATE_PER_MINUTE`: requests to `/api/widget/` (preflights, history
+    /// reads and messages) per client address per minute, over every widget.
+    pub widget_ip_rate_per_minute: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
     pub pricing: Pricing,
     /// `ANYREPLY_METRICS_TOKEN`: when set, `/metrics` wants it as a Bearer token.
@@ -132,6 +135,7 @@ impl Default for Settings {
             conversation_queue_limit: anyreply_core::limits::DEFAULT_CONVERSATION_QUEUE_LIMIT,
             rate_limit_per_minute: 60,
             widget_visitor_rate_per_minute: 10,
+            widget_ip_rate_per_minute: 300,
             pricing: Pricing::default(),
             metrics_token: None,
         }
@@ -297,6 +301,12 @@ impl Settings {
                 "ANYREPLY_WIDGET_VISITOR_RATE_PER_MINUTE",
                 d.widget_visitor_rate_per_minute,
                 "10",
+            ),
+            widget_ip_rate_per_minute: positive(
+                env,
+                "ANYREPLY_WIDGET_IP_RATE_PER_MINUTE",
+                d.widget_ip_rate_per_minute,
+                "300",
             ),
             pricing,
             metrics_token: env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from),

@@ -58,6 +58,9 @@ impl JsonBody {
 pub struct Caller {
     pub account_id: i64,
     pub api_key_id: i64,
+    /// Whether its replies may call the assistant's tools: an API key's and the console's
+    /// may, a chat widget's visitor's only if the widget says so.
+    pub tools: bool,
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -114,6 +117,7 @@ impl Caller {
         Ok(Caller {
             account_id: known.account_id,
             api_key_id: known.id,
+            tools: true,
         })
     }
 }

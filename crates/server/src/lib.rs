@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_address;
 pub mod config;
 pub mod console;
 pub mod controllers;

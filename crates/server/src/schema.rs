@@ -201,6 +201,24 @@ diesel::table! {
         allowed_origins -> Array<Text>,
         api_key_id -> Int8,
         created_at -> Timestamptz,
+        tools_enabled -> Bool,
+    }
+}
+
+diesel::table! {
+    widget_addresses (address) {
+        address -> Text,
+        rate_window -> Int8,
+        rate_count -> Int4,
+    }
+}
+
+diesel::table! {
+    widget_visitor_tokens (token_hash) {
+        token_hash -> Bytea,
+        widget_id -> Int8,
+        public_id -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -215,6 +233,7 @@ diesel::table! {
 
 diesel::joinable!(tools -> accounts (account_id));
 diesel::joinable!(widgets -> accounts (account_id));
+diesel::joinable!(widget_visitor_tokens -> widgets (widget_id));
 diesel::joinable!(webhooks -> accounts (account_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(api_keys -> accounts (account_id));
@@ -236,6 +255,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     tools,
     webhook_deliveries,
     webhooks,
+    widget_addresses,
+    widget_visitor_tokens,
     widget_visitors,
     widgets,
 );

@@ -23,6 +23,8 @@ pub struct Widget {
     pub public_key: String,
     /// The origins (`https://shop.example.com`) whose pages may use it.
     pub allowed_origins: Vec<String>,
+    /// Whether its replies may call the assistant's tools (anyone can write to a widget).
+    pub tools_enabled: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -54,6 +56,12 @@ pub struct WidgetInput {
     /// 1 to 20 origins, each `http(s)://host[:port]` without a path.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 20, example = json!(["https://shop.example.com"])))]
     pub allowed_origins: Vec<String>,
+    /// Whether the widget's replies may call the assistant's tools; `false` when absent, so
+    /// that an anonymous visitor cannot make the assistant act on the business's systems
+    /// unless the business chose so.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub tools_enabled: bool,
 }
 
 impl WidgetInput {
@@ -63,6 +71,17 @@ impl WidgetInput {
         let mut fields = Fields::new(body);
         let assistant_id = fields.required_integer("assistant_id", 1..=i64::MAX);
         let mut errors = fields.errors;
+        let tools_enabled = match body.get("tools_enabled").filter(|v| !v.is_null()) {
+            None => false,
+            Some(Value::Bool(enabled)) => *enabled,
+            Some(_) => {
+                errors.add(
+                    "tools_enabled",
+                    "The tools_enabled field must be true or false.",
+                );
+                false
+            }
+        };
         let origins = match body.get("allowed_origins").filter(|v| !v.is_null()) {
             Some(Value::Array(items)) if (1..=MAX_WIDGET_ORIGINS).contains(&items.len()) => {
                 let mut origins = Vec::new();
@@ -94,6 +113,7 @@ impl WidgetInput {
             (Some(assistant_id), Some(allowed_origins)) => errors.finish(Self {
                 assistant_id,
                 allowed_origins,
+                tools_enabled,
             }),
             _ => Err(errors),
         }
@@ -119,57 +139,34 @@ pub fn canonical_origin(origin: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{authority}"))
 }
 
-/// Longest visitor id, in characters.
-pub const MAX_VISITOR_ID_CHARS: usize = 64;
-
-/// Body of `POST /api/widget/messages`.
+/// Body of `POST /api/widget/messages`. The visitor is the one whose token comes in
+/// `X-Visitor-Token`, or without one a new visitor (see the endpoint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WidgetMessage {
-    /// The visitor's random id, kept by the browser: the conversation is the visitor's
-    /// (`customer_identifier` `web:<visitor_id>`). 8 to 64 letters, digits, `-` or `_`.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(example = "6f1c2a9e-8d0b-4c55-9a43-3b1e2f6d7c80")
-    )]
-    pub visitor_id: String,
     /// What the visitor wrote: 1 to 10,000 characters, not blank.
     pub message: String,
 }
 
 impl WidgetMessage {
-    /// Validates a message body, every bad field at once.
+    /// Validates a message body. Other fields (the `visitor_id` older scripts send) are ignored.
     pub fn from_json(body: &Value) -> Result<Self, FieldErrors> {
         let mut fields = Fields::new(body);
-        let visitor_id = fields.required_string("visitor_id", 1..=MAX_VISITOR_ID_CHARS);
         let message = fields.required_string("message", 1..=MAX_MESSAGE_CHARS);
         let mut errors = fields.errors;
-        if let Some(problem) = visitor_id.as_deref().and_then(visitor_id_problem) {
-            errors.add("visitor_id", problem);
-        }
         if message.as_deref().is_some_and(|m| m.trim().is_empty()) {
             errors.add("message", "The message field must not be empty.");
         }
-        match (visitor_id, message) {
-            (Some(visitor_id), Some(message)) => errors.finish(Self {
-                visitor_id,
-                message,
-            }),
-            _ => Err(errors),
+        match message {
+            Some(message) => errors.finish(Self { message }),
+            None => Err(errors),
         }
     }
 }
 
-/// Why `id` cannot be a visitor id, if it cannot.
-pub fn visitor_id_problem(id: &str) -> Option<&'static str> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    (id.len() < 8 || id.len() > MAX_VISITOR_ID_CHARS || !id.chars().all(allowed))
-        .then_some("The visitor_id must be 8 to 64 letters, digits, - or _.")
-}
-
-/// The customer identifier of a widget visitor.
-pub fn visitor_customer_identifier(visitor_id: &str) -> String {
-    format!("web:{visitor_id}")
+/// The customer identifier of a widget visitor: `web:` and their public id (never their token).
+pub fn visitor_customer_identifier(public_id: &str) -> String {
+    format!("web:{public_id}")
 }
 
 /// `GET /api/widget/messages`: the visitor's conversation so far, oldest first.
@@ -241,16 +238,42 @@ mod tests {
     }
 
     #[test]
-    fn visitor_ids_are_checked() {
+    fn tools_are_off_unless_asked_for() {
+        let input = |extra: Value| {
+            let mut body = json!({ "assistant_id": 3, "allowed_origins": ["https://a.test"] });
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            WidgetInput::from_json(&body)
+        };
+        assert!(!input(json!({})).unwrap().tools_enabled);
         assert!(
-            WidgetMessage::from_json(&json!({ "visitor_id": "abcd-1234", "message": "hi" }))
-                .is_ok()
+            !input(json!({ "tools_enabled": null }))
+                .unwrap()
+                .tools_enabled
         );
-        for bad in ["short", "has space in it", "web:colon-id", &"x".repeat(65)] {
-            let errors = WidgetMessage::from_json(&json!({ "visitor_id": bad, "message": "hi" }))
-                .unwrap_err()
-                .into_map();
-            assert!(errors.contains_key("visitor_id"), "{bad}");
+        assert!(
+            input(json!({ "tools_enabled": true }))
+                .unwrap()
+                .tools_enabled
+        );
+        let errors = input(json!({ "tools_enabled": "yes" }))
+            .unwrap_err()
+            .into_map();
+        assert_eq!(errors.into_keys().collect::<Vec<_>>(), ["tools_enabled"]);
+    }
+
+    #[test]
+    fn messages_are_checked_and_old_visitor_ids_ignored() {
+        let message = WidgetMessage::from_json(&json!({ "visitor_id": "x", "message": "hi" }));
+        assert_eq!(message.unwrap().message, "hi");
+        for bad in [
+            json!({ "message": " " }),
+            json!({}),
+            json!({ "message": 3 }),
+        ] {
+            let errors = WidgetMessage::from_json(&bad).unwrap_err().into_map();
+            assert!(errors.contains_key("message"), "{bad}");
         }
     }
 }

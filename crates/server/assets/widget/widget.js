@@ -17,32 +17,30 @@
   // shows up without a reload.
   var REFRESH_MS = 10000;
 
-  // The visitor's id: random, kept in this browser, one conversation per visitor.
-  function visitorId() {
-    var name = "anyreply.visitor." + key;
-    var id = null;
+  // The visitor's token: issued by the server with their first message, kept in this
+  // browser, one conversation per visitor. It is the visitor's only proof of who they are.
+  var TOKEN_NAME = "anyreply.visitor-token." + key;
+  function storage(action) {
     try {
-      id = localStorage.getItem(name);
+      return action(localStorage);
     } catch (e) {
       // Storage refused (privacy mode): the conversation lasts as long as the page.
+      return null;
     }
-    if (!id || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) {
-      var bytes = new Uint8Array(16);
-      crypto.getRandomValues(bytes);
-      id = Array.prototype.map
-        .call(bytes, function (b) {
-          return (b + 0x100).toString(16).slice(1);
-        })
-        .join("");
-      try {
-        localStorage.setItem(name, id);
-      } catch (e) {
-        // As above.
-      }
-    }
-    return id;
   }
-  var visitor = visitorId();
+  var token = storage(function (store) {
+    // An id of the older script (chosen by the browser) proves nothing: it goes.
+    store.removeItem("anyreply.visitor." + key);
+    return store.getItem(TOKEN_NAME);
+  });
+  function keepToken(issued) {
+    token = issued;
+    storage(function (store) {
+      if (issued) store.setItem(TOKEN_NAME, issued);
+      else store.removeItem(TOKEN_NAME);
+    });
+  }
+  var NOT_ALLOWED = "This site is not allowed to use this chat";
 
   var STYLE =
     ":host { all: initial; position: fixed; right: 20px; bottom: 20px; z-index: 2147483000;" +
@@ -70,7 +68,8 @@
     "input { flex: 1; min-width: 0; font: inherit; padding: 8px 10px; border: 1px solid #c9d1e0; border-radius: 8px; }" +
     "input:focus { outline: 2px solid #2f5bea; border-color: transparent; }" +
     ".send { border: 0; border-radius: 8px; background: #2f5bea; color: #fff; padding: 0 14px; }" +
-    ".send:disabled { opacity: .5; cursor: default; }";
+    ".send:disabled { opacity: .5; cursor: default; }" +
+    "input:disabled { background: #eef1f6; cursor: not-allowed; }";
 
   var host = document.createElement("div");
   host.setAttribute("data-anyreply-widget", "");
@@ -119,25 +118,57 @@
 
   function headers(extra) {
     var all = { Authorization: "Bearer " + key };
+    if (token) all["X-Visitor-Token"] = token;
     for (var name in extra) all[name] = extra[name];
     return all;
   }
 
-  // Draws the conversation as the server has it, unless a message is on its way.
+  // The page's origin is not one the widget lists: nothing here can work, so the panel says
+  // so instead of offering a field.
+  var refused = false;
+  function refuse() {
+    if (refused) return;
+    refused = true;
+    clearInterval(refresh);
+    log.textContent = "";
+    note(NOT_ALLOWED);
+    input.disabled = true;
+    send.disabled = true;
+  }
+
+  // The error envelope of a refusal, or {} if it has none.
+  function errorBody(response) {
+    return response.json().catch(function () {
+      return {};
+    });
+  }
+
+  // Draws the conversation as the server has it, unless a message is on its way. A visitor
+  // without a token has no conversation yet.
   function loadHistory() {
-    return fetch(api + "?visitor_id=" + encodeURIComponent(visitor), { headers: headers({}) })
+    if (!token || refused) {
+      loaded = true;
+      return Promise.resolve();
+    }
+    return fetch(api, { headers: headers({}) })
       .then(function (response) {
-        if (!response.ok) throw new Error("history " + response.status);
-        return response.json();
+        if (response.ok) return response.json();
+        return errorBody(response).then(function (body) {
+          if (response.status === 403 && body.error_code === "ORIGIN_NOT_ALLOWED") refuse();
+          // A token the server no longer knows: a new visitor from the next message on.
+          else if (body.error_code === "VISITOR_TOKEN_INVALID") keepToken(null);
+          else throw new Error("history " + response.status);
+          return null;
+        });
       })
       .then(function (history) {
-        if (sending || history.messages.length === shown) return;
+        loaded = true;
+        if (!history || sending || history.messages.length === shown) return;
         log.textContent = "";
         history.messages.forEach(function (message) {
           if (message.content) bubble(message.role, message.content);
         });
         shown = history.messages.length;
-        loaded = true;
       })
       .catch(function () {
         if (!loaded) note("The conversation could not be loaded.");
@@ -150,7 +181,7 @@
     launcher.setAttribute("aria-expanded", "true");
     launcher.setAttribute("aria-label", "Close chat");
     if (!loaded) loadHistory();
-    refresh = setInterval(loadHistory, REFRESH_MS);
+    if (!refused) refresh = setInterval(loadHistory, REFRESH_MS);
     input.focus();
   }
 
@@ -201,20 +232,42 @@
       reply.remove();
       note(message || "Sorry, the message could not be sent. Please try again.");
     }
-    fetch(api, {
-      method: "POST",
-      headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
-      body: JSON.stringify({ visitor_id: visitor, message: text }),
-    })
+    // Sent again once without the token if the server no longer knows it (the message was
+    // not stored then): the visitor starts a new conversation rather than losing the message.
+    function post(retried) {
+      return fetch(api, {
+        method: "POST",
+        headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+        body: JSON.stringify({ message: text }),
+      }).then(function (response) {
+        var issued = response.headers.get("X-Visitor-Token");
+        if (issued) keepToken(issued);
+        if (response.status !== 401 || retried || !token) return response;
+        return response
+          .clone()
+          .json()
+          .then(function (body) {
+            if (body.error_code !== "VISITOR_TOKEN_INVALID") return response;
+            keepToken(null);
+            return post(true);
+          })
+          .catch(function () {
+            return response;
+          });
+      });
+    }
+    post(false)
       .then(function (response) {
         var type = response.headers.get("Content-Type") || "";
         if (!response.ok || type.indexOf("text/event-stream") !== 0) {
           return response.json().then(function (body) {
-            if (!response.ok) {
-              finished = true;
+            finished = true;
+            if (response.status === 403 && body.error_code === "ORIGIN_NOT_ALLOWED") {
+              reply.remove();
+              refuse();
+            } else if (!response.ok) {
               fail(response.status === 429 ? "Too many messages at once; please wait a moment." : body.message);
             } else {
-              finished = true;
               done(body);
             }
           });
@@ -240,7 +293,7 @@
       .then(function () {
         if (!finished) fail();
         sending = false;
-        send.disabled = false;
+        send.disabled = refused;
         shown = log.querySelectorAll(".msg").length;
       });
     function done(answer) {
@@ -268,7 +321,7 @@
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var text = input.value.trim();
-    if (!text || sending) return;
+    if (!text || sending || refused) return;
     input.value = "";
     sendMessage(text);
   });

@@ -5,9 +5,7 @@
 //! its own CSRF token, which every form sends back; the sign-in form, before any session,
 //! sends back the token of a cookie of its own (double submit).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ConsoleError, Layout};
 use crate::app::App;
+use crate::client_address;
 use crate::extract::Caller;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
 use crate::models::console_session;
@@ -59,6 +58,7 @@ where
             caller: Caller {
                 account_id: session.account_id,
                 api_key_id: session.api_key_id,
+                tools: true,
             },
             csrf: session.csrf_token,
             token_hash,
@@ -152,7 +152,8 @@ pub(super) async fn sign_in(
     if !same_secret(&form.csrf, &expected) {
         return Err(ConsoleError::Forbidden);
     }
-    let client = client_address(&app, &parts);
+    // Who is signing in, for the failure count.
+    let client = client_address::of(&app.settings, &parts.headers, &parts.extensions);
     let mut conn = app.db().await?;
     if console_session::failures(&mut conn, &client).await? >= MAX_FAILED_SIGN_INS {
         return Ok(sign_in_answer(
@@ -241,39 +242,12 @@ fn set_cookie(response: &mut Response, name: &str, value: &str, secure: Option<b
     }
 }
 
-/// The peer's address, if the server was asked to keep it.
-fn peer(parts: &Parts) -> Option<SocketAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| *address)
-}
-
-fn from_trusted_proxy(app: &App, parts: &Parts) -> bool {
-    peer(parts).is_some_and(|address| app.settings.trusted_proxies.contains(address.ip()))
-}
-
 /// Whether the browser reached us over HTTPS: only a trusted proxy can say so.
 fn over_https(app: &App, parts: &Parts) -> bool {
-    from_trusted_proxy(app, parts)
+    client_address::from_trusted_proxy(&app.settings, &parts.extensions)
         && parts
             .headers
             .get("x-forwarded-proto")
             .and_then(|value| value.to_str().ok())
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
-}
-
-/// Who is signing in, for the failure count: the peer, or behind a trusted proxy the address
-/// it says it forwarded for (the last in `X-Forwarded-For`).
-fn client_address(app: &App, parts: &Parts) -> String {
-    let forwarded = from_trusted_proxy(app, parts)
-        .then(|| parts.headers.get("x-forwarded-for"))
-        .flatten()
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.rsplit(',').next())
-        .map(|last| last.trim().to_owned())
-        .filter(|last| !last.is_empty());
-    forwarded
-        .or_else(|| peer(parts).map(|address| address.ip().to_canonical().to_string()))
-        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -5,33 +5,40 @@
 //!
 //! A publishable key is public (it sits in the page), so it is only good for chatting with its
 //! assistant, from pages of the origins its widget lists (the browser's `Origin`, which a page
-//! cannot forge), at a bounded rate per visitor.
+//! cannot forge), at a bounded rate per visitor and per client address. A visitor is whoever
+//! holds the token the server issued with their first message (`X-Visitor-Token`).
 
-use anyreply_core::wire::widgets::{
-    WidgetHistoryMessage, visitor_customer_identifier, visitor_id_problem,
-};
+use anyreply_core::wire::widgets::{WidgetHistoryMessage, visitor_customer_identifier};
 use anyreply_core::wire::{
     GenerateReplyRequest, GenerateReplyResponse, WidgetHistory, WidgetMessage,
 };
-use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
+use anyreply_core::{ErrorBody, ErrorCode};
 use axum::Json;
-use axum::extract::{FromRef, FromRequestParts, RawQuery, Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use diesel_async::AsyncPgConnection;
 use serde_json::json;
 
 use crate::app::App;
+use crate::client_address;
 use crate::controllers::generate_reply::run_reply;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody, bearer_token, query_params};
-use crate::models::widget::{self, KEY_MARK, WidgetRow};
+use crate::extract::{Caller, JsonBody, bearer_token};
+use crate::models::widget::{self, KEY_MARK, VISITOR_TOKEN_MARK, WidgetRow};
 use crate::models::{conversation, message};
 use crate::rate_limit::RateLimit;
 
 /// The newest messages the history read returns.
 const HISTORY_MESSAGES: usize = 100;
+
+/// The header that carries a visitor's token, both ways.
+pub const VISITOR_TOKEN: HeaderName = HeaderName::from_static("x-visitor-token");
+
+/// Longest visitor token looked up; ours have 48 characters.
+const MAX_TOKEN_CHARS: usize = 100;
 
 /// The widget script, plain JavaScript that builds its own panel in a shadow root.
 const SCRIPT: &str = include_str!("../../assets/widget/widget.js");
@@ -79,6 +86,12 @@ where
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok());
         if !origin.is_some_and(|origin| row.allows(origin)) {
+            // Said, so that whoever embedded the widget on an unlisted site can find out why.
+            tracing::warn!(
+                widget_id = row.id,
+                origin = origin.unwrap_or("(none)"),
+                "a chat widget's key was used from an origin the widget does not list"
+            );
             return Err(ErrorCode::OriginNotAllowed.into());
         }
         tracing::Span::current().record("account_id", row.account_id);
@@ -86,24 +99,51 @@ where
     }
 }
 
+/// The token of `X-Visitor-Token`, if the request has one (present but unreadable: `Some("")`,
+/// which no visitor holds).
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(&VISITOR_TOKEN)
+        .map(|value| value.to_str().unwrap_or_default().trim())
+}
+
+/// The public id of the widget's visitor holding `token`; `401 VISITOR_TOKEN_INVALID` for a
+/// token the widget never issued (another widget's included).
+async fn visitor_of(
+    conn: &mut AsyncPgConnection,
+    widget: &WidgetRow,
+    token: &str,
+) -> ApiResult<String> {
+    let plausible = token.starts_with(VISITOR_TOKEN_MARK) && token.len() <= MAX_TOKEN_CHARS;
+    let found = match plausible {
+        true => widget::find_visitor(conn, widget.id, token).await?,
+        false => None,
+    };
+    found.ok_or_else(|| ErrorCode::VisitorTokenInvalid.into())
+}
+
 /// A visitor's message; the answer is generate-reply's, without the tools' results (which
-/// are the business's, not the visitor's).
+/// are the business's, not the visitor's). Without `X-Visitor-Token` the message is a new
+/// visitor's first: the answer's `X-Visitor-Token` is their token, for every later call.
 #[utoipa::path(
     post,
     path = "/api/widget/messages",
     tag = "widget",
     security(("publishable_key" = [])),
+    params(("X-Visitor-Token" = Option<String>, Header, description = "The visitor's token; absent for a new visitor's first message")),
     request_body(
         content = WidgetMessage,
-        example = json!({ "visitor_id": "6f1c2a9e-8d0b-4c55-9a43-3b1e2f6d7c80", "message": "Do you ship to Austria?" })
+        example = json!({ "message": "Do you ship to Austria?" })
     ),
     responses(
-        (status = 200, description = "The reply, as generate-reply answers it (streamed under `Accept: text/event-stream`); `function_calls` is always empty", body = GenerateReplyResponse),
-        (status = 401, description = "`UNAUTHORIZED`: no such publishable key", body = ErrorBody),
+        (status = 200, description = "The reply, as generate-reply answers it (streamed under `Accept: text/event-stream`); `function_calls` is always empty", body = GenerateReplyResponse, headers(
+            ("X-Visitor-Token" = String, description = "A new visitor's token (only when the request had none): random, shown once; send it with every later call"),
+        )),
+        (status = 401, description = "`UNAUTHORIZED`: no such publishable key; `VISITOR_TOKEN_INVALID`: a token this widget never issued", body = ErrorBody),
         (status = 402, description = "`INSUFFICIENT_BALANCE`", body = ErrorBody),
         (status = 403, description = "`ORIGIN_NOT_ALLOWED`: the page's origin is not the widget's", body = ErrorBody),
         (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
-        (status = 429, description = "`RATE_LIMITED` (this visitor, or the widget), `CONVERSATION_BUSY`", body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED` (this visitor, this client address, or the widget), `CONVERSATION_BUSY`", body = ErrorBody),
         (status = 503, description = "`LLM_UNAVAILABLE`, `SERVICE_UNAVAILABLE`", body = ErrorBody),
     )
 )]
@@ -115,36 +155,53 @@ pub async fn post_widget_message(
 ) -> ApiResult<Response> {
     let input = body.parse(WidgetMessage::from_json)?;
     let limit = app.settings.widget_visitor_rate_per_minute;
-    let counted = {
+    let (public_id, issued, counted) = {
         let mut conn = app.db().await?;
-        widget::count_visitor_message(&mut conn, widget.id, &input.visitor_id).await?
+        let (public_id, issued) = match presented_token(&headers) {
+            Some(token) => (visitor_of(&mut conn, &widget, token).await?, None),
+            None => {
+                let new = widget::issue_visitor(&mut conn, widget.id).await?;
+                (new.public_id, Some(new.token))
+            }
+        };
+        let counted = widget::count_visitor_message(&mut conn, widget.id, &public_id).await?;
+        (public_id, issued, counted)
     };
     let standing = RateLimit::after(&counted, limit);
-    if standing.exceeded {
-        return Err(ApiError::new(ErrorCode::RateLimited)
+    let answered = if standing.exceeded {
+        Err(ApiError::new(ErrorCode::RateLimited)
             .with_retry_after(standing.reset)
-            .with_headers(standing.headers()));
+            .with_headers(standing.headers()))
+    } else {
+        let request = GenerateReplyRequest {
+            assistant_id: widget.assistant_id,
+            customer_identifier: visitor_customer_identifier(&public_id),
+            message: input.message,
+            variables: Some(
+                json!({ "channel": "web" })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        };
+        let caller = Caller {
+            account_id: widget.account_id,
+            api_key_id: widget.api_key_id,
+            tools: widget.tools_enabled,
+        };
+        run_reply(app, caller, request, None, &headers, |mut answer| {
+            answer.function_calls.clear();
+            answer
+        })
+        .await
+    };
+    // A new visitor's token goes with whatever the answer is: their message may be stored
+    // even if its reply failed.
+    let mut response = answered.unwrap_or_else(IntoResponse::into_response);
+    if let Some(value) = issued.and_then(|token| HeaderValue::from_str(&token).ok()) {
+        response.headers_mut().insert(VISITOR_TOKEN, value);
     }
-    let request = GenerateReplyRequest {
-        assistant_id: widget.assistant_id,
-        customer_identifier: visitor_customer_identifier(&input.visitor_id),
-        message: input.message,
-        variables: Some(
-            json!({ "channel": "web" })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        ),
-    };
-    let caller = Caller {
-        account_id: widget.account_id,
-        api_key_id: widget.api_key_id,
-    };
-    run_reply(app, caller, request, None, &headers, |mut answer| {
-        answer.function_calls.clear();
-        answer
-    })
-    .await
+    Ok(response)
 }
 
 /// The visitor's conversation so far: the newest 100 messages, oldest first.
@@ -153,29 +210,23 @@ pub async fn post_widget_message(
     path = "/api/widget/messages",
     tag = "widget",
     security(("publishable_key" = [])),
-    params(("visitor_id" = String, Query, description = "The visitor's id")),
+    params(("X-Visitor-Token" = String, Header, description = "The visitor's token, from the answer to their first message")),
     responses(
-        (status = 200, description = "The conversation so far (empty before the first message)", body = WidgetHistory),
-        (status = 401, description = "`UNAUTHORIZED`", body = ErrorBody),
+        (status = 200, description = "The conversation so far", body = WidgetHistory),
+        (status = 401, description = "`UNAUTHORIZED`: no such publishable key; `VISITOR_TOKEN_INVALID`: no token, or one this widget never issued", body = ErrorBody),
         (status = 403, description = "`ORIGIN_NOT_ALLOWED`", body = ErrorBody),
-        (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: this client address", body = ErrorBody),
     )
 )]
 pub async fn get_widget_messages(
     State(app): State<App>,
     WidgetCaller(widget): WidgetCaller,
-    RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> ApiResult<Json<WidgetHistory>> {
-    let params = query_params(query.as_deref());
-    let visitor_id = params["visitor_id"].as_str().unwrap_or_default();
-    if let Some(problem) = visitor_id_problem(visitor_id) {
-        return Err(ApiError::validation(FieldErrors::single(
-            "visitor_id",
-            problem,
-        )));
-    }
+    let token = presented_token(&headers).ok_or(ErrorCode::VisitorTokenInvalid)?;
     let mut conn = app.db().await?;
-    let customer = visitor_customer_identifier(visitor_id);
+    let public_id = visitor_of(&mut conn, &widget, token).await?;
+    let customer = visitor_customer_identifier(&public_id);
     let Some(row) = conversation::find_of_customer(
         &mut conn,
         widget.account_id,
@@ -206,58 +257,64 @@ pub async fn get_widget_messages(
     }))
 }
 
-/// CORS for `/api/widget/`: a preflight (which carries no key) is allowed for an origin some
-/// widget lists, and answers name the request's origin when some widget lists it; whether
-/// the key's own widget lists it is [`WidgetCaller`]'s check. Other origins get no CORS
-/// headers, so their pages cannot read anything.
+/// Everything under `/api/widget/`: each request (preflights too) counted against its client
+/// address's limit, then CORS. Answers name any request's origin: a page may read even a
+/// refusal (`403 ORIGIN_NOT_ALLOWED` says to the page that it is not on the widget's list),
+/// while whether the key's widget lists the origin is [`WidgetCaller`]'s check, made on every
+/// request, so a page of another origin reads nothing else. A preflight carries no key, so it
+/// is answered for any origin; the request it clears is then checked.
 pub async fn cors(State(app): State<App>, request: Request, next: Next) -> Response {
-    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
-        return next.run(request).await;
-    };
-    let listed = match origin_listed(&app, &origin).await {
-        Ok(listed) => listed,
-        Err(error) => return error.into_response(),
-    };
-    let mut response = if request.method() == Method::OPTIONS {
-        if !listed {
-            return ApiError::new(ErrorCode::OriginNotAllowed).into_response();
+    let address = client_address::of(&app.settings, request.headers(), request.extensions());
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = match count_address(&app, &address).await {
+        Err(refusal) => refusal.into_response(),
+        Ok(()) if origin.is_some() && request.method() == Method::OPTIONS => {
+            let mut preflight = StatusCode::NO_CONTENT.into_response();
+            let headers = preflight.headers_mut();
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization, content-type, accept, x-visitor-token"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            preflight
         }
-        let mut preflight = StatusCode::NO_CONTENT.into_response();
-        let headers = preflight.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type, accept"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-        preflight
-    } else {
-        next.run(request).await
+        Ok(()) => next.run(request).await,
     };
     let headers = response.headers_mut();
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if listed {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset",
-            ),
-        );
-    }
+    let Some(origin) = origin else {
+        return response;
+    };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, x-visitor-token",
+        ),
+    );
     response
 }
 
-async fn origin_listed(app: &App, origin: &HeaderValue) -> ApiResult<bool> {
-    let Ok(origin) = origin.to_str() else {
-        return Ok(false);
+/// Counts a request of `address`; `429 RATE_LIMITED` past `ANYREPLY_WIDGET_IP_RATE_PER_MINUTE`.
+async fn count_address(app: &App, address: &str) -> ApiResult<()> {
+    let limit = app.settings.widget_ip_rate_per_minute;
+    let counted = {
+        let mut conn = app.db().await?;
+        widget::count_address_request(&mut conn, address).await?
     };
-    let mut conn = app.db().await?;
-    Ok(widget::any_allows(&mut conn, origin).await?)
+    let standing = RateLimit::after(&counted, limit);
+    if standing.exceeded {
+        return Err(ApiError::new(ErrorCode::RateLimited)
+            .with_message("Too many requests from this address, retry later")
+            .with_retry_after(standing.reset)
+            .with_headers(standing.headers()));
+    }
+    Ok(())
 }

@@ -17,7 +17,8 @@ use crate::models::widget::{self, CreateError};
 use crate::openapi::IdempotencyKey;
 
 /// Creates a chat widget of one of the account's assistants, for pages of the listed origins.
-/// Its `public_key` goes in the page's `<script src=".../widget.js" data-key="arpk_…">`.
+/// Its `public_key` goes in the page's `<script src=".../widget.js" data-key="arpk_…">`. Its
+/// replies call the assistant's tools only with `tools_enabled: true`.
 #[utoipa::path(
     post,
     path = "/api/user/widgets",
@@ -48,8 +49,14 @@ pub async fn create_widget(
     Ok(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
-                let row = widget::create(conn, account_id, input.assistant_id, &input.allowed_origins)
-                    .await
+                let row = widget::create(
+                    conn,
+                    account_id,
+                    input.assistant_id,
+                    &input.allowed_origins,
+                    input.tools_enabled,
+                )
+                .await
                     .map_err(|error| match error {
                         CreateError::LimitReached => ApiError::new(ErrorCode::LimitExceeded)
                             .with_message(format!(

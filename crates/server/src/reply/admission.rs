@@ -159,9 +159,14 @@ async fn admit_in(
         db::begun(conn, began)?;
     }
     let (assistant, joined, message_id, queued_variables) = found?;
-    let (Some(assistant), Some(joined)) = (assistant, joined) else {
+    let (Some(mut assistant), Some(joined)) = (assistant, joined) else {
         return Err(ErrorCode::AssistantNotFound.into());
     };
+    // A caller without tools (a chat widget that does not enable them) gets an assistant
+    // without any: nothing reads them, offers them to the model or reserves for their rounds.
+    if !caller.tools {
+        assistant.tool_ids.clear();
+    }
     let variables = Value::Object(request.variables.clone().unwrap_or_default());
     check_variables_size(&joined, &variables, queued_variables.unwrap_or_default())?;
     if !joined.ai_enabled || joined.opted_out {
