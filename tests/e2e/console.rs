@@ -1,7 +1,8 @@
 //! The operator console in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, driven over WebDriver by `fantoccini`): sign in, create an assistant,
-//! open a conversation, see a customer's new message appear without a reload, take over,
-//! answer, sign out; then an idle session's expiry and a form refused without its CSRF token.
+//! open a conversation, see a reply's cost of 0.00000915 exactly and a customer's new message
+//! appear without a reload, take over, answer, be led from the sign-in page back to the
+//! dashboard, sign out; then an idle session's expiry and a form refused without its CSRF token.
 //! A screenshot of each page goes to `target/console-screenshots/`.
 
 use std::path::PathBuf;
@@ -255,6 +256,16 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
     click(&browser, &button("Send")).await;
     wait_for_text(&browser, "Anna here: it left this morning.").await;
     page(&browser, "05-taken-over-and-answered").await;
+
+    // The sign-in page of a signed-in operator leads back into the console: the dashboard,
+    // its chart now with the day's replies and their cost.
+    browser
+        .goto(&format!("{}/console/sign-in", stack.base))
+        .await
+        .unwrap();
+    wait_for_text(&browser, "Busiest assistants").await;
+    wait_for_text(&browser, "Replies per day (left axis)").await;
+    page(&browser, "05b-dashboard").await;
 
     click(&browser, &button("Sign out")).await;
     wait_for(&browser, &button("Sign in")).await;

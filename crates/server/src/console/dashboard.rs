@@ -146,7 +146,7 @@ fn chart(days: &[(NaiveDate, i64, Money)]) -> Chart {
         reply_ticks: ticks(most_replies, |n| n.to_string()),
         cost_ticks: ticks(most_cost, |n| Money::from_subunits(n).to_string()),
         days: day_labels,
-        legend_cost_x: PLOT_LEFT + 200,
+        legend_cost_x: PLOT_LEFT + 220,
     }
 }
 
