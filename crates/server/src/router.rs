@@ -98,16 +98,21 @@ pub fn router(app: App) -> Router {
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(|panic| -> Response {
-            ApiError::internal(
-                ErrorCode::InternalError,
-                "a handler panicked",
-                &PanicMessage(panic),
-            )
-            .into_response()
-        }))
+        .layer(catch_panics())
         .layer(middleware::from_fn(telemetry::request::observe))
         .with_state(app)
+}
+
+/// A handler's panic answers `INTERNAL_ERROR`, its message logged at error level.
+pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
+    CatchPanicLayer::custom(|panic| {
+        ApiError::internal(
+            ErrorCode::InternalError,
+            "a handler panicked",
+            &PanicMessage(panic),
+        )
+        .into_response()
+    })
 }
 
 /// What a panic said, for its log line.

@@ -233,6 +233,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 impl Captured {
+    /// A subscriber of everything at `info` and above, written here.
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
     fn lines(&self) -> Vec<String> {
         String::from_utf8_lossy(&self.0.lock().unwrap())
             .lines()
@@ -248,12 +257,7 @@ async fn a_fault_is_logged_at_error_level_with_its_cause_and_request_id() {
     // The server's tasks run on this test's thread (a current-thread runtime), so a
     // subscriber of this thread sees their lines.
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
     let app = TestApp::spawn().await;
     let account = app.account("1").await;
 
@@ -341,4 +345,46 @@ async fn a_fault_is_logged_at_error_level_with_its_cause_and_request_id() {
             lines.join("\n")
         );
     }
+}
+
+/// A handler's panic answers `INTERNAL_ERROR` with the request's id, and logs the panic's
+/// message at error level in the request's span.
+#[tokio::test]
+async fn a_panic_is_logged_at_error_level_with_its_message_and_request_id() {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+    let router = axum::Router::new()
+        .route(
+            "/boom",
+            axum::routing::get(|| async {
+                let empty: Vec<u8> = Vec::new();
+                // A bug's panic, with a message of its own.
+                #[allow(clippy::indexing_slicing)]
+                empty[usize::from(empty.is_empty())].to_string()
+            }),
+        )
+        .layer(anyreply_server::router::catch_panics())
+        .layer(axum::middleware::from_fn(
+            anyreply_server::telemetry::request::observe,
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let response = get_raw(&format!("{base}/boom"), &[("x-request-id", "panic-1")]).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], "INTERNAL_ERROR", "{body}");
+    assert_eq!(body["request_id"], "panic-1", "{body}");
+    server.abort();
+
+    let lines = captured.lines();
+    assert!(
+        lines.iter().any(|line| line.contains("ERROR")
+            && line.contains("request_id=\"panic-1\"")
+            && line.contains("a handler panicked")
+            && line.contains("index out of bounds")),
+        "no error line with the panic's message:\n{}",
+        lines.join("\n")
+    );
 }
