@@ -1,7 +1,8 @@
 //! The operator console in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, driven over WebDriver by `fantoccini`): sign in, create an assistant,
-//! open a conversation, see a customer's new message appear without a reload, take over,
-//! answer, sign out; then an idle session's expiry and a form refused without its CSRF token.
+//! open a conversation, see a reply's cost of 0.00000915 exactly and a customer's new message
+//! appear without a reload, take over, answer, be led from the sign-in page back to the
+//! dashboard, sign out; then an idle session's expiry and a form refused without its CSRF token.
 //! A screenshot of each page goes to `target/console-screenshots/`.
 
 use std::path::PathBuf;
@@ -164,6 +165,25 @@ async fn customer_writes(stack: &Stack, assistant: i64, message: &str) {
     assert_eq!(response.status(), 200);
 }
 
+/// Makes every reply of the account's conversations cost `cost`, as the settlement would have
+/// written it.
+async fn cost_every_reply(stack: &Stack, cost: &str) {
+    use diesel_async::RunQueryDsl;
+    let subunits = cost.parse::<anyreply_core::Money>().unwrap().subunits();
+    let mut conn = stack.db.connect().await;
+    for statement in [
+        "UPDATE messages SET cost = $1 WHERE role = 'assistant'",
+        "UPDATE conversations c SET total_cost = $1 * (SELECT count(*) FROM messages m
+             WHERE m.conversation_id = c.id AND m.role = 'assistant')",
+    ] {
+        diesel::sql_query(statement)
+            .bind::<diesel::sql_types::Int8, _>(subunits)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// Signs in by keyboard alone: the key typed, Enter to send the form.
 async fn sign_in(browser: &Client, stack: &Stack) {
     browser
@@ -205,6 +225,10 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
     click(&browser, &link("Conversations")).await;
     click(&browser, &link("+4915550009")).await;
     wait_for_text(&browser, "Is my order on its way?").await;
+    // What a short prompt on a cheap model costs, which a float would print `9.15e-06`.
+    cost_every_reply(&stack, "0.00000915").await;
+    browser.refresh().await.unwrap();
+    wait_for_text(&browser, "cost 0.00000915").await;
     page(&browser, "04-conversation").await;
 
     // A new message appears without the page being loaded again: the mark survives.
@@ -232,6 +256,16 @@ async fn an_operator_signs_in_sets_up_an_assistant_and_answers_a_customer_live()
     click(&browser, &button("Send")).await;
     wait_for_text(&browser, "Anna here: it left this morning.").await;
     page(&browser, "05-taken-over-and-answered").await;
+
+    // The sign-in page of a signed-in operator leads back into the console: the dashboard,
+    // its chart now with the day's replies and their cost.
+    browser
+        .goto(&format!("{}/console/sign-in", stack.base))
+        .await
+        .unwrap();
+    wait_for_text(&browser, "Busiest assistants").await;
+    wait_for_text(&browser, "Replies per day (left axis)").await;
+    page(&browser, "05b-dashboard").await;
 
     click(&browser, &button("Sign out")).await;
     wait_for(&browser, &button("Sign in")).await;

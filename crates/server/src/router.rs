@@ -98,9 +98,35 @@ pub fn router(app: App) -> Router {
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(|_panic| -> Response {
-            ApiError::new(ErrorCode::InternalError).into_response()
-        }))
+        .layer(catch_panics())
         .layer(middleware::from_fn(telemetry::request::observe))
         .with_state(app)
+}
+
+/// A handler's panic answers `INTERNAL_ERROR`, its message logged at error level.
+pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
+    CatchPanicLayer::custom(|panic| {
+        ApiError::internal(
+            ErrorCode::InternalError,
+            "a handler panicked",
+            &PanicMessage(panic),
+        )
+        .into_response()
+    })
+}
+
+/// What a panic said, for its log line.
+struct PanicMessage(Box<dyn std::any::Any + Send>);
+
+impl std::fmt::Display for PanicMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (
+            self.0.downcast_ref::<&str>(),
+            self.0.downcast_ref::<String>(),
+        ) {
+            (Some(text), _) => f.write_str(text),
+            (_, Some(text)) => f.write_str(text),
+            _ => f.write_str("(no message)"),
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The console's scripts and styles, built into the binary and served under paths that name
+//! The console's scripts, styles and icon, built into the binary and served under paths that name
 //! their content's hash (so they can be cached for good), each with its Subresource Integrity.
 
 use std::sync::LazyLock;
@@ -49,6 +49,7 @@ pub(super) struct Assets {
     pub(super) htmx: Asset,
     pub(super) script: Asset,
     pub(super) style: Asset,
+    pub(super) icon: Asset,
 }
 
 pub(super) static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
@@ -70,12 +71,18 @@ pub(super) static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
         "text/css; charset=utf-8",
         include_bytes!("../../assets/console/console.css"),
     ),
+    icon: Asset::new(
+        "favicon",
+        "svg",
+        "image/svg+xml",
+        include_bytes!("../../assets/console/favicon.svg"),
+    ),
 });
 
 /// `GET /console/assets/{file}`.
 pub(super) async fn serve(Path(file): Path<String>) -> Response {
     let assets = &*ASSETS;
-    let Some(asset) = [&assets.htmx, &assets.script, &assets.style]
+    let Some(asset) = [&assets.htmx, &assets.script, &assets.style, &assets.icon]
         .into_iter()
         .find(|asset| asset.file_name == file)
     else {

@@ -1,42 +1,81 @@
-//! The account's assistants: a list, and a form that creates or changes one through the API's
-//! own handlers (so its messages are the API's, next to each field).
+//! The account's assistants: a list with each one's replies and cost of the last 30 days, and
+//! a form that creates or changes one through the functions the API's handlers call (so its
+//! messages are the API's, next to each field).
 
-use anyreply_core::wire::Assistant;
+use std::collections::HashMap;
+
+use anyreply_core::wire::{Assistant, AssistantInput, UsageGroup};
+use anyreply_core::{ErrorCode, Money};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use diesel_async::AsyncPgConnection;
+use chrono::{Duration, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::Value;
 
 use super::form::{Body, Pairs};
 use super::session::{Operator, Submitted};
-use super::{ConsoleError, FormErrors, Layout, api_answer, form_errors};
+use super::{ConsoleError, FormErrors, Layout, form_errors};
 use crate::app::App;
 use crate::controllers::assistants as api;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam};
-use crate::models::{assistant, tool};
-use anyreply_core::ErrorCode;
+use crate::models::{assistant, tool, usage};
 
 /// Most assistants and tools a page lists (the API's limits are 1,000 each).
 const LISTED: u32 = 1_000;
+
+/// Days of replies the list counts.
+const USAGE_DAYS: i64 = 30;
+
+/// One assistant of the list.
+pub(super) struct Listed {
+    assistant: Assistant,
+    replies: i64,
+    cost: Money,
+}
 
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "console/assistants.html")]
 pub(super) struct ListPage {
     layout: Layout,
-    assistants: Vec<Assistant>,
+    assistants: Vec<Listed>,
 }
 
 pub(super) async fn list(
     State(app): State<App>,
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
+    let account_id = operator.caller.account_id;
     let mut conn = app.db().await?;
-    let page = assistant::list(&mut conn, operator.caller.account_id, LISTED, None).await?;
+    let page = assistant::list(&mut conn, account_id, LISTED, None).await?;
+    let last_day = Utc::now().date_naive();
+    let first_day = last_day - Duration::days(USAGE_DAYS - 1);
+    let used: HashMap<i64, (i64, Money)> = usage::of_account(
+        &mut conn,
+        account_id,
+        first_day,
+        last_day,
+        UsageGroup::Assistant,
+    )
+    .await?
+    .into_iter()
+    .filter_map(|row| Some((row.assistant_id?, (row.replies, row.cost))))
+    .collect();
+    let assistants = page
+        .rows
+        .into_iter()
+        .map(|row| {
+            let (replies, cost) = used.get(&row.id).copied().unwrap_or((0, Money::ZERO));
+            Listed {
+                assistant: row.into_wire(),
+                replies,
+                cost,
+            }
+        })
+        .collect();
     Ok(ListPage {
         layout: Layout::signed_in(&operator, "assistants"),
-        assistants: page.rows.into_iter().map(|row| row.into_wire()).collect(),
+        assistants,
     }
     .into_response())
 }
@@ -230,25 +269,13 @@ async fn save(
         .all("tool_ids")
         .filter_map(|id| id.parse().ok())
         .collect();
-    let body = JsonBody(fields.body(&tool_ids));
-    let caller = operator.caller;
-    let answer = match id {
-        None => api::create_assistant(State(app.clone()), caller, HeaderMap::new(), body).await,
-        Some(id) => {
-            api::update_assistant(State(app.clone()), caller, PathParam(id.to_string()), body)
-                .await
-                .map(IntoResponse::into_response)
-        }
-    };
-    match api_answer(answer).await {
-        Ok(saved) => {
-            let id = saved["data"]["id"].as_i64().or(id).unwrap_or_default();
-            Ok(Redirect::to(&format!("/console/assistants/{id}")).into_response())
-        }
+    let body = fields.body(&tool_ids);
+    match write(&app, &operator, id, &body).await {
+        Ok(saved) => Ok(Redirect::to(&format!("/console/assistants/{}", saved.id)).into_response()),
         Err(refusal) => {
             let errors = form_errors(refusal, ErrorCode::AssistantNotFound)?;
             let mut conn = app.db().await?;
-            let tools = tool_choices(&mut conn, caller.account_id, &tool_ids).await?;
+            let tools = tool_choices(&mut conn, operator.caller.account_id, &tool_ids).await?;
             let page = FormPage {
                 layout: Layout::signed_in(&operator, "assistants"),
                 id,
@@ -258,5 +285,28 @@ async fn save(
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
+    }
+}
+
+/// Validates and stores the assistant as `POST /api/user/assistant` (creating, in a
+/// transaction) or `PUT /api/user/assistant/{id}` does.
+async fn write(
+    app: &App,
+    operator: &Operator,
+    id: Option<i64>,
+    body: &Value,
+) -> Result<Assistant, ApiError> {
+    let input = AssistantInput::from_json(body, id.is_none()).map_err(ApiError::validation)?;
+    let account_id = operator.caller.account_id;
+    let default_model = &app.settings.llm_default_model;
+    let mut conn = app.db().await?;
+    match id {
+        None => {
+            conn.transaction::<_, ApiError, _>(async |conn| {
+                api::create(conn, account_id, input, default_model).await
+            })
+            .await
+        }
+        Some(id) => api::update(&mut conn, account_id, id, input, default_model).await,
     }
 }

@@ -1,30 +1,30 @@
 //! The account's conversations: a searchable list, and a conversation's page, whose panel
 //! (history and takeover switch) reloads itself on each of the conversation's events, with
-//! the operator's "Take over", "Hand back to AI" and "Send", all through the API's handlers.
+//! the operator's "Take over", "Hand back to AI" and "Send", all through the functions the
+//! API's handlers call.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use anyreply_core::ErrorCode;
-use anyreply_core::wire::{ConversationHistory, HistoryMessage, Role};
-use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use anyreply_core::wire::{HistoryMessage, OperatorMessageInput, Role};
+use anyreply_core::{ErrorCode, Money};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
+use diesel_async::AsyncConnection;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::form::Pairs;
 use super::session::{Operator, Submitted};
-use super::{ConsoleError, FormErrors, Layout, api_answer, form_errors};
+use super::{ConsoleError, FormErrors, Layout, form_errors};
 use crate::app::App;
 use crate::controllers::{conversations as api, handoff};
 use crate::error::ApiError;
 use crate::events;
-use crate::extract::{Caller, JsonBody, PathParam};
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::event::EventFilter;
 use crate::models::page::OpaqueCursor;
@@ -52,6 +52,7 @@ pub(super) struct Row {
     ai_enabled: bool,
     opted_out: bool,
     message_count: i64,
+    total_cost: Money,
     updated_at: String,
 }
 
@@ -112,6 +113,7 @@ pub(super) async fn list(
             ai_enabled: row.ai_enabled,
             opted_out: row.opted_out,
             message_count: row.message_count,
+            total_cost: Money::from_subunits(row.total_cost),
             updated_at: row.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         })
         .collect();
@@ -152,7 +154,7 @@ pub(super) struct Shown {
     who: &'static str,
     content: String,
     function_calls: Vec<String>,
-    cost: Option<String>,
+    cost: Option<Money>,
     at: String,
 }
 
@@ -173,7 +175,7 @@ impl Shown {
                 .into_iter()
                 .map(|call| format!("{}({}) → {}", call.name, call.arguments, call.result))
                 .collect(),
-            cost: message.cost.map(|cost| cost.to_string()),
+            cost: message.cost,
             at: message
                 .created_at
                 .format("%Y-%m-%d %H:%M:%S UTC")
@@ -188,7 +190,7 @@ pub(super) struct Panel {
     customer_identifier: String,
     ai_enabled: bool,
     opted_out: bool,
-    total_cost: String,
+    total_cost: Money,
     history: Vec<Shown>,
     /// Where the page follows the conversation's events, from the account's last one.
     events: String,
@@ -197,17 +199,9 @@ pub(super) struct Panel {
 
 async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, ConsoleError> {
     let caller = operator.caller;
-    let answer = api::get_conversation(
-        State(app.clone()),
-        caller,
-        PathParam(id.to_owned()),
-        RawQuery(None),
-    )
-    .await
-    .map(IntoResponse::into_response);
-    let found = api_answer(answer).await?;
-    let conversation: ConversationHistory =
-        serde_json::from_value(found).map_err(|_| ApiError::new(ErrorCode::InternalError))?;
+    let id = api::conversation_id(id)?;
+    let conversation =
+        api::history(app, caller.account_id, id, api::HISTORY_PER_PAGE, i64::MAX).await?;
     let mut conn = app.db().await?;
     let last_event = account::last_event_id(&mut conn, caller.account_id).await?;
     Ok(Panel {
@@ -215,7 +209,7 @@ async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, C
         customer_identifier: conversation.customer_identifier,
         ai_enabled: conversation.ai_enabled,
         opted_out: conversation.opted_out,
-        total_cost: conversation.total_cost.to_string(),
+        total_cost: conversation.total_cost,
         history: conversation.history.into_iter().map(Shown::of).collect(),
         events: format!(
             "/console/conversations/{}/events?after={last_event}",
@@ -282,9 +276,7 @@ pub(super) async fn events(
     Path(id): Path<String>,
     Query(After { after }): Query<After>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ConsoleError> {
-    let conversation_id: Uuid = id
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::ConversationNotFound))?;
+    let conversation_id = api::conversation_id(&id)?;
     let account_id = operator.caller.account_id;
     let mut conn = app.db().await?;
     conversation::find(&mut conn, account_id, conversation_id)
@@ -305,17 +297,18 @@ pub(super) async fn events(
 
 async fn switch_ai(
     app: App,
-    caller: Caller,
+    operator: Operator,
     id: String,
     enabled: bool,
 ) -> Result<Response, ConsoleError> {
-    let answer = if enabled {
-        api::enable_ai(State(app), caller, HeaderMap::new(), PathParam(id.clone())).await
-    } else {
-        api::disable_ai(State(app), caller, HeaderMap::new(), PathParam(id.clone())).await
-    };
-    api_answer(answer).await?;
-    Ok(Redirect::to(&format!("/console/conversations/{id}")).into_response())
+    let conversation_id = api::conversation_id(&id)?;
+    let account_id = operator.caller.account_id;
+    let mut conn = app.db().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        api::switch_ai(conn, account_id, conversation_id, enabled).await
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/console/conversations/{conversation_id}")).into_response())
 }
 
 /// `POST …/take-over`: the AI stops answering; the operator does.
@@ -324,7 +317,7 @@ pub(super) async fn take_over(
     Path(id): Path<String>,
     submitted: Submitted<Pairs>,
 ) -> Result<Response, ConsoleError> {
-    switch_ai(app, submitted.operator.caller, id, false).await
+    switch_ai(app, submitted.operator, id, false).await
 }
 
 /// `POST …/hand-back`: the AI answers again.
@@ -333,7 +326,7 @@ pub(super) async fn hand_back(
     Path(id): Path<String>,
     submitted: Submitted<Pairs>,
 ) -> Result<Response, ConsoleError> {
-    switch_ai(app, submitted.operator.caller, id, true).await
+    switch_ai(app, submitted.operator, id, true).await
 }
 
 /// `POST …/messages`: the operator's message to the customer.
@@ -342,17 +335,13 @@ pub(super) async fn send(
     Path(id): Path<String>,
     Submitted { operator, form }: Submitted<Pairs>,
 ) -> Result<Response, ConsoleError> {
+    let conversation_id = api::conversation_id(&id)?;
     let content = form.get("content").to_owned();
-    let answer = handoff::create_operator_message(
-        State(app.clone()),
-        operator.caller,
-        HeaderMap::new(),
-        PathParam(id.clone()),
-        JsonBody(json!({ "content": content })),
-    )
-    .await;
-    match api_answer(answer).await {
-        Ok(_) => Ok(Redirect::to(&format!("/console/conversations/{id}")).into_response()),
+    let body = serde_json::json!({ "content": content });
+    match store(&app, &operator, conversation_id, &body).await {
+        Ok(()) => {
+            Ok(Redirect::to(&format!("/console/conversations/{conversation_id}")).into_response())
+        }
         Err(refusal) => {
             let errors = form_errors(refusal, ErrorCode::ConversationNotFound)?;
             let panel = load_panel(&app, &operator, &id).await?;
@@ -365,4 +354,22 @@ pub(super) async fn send(
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
     }
+}
+
+/// Validates and stores an operator message as `POST /api/conversations/{id}/messages` does.
+async fn store(
+    app: &App,
+    operator: &Operator,
+    conversation_id: Uuid,
+    body: &serde_json::Value,
+) -> Result<(), ApiError> {
+    let input: OperatorMessageInput =
+        handoff::operator_message_input(body).map_err(ApiError::validation)?;
+    let account_id = operator.caller.account_id;
+    let mut conn = app.db().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        handoff::store_operator_message(conn, account_id, conversation_id, &input).await
+    })
+    .await?;
+    Ok(())
 }

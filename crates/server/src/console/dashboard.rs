@@ -1,5 +1,6 @@
 //! `GET /console`: the account's name and balance, its replies and their cost per day for
-//! the last 30 days (an SVG chart drawn here), and its busiest assistants.
+//! the last 30 days (an SVG chart drawn here, with both axes, their labels and a legend), and
+//! its busiest assistants.
 
 use std::collections::HashMap;
 
@@ -16,16 +17,137 @@ use crate::models::{account, assistant, usage};
 
 const DAYS: i64 = 30;
 const BUSIEST: usize = 5;
-const CHART_WIDTH: i64 = 600;
-const CHART_HEIGHT: i64 = 160;
 
-/// One day's bar (replies) and its point on the cost line.
+// The chart's geometry, in SVG units: the plot, with room left for the replies' axis, right
+// for the cost's (exact amounts are long), above for the axes' titles and below for the days
+// and the legend.
+const SLOT: i64 = 15;
+const PLOT_LEFT: i64 = 56;
+const PLOT_TOP: i64 = 28;
+const PLOT_WIDTH: i64 = SLOT * DAYS;
+const PLOT_HEIGHT: i64 = 160;
+const PLOT_RIGHT: i64 = PLOT_LEFT + PLOT_WIDTH;
+const PLOT_BOTTOM: i64 = PLOT_TOP + PLOT_HEIGHT;
+const CHART_WIDTH: i64 = PLOT_RIGHT + 128;
+const CHART_HEIGHT: i64 = PLOT_BOTTOM + 52;
+/// Days between two labels of the time axis.
+const DAY_LABEL_EVERY: i64 = 7;
+
+/// One day's bar (replies).
 pub(super) struct Bar {
     pub(super) x: i64,
     pub(super) y: i64,
     pub(super) width: i64,
     pub(super) height: i64,
     pub(super) label: String,
+}
+
+/// A labelled value on a vertical axis, at height `y`.
+pub(super) struct Tick {
+    pub(super) y: i64,
+    pub(super) label: String,
+}
+
+/// A labelled day on the time axis, centred on `x`.
+pub(super) struct DayLabel {
+    pub(super) x: i64,
+    pub(super) label: String,
+}
+
+/// What the template draws: the plot's corners, its bars and cost line, the ticks of the
+/// replies' axis (left) and the cost's (right), and the days below.
+pub(super) struct Chart {
+    pub(super) width: i64,
+    pub(super) height: i64,
+    pub(super) left: i64,
+    pub(super) right: i64,
+    pub(super) top: i64,
+    pub(super) bottom: i64,
+    pub(super) bars: Vec<Bar>,
+    /// The cost line's points, `x,y …`.
+    pub(super) cost_points: String,
+    pub(super) reply_ticks: Vec<Tick>,
+    pub(super) cost_ticks: Vec<Tick>,
+    pub(super) days: Vec<DayLabel>,
+    /// Where the legend's second entry starts.
+    pub(super) legend_cost_x: i64,
+}
+
+/// How high `value` of `most` stands on the plot (`most` at its top).
+fn height_of(value: i64, most: i64) -> i64 {
+    (i128::from(value) * i128::from(PLOT_HEIGHT) / i128::from(most.max(1))) as i64
+}
+
+/// Ticks at 0, half and the most (half only when it is a value of its own).
+fn ticks(most: i64, label: impl Fn(i64) -> String) -> Vec<Tick> {
+    let mut values = vec![0];
+    if most >= 2 {
+        values.push(most / 2);
+    }
+    if most >= 1 {
+        values.push(most);
+    }
+    values
+        .into_iter()
+        .map(|value| Tick {
+            y: PLOT_BOTTOM - height_of(value, most),
+            label: label(value),
+        })
+        .collect()
+}
+
+fn chart(days: &[(NaiveDate, i64, Money)]) -> Chart {
+    let most_replies = days.iter().map(|d| d.1).max().unwrap_or(0);
+    let most_cost = days.iter().map(|d| d.2.subunits()).max().unwrap_or(0);
+    let bars = days
+        .iter()
+        .zip(0..)
+        .map(|((day, replies, cost), n)| {
+            let height = height_of(*replies, most_replies);
+            Bar {
+                x: PLOT_LEFT + n * SLOT + 2,
+                y: PLOT_BOTTOM - height,
+                width: SLOT - 4,
+                height,
+                label: format!("{day}: {replies} replies, cost {cost}"),
+            }
+        })
+        .collect();
+    let cost_points = days
+        .iter()
+        .zip(0..)
+        .map(|((_, _, cost), n)| {
+            let y = PLOT_BOTTOM - height_of(cost.subunits(), most_cost);
+            format!("{},{}", PLOT_LEFT + n * SLOT + SLOT / 2, y)
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let last = days.len() as i64 - 1;
+    let day_labels = days
+        .iter()
+        .zip(0..)
+        .filter(|(_, n)| {
+            (n % DAY_LABEL_EVERY == 0 && last - n >= DAY_LABEL_EVERY / 2) || *n == last
+        })
+        .map(|((day, _, _), n)| DayLabel {
+            x: PLOT_LEFT + n * SLOT + SLOT / 2,
+            label: day.format("%b %-d").to_string(),
+        })
+        .collect();
+    Chart {
+        width: CHART_WIDTH,
+        height: CHART_HEIGHT,
+        left: PLOT_LEFT,
+        right: PLOT_RIGHT,
+        top: PLOT_TOP,
+        bottom: PLOT_BOTTOM,
+        bars,
+        cost_points,
+        reply_ticks: ticks(most_replies, |n| n.to_string()),
+        cost_ticks: ticks(most_cost, |n| Money::from_subunits(n).to_string()),
+        days: day_labels,
+        legend_cost_x: PLOT_LEFT + 220,
+    }
 }
 
 pub(super) struct Busy {
@@ -43,11 +165,7 @@ pub(super) struct DashboardPage {
     balance: Money,
     replies: i64,
     cost: Money,
-    bars: Vec<Bar>,
-    /// The cost line's points, `x,y …`.
-    cost_points: String,
-    chart_width: i64,
-    chart_height: i64,
+    chart: Chart,
     first_day: NaiveDate,
     last_day: NaiveDate,
     busiest: Vec<Busy>,
@@ -109,47 +227,15 @@ pub(super) async fn show(
             )
         })
         .collect();
-    let most_replies = days.iter().map(|d| d.1).max().unwrap_or(0).max(1);
-    let most_cost = days
-        .iter()
-        .map(|d| d.2.subunits())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let slot = CHART_WIDTH / DAYS;
-    let bars = days
-        .iter()
-        .enumerate()
-        .map(|(n, (day, replies, cost))| {
-            let height = replies * (CHART_HEIGHT - 10) / most_replies;
-            Bar {
-                x: n as i64 * slot + 2,
-                y: CHART_HEIGHT - height,
-                width: slot - 4,
-                height,
-                label: format!("{day}: {replies} replies, cost {cost}"),
-            }
-        })
-        .collect();
-    let cost_points = days
-        .iter()
-        .enumerate()
-        .map(|(n, (_, _, cost))| {
-            let y = CHART_HEIGHT - (cost.subunits() * (CHART_HEIGHT - 10) / most_cost);
-            format!("{},{}", n as i64 * slot + slot / 2, y)
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
     let page = DashboardPage {
         layout: Layout::signed_in(&operator, "dashboard"),
         name: me.name,
         balance: me.total_balance,
         replies: days.iter().map(|d| d.1).sum(),
-        cost: Money::from_subunits(days.iter().map(|d| d.2.subunits()).sum()),
-        bars,
-        cost_points,
-        chart_width: CHART_WIDTH,
-        chart_height: CHART_HEIGHT,
+        cost: days
+            .iter()
+            .fold(Money::ZERO, |sum, day| sum.saturating_add(day.2)),
+        chart: chart(&days),
         first_day,
         last_day,
         busiest,

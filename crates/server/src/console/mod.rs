@@ -4,8 +4,10 @@
 //! place, and the conversation page live; without it every action is a plain form post
 //! answered with a redirect.
 //!
-//! The pages do what the API does by calling its handlers, so they validate, mask and refuse
-//! exactly as the API does, with the same messages.
+//! The pages read and write through the same functions as the API's handlers (and the same
+//! models), and get typed values back: they validate, mask and refuse exactly as the API
+//! does, with the same messages, and show amounts exactly as `Money` prints them. No page
+//! reads a handler's JSON.
 
 mod assets;
 mod assistants;
@@ -112,6 +114,7 @@ struct Layout {
     script_integrity: &'static str,
     style_path: &'static str,
     style_integrity: &'static str,
+    icon_path: &'static str,
     /// Which navigation entry is the current page's.
     section: &'static str,
 }
@@ -128,6 +131,7 @@ impl Layout {
             script_integrity: &assets.script.integrity,
             style_path: &assets.style.path,
             style_integrity: &assets.style.integrity,
+            icon_path: &assets.icon.path,
             section,
         }
     }
@@ -152,14 +156,6 @@ enum ConsoleError {
     BadForm,
     /// What the API would have answered.
     Api(ApiError),
-    /// What an API handler the page called answered instead.
-    Refused(ErrorBody),
-}
-
-impl From<ErrorBody> for ConsoleError {
-    fn from(refusal: ErrorBody) -> Self {
-        ConsoleError::Refused(refusal)
-    }
 }
 
 impl From<ApiError> for ConsoleError {
@@ -213,12 +209,6 @@ impl IntoResponse for ConsoleError {
                 let body = error.body();
                 (error.status(), title_of(error.code), body.message)
             }
-            ConsoleError::Refused(refusal) => {
-                let code = refusal.error_code.unwrap_or(ErrorCode::InternalError);
-                let status = StatusCode::from_u16(code.http_status())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                (status, title_of(code), refusal.message)
-            }
         };
         let page = ErrorPage {
             layout: Layout::signed_out(String::new()),
@@ -244,28 +234,14 @@ fn title_of(code: ErrorCode) -> String {
     }
 }
 
-/// An API handler's answer, as the console needs it: its JSON, or its error envelope.
-async fn api_answer(answer: Result<Response, ApiError>) -> Result<serde_json::Value, ErrorBody> {
-    let response = answer.map_err(|error| error.body())?;
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap_or_default();
-    if status.is_success() {
-        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
-    } else {
-        Err(serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| ApiError::new(ErrorCode::InternalError).body()))
+/// What a form is shown again with after the API's checks refused it. A refusal saying that
+/// the thing is `missing` (not the account's, or gone) is the not-found page instead, and a
+/// fault of the server its error page.
+fn form_errors(refusal: ApiError, missing: ErrorCode) -> Result<FormErrors, ConsoleError> {
+    if refusal.code == missing || refusal.status().is_server_error() {
+        return Err(refusal.into());
     }
-}
-
-/// What a form is shown again with after the API refused it; a refusal saying that the thing
-/// is `missing` (not the account's, or gone) is the not-found page instead.
-fn form_errors(refusal: ErrorBody, missing: ErrorCode) -> Result<FormErrors, ConsoleError> {
-    if refusal.error_code == Some(missing) {
-        return Err(ApiError::new(missing).into());
-    }
-    Ok(FormErrors::from_body(refusal))
+    Ok(FormErrors::from_body(refusal.body()))
 }
 
 /// The field errors of a refusal, by field (`"headers[0].value"` under `"headers"` too), and

@@ -47,14 +47,25 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::SignedOut)?;
+        Operator::of(&app, &parts.headers)
+            .await?
+            .ok_or(ConsoleError::SignedOut)
+    }
+}
+
+impl Operator {
+    /// The operator whose live session the request's cookie names, if any.
+    async fn of(app: &App, headers: &HeaderMap) -> Result<Option<Self>, ConsoleError> {
+        let Some(token) = cookie(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
         let token_hash = Sha256::digest(token.as_bytes()).to_vec();
         let mut conn = app.db().await?;
-        let session = console_session::find_live(&mut conn, &token_hash)
-            .await?
-            .ok_or(ConsoleError::SignedOut)?;
+        let Some(session) = console_session::find_live(&mut conn, &token_hash).await? else {
+            return Ok(None);
+        };
         tracing::Span::current().record("account_id", session.account_id);
-        Ok(Operator {
+        Ok(Some(Operator {
             caller: Caller {
                 account_id: session.account_id,
                 api_key_id: session.api_key_id,
@@ -62,7 +73,7 @@ where
             },
             csrf: session.csrf_token,
             token_hash,
-        })
+        }))
     }
 }
 
@@ -116,9 +127,15 @@ pub(super) struct SignInPage {
     pub(super) error: Option<String>,
 }
 
-/// `GET /console/sign-in`.
-pub(super) async fn sign_in_page(headers: HeaderMap) -> Response {
-    sign_in_answer(&headers, StatusCode::OK, None)
+/// `GET /console/sign-in`: the form, or for an operator already signed in, the console.
+pub(super) async fn sign_in_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+) -> Result<Response, ConsoleError> {
+    if Operator::of(&app, &headers).await?.is_some() {
+        return Ok(Redirect::to("/console").into_response());
+    }
+    Ok(sign_in_answer(&headers, StatusCode::OK, None))
 }
 
 /// The sign-in page with its CSRF cookie (the one the browser has, or a new one).

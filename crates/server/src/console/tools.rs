@@ -1,21 +1,21 @@
-//! The account's HTTP tools: a list, and a form that creates or changes one through the API's
-//! own handlers. Header values come back masked, as in the API; a masked value sent back
+//! The account's HTTP tools: a list, and a form that creates or changes one through the
+//! functions the API's handlers call. Header values come back masked, as in the API; a masked value sent back
 //! unchanged keeps the stored one.
 
 use anyreply_core::ErrorCode;
 use anyreply_core::wire::Tool;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use diesel_async::AsyncConnection;
 use serde_json::{Value, json};
 
 use super::form::{Body, Pairs};
 use super::session::{Operator, Submitted};
-use super::{ConsoleError, FormErrors, Layout, api_answer, form_errors};
+use super::{ConsoleError, FormErrors, Layout, form_errors};
 use crate::app::App;
 use crate::controllers::tools as api;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam};
 use crate::models::tool;
 
 const LISTED: u32 = 1_000;
@@ -158,12 +158,12 @@ pub(super) async fn edit_form(
     operator: Operator,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let answer = api::get_tool(State(app), operator.caller, PathParam(id.clone()))
-        .await
-        .map(IntoResponse::into_response);
-    let found = api_answer(answer).await?;
-    let tool: Tool = serde_json::from_value(found["data"].clone())
-        .map_err(|_| ApiError::new(ErrorCode::InternalError))?;
+    let id = api::tool_id(&id)?;
+    let mut conn = app.db().await?;
+    let tool = tool::find(&mut conn, operator.caller.account_id, id)
+        .await?
+        .ok_or(ApiError::new(ErrorCode::ToolNotFound))?
+        .into_wire();
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "tools"),
         id: Some(tool.id),
@@ -185,9 +185,7 @@ pub(super) async fn update(
     Path(id): Path<String>,
     Submitted { operator, form }: Submitted<Pairs>,
 ) -> Result<Response, ConsoleError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::ToolNotFound))?;
+    let id = api::tool_id(&id)?;
     save(app, operator, Some(id), form).await
 }
 
@@ -198,15 +196,7 @@ async fn save(
     form: Pairs,
 ) -> Result<Response, ConsoleError> {
     let fields = Fields::posted(&form);
-    let body = JsonBody(fields.body());
-    let caller = operator.caller;
-    let answer = match id {
-        None => api::create_tool(State(app), caller, HeaderMap::new(), body).await,
-        Some(id) => api::update_tool(State(app), caller, PathParam(id.to_string()), body)
-            .await
-            .map(IntoResponse::into_response),
-    };
-    match api_answer(answer).await {
+    match write(&app, &operator, id, &fields.body()).await {
         Ok(_) => Ok(Redirect::to("/console/tools").into_response()),
         Err(refusal) => {
             let page = FormPage {
@@ -217,5 +207,27 @@ async fn save(
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
+    }
+}
+
+/// Validates and stores the tool as `POST /api/user/tools` (creating, in a transaction) or
+/// `PUT /api/user/tools/{id}` does.
+async fn write(
+    app: &App,
+    operator: &Operator,
+    id: Option<i64>,
+    body: &Value,
+) -> Result<Tool, ApiError> {
+    let input = api::read_input(body, id.is_none())?;
+    let account_id = operator.caller.account_id;
+    let mut conn = app.db().await?;
+    match id {
+        None => {
+            conn.transaction::<_, ApiError, _>(async |conn| {
+                api::create(conn, account_id, input).await
+            })
+            .await
+        }
+        Some(id) => api::update(&mut conn, account_id, id, input).await,
     }
 }

@@ -1,7 +1,7 @@
 //! `GET /api/user/assistants/get`, `POST /api/user/assistant`, `PUT /api/user/assistant/{id}`.
 
 use anyreply_core::limits::MAX_ASSISTANTS_PER_ACCOUNT;
-use anyreply_core::wire::{AssistantInput, AssistantList, AssistantResponse, PageQuery};
+use anyreply_core::wire::{Assistant, AssistantInput, AssistantList, AssistantResponse, PageQuery};
 use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::State;
@@ -79,21 +79,32 @@ pub async fn create_assistant(
     Ok(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
-                check_tools(conn, account_id, &input).await?;
-                let row = assistant::create(conn, account_id, input, &default_model)
-                    .await
-                    .map_err(create_error)?;
                 Ok((
                     StatusCode::CREATED,
                     AssistantResponse {
                         status: true,
-                        data: row.into_wire(),
+                        data: create(conn, account_id, input, &default_model).await?,
                     },
                 ))
             })
         })
         .await,
     )
+}
+
+/// Creates one of the account's assistants from a validated input; the caller holds the
+/// transaction.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: AssistantInput,
+    default_model: &str,
+) -> ApiResult<Assistant> {
+    check_tools(conn, account_id, &input).await?;
+    let row = assistant::create(conn, account_id, input, default_model)
+        .await
+        .map_err(create_error)?;
+    Ok(row.into_wire())
 }
 
 fn create_error(error: CreateError) -> ApiError {
@@ -130,20 +141,30 @@ pub async fn update_assistant(
     let id: i64 = id.parse().map_err(|_| ErrorCode::AssistantNotFound)?;
     let input = body.parse(|json| AssistantInput::from_json(json, false))?;
     let mut conn = app.db().await?;
-    check_tools(&mut conn, caller.account_id, &input).await?;
-    let row = assistant::update(
+    let data = update(
         &mut conn,
         caller.account_id,
         id,
         input,
         &app.settings.llm_default_model,
     )
-    .await?
-    .ok_or(ErrorCode::AssistantNotFound)?;
-    Ok(Json(AssistantResponse {
-        status: true,
-        data: row.into_wire(),
-    }))
+    .await?;
+    Ok(Json(AssistantResponse { status: true, data }))
+}
+
+/// Changes one of the account's assistants by a validated input.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+    input: AssistantInput,
+    default_model: &str,
+) -> ApiResult<Assistant> {
+    check_tools(conn, account_id, &input).await?;
+    let row = assistant::update(conn, account_id, id, input, default_model)
+        .await?
+        .ok_or(ErrorCode::AssistantNotFound)?;
+    Ok(row.into_wire())
 }
 
 /// Every attached tool must be one of the account's own.

@@ -12,6 +12,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -26,13 +27,14 @@ use crate::models::page::OpaqueCursor;
 use crate::models::{assistant, message};
 use crate::openapi::IdempotencyKey;
 
-fn conversation_id(text: &str) -> ApiResult<Uuid> {
+/// A conversation id from a path; a malformed one is not found.
+pub fn conversation_id(text: &str) -> ApiResult<Uuid> {
     text.parse()
         .map_err(|_| ErrorCode::ConversationNotFound.into())
 }
 
 /// Messages of a history page unless `per_page` says otherwise.
-const HISTORY_PER_PAGE: usize = 100;
+pub const HISTORY_PER_PAGE: usize = 100;
 
 /// `?per_page=1..=100&cursor=…`: the newest messages, or those before the cursor.
 fn history_page(query: Option<String>) -> ApiResult<(usize, i64)> {
@@ -80,11 +82,25 @@ pub async fn get_conversation(
 ) -> ApiResult<Json<ConversationHistory>> {
     let id = conversation_id(&id)?;
     let (per_page, before) = history_page(query)?;
+    Ok(Json(
+        history(&app, caller.account_id, id, per_page, before).await?,
+    ))
+}
+
+/// One of the account's conversations with `per_page` messages of its history before the
+/// place `before` (`i64::MAX`: the newest), oldest first.
+pub async fn history(
+    app: &App,
+    account_id: i64,
+    id: Uuid,
+    per_page: usize,
+    before: i64,
+) -> ApiResult<ConversationHistory> {
     let mut conn = app.db().await?;
-    let row = conversation::find(&mut conn, caller.account_id, id)
+    let row = conversation::find(&mut conn, account_id, id)
         .await?
         .ok_or(ErrorCode::ConversationNotFound)?;
-    let defaults = assistant::find(&mut conn, caller.account_id, row.assistant_id)
+    let defaults = assistant::find(&mut conn, account_id, row.assistant_id)
         .await?
         .map(|a| a.variables)
         .unwrap_or(Value::Null);
@@ -95,7 +111,7 @@ pub async fn get_conversation(
         .filter(|_| more)
         .map(|oldest| BeforeSeq { seq: oldest.seq }.encode());
     history.reverse();
-    Ok(Json(ConversationHistory {
+    Ok(ConversationHistory {
         status: true,
         id: row.id,
         assistant_id: row.assistant_id,
@@ -108,7 +124,7 @@ pub async fn get_conversation(
         history: history.into_iter().map(|m| m.into_history()).collect(),
         variables: crate::models::overlay_variables(&defaults, &row.variables),
         next_cursor,
-    }))
+    })
 }
 
 /// The account's conversations, newest first, one page.
@@ -231,26 +247,37 @@ async fn set_ai(
     Ok(
         idempotency::execute(&app, account_id, headers, fingerprint, move |conn| {
             Box::pin(async move {
-                let switched = conversation::set_ai_enabled(conn, account_id, id, enabled)
-                    .await?
-                    .ok_or(ErrorCode::ConversationNotFound)?;
-                if switched.changed {
-                    let kind = if enabled {
-                        EventType::AiEnabled
-                    } else {
-                        EventType::AiDisabled
-                    };
-                    event::insert(conn, &NewEvent::about(account_id, kind, id)).await?;
-                }
                 Ok((
                     StatusCode::OK,
-                    AiToggleResponse {
-                        status: true,
-                        ai_enabled: enabled,
-                    },
+                    switch_ai(conn, account_id, id, enabled).await?,
                 ))
             })
         })
         .await,
     )
+}
+
+/// Turns the AI of one of the account's conversations on or off, with its event when that
+/// changed anything; the caller holds the transaction.
+pub async fn switch_ai(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: Uuid,
+    enabled: bool,
+) -> ApiResult<AiToggleResponse> {
+    let switched = conversation::set_ai_enabled(conn, account_id, id, enabled)
+        .await?
+        .ok_or(ErrorCode::ConversationNotFound)?;
+    if switched.changed {
+        let kind = if enabled {
+            EventType::AiEnabled
+        } else {
+            EventType::AiDisabled
+        };
+        event::insert(conn, &NewEvent::about(account_id, kind, id)).await?;
+    }
+    Ok(AiToggleResponse {
+        status: true,
+        ai_enabled: enabled,
+    })
 }

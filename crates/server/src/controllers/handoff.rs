@@ -5,12 +5,15 @@
 use anyreply_core::limits::MAX_CUSTOMER_IDENTIFIER_CHARS;
 use anyreply_core::validate::Fields;
 use anyreply_core::wire::{
-    EventType, OperatorMessageInput, OperatorMessageResponse, OptOutInput, OptOutResponse,
+    EventType, HistoryMessage, OperatorMessageInput, OperatorMessageResponse, OptOutInput,
+    OptOutResponse,
 };
-use anyreply_core::{ErrorBody, ErrorCode};
+use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use diesel_async::AsyncPgConnection;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::App;
@@ -51,13 +54,7 @@ pub async fn create_operator_message(
     body: JsonBody,
 ) -> ApiResult<Response> {
     let conversation_id: Uuid = id.parse().map_err(|_| ErrorCode::ConversationNotFound)?;
-    let input = body.parse(|json| {
-        let mut fields = Fields::new(json);
-        let content = fields.required_string("content", 1..=MAX_OPERATOR_MESSAGE_CHARS);
-        fields.errors.finish(OperatorMessageInput {
-            content: content.unwrap_or_default(),
-        })
-    })?;
+    let input = body.parse(operator_message_input)?;
     let fingerprint = idempotency::fingerprint(
         "POST",
         &format!("/api/conversations/{conversation_id}/messages"),
@@ -67,31 +64,50 @@ pub async fn create_operator_message(
     Ok(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
-                let place = conversation::take_place(conn, account_id, conversation_id)
-                    .await?
-                    .ok_or(ErrorCode::ConversationNotFound)?;
-                if place.opted_out {
-                    return Err(ErrorCode::ConversationOptedOut.into());
-                }
-                let stored =
-                    message::insert_operator(conn, conversation_id, place.seq, &input.content)
-                        .await?;
-                let written = NewEvent {
-                    message_seq: Some(place.seq),
-                    ..NewEvent::about(account_id, EventType::OperatorMessage, conversation_id)
-                };
-                event::insert(conn, &written).await?;
                 Ok((
                     StatusCode::CREATED,
                     OperatorMessageResponse {
                         status: true,
-                        data: stored.into_history(),
+                        data: store_operator_message(conn, account_id, conversation_id, &input)
+                            .await?,
                     },
                 ))
             })
         })
         .await,
     )
+}
+
+/// An operator message's body, validated.
+pub fn operator_message_input(json: &Value) -> Result<OperatorMessageInput, FieldErrors> {
+    let mut fields = Fields::new(json);
+    let content = fields.required_string("content", 1..=MAX_OPERATOR_MESSAGE_CHARS);
+    fields.errors.finish(OperatorMessageInput {
+        content: content.unwrap_or_default(),
+    })
+}
+
+/// Appends an operator message to one of the account's conversations, with its event; the
+/// caller holds the transaction.
+pub async fn store_operator_message(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    conversation_id: Uuid,
+    input: &OperatorMessageInput,
+) -> ApiResult<HistoryMessage> {
+    let place = conversation::take_place(conn, account_id, conversation_id)
+        .await?
+        .ok_or(ErrorCode::ConversationNotFound)?;
+    if place.opted_out {
+        return Err(ErrorCode::ConversationOptedOut.into());
+    }
+    let stored = message::insert_operator(conn, conversation_id, place.seq, &input.content).await?;
+    let written = NewEvent {
+        message_seq: Some(place.seq),
+        ..NewEvent::about(account_id, EventType::OperatorMessage, conversation_id)
+    };
+    event::insert(conn, &written).await?;
+    Ok(stored.into_history())
 }
 
 /// The customer stops messages (an SMS `STOP`): no AI reply, no operator message, no charge,

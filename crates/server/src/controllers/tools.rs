@@ -1,12 +1,14 @@
 //! `POST/GET /api/user/tools`, `GET/PUT/DELETE /api/user/tools/{id}`.
 
 use anyreply_core::limits::MAX_TOOLS_PER_ACCOUNT;
-use anyreply_core::wire::{DeletedResponse, PageQuery, ToolInput, ToolList, ToolResponse};
+use anyreply_core::wire::{DeletedResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse};
 use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use diesel_async::AsyncPgConnection;
+use serde_json::Value;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -15,13 +17,14 @@ use crate::idempotency;
 use crate::models::tool::{self, WriteError};
 use crate::openapi::IdempotencyKey;
 
-fn tool_id(text: &str) -> ApiResult<i64> {
+/// A tool id from a path; a malformed one is not found.
+pub fn tool_id(text: &str) -> ApiResult<i64> {
     text.parse().map_err(|_| ErrorCode::ToolNotFound.into())
 }
 
 /// Parses and validates a body, including a full parse of the endpoint URL.
-fn read_input(body: &JsonBody, creating: bool) -> ApiResult<ToolInput> {
-    let input = body.parse(|json| ToolInput::from_json(json, creating))?;
+pub fn read_input(json: &Value, creating: bool) -> ApiResult<ToolInput> {
+    let input = ToolInput::from_json(json, creating).map_err(ApiError::validation)?;
     if let Some(endpoint) = &input.endpoint {
         let parsed = url::Url::parse(endpoint)
             .ok()
@@ -111,26 +114,36 @@ pub async fn create_tool(
     headers: HeaderMap,
     body: JsonBody,
 ) -> ApiResult<Response> {
-    let input = read_input(&body, true)?;
+    let input = read_input(&body.0, true)?;
     let fingerprint = idempotency::fingerprint("POST", "/api/user/tools", Some(&body.0));
     let account_id = caller.account_id;
     Ok(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
-                let row = tool::create(conn, account_id, input)
-                    .await
-                    .map_err(write_error)?;
                 Ok((
                     StatusCode::CREATED,
                     ToolResponse {
                         status: true,
-                        data: row.into_wire(),
+                        data: create(conn, account_id, input).await?,
                     },
                 ))
             })
         })
         .await,
     )
+}
+
+/// Creates one of the account's tools from a validated input; the caller holds the
+/// transaction.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: ToolInput,
+) -> ApiResult<Tool> {
+    let row = tool::create(conn, account_id, input)
+        .await
+        .map_err(write_error)?;
+    Ok(row.into_wire())
 }
 
 /// One tool (header values masked).
@@ -184,16 +197,25 @@ pub async fn update_tool(
     body: JsonBody,
 ) -> ApiResult<Json<ToolResponse>> {
     let id = tool_id(&id)?;
-    let input = read_input(&body, false)?;
+    let input = read_input(&body.0, false)?;
     let mut conn = app.db().await?;
-    let row = tool::update(&mut conn, caller.account_id, id, input)
+    let data = update(&mut conn, caller.account_id, id, input).await?;
+    Ok(Json(ToolResponse { status: true, data }))
+}
+
+/// Changes one of the account's tools by a validated input; a masked header value keeps the
+/// stored one.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+    input: ToolInput,
+) -> ApiResult<Tool> {
+    let row = tool::update(conn, account_id, id, input)
         .await
         .map_err(write_error)?
         .ok_or(ErrorCode::ToolNotFound)?;
-    Ok(Json(ToolResponse {
-        status: true,
-        data: row.into_wire(),
-    }))
+    Ok(row.into_wire())
 }
 
 /// Deletes a tool; assistants stop offering it.

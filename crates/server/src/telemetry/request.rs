@@ -1,6 +1,7 @@
 //! Every request gets an id (the caller's `X-Request-Id` when it is sane, else a new one),
 //! returned on the response, carried by a span into every log line the request causes, and
-//! put into its error envelope; when it is answered, one `info` line and the HTTP metrics.
+//! put into its error envelope; when it is answered, one `info` line (`error` for a 500,
+//! whose cause the failing code logged before) and the HTTP metrics.
 
 use std::future::Future;
 use std::time::Instant;
@@ -95,12 +96,14 @@ pub async fn observe(request: Request, next: Next) -> Response {
     response.headers_mut().insert(REQUEST_ID_HEADER, id.0);
     let latency = started.elapsed();
     let status = response.status().as_u16();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            "answered"
-        )
+        // A 500 is a fault: at error level, after the line that logged its cause.
+        if status == 500 {
+            tracing::error!(status, latency_ms, "answered");
+        } else {
+            tracing::info!(status, latency_ms, "answered");
+        }
     });
     super::metrics::http_request(method.as_str(), &route, status, latency);
     response

@@ -540,7 +540,7 @@ async fn assets_are_served_under_their_hash_with_matching_integrity() {
     for tag in page
         .html
         .split('<')
-        .filter(|t| t.starts_with("script") || t.starts_with("link"))
+        .filter(|t| t.starts_with("script") || t.starts_with("link rel=\"stylesheet\""))
     {
         let attr = |name: &str| {
             tag.split(&format!("{name}=\""))
@@ -578,6 +578,313 @@ async fn assets_are_served_under_their_hash_with_matching_integrity() {
         checked += 1;
     }
     assert_eq!(checked, 3, "htmx, the console's script and its styles");
+}
+
+#[tokio::test]
+async fn every_page_links_a_favicon_that_is_served() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let mut browser = Browser::new(&app);
+    let sign_in = browser.get("/console/sign-in").await.html;
+    let icon = icon_path(&sign_in);
+    assert!(icon.starts_with("/console/assets/favicon-") && icon.ends_with(".svg"));
+    let mut browser = signed_in(&app, &account).await;
+    for page in [
+        "/console",
+        "/console/assistants",
+        "/console/tools",
+        "/console/conversations",
+        "/console/conversations/not-an-id",
+    ] {
+        let html = browser.get(page).await.html;
+        assert_eq!(icon_path(&html), icon, "{page}");
+    }
+    let served = browser
+        .http
+        .get(format!("{}{icon}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["content-type"], "image/svg+xml");
+    assert!(served.text().await.unwrap().starts_with("<svg"));
+}
+
+fn icon_path(html: &str) -> String {
+    html.split("<link rel=\"icon\" type=\"image/svg+xml\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no icon in {html}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_sign_in_page_sends_a_signed_in_operator_back_into_the_console() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let mut browser = signed_in(&app, &account).await;
+    let page = browser.get("/console/sign-in").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&page), "/console");
+
+    browser.get("/console").await;
+    let page = browser.post("/console/sign-out", &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let page = browser.get("/console/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("API key"));
+    // A cookie of no live session is no operator either.
+    let mut stranger = Browser::new(&app);
+    stranger
+        .cookies
+        .push(("anyreply_console".to_owned(), "forged".to_owned()));
+    assert_eq!(
+        stranger.get("/console/sign-in").await.status,
+        StatusCode::OK
+    );
+}
+
+/// Sets the costs of a conversation's replies, oldest first, and its total, as exactly as
+/// the settlement would have written them; the account's balance too.
+async fn seed_costs(
+    app: &TestApp,
+    account: &TestAccount,
+    conversation: &str,
+    costs: &[&str],
+    balance: &str,
+) {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.connect().await;
+    let subunits: Vec<i64> = costs
+        .iter()
+        .map(|c| crate::util::money(c).subunits())
+        .collect();
+    diesel::sql_query(
+        "UPDATE messages m SET cost = ($2::int8[])[seeded.n]
+         FROM (SELECT id, row_number() OVER (ORDER BY seq) AS n FROM messages
+               WHERE conversation_id = $1 AND role = 'assistant') AS seeded
+         WHERE m.id = seeded.id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(conversation.parse::<uuid::Uuid>().unwrap())
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Int8>, _>(&subunits)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query("UPDATE conversations SET total_cost = $2 WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(conversation.parse::<uuid::Uuid>().unwrap())
+        .bind::<diesel::sql_types::Int8, _>(subunits.iter().sum::<i64>())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query("UPDATE accounts SET balance = $2 WHERE id = $1")
+        .bind::<diesel::sql_types::Int8, _>(account.id)
+        .bind::<diesel::sql_types::Int8, _>(crate::util::money(balance).subunits())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Amounts below 0.00001 (a float prints them `9.15e-06`) and with 16 significant digits
+/// (a float loses the last ones) show exactly on every page that shows money.
+#[tokio::test]
+async fn every_page_shows_amounts_exactly() {
+    let app = TestApp::spawn().await;
+    let account = app.account("100").await;
+    let assistant = app
+        .assistant(&account, &json!({ "name": "Exact desk" }))
+        .await;
+    for message in ["one", "two", "three"] {
+        let (status, body) = app
+            .reply(&account.key, assistant, "+4915550042", message)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, found, _) = app
+        .get(
+            &account.key,
+            "/api/user/conversations?external_identifier=%2B4915550042",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let conversation = found["data"][0]["id"].as_str().unwrap().to_owned();
+    let costs = ["0.00000001", "0.00000915", "12345678.12345678"];
+    let total = "12345678.12346594";
+    seed_costs(&app, &account, &conversation, &costs, "98765432.10000009").await;
+    let (status, _, _) = app
+        .post(&account.key, "/api/user/tools", &json!({
+            "name": "lookup", "description": "Looks up", "endpoint": "https://crm.example.com/x",
+            "method": "GET", "headers": [{ "name": "Authorization", "value": "Bearer secret-token-1" }]
+        }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut browser = signed_in(&app, &account).await;
+
+    // The conversation, whole and as the panel that reloads itself.
+    let link = format!("/console/conversations/{conversation}");
+    for path in [link.clone(), format!("{link}/panel")] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
+        for cost in costs {
+            assert_eq!(
+                page.html.matches(&format!("· cost {cost}</div>")).count(),
+                1,
+                "{path}: {cost} in {}",
+                page.html
+            );
+        }
+        assert!(
+            page.html.contains(&format!("Cost {total}</span>")),
+            "{}",
+            page.html
+        );
+    }
+    // The list.
+    let page = browser.get("/console/conversations").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.html.contains(&format!("<td>{total}</td>")),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("<td>6</td>"),
+        "six messages: {}",
+        page.html
+    );
+
+    // The dashboard: balance, sums, the busiest assistant, the day's bar and the cost axis.
+    let page = browser.get("/console").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.html;
+    assert!(
+        html.contains("data-testid=\"balance\">98765432.10000009</div>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<div class=\"value\">{total}</div>")),
+        "{html}"
+    );
+    assert!(html.contains("<div class=\"value\">3</div>"), "{html}");
+    assert!(
+        html.contains(&format!("<td>3</td><td>{total}</td>")),
+        "{html}"
+    );
+    let today = chrono::Utc::now().date_naive();
+    assert!(
+        html.contains(&format!("{today}: 3 replies, cost {total}")),
+        "{html}"
+    );
+    for tick in [total, "6172839.06173297", "0"] {
+        assert!(
+            html.contains(&format!("text-anchor=\"start\">{tick}</text>")),
+            "cost tick {tick}: {html}"
+        );
+    }
+
+    // The assistants with their replies and cost.
+    let page = browser.get("/console/assistants").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.html.contains(&format!("<td>3</td><td>{total}</td>")),
+        "{}",
+        page.html
+    );
+    let page = browser
+        .get(&format!("/console/assistants/{assistant}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("value=\"Exact desk\""));
+    assert_eq!(
+        browser.get("/console/assistants/new").await.status,
+        StatusCode::OK
+    );
+
+    // The tools (no money; their masked header values).
+    let page = browser.get("/console/tools").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.html.contains("lookup") && !page.html.contains("secret-token-1"),
+        "{}",
+        page.html
+    );
+    let tool = link_named(&page.html, "lookup");
+    let page = browser.get(&tool).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("value=\"lookup\"") && !page.html.contains("secret-token-1"));
+    assert_eq!(
+        browser.get("/console/tools/new").await.status,
+        StatusCode::OK
+    );
+
+    // The API says the same amounts, as exact JSON numbers.
+    let response = app
+        .http
+        .get(format!("{}/api/conversations/{conversation}", app.base))
+        .bearer_auth(&account.key)
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    for cost in costs {
+        assert!(text.contains(&format!("\"cost\":{cost},")), "{text}");
+    }
+    assert!(text.contains(&format!("\"total_cost\":{total},")), "{text}");
+}
+
+#[tokio::test]
+async fn the_dashboard_chart_has_axes_labels_and_a_legend() {
+    let app = TestApp::spawn().await;
+    let account = app.account("5").await;
+    let assistant = app.assistant(&account, &json!({ "name": "Desk" })).await;
+    for customer in ["a", "b", "c", "d"] {
+        let (status, _) = app.reply(&account.key, assistant, customer, "hi").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut browser = signed_in(&app, &account).await;
+    let html = browser.get("/console").await.html;
+    let svg = html
+        .split("<svg class=\"chart\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap();
+    // Three axes: replies (left), cost (right), days (below), with their titles.
+    assert_eq!(
+        svg.matches("<line class=\"axis\" x1=\"56\" x2=\"56\"")
+            .count(),
+        1,
+        "{svg}"
+    );
+    assert!(
+        svg.contains(">Replies</text>") && svg.contains(">Cost</text>"),
+        "{svg}"
+    );
+    // The replies' ticks: 0, half and the most of a day.
+    for tick in ["0", "2", "4"] {
+        assert!(
+            svg.contains(&format!("text-anchor=\"end\">{tick}</text>")),
+            "{tick}: {svg}"
+        );
+    }
+    // 4 replies at 0.002 each.
+    for tick in ["0", "0.004", "0.008"] {
+        assert!(
+            svg.contains(&format!("text-anchor=\"start\">{tick}</text>")),
+            "{tick}: {svg}"
+        );
+    }
+    // The days: the first, every week, today.
+    let today = chrono::Utc::now().date_naive();
+    let first = today - chrono::Duration::days(29);
+    for day in [first, first + chrono::Duration::days(7), today] {
+        let label = day.format("%b %-d").to_string();
+        assert!(
+            svg.contains(&format!("text-anchor=\"middle\">{label}</text>")),
+            "{label}: {svg}"
+        );
+    }
+    assert!(svg.contains("<g class=\"legend\">"), "{svg}");
+    assert!(svg.contains(">Replies per day (left axis)</text>"), "{svg}");
+    assert!(svg.contains(">Cost per day (right axis)</text>"), "{svg}");
 }
 
 fn page_link(html: &str) -> String {

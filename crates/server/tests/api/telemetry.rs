@@ -290,3 +290,183 @@ async fn the_model_in_use_and_why_it_failed_are_logged() {
     );
     assert_eq!(failed["fields"]["cause"], "connection refused");
 }
+
+/// Log lines, kept for the test to read.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// A subscriber of everything at `info` and above, written here.
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A 500, from the API or the console, logs its cause at error level in a line that names the
+/// request, and the request's own line is at error level too.
+#[tokio::test]
+async fn a_fault_is_logged_at_error_level_with_its_cause_and_request_id() {
+    // The server's tasks run on this test's thread (a current-thread runtime), so a
+    // subscriber of this thread sees their lines.
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+
+    // A console session, before the fault.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{}/console/sign-in", app.base))
+        .send()
+        .await
+        .unwrap();
+    let sign_in_cookie = page.headers()["set-cookie"].to_str().unwrap();
+    let sign_in_cookie = sign_in_cookie.split(';').next().unwrap().to_owned();
+    let csrf = sign_in_cookie.split_once('=').unwrap().1.to_owned();
+    let signed_in = client
+        .post(format!("{}/console/sign-in", app.base))
+        .header("cookie", &sign_in_cookie)
+        .form(&[("api_key", account.key.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let session = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let session = session.split(';').next().unwrap().to_owned();
+
+    // The fault: the tools' table is gone from under the server.
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = app.db.connect().await;
+        diesel::sql_query("ALTER TABLE tools RENAME TO tools_gone")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let api = get_raw(
+        &format!("{}/api/user/tools", app.base),
+        &[
+            ("authorization", &format!("Bearer {}", account.key)),
+            ("x-request-id", "fault-api-1"),
+        ],
+    )
+    .await;
+    assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body["request_id"], "fault-api-1");
+    let console = client
+        .get(format!("{}/console/tools", app.base))
+        .header("cookie", &session)
+        .header("x-request-id", "fault-console-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        console
+            .text()
+            .await
+            .unwrap()
+            .contains("Something went wrong")
+    );
+
+    let lines = captured.lines();
+    for id in ["fault-api-1", "fault-console-1"] {
+        let of_request: Vec<&String> = lines
+            .iter()
+            .filter(|line| {
+                line.contains(&format!("request_id=\"{id}\""))
+                    || line.contains(&format!("request_id={id}"))
+            })
+            .collect();
+        assert!(
+            of_request.iter().any(|line| line.contains("ERROR")
+                && line.contains("database error")
+                && line.contains("relation \"tools\" does not exist")),
+            "no error line with the cause for {id}:\n{}",
+            lines.join("\n")
+        );
+        assert!(
+            of_request.iter().any(|line| line.contains("ERROR")
+                && line.contains("answered")
+                && line.contains("status=500")),
+            "the request's line is not an error for {id}:\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
+/// A handler's panic answers `INTERNAL_ERROR` with the request's id, and logs the panic's
+/// message at error level in the request's span.
+#[tokio::test]
+async fn a_panic_is_logged_at_error_level_with_its_message_and_request_id() {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+    let router = axum::Router::new()
+        .route(
+            "/boom",
+            axum::routing::get(|| async {
+                let empty: Vec<u8> = Vec::new();
+                // A bug's panic, with a message of its own.
+                #[allow(clippy::indexing_slicing)]
+                empty[usize::from(empty.is_empty())].to_string()
+            }),
+        )
+        .layer(anyreply_server::router::catch_panics())
+        .layer(axum::middleware::from_fn(
+            anyreply_server::telemetry::request::observe,
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let response = get_raw(&format!("{base}/boom"), &[("x-request-id", "panic-1")]).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], "INTERNAL_ERROR", "{body}");
+    assert_eq!(body["request_id"], "panic-1", "{body}");
+    server.abort();
+
+    let lines = captured.lines();
+    assert!(
+        lines.iter().any(|line| line.contains("ERROR")
+            && line.contains("request_id=\"panic-1\"")
+            && line.contains("a handler panicked")
+            && line.contains("index out of bounds")),
+        "no error line with the panic's message:\n{}",
+        lines.join("\n")
+    );
+}
