@@ -18,6 +18,7 @@ mod generate_reply;
 mod handoff;
 mod history;
 mod idempotency;
+mod input;
 mod llm_failures;
 mod openapi;
 mod private_cluster;

@@ -5,15 +5,16 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use anyreply_core::ErrorCode;
-use anyreply_server::openapi::{self, ApiDoc};
+use anyreply_server::openapi;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use utoipa::OpenApi;
 
 use crate::util::{TestApp, assert_error};
 
 fn document() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap()
+    openapi::document()
 }
 
 /// `(method, path)` of every operation in `document`.
@@ -235,5 +236,55 @@ async fn create_bodies_require_what_the_server_requires() {
         }
         let (status, answer, _) = app.post(&account.key, path, example).await;
         assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
+    }
+}
+
+/// Every link is in the document, from an answer its operation gives, to an operation that
+/// takes what the link sets.
+#[test]
+fn links_join_operations_that_exist() {
+    let document = document();
+    let operations = operations(&document);
+    let find = |id: &str| {
+        operations
+            .iter()
+            .map(|(method, path)| &document["paths"][path][method])
+            .find(|operation| operation["operationId"] == id)
+            .unwrap_or_else(|| panic!("no operation {id}"))
+    };
+    // `document_text` renames these keys of links: nothing else may have them.
+    let raw = openapi::ApiDoc::openapi().to_pretty_json().unwrap();
+    let body_links = openapi::LINKS
+        .iter()
+        .filter(|link| link.4.starts_with("body."))
+        .count();
+    assert_eq!(
+        raw.matches("\"operation_id\": ").count(),
+        openapi::LINKS.len()
+    );
+    assert_eq!(raw.matches("\"request_body\": ").count(), body_links);
+    for (from, status, name, to, parameter, expression) in openapi::LINKS {
+        let link = &find(from)["responses"][status]["links"][name];
+        assert_eq!(link["operationId"], to, "{from} {status} {name}");
+        let target = find(to);
+        match parameter.split_once('.').unwrap() {
+            ("body", field) => {
+                assert_eq!(link["requestBody"][field], expression, "{name}");
+                let schema = &target["requestBody"]["content"]["application/json"]["schema"];
+                let name_ref = schema["$ref"].as_str().unwrap();
+                let schema_name = name_ref.rsplit('/').next().unwrap();
+                let properties = &document["components"]["schemas"][schema_name]["properties"];
+                assert!(properties.get(field).is_some(), "{to} takes no {field}");
+            }
+            (place, param) => {
+                assert_eq!(link["parameters"][parameter], expression, "{name}");
+                let taken = target["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["in"] == place && p["name"] == param);
+                assert!(taken, "{to} takes no {parameter}");
+            }
+        }
     }
 }
