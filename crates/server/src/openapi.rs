@@ -158,9 +158,9 @@ pub struct IdempotencyKey {
 
 /// What operations share, added to each: the bearer key scheme; `X-Request-Id` on every
 /// request and answer; `Idempotent-Replayed` where `Idempotency-Key` is read; `Retry-After`
-/// on every status that has a retryable code; and the refusals that every operation (`500`)
-/// or every authenticated one (`401`, `503`) may give, where the annotation has not listed
-/// that status itself.
+/// on every status that has a retryable code; and the refusals that every operation (`500`),
+/// every authenticated one (`401`, `503`) or every one with a body (`400`, `413`, `422`) may
+/// give, where the annotation has not listed that status itself.
 #[derive(Debug)]
 pub struct CommonAnswers;
 
@@ -221,6 +221,14 @@ fn add_common_answers(operation: &mut Operation) {
     let mut refusals = vec![ErrorCode::InternalError];
     if authenticated {
         refusals.extend([ErrorCode::Unauthorized, ErrorCode::ServiceUnavailable]);
+    }
+    // What reading a JSON body may refuse (`extract::JsonBody`).
+    if operation.request_body.is_some() {
+        refusals.extend([
+            ErrorCode::InvalidJson,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::ValidationError,
+        ]);
     }
     for code in refusals {
         operation
