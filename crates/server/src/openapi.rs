@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use anyreply_core::limits::MAX_CUSTOMER_IDENTIFIER_CHARS;
 use anyreply_core::{ErrorBody, ErrorCode};
 use axum::Router;
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayItems, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
@@ -85,7 +86,7 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         anyreply_core::wire::WebhookPayload,
         anyreply_core::wire::UsageGroup
     )),
-    modifiers(&CommonAnswers, &RequiredOnCreate, &Links),
+    modifiers(&CommonAnswers, &RequiredOnCreate, &Links, &Constraints),
     tags(
         (name = "replies", description = "The AI reply to a customer's message"),
         (name = "assistants", description = "Assistants: prompt, model, tools"),
@@ -542,6 +543,51 @@ impl Modify for Links {
                 response.links.insert(name.to_owned(), link.build().into());
             }
         }
+    }
+}
+
+/// Origins as a widget's `allowed_origins` takes them (the server also takes them in other
+/// case, with a trailing `/`, and in brackets an IPv6 address).
+const ORIGIN_PATTERN: &str = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$";
+
+/// Constraints the server checks that the wire types' annotations cannot carry (an array's
+/// elements) or that sit on types other work is changing: set on their schemas here.
+#[derive(Debug)]
+pub struct Constraints;
+
+impl Modify for Constraints {
+    fn modify(&self, document: &mut Document) {
+        let Some(components) = document.components.as_mut() else {
+            return;
+        };
+        let mut property = |schema: &str, name: &str, change: &dyn Fn(&mut Schema)| {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema)
+                && let Some(RefOr::T(property)) = object.properties.get_mut(name)
+            {
+                change(property);
+            }
+        };
+        let positive = |schema: &mut Schema| {
+            if let Schema::Object(object) = schema {
+                object.minimum = Some(1.into());
+            }
+        };
+        property("WidgetInput", "assistant_id", &positive);
+        property("OptOutInput", "assistant_id", &positive);
+        property("WidgetInput", "allowed_origins", &|schema| {
+            if let Schema::Array(array) = schema
+                && let ArrayItems::RefOrSchema(items) = &mut array.items
+                && let RefOr::T(Schema::Object(items)) = items.as_mut()
+            {
+                items.pattern = Some(ORIGIN_PATTERN.to_owned());
+            }
+        });
+        property("OptOutInput", "customer_identifier", &|schema| {
+            if let Schema::Object(object) = schema {
+                object.min_length = Some(1);
+                object.max_length = Some(MAX_CUSTOMER_IDENTIFIER_CHARS);
+            }
+        });
     }
 }
 

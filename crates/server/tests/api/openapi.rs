@@ -333,5 +333,10 @@ async fn a_widget_message_without_a_body_is_invalid_json() {
     let body: Value = response.json().await.unwrap();
     assert_error(status, &body, 400, "INVALID_JSON");
     let documented = &document()["paths"]["/api/widget/messages"]["post"]["responses"]["400"];
-    assert!(documented["description"].as_str().unwrap().contains("INVALID_JSON"));
+    assert!(
+        documented["description"]
+            .as_str()
+            .unwrap()
+            .contains("INVALID_JSON")
+    );
 }
