@@ -551,7 +551,7 @@ impl Modify for Links {
 const ORIGIN_PATTERN: &str = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$";
 
 /// Constraints the server checks that the wire types' annotations cannot carry (an array's
-/// elements) or that sit on types other work is changing: set on their schemas here.
+/// elements, `uniqueItems`) or that sit on types other work is changing: set here.
 #[derive(Debug)]
 pub struct Constraints;
 
@@ -580,6 +580,11 @@ impl Modify for Constraints {
                 && let RefOr::T(Schema::Object(items)) = items.as_mut()
             {
                 items.pattern = Some(ORIGIN_PATTERN.to_owned());
+            }
+        });
+        property("WebhookInput", "events", &|schema| {
+            if let Schema::Array(array) = schema {
+                array.unique_items = true;
             }
         });
         property("OptOutInput", "customer_identifier", &|schema| {

@@ -151,3 +151,16 @@ async fn origins_the_document_allows_are_taken() {
     let (status, answer, _) = app.post(&account.key, "/api/user/widgets", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
+
+/// The document says what the server refuses: a webhook's events each once.
+#[tokio::test]
+async fn webhook_events_are_documented_and_checked_unique() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let document = anyreply_server::openapi::document();
+    let events = &document["components"]["schemas"]["WebhookInput"]["properties"]["events"];
+    assert_eq!(events["uniqueItems"], true, "{events}");
+    let body = json!({ "url": "https://crm.example.com/hook", "events": ["reply.created", "reply.created"] });
+    let (status, answer, _) = app.post(&account.key, "/api/user/webhooks", &body).await;
+    assert_refused_at(status, &answer, &["events.1"]);
+}
