@@ -21,6 +21,11 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// How many fields failed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// The messages by field name.
     pub fn into_map(self) -> BTreeMap<String, Vec<String>> {
         self.0

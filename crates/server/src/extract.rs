@@ -34,12 +34,78 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                     }
                     other => ApiError::new(ErrorCode::InvalidJson).with_message(other.body_text()),
                 })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| {
-                ApiError::new(ErrorCode::InvalidJson)
-                    .with_message(format!("The request body is not valid JSON: {error}"))
-            })
+        let value: Value = serde_json::from_slice(&bytes).map_err(|error| {
+            ApiError::new(ErrorCode::InvalidJson)
+                .with_message(format!("The request body is not valid JSON: {error}"))
+        })?;
+        // PostgreSQL stores no NUL in text or jsonb, so none may get past here. A NUL can only
+        // arrive escaped (a raw one is no valid JSON): the walk is for the bodies that have one.
+        if may_hold_nul(&bytes) {
+            let mut errors = FieldErrors::default();
+            nul_paths(&value, &mut String::new(), &mut errors);
+            if !errors.is_empty() {
+                return Err(ApiError::validation(errors));
+            }
+        }
+        Ok(JsonBody(value))
+    }
+}
+
+/// Whether a JSON text may hold a NUL character: a raw NUL byte or the escape `\u0000`.
+fn may_hold_nul(bytes: &[u8]) -> bool {
+    bytes.contains(&0) || bytes.windows(6).any(|window| window == br"\u0000")
+}
+
+/// At most this many NULs are reported; a body full of them needs no longer answer.
+const MAX_NUL_PATHS: usize = 20;
+
+/// Adds an error for each string or object key in `value` that holds a NUL, named by its
+/// path (`schema[0].description`; a key by the object that holds it, `body` at the top).
+fn nul_paths(value: &Value, path: &mut String, errors: &mut FieldErrors) {
+    if errors.len() >= MAX_NUL_PATHS {
+        return;
+    }
+    let field = |path: &str| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else if path.starts_with('[') {
+            format!("body{path}")
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => {
+            let field = field(path);
+            let message = format!("The {field} field must not contain NUL characters.");
+            errors.add(field, message);
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{index}]"));
+                nul_paths(item, path, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Object(object) => {
+            if object.keys().any(|key| key.contains('\0')) {
+                let field = field(path);
+                let message = format!("The keys of {field} must not contain NUL characters.");
+                errors.add(field, message);
+            }
+            // A key with a NUL is reported above, and names no path below it.
+            for (key, item) in object.iter().filter(|(key, _)| !key.contains('\0')) {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                nul_paths(item, path, errors);
+                path.truncate(len);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -7,12 +7,15 @@
 
 use std::collections::BTreeSet;
 
+use anyreply_core::limits::MAX_CUSTOMER_IDENTIFIER_CHARS;
 use anyreply_core::{ErrorBody, ErrorCode};
 use axum::Router;
+use serde_json::{Value, json};
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayItems, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
@@ -77,8 +80,13 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         health::get_ready,
         metrics::get_metrics,
     ),
-    components(schemas(ErrorBody, ErrorCode, anyreply_core::wire::WebhookPayload)),
-    modifiers(&CommonAnswers, &RequiredOnCreate),
+    components(schemas(
+        ErrorBody,
+        ErrorCode,
+        anyreply_core::wire::WebhookPayload,
+        anyreply_core::wire::UsageGroup
+    )),
+    modifiers(&CommonAnswers, &RequiredOnCreate, &Links, &Constraints),
     tags(
         (name = "replies", description = "The AI reply to a customer's message"),
         (name = "assistants", description = "Assistants: prompt, model, tools"),
@@ -97,17 +105,39 @@ pub struct ApiDoc;
 /// `/openapi.json` and `/docs`, for the router to merge.
 pub fn routes() -> Router<App> {
     SwaggerUi::new(DOCS_PATH)
-        .url(DOCUMENT_PATH, ApiDoc::openapi())
+        .external_url_unchecked(DOCUMENT_PATH, document())
         .into()
 }
 
+/// The document, as served: the committed text's.
+pub fn document() -> Value {
+    serde_json::from_str(&document_text())
+        .unwrap_or_else(|error| json!({ "error": error.to_string() }))
+}
+
+/// utoipa 5 writes a link's `operationId` and `requestBody` in snake case, which no client
+/// reads; no schema has a property of those names (a test makes sure).
+const LINK_KEYS: [(&str, &str); 2] = [
+    ("\"operation_id\": ", "\"operationId\": "),
+    ("\"request_body\": ", "\"requestBody\": "),
+];
+
 /// The document as committed in `openapi.json`: pretty-printed, with a final newline.
 pub fn document_text() -> String {
-    let mut text = ApiDoc::openapi()
+    let text = ApiDoc::openapi()
         .to_pretty_json()
         .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
-    text.push('\n');
-    text
+    text.lines()
+        .map(|line| {
+            let key = line.trim_start();
+            let indent = &line[..line.len() - key.len()];
+            let renamed = LINK_KEYS.iter().find_map(|(from, to)| {
+                key.strip_prefix(from)
+                    .map(|rest| format!("{indent}{to}{rest}\n"))
+            });
+            renamed.unwrap_or_else(|| format!("{line}\n"))
+        })
+        .collect()
 }
 
 /// `Idempotency-Key`, read by every POST that creates or changes something.
@@ -129,9 +159,9 @@ pub struct IdempotencyKey {
 
 /// What operations share, added to each: the bearer key scheme; `X-Request-Id` on every
 /// request and answer; `Idempotent-Replayed` where `Idempotency-Key` is read; `Retry-After`
-/// on every status that has a retryable code; and the refusals that every operation (`500`)
-/// or every authenticated one (`401`, `503`) may give, where the annotation has not listed
-/// that status itself.
+/// on every status that has a retryable code; and the refusals that every operation (`500`),
+/// every authenticated one (`401`, `503`) or every one with a body (`400`, `413`, `422`) may
+/// give, where the annotation has not listed that status itself.
 #[derive(Debug)]
 pub struct CommonAnswers;
 
@@ -192,6 +222,14 @@ fn add_common_answers(operation: &mut Operation) {
     let mut refusals = vec![ErrorCode::InternalError];
     if authenticated {
         refusals.extend([ErrorCode::Unauthorized, ErrorCode::ServiceUnavailable]);
+    }
+    // What reading a JSON body may refuse (`extract::JsonBody`).
+    if operation.request_body.is_some() {
+        refusals.extend([
+            ErrorCode::InvalidJson,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::ValidationError,
+        ]);
     }
     for code in refusals {
         operation
@@ -293,6 +331,268 @@ impl Modify for RequiredOnCreate {
             });
             content.schema = Some(AllOfBuilder::new().item(shared).item(required).into());
         }
+    }
+}
+
+/// An id in one answer that a later call takes: `(operation, status, link, target operation,
+/// where the target takes it, where the answer has it)`. A target of `body.<field>` gets a
+/// body with that field set. Clients can follow these; schemathesis's stateful phase does, so
+/// that what it creates is then read, changed and deleted.
+pub const LINKS: [(&str, &str, &str, &str, &str, &str); 22] = [
+    (
+        "create_assistant",
+        "201",
+        "UpdateAssistant",
+        "update_assistant",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_assistant",
+        "201",
+        "GenerateReply",
+        "generate_reply",
+        "body.assistant_id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_assistant",
+        "201",
+        "ListConversations",
+        "list_conversations",
+        "query.assistant_id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_assistant",
+        "201",
+        "OptOut",
+        "opt_out_customer",
+        "body.assistant_id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_assistant",
+        "201",
+        "CreateWidget",
+        "create_widget",
+        "body.assistant_id",
+        "$response.body#/data/id",
+    ),
+    (
+        "update_assistant",
+        "200",
+        "GenerateReply",
+        "generate_reply",
+        "body.assistant_id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_tool",
+        "201",
+        "GetTool",
+        "get_tool",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_tool",
+        "201",
+        "UpdateTool",
+        "update_tool",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_tool",
+        "201",
+        "DeleteTool",
+        "delete_tool",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+    (
+        "update_tool",
+        "200",
+        "GetTool",
+        "get_tool",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+    (
+        "update_tool",
+        "200",
+        "DeleteTool",
+        "delete_tool",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+    (
+        "generate_reply",
+        "200",
+        "GetConversation",
+        "get_conversation",
+        "path.id",
+        "$response.body#/conversation_id",
+    ),
+    (
+        "generate_reply",
+        "200",
+        "DisableAi",
+        "disable_ai",
+        "path.id",
+        "$response.body#/conversation_id",
+    ),
+    (
+        "generate_reply",
+        "200",
+        "EnableAi",
+        "enable_ai",
+        "path.id",
+        "$response.body#/conversation_id",
+    ),
+    (
+        "generate_reply",
+        "200",
+        "CreateOperatorMessage",
+        "create_operator_message",
+        "path.id",
+        "$response.body#/conversation_id",
+    ),
+    (
+        "disable_ai",
+        "200",
+        "CreateOperatorMessage",
+        "create_operator_message",
+        "path.id",
+        "$request.path.id",
+    ),
+    (
+        "disable_ai",
+        "200",
+        "EnableAi",
+        "enable_ai",
+        "path.id",
+        "$request.path.id",
+    ),
+    (
+        "create_operator_message",
+        "201",
+        "GetConversation",
+        "get_conversation",
+        "path.id",
+        "$request.path.id",
+    ),
+    (
+        "opt_out_customer",
+        "200",
+        "GetConversation",
+        "get_conversation",
+        "path.id",
+        "$response.body#/conversation_id",
+    ),
+    (
+        "opt_in_customer",
+        "200",
+        "GetConversation",
+        "get_conversation",
+        "path.id",
+        "$response.body#/conversation_id",
+    ),
+    (
+        "create_webhook",
+        "201",
+        "DeleteWebhook",
+        "delete_webhook",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+    (
+        "create_widget",
+        "201",
+        "DeleteWidget",
+        "delete_widget",
+        "path.id",
+        "$response.body#/data/id",
+    ),
+];
+
+/// Adds [`LINKS`] to their operations' answers.
+#[derive(Debug)]
+pub struct Links;
+
+impl Modify for Links {
+    fn modify(&self, document: &mut Document) {
+        for (from, status, name, to, parameter, expression) in LINKS {
+            let link = match parameter.strip_prefix("body.") {
+                Some(field) => LinkBuilder::new()
+                    .operation_id(to)
+                    .request_body(Some(serde_json::json!({ field: expression }))),
+                None => LinkBuilder::new()
+                    .operation_id(to)
+                    .parameter(parameter, expression),
+            };
+            let response = document
+                .paths
+                .paths
+                .values_mut()
+                .flat_map(operations)
+                .find(|operation| operation.operation_id.as_deref() == Some(from))
+                .and_then(|operation| operation.responses.responses.get_mut(status));
+            if let Some(RefOr::T(response)) = response {
+                response.links.insert(name.to_owned(), link.build().into());
+            }
+        }
+    }
+}
+
+/// Origins as a widget's `allowed_origins` takes them (the server also takes them in other
+/// case, with a trailing `/`, and in brackets an IPv6 address).
+const ORIGIN_PATTERN: &str = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$";
+
+/// Constraints the server checks that the wire types' annotations cannot carry (an array's
+/// elements, `uniqueItems`) or that sit on types other work is changing: set here.
+#[derive(Debug)]
+pub struct Constraints;
+
+impl Modify for Constraints {
+    fn modify(&self, document: &mut Document) {
+        let Some(components) = document.components.as_mut() else {
+            return;
+        };
+        let mut property = |schema: &str, name: &str, change: &dyn Fn(&mut Schema)| {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema)
+                && let Some(RefOr::T(property)) = object.properties.get_mut(name)
+            {
+                change(property);
+            }
+        };
+        let positive = |schema: &mut Schema| {
+            if let Schema::Object(object) = schema {
+                object.minimum = Some(1.into());
+            }
+        };
+        property("WidgetInput", "assistant_id", &positive);
+        property("OptOutInput", "assistant_id", &positive);
+        property("WidgetInput", "allowed_origins", &|schema| {
+            if let Schema::Array(array) = schema
+                && let ArrayItems::RefOrSchema(items) = &mut array.items
+                && let RefOr::T(Schema::Object(items)) = items.as_mut()
+            {
+                items.pattern = Some(ORIGIN_PATTERN.to_owned());
+            }
+        });
+        property("WebhookInput", "events", &|schema| {
+            if let Schema::Array(array) = schema {
+                array.unique_items = true;
+            }
+        });
+        property("OptOutInput", "customer_identifier", &|schema| {
+            if let Schema::Object(object) = schema {
+                object.min_length = Some(1);
+                object.max_length = Some(MAX_CUSTOMER_IDENTIFIER_CHARS);
+            }
+        });
     }
 }
 

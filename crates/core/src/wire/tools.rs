@@ -211,11 +211,16 @@ pub struct ToolInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub description: Option<String>,
-    /// The URL called.
+    /// The URL called: `http` or `https`, with a host. The pattern is what is surely taken
+    /// (a host name whose last label starts with a letter, a port, a path of visible ASCII);
+    /// an IP address is taken too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",
-        schema(max_length = 2048, pattern = "^https?://[^/?#\\s]+")
+        schema(
+            max_length = 2048,
+            pattern = r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[0-9]{1,4})?(/[!-~]*)?$"
+        )
     )]
     pub endpoint: Option<String>,
     /// The HTTP method.

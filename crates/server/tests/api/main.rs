@@ -19,6 +19,7 @@ mod handoff;
 mod history;
 mod idempotency;
 mod idle;
+mod input;
 mod llm_failures;
 mod losses;
 mod openapi;

@@ -5,15 +5,16 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use anyreply_core::ErrorCode;
-use anyreply_server::openapi::{self, ApiDoc};
+use anyreply_server::openapi;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use utoipa::OpenApi;
 
 use crate::util::{TestApp, assert_error};
 
 fn document() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap()
+    openapi::document()
 }
 
 /// `(method, path)` of every operation in `document`.
@@ -236,4 +237,106 @@ async fn create_bodies_require_what_the_server_requires() {
         let (status, answer, _) = app.post(&account.key, path, example).await;
         assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
     }
+}
+
+/// Every link is in the document, from an answer its operation gives, to an operation that
+/// takes what the link sets.
+#[test]
+fn links_join_operations_that_exist() {
+    let document = document();
+    let operations = operations(&document);
+    let find = |id: &str| {
+        operations
+            .iter()
+            .map(|(method, path)| &document["paths"][path][method])
+            .find(|operation| operation["operationId"] == id)
+            .unwrap_or_else(|| panic!("no operation {id}"))
+    };
+    // `document_text` renames these keys of links: nothing else may have them.
+    let raw = openapi::ApiDoc::openapi().to_pretty_json().unwrap();
+    let body_links = openapi::LINKS
+        .iter()
+        .filter(|link| link.4.starts_with("body."))
+        .count();
+    assert_eq!(
+        raw.matches("\"operation_id\": ").count(),
+        openapi::LINKS.len()
+    );
+    assert_eq!(raw.matches("\"request_body\": ").count(), body_links);
+    for (from, status, name, to, parameter, expression) in openapi::LINKS {
+        let link = &find(from)["responses"][status]["links"][name];
+        assert_eq!(link["operationId"], to, "{from} {status} {name}");
+        let target = find(to);
+        match parameter.split_once('.').unwrap() {
+            ("body", field) => {
+                assert_eq!(link["requestBody"][field], expression, "{name}");
+                let schema = &target["requestBody"]["content"]["application/json"]["schema"];
+                let name_ref = schema["$ref"].as_str().unwrap();
+                let schema_name = name_ref.rsplit('/').next().unwrap();
+                let properties = &document["components"]["schemas"][schema_name]["properties"];
+                assert!(properties.get(field).is_some(), "{to} takes no {field}");
+            }
+            (place, param) => {
+                assert_eq!(link["parameters"][parameter], expression, "{name}");
+                let taken = target["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["in"] == place && p["name"] == param);
+                assert!(taken, "{to} takes no {parameter}");
+            }
+        }
+    }
+}
+
+/// Found by schemathesis: an empty body to the widget's messages answered `400`, which its
+/// operation did not list. Every operation with a body lists what reading one may refuse.
+#[test]
+fn every_operation_with_a_body_documents_what_reading_it_refuses() {
+    let document = document();
+    for (method, path) in operations(&document) {
+        let operation = &document["paths"][&path][&method];
+        if operation.get("requestBody").is_none() {
+            continue;
+        }
+        for status in ["400", "413", "422"] {
+            assert!(
+                operation["responses"].get(status).is_some(),
+                "{method} {path} {status}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_widget_message_without_a_body_is_invalid_json() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let assistant = app.assistant(&account, &json!({ "name": "Shop" })).await;
+    let origin = "https://shop.example.com";
+    let (_, widget, _) = app
+        .post(
+            &account.key,
+            "/api/user/widgets",
+            &json!({ "assistant_id": assistant, "allowed_origins": [origin] }),
+        )
+        .await;
+    let response = app
+        .http
+        .post(format!("{}/api/widget/messages", app.base))
+        .bearer_auth(widget["data"]["public_key"].as_str().unwrap())
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_error(status, &body, 400, "INVALID_JSON");
+    let documented = &document()["paths"]["/api/widget/messages"]["post"]["responses"]["400"];
+    assert!(
+        documented["description"]
+            .as_str()
+            .unwrap()
+            .contains("INVALID_JSON")
+    );
 }
