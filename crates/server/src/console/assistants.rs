@@ -296,6 +296,7 @@ async fn write(
     id: Option<i64>,
     body: &Value,
 ) -> Result<Assistant, ApiError> {
+    crate::extract::refuse_nul(body)?;
     let input = AssistantInput::from_json(body, id.is_none()).map_err(ApiError::validation)?;
     let account_id = operator.caller.account_id;
     let default_model = &app.settings.llm_default_model;

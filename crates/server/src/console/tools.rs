@@ -218,6 +218,7 @@ async fn write(
     id: Option<i64>,
     body: &Value,
 ) -> Result<Tool, ApiError> {
+    crate::extract::refuse_nul(body)?;
     let input = api::read_input(body, id.is_none())?;
     let account_id = operator.caller.account_id;
     let mut conn = app.db().await?;

@@ -915,3 +915,37 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&#34;")
         .replace('\'', "&#39;")
 }
+
+/// The forms' bodies are checked as the API's are: a NUL deep in a tool's schema is a field
+/// error on the form, not a fault.
+#[tokio::test]
+async fn a_nul_in_a_forms_nested_json_is_refused_on_the_form() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let mut browser = signed_in(&app, &account).await;
+    browser.get("/console/tools/new").await;
+    let page = browser
+        .post(
+            "/console/tools",
+            &[
+                ("name", "lookup_order"),
+                ("description", "Finds an order"),
+                ("endpoint", "https://crm.example.com/orders"),
+                ("method", "POST"),
+                ("timeout", "5"),
+                (
+                    "schema",
+                    r#"[{"name": "order", "type": "string", "description": "an \u0000 order"}]"#,
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("NUL"), "{}", page.html);
+    assert_eq!(app.count("tools").await, 0);
+}
