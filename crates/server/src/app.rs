@@ -69,7 +69,7 @@ impl App {
             system_lookup(),
             settings.webhook_timeout,
         )?;
-        let settings_per_key = settings.event_streams_per_key;
+        let streams_per_key = settings.event_streams_per_key;
         Ok(Self {
             pool,
             database_url,
@@ -81,7 +81,7 @@ impl App {
             in_flight: InFlight::default(),
             metrics: crate::telemetry::metrics::recorder(),
             known_keys: KnownKeys::default(),
-            event_streams: EventHub::new(settings_per_key),
+            event_streams: EventHub::new(streams_per_key),
         })
     }
 
