@@ -85,6 +85,9 @@ error_codes! {
     RateLimited = ("RATE_LIMITED", 429, true, "Too many requests, retry later"),
     /// Too many messages of this conversation wait for their reply; see `Retry-After`.
     ConversationBusy = ("CONVERSATION_BUSY", 429, true, "Too many messages of this conversation are waiting for a reply, retry later"),
+    /// The API key (or console session) already has the most event streams open it may have;
+    /// close one, or retry after `Retry-After`.
+    TooManyEventStreams = ("TOO_MANY_EVENT_STREAMS", 429, true, "Too many event streams are open for this API key; close one and retry"),
     /// An unexpected server fault.
     InternalError = ("INTERNAL_ERROR", 500, true, "Internal server error"),
     /// The language model provider answered with an error or an unusable response.

@@ -23,7 +23,10 @@
 //! 3. 2,000 calls kept in flight (each caller calls again as soon as answered) against a model
 //!    that takes 2 s, default pool size → replies/s after the ramp-up (the ideal is 1,000/s, or
 //!    the saturation rate if lower), the server's peak RSS;
-//! 4. a reply in a 10,000-message conversation against one in a 10-message conversation.
+//! 4. a reply in a 10,000-message conversation against one in a 10-message conversation;
+//! 5. event streams: what idle streams cost PostgreSQL with 10 and with 2,000 open, the
+//!    saturation rate with 2,000 open as a share of phase 1's, and the delay from an event's
+//!    transaction to a stream (p50, p99, max).
 //!
 //! Then the books are checked in SQL. The bench exits non-zero only if the books do not
 //! balance (1) or the setup fails (2); missed targets are reported, not failed.
@@ -292,6 +295,9 @@ async fn run() -> anyhow::Result<bool> {
     );
     checkpoints.since("history", mark, &pg).await;
     server.stop().await?;
+
+    // Phase 5: event streams (see `event_streams_phase`).
+    event_streams_phase(&launcher, &pg, &api, saturation_rate).await?;
     pg.wait_idle(BENCH_DB).await?;
 
     // The books.
@@ -1630,4 +1636,330 @@ impl Figures {
 
 fn micros(us: u64) -> Duration {
     Duration::from_micros(us)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event streams: 2,000 open, idle and during a saturation run.
+
+/// Streams open in the event streams phase: [`STREAMS_PER_KEY`] of the bench's account (whose
+/// events the saturation run makes, and whose delay from commit to stream is measured), the
+/// rest as many to each of accounts of their own, which have no traffic.
+const STREAMS: usize = 2_000;
+/// The few streams whose idle cost is compared with that of [`STREAMS`].
+const FEW_STREAMS: usize = 10;
+/// The server's default `ANYREPLY_EVENT_STREAMS_PER_KEY`.
+const STREAMS_PER_KEY: usize = 20;
+/// How long idle streams' cost is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// Targets: stream statements a second while idle, the saturation rate with the streams open
+/// as a share of without, and the p99 from an event's transaction to a stream.
+const STREAMS_IDLE_TARGET: f64 = 10.0;
+const STREAMS_SATURATION_TARGET: f64 = 0.90;
+const STREAMS_P99_TARGET: Duration = Duration::from_millis(500);
+
+/// Microseconds from each event's `created_at` to its arrival at a measured stream, while
+/// `recording`.
+#[derive(Clone)]
+struct Delays {
+    histogram: Arc<Mutex<Histogram<u64>>>,
+    recording: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The open streams' readers: what the bench account's streams received, and how late.
+struct StreamReaders {
+    tasks: JoinSet<u64>,
+    delays: Delays,
+}
+
+impl StreamReaders {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            tasks: JoinSet::new(),
+            delays: Delays {
+                histogram: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?)),
+                recording: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            },
+        })
+    }
+
+    /// Opens `n` streams of `key`; measured ones record each event's delay while recording.
+    async fn open(
+        &mut self,
+        http: &reqwest::Client,
+        base: &str,
+        key: &str,
+        n: usize,
+        measured: bool,
+    ) -> anyhow::Result<()> {
+        let mut opening = JoinSet::new();
+        for _ in 0..n {
+            let request = http
+                .get(format!("{base}/api/events"))
+                .bearer_auth(key)
+                .send();
+            opening.spawn(request);
+        }
+        while let Some(opened) = opening.join_next().await {
+            let response = opened?.context("opening an event stream")?;
+            ensure!(
+                response.status() == 200,
+                "opening an event stream: HTTP {}",
+                response.status()
+            );
+            self.tasks
+                .spawn(read_stream(response, measured.then(|| self.delays.clone())));
+        }
+        Ok(())
+    }
+
+    /// Events each measured stream received, once the server ended the streams.
+    async fn received(mut self) -> Vec<u64> {
+        let mut counts = Vec::new();
+        while let Some(count) = self.tasks.join_next().await {
+            if let Ok(count) = count
+                && count > 0
+            {
+                counts.push(count);
+            }
+        }
+        counts
+    }
+}
+
+/// Reads a stream to its end; counts its events (0 for an unmeasured stream, which only drains).
+async fn read_stream(mut response: reqwest::Response, measured: Option<Delays>) -> u64 {
+    let mut buffer = String::new();
+    let mut events = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let Some(delays) = &measured else {
+            continue;
+        };
+        let arrived = chrono::Utc::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) else {
+                continue;
+            };
+            events += 1;
+            // The event's own `created_at` comes before its message's; found, not parsed, to
+            // keep the bench's reading cheap beside the server.
+            let created = data
+                .split_once("\"created_at\":\"")
+                .and_then(|(_, rest)| rest.split('"').next())
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok());
+            if let Some(created) = created
+                && delays.recording.load(Ordering::Relaxed)
+            {
+                let delay = (arrived - created.with_timezone(&chrono::Utc))
+                    .num_microseconds()
+                    .unwrap_or(0)
+                    .max(1) as u64;
+                let mut histogram = delays
+                    .histogram
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _ = histogram.record(delay);
+            }
+        }
+    }
+    events
+}
+
+/// The event streams' statements so far, from the server's `/metrics`.
+async fn stream_statements(http: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("anyreply_event_stream_statements_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Stream statements a second and the database's commits a second (every loop of the
+/// server's), over [`IDLE_WINDOW`] with no traffic.
+async fn idle_cost(
+    http: &reqwest::Client,
+    base: &str,
+    pg: &Postgres,
+) -> anyhow::Result<(f64, f64)> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (statements, commits) = (
+        stream_statements(http, base).await?,
+        pg.commits(BENCH_DB).await?,
+    );
+    let started = Instant::now();
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let (statements_after, commits_after) = (
+        stream_statements(http, base).await?,
+        pg.commits(BENCH_DB).await?,
+    );
+    let secs = started.elapsed().as_secs_f64();
+    Ok((
+        (statements_after - statements) / secs,
+        (commits_after - commits) as f64 / secs,
+    ))
+}
+
+/// Accounts of their own, with a key each, for the streams that see no traffic.
+async fn stream_keys(launcher: &Launcher, n: usize) -> anyhow::Result<Vec<String>> {
+    use diesel_async::AsyncConnection;
+    let mut conn = diesel_async::AsyncPgConnection::establish(&launcher.database_url).await?;
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let name = format!("streams-{i}");
+        let id = anyreply_server::models::account::create(
+            &mut conn,
+            &name,
+            None,
+            anyreply_core::Money::ZERO,
+        )
+        .await?;
+        keys.push(
+            anyreply_server::models::api_key::create(&mut conn, id)
+                .await?
+                .key,
+        );
+    }
+    Ok(keys)
+}
+
+/// The event streams phase: idle cost with [`FEW_STREAMS`] and with [`STREAMS`] streams open,
+/// then a saturation run with them all open, measuring each event's delay from its
+/// transaction (`created_at`) to a stream of the bench's account; the server is stopped with
+/// them open.
+async fn event_streams_phase(
+    launcher: &Launcher,
+    pg: &Postgres,
+    api: &Api,
+    saturation_rate: f64,
+) -> anyhow::Result<()> {
+    let keys = stream_keys(launcher, (STREAMS - STREAMS_PER_KEY) / STREAMS_PER_KEY).await?;
+    // No request timeout: a stream lasts the phase.
+    let streams_http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    let mut readers = StreamReaders::new()?;
+    let mark = pg.settle().await;
+    let mut server = launcher.start(&api.http).await?;
+    let api = Api {
+        base: server.base.clone(),
+        ..api.clone()
+    };
+    println!(
+        "event streams: saturation without streams, idle with {FEW_STREAMS} streams, then {STREAMS}; then saturation with them open"
+    );
+    // The rate without streams again, on this server just before: a fair comparison on a
+    // machine whose load drifts.
+    closed_loop(&api, SATURATION_CONNECTIONS, WARM_UP).await?;
+    let without = closed_loop(&api, SATURATION_CONNECTIONS, SATURATION_RUN).await?;
+    without.print_failures("saturation before the streams");
+    let without_rate = without.ok as f64 / without.elapsed.as_secs_f64();
+    readers
+        .open(&streams_http, &api.base, &api.key, FEW_STREAMS, true)
+        .await?;
+    let (few_statements, few_commits) = idle_cost(&api.http, &api.base, pg).await?;
+    readers
+        .open(
+            &streams_http,
+            &api.base,
+            &api.key,
+            STREAMS_PER_KEY - FEW_STREAMS,
+            true,
+        )
+        .await?;
+    for key in &keys {
+        readers
+            .open(&streams_http, &api.base, key, STREAMS_PER_KEY, false)
+            .await?;
+    }
+    let (many_statements, many_commits) = idle_cost(&api.http, &api.base, pg).await?;
+    println!(
+        "  idle: {FEW_STREAMS} streams {few_statements:.1} stream statements/s ({few_commits:.0} commits/s in all); {STREAMS} streams {many_statements:.1} stream statements/s ({many_commits:.0} commits/s in all)"
+    );
+
+    readers.delays.recording.store(true, Ordering::Relaxed);
+    let saturation = closed_loop(&api, SATURATION_CONNECTIONS, SATURATION_RUN).await?;
+    // Events of the run's last replies are on their way.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    readers.delays.recording.store(false, Ordering::Relaxed);
+    saturation.print_failures("saturation with streams");
+    checkpoints_note(pg, mark).await;
+    let rate = saturation.ok as f64 / saturation.elapsed.as_secs_f64();
+    let share = rate / without_rate;
+    let (p50, p99, max, events) = {
+        let delays = readers
+            .delays
+            .histogram
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            micros(delays.value_at_quantile(0.50)),
+            micros(delays.value_at_quantile(0.99)),
+            micros(delays.max()),
+            delays.len(),
+        )
+    };
+    println!(
+        "  saturation with {STREAMS} streams open: {rate:.0} replies/s ({} failed), {:.0}% of {without_rate:.0} without just before ({saturation_rate:.0} in phase 1)",
+        saturation.failed,
+        share * 100.0
+    );
+    println!(
+        "  event from its transaction to a stream: p50 {p50:.2?}  p99 {p99:.2?}  max {max:.2?} ({events} arrivals at {STREAMS_PER_KEY} streams)"
+    );
+    let stopping = Instant::now();
+    server.stop().await?;
+    let stopped = stopping.elapsed();
+    let received = readers.received().await;
+    let same = received.windows(2).all(|w| w[0] == w[1]);
+    println!(
+        "  stopped with {STREAMS} streams open in {stopped:.2?}; the bench account's streams each received {} events ({})",
+        received.first().copied().unwrap_or(0),
+        if same { "all alike" } else { "NOT alike" }
+    );
+    for (what, met) in [
+        (
+            format!("idle stream statements/s <= {STREAMS_IDLE_TARGET} with {STREAMS} streams"),
+            many_statements <= STREAMS_IDLE_TARGET,
+        ),
+        (
+            format!(
+                "saturation with streams >= {:.0}%",
+                STREAMS_SATURATION_TARGET * 100.0
+            ),
+            share >= STREAMS_SATURATION_TARGET,
+        ),
+        (
+            format!("p99 commit to stream <= {STREAMS_P99_TARGET:?}"),
+            p99 <= STREAMS_P99_TARGET,
+        ),
+        (
+            "every stream of the account got every event".to_owned(),
+            same,
+        ),
+    ] {
+        println!("  {}: {what}", if met { "met" } else { "MISSED" });
+    }
+    // The books are the bench account's alone.
+    pg.sql(BENCH_DB, "DELETE FROM accounts WHERE name LIKE 'streams-%'")
+        .await?;
+    Ok(())
+}
+
+/// Says whether a checkpoint fell in the event streams phase.
+async fn checkpoints_note(pg: &Postgres, mark: Option<i64>) {
+    if let (Some(before), Some(after)) = (mark, pg.checkpoints().await)
+        && after > before
+    {
+        println!(
+            "  ({} checkpoints during the event streams phase)",
+            after - before
+        );
+    }
 }

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
+use crate::events::EventHub;
 use crate::known_keys::KnownKeys;
 use crate::llm::{AnthropicClient, OpenAiClient, Providers};
 use crate::reply::queue::{InFlight, Wakeups};
@@ -37,6 +38,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// The keys generate-reply has seen, so that it need not read them again.
     pub known_keys: KnownKeys,
+    /// The open event streams and the poller that feeds them.
+    pub event_streams: EventHub,
 }
 
 impl App {
@@ -66,6 +69,7 @@ impl App {
             system_lookup(),
             settings.webhook_timeout,
         )?;
+        let streams_per_key = settings.event_streams_per_key;
         Ok(Self {
             pool,
             database_url,
@@ -77,6 +81,7 @@ impl App {
             in_flight: InFlight::default(),
             metrics: crate::telemetry::metrics::recorder(),
             known_keys: KnownKeys::default(),
+            event_streams: EventHub::new(streams_per_key),
         })
     }
 

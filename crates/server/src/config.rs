@@ -91,6 +91,10 @@ pub struct Settings {
     /// `ANYREPLY_WIDGET_IP_RATE_PER_MINUTE`: requests to `/api/widget/` (preflights, history
     /// reads and messages) per client address per minute, over every widget.
     pub widget_ip_rate_per_minute: u32,
+    /// `ANYREPLY_EVENT_STREAMS_PER_KEY`: most `GET /api/events` streams one API key keeps open
+    /// in this process (and a console session, of its own); one more gets
+    /// `429 TOO_MANY_EVENT_STREAMS`.
+    pub event_streams_per_key: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
     pub pricing: Pricing,
     /// `ANYREPLY_METRICS_TOKEN`: when set, `/metrics` wants it as a Bearer token.
@@ -136,6 +140,7 @@ impl Default for Settings {
             rate_limit_per_minute: 60,
             widget_visitor_rate_per_minute: 10,
             widget_ip_rate_per_minute: 300,
+            event_streams_per_key: 20,
             pricing: Pricing::default(),
             metrics_token: None,
         }
@@ -307,6 +312,12 @@ impl Settings {
                 "ANYREPLY_WIDGET_IP_RATE_PER_MINUTE",
                 d.widget_ip_rate_per_minute,
                 "300",
+            ),
+            event_streams_per_key: positive(
+                env,
+                "ANYREPLY_EVENT_STREAMS_PER_KEY",
+                d.event_streams_per_key,
+                "20",
             ),
             pricing,
             metrics_token: env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from),

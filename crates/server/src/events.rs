@@ -1,68 +1,573 @@
-//! The account's event streams: each reads what is new from the `events` table, and when
-//! nothing is, looks again shortly. The table is the truth: a stream resumes from any id.
-//! (Not `NOTIFY`: PostgreSQL serialises the commits of every notifying transaction, and every
-//! change writes an event.)
+//! The account's event streams, fed by one poller per process.
+//!
+//! The poller reads what is new for every account with an open stream in one statement a tick
+//! (nothing at all while no stream is open), makes it durable, and hands it to that account's
+//! streams in memory (a broadcast channel per account). A stream reads the table itself only to
+//! catch up: from its `Last-Event-ID` to where the poller was when it opened, or after it fell
+//! so far behind that the channel dropped batches for it. It holds no connection while it
+//! waits. The table is the truth: a stream resumes from any id. (Not `NOTIFY`: PostgreSQL
+//! serialises the commits of every notifying transaction, and every change writes an event.)
+//!
+//! The poller also ends the streams whose API key was revoked or whose console session ended,
+//! and [`EventHub::shut_down`] ends them all, so that a graceful shutdown does not wait for them.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use anyreply_core::ErrorCode;
 use anyreply_core::wire::Event;
+use diesel_async::AsyncPgConnection;
 use futures::Stream;
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::app::App;
 use crate::db;
+use crate::error::{ApiError, ApiResult};
 use crate::models::event::{self, EventFilter};
+use crate::models::{account, api_key, console_session};
+use crate::telemetry::metrics;
 
-/// Most events read at once.
+/// Most events a stream reads at once while catching up.
 const BATCH: i64 = 100;
-/// How long an idle stream waits before it looks again: the most an event waits to be sent.
-const POLL: Duration = Duration::from_millis(250);
+/// Most events of one account the poller reads in a tick; past it, it reads again at once.
+const POLL_BATCH: i64 = 500;
+/// How long the poller waits between looks while streams are open: the most an event waits to
+/// be sent, and (with [`LIVENESS_EVERY`]) what idle streams cost PostgreSQL, whatever their
+/// number: five statements a second.
+const POLL: Duration = Duration::from_millis(200);
+/// How often the poller checks that the keys and console sessions of open streams are live:
+/// a stream ends at most this long (plus a tick) after its key is revoked or its session ends.
+const LIVENESS_EVERY: Duration = Duration::from_secs(2);
+/// Pause after a failed look (the database away), before the next.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Batches an account's channel keeps for a stream that is slow to take them; one that falls
+/// further behind catches up from the table.
+const CHANNEL_BATCHES: usize = 256;
 
-/// The account's events after `after_id` that pass `filter`, in order, forever: what is
-/// stored first, then each new one as it commits.
+/// The statements the streams send PostgreSQL, each its own transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statement {
+    /// The poller's look for every open stream.
+    Poll,
+    /// A flush before sending what was read.
+    Durable,
+    /// The open streams' keys or console sessions checked.
+    Liveness,
+    /// A stream reading the table to catch up.
+    CatchUp,
+    /// The last event of an account whose first stream opens.
+    Open,
+}
+
+impl Statement {
+    fn label(self) -> &'static str {
+        match self {
+            Statement::Poll => "poll",
+            Statement::Durable => "durable",
+            Statement::Liveness => "liveness",
+            Statement::CatchUp => "catch_up",
+            Statement::Open => "open",
+        }
+    }
+}
+
+/// What opened a stream, and whose end ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// An API key, by id.
+    Key(i64),
+    /// A console session, by its token's hash.
+    Session(Vec<u8>),
+}
+
+/// The process's open streams and the poller that feeds them. Cheap to clone.
+#[derive(Clone)]
+pub struct EventHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Statements sent, by [`Statement`]: what the streams cost PostgreSQL.
+    statements: [AtomicU64; 5],
+    /// Wakes the poller when a stream opens.
+    opened: Notify,
+    /// Most streams one holder keeps open.
+    per_holder: usize,
+}
+
+#[derive(Default)]
+struct State {
+    feeds: HashMap<i64, Feed>,
+    streams: HashMap<u64, Open>,
+    next_stream: u64,
+    shut_down: bool,
+}
+
+/// What the poller has handed out of one account's events.
+struct Feed {
+    /// The last event handed out (or, before the first, the account's last when the feed
+    /// opened): every event up to it is committed, and every later one goes to the channel.
+    seen: i64,
+    streams: usize,
+    sender: broadcast::Sender<Batch>,
+}
+
+type Batch = Arc<[Event]>;
+
+struct Open {
+    holder: Holder,
+    end: watch::Sender<bool>,
+}
+
+impl EventHub {
+    pub fn new(per_holder: u32) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::default(),
+                statements: Default::default(),
+                opened: Notify::new(),
+                per_holder: per_holder as usize,
+            }),
+        }
+    }
+
+    /// How many statements of `kind` the streams of this hub have sent.
+    pub fn statements(&self, kind: Statement) -> u64 {
+        self.inner.statements[kind as usize].load(Ordering::Relaxed)
+    }
+
+    fn count(&self, kind: Statement) {
+        metrics::event_stream_statement(kind.label());
+        self.inner.statements[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a stream of `account_id`'s events for `holder`: refused with
+    /// `429 TOO_MANY_EVENT_STREAMS` past the holder's limit, and with `503` once the process
+    /// is shutting down.
+    pub async fn subscribe(
+        &self,
+        app: &App,
+        account_id: i64,
+        holder: Holder,
+    ) -> ApiResult<Subscription> {
+        // The first stream of an account starts its feed at the account's last event, read
+        // before the lock: a race may read it twice (and use the feed the other made).
+        let mut start = None;
+        loop {
+            match self.try_subscribe(account_id, &holder, start)? {
+                Some(subscription) => {
+                    self.inner.opened.notify_one();
+                    return Ok(subscription);
+                }
+                None => {
+                    let mut conn = app.db().await?;
+                    self.count(Statement::Open);
+                    start = Some(account::last_event_id(&mut conn, account_id).await?);
+                }
+            }
+        }
+    }
+
+    /// The stream, or `None` if its account has no feed and `start` is needed to open one.
+    fn try_subscribe(
+        &self,
+        account_id: i64,
+        holder: &Holder,
+        start: Option<i64>,
+    ) -> ApiResult<Option<Subscription>> {
+        let mut state = self.state();
+        if state.shut_down {
+            return Err(ApiError::new(ErrorCode::ServiceUnavailable)
+                .with_message("The server is shutting down; reconnect."));
+        }
+        let held = state
+            .streams
+            .values()
+            .filter(|o| &o.holder == holder)
+            .count();
+        if held >= self.inner.per_holder {
+            return Err(ApiError::new(ErrorCode::TooManyEventStreams).with_retry_after(5));
+        }
+        let feed = match (state.feeds.entry(account_id), start) {
+            (Entry::Occupied(feed), _) => feed.into_mut(),
+            (Entry::Vacant(vacant), Some(seen)) => vacant.insert(Feed {
+                seen,
+                streams: 0,
+                sender: broadcast::channel(CHANNEL_BATCHES).0,
+            }),
+            (Entry::Vacant(_), None) => return Ok(None),
+        };
+        feed.streams += 1;
+        let (receiver, seen) = (feed.sender.subscribe(), feed.seen);
+        let id = state.next_stream;
+        state.next_stream += 1;
+        let (end, ended) = watch::channel(false);
+        state.streams.insert(
+            id,
+            Open {
+                holder: holder.clone(),
+                end,
+            },
+        );
+        metrics::event_streams_open(state.streams.len());
+        Ok(Some(Subscription {
+            hub: self.clone(),
+            id,
+            account_id,
+            receiver,
+            seen,
+            ended,
+        }))
+    }
+
+    /// Ends every stream and refuses new ones: the server is stopping.
+    pub fn shut_down(&self) {
+        let mut state = self.state();
+        state.shut_down = true;
+        for open in state.streams.values() {
+            let _ = open.end.send(true);
+        }
+    }
+
+    /// How many streams are open in this process.
+    pub fn open_streams(&self) -> usize {
+        self.state().streams.len()
+    }
+
+    /// The feeds' accounts and how far each has been handed out; empty when no stream is open.
+    fn positions(&self) -> (Vec<i64>, Vec<i64>) {
+        self.state()
+            .feeds
+            .iter()
+            .map(|(account, feed)| (*account, feed.seen))
+            .unzip()
+    }
+
+    fn seen(&self, account_id: i64) -> Option<i64> {
+        self.state().feeds.get(&account_id).map(|f| f.seen)
+    }
+
+    /// Hands each account's new events to its streams.
+    fn publish(&self, rows: Vec<event::AccountEventRow>) {
+        let mut by_account: Vec<(i64, i64, Vec<Event>)> = Vec::new();
+        for row in rows {
+            let id = row.event.id;
+            match by_account.last_mut() {
+                Some((account, last, _)) if *account == row.account_id => *last = id,
+                _ => by_account.push((row.account_id, id, Vec::new())),
+            }
+            if let Some(event) = row.event.into_event()
+                && let Some((_, _, events)) = by_account.last_mut()
+            {
+                events.push(event);
+            }
+        }
+        let mut state = self.state();
+        for (account, last, events) in by_account {
+            // Gone if its last stream closed meanwhile; a new feed starts after these anyway.
+            if let Some(feed) = state.feeds.get_mut(&account)
+                && last > feed.seen
+            {
+                feed.seen = last;
+                if !events.is_empty() {
+                    // No receiver is no error: the streams are closing.
+                    let _ = feed.sender.send(events.into());
+                }
+            }
+        }
+    }
+
+    /// The distinct keys and console sessions of open streams.
+    fn holders(&self) -> (Vec<i64>, Vec<Vec<u8>>) {
+        let state = self.state();
+        let holders: HashSet<&Holder> = state.streams.values().map(|o| &o.holder).collect();
+        let mut keys = Vec::new();
+        let mut sessions = Vec::new();
+        for holder in holders {
+            match holder {
+                Holder::Key(id) => keys.push(*id),
+                Holder::Session(hash) => sessions.push(hash.clone()),
+            }
+        }
+        (keys, sessions)
+    }
+
+    /// Ends the streams of holders not in `live` that were asked about.
+    fn end_unless_live(&self, asked: &(Vec<i64>, Vec<Vec<u8>>), live: (Vec<i64>, Vec<Vec<u8>>)) {
+        let dead: HashSet<Holder> = asked
+            .0
+            .iter()
+            .filter(|id| !live.0.contains(id))
+            .map(|id| Holder::Key(*id))
+            .chain(
+                asked
+                    .1
+                    .iter()
+                    .filter(|hash| !live.1.contains(hash))
+                    .map(|hash| Holder::Session(hash.clone())),
+            )
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        let state = self.state();
+        for open in state.streams.values().filter(|o| dead.contains(&o.holder)) {
+            let _ = open.end.send(true);
+        }
+    }
+
+    /// The poller: sleeps while no stream is open; otherwise looks every [`POLL`] for new
+    /// events of the streams' accounts, and every [`LIVENESS_EVERY`] at their holders. On a
+    /// connection of its own, so that a busy pool does not delay the streams. Runs until
+    /// dropped, and then ends every stream.
+    pub async fn run(self, database_url: String) {
+        struct EndAll(EventHub);
+        impl Drop for EndAll {
+            fn drop(&mut self) {
+                self.0.shut_down();
+            }
+        }
+        let _end_all = EndAll(self.clone());
+        let mut conn: Option<AsyncPgConnection> = None;
+        let mut checked = Instant::now();
+        loop {
+            let (accounts, seen) = loop {
+                let opened = self.inner.opened.notified();
+                let mut opened = std::pin::pin!(opened);
+                opened.as_mut().enable();
+                let positions = self.positions();
+                if !positions.0.is_empty() {
+                    break positions;
+                }
+                // Nothing to watch: give the connection back to PostgreSQL, and sleep.
+                conn = None;
+                opened.await;
+            };
+            let connection = match conn.as_mut() {
+                Some(connection) => connection,
+                None => match db::establish(&database_url, &database_url).await {
+                    Ok(connection) => conn.insert(connection),
+                    Err(error) => {
+                        tracing::warn!(error = %format!("{error:#}"), "event streams cannot reach the database");
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        continue;
+                    }
+                },
+            };
+            let more = match self.poll(connection, &accounts, &seen).await {
+                Ok(more) => more,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read new events");
+                    conn = None;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+            };
+            if checked.elapsed() >= LIVENESS_EVERY {
+                checked = Instant::now();
+                if let Some(connection) = conn.as_mut()
+                    && let Err(error) = self.check_holders(connection).await
+                {
+                    tracing::warn!(%error, "could not check the event streams' keys and sessions");
+                    conn = None;
+                }
+            }
+            if !more {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+
+    /// One look; whether an account had more than one batch waiting.
+    async fn poll(
+        &self,
+        conn: &mut AsyncPgConnection,
+        accounts: &[i64],
+        seen: &[i64],
+    ) -> diesel::QueryResult<bool> {
+        self.count(Statement::Poll);
+        let rows = event::after_each(conn, accounts, seen, POLL_BATCH).await?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        // Some events commit without waiting for the disk; none is sent before it is there,
+        // for one lost in a crash would give its id to another.
+        self.count(Statement::Durable);
+        db::make_durable(conn).await?;
+        let mut per_account: HashMap<i64, i64> = HashMap::new();
+        for row in &rows {
+            *per_account.entry(row.account_id).or_default() += 1;
+        }
+        let more = per_account.values().any(|n| *n >= POLL_BATCH);
+        self.publish(rows);
+        Ok(more)
+    }
+
+    async fn check_holders(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        let asked = self.holders();
+        let mut live = (Vec::new(), Vec::new());
+        if !asked.0.is_empty() {
+            self.count(Statement::Liveness);
+            live.0 = api_key::live_among(conn, &asked.0).await?;
+        }
+        if !asked.1.is_empty() {
+            self.count(Statement::Liveness);
+            live.1 = console_session::live_among(conn, &asked.1).await?;
+        }
+        self.end_unless_live(&asked, live);
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub")
+            .field("open_streams", &self.open_streams())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open stream's place in the hub: its channel, and its end. Dropped, it closes.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: EventHub,
+    id: u64,
+    account_id: i64,
+    receiver: broadcast::Receiver<Batch>,
+    /// Where the feed was when the stream opened: the channel has every event after it.
+    seen: i64,
+    ended: watch::Receiver<bool>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut state = self.hub.state();
+        state.streams.remove(&self.id);
+        if let Entry::Occupied(mut feed) = state.feeds.entry(self.account_id) {
+            feed.get_mut().streams -= 1;
+            if feed.get().streams == 0 {
+                feed.remove();
+            }
+        }
+        metrics::event_streams_open(state.streams.len());
+    }
+}
+
+impl EventFilter {
+    fn passes(&self, event: &Event) -> bool {
+        self.assistant_id.is_none_or(|id| id == event.assistant_id)
+            && self
+                .conversation_id
+                .is_none_or(|id| id == event.conversation_id)
+    }
+}
+
+/// The account's events after `after_id` that pass `filter`, in order, until the stream is
+/// ended (its holder's end, or the server's): what is stored first, then each new one as the
+/// poller hands it over.
 pub fn stream(
     app: App,
-    account_id: i64,
+    subscription: Subscription,
     after_id: i64,
     filter: EventFilter,
 ) -> impl Stream<Item = Event> {
     struct Reader {
         app: App,
-        account_id: i64,
-        after_id: i64,
+        sub: Subscription,
+        /// The last event sent or passed over.
+        cursor: i64,
         filter: EventFilter,
-        read: VecDeque<Event>,
+        ready: VecDeque<Event>,
+        /// Read the table up to here before taking from the channel again.
+        catch_up_to: Option<i64>,
     }
+    let catch_up_to = (after_id < subscription.seen).then_some(subscription.seen);
     let reader = Reader {
         app,
-        account_id,
-        after_id,
+        sub: subscription,
+        cursor: after_id,
         filter,
-        read: VecDeque::new(),
+        ready: VecDeque::new(),
+        catch_up_to,
     };
     futures::stream::unfold(reader, |mut reader| async move {
         loop {
-            if let Some(event) = reader.read.pop_front() {
+            if *reader.sub.ended.borrow() {
+                return None;
+            }
+            if let Some(event) = reader.ready.pop_front() {
                 return Some((event, reader));
             }
-            match read_after(
-                &reader.app,
-                reader.account_id,
-                reader.after_id,
-                reader.filter,
-            )
-            .await
-            {
-                Ok((events, last_id)) => {
-                    reader.after_id = last_id.unwrap_or(reader.after_id);
-                    if !events.is_empty() {
-                        reader.read.extend(events);
-                        continue;
+            if let Some(up_to) = reader.catch_up_to {
+                if reader.cursor >= up_to {
+                    reader.catch_up_to = None;
+                    continue;
+                }
+                let read = read_after(
+                    &reader.app,
+                    reader.sub.account_id,
+                    (reader.cursor, up_to),
+                    reader.filter,
+                );
+                let read = tokio::select! {
+                    read = read => read,
+                    _ = reader.sub.ended.wait_for(|ended| *ended) => return None,
+                };
+                match read {
+                    Ok((events, full)) => {
+                        match full {
+                            Some(last) => reader.cursor = last,
+                            // Everything up to `up_to` that passes is read: pass over the rest.
+                            None => {
+                                reader.cursor = up_to;
+                                reader.catch_up_to = None;
+                            }
+                        }
+                        reader.ready.extend(events);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read events");
+                        tokio::select! {
+                            () = tokio::time::sleep(RETRY_PAUSE) => {}
+                            _ = reader.sub.ended.wait_for(|ended| *ended) => return None,
+                        }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "could not read events"),
+                continue;
             }
-            tokio::time::sleep(POLL).await;
+            let received = tokio::select! {
+                received = reader.sub.receiver.recv() => received,
+                _ = reader.sub.ended.wait_for(|ended| *ended) => return None,
+            };
+            match received {
+                Ok(batch) => {
+                    for event in batch.iter() {
+                        if event.id <= reader.cursor {
+                            continue;
+                        }
+                        reader.cursor = event.id;
+                        if reader.filter.passes(event) {
+                            reader.ready.push_back(event.clone());
+                        }
+                    }
+                }
+                // Batches were dropped for this stream: read them from the table.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    reader.catch_up_to = reader.sub.hub.seen(reader.sub.account_id);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
         }
     })
 }
@@ -80,24 +585,25 @@ pub async fn purge_old(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The next batch, and the last id read (events of types this build does not know are
-/// skipped, not re-read).
+/// A stream's catch-up: the next batch in `range` that passes `filter` (events of types this
+/// build does not know are left out), and the last row's id if the batch was full (more may
+/// follow it).
 async fn read_after(
     app: &App,
     account_id: i64,
-    after_id: i64,
+    range: (i64, i64),
     filter: EventFilter,
 ) -> anyhow::Result<(Vec<Event>, Option<i64>)> {
     let mut conn = app.db().await?;
-    let rows = event::after(&mut conn, account_id, after_id, filter, BATCH).await?;
+    app.event_streams.count(Statement::CatchUp);
+    let rows = event::in_range(&mut conn, account_id, range, filter, BATCH).await?;
     if !rows.is_empty() {
-        // Some events commit without waiting for the disk; none is sent before it is there,
-        // for one lost in a crash would give its id to another.
+        app.event_streams.count(Statement::Durable);
         db::make_durable(&mut conn).await?;
     }
-    let last_id = rows.last().map(|row| row.id);
+    let full = (rows.len() as i64 == BATCH).then(|| rows.last().map(|r| r.id));
     Ok((
         rows.into_iter().filter_map(|r| r.into_event()).collect(),
-        last_id,
+        full.flatten(),
     ))
 }

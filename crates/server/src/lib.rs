@@ -55,6 +55,13 @@ pub async fn serve(
     background.spawn(app.wakeups.clone().listen(app.database_url.clone()));
     background.spawn(app.in_flight.clone().renew(app.clone()));
     background.spawn(webhooks::worker::run(app.clone()));
+    background.spawn(app.event_streams.clone().run(app.database_url.clone()));
+    // Event streams never end by themselves: the graceful shutdown would wait for them.
+    let streams = app.event_streams.clone();
+    let shutdown = async move {
+        shutdown.await;
+        streams.shut_down();
+    };
     let result = axum::serve(
         listener,
         router::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -24,7 +24,7 @@ use super::{ConsoleError, FormErrors, Layout, form_errors};
 use crate::app::App;
 use crate::controllers::{conversations as api, handoff};
 use crate::error::ApiError;
-use crate::events;
+use crate::events::{self, Holder};
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::event::EventFilter;
 use crate::models::page::OpaqueCursor;
@@ -287,7 +287,15 @@ pub(super) async fn events(
         conversation_id: Some(conversation_id),
         ..EventFilter::default()
     };
-    let stream = events::stream(app, account_id, after, filter).map(|event| {
+    let subscription = app
+        .event_streams
+        .subscribe(
+            &app,
+            account_id,
+            Holder::Session(operator.session_hash().to_vec()),
+        )
+        .await?;
+    let stream = events::stream(app, subscription, after, filter).map(|event| {
         Ok(sse::Event::default()
             .id(event.id.to_string())
             .data(event.kind.as_str()))

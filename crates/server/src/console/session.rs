@@ -38,6 +38,13 @@ pub(super) struct Operator {
     token_hash: Vec<u8>,
 }
 
+impl Operator {
+    /// The session's token's hash: what names it in `console_sessions`.
+    pub(super) fn session_hash(&self) -> &[u8] {
+        &self.token_hash
+    }
+}
+
 impl<S> FromRequestParts<S> for Operator
 where
     App: FromRef<S>,

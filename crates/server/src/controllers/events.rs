@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::events;
+use crate::events::{self, Holder};
 use crate::extract::{Caller, query_params};
 use crate::models::account;
 use crate::models::event::EventFilter;
@@ -24,7 +24,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The account's events, oldest first, then each new one as it happens: `id:` the event's
 /// id, `event:` its type, `data:` its JSON. With `Last-Event-ID` the stream resumes right after
-/// that event, nothing lost or repeated; without it, it starts with the next new event.
+/// that event, nothing lost or repeated; without it, it starts with the next new event. A key
+/// keeps at most `ANYREPLY_EVENT_STREAMS_PER_KEY` streams open (per server process); a stream
+/// ends when its key is revoked, and when the server stops (reconnect with `Last-Event-ID`).
 #[utoipa::path(
     get,
     path = "/api/events",
@@ -38,6 +40,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     responses(
         (status = 200, description = "`text/event-stream`: each event's `data:` is an `Event`; `: keep-alive` comments every 15 s", body = Event, content_type = "text/event-stream"),
         (status = 422, description = "`VALIDATION_ERROR`: a bad filter or `Last-Event-ID`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_EVENT_STREAMS`: the key already has `ANYREPLY_EVENT_STREAMS_PER_KEY` streams open", body = ErrorBody),
     )
 )]
 pub async fn get_events(
@@ -85,7 +88,11 @@ pub async fn get_events(
             account::last_event_id(&mut conn, caller.account_id).await?
         }
     };
-    let stream = events::stream(app, caller.account_id, after_id, filter).map(|event| {
+    let subscription = app
+        .event_streams
+        .subscribe(&app, caller.account_id, Holder::Key(caller.api_key_id))
+        .await?;
+    let stream = events::stream(app, subscription, after_id, filter).map(|event| {
         let frame = sse::Event::default()
             .id(event.id.to_string())
             .event(event.kind.as_str());

@@ -167,6 +167,16 @@ pub async fn is_live(conn: &mut impl Conn, id: i64) -> QueryResult<bool> {
     .await
 }
 
+/// Which of the keys `ids` are live (not revoked).
+pub async fn live_among(conn: &mut impl Conn, ids: &[i64]) -> QueryResult<Vec<i64>> {
+    api_keys::table
+        .filter(api_keys::id.eq_any(ids))
+        .filter(api_keys::revoked_at.is_null())
+        .select(api_keys::id)
+        .load(conn)
+        .await
+}
+
 /// Whether `error` is [`count_call`]'s refusal of a call past the limit.
 pub fn over_rate_limit(error: &diesel::result::Error) -> bool {
     crate::db::violates(error, WITHIN_RATE_LIMIT)

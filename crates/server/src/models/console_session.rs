@@ -2,10 +2,10 @@
 //! browsers, and the failed sign-ins that slow down guessing.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bytea, Int4, Int8, Text};
+use diesel::sql_types::{Array, Bytea, Int4, Int8, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::KeepPrepared;
+use crate::db::{Conn, KeepPrepared};
 
 /// A session expires after this long without a request.
 pub const IDLE_LIMIT_HOURS: i32 = 12;
@@ -62,6 +62,30 @@ pub async fn find_live(
     .get_result(conn)
     .await
     .optional()
+}
+
+#[derive(QueryableByName)]
+struct Live {
+    #[diesel(sql_type = Bytea)]
+    token_hash: Vec<u8>,
+}
+
+/// Which of the sessions `token_hashes` are live (as [`find_live`] judges, without marking
+/// them seen).
+pub async fn live_among(
+    conn: &mut impl Conn,
+    token_hashes: &[Vec<u8>],
+) -> QueryResult<Vec<Vec<u8>>> {
+    let live: Vec<Live> = diesel::sql_query(format!(
+        "SELECT s.token_hash FROM console_sessions s JOIN api_keys k ON k.id = s.api_key_id
+         WHERE s.token_hash = ANY($1) AND k.revoked_at IS NULL
+           AND s.last_seen_at > now() - make_interval(hours => {IDLE_LIMIT_HOURS})"
+    ))
+    .bind::<Array<Bytea>, _>(token_hashes)
+    .keep_prepared()
+    .load(conn)
+    .await?;
+    Ok(live.into_iter().map(|l| l.token_hash).collect())
 }
 
 pub async fn delete(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<()> {

@@ -9,7 +9,7 @@ use anyreply_core::ErrorCode;
 use anyreply_core::wire::{Event, EventType};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Int8, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Int8, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -149,7 +149,7 @@ fn inserting_with(gate: Option<&str>, fields: &str) -> String {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = events)]
 pub struct EventRow {
     pub id: i64,
@@ -192,9 +192,23 @@ pub async fn after(
     filter: EventFilter,
     limit: i64,
 ) -> QueryResult<Vec<EventRow>> {
+    in_range(conn, account_id, (after_id, i64::MAX), filter, limit).await
+}
+
+/// The account's events in `after_id + 1 ..= up_to` that pass `filter`, oldest first, at most
+/// `limit`: a range of the primary key, or of `events_by_assistant` or
+/// `events_by_conversation` when filtered, so that no event outside the filter is read.
+pub async fn in_range(
+    conn: &mut impl Conn,
+    account_id: i64,
+    (after_id, up_to): (i64, i64),
+    filter: EventFilter,
+    limit: i64,
+) -> QueryResult<Vec<EventRow>> {
     let mut query = events::table
         .filter(events::account_id.eq(account_id))
         .filter(events::id.gt(after_id))
+        .filter(events::id.le(up_to))
         .order(events::id.asc())
         .limit(limit)
         .select(EventRow::as_select())
@@ -206,6 +220,41 @@ pub async fn after(
         query = query.filter(events::conversation_id.eq(conversation_id));
     }
     query.load(conn).await
+}
+
+/// An event and whose it is.
+#[derive(Debug, QueryableByName)]
+pub struct AccountEventRow {
+    #[diesel(sql_type = Int8)]
+    pub account_id: i64,
+    #[diesel(embed)]
+    pub event: EventRow,
+}
+
+/// For each `(account, seen)`, the account's events after `seen`, oldest first, at most
+/// `limit` of each: everything new for many accounts in one statement (one probe of the
+/// primary key per account, nothing read when nothing is new).
+pub async fn after_each(
+    conn: &mut impl Conn,
+    accounts: &[i64],
+    seen: &[i64],
+    limit: i64,
+) -> QueryResult<Vec<AccountEventRow>> {
+    diesel::sql_query(
+        "SELECT e.account_id, e.id, e.kind, e.conversation_id, e.assistant_id,
+                e.customer_identifier, e.message, e.created_at
+         FROM unnest($1::int8[], $2::int8[]) AS s(account_id, seen)
+         CROSS JOIN LATERAL (
+             SELECT * FROM events e WHERE e.account_id = s.account_id AND e.id > s.seen
+             ORDER BY e.id LIMIT $3) e
+         ORDER BY e.account_id, e.id",
+    )
+    .bind::<Array<Int8>, _>(accounts)
+    .bind::<Array<Int8>, _>(seen)
+    .bind::<Int8, _>(limit)
+    .keep_prepared()
+    .load(conn)
+    .await
 }
 
 /// Deletes events older than `days` days, a batch at a time; returns how many.

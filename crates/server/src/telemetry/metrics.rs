@@ -103,6 +103,27 @@ fn describe() {
         "anyreply_replies_waiting_for_turn",
         "Messages of this process queued behind an earlier message of their conversation"
     );
+    describe_gauge!(
+        "anyreply_event_streams_open",
+        "GET /api/events and console event streams open in this process"
+    );
+    describe_counter!(
+        "anyreply_event_stream_statements_total",
+        "Statements the event streams sent PostgreSQL, each its own transaction, by kind: poll \
+         (the poller's look for every open stream), durable (a flush before sending), liveness \
+         (the streams' keys and sessions), catch_up (a stream reading from its Last-Event-ID), \
+         open (an account's first stream)"
+    );
+}
+
+/// `n` event streams are open in this process.
+pub fn event_streams_open(n: usize) {
+    gauge!("anyreply_event_streams_open").set(n as f64);
+}
+
+/// The event streams sent PostgreSQL a statement of `kind`.
+pub fn event_stream_statement(kind: &'static str) {
+    counter!("anyreply_event_stream_statements_total", "kind" => kind).increment(1);
 }
 
 pub fn http_request(method: &str, route: &str, status: u16, latency: Duration) {

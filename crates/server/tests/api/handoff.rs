@@ -9,21 +9,26 @@ use wiremock::ResponseTemplate;
 use crate::util::{TestAccount, TestApp, assert_error, money};
 
 /// A Server-Sent Events reader over a live response.
-struct EventStream {
+pub(crate) struct EventStream {
     response: reqwest::Response,
     buffer: String,
 }
 
 /// One event: `id:`, `event:` and `data:` (as JSON).
 #[derive(Debug)]
-struct Frame {
-    id: i64,
-    kind: String,
-    data: Value,
+pub(crate) struct Frame {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) data: Value,
 }
 
 impl EventStream {
-    async fn open(app: &TestApp, key: &str, query: &str, last_event_id: Option<i64>) -> Self {
+    pub(crate) async fn open(
+        app: &TestApp,
+        key: &str,
+        query: &str,
+        last_event_id: Option<i64>,
+    ) -> Self {
         let mut request = app
             .http
             .get(format!("{}/api/events{query}", app.base))
@@ -40,14 +45,28 @@ impl EventStream {
                 .unwrap()
                 .starts_with("text/event-stream")
         );
+        Self::of(response)
+    }
+
+    /// Reads `response`, an open stream.
+    pub(crate) fn of(response: reqwest::Response) -> Self {
         Self {
             response,
             buffer: String::new(),
         }
     }
 
+    /// Whether the server ends the stream within `wait` (events before its end are skipped).
+    pub(crate) async fn ends_within(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, async {
+            while let Ok(Some(_)) = self.response.chunk().await {}
+        })
+        .await
+        .is_ok()
+    }
+
     /// The next event (comments skipped), or `None` if none comes within `wait`.
-    async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
+    pub(crate) async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
         tokio::time::timeout(wait, self.next()).await.ok()
     }
 
@@ -84,7 +103,7 @@ impl EventStream {
         }
     }
 
-    async fn take(&mut self, n: usize) -> Vec<Frame> {
+    pub(crate) async fn take(&mut self, n: usize) -> Vec<Frame> {
         let mut frames = Vec::new();
         for _ in 0..n {
             frames.push(

@@ -13,6 +13,7 @@ mod console;
 mod context;
 mod conversations;
 mod errors;
+mod event_streams;
 mod faults;
 mod generate_reply;
 mod handoff;

@@ -1,0 +1,2 @@
+DROP INDEX events_by_conversation;
+DROP INDEX events_by_assistant;
