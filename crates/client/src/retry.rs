@@ -196,6 +196,7 @@ mod tests {
             LlmError,
             LlmUnavailable,
             ServiceUnavailable,
+            TooManyEventStreams,
         ];
         for &code in ErrorCode::ALL {
             let error = api_error(code.http_status(), Some(code));

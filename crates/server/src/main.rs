@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand};
 use anyreply_server::config::DEFAULT_LLM_BASE_URL;
 use anyreply_server::models::{account, api_key};
-use anyreply_server::{App, Settings, db, pg_cluster, telemetry};
+use anyreply_server::{App, Settings, db, pg_cluster, reply, telemetry};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
@@ -96,7 +96,12 @@ async fn serve(
     let app = App::new(settings)?;
     // Starts the private cluster again should PostgreSQL die; ended before the guard is
     // dropped, whose stop it would undo.
-    let supervisor = cluster.map(|cluster| tokio::spawn(cluster.supervise()));
+    let supervisor = cluster.map(|cluster| {
+        let app = app.clone();
+        tokio::spawn(cluster.supervise(move || {
+            tokio::spawn(pay_dues_after_a_restart(app.clone()));
+        }))
+    });
     let served = anyreply_server::serve(app, listener, shutdown_signal()).await;
     if let Some(supervisor) = supervisor {
         supervisor.abort();
@@ -104,6 +109,23 @@ async fn serve(
     }
     served?;
     Ok(())
+}
+
+/// Pays what the crash may have left unpaid (see `settlement::pay_dues_after_a_restart`) as
+/// soon as the restarted cluster takes connections (it may first recover for a while).
+async fn pay_dues_after_a_restart(app: App) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match reply::settlement::pay_dues_after_a_restart(&app).await {
+            Ok(()) => return,
+            Err(error) if tokio::time::Instant::now() > deadline => {
+                // The minute's sweep pays them then.
+                tracing::warn!(%error, "could not pay dues after the restart");
+                return;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
 }
 
 /// Says what the server runs on, so a wrong database or provider shows at once.

@@ -436,7 +436,11 @@ impl ClusterGuard {
     /// it beside serving. Looks every [`WATCH_EVERY`], and at once when a request found the
     /// database gone ([`database_seems_gone`]). End it before dropping the guard, whose stop
     /// it would otherwise undo.
-    pub fn supervise(&self) -> impl Future<Output = ()> + Send + 'static {
+    /// `restarted` is called each time the cluster runs again after its death.
+    pub fn supervise(
+        &self,
+        restarted: impl Fn() + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let cluster = self.cluster.clone();
         async move {
             let mut every = tokio::time::interval(WATCH_EVERY);
@@ -455,6 +459,7 @@ impl ClusterGuard {
                             tokio::time::sleep(WATCH_EVERY).await;
                             continue;
                         }
+                        restarted();
                     }
                     Err(error) => tracing::warn!(
                         error = format!("{error:#}"),

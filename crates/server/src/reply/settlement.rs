@@ -143,8 +143,19 @@ fn note_unpaid(paid: diesel::QueryResult<()>) {
 /// Pays the dues whose reply could not (the database lost, the process killed, just after
 /// settling): those stored over a minute ago. Run by the sweep.
 pub async fn pay_dues_left_unpaid(app: &App) -> ReplyResult<()> {
+    pay_dues_older_than(app, chrono::Duration::minutes(1)).await
+}
+
+/// Pays every due, however young: after PostgreSQL restarted, whose crash may have taken
+/// payments that did not wait for the disk. Whoever pays a due deletes it, so none is paid
+/// twice, even when its reply's own payment comes after.
+pub async fn pay_dues_after_a_restart(app: &App) -> ReplyResult<()> {
+    pay_dues_older_than(app, chrono::Duration::zero()).await
+}
+
+async fn pay_dues_older_than(app: &App, age: chrono::Duration) -> ReplyResult<()> {
     let mut conn = app.db().await?;
-    let before = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let before = chrono::Utc::now() - age;
     for due in settlement_due::left_unpaid(&mut conn, before, 1000).await? {
         settlement_due::pay(&mut conn, &due).await?;
     }
