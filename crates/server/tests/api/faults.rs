@@ -88,18 +88,7 @@ async fn harness() -> Harness {
         )
         .mount(&crm)
         .await;
-    let (_, tool, _) = app
-        .post(&account.key, "/api/user/tools", &json!({
-            "name": "book", "description": "Books a slot", "endpoint": format!("{}/book", crm.uri()),
-            "method": "POST", "schema": [{ "name": "slot", "type": "string", "description": "when" }]
-        }))
-        .await;
-    let assistant = app
-        .assistant(
-            &account,
-            &json!({ "name": "A", "tool_ids": [tool["data"]["id"]] }),
-        )
-        .await;
+    let assistant = app.booking_assistant(&account, &crm).await;
     app.script_model(booking_model).await;
     Harness {
         app,

@@ -316,18 +316,7 @@ async fn a_presumed_dead_attempt_cannot_call_a_tool_after_a_retry_took_over() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "booked": "10:00" })))
         .mount(&crm)
         .await;
-    let (_, tool, _) = app
-        .post(&account.key, "/api/user/tools", &json!({
-            "name": "book", "description": "Books a slot", "endpoint": format!("{}/book", crm.uri()),
-            "method": "POST", "schema": [{ "name": "slot", "type": "string", "description": "when" }]
-        }))
-        .await;
-    let assistant = app
-        .assistant(
-            &account,
-            &json!({ "name": "A", "tool_ids": [tool["data"]["id"]] }),
-        )
-        .await;
+    let assistant = app.booking_assistant(&account, &crm).await;
     // The model asks to book, then answers with the result; the first attempt's ask comes late,
     // after the retry is done.
     let asked = Arc::new(AtomicUsize::new(0));

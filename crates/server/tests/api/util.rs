@@ -140,6 +140,23 @@ impl TestApp {
     }
 
     /// Creates an assistant from `body` and returns its id.
+    /// An assistant of `account` with one tool, `book` (a `slot`), that POSTs to
+    /// `<crm>/book`; its id.
+    pub async fn booking_assistant(&self, account: &TestAccount, crm: &MockServer) -> i64 {
+        let (status, tool, _) = self
+            .post(&account.key, "/api/user/tools", &json!({
+                "name": "book", "description": "Books a slot", "endpoint": format!("{}/book", crm.uri()),
+                "method": "POST", "schema": [{ "name": "slot", "type": "string", "description": "when" }]
+            }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{tool}");
+        self.assistant(
+            account,
+            &json!({ "name": "A", "tool_ids": [tool["data"]["id"]] }),
+        )
+        .await
+    }
+
     pub async fn assistant(&self, account: &TestAccount, body: &Value) -> i64 {
         let (status, body, _) = self.post(&account.key, "/api/user/assistant", body).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
