@@ -186,4 +186,47 @@ mod tests {
         );
         assert!(sender("93.184.216.34").check_url(&url).await.is_ok());
     }
+
+    /// A receiver that never accepts the connection fails the attempt at the connect timeout,
+    /// not at the (much longer) answer timeout.
+    #[tokio::test]
+    async fn a_receiver_that_never_accepts_fails_at_the_connect_timeout() {
+        // A listener whose queue is full, never accepting: the kernel drops further SYNs, so a
+        // connection is never made.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            let connect = tokio::net::TcpStream::connect(address);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), connect).await
+            {
+                queued.push(stream);
+            }
+        }
+        let lookup: Lookup = Arc::new(|_| Box::pin(async { Ok(Vec::new()) }));
+        let sender = WebhookSender::new(
+            AddressPolicy::parse("127.0.0.1").unwrap(),
+            lookup,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(60),
+            sender.send(&delivery(&format!("http://{address}/hook"))),
+        )
+        .await
+        .expect("the attempt waited for the answer timeout");
+        let waited = started.elapsed();
+        assert!(
+            matches!(attempt, Attempt::Failed { status: None, .. }),
+            "{attempt:?}"
+        );
+        assert!(
+            waited >= crate::tools::guard::CONNECT_TIMEOUT && waited < Duration::from_secs(30),
+            "failed after {waited:?}"
+        );
+    }
 }
