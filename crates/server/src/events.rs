@@ -116,7 +116,22 @@ struct Feed {
     sender: broadcast::Sender<Batch>,
 }
 
-type Batch = Arc<[Event]>;
+type Batch = Arc<[Arc<Streamed>]>;
+
+/// An event as the streams send it: its JSON written once, however many streams send it.
+#[derive(Debug)]
+pub struct Streamed {
+    pub event: Event,
+    pub json: String,
+}
+
+impl From<Event> for Streamed {
+    fn from(event: Event) -> Self {
+        // An event is plain data: it always serialises.
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        Self { event, json }
+    }
+}
 
 struct Open {
     holder: Holder,
@@ -260,7 +275,7 @@ impl EventHub {
 
     /// Hands each account's new events to its streams.
     fn publish(&self, rows: Vec<event::AccountEventRow>) {
-        let mut by_account: Vec<(i64, i64, Vec<Event>)> = Vec::new();
+        let mut by_account: Vec<(i64, i64, Vec<Arc<Streamed>>)> = Vec::new();
         for row in rows {
             let id = row.event.id;
             match by_account.last_mut() {
@@ -270,7 +285,7 @@ impl EventHub {
             if let Some(event) = row.event.into_event()
                 && let Some((_, _, events)) = by_account.last_mut()
             {
-                events.push(event);
+                events.push(Arc::new(event.into()));
             }
         }
         let mut state = self.state();
@@ -481,14 +496,14 @@ pub fn stream(
     subscription: Subscription,
     after_id: i64,
     filter: EventFilter,
-) -> impl Stream<Item = Event> {
+) -> impl Stream<Item = Arc<Streamed>> {
     struct Reader {
         app: App,
         sub: Subscription,
         /// The last event sent or passed over.
         cursor: i64,
         filter: EventFilter,
-        ready: VecDeque<Event>,
+        ready: VecDeque<Arc<Streamed>>,
         /// Read the table up to here before taking from the channel again.
         catch_up_to: Option<i64>,
     }
@@ -552,13 +567,13 @@ pub fn stream(
             };
             match received {
                 Ok(batch) => {
-                    for event in batch.iter() {
-                        if event.id <= reader.cursor {
+                    for streamed in batch.iter() {
+                        if streamed.event.id <= reader.cursor {
                             continue;
                         }
-                        reader.cursor = event.id;
-                        if reader.filter.passes(event) {
-                            reader.ready.push_back(event.clone());
+                        reader.cursor = streamed.event.id;
+                        if reader.filter.passes(&streamed.event) {
+                            reader.ready.push_back(streamed.clone());
                         }
                     }
                 }
@@ -593,7 +608,7 @@ async fn read_after(
     account_id: i64,
     range: (i64, i64),
     filter: EventFilter,
-) -> anyhow::Result<(Vec<Event>, Option<i64>)> {
+) -> anyhow::Result<(Vec<Arc<Streamed>>, Option<i64>)> {
     let mut conn = app.db().await?;
     app.event_streams.count(Statement::CatchUp);
     let rows = event::in_range(&mut conn, account_id, range, filter, BATCH).await?;
@@ -603,7 +618,10 @@ async fn read_after(
     }
     let full = (rows.len() as i64 == BATCH).then(|| rows.last().map(|r| r.id));
     Ok((
-        rows.into_iter().filter_map(|r| r.into_event()).collect(),
+        rows.into_iter()
+            .filter_map(|r| r.into_event())
+            .map(|event| Arc::new(event.into()))
+            .collect(),
         full.flatten(),
     ))
 }

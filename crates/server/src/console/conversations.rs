@@ -295,10 +295,10 @@ pub(super) async fn events(
             Holder::Session(operator.session_hash().to_vec()),
         )
         .await?;
-    let stream = events::stream(app, subscription, after, filter).map(|event| {
+    let stream = events::stream(app, subscription, after, filter).map(|streamed| {
         Ok(sse::Event::default()
-            .id(event.id.to_string())
-            .data(event.kind.as_str()))
+            .id(streamed.event.id.to_string())
+            .data(streamed.event.kind.as_str()))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

@@ -92,13 +92,11 @@ pub async fn get_events(
         .event_streams
         .subscribe(&app, caller.account_id, Holder::Key(caller.api_key_id))
         .await?;
-    let stream = events::stream(app, subscription, after_id, filter).map(|event| {
-        let frame = sse::Event::default()
-            .id(event.id.to_string())
-            .event(event.kind.as_str());
-        Ok(frame
-            .json_data(&event)
-            .unwrap_or_else(|_| sse::Event::default().comment("an event could not be written")))
+    let stream = events::stream(app, subscription, after_id, filter).map(|streamed| {
+        Ok(sse::Event::default()
+            .id(streamed.event.id.to_string())
+            .event(streamed.event.kind.as_str())
+            .data(&streamed.json))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
