@@ -12,7 +12,7 @@
 //! and [`EventHub::shut_down`] ends them all, so that a graceful shutdown does not wait for them.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -489,21 +489,22 @@ impl EventFilter {
 }
 
 /// The account's events after `after_id` that pass `filter`, in order, until the stream is
-/// ended (its holder's end, or the server's): what is stored first, then each new one as the
-/// poller hands it over.
+/// ended (its holder's end, or the server's): what is stored first, then the new ones as the
+/// poller hands them over. Each item holds every event ready at once (never none), so that a
+/// stream writes a poller tick's events in one go, not one by one.
 pub fn stream(
     app: App,
     subscription: Subscription,
     after_id: i64,
     filter: EventFilter,
-) -> impl Stream<Item = Arc<Streamed>> {
+) -> impl Stream<Item = Vec<Arc<Streamed>>> {
     struct Reader {
         app: App,
         sub: Subscription,
         /// The last event sent or passed over.
         cursor: i64,
         filter: EventFilter,
-        ready: VecDeque<Arc<Streamed>>,
+        ready: Vec<Arc<Streamed>>,
         /// Read the table up to here before taking from the channel again.
         catch_up_to: Option<i64>,
     }
@@ -513,7 +514,7 @@ pub fn stream(
         sub: subscription,
         cursor: after_id,
         filter,
-        ready: VecDeque::new(),
+        ready: Vec::new(),
         catch_up_to,
     };
     futures::stream::unfold(reader, |mut reader| async move {
@@ -521,8 +522,8 @@ pub fn stream(
             if *reader.sub.ended.borrow() {
                 return None;
             }
-            if let Some(event) = reader.ready.pop_front() {
-                return Some((event, reader));
+            if !reader.ready.is_empty() {
+                return Some((std::mem::take(&mut reader.ready), reader));
             }
             if let Some(up_to) = reader.catch_up_to {
                 if reader.cursor >= up_to {
@@ -573,7 +574,7 @@ pub fn stream(
                         }
                         reader.cursor = streamed.event.id;
                         if reader.filter.passes(&streamed.event) {
-                            reader.ready.push_back(streamed.clone());
+                            reader.ready.push(streamed.clone());
                         }
                     }
                 }

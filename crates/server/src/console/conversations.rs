@@ -295,11 +295,13 @@ pub(super) async fn events(
             Holder::Session(operator.session_hash().to_vec()),
         )
         .await?;
-    let stream = events::stream(app, subscription, after, filter).map(|streamed| {
-        Ok(sse::Event::default()
-            .id(streamed.event.id.to_string())
-            .data(streamed.event.kind.as_str()))
-    });
+    let stream = events::stream(app, subscription, after, filter)
+        .flat_map(futures::stream::iter)
+        .map(|streamed| {
+            Ok(sse::Event::default()
+                .id(streamed.event.id.to_string())
+                .data(streamed.event.kind.as_str()))
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 

@@ -1,20 +1,25 @@
 //! `GET /api/events`: the account's events as Server-Sent Events.
 
 use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyreply_core::ErrorBody;
 use anyreply_core::validate::Fields;
 use anyreply_core::wire::Event;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{self, KeepAlive, Sse};
-use futures::{Stream, StreamExt};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{self, Holder};
+use crate::events::{self, Holder, Streamed};
 use crate::extract::{Caller, query_params};
 use crate::models::account;
 use crate::models::event::EventFilter;
@@ -48,7 +53,7 @@ pub async fn get_events(
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> ApiResult<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>> {
+) -> ApiResult<Response> {
     let params = query_params(query.as_deref());
     let mut fields = Fields::new(&params);
     let assistant_id = fields.optional_integer("assistant_id", 1..=i64::MAX);
@@ -92,11 +97,41 @@ pub async fn get_events(
         .event_streams
         .subscribe(&app, caller.account_id, Holder::Key(caller.api_key_id))
         .await?;
-    let stream = events::stream(app, subscription, after_id, filter).map(|streamed| {
-        Ok(sse::Event::default()
-            .id(streamed.event.id.to_string())
-            .event(streamed.event.kind.as_str())
-            .data(&streamed.json))
+    let batches = Box::pin(events::stream(app, subscription, after_id, filter));
+    let frames = futures::stream::unfold(batches, |mut batches| async move {
+        let frame = match tokio::time::timeout(KEEP_ALIVE, batches.next()).await {
+            Ok(Some(batch)) => sse_frames(&batch),
+            Ok(None) => return None,
+            // A stream's `next` may be dropped unfinished: its progress is kept in the stream.
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        Some((Ok::<_, Infallible>(frame), batches))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
+    Ok((
+        [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response())
+}
+
+/// `batch` as Server-Sent Events, in one buffer: `id:` the event's id, `event:` its type,
+/// `data:` its JSON (which has no line break: serde_json escapes them in strings).
+fn sse_frames(batch: &[Arc<Streamed>]) -> Bytes {
+    let size = batch.iter().map(|e| e.json.len() + 64).sum();
+    let mut frames = BytesMut::with_capacity(size);
+    for streamed in batch {
+        let event = &streamed.event;
+        // Writing to a `BytesMut` cannot fail.
+        let _ = write!(
+            frames,
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            event.id,
+            event.kind.as_str(),
+            streamed.json
+        );
+    }
+    frames.freeze()
 }
