@@ -57,6 +57,10 @@ error_codes! {
     ToolNotFound = ("TOOL_NOT_FOUND", 404, false, "Tool not found"),
     /// The webhook does not exist or belongs to another account.
     WebhookNotFound = ("WEBHOOK_NOT_FOUND", 404, false, "Webhook not found"),
+    /// The knowledge base does not exist or belongs to another account.
+    KnowledgeBaseNotFound = ("KNOWLEDGE_BASE_NOT_FOUND", 404, false, "Knowledge base not found"),
+    /// The document does not exist, belongs to another knowledge base or to another account.
+    DocumentNotFound = ("DOCUMENT_NOT_FOUND", 404, false, "Document not found"),
     /// The chat widget does not exist or belongs to another account.
     WidgetNotFound = ("WIDGET_NOT_FOUND", 404, false, "Widget not found"),
     /// A widget's key was used from a page whose origin the widget does not list.

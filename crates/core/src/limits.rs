@@ -30,6 +30,22 @@ pub const MAX_WEBHOOKS_PER_ACCOUNT: usize = 20;
 pub const MAX_WIDGETS_PER_ACCOUNT: usize = 100;
 /// Most origins one widget may be embedded in.
 pub const MAX_WIDGET_ORIGINS: usize = 20;
+/// Most knowledge bases of one account.
+pub const MAX_KNOWLEDGE_BASES_PER_ACCOUNT: usize = 50;
+/// Most documents of one knowledge base.
+pub const MAX_DOCUMENTS_PER_KNOWLEDGE_BASE: usize = 200;
+/// Most passages one document is cut into: a longer one fails with a reason saying so.
+pub const MAX_PASSAGES_PER_DOCUMENT: usize = 5_000;
+/// Largest uploaded document, in bytes (Famulor's 20 MB).
+pub const MAX_DOCUMENT_BYTES: usize = 20 * 1024 * 1024;
+/// Bounds of a website document's `relative_links_limit` (Famulor's).
+pub const RELATIVE_LINKS_LIMIT: std::ops::RangeInclusive<i64> = 1..=50;
+/// Most `links` of one website document.
+pub const MAX_WEBSITE_LINKS: usize = 50;
+/// Longest knowledge-base search query, in characters.
+pub const MAX_SEARCH_QUERY_CHARS: usize = 1_000;
+/// Most passages one knowledge-base search answers.
+pub const MAX_SEARCH_LIMIT: i64 = 50;
 /// Longest webhook URL, in characters.
 pub const MAX_WEBHOOK_URL_CHARS: usize = 2048;
 /// Largest accepted request body, in bytes.

@@ -7,6 +7,7 @@ pub mod assistants;
 pub mod conversations;
 pub mod events;
 pub mod generate_reply;
+pub mod knowledge;
 pub mod tools;
 pub mod usage;
 pub mod webhooks;
@@ -15,7 +16,9 @@ pub mod widgets;
 use serde::{Deserialize, Serialize};
 
 pub use account::Me;
-pub use assistants::{Assistant, AssistantInput, AssistantList, AssistantResponse, LlmProvider};
+pub use assistants::{
+    Assistant, AssistantInput, AssistantList, AssistantResponse, KnowledgeMode, LlmProvider,
+};
 pub use conversations::{
     AiToggleResponse, ConversationHistory, ConversationPage, ConversationSummary, HistoryMessage,
     ListConversationsQuery, Role,
@@ -25,6 +28,11 @@ pub use events::{
     OptOutResponse,
 };
 pub use generate_reply::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
+pub use knowledge::{
+    Document, DocumentData, DocumentList, DocumentResponse, DocumentStatus, DocumentType,
+    KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseList, KnowledgeBaseResponse,
+    KnowledgeBaseStatus, PassageRef, SearchHit, SearchInput, SearchResults,
+};
 pub use tools::{
     DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,
     ToolParameter, ToolResponse,

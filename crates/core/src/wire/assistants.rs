@@ -50,6 +50,12 @@ pub struct Assistant {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(maximum = 10_000))]
     pub coalesce_ms: u32,
+    /// The knowledge base it answers from, if any.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub knowledgebase_id: Option<i64>,
+    /// How it reads its knowledge base (`prompt` unless set).
+    pub knowledgebase_mode: KnowledgeMode,
     /// When the assistant was created.
     pub created_at: DateTime<Utc>,
     /// When the assistant was last changed.
@@ -126,6 +132,42 @@ pub struct AssistantInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(maximum = 10_000))]
     pub coalesce_ms: Option<u32>,
+    /// A knowledge base of the account's to answer from; `null` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>, minimum = 1))]
+    pub knowledgebase_id: Option<Option<i64>>,
+    /// `prompt` (the best passages for the customer's message are put in the prompt) or
+    /// `function_call` (the model searches with a built-in `search_knowledge` tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledgebase_mode: Option<KnowledgeMode>,
+}
+
+/// How an assistant reads its knowledge base.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum KnowledgeMode {
+    /// The passages that best match the customer's message (and the last turns) go in the
+    /// prompt.
+    #[default]
+    Prompt,
+    /// The model gets a `search_knowledge` tool and searches when it decides to.
+    FunctionCall,
+}
+
+impl KnowledgeMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Prompt => "prompt",
+            Self::FunctionCall => "function_call",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Prompt, Self::FunctionCall]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
 }
 
 /// A model provider's API.
@@ -187,7 +229,15 @@ impl AssistantInput {
             coalesce_ms: fields
                 .optional_integer("coalesce_ms", 0..=i64::from(MAX_COALESCE_MS))
                 .map(|ms| ms as u32),
+            knowledgebase_id: match body.get("knowledgebase_id") {
+                Some(Value::Null) => Some(None),
+                _ => fields
+                    .optional_integer("knowledgebase_id", 1..=i64::MAX)
+                    .map(Some),
+            },
+            knowledgebase_mode: None,
         };
+        let knowledgebase_mode = fields.optional_string("knowledgebase_mode", 1..=32);
         let llm_provider = fields.optional_string("llm_provider", 1..=32);
         let fallback_llm_provider = fields.optional_string("fallback_llm_provider", 1..=32);
         let mut errors = fields.errors;
@@ -200,9 +250,22 @@ impl AssistantInput {
                 parsed
             })
         };
+        let llm_provider = provider("llm_provider", llm_provider);
+        let fallback_llm_provider = provider("fallback_llm_provider", fallback_llm_provider);
+        let knowledgebase_mode = knowledgebase_mode.and_then(|text| {
+            let parsed = KnowledgeMode::parse(&text);
+            if parsed.is_none() {
+                errors.add(
+                    "knowledgebase_mode",
+                    "The knowledgebase_mode must be prompt or function_call.",
+                );
+            }
+            parsed
+        });
         let input = Self {
-            llm_provider: provider("llm_provider", llm_provider),
-            fallback_llm_provider: provider("fallback_llm_provider", fallback_llm_provider),
+            llm_provider,
+            fallback_llm_provider,
+            knowledgebase_mode,
             ..input
         };
         errors.finish(input)
