@@ -40,6 +40,8 @@ pub struct App {
     pub known_keys: KnownKeys,
     /// The open event streams and the poller that feeds them.
     pub event_streams: EventHub,
+    /// Wakes the worker that reads knowledge-base documents.
+    pub knowledge: crate::knowledge::worker::Wake,
 }
 
 impl App {
@@ -82,6 +84,7 @@ impl App {
             metrics: crate::telemetry::metrics::recorder(),
             known_keys: KnownKeys::default(),
             event_streams: EventHub::new(streams_per_key),
+            knowledge: Default::default(),
         })
     }
 

@@ -95,6 +95,9 @@ pub struct Settings {
     /// in this process (and a console session, of its own); one more gets
     /// `429 TOO_MANY_EVENT_STREAMS`.
     pub event_streams_per_key: u32,
+    /// `ANYREPLY_KNOWLEDGE_TOKENS`: most tokens of knowledge-base passages a `prompt`-mode
+    /// assistant's prompt is given.
+    pub knowledge_tokens: u32,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
     pub pricing: Pricing,
     /// `ANYREPLY_METRICS_TOKEN`: when set, `/metrics` wants it as a Bearer token.
@@ -141,6 +144,7 @@ impl Default for Settings {
             widget_visitor_rate_per_minute: 10,
             widget_ip_rate_per_minute: 300,
             event_streams_per_key: 20,
+            knowledge_tokens: 1_500,
             pricing: Pricing::default(),
             metrics_token: None,
         }
@@ -318,6 +322,12 @@ impl Settings {
                 "ANYREPLY_EVENT_STREAMS_PER_KEY",
                 d.event_streams_per_key,
                 "20",
+            ),
+            knowledge_tokens: positive(
+                env,
+                "ANYREPLY_KNOWLEDGE_TOKENS",
+                d.knowledge_tokens,
+                "1500",
             ),
             pricing,
             metrics_token: env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from),

@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod idempotency;
+pub mod knowledge;
 pub mod known_keys;
 pub mod llm;
 pub mod models;
@@ -55,6 +56,7 @@ pub async fn serve(
     background.spawn(app.wakeups.clone().listen(app.database_url.clone()));
     background.spawn(app.in_flight.clone().renew(app.clone()));
     background.spawn(webhooks::worker::run(app.clone()));
+    background.spawn(knowledge::worker::run(app.clone()));
     background.spawn(app.event_streams.clone().run(app.database_url.clone()));
     // Event streams never end by themselves: the graceful shutdown would wait for them.
     let streams = app.event_streams.clone();

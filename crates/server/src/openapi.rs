@@ -23,7 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
+    assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics, tools,
+    usage,
     webhooks, widget_chat, widgets,
 };
 
@@ -65,6 +66,15 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         tools::get_tool,
         tools::update_tool,
         tools::delete_tool,
+        knowledge::list_knowledge_bases,
+        knowledge::create_knowledge_base,
+        knowledge::update_knowledge_base,
+        knowledge::delete_knowledge_base,
+        knowledge::list_documents,
+        knowledge::create_document,
+        knowledge::get_document,
+        knowledge::delete_document,
+        knowledge::search,
         webhooks::create_webhook,
         webhooks::list_webhooks,
         webhooks::delete_webhook,
@@ -92,6 +102,7 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         (name = "assistants", description = "Assistants: prompt, model, tools"),
         (name = "conversations", description = "Conversations, their history, and human takeover"),
         (name = "tools", description = "HTTP endpoints of yours the model may call"),
+        (name = "knowledge", description = "Knowledge bases: documents and websites your assistants answer from"),
         (name = "events", description = "Every change to a conversation, as it happens"),
         (name = "webhooks", description = "Your URLs that receive the account's events, signed (Standard Webhooks)"),
         (name = "widgets", description = "Web chat widgets: publishable keys for your sites"),

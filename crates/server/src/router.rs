@@ -1,7 +1,7 @@
 //! Every route on one page.
 
 use anyreply_core::ErrorCode;
-use anyreply_core::limits::MAX_BODY_BYTES;
+use anyreply_core::limits::{MAX_BODY_BYTES, MAX_DOCUMENT_BYTES};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -12,7 +12,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, conversations, events, generate_reply, handoff, health, me, metrics, tools, usage,
+    assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics, tools,
+    usage,
     webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
@@ -74,6 +75,29 @@ pub fn router(app: App) -> Router {
             get(tools::get_tool)
                 .put(tools::update_tool)
                 .delete(tools::delete_tool),
+        )
+        .route(
+            "/api/user/knowledgebases",
+            get(knowledge::list_knowledge_bases).post(knowledge::create_knowledge_base),
+        )
+        .route(
+            "/api/user/knowledgebases/{id}",
+            put(knowledge::update_knowledge_base).delete(knowledge::delete_knowledge_base),
+        )
+        .route(
+            "/api/user/knowledgebases/{id}/documents",
+            get(knowledge::list_documents).post(knowledge::create_document).layer(
+                // A file of 20 MB, and the form around it.
+                DefaultBodyLimit::max(MAX_DOCUMENT_BYTES + 64 * 1024),
+            ),
+        )
+        .route(
+            "/api/user/knowledgebases/{id}/documents/{document_id}",
+            get(knowledge::get_document).delete(knowledge::delete_document),
+        )
+        .route(
+            "/api/user/knowledgebases/{id}/search",
+            post(knowledge::search),
         )
         .route(
             "/api/user/webhooks",

@@ -42,6 +42,56 @@ diesel::table! {
         llm_provider -> Text,
         fallback_llm_provider -> Nullable<Text>,
         fallback_llm_model -> Nullable<Text>,
+        knowledge_base_id -> Nullable<Int8>,
+        knowledge_mode -> Text,
+    }
+}
+
+diesel::table! {
+    knowledge_bases (id) {
+        id -> Int8,
+        account_id -> Int8,
+        name -> Text,
+        description -> Nullable<Text>,
+        language -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    knowledge_documents (id) {
+        id -> Int8,
+        knowledge_base_id -> Int8,
+        account_id -> Int8,
+        name -> Text,
+        description -> Nullable<Text>,
+        kind -> Text,
+        content -> Nullable<Bytea>,
+        url -> Nullable<Text>,
+        links -> Array<Text>,
+        relative_links_limit -> Nullable<Int4>,
+        status -> Text,
+        reason -> Nullable<Text>,
+        passages_count -> Int4,
+        lease_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+// `search` (tsvector) is left out: passages are written and searched in SQL of their own.
+diesel::table! {
+    knowledge_passages (id) {
+        id -> Int8,
+        document_id -> Int8,
+        knowledge_base_id -> Int8,
+        position -> Int4,
+        heading -> Nullable<Text>,
+        body -> Text,
+        url -> Nullable<Text>,
+        tokens -> Int4,
     }
 }
 
@@ -80,6 +130,7 @@ diesel::table! {
         created_at -> Timestamptz,
         seq -> Int8,
         model -> Nullable<Text>,
+        knowledge -> Nullable<Jsonb>,
     }
 }
 
@@ -240,6 +291,9 @@ diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(assistants -> accounts (account_id));
 diesel::joinable!(conversations -> assistants (assistant_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(knowledge_bases -> accounts (account_id));
+diesel::joinable!(knowledge_documents -> knowledge_bases (knowledge_base_id));
+diesel::joinable!(knowledge_passages -> knowledge_documents (document_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
@@ -249,6 +303,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     messages,
     idempotency_keys,
+    knowledge_bases,
+    knowledge_documents,
+    knowledge_passages,
     pending_replies,
     settlements_due,
     tool_calls,

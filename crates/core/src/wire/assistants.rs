@@ -156,6 +156,7 @@ pub enum KnowledgeMode {
 }
 
 impl KnowledgeMode {
+    /// As sent on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Prompt => "prompt",
@@ -163,6 +164,7 @@ impl KnowledgeMode {
         }
     }
 
+    /// The mode written `text`, if any.
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Prompt, Self::FunctionCall]
             .into_iter()

@@ -98,6 +98,11 @@ pub struct EventMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub function_calls: Option<Vec<FunctionCall>>,
+    /// The knowledge-base passages the reply was given (assistant messages of an assistant
+    /// with a knowledge base only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub knowledge: Option<Vec<super::PassageRef>>,
     /// What the reply cost (`reply.created` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]

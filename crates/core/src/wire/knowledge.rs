@@ -64,6 +64,7 @@ pub enum DocumentStatus {
 }
 
 impl DocumentStatus {
+    /// As sent on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Processing => "processing",
@@ -72,12 +73,14 @@ impl DocumentStatus {
         }
     }
 
+    /// The value written `text`, if any.
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Processing, Self::Active, Self::Failed]
             .into_iter()
             .find(|s| s.as_str() == text)
     }
 
+    /// The capitalised word Famulor sends as the label.
     pub fn label(self) -> &'static str {
         match self {
             Self::Processing => "Processing",
@@ -103,8 +106,10 @@ pub enum DocumentType {
 }
 
 impl DocumentType {
+    /// Every type.
     pub const ALL: [Self; 4] = [Self::Website, Self::Pdf, Self::Txt, Self::Docx];
 
+    /// As sent on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Website => "website",
@@ -114,6 +119,7 @@ impl DocumentType {
         }
     }
 
+    /// The value written `text`, if any.
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == text)
     }
@@ -133,21 +139,28 @@ impl DocumentType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KnowledgeBase {
+    /// Its id.
     pub id: i64,
+    /// Its name.
     pub name: String,
+    /// What it holds, in a sentence.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub description: Option<String>,
+    /// Derived from its documents' statuses.
     pub status: KnowledgeBaseStatus,
     /// `status`, capitalised.
     pub status_label: String,
+    /// How many documents it has.
     pub documents_count: i64,
     /// Assistants that answer from it.
     pub assistants_count: i64,
     /// The PostgreSQL text-search configuration its passages are indexed in (`simple`,
     /// `english`, `german`, …).
     pub language: String,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it was last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -203,7 +216,9 @@ impl KnowledgeBaseInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KnowledgeBaseResponse {
+    /// What was done, in words.
     pub message: String,
+    /// The knowledge base.
     pub data: KnowledgeBase,
 }
 
@@ -211,6 +226,7 @@ pub struct KnowledgeBaseResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KnowledgeBaseList {
+    /// The knowledge bases.
     pub data: Vec<KnowledgeBase>,
 }
 
@@ -218,17 +234,24 @@ pub struct KnowledgeBaseList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Document {
+    /// Its id.
     pub id: i64,
+    /// Its knowledge base.
     pub knowledgebase_id: i64,
+    /// Its name.
     pub name: String,
+    /// What it holds, in a sentence.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub description: Option<String>,
+    /// What it is made from.
     #[serde(rename = "type")]
     pub kind: DocumentType,
     /// `type`'s label: `Website`, `PDF`, `TXT`, `DOCX`.
     pub type_label: String,
+    /// Where its processing is.
     pub status: DocumentStatus,
+    /// `status`, capitalised.
     pub status_label: String,
     /// Why it failed, in words a person can act on; `null` unless `failed`.
     #[serde(default)]
@@ -239,7 +262,9 @@ pub struct Document {
     /// A website's start page, if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it was last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -247,7 +272,9 @@ pub struct Document {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentResponse {
+    /// What was done, in words.
     pub message: String,
+    /// The document.
     pub data: Document,
 }
 
@@ -255,6 +282,7 @@ pub struct DocumentResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentList {
+    /// The documents.
     pub data: Vec<Document>,
 }
 
@@ -262,6 +290,7 @@ pub struct DocumentList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentData {
+    /// The document.
     pub data: Document,
 }
 
@@ -279,6 +308,7 @@ pub struct SearchInput {
 }
 
 impl SearchInput {
+    /// Validates a search body.
     pub fn from_json(body: &Value) -> Result<Self, FieldErrors> {
         let mut fields = Fields::new(body);
         let query = fields.required_string("query", 1..=MAX_SEARCH_QUERY_CHARS);
@@ -295,13 +325,17 @@ impl SearchInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
+    /// The passage's id.
     pub passage_id: i64,
+    /// Its document's id.
     pub document_id: i64,
+    /// Its document's name.
     pub document_name: String,
     /// The passage's place in its document: its headings, joined by ` › `.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub heading: Option<String>,
+    /// The passage's text.
     pub text: String,
     /// The page it was read from, for a website's passages.
     #[serde(default)]
@@ -315,6 +349,7 @@ pub struct SearchHit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResults {
+    /// The passages found, best first.
     pub data: Vec<SearchHit>,
 }
 
@@ -322,8 +357,11 @@ pub struct SearchResults {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PassageRef {
+    /// Its document's id.
     pub document_id: i64,
+    /// Its document's name.
     pub document_name: String,
+    /// The passage's id.
     pub passage_id: i64,
 }
 

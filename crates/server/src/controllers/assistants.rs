@@ -13,7 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::idempotency;
 use crate::models::assistant::{self, CreateError};
-use crate::models::tool;
+use crate::models::{knowledge, tool};
 use crate::openapi::IdempotencyKey;
 use diesel_async::AsyncPgConnection;
 use std::collections::HashSet;
@@ -101,6 +101,7 @@ pub async fn create(
     default_model: &str,
 ) -> ApiResult<Assistant> {
     check_tools(conn, account_id, &input).await?;
+    check_knowledge_base(conn, account_id, &input).await?;
     let row = assistant::create(conn, account_id, input, default_model)
         .await
         .map_err(create_error)?;
@@ -161,10 +162,25 @@ pub async fn update(
     default_model: &str,
 ) -> ApiResult<Assistant> {
     check_tools(conn, account_id, &input).await?;
+    check_knowledge_base(conn, account_id, &input).await?;
     let row = assistant::update(conn, account_id, id, input, default_model)
         .await?
         .ok_or(ErrorCode::AssistantNotFound)?;
     Ok(row.into_wire())
+}
+
+/// A knowledge base named must be one of the account's own.
+async fn check_knowledge_base(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: &AssistantInput,
+) -> ApiResult<()> {
+    match input.knowledgebase_id {
+        Some(Some(id)) if !knowledge::base_exists(conn, account_id, id).await? => {
+            Err(ErrorCode::KnowledgeBaseNotFound.into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Every attached tool must be one of the account's own.

@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod events;
 pub mod generate_reply;
 pub mod handoff;
+pub mod knowledge;
 pub mod health;
 pub mod me;
 pub mod metrics;

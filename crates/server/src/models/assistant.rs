@@ -2,7 +2,7 @@
 
 use anyreply_core::limits::MAX_ASSISTANTS_PER_ACCOUNT;
 use anyreply_core::wire::assistants::DEFAULT_TEMPERATURE;
-use anyreply_core::wire::{self, AssistantInput, LlmProvider};
+use anyreply_core::wire::{self, AssistantInput, KnowledgeMode, LlmProvider};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -31,9 +31,20 @@ pub struct AssistantRow {
     pub llm_provider: String,
     pub fallback_llm_provider: Option<String>,
     pub fallback_llm_model: Option<String>,
+    pub knowledge_base_id: Option<i64>,
+    pub knowledge_mode: String,
 }
 
 impl AssistantRow {
+    pub fn knowledge_mode(&self) -> KnowledgeMode {
+        KnowledgeMode::parse(&self.knowledge_mode).unwrap_or_default()
+    }
+
+    /// The knowledge base it answers from and how, if any.
+    pub fn knowledge(&self) -> Option<(i64, KnowledgeMode)> {
+        Some((self.knowledge_base_id?, self.knowledge_mode()))
+    }
+
     pub fn provider(&self) -> LlmProvider {
         LlmProvider::parse(&self.llm_provider).unwrap_or(LlmProvider::Openai)
     }
@@ -52,6 +63,7 @@ impl AssistantRow {
     pub fn into_wire(self) -> wire::Assistant {
         let llm_provider = self.provider();
         let fallback_llm_provider = self.fallback().map(|(provider, _)| provider);
+        let knowledgebase_mode = self.knowledge_mode();
         wire::Assistant {
             id: self.id,
             name: self.name,
@@ -65,6 +77,8 @@ impl AssistantRow {
             fallback_llm_provider,
             fallback_llm_model: self.fallback_llm_model,
             tool_ids: self.tool_ids,
+            knowledgebase_mode,
+            knowledgebase_id: self.knowledge_base_id,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -136,6 +150,8 @@ struct AssistantChanges {
     llm_provider: Option<String>,
     fallback_llm_provider: Option<Option<String>>,
     fallback_llm_model: Option<Option<String>>,
+    knowledge_base_id: Option<Option<i64>>,
+    knowledge_mode: Option<String>,
     updated_at: DateTime<Utc>,
 }
 
@@ -169,6 +185,8 @@ impl AssistantChanges {
             fallback_llm_model: input
                 .fallback_llm_model
                 .map(|m| Some(m).filter(|m| !m.trim().is_empty())),
+            knowledge_base_id: input.knowledgebase_id,
+            knowledge_mode: input.knowledgebase_mode.map(|m| m.as_str().to_owned()),
             updated_at: Utc::now(),
         }
     }
@@ -240,6 +258,10 @@ async fn insert(
                 .unwrap_or_else(|| LlmProvider::Openai.as_str().to_owned())),
             assistants::fallback_llm_provider.eq(changes.fallback_llm_provider.flatten()),
             assistants::fallback_llm_model.eq(changes.fallback_llm_model.flatten()),
+            assistants::knowledge_base_id.eq(changes.knowledge_base_id.flatten()),
+            assistants::knowledge_mode.eq(changes
+                .knowledge_mode
+                .unwrap_or_else(|| KnowledgeMode::default().as_str().to_owned())),
         ))
         .returning(AssistantRow::as_returning())
         .get_result(conn)

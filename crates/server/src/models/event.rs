@@ -137,7 +137,8 @@ fn inserting_with(gate: Option<&str>, fields: &str) -> String {
          message AS (
              SELECT jsonb_strip_nulls(jsonb_build_object(
                  'id', m.id, 'role', m.role, 'content', m.content,
-                 'function_calls', m.function_calls, 'cost', m.cost::numeric / 100000000,
+                 'function_calls', m.function_calls, 'knowledge', m.knowledge,
+                 'cost', m.cost::numeric / 100000000,
                  'error_code', $5::text, 'created_at', m.created_at{fields})) AS json
              FROM messages m WHERE m.conversation_id = $3 AND m.seq = $4::int8),
          event AS (

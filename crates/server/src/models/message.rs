@@ -1,7 +1,7 @@
 //! Messages of a conversation, in history order by `seq`.
 
 use anyreply_core::Money;
-use anyreply_core::wire::{FunctionCall, HistoryMessage, Role};
+use anyreply_core::wire::{FunctionCall, HistoryMessage, PassageRef, Role};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Int8, Jsonb, Text, Uuid as SqlUuid};
@@ -28,6 +28,7 @@ pub struct MessageRow {
     pub function_calls: Option<Value>,
     pub cost: Option<i64>,
     pub created_at: DateTime<Utc>,
+    pub knowledge: Option<Value>,
 }
 
 impl MessageRow {
@@ -52,6 +53,9 @@ impl MessageRow {
             role,
             content: self.content,
             function_calls,
+            knowledge: self
+                .knowledge
+                .and_then(|k| serde_json::from_value::<Vec<PassageRef>>(k).ok()),
             cost: self.cost.map(Money::from_subunits),
             created_at: self.created_at,
         }
@@ -62,7 +66,7 @@ impl MessageRow {
 /// A range of the `(conversation_id, seq)` index, so no page reads more than `span` rows,
 /// whatever the planner estimates. Kept as text so a test can `EXPLAIN` exactly this.
 pub const PAGE_SQL: &str =
-    "SELECT id, turn_id, seq, role, content, function_calls, cost, created_at
+    "SELECT id, turn_id, seq, role, content, function_calls, cost, created_at, knowledge
      FROM messages
      WHERE conversation_id = $1 AND seq >= $2 - $3 AND seq < $2
      ORDER BY seq DESC";
@@ -208,6 +212,8 @@ pub struct NewReply<'a> {
     pub prompt_tokens: i32,
     pub completion_tokens: i32,
     pub model: &'a str,
+    /// The knowledge-base passages the reply was given (`[PassageRef]`), if any.
+    pub knowledge: Option<Value>,
 }
 
 /// Stores a reply (its cost goes into the conversation's total with
@@ -225,6 +231,7 @@ pub async fn insert_reply(conn: &mut impl Conn, reply: &NewReply<'_>) -> QueryRe
             messages::prompt_tokens.eq(reply.prompt_tokens),
             messages::completion_tokens.eq(reply.completion_tokens),
             messages::model.eq(reply.model),
+            messages::knowledge.eq(&reply.knowledge),
         ))
         .execute(conn)
         .await
@@ -251,7 +258,7 @@ pub async fn insert_operator(
     diesel::sql_query(
         "INSERT INTO messages (id, turn_id, conversation_id, seq, role, content)
          SELECT n.id, n.id, $1, $2, 'operator', $3 FROM (SELECT nextval('messages_id_seq') AS id) AS n
-         RETURNING id, turn_id, seq, role, content, function_calls, cost, created_at",
+         RETURNING id, turn_id, seq, role, content, function_calls, cost, created_at, knowledge",
     )
     .bind::<SqlUuid, _>(conversation_id)
     .bind::<Int8, _>(seq)

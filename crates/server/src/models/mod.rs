@@ -8,6 +8,7 @@ pub mod console_session;
 pub mod conversation;
 pub mod event;
 pub mod idempotency_key;
+pub mod knowledge;
 pub mod message;
 pub mod page;
 pub mod pending_reply;

@@ -67,8 +67,8 @@ pub async fn settle_within_hold(conn: &mut impl Conn, settled: &Settled<'_>) -> 
              FROM taken WHERE conversations.id = $2),
          reply AS (
              INSERT INTO messages (conversation_id, turn_id, seq, role, content, function_calls,
-                                   cost, prompt_tokens, completion_tokens, model)
-             SELECT $2, $1, $7 + 1, 'assistant', $8, $9, $4, $5, $6, $10 FROM taken),
+                                   cost, prompt_tokens, completion_tokens, model, knowledge)
+             SELECT $2, $1, $7 + 1, 'assistant', $8, $9, $4, $5, $6, $10, $11 FROM taken),
          due AS (
              INSERT INTO settlements_due (message_id, account_id, conversation_id, reply_seq, refund)
              SELECT $1, account_id, $2, $7 + 1, hold - $4 FROM taken)
@@ -84,6 +84,7 @@ pub async fn settle_within_hold(conn: &mut impl Conn, settled: &Settled<'_>) -> 
     .bind::<Text, _>(reply.content)
     .bind::<Jsonb, _>(&reply.function_calls)
     .bind::<Text, _>(reply.model)
+    .bind::<Nullable<Jsonb>, _>(&reply.knowledge)
     .keep_prepared()
     .execute(conn)
     .await

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use anyreply_core::wire::FunctionCall;
+use anyreply_core::wire::{FunctionCall, KnowledgeMode};
 use futures::future::join_all;
 use serde_json::Value;
 
@@ -16,6 +16,7 @@ use super::error::{ReplyError, ReplyResult};
 use super::{Conversed, Prepared, Turn, strip_nul};
 use crate::app::App;
 use crate::idempotency::KeyText;
+use crate::knowledge::retrieve;
 use crate::llm::{
     Completion, FunctionSpec, LlmError, Output, PromptMessage, TextStream, TokenUsage,
 };
@@ -36,7 +37,15 @@ pub async fn converse(
         mut messages,
         tools,
     } = prepared;
-    let functions: Vec<FunctionSpec> = tools.iter().map(tool_calls::function_spec).collect();
+    let mut functions: Vec<FunctionSpec> = tools.iter().map(tool_calls::function_spec).collect();
+    let search_base = match assistant.knowledge() {
+        Some((id, KnowledgeMode::FunctionCall)) => {
+            functions.push(retrieve::search_spec());
+            Some(id)
+        }
+        _ => None,
+    };
+    let mut knowledge = Vec::new();
     let mut journal = if tools.is_empty() {
         Journal::default()
     } else {
@@ -86,6 +95,7 @@ pub async fn converse(
                     cost,
                     usage,
                     model: model.to_owned(),
+                    knowledge,
                 });
             }
             Output::ToolCalls { text, calls } => (text, calls),
@@ -101,6 +111,7 @@ pub async fn converse(
                 cost,
                 usage,
                 model: model.to_owned(),
+                knowledge,
             });
         }
         if let Some(stream) = stream {
@@ -128,29 +139,44 @@ pub async fn converse(
                 .map(|(i, (call, reused))| {
                     let tool = tools.iter().find(|t| t.name == call.name);
                     let journal = &journal;
+                    let searched = search_base.filter(|_| call.name == retrieve::SEARCH_TOOL);
                     async move {
-                        match (tool, reused) {
+                        match (tool, reused, searched) {
                             _ if i >= room => {
                                 metrics::tool_call(ToolCallOutcome::Refused);
-                                Ok(ToolOutcome::error(
-                                    "call_limit",
-                                    "too many tool calls for one reply",
+                                Ok((
+                                    ToolOutcome::error(
+                                        "call_limit",
+                                        "too many tool calls for one reply",
+                                    ),
+                                    Vec::new(),
                                 ))
                             }
-                            (_, Some(reused)) => {
+                            // A read, not journaled: a retry may search again.
+                            (_, _, Some(base)) => {
+                                let (result, is_error, found) =
+                                    retrieve::run_search(app, base, &call.arguments).await;
+                                metrics::tool_call(ToolCallOutcome::Ok);
+                                Ok((ToolOutcome { result, is_error }, found))
+                            }
+                            (_, Some(reused), None) => {
                                 metrics::tool_call(ToolCallOutcome::Reused);
-                                Ok(reused)
+                                Ok((reused, Vec::new()))
                             }
-                            (None, None) => {
+                            (None, None, None) => {
                                 metrics::tool_call(ToolCallOutcome::Refused);
-                                Ok(ToolOutcome::error(
-                                    "unknown_function",
-                                    format!("there is no function {}", call.name),
+                                Ok((
+                                    ToolOutcome::error(
+                                        "unknown_function",
+                                        format!("there is no function {}", call.name),
+                                    ),
+                                    Vec::new(),
                                 ))
                             }
-                            (Some(tool), None) => {
-                                journal.call(app, turn, tool, &call.arguments).await
-                            }
+                            (Some(tool), None, None) => journal
+                                .call(app, turn, tool, &call.arguments)
+                                .await
+                                .map(|outcome| (outcome, Vec::new())),
                         }
                     }
                 }),
@@ -161,7 +187,8 @@ pub async fn converse(
             text,
             calls: calls.clone(),
         });
-        for (call, outcome) in calls.into_iter().zip(outcomes) {
+        for (call, (outcome, found)) in calls.into_iter().zip(outcomes) {
+            knowledge.extend(found);
             messages.push(PromptMessage::ToolResult {
                 call_id: call.id,
                 content: outcome.result.to_string(),

@@ -15,7 +15,9 @@ pub mod settlement;
 use std::time::Instant;
 
 use anyreply_core::Money;
-use anyreply_core::wire::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
+use anyreply_core::wire::{
+    FunctionCall, GenerateReplyRequest, GenerateReplyResponse, KnowledgeMode, PassageRef,
+};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -88,6 +90,8 @@ pub struct Conversed {
     pub usage: TokenUsage,
     /// The model that gave the final answer (the fallback's, if it stood in).
     pub model: String,
+    /// The knowledge-base passages it was given, in the prompt or by `search_knowledge`.
+    pub knowledge: Vec<PassageRef>,
 }
 
 /// The answer to a generate-reply call.
@@ -243,9 +247,13 @@ async fn produce(
                 return Ok(None);
             }
         }
+        let (prepared, knowledge) = with_knowledge(app, turn, prepared).await;
         converse::converse(app, turn, prepared, stream)
             .await
-            .map(Some)
+            .map(|mut conversed| {
+                conversed.knowledge.splice(0..0, knowledge);
+                Some(conversed)
+            })
     };
     // Settling is left out of the time limit: cut short, it could be done and yet reported
     // as given up.
@@ -274,6 +282,61 @@ async fn produce(
     settled
 }
 
+/// The prompt with the passages of a `prompt`-mode assistant's knowledge base that best match
+/// the customer's last messages, and those passages. A search that fails leaves the prompt
+/// as it was: the reply goes on without them.
+async fn with_knowledge(
+    app: &App,
+    turn: &Turn,
+    mut prepared: Prepared,
+) -> (Prepared, Vec<PassageRef>) {
+    let Some((knowledge_base_id, KnowledgeMode::Prompt)) = turn.assistant.knowledge() else {
+        return (prepared, Vec::new());
+    };
+    // The last turns give the message its context ("and to Austria?").
+    let earlier: Vec<&str> = prepared
+        .messages
+        .iter()
+        .rev()
+        .filter_map(|m| match m {
+            PromptMessage::User(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    let mut query = earlier.into_iter().rev().collect::<Vec<_>>().join("\n");
+    if !query.contains(&turn.message) {
+        query.push('\n');
+        query.push_str(&turn.message);
+    }
+    let searching = Instant::now();
+    let hits =
+        crate::knowledge::retrieve::for_prompt(app, knowledge_base_id, &query, app.settings.knowledge_tokens)
+            .await;
+    metrics::phase(Phase::Database, searching.elapsed());
+    let hits = match hits {
+        Ok(hits) => hits,
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "the knowledge search failed; replying without it");
+            return (prepared, Vec::new());
+        }
+    };
+    if hits.is_empty() {
+        return (prepared, Vec::new());
+    }
+    // After the system prompt, before the history.
+    let at = prepared
+        .messages
+        .iter()
+        .take_while(|m| matches!(m, PromptMessage::System(_)))
+        .count();
+    prepared.messages.insert(
+        at,
+        PromptMessage::System(crate::knowledge::retrieve::prompt_section(&hits)),
+    );
+    (prepared, hits.iter().map(|hit| hit.reference()).collect())
+}
+
 /// The most model calls one reply may make, and the most prompt tokens each may carry:
 /// the budget of history plus the parts that always go in (`fixed_tokens`), and with tools,
 /// every round's results and answers.
@@ -283,8 +346,13 @@ fn worst_case(
     fixed_tokens: u32,
 ) -> (u32, TokenUsage) {
     let output = settings.llm_max_output_tokens;
-    let prompt = settings.context_token_budget.max(fixed_tokens);
-    if assistant.tool_ids.is_empty() {
+    let mut prompt = settings.context_token_budget.max(fixed_tokens);
+    let knowledge = assistant.knowledge().map(|(_, mode)| mode);
+    if knowledge == Some(KnowledgeMode::Prompt) {
+        // The passages' words, and the words around them.
+        prompt = prompt.saturating_add(settings.knowledge_tokens.saturating_mul(5) / 4 + 100);
+    }
+    if assistant.tool_ids.is_empty() && knowledge != Some(KnowledgeMode::FunctionCall) {
         return (
             1,
             TokenUsage {

@@ -44,6 +44,8 @@ pub async fn settle(
         prompt_tokens: i32::try_from(reply.usage.prompt_tokens).unwrap_or(i32::MAX),
         completion_tokens: i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX),
         model: &reply.model,
+        knowledge: (!reply.knowledge.is_empty())
+            .then(|| serde_json::to_value(&reply.knowledge).unwrap_or_default()),
     };
     let due = |refund| Due {
         message_id: turn.message_id,

@@ -20,6 +20,7 @@ mod handoff;
 mod history;
 mod idempotency;
 mod idle;
+mod knowledge;
 mod input;
 mod llm_failures;
 mod losses;

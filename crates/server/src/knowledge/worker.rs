@@ -1,0 +1,214 @@
+//! Processes documents in the background: reads each (an upload's bytes, or a website's
+//! pages), cuts it into passages and stores them. One document at a time per process, leased
+//! so that a document left `processing` by a crash is taken up again by any process once its
+//! lease runs out. Asleep while nothing is `processing`: woken by the API when a document is
+//! added, or by the end of another process's lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyreply_core::limits::MAX_PASSAGES_PER_DOCUMENT;
+use anyreply_core::wire::DocumentType;
+use tokio::sync::Notify;
+
+use super::chunk::{self, Passage};
+use super::crawl::{self, PageKind, Site};
+use super::extract::{self, Format};
+use crate::app::App;
+use crate::models::knowledge::{self, Claimed, NewPassage};
+use crate::tools::guard::{AddressPolicy, guarded_client, system_lookup};
+
+/// A claim's lease; renewed every third of it while the document is processed.
+const LEASE: Duration = Duration::from_secs(60);
+/// Pause after the database failed, before the next look.
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Claims after which a document that keeps interrupting its process (killed while reading
+/// it) fails instead.
+const MAX_ATTEMPTS: i32 = 3;
+/// Longest wait for one page of a website.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Wakes this process's worker. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    /// A document was added or must be processed again.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs until dropped.
+pub async fn run(app: App) {
+    let client = match guarded_client(
+        Arc::new(app.settings.outbound_allowed_hosts.clone()),
+        system_lookup(),
+        Some(PAGE_TIMEOUT),
+    ) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "the knowledge worker cannot build its HTTP client");
+            return;
+        }
+    };
+    let policy = app.settings.outbound_allowed_hosts.clone();
+    loop {
+        let woken = app.knowledge.0.notified();
+        let mut woken = std::pin::pin!(woken);
+        woken.as_mut().enable();
+        let next = match work_through(&app, &client, &policy).await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(%error, "the knowledge worker could not reach the database");
+                Some(RETRY_PAUSE)
+            }
+        };
+        match next {
+            Some(due) => {
+                tokio::select! {
+                    () = woken => {}
+                    () = tokio::time::sleep(due) => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+}
+
+/// Processes every document that waits; then how long until one is due (`None`: none is
+/// `processing`).
+async fn work_through(
+    app: &App,
+    client: &reqwest::Client,
+    policy: &AddressPolicy,
+) -> anyhow::Result<Option<Duration>> {
+    loop {
+        let claimed = {
+            let mut conn = app.db().await?;
+            knowledge::claim_next(&mut conn, LEASE).await?
+        };
+        let Some(claimed) = claimed else {
+            let mut conn = app.db().await?;
+            return Ok(knowledge::next_due_in(&mut conn).await?);
+        };
+        let outcome = if claimed.attempts > MAX_ATTEMPTS {
+            Err(format!(
+                "processing was interrupted {MAX_ATTEMPTS} times; the document may be too large or malformed"
+            ))
+        } else {
+            renewing(app, &claimed, read(client, policy, &claimed)).await
+        };
+        let mut conn = app.db().await?;
+        let stored = match outcome {
+            Ok(passages) => knowledge::store_passages(&mut conn, &claimed, &passages).await?,
+            Err(reason) => knowledge::fail(&mut conn, &claimed, &reason).await?,
+        };
+        if stored {
+            tracing::info!(document = claimed.id, "knowledge document processed");
+        }
+    }
+}
+
+/// Runs `work` while renewing the claim's lease.
+async fn renewing<T>(app: &App, claimed: &Claimed, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(LEASE / 3) => {
+                if let Ok(mut conn) = app.db().await
+                    && let Err(error) = knowledge::renew(&mut conn, claimed, LEASE).await
+                {
+                    tracing::warn!(%error, "could not renew a knowledge document's lease");
+                }
+            }
+        }
+    }
+}
+
+/// The document's passages, or why it cannot be read, in words its owner can act on.
+async fn read(
+    client: &reqwest::Client,
+    policy: &AddressPolicy,
+    claimed: &Claimed,
+) -> Result<Vec<NewPassage>, String> {
+    let kind = DocumentType::parse(&claimed.kind).unwrap_or(DocumentType::Txt);
+    let passages = match kind {
+        DocumentType::Website => read_site(client, policy, claimed).await?,
+        DocumentType::Pdf | DocumentType::Txt | DocumentType::Docx => {
+            let format = match kind {
+                DocumentType::Pdf => Format::Pdf,
+                DocumentType::Docx => Format::Docx,
+                _ => Format::Text,
+            };
+            let bytes = claimed.content.clone().unwrap_or_default();
+            // Parsing a large PDF takes a while: off the async threads.
+            let extracted = tokio::task::spawn_blocking(move || extract::extract(format, &bytes))
+                .await
+                .map_err(|_| "the document could not be read".to_owned())?
+                .map_err(|error| error.to_string())?;
+            chunk::passages(&extracted)
+                .into_iter()
+                .map(|passage| stored(passage, None))
+                .collect()
+        }
+    };
+    if passages.is_empty() {
+        return Err("the document has no text".to_owned());
+    }
+    if passages.len() > MAX_PASSAGES_PER_DOCUMENT {
+        return Err(format!(
+            "the document is too long: {} passages, at most {MAX_PASSAGES_PER_DOCUMENT}; split it into smaller documents",
+            passages.len()
+        ));
+    }
+    Ok(passages)
+}
+
+async fn read_site(
+    client: &reqwest::Client,
+    policy: &AddressPolicy,
+    claimed: &Claimed,
+) -> Result<Vec<NewPassage>, String> {
+    let start = claimed
+        .url
+        .iter()
+        .chain(&claimed.links)
+        .filter_map(|u| url::Url::parse(u).ok())
+        .collect();
+    let site = Site {
+        start,
+        relative_links_limit: claimed.relative_links_limit.unwrap_or(10).clamp(1, 50) as usize,
+    };
+    let crawled = crawl::crawl(client, policy, &site)
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut passages = Vec::new();
+    for page in crawled.pages {
+        let format = match page.kind {
+            PageKind::Html => Format::Html,
+            PageKind::Text => Format::Text,
+        };
+        // A page without text (a redirect stub, an image gallery) adds nothing.
+        let Ok(extracted) = extract::extract(format, &page.body) else {
+            continue;
+        };
+        let url = page.url.to_string();
+        passages.extend(
+            chunk::passages(&extracted)
+                .into_iter()
+                .map(|passage| stored(passage, Some(url.clone()))),
+        );
+    }
+    Ok(passages)
+}
+
+fn stored(passage: Passage, url: Option<String>) -> NewPassage {
+    NewPassage {
+        heading: passage.heading.map(|h| h.replace('\0', "")),
+        body: passage.text.replace('\0', ""),
+        url,
+        tokens: i32::try_from(passage.tokens).unwrap_or(i32::MAX),
+    }
+}

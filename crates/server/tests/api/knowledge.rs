@@ -1,0 +1,430 @@
+//! Knowledge bases: Famulor's API, documents processed in the background, search, and
+//! assistants that are given the passages (in the prompt, or by `search_knowledge`).
+
+use std::time::{Duration, Instant};
+
+use anyreply_server::testing::chat_completion;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::{Request, ResponseTemplate};
+
+use crate::util::{TestAccount, TestApp, assert_error, body_of, openai_tool_calls};
+
+const HANDBOOK: &str = "# Shop handbook 🛒
+
+## Returns
+
+You may return any item within 30 days of delivery for a full refund. Use the return label in the parcel.
+
+## Shipping
+
+We ship to Germany, Austria and Switzerland. Shipping to Austria takes three to five working days and costs 4.90 EUR.
+
+## Opening hours
+
+The shop in Vienna is open Monday to Saturday, 9 to 18 o'clock.
+";
+
+/// A `multipart/form-data` body with `fields` and the file, and its content type.
+fn form(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (Vec<u8>, String) {
+    let boundary = "anyreply-test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((filename, bytes)) = file {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+async fn upload(
+    app: &TestApp,
+    key: &str,
+    base: i64,
+    fields: &[(&str, &str)],
+    file: Option<(&str, &[u8])>,
+) -> (StatusCode, Value) {
+    let (body, content_type) = form(fields, file);
+    let response = app
+        .http
+        .post(format!(
+            "{}/api/user/knowledgebases/{base}/documents",
+            app.base
+        ))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+async fn knowledge_base(app: &TestApp, account: &TestAccount, language: &str) -> i64 {
+    let (status, body, _) = app
+        .post(
+            &account.key,
+            "/api/user/knowledgebases",
+            &json!({"name": "Handbook", "description": "Returns and shipping", "language": language}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["status"], "empty");
+    body["data"]["id"].as_i64().unwrap()
+}
+
+/// Waits until the document is no longer `processing`; its answer.
+async fn processed(app: &TestApp, key: &str, base: i64, document: i64) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body, _) = app
+            .get(
+                key,
+                &format!("/api/user/knowledgebases/{base}/documents/{document}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["data"]["status"] != "processing" {
+            return body["data"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still processing: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn handbook(app: &TestApp, account: &TestAccount) -> (i64, i64) {
+    let base = knowledge_base(app, account, "english").await;
+    let (status, body) = upload(
+        app,
+        &account.key,
+        base,
+        &[("name", "handbook.md"), ("type", "txt")],
+        Some(("handbook.md", HANDBOOK.as_bytes())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["status"], "processing");
+    assert_eq!(
+        body["message"],
+        "Document created successfully. Processing will begin shortly."
+    );
+    let document = body["data"]["id"].as_i64().unwrap();
+    let done = processed(app, &account.key, base, document).await;
+    assert_eq!(done["status"], "active", "{done}");
+    assert!(done["passages_count"].as_i64().unwrap() >= 1);
+    (base, document)
+}
+
+#[tokio::test]
+async fn a_text_document_is_processed_listed_searched_and_deleted() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (base, document) = handbook(&app, &account).await;
+
+    let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
+    let listed = &list["data"][0];
+    assert_eq!(listed["status"], "active");
+    assert_eq!(listed["status_label"], "Active");
+    assert_eq!(listed["documents_count"], 1);
+    assert_eq!(listed["language"], "english");
+
+    let (status, found, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/search"),
+            &json!({"query": "Do you ship to Austria?", "limit": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let best = &found["data"][0];
+    assert!(best["text"].as_str().unwrap().contains("Austria"), "{found}");
+    assert_eq!(best["document_id"], document);
+    assert_eq!(best["document_name"], "handbook.md");
+    assert!(best["score"].as_f64().unwrap() > 0.0);
+
+    let (status, deleted, _) = app
+        .request(
+            &app.base,
+            reqwest::Method::DELETE,
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/documents/{document}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let (_, found, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/search"),
+            &json!({"query": "Austria"}),
+        )
+        .await;
+    assert_eq!(found["data"], json!([]), "a deleted document is not found");
+    let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
+    assert_eq!(list["data"][0]["status"], "empty");
+}
+
+#[tokio::test]
+async fn another_accounts_knowledge_base_is_not_found_anywhere() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("10").await;
+    let other = app.account("10").await;
+    let (base, document) = handbook(&app, &owner).await;
+    let key = &other.key;
+    let not_found = "KNOWLEDGE_BASE_NOT_FOUND";
+    let (s, b, _) = app
+        .get(key, &format!("/api/user/knowledgebases/{base}/documents"))
+        .await;
+    assert_error(s, &b, 404, not_found);
+    let (s, b, _) = app
+        .post(
+            key,
+            &format!("/api/user/knowledgebases/{base}/search"),
+            &json!({"query": "Austria"}),
+        )
+        .await;
+    assert_error(s, &b, 404, not_found);
+    let (s, b, _) = app
+        .put(
+            key,
+            &format!("/api/user/knowledgebases/{base}"),
+            &json!({"name": "Mine now"}),
+        )
+        .await;
+    assert_error(s, &b, 404, not_found);
+    let (s, b, _) = app
+        .get(
+            key,
+            &format!("/api/user/knowledgebases/{base}/documents/{document}"),
+        )
+        .await;
+    assert_error(s, &b, 404, "DOCUMENT_NOT_FOUND");
+    let (s, b) = upload(
+        &app,
+        key,
+        base,
+        &[("name", "x"), ("type", "txt")],
+        Some(("x.txt", b"x")),
+    )
+    .await;
+    assert_error(s, &b, 404, not_found);
+    // Nor through an assistant.
+    let (s, b, _) = app
+        .post(
+            key,
+            "/api/user/assistant",
+            &json!({"name": "Thief", "knowledgebase_id": base}),
+        )
+        .await;
+    assert_error(s, &b, 404, not_found);
+    let (_, list, _) = app.get(key, "/api/user/knowledgebases").await;
+    assert_eq!(list["data"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_documents_are_refused_or_fail_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let base = knowledge_base(&app, &account, "simple").await;
+    // Over 20 MB: 413 and the envelope.
+    let big = vec![b'a'; 20 * 1024 * 1024 + 1];
+    let (s, b) = upload(
+        &app,
+        &account.key,
+        base,
+        &[("name", "big"), ("type", "txt")],
+        Some(("big.txt", &big)),
+    )
+    .await;
+    assert_error(s, &b, 413, "PAYLOAD_TOO_LARGE");
+    // No type, no file, a bad link.
+    let (s, b) = upload(&app, &account.key, base, &[("name", "n")], None).await;
+    assert_error(s, &b, 422, "VALIDATION_ERROR");
+    let (s, b, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/documents"),
+            &json!({"name": "site", "type": "website", "links": [{"link": "ftp://x"}], "relative_links_limit": 51}),
+        )
+        .await;
+    assert_error(s, &b, 422, "VALIDATION_ERROR");
+    assert!(b["errors"]["relative_links_limit"].is_array(), "{b}");
+    assert!(b["errors"]["links.0.link"].is_array(), "{b}");
+    // Not a PDF: it fails, saying why; the knowledge base is `failed`.
+    let (s, b) = upload(
+        &app,
+        &account.key,
+        base,
+        &[("name", "scan.pdf"), ("type", "pdf")],
+        Some(("scan.pdf", b"this is no PDF \x00\x01")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let done = processed(&app, &account.key, base, b["data"]["id"].as_i64().unwrap()).await;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["reason"].as_str().unwrap().to_lowercase().contains("pdf"),
+        "{done}"
+    );
+    let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
+    assert_eq!(list["data"][0]["status"], "failed");
+    // An unknown language.
+    let (s, b, _) = app
+        .post(
+            &account.key,
+            "/api/user/knowledgebases",
+            &json!({"name": "K", "language": "klingon"}),
+        )
+        .await;
+    assert_error(s, &b, 422, "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn a_prompt_mode_reply_is_given_the_best_passages_and_records_them() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (base, document) = handbook(&app, &account).await;
+    let assistant = app
+        .assistant(
+            &account,
+            &json!({"name": "Shop", "knowledgebase_id": base, "knowledgebase_mode": "prompt"}),
+        )
+        .await;
+    let (status, answer) = app
+        .reply(&account.key, assistant, "+43 1", "How long does shipping to Austria take?")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The Famulor answer keeps its shape.
+    assert!(answer.get("knowledge").is_none(), "{answer}");
+    let requests = app.llm_requests().await;
+    let prompt = requests.last().unwrap()["messages"].to_string();
+    assert!(prompt.contains("three to five working days"), "{prompt}");
+    assert!(!prompt.contains("Monday to Saturday") || prompt.contains("Austria"));
+
+    let conversation = answer["conversation_id"].as_str().unwrap();
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{conversation}"))
+        .await;
+    let reply = history["data"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .unwrap()
+        .clone();
+    let given = reply["knowledge"].as_array().unwrap();
+    assert!(!given.is_empty(), "{reply}");
+    assert_eq!(given[0]["document_id"], document);
+    assert_eq!(given[0]["document_name"], "handbook.md");
+    assert!(given[0]["passage_id"].as_i64().is_some());
+
+    // The document deleted, the next reply reads nothing of it.
+    app.request(
+        &app.base,
+        reqwest::Method::DELETE,
+        &account.key,
+        &format!("/api/user/knowledgebases/{base}/documents/{document}"),
+        None,
+    )
+    .await;
+    app.reply(&account.key, assistant, "+43 1", "And shipping to Austria again?")
+        .await;
+    let requests = app.llm_requests().await;
+    let prompt = requests.last().unwrap()["messages"].to_string();
+    assert!(!prompt.contains("three to five working days"), "{prompt}");
+}
+
+#[tokio::test]
+async fn a_function_call_mode_model_searches_when_it_decides_to() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (base, document) = handbook(&app, &account).await;
+    let assistant = app
+        .assistant(
+            &account,
+            &json!({"name": "Shop", "knowledgebase_id": base, "knowledgebase_mode": "function_call"}),
+        )
+        .await;
+    app.script_model(|request: &Request| {
+        let body = body_of(request);
+        let searched = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["role"] == "tool");
+        let answer = if searched {
+            chat_completion("Returns are free within 30 days.")
+        } else {
+            assert!(
+                body["tools"].to_string().contains("search_knowledge"),
+                "{body}"
+            );
+            openai_tool_calls(&[("s1", "search_knowledge", json!({"query": "return policy"}))])
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    })
+    .await;
+    let (status, answer) = app
+        .reply(&account.key, assistant, "web:v1", "What is your return policy?")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let call = &answer["function_calls"][0];
+    assert_eq!(call["name"], "search_knowledge");
+    assert!(
+        call["result"].to_string().contains("30 days"),
+        "{answer}"
+    );
+    let conversation = answer["conversation_id"].as_str().unwrap();
+    let (_, history, _) = app
+        .get(&account.key, &format!("/api/conversations/{conversation}"))
+        .await;
+    let reply = history["data"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .unwrap()
+        .clone();
+    assert_eq!(reply["knowledge"][0]["document_id"], document, "{reply}");
+}
+
+#[tokio::test]
+async fn a_document_left_processing_by_a_crash_is_taken_up_again() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (base, document) = handbook(&app, &account).await;
+    // As a process that died holding it would leave it: processing, its lease run out.
+    let mut conn = app.db.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE knowledge_documents SET status = 'processing', passages_count = 0,
+                 lease_until = now() - interval '1 second' WHERE id = {document}"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    // Any change wakes the worker; a restarted server looks at start-up.
+    app.put(
+        &account.key,
+        &format!("/api/user/knowledgebases/{base}"),
+        &json!({"language": "simple"}),
+    )
+    .await;
+    let done = processed(&app, &account.key, base, document).await;
+    assert_eq!(done["status"], "active", "{done}");
+}
