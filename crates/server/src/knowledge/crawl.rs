@@ -33,6 +33,8 @@ const CRAWL_DEADLINE: Duration = Duration::from_secs(3 * 60);
 const MAX_REDIRECTS: usize = 5;
 /// Across sites; requests to one origin go one at a time, to be a polite visitor.
 const MAX_IN_FLIGHT: usize = 4;
+/// Links waiting to be read: a page may list thousands, and at most 50 are read.
+const MAX_QUEUED: usize = 1000;
 /// Google reads the first 500 KiB of a robots.txt and ignores the rest.
 const ROBOTS_LIMIT_BYTES: usize = 500 * 1024;
 /// The token robots.txt groups are matched against (the client's User-Agent is `anyreply/x.y.z`).
@@ -42,7 +44,7 @@ const ROBOTS_AGENT: &str = "anyreply";
 #[derive(Debug, Clone)]
 pub struct Site {
     pub start: Vec<Url>,
-    /// 1..=50 as Famulor; larger values read 50.
+    /// 1..=50 as Famulor; larger values read 50, 0 only the start URLs.
     pub relative_links_limit: usize,
 }
 
@@ -152,6 +154,9 @@ pub async fn crawl(
                 }
                 if fetched.kind == PageKind::Html {
                     for link in links(&fetched.url, &fetched.body) {
+                        if queue.len() >= MAX_QUEUED {
+                            break;
+                        }
                         if link.origin() == fetched.site && seen.insert(link.clone()) {
                             queue.push_back(Job {
                                 url: link,
