@@ -9,7 +9,9 @@ use anyreply_core::ErrorBody;
 use anyreply_core::wire::{
     GenerateReplyRequest, GenerateReplyResponse, Me, UsageQuery, UsageResponse,
 };
+use bytes::Bytes;
 use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,6 +19,7 @@ use url::Url;
 
 use crate::error::{ApiError, Error};
 use crate::events::Events;
+use crate::knowledge_bases::KnowledgeBases;
 use crate::reply_stream::ReplyStream;
 use crate::resources::{Assistants, Conversations, Tools, Webhooks};
 use crate::retry::{self, RetryPolicy};
@@ -313,6 +316,11 @@ impl Client {
         Webhooks { client: self }
     }
 
+    /// The account's knowledge bases: documents and websites assistants answer from.
+    pub fn knowledgebases(&self) -> KnowledgeBases<'_> {
+        KnowledgeBases { client: self }
+    }
+
     /// Sends one logical call, retrying by the policy. Every attempt is built afresh from the
     /// same body and, for a POST, carries the same `Idempotency-Key`.
     pub(crate) async fn get<T: DeserializeOwned>(
@@ -337,6 +345,27 @@ impl Client {
         options: RequestOptions,
     ) -> Result<T, Error> {
         self.send(Method::POST, path, &[], body, options).await
+    }
+
+    /// A `multipart/form-data` POST, retried as [`Self::post`] is.
+    pub(crate) async fn post_multipart<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: MultipartForm,
+        options: RequestOptions,
+    ) -> Result<T, Error> {
+        let mut call = Call::new(
+            &self.inner.base_url,
+            Method::POST,
+            path,
+            &[],
+            None::<&()>,
+            options,
+        )?;
+        call.body = Some(CallBody::Multipart(form));
+        self.exchange(call, None, read)
+            .await
+            .map(|(answer, _)| answer)
     }
 
     pub(crate) async fn put<T: DeserializeOwned>(
@@ -424,10 +453,15 @@ impl Client {
             if let Some(accept) = accept {
                 request = request.header(reqwest::header::ACCEPT, accept);
             }
-            if let Some(body) = &call.body {
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
+            match &call.body {
+                Some(CallBody::Json(body)) => {
+                    request = request
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(body.clone());
+                }
+                // A form is consumed by its request: each attempt gets one built afresh.
+                Some(CallBody::Multipart(form)) => request = request.multipart(form.build()),
+                None => {}
             }
             let error = match request.send().await {
                 Ok(response) => {
@@ -470,8 +504,65 @@ impl Client {
 pub(crate) struct Call {
     method: Method,
     url: Url,
-    body: Option<Vec<u8>>,
+    body: Option<CallBody>,
     idempotency_key: Option<String>,
+}
+
+#[derive(Debug)]
+enum CallBody {
+    Json(Vec<u8>),
+    Multipart(MultipartForm),
+}
+
+/// A `multipart/form-data` body kept as its parts, so that every attempt sends the same.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MultipartForm {
+    pub(crate) texts: Vec<(&'static str, String)>,
+    pub(crate) files: Vec<MultipartFile>,
+}
+
+/// A file part: `bytes` is shared, not copied, by each attempt's form.
+#[derive(Clone)]
+pub(crate) struct MultipartFile {
+    pub(crate) field: &'static str,
+    pub(crate) filename: String,
+    pub(crate) content_type: &'static str,
+    pub(crate) bytes: Bytes,
+}
+
+impl fmt::Debug for MultipartFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultipartFile")
+            .field("field", &self.field)
+            .field("filename", &self.filename)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl MultipartForm {
+    fn build(&self) -> reqwest::multipart::Form {
+        let form = self
+            .texts
+            .iter()
+            .fold(reqwest::multipart::Form::new(), |form, (name, value)| {
+                form.text(*name, value.clone())
+            });
+        self.files.iter().fold(form, |form, file| {
+            // With its length known, the request has a Content-Length rather than chunks.
+            let part = reqwest::multipart::Part::stream_with_length(
+                file.bytes.clone(),
+                file.bytes.len() as u64,
+            )
+            .file_name(file.filename.clone())
+            .headers(HeaderMap::from_iter([(
+                CONTENT_TYPE,
+                HeaderValue::from_static(file.content_type),
+            )]));
+            form.part(file.field, part)
+        })
+    }
 }
 
 impl Call {
@@ -492,7 +583,8 @@ impl Call {
         let body = body
             .map(serde_json::to_vec)
             .transpose()
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::Config(e.to_string()))?
+            .map(CallBody::Json);
         let idempotency_key = (method == Method::POST).then(|| {
             options
                 .idempotency_key

@@ -23,6 +23,9 @@ pub enum Error {
     },
     /// The client was configured wrongly (such as an invalid base URL).
     Config(String),
+    /// A request the SDK refused to send because the server would refuse it (such as an
+    /// upload over 20 MB); nothing was sent.
+    Invalid(String),
 }
 
 /// An error answer of the server.
@@ -121,6 +124,7 @@ impl fmt::Display for Error {
                 write!(f, "unreadable answer (HTTP {status}): {message}")
             }
             Error::Config(message) => write!(f, "invalid client configuration: {message}"),
+            Error::Invalid(message) => write!(f, "invalid request, not sent: {message}"),
         }
     }
 }

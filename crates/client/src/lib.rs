@@ -44,6 +44,7 @@
 mod client;
 mod error;
 mod events;
+mod knowledge_bases;
 mod reply_stream;
 mod resources;
 mod retry;
@@ -57,10 +58,15 @@ pub use anyreply_core::wire::{
     LlmProvider, Me, OptOutResponse, PageQuery, Role, Tool, ToolHeader, ToolInput, ToolList,
     ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
+pub use anyreply_core::wire::{
+    Document, DocumentStatus, DocumentType, KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseStatus,
+    KnowledgeMode, SearchHit,
+};
 pub use anyreply_core::wire::{Webhook, WebhookInput, WebhookPayload};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use events::{EventStream, Events, EventsQuery};
+pub use knowledge_bases::{KnowledgeBases, Upload, Website};
 pub use reply_stream::{ReplyEvent, ReplyStream};
 pub use resources::{Assistants, Conversations, Tools, Webhooks};
 pub use retry::{Retry, RetryPolicy};

@@ -144,7 +144,7 @@ pub(crate) fn is_retryable(error: &Error) -> bool {
             Some(code) => code.is_retryable(),
             None => matches!(api.status, 408 | 409 | 425 | 429 | 500 | 502 | 503 | 504),
         },
-        Error::Decode { .. } | Error::Config(_) => false,
+        Error::Decode { .. } | Error::Config(_) | Error::Invalid(_) => false,
     }
 }
 

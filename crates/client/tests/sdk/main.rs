@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod events;
+mod knowledge;
 mod retries;
 mod streaming;
 

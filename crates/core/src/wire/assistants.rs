@@ -54,7 +54,10 @@ pub struct Assistant {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub knowledgebase_id: Option<i64>,
-    /// How it reads its knowledge base (`prompt` unless set).
+    /// How it reads its knowledge base (`prompt` unless set). Defaulted so that answers of
+    /// servers without knowledge bases still read.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub knowledgebase_mode: KnowledgeMode,
     /// When the assistant was created.
     pub created_at: DateTime<Utc>,
