@@ -23,9 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics, tools,
-    usage,
-    webhooks, widget_chat, widgets,
+    assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics,
+    tools, usage, webhooks, widget_chat, widgets,
 };
 
 /// Where the document is served.

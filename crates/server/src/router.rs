@@ -12,9 +12,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics, tools,
-    usage,
-    webhooks, widget_chat, widgets,
+    assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics,
+    tools, usage, webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
 use crate::telemetry;
@@ -86,10 +85,12 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/api/user/knowledgebases/{id}/documents",
-            get(knowledge::list_documents).post(knowledge::create_document).layer(
-                // A file of 20 MB, and the form around it.
-                DefaultBodyLimit::max(MAX_DOCUMENT_BYTES + 64 * 1024),
-            ),
+            get(knowledge::list_documents)
+                .post(knowledge::create_document)
+                .layer(
+                    // A file of 20 MB, and the form around it.
+                    DefaultBodyLimit::max(MAX_DOCUMENT_BYTES + 64 * 1024),
+                ),
         )
         .route(
             "/api/user/knowledgebases/{id}/documents/{document_id}",

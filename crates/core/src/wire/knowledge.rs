@@ -178,7 +178,10 @@ pub struct KnowledgeBaseInput {
     /// A PostgreSQL text-search configuration (`SELECT cfgname FROM pg_ts_config`); default
     /// `simple`. Changing it re-indexes every document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 63, example = "english"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 63, example = "english")
+    )]
     pub language: Option<String>,
 }
 
@@ -372,13 +375,22 @@ mod tests {
 
     #[test]
     fn status_is_derived_as_famulor_documents_it() {
-        assert_eq!(KnowledgeBaseStatus::derive(0, 0, 0), KnowledgeBaseStatus::Empty);
+        assert_eq!(
+            KnowledgeBaseStatus::derive(0, 0, 0),
+            KnowledgeBaseStatus::Empty
+        );
         assert_eq!(
             KnowledgeBaseStatus::derive(1, 1, 3),
             KnowledgeBaseStatus::Processing
         );
-        assert_eq!(KnowledgeBaseStatus::derive(0, 1, 3), KnowledgeBaseStatus::Failed);
-        assert_eq!(KnowledgeBaseStatus::derive(0, 0, 3), KnowledgeBaseStatus::Active);
+        assert_eq!(
+            KnowledgeBaseStatus::derive(0, 1, 3),
+            KnowledgeBaseStatus::Failed
+        );
+        assert_eq!(
+            KnowledgeBaseStatus::derive(0, 0, 3),
+            KnowledgeBaseStatus::Active
+        );
     }
 
     #[test]

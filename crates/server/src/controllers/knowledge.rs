@@ -49,7 +49,10 @@ pub async fn list_knowledge_bases(
     let mut conn = app.db().await?;
     let rows = knowledge::list_bases(&mut conn, caller.account_id).await?;
     Ok(Json(KnowledgeBaseList {
-        data: rows.into_iter().map(knowledge::BaseRow::into_wire).collect(),
+        data: rows
+            .into_iter()
+            .map(knowledge::BaseRow::into_wire)
+            .collect(),
     }))
 }
 
@@ -99,7 +102,9 @@ pub async fn create_knowledge_base(
 
 fn limit_or(error: CreateError, message: impl FnOnce() -> String) -> ApiError {
     match error {
-        CreateError::LimitReached => ApiError::new(ErrorCode::LimitExceeded).with_message(message()),
+        CreateError::LimitReached => {
+            ApiError::new(ErrorCode::LimitExceeded).with_message(message())
+        }
         CreateError::Database(error) => error.into(),
     }
 }
@@ -114,7 +119,9 @@ async fn check_language(app: &App, input: &KnowledgeBaseInput) -> ApiResult<()> 
     }
     Err(ApiError::validation(FieldErrors::single(
         "language",
-        format!("PostgreSQL has no text-search configuration {language:?}; try simple, english or german."),
+        format!(
+            "PostgreSQL has no text-search configuration {language:?}; try simple, english or german."
+        ),
     )))
 }
 
@@ -208,7 +215,10 @@ pub async fn list_documents(
         .await?
         .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
     Ok(Json(DocumentList {
-        data: rows.into_iter().map(knowledge::DocumentRow::into_wire).collect(),
+        data: rows
+            .into_iter()
+            .map(knowledge::DocumentRow::into_wire)
+            .collect(),
     }))
 }
 
@@ -318,9 +328,13 @@ pub async fn create_document(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (fields, file) = if multipart {
-        read_form(Multipart::from_request(request, &()).await.map_err(|rejection| {
-            ApiError::new(ErrorCode::InvalidJson).with_message(rejection.body_text())
-        })?)
+        read_form(
+            Multipart::from_request(request, &())
+                .await
+                .map_err(|rejection| {
+                    ApiError::new(ErrorCode::InvalidJson).with_message(rejection.body_text())
+                })?,
+        )
         .await?
     } else {
         let JsonBody(body) = JsonBody::from_request(request, &()).await?;
@@ -414,11 +428,7 @@ async fn read_form(mut form: Multipart) -> ApiResult<(Value, Option<Vec<u8>>)> {
 }
 
 /// Validates a document's fields, every bad one at once.
-async fn read_document(
-    app: &App,
-    body: &Value,
-    file: Option<Vec<u8>>,
-) -> ApiResult<NewDocument> {
+async fn read_document(app: &App, body: &Value, file: Option<Vec<u8>>) -> ApiResult<NewDocument> {
     let mut fields = Fields::new(body);
     let name = fields.required_string("name", 1..=MAX_NAME_CHARS);
     let description = fields.optional_string("description", 0..=MAX_NAME_CHARS);
@@ -483,14 +493,14 @@ fn read_links(value: Option<&Value>, errors: &mut FieldErrors) -> Vec<String> {
         return Vec::new();
     };
     let Some(items) = value.as_array() else {
-        errors.add("links", "The links must be an array of {\"link\": \"https://…\"}.");
+        errors.add(
+            "links",
+            "The links must be an array of {\"link\": \"https://…\"}.",
+        );
         return Vec::new();
     };
     if items.len() > MAX_WEBSITE_LINKS {
-        errors.add(
-            "links",
-            format!("At most {MAX_WEBSITE_LINKS} links."),
-        );
+        errors.add("links", format!("At most {MAX_WEBSITE_LINKS} links."));
         return Vec::new();
     }
     let mut links = Vec::new();
@@ -502,7 +512,10 @@ fn read_links(value: Option<&Value>, errors: &mut FieldErrors) -> Vec<String> {
             .filter(|l| !l.is_empty() && l.chars().count() <= MAX_WEBHOOK_URL_CHARS);
         match link {
             Some(link) => links.push(link.to_owned()),
-            None => errors.add(format!("links.{i}"), "Each link is {\"link\": \"https://…\"}."),
+            None => errors.add(
+                format!("links.{i}"),
+                "Each link is {\"link\": \"https://…\"}.",
+            ),
         }
     }
     links

@@ -146,11 +146,10 @@ fn overlap_of(last: &Piece) -> Option<Piece> {
     if estimate_tokens(&last.text) <= OVERLAP_TOKENS {
         return Some(last.clone());
     }
-    let tail = tail_within(&sentences(&last.text), " ", OVERLAP_TOKENS)
-        .or_else(|| {
-            let words: Vec<&str> = last.text.split_whitespace().collect();
-            tail_within(&words, " ", OVERLAP_TOKENS)
-        })?;
+    let tail = tail_within(&sentences(&last.text), " ", OVERLAP_TOKENS).or_else(|| {
+        let words: Vec<&str> = last.text.split_whitespace().collect();
+        tail_within(&words, " ", OVERLAP_TOKENS)
+    })?;
     Some(Piece {
         text: tail,
         block: last.block,
@@ -186,11 +185,7 @@ fn pieces_within(text: &str, limit: u32) -> Vec<String> {
             if estimate_tokens(&word_run) <= limit {
                 pieces.push(word_run);
             } else {
-                pieces.extend(runs_within(
-                    word_run.chars().map(String::from),
-                    "",
-                    limit,
-                ));
+                pieces.extend(runs_within(word_run.chars().map(String::from), "", limit));
             }
         }
     }
@@ -335,7 +330,11 @@ mod tests {
             assert!(passage.tokens >= 250, "{passage:?}");
         }
         assert!(passages[1].text.starts_with("In the installation intro"));
-        assert!(passages.iter().any(|p| p.text.contains("\n\n- a 64-bit CPU, item 0")));
+        assert!(
+            passages
+                .iter()
+                .any(|p| p.text.contains("\n\n- a 64-bit CPU, item 0"))
+        );
         let all_text = passages.iter().map(|p| p.text.as_str()).collect::<String>();
         for n in 0..14 {
             assert!(all_text.contains(&format!("In requirement part {n} sentence 3 says")));
@@ -350,10 +349,16 @@ mod tests {
             let (previous, next) = (&pair[0], &pair[1]);
             let first_block = next.text.split("\n\n").next().unwrap_or_default();
             if previous.heading == next.heading {
-                assert!(previous.text.ends_with(first_block), "{previous:?}\n{next:?}");
+                assert!(
+                    previous.text.ends_with(first_block),
+                    "{previous:?}\n{next:?}"
+                );
                 overlaps += 1;
             } else {
-                assert!(!previous.text.contains(first_block), "no overlap across headings");
+                assert!(
+                    !previous.text.contains(first_block),
+                    "no overlap across headings"
+                );
             }
         }
         assert!(overlaps >= 2);

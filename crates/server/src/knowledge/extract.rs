@@ -16,6 +16,7 @@ use std::io::{Cursor, Read};
 use std::panic::{self, AssertUnwindSafe};
 
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+use quick_xml::XmlVersion;
 use quick_xml::events::{BytesRef, BytesStart, Event as XmlEvent};
 use scraper::{ElementRef, Html, Node};
 
@@ -234,7 +235,9 @@ fn extract_markdown(text: &str) -> Extracted {
                 buffer.clear();
                 blocks.body(in_item, &text);
             }
-            Event::Start(Tag::Paragraph | Tag::BlockQuote(_) | Tag::CodeBlock(_) | Tag::List(_))
+            Event::Start(
+                Tag::Paragraph | Tag::BlockQuote(_) | Tag::CodeBlock(_) | Tag::List(_),
+            )
             | Event::End(
                 TagEnd::Paragraph | TagEnd::BlockQuote(_) | TagEnd::CodeBlock | TagEnd::List(_),
             )
@@ -589,13 +592,13 @@ fn pdf_pages_text(bytes: &[u8]) -> Result<Vec<String>, ExtractError> {
 /// hyphenated across a line break joined again.
 fn join_pdf_lines(paragraph: &str) -> String {
     let mut joined = String::new();
-    for line in paragraph.lines().map(str::trim).filter(|line| !line.is_empty()) {
+    for line in paragraph
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+    {
         let hyphenated = joined.ends_with('-')
-            && joined
-                .chars()
-                .rev()
-                .nth(1)
-                .is_some_and(char::is_alphabetic)
+            && joined.chars().rev().nth(1).is_some_and(char::is_alphabetic)
             && line.chars().next().is_some_and(char::is_lowercase);
         if hyphenated {
             joined.pop();
@@ -728,9 +731,7 @@ fn docx_blocks(
     let mut run_depth = 0usize;
     let mut in_text = false;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|_| ExtractErrorKind::NotDocx)?;
+        let event = reader.read_event().map_err(|_| ExtractErrorKind::NotDocx)?;
         match event {
             XmlEvent::Eof => break,
             XmlEvent::Start(element) => match element.local_name().as_ref() {
@@ -756,12 +757,10 @@ fn docx_blocks(
                     let Some(paragraph) = paragraphs.pop() else {
                         continue;
                     };
-                    let heading = paragraph.style.as_deref().and_then(|id| {
-                        styles
-                            .get(id)
-                            .copied()
-                            .or_else(|| heading_style_by_id(id))
-                    });
+                    let heading = paragraph
+                        .style
+                        .as_deref()
+                        .and_then(|id| styles.get(id).copied().or_else(|| heading_style_by_id(id)));
                     match heading {
                         Some(HeadingStyle::Title) => {
                             if title.is_none() {
@@ -825,7 +824,7 @@ fn xml_attribute(element: &BytesStart<'_>, local_name: &[u8]) -> Option<String> 
         .attributes()
         .flatten()
         .find(|attribute| attribute.key.local_name().as_ref() == local_name)
-        .and_then(|attribute| attribute.unescape_value().ok())
+        .and_then(|attribute| attribute.normalized_value(XmlVersion::Implicit1_0).ok())
         .map(|value| value.into_owned())
 }
 
@@ -919,7 +918,8 @@ mod tests {
 
     #[test]
     fn text_with_emoji_and_other_scripts_comes_out_unchanged() {
-        let text = "\u{feff}Café ☕ — naïve façade 🎉🇩🇪\n\nПривет, мир. 你好，世界。 مرحبا\n\n👨‍👩‍👧 family";
+        let text =
+            "\u{feff}Café ☕ — naïve façade 🎉🇩🇪\n\nПривет, мир. 你好，世界。 مرحبا\n\n👨‍👩‍👧 family";
         let extracted = extract(Format::Text, text.as_bytes()).expect("unicode text");
         assert_eq!(
             extracted.blocks,

@@ -101,7 +101,11 @@ pub async fn run_search(
         }
         Err(error) => {
             tracing::warn!(error = %format!("{error:#}"), "a knowledge search failed");
-            (json!({"error": "the search failed; answer without it"}), true, Vec::new())
+            (
+                json!({"error": "the search failed; answer without it"}),
+                true,
+                Vec::new(),
+            )
         }
     }
 }

@@ -103,11 +103,12 @@ pub async fn language_exists(conn: &mut impl Conn, name: &str) -> QueryResult<bo
         #[diesel(sql_type = Bool)]
         exists: bool,
     }
-    let found: Exists =
-        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1) AS exists")
-            .bind::<Text, _>(name)
-            .get_result(conn)
-            .await?;
+    let found: Exists = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1) AS exists",
+    )
+    .bind::<Text, _>(name)
+    .get_result(conn)
+    .await?;
     Ok(found.exists)
 }
 
@@ -194,7 +195,9 @@ pub async fn update_base(
                 diesel::update(
                     knowledge_documents::table
                         .filter(knowledge_documents::knowledge_base_id.eq(id))
-                        .filter(knowledge_documents::status.ne(DocumentStatus::Processing.as_str())),
+                        .filter(
+                            knowledge_documents::status.ne(DocumentStatus::Processing.as_str()),
+                        ),
                 )
                 .set((
                     knowledge_documents::status.eq(DocumentStatus::Processing.as_str()),

@@ -310,9 +310,13 @@ async fn with_knowledge(
         query.push_str(&turn.message);
     }
     let searching = Instant::now();
-    let hits =
-        crate::knowledge::retrieve::for_prompt(app, knowledge_base_id, &query, app.settings.knowledge_tokens)
-            .await;
+    let hits = crate::knowledge::retrieve::for_prompt(
+        app,
+        knowledge_base_id,
+        &query,
+        app.settings.knowledge_tokens,
+    )
+    .await;
     metrics::phase(Phase::Database, searching.elapsed());
     let hits = match hits {
         Ok(hits) => hits,

@@ -31,8 +31,10 @@ fn form(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (Vec<u8>, Strin
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                .as_bytes(),
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
         );
     }
     if let Some((filename, bytes)) = file {
@@ -151,7 +153,10 @@ async fn a_text_document_is_processed_listed_searched_and_deleted() {
         .await;
     assert_eq!(status, StatusCode::OK, "{found}");
     let best = &found["data"][0];
-    assert!(best["text"].as_str().unwrap().contains("Austria"), "{found}");
+    assert!(
+        best["text"].as_str().unwrap().contains("Austria"),
+        "{found}"
+    );
     assert_eq!(best["document_id"], document);
     assert_eq!(best["document_name"], "handbook.md");
     assert!(best["score"].as_f64().unwrap() > 0.0);
@@ -277,7 +282,11 @@ async fn bad_documents_are_refused_or_fail_with_a_reason() {
     let done = processed(&app, &account.key, base, b["data"]["id"].as_i64().unwrap()).await;
     assert_eq!(done["status"], "failed");
     assert!(
-        done["reason"].as_str().unwrap().to_lowercase().contains("pdf"),
+        done["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("pdf"),
         "{done}"
     );
     let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
@@ -305,7 +314,12 @@ async fn a_prompt_mode_reply_is_given_the_best_passages_and_records_them() {
         )
         .await;
     let (status, answer) = app
-        .reply(&account.key, assistant, "+43 1", "How long does shipping to Austria take?")
+        .reply(
+            &account.key,
+            assistant,
+            "+43 1",
+            "How long does shipping to Austria take?",
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     // The Famulor answer keeps its shape.
@@ -319,7 +333,7 @@ async fn a_prompt_mode_reply_is_given_the_best_passages_and_records_them() {
     let (_, history, _) = app
         .get(&account.key, &format!("/api/conversations/{conversation}"))
         .await;
-    let reply = history["data"]["history"]
+    let reply = history["history"]
         .as_array()
         .unwrap()
         .iter()
@@ -341,8 +355,13 @@ async fn a_prompt_mode_reply_is_given_the_best_passages_and_records_them() {
         None,
     )
     .await;
-    app.reply(&account.key, assistant, "+43 1", "And shipping to Austria again?")
-        .await;
+    app.reply(
+        &account.key,
+        assistant,
+        "+43 1",
+        "And shipping to Austria again?",
+    )
+    .await;
     let requests = app.llm_requests().await;
     let prompt = requests.last().unwrap()["messages"].to_string();
     assert!(!prompt.contains("three to five working days"), "{prompt}");
@@ -379,20 +398,22 @@ async fn a_function_call_mode_model_searches_when_it_decides_to() {
     })
     .await;
     let (status, answer) = app
-        .reply(&account.key, assistant, "web:v1", "What is your return policy?")
+        .reply(
+            &account.key,
+            assistant,
+            "web:v1",
+            "What is your return policy?",
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let call = &answer["function_calls"][0];
     assert_eq!(call["name"], "search_knowledge");
-    assert!(
-        call["result"].to_string().contains("30 days"),
-        "{answer}"
-    );
+    assert!(call["result"].to_string().contains("30 days"), "{answer}");
     let conversation = answer["conversation_id"].as_str().unwrap();
     let (_, history, _) = app
         .get(&account.key, &format!("/api/conversations/{conversation}"))
         .await;
-    let reply = history["data"]["history"]
+    let reply = history["history"]
         .as_array()
         .unwrap()
         .iter()
