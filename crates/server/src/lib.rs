@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod idempotency;
+pub mod knowledge;
 pub mod known_keys;
 pub mod llm;
 pub mod models;
