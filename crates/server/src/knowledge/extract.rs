@@ -213,12 +213,14 @@ fn extract_markdown(text: &str) -> Extracted {
                 heading = None;
             }
             // A list item's paragraphs and code stay in the item, one per line.
-            Event::Start(Tag::Paragraph | Tag::CodeBlock(_)) if in_item => {
-                if !buffer.is_empty() && !buffer.ends_with('\n') {
-                    buffer.push('\n');
-                }
+            Event::Start(Tag::Paragraph | Tag::CodeBlock(_))
+                if in_item && !buffer.is_empty() && !buffer.ends_with('\n') =>
+            {
+                buffer.push('\n');
             }
-            Event::End(TagEnd::Paragraph | TagEnd::CodeBlock) if in_item => {}
+            Event::Start(Tag::Paragraph | Tag::CodeBlock(_))
+            | Event::End(TagEnd::Paragraph | TagEnd::CodeBlock)
+                if in_item => {}
             Event::Start(Tag::Item) => {
                 flush(&mut blocks, &mut buffer, None, in_item);
                 item_depth += 1;
@@ -1146,9 +1148,17 @@ SELECT content FROM test1 WHERE id = <em class="replaceable"><code>constant</cod
         );
     }
 
+    /// Encryption keys derive from the file's ID, which the PDF writer leaves to its users.
+    fn two_page_pdf_with_id() -> Document {
+        let mut document = two_page_pdf();
+        let id = Object::string_literal("0123456789abcdef");
+        document.trailer.set("ID", vec![id.clone(), id]);
+        document
+    }
+
     #[test]
     fn pdf_needing_a_password_is_encrypted() {
-        let mut document = two_page_pdf();
+        let mut document = two_page_pdf_with_id();
         let state = EncryptionState::try_from(EncryptionVersion::V2 {
             document: &document,
             owner_password: "owner",
@@ -1166,7 +1176,7 @@ SELECT content FROM test1 WHERE id = <em class="replaceable"><code>constant</cod
 
     #[test]
     fn pdf_encrypted_with_an_empty_password_is_read() {
-        let mut document = two_page_pdf();
+        let mut document = two_page_pdf_with_id();
         let state = EncryptionState::try_from(EncryptionVersion::V2 {
             document: &document,
             owner_password: "owner",
