@@ -353,8 +353,7 @@ pub async fn create_document(
     let path = format!("/api/user/knowledgebases/{id}/documents");
     let fingerprint = idempotency::fingerprint("POST", &path, Some(&print));
     let account_id = caller.account_id;
-    let knowledge = app.knowledge.clone();
-    Ok(idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
+    let answer = idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
         Box::pin(async move {
             let row = knowledge::create_document(conn, account_id, id, &document)
                 .await
@@ -362,7 +361,6 @@ pub async fn create_document(
                     "A knowledge base may have at most {MAX_DOCUMENTS_PER_KNOWLEDGE_BASE} documents; delete one to make room."
                 )))?
                 .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
-            knowledge.wake();
             Ok((
                 StatusCode::CREATED,
                 DocumentResponse {
@@ -373,7 +371,10 @@ pub async fn create_document(
             ))
         })
     })
-    .await)
+    .await;
+    // Once committed: woken before, the worker could look and see nothing.
+    app.knowledge.wake();
+    Ok(answer)
 }
 
 /// A form's text fields as a JSON object (`links[0][link]` and `links[]` gathered into

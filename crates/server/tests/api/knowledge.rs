@@ -345,6 +345,24 @@ async fn a_prompt_mode_reply_is_given_the_best_passages_and_records_them() {
     assert_eq!(given[0]["document_id"], document);
     assert_eq!(given[0]["document_name"], "handbook.md");
     assert!(given[0]["passage_id"].as_i64().is_some());
+    // And in the `reply.created` event.
+    #[derive(diesel::QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        message: Value,
+    }
+    let mut conn = app.db.connect().await;
+    let event: Stored = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT message FROM events WHERE kind = 'reply.created'"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        event.message["knowledge"], reply["knowledge"],
+        "{}",
+        event.message
+    );
 
     // The document deleted, the next reply reads nothing of it.
     app.request(
@@ -448,4 +466,257 @@ async fn a_document_left_processing_by_a_crash_is_taken_up_again() {
     .await;
     let done = processed(&app, &account.key, base, document).await;
     assert_eq!(done["status"], "active", "{done}");
+}
+
+/// A one-page PDF of `lines` in Helvetica, with a real text layer.
+fn pdf_of(lines: &[&str]) -> Vec<u8> {
+    use pdf_extract::content::{Content, Operation};
+    use pdf_extract::{Document, Object, Stream, dictionary};
+    let mut document = Document::with_version("1.5");
+    let pages_id = document.new_object_id();
+    let font_id = document.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+    });
+    let resources_id =
+        document.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
+    let mut operations = vec![
+        Operation::new("BT", vec![]),
+        Operation::new("Tf", vec!["F1".into(), 12.into()]),
+        Operation::new("Td", vec![72.into(), 770.into()]),
+    ];
+    for line in lines {
+        operations.push(Operation::new("Tj", vec![Object::string_literal(*line)]));
+        operations.push(Operation::new("Td", vec![0.into(), (-14).into()]));
+    }
+    operations.push(Operation::new("ET", vec![]));
+    let content = Content { operations }.encode().unwrap();
+    let content_id = document.add_object(Stream::new(dictionary! {}, content));
+    let page_id = document.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+    });
+    document.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+            "Resources" => resources_id,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = document.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    document.trailer.set("Root", catalog_id);
+    let mut bytes = Vec::new();
+    document.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+/// A DOCX with a heading and a paragraph, written by docx-rs.
+fn docx_of(heading: &str, text: &str) -> Vec<u8> {
+    use docx_rs::{Docx, Paragraph, Run, Style, StyleType};
+    let docx = Docx::new()
+        .add_style(Style::new("Heading1", StyleType::Paragraph).name("heading 1"))
+        .add_paragraph(
+            Paragraph::new()
+                .style("Heading1")
+                .add_run(Run::new().add_text(heading)),
+        )
+        .add_paragraph(Paragraph::new().add_run(Run::new().add_text(text)));
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    docx.build().pack(&mut bytes).unwrap();
+    bytes.into_inner()
+}
+
+async fn search_texts(app: &TestApp, key: &str, base: i64, query: &str) -> Vec<Value> {
+    let (status, found, _) = app
+        .post(
+            key,
+            &format!("/api/user/knowledgebases/{base}/search"),
+            &json!({"query": query, "limit": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    found["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_real_pdf_and_docx_are_read_and_searched() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let base = knowledge_base(&app, &account, "english").await;
+    let pdf = pdf_of(&[
+        "Warranty",
+        "Every kettle carries a two year warranty from the date of purchase.",
+    ]);
+    let (s, b) = upload(
+        &app,
+        &account.key,
+        base,
+        &[("name", "warranty.pdf"), ("type", "pdf")],
+        Some(("warranty.pdf", &pdf)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let pdf_id = b["data"]["id"].as_i64().unwrap();
+    let docx = docx_of(
+        "Gift wrapping",
+        "Gift wrapping costs 3 euros and is available for every order 🎁.",
+    );
+    let (s, b) = upload(
+        &app,
+        &account.key,
+        base,
+        &[
+            ("name", "extras.docx"),
+            ("type", "docx"),
+            ("description", "Extras"),
+        ],
+        Some(("extras.docx", &docx)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let docx_id = b["data"]["id"].as_i64().unwrap();
+    for id in [pdf_id, docx_id] {
+        let done = processed(&app, &account.key, base, id).await;
+        assert_eq!(done["status"], "active", "{done}");
+    }
+    let hits = search_texts(
+        &app,
+        &account.key,
+        base,
+        "how long is the warranty on a kettle",
+    )
+    .await;
+    assert_eq!(hits[0]["document_id"], pdf_id, "{hits:?}");
+    let hits = search_texts(&app, &account.key, base, "gift wrapping price").await;
+    assert_eq!(hits[0]["document_id"], docx_id, "{hits:?}");
+    assert_eq!(hits[0]["heading"], "Gift wrapping", "{hits:?}");
+    assert!(hits[0]["text"].as_str().unwrap().contains('🎁'));
+}
+
+#[tokio::test]
+async fn a_website_is_read_through_its_links_honouring_robots_txt() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
+    let app = TestApp::spawn_with(|s| {
+        s.outbound_allowed_hosts =
+            anyreply_server::tools::guard::AddressPolicy::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let account = app.account("10").await;
+    let base = knowledge_base(&app, &account, "english").await;
+    let site = MockServer::start().await;
+    let html = |body: &str| {
+        ResponseTemplate::new(200).set_body_raw(
+            format!(
+                "<!doctype html><html><head><title>Shop</title></head><body>{body}</body></html>"
+            ),
+            "text/html; charset=utf-8",
+        )
+    };
+    let pages = [
+        (
+            "/robots.txt",
+            ResponseTemplate::new(200)
+                .set_body_raw("User-agent: *\nDisallow: /private\n", "text/plain"),
+        ),
+        (
+            "/",
+            html(
+                "<h1>Welcome</h1><p>Our shop sells kettles.</p><a href=\"/faq\">FAQ</a> <a href=\"/private\">staff</a> <a href=\"/gone\">old</a> <a href=\"https://example.invalid/x\">elsewhere</a>",
+            ),
+        ),
+        (
+            "/faq",
+            html("<h1>Shipping</h1><p>We ship to Austria within five working days.</p>"),
+        ),
+        (
+            "/private",
+            html("<p>The staff discount code is KETTLE50.</p>"),
+        ),
+    ];
+    for (at, answer) in pages {
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(answer)
+            .mount(&site)
+            .await;
+    }
+    let (s, b, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/documents"),
+            &json!({"name": "Website", "type": "website", "url": format!("{}/", site.uri()), "relative_links_limit": 10}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["type_label"], "Website");
+    let done = processed(&app, &account.key, base, b["data"]["id"].as_i64().unwrap()).await;
+    assert_eq!(done["status"], "active", "{done}");
+    let hits = search_texts(&app, &account.key, base, "Do you ship to Austria?").await;
+    assert!(
+        hits[0]["url"].as_str().unwrap().ends_with("/faq"),
+        "{hits:?}"
+    );
+    assert!(
+        search_texts(&app, &account.key, base, "staff discount code")
+            .await
+            .iter()
+            .all(|h| !h["text"].as_str().unwrap().contains("KETTLE50"))
+    );
+    let requested: Vec<String> = site
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert!(!requested.contains(&"/private".to_owned()), "{requested:?}");
+
+    // A site whose start page is missing fails, saying so.
+    let (_, b, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/documents"),
+            &json!({"name": "Old site", "type": "website", "url": format!("{}/nothing-here", site.uri())}),
+        )
+        .await;
+    let done = processed(&app, &account.key, base, b["data"]["id"].as_i64().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(done["reason"].as_str().unwrap().contains("404"), "{done}");
+}
+
+#[tokio::test]
+async fn a_document_read_again_is_found_all_the_while() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let (base, document) = handbook(&app, &account).await;
+    // A change of language reads every document again; searches meanwhile see the old
+    // passages or the new, never none.
+    let (s, b, _) = app
+        .put(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}"),
+            &json!({"language": "simple"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let started = Instant::now();
+    loop {
+        let hits = search_texts(&app, &account.key, base, "Austria").await;
+        assert!(
+            !hits.is_empty(),
+            "a search found nothing while the document was read again"
+        );
+        let (_, doc, _) = app
+            .get(
+                &account.key,
+                &format!("/api/user/knowledgebases/{base}/documents/{document}"),
+            )
+            .await;
+        if doc["data"]["status"] == "active" && started.elapsed() > Duration::from_millis(200) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+    let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
+    assert_eq!(list["data"][0]["language"], "simple");
 }
