@@ -61,6 +61,7 @@ pub async fn list_assistants(
     responses(
         (status = 201, description = "The new assistant", body = AssistantResponse),
         (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
+        (status = 404, description = "`KNOWLEDGE_BASE_NOT_FOUND`: `knowledgebase_id` is not one of the account's", body = ErrorBody),
         (status = 409, description = "`IDEMPOTENCY_CONFLICT`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 422, description = "`VALIDATION_ERROR`, `LIMIT_EXCEEDED`, `IDEMPOTENCY_KEY_REUSED`", body = ErrorBody),
@@ -128,7 +129,7 @@ fn create_error(error: CreateError) -> ApiError {
     responses(
         (status = 200, description = "The assistant as changed", body = AssistantResponse),
         (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
-        (status = 404, description = "`ASSISTANT_NOT_FOUND`, `NOT_FOUND` (a malformed id)", body = ErrorBody),
+        (status = 404, description = "`ASSISTANT_NOT_FOUND`, `NOT_FOUND` (a malformed id), `KNOWLEDGE_BASE_NOT_FOUND` (`knowledgebase_id` is not one of the account's)", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 422, description = "`VALIDATION_ERROR`", body = ErrorBody),
     )
