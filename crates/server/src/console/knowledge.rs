@@ -80,7 +80,10 @@ async fn list_page(
     }
     Ok(ListPage {
         layout: Layout::signed_in(operator, "knowledge"),
-        bases: bases.into_iter().map(knowledge::BaseRow::into_wire).collect(),
+        bases: bases
+            .into_iter()
+            .map(knowledge::BaseRow::into_wire)
+            .collect(),
         languages,
         fields,
         errors,
@@ -279,7 +282,9 @@ pub(super) async fn show(
     let body = Body::default().text("query", searched.trim()).build();
     match search(&app, &operator, id, &body).await {
         Ok(hits) => page.hits = hits,
-        Err(refusal) => page.search_errors = form_errors(refusal, ErrorCode::KnowledgeBaseNotFound)?,
+        Err(refusal) => {
+            page.search_errors = form_errors(refusal, ErrorCode::KnowledgeBaseNotFound)?
+        }
     }
     page.query = Some(searched);
     Ok(page.into_response())
@@ -352,7 +357,7 @@ async fn add_upload(
         shown.kind = text("type").unwrap_or_default();
     }
     let document = api::read_document(app, &fields, file).await?;
-    api::create_document(app, operator.caller.account_id, id, &document).await
+    api::add_document(app, operator.caller.account_id, id, &document).await
 }
 
 /// `POST /console/knowledge/{id}/websites`: a website, read from its address.
@@ -365,7 +370,7 @@ pub(super) async fn add_website(
     let fields = WebsiteFields::posted(&form);
     let created = async {
         let document = api::read_document(&app, &fields.body(), None).await?;
-        api::create_document(&app, operator.caller.account_id, id, &document).await
+        api::add_document(&app, operator.caller.account_id, id, &document).await
     }
     .await;
     match created {
@@ -390,6 +395,6 @@ pub(super) async fn delete_document(
     let id = api::base_id(&id)?;
     let document = api::document_id(&document)?;
     let mut conn = app.db().await?;
-    api::delete_document(&mut conn, operator.caller.account_id, id, document).await?;
+    api::remove_document(&mut conn, operator.caller.account_id, id, document).await?;
     Ok(Redirect::to(&page_of(id)).into_response())
 }

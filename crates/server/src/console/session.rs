@@ -147,20 +147,23 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
         let operator = Operator::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(|rejection| match rejection {
-                BytesRejection::FailedToBufferBody(_) => {
-                    ConsoleError::Api(ApiError::new(ErrorCode::PayloadTooLarge))
-                }
-                _ => ConsoleError::BadForm,
-            })?;
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(_) => {
+                        ConsoleError::Api(ApiError::new(ErrorCode::PayloadTooLarge))
+                    }
+                    _ => ConsoleError::BadForm,
+                })?;
         // Each pass reads the same bytes; the parts keep the route's body limit.
         let multipart = |bytes: &axum::body::Bytes| {
             let request = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
             Multipart::from_request(request, state)
         };
-        let mut first = multipart(&bytes).await.map_err(|_| ConsoleError::Forbidden)?;
+        let mut first = multipart(&bytes)
+            .await
+            .map_err(|_| ConsoleError::Forbidden)?;
         let mut csrf = None;
         let mut file_names = Vec::new();
         // A form that cannot be read has no token that could be trusted.

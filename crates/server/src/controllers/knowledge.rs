@@ -83,19 +83,21 @@ pub async fn create_knowledge_base(
     let input = read_base_input(&app, &body.0, true).await?;
     let fingerprint = idempotency::fingerprint("POST", "/api/user/knowledgebases", Some(&body.0));
     let account_id = caller.account_id;
-    Ok(idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
-        Box::pin(async move {
-            let data = create_base(conn, account_id, &input).await?;
-            Ok((
-                StatusCode::CREATED,
-                KnowledgeBaseResponse {
-                    message: "Knowledgebase created successfully.".to_owned(),
-                    data,
-                },
-            ))
+    Ok(
+        idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
+            Box::pin(async move {
+                let data = create_base(conn, account_id, &input).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    KnowledgeBaseResponse {
+                        message: "Knowledgebase created successfully.".to_owned(),
+                        data,
+                    },
+                ))
+            })
         })
-    })
-    .await)
+        .await,
+    )
 }
 
 /// Validates a create (`creating`) or update body, its language included.
@@ -319,13 +321,13 @@ pub async fn delete_document(
     let mut conn = app.db().await?;
     Ok(Json(DocumentResponse {
         message: "Document deleted successfully.".to_owned(),
-        data: delete_document(&mut conn, caller.account_id, base, document).await?,
+        data: remove_document(&mut conn, caller.account_id, base, document).await?,
     }))
 }
 
 /// Deletes a document of the account's knowledge base with its passages; returns it as it
 /// was.
-pub async fn delete_document(
+pub async fn remove_document(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     base_id: i64,
@@ -422,7 +424,7 @@ pub async fn create_document(
 
 /// Adds a validated document to the account's knowledge base, `processing`, and wakes the
 /// worker that reads it.
-pub async fn create_document(
+pub async fn add_document(
     app: &App,
     account_id: i64,
     base_id: i64,

@@ -1057,10 +1057,14 @@ async fn knowledge_bases_are_listed_created_and_deleted_with_the_apis_checks() {
         "{}",
         page.html
     );
-    for shown in ["Returns &amp; shipping", "english", "Empty"] {
+    for shown in ["Returns &#38; shipping", "english", "Empty"] {
         assert!(page.html.contains(shown), "{shown}: {}", page.html);
     }
-    assert!(page.html.contains("<option value=\"german\""), "{}", page.html);
+    assert!(
+        page.html.contains("<option value=\"german\""),
+        "{}",
+        page.html
+    );
 
     // An unknown language: the API's message, next to the field.
     let page = browser
@@ -1190,7 +1194,8 @@ async fn a_file_uploaded_in_the_console_is_processed_and_its_passages_searched()
     assert_eq!(page.status, StatusCode::OK);
     let results = page.html.split("<h2>Upload a file</h2>").next().unwrap();
     assert!(
-        results.contains("Shipping to Austria takes three to five working days and costs 4.90 EUR."),
+        results
+            .contains("Shipping to Austria takes three to five working days and costs 4.90 EUR."),
         "{results}"
     );
     assert!(results.contains("Shop handbook 🛒"), "{results}");
@@ -1301,6 +1306,30 @@ async fn a_file_uploaded_in_the_console_is_processed_and_its_passages_searched()
     let page = browser.post(&delete, &[]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(app.count("knowledge_documents").await, 1);
+
+    // Files past the other forms' body limit are taken, up to the API's 20 MB.
+    let large = vec![b'a'; 3 * 1024 * 1024];
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("type", "pdf")],
+            Some(("large.pdf", &large)),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let too_large = vec![b'a'; 20 * 1024 * 1024 + 1];
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("type", "txt")],
+            Some(("too-large.txt", &too_large)),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(page.html.contains("at most 20 MB"), "{}", page.html);
+    assert_eq!(app.count("knowledge_documents").await, 2);
 }
 
 #[tokio::test]
@@ -1337,12 +1366,16 @@ async fn the_assistant_form_chooses_a_knowledge_base_and_how_it_is_read() {
     assert_eq!(list["data"][0]["knowledgebase_mode"], "function_call");
     let page = browser.get(&edit).await;
     assert!(
-        page.html
-            .contains(&format!("<option value=\"{base}\" selected>Handbook 📘</option>")),
+        page.html.contains(&format!(
+            "<option value=\"{base}\" selected>Handbook 📘</option>"
+        )),
         "{}",
         page.html
     );
-    assert!(page.html.contains("<option value=\"function_call\" selected>"));
+    assert!(
+        page.html
+            .contains("<option value=\"function_call\" selected>")
+    );
 
     // Another account's knowledge base is refused as the API refuses it.
     let page = browser
@@ -1354,7 +1387,12 @@ async fn the_assistant_form_chooses_a_knowledge_base_and_how_it_is_read() {
             ],
         )
         .await;
-    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", page.html);
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.html
+    );
     let (_, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
     assert_eq!(list["data"][0]["knowledgebase_id"], base);
 
@@ -1373,4 +1411,39 @@ async fn the_assistant_form_chooses_a_knowledge_base_and_how_it_is_read() {
     let (_, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
     assert_eq!(list["data"][0]["knowledgebase_id"], serde_json::Value::Null);
     assert_eq!(list["data"][0]["knowledgebase_mode"], "prompt");
+}
+
+#[tokio::test]
+async fn a_knowledge_base_page_refreshes_itself_only_while_a_document_is_processing() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let base = knowledge_base_of(&app, &account, "Handbook").await;
+    let page_path = format!("/console/knowledge/{base}");
+    let mut browser = signed_in(&app, &account).await;
+    let page = browser.get(&page_path).await;
+    assert!(!page.html.contains("http-equiv=\"refresh\""));
+
+    // Leased by some process for an hour, so that it stays `processing` here.
+    let mut conn = app.db.connect().await;
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO knowledge_documents (knowledge_base_id, account_id, name, kind, content, lease_until)
+             VALUES ($1, $2, 'notes.txt', 'txt', 'Notes', now() + interval '1 hour')",
+        )
+        .bind::<diesel::sql_types::Int8, _>(base)
+        .bind::<diesel::sql_types::Int8, _>(account.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let page = browser.get(&page_path).await;
+    assert!(
+        page.html
+            .contains("<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("hx-trigger=\"load delay:3s\""));
+    assert!(page.html.contains("Processing"));
 }
