@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use anyreply_core::wire::{Assistant, AssistantInput, UsageGroup};
+use anyreply_core::wire::{Assistant, AssistantInput, KnowledgeMode, UsageGroup};
 use anyreply_core::{ErrorCode, Money};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,7 +19,7 @@ use super::{ConsoleError, FormErrors, Layout, form_errors};
 use crate::app::App;
 use crate::controllers::assistants as api;
 use crate::error::ApiError;
-use crate::models::{assistant, tool, usage};
+use crate::models::{assistant, knowledge, tool, usage};
 
 /// Most assistants and tools a page lists (the API's limits are 1,000 each).
 const LISTED: u32 = 1_000;
@@ -93,12 +93,21 @@ pub(super) struct Fields {
     fallback_llm_model: String,
     variables: String,
     coalesce_ms: String,
+    /// The knowledge base's id; empty for none.
+    knowledgebase_id: String,
+    knowledgebase_mode: String,
 }
 
 pub(super) struct ToolChoice {
     id: i64,
     name: String,
     chosen: bool,
+}
+
+/// One of the account's knowledge bases, for the select.
+pub(super) struct KnowledgeChoice {
+    id: i64,
+    name: String,
 }
 
 #[derive(askama::Template, askama_web::WebTemplate)]
@@ -109,6 +118,7 @@ pub(super) struct FormPage {
     id: Option<i64>,
     fields: Fields,
     tools: Vec<ToolChoice>,
+    knowledge_bases: Vec<KnowledgeChoice>,
     errors: FormErrors,
 }
 
@@ -144,6 +154,11 @@ impl Fields {
             fallback_llm_model: assistant.fallback_llm_model.clone().unwrap_or_default(),
             variables: serde_json::to_string_pretty(&assistant.variables).unwrap_or_default(),
             coalesce_ms: assistant.coalesce_ms.to_string(),
+            knowledgebase_id: assistant
+                .knowledgebase_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            knowledgebase_mode: assistant.knowledgebase_mode.as_str().to_owned(),
         }
     }
 
@@ -159,6 +174,8 @@ impl Fields {
             fallback_llm_model: form.get("fallback_llm_model").to_owned(),
             variables: form.get("variables").to_owned(),
             coalesce_ms: form.get("coalesce_ms").to_owned(),
+            knowledgebase_id: form.get("knowledgebase_id").to_owned(),
+            knowledgebase_mode: form.get("knowledgebase_mode").to_owned(),
         }
     }
 
@@ -176,6 +193,10 @@ impl Fields {
             .json("variables", &self.variables)
             .number("coalesce_ms", &self.coalesce_ms)
             .value("tool_ids", Value::from(tool_ids.to_vec()))
+            // None chosen clears it, as `null` does in the API.
+            .value("knowledgebase_id", Value::Null)
+            .number("knowledgebase_id", &self.knowledgebase_id)
+            .text("knowledgebase_mode", &self.knowledgebase_mode)
             .build()
     }
 }
@@ -197,20 +218,37 @@ async fn tool_choices(
         .collect())
 }
 
+async fn knowledge_choices(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+) -> Result<Vec<KnowledgeChoice>, ConsoleError> {
+    let bases = knowledge::list_bases(conn, account_id).await?;
+    Ok(bases
+        .into_iter()
+        .map(|row| KnowledgeChoice {
+            id: row.id,
+            name: row.name,
+        })
+        .collect())
+}
+
 pub(super) async fn new_form(
     State(app): State<App>,
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
     let mut conn = app.db().await?;
     let tools = tool_choices(&mut conn, operator.caller.account_id, &[]).await?;
+    let knowledge_bases = knowledge_choices(&mut conn, operator.caller.account_id).await?;
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "assistants"),
         id: None,
         fields: Fields {
             llm_provider: "openai".to_owned(),
+            knowledgebase_mode: KnowledgeMode::default().as_str().to_owned(),
             ..Fields::default()
         },
         tools,
+        knowledge_bases,
         errors: FormErrors::default(),
     }
     .into_response())
@@ -230,11 +268,13 @@ pub(super) async fn edit_form(
         .ok_or(ApiError::new(ErrorCode::AssistantNotFound))?
         .into_wire();
     let tools = tool_choices(&mut conn, operator.caller.account_id, &found.tool_ids).await?;
+    let knowledge_bases = knowledge_choices(&mut conn, operator.caller.account_id).await?;
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "assistants"),
         id: Some(id),
         fields: Fields::of(&found),
         tools,
+        knowledge_bases,
         errors: FormErrors::default(),
     }
     .into_response())
@@ -276,11 +316,13 @@ async fn save(
             let errors = form_errors(refusal, ErrorCode::AssistantNotFound)?;
             let mut conn = app.db().await?;
             let tools = tool_choices(&mut conn, operator.caller.account_id, &tool_ids).await?;
+            let knowledge_bases = knowledge_choices(&mut conn, operator.caller.account_id).await?;
             let page = FormPage {
                 layout: Layout::signed_in(&operator, "assistants"),
                 id,
                 fields,
                 tools,
+                knowledge_bases,
                 errors,
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())

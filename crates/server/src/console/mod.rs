@@ -14,11 +14,14 @@ mod assistants;
 mod conversations;
 mod dashboard;
 mod form;
+mod knowledge;
 mod session;
 mod tools;
 
+use anyreply_core::limits::MAX_DOCUMENT_BYTES;
 use anyreply_core::{ErrorBody, ErrorCode};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -51,6 +54,27 @@ pub fn routes() -> Router<App> {
         .route(
             "/console/tools/{id}",
             get(tools::edit_form).post(tools::update),
+        )
+        .route(
+            "/console/knowledge",
+            get(knowledge::list).post(knowledge::create),
+        )
+        .route("/console/knowledge/{id}", get(knowledge::show))
+        .route("/console/knowledge/{id}/delete", post(knowledge::delete))
+        .route(
+            "/console/knowledge/{id}/documents",
+            post(knowledge::upload).layer(
+                // A file of 20 MB, and the form around it, as the API takes it.
+                DefaultBodyLimit::max(MAX_DOCUMENT_BYTES + 64 * 1024),
+            ),
+        )
+        .route(
+            "/console/knowledge/{id}/websites",
+            post(knowledge::add_website),
+        )
+        .route(
+            "/console/knowledge/{id}/documents/{document_id}/delete",
+            post(knowledge::delete_document),
         )
         .route("/console/conversations", get(conversations::list))
         .route("/console/conversations/{id}", get(conversations::show))

@@ -5,7 +5,10 @@
 //! its own CSRF token, which every form sends back; the sign-in form, before any session,
 //! sends back the token of a cookie of its own (double submit).
 
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
+use anyreply_core::ErrorCode;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Multipart, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -18,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::{ConsoleError, Layout};
 use crate::app::App;
 use crate::client_address;
+use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
 use crate::models::console_session;
@@ -119,6 +123,72 @@ where
         }
         let form = serde_urlencoded::from_bytes(&bytes).map_err(|_| ConsoleError::BadForm)?;
         Ok(Submitted { operator, form })
+    }
+}
+
+/// A `multipart/form-data` form (an upload) posted by a signed-in operator, its CSRF token
+/// checked as [`Submitted`]'s: the token is the form's `csrf` field, and without the session's
+/// token the answer is 403 and nothing is done. The body is read whole (within the route's
+/// limit) so that the token is checked before any field is used.
+pub(super) struct SubmittedUpload {
+    pub(super) operator: Operator,
+    pub(super) form: Multipart,
+    /// The name each file field's file was sent with, by field.
+    pub(super) file_names: Vec<(String, String)>,
+}
+
+impl<S> FromRequest<S> for SubmittedUpload
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let operator = Operator::from_request_parts(&mut parts, state).await?;
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(_) => {
+                        ConsoleError::Api(ApiError::new(ErrorCode::PayloadTooLarge))
+                    }
+                    _ => ConsoleError::BadForm,
+                })?;
+        // Each pass reads the same bytes; the parts keep the route's body limit.
+        let multipart = |bytes: &axum::body::Bytes| {
+            let request = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+            Multipart::from_request(request, state)
+        };
+        let mut first = multipart(&bytes)
+            .await
+            .map_err(|_| ConsoleError::Forbidden)?;
+        let mut csrf = None;
+        let mut file_names = Vec::new();
+        // A form that cannot be read has no token that could be trusted.
+        while let Some(field) = first
+            .next_field()
+            .await
+            .map_err(|_| ConsoleError::Forbidden)?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            if let Some(file_name) = field.file_name() {
+                file_names.push((name.clone(), file_name.to_owned()));
+            }
+            if name == "csrf" && csrf.is_none() {
+                csrf = Some(field.text().await.map_err(|_| ConsoleError::Forbidden)?);
+            }
+        }
+        if !same_secret(csrf.as_deref().unwrap_or_default(), &operator.csrf) {
+            return Err(ConsoleError::Forbidden);
+        }
+        let form = multipart(&bytes).await.map_err(|_| ConsoleError::BadForm)?;
+        Ok(SubmittedUpload {
+            operator,
+            form,
+            file_names,
+        })
     }
 }
 

@@ -7,8 +7,9 @@ use anyreply_core::limits::{
 };
 use anyreply_core::wire::knowledge::{DEFAULT_SEARCH_LIMIT, MAX_NAME_CHARS};
 use anyreply_core::wire::{
-    DocumentData, DocumentList, DocumentResponse, DocumentType, KnowledgeBaseInput,
-    KnowledgeBaseList, KnowledgeBaseResponse, SearchInput, SearchResults,
+    Document, DocumentData, DocumentList, DocumentResponse, DocumentType, KnowledgeBase,
+    KnowledgeBaseInput, KnowledgeBaseList, KnowledgeBaseResponse, SearchHit, SearchInput,
+    SearchResults,
 };
 use anyreply_core::{ErrorBody, ErrorCode, FieldErrors, validate::Fields};
 use axum::Json;
@@ -16,6 +17,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use diesel_async::AsyncPgConnection;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -29,7 +31,8 @@ use crate::openapi::IdempotencyKey;
 /// Default `relative_links_limit` of a website document.
 const DEFAULT_RELATIVE_LINKS: i64 = 10;
 
-fn base_id(text: &str) -> ApiResult<i64> {
+/// The knowledge base id of a path: one that is no number names none.
+pub fn base_id(text: &str) -> ApiResult<i64> {
     text.parse()
         .map_err(|_| ApiError::new(ErrorCode::KnowledgeBaseNotFound))
 }
@@ -77,27 +80,51 @@ pub async fn create_knowledge_base(
     headers: HeaderMap,
     body: JsonBody,
 ) -> ApiResult<Response> {
-    let input = body.parse(|b| KnowledgeBaseInput::from_json(b, true))?;
-    check_language(&app, &input).await?;
+    let input = read_base_input(&app, &body.0, true).await?;
     let fingerprint = idempotency::fingerprint("POST", "/api/user/knowledgebases", Some(&body.0));
     let account_id = caller.account_id;
-    Ok(idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
-        Box::pin(async move {
-            let row = knowledge::create_base(conn, account_id, &input)
-                .await
-                .map_err(|error| limit_or(error, || format!(
-                    "An account may have at most {MAX_KNOWLEDGE_BASES_PER_ACCOUNT} knowledge bases; delete one to make room."
-                )))?;
-            Ok((
-                StatusCode::CREATED,
-                KnowledgeBaseResponse {
-                    message: "Knowledgebase created successfully.".to_owned(),
-                    data: row.into_wire(),
-                },
-            ))
+    Ok(
+        idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
+            Box::pin(async move {
+                let data = create_base(conn, account_id, &input).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    KnowledgeBaseResponse {
+                        message: "Knowledgebase created successfully.".to_owned(),
+                        data,
+                    },
+                ))
+            })
         })
-    })
-    .await)
+        .await,
+    )
+}
+
+/// Validates a create (`creating`) or update body, its language included.
+pub async fn read_base_input(
+    app: &App,
+    body: &Value,
+    creating: bool,
+) -> ApiResult<KnowledgeBaseInput> {
+    crate::extract::refuse_nul(body)?;
+    let input = KnowledgeBaseInput::from_json(body, creating).map_err(ApiError::validation)?;
+    check_language(app, &input).await?;
+    Ok(input)
+}
+
+/// Creates one of the account's knowledge bases from a validated input, unless it has as many
+/// as it may.
+pub async fn create_base(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    input: &KnowledgeBaseInput,
+) -> ApiResult<KnowledgeBase> {
+    let row = knowledge::create_base(conn, account_id, input)
+        .await
+        .map_err(|error| limit_or(error, || format!(
+            "An account may have at most {MAX_KNOWLEDGE_BASES_PER_ACCOUNT} knowledge bases; delete one to make room."
+        )))?;
+    Ok(row.into_wire())
 }
 
 fn limit_or(error: CreateError, message: impl FnOnce() -> String) -> ApiError {
@@ -148,8 +175,7 @@ pub async fn update_knowledge_base(
     body: JsonBody,
 ) -> ApiResult<Json<KnowledgeBaseResponse>> {
     let id = base_id(&id)?;
-    let input = body.parse(|b| KnowledgeBaseInput::from_json(b, false))?;
-    check_language(&app, &input).await?;
+    let input = read_base_input(&app, &body.0, false).await?;
     let mut conn = app.db().await?;
     let row = knowledge::update_base(&mut conn, caller.account_id, id, &input)
         .await?
@@ -183,13 +209,22 @@ pub async fn delete_knowledge_base(
 ) -> ApiResult<Json<KnowledgeBaseResponse>> {
     let id = base_id(&id)?;
     let mut conn = app.db().await?;
-    let row = knowledge::delete_base(&mut conn, caller.account_id, id)
-        .await?
-        .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
     Ok(Json(KnowledgeBaseResponse {
         message: "Knowledgebase deleted successfully.".to_owned(),
-        data: row.into_wire(),
+        data: delete_base(&mut conn, caller.account_id, id).await?,
     }))
+}
+
+/// Deletes one of the account's knowledge bases with its documents; returns it as it was.
+pub async fn delete_base(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+) -> ApiResult<KnowledgeBase> {
+    let row = knowledge::delete_base(conn, account_id, id)
+        .await?
+        .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
+    Ok(row.into_wire())
 }
 
 /// The knowledge base's documents, in id order, each with its status (and why it failed).
@@ -223,11 +258,13 @@ pub async fn list_documents(
 }
 
 fn document_ids(Path((base, document)): Path<(String, String)>) -> ApiResult<(i64, i64)> {
-    let base = base_id(&base)?;
-    let document = document
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::DocumentNotFound))?;
-    Ok((base, document))
+    Ok((base_id(&base)?, document_id(&document)?))
+}
+
+/// The document id of a path: one that is no number names none.
+pub fn document_id(text: &str) -> ApiResult<i64> {
+    text.parse()
+        .map_err(|_| ApiError::new(ErrorCode::DocumentNotFound))
 }
 
 /// One document.
@@ -282,13 +319,24 @@ pub async fn delete_document(
 ) -> ApiResult<Json<DocumentResponse>> {
     let (base, document) = document_ids(path)?;
     let mut conn = app.db().await?;
-    let row = knowledge::delete_document(&mut conn, caller.account_id, base, document)
-        .await?
-        .ok_or(ErrorCode::DocumentNotFound)?;
     Ok(Json(DocumentResponse {
         message: "Document deleted successfully.".to_owned(),
-        data: row.into_wire(),
+        data: remove_document(&mut conn, caller.account_id, base, document).await?,
     }))
+}
+
+/// Deletes a document of the account's knowledge base with its passages; returns it as it
+/// was.
+pub async fn remove_document(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    base_id: i64,
+    id: i64,
+) -> ApiResult<Document> {
+    let row = knowledge::delete_document(conn, account_id, base_id, id)
+        .await?
+        .ok_or(ErrorCode::DocumentNotFound)?;
+    Ok(row.into_wire())
 }
 
 /// Adds a document, processed in the background (`status: processing` until it is `active`
@@ -353,33 +401,61 @@ pub async fn create_document(
     let path = format!("/api/user/knowledgebases/{id}/documents");
     let fingerprint = idempotency::fingerprint("POST", &path, Some(&print));
     let account_id = caller.account_id;
-    let answer = idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
+    let response = idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
         Box::pin(async move {
-            let row = knowledge::create_document(conn, account_id, id, &document)
-                .await
-                .map_err(|error| limit_or(error, || format!(
-                    "A knowledge base may have at most {MAX_DOCUMENTS_PER_KNOWLEDGE_BASE} documents; delete one to make room."
-                )))?
-                .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
+            let data = insert_document(conn, account_id, id, &document).await?;
             Ok((
                 StatusCode::CREATED,
                 DocumentResponse {
                     message: "Document created successfully. Processing will begin shortly."
                         .to_owned(),
-                    data: row.into_wire(),
+                    data,
                 },
             ))
         })
     })
     .await;
-    // Once committed: woken before, the worker could look and see nothing.
+    // Only now is the document committed, and so visible to the worker woken.
+    if response.status().is_success() {
+        app.knowledge.wake();
+    }
+    Ok(response)
+}
+
+/// Adds a validated document to the account's knowledge base, `processing`, and wakes the
+/// worker that reads it.
+pub async fn add_document(
+    app: &App,
+    account_id: i64,
+    base_id: i64,
+    document: &NewDocument,
+) -> ApiResult<Document> {
+    let mut conn = app.db().await?;
+    let created = insert_document(&mut conn, account_id, base_id, document).await?;
     app.knowledge.wake();
-    Ok(answer)
+    Ok(created)
+}
+
+/// Stores a validated document, unless its knowledge base has as many as it may; the caller
+/// wakes the worker once it is committed.
+async fn insert_document(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    base_id: i64,
+    document: &NewDocument,
+) -> ApiResult<Document> {
+    let row = knowledge::create_document(conn, account_id, base_id, document)
+        .await
+        .map_err(|error| limit_or(error, || format!(
+            "A knowledge base may have at most {MAX_DOCUMENTS_PER_KNOWLEDGE_BASE} documents; delete one to make room."
+        )))?
+        .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
+    Ok(row.into_wire())
 }
 
 /// A form's text fields as a JSON object (`links[0][link]` and `links[]` gathered into
-/// `links`), and its file.
-async fn read_form(mut form: Multipart) -> ApiResult<(Value, Option<Vec<u8>>)> {
+/// `links`), and its file; a NUL in a field is refused.
+pub async fn read_form(mut form: Multipart) -> ApiResult<(Value, Option<Vec<u8>>)> {
     let mut fields = serde_json::Map::new();
     let mut links = Vec::new();
     let mut file = None;
@@ -429,7 +505,13 @@ async fn read_form(mut form: Multipart) -> ApiResult<(Value, Option<Vec<u8>>)> {
 }
 
 /// Validates a document's fields, every bad one at once.
-async fn read_document(app: &App, body: &Value, file: Option<Vec<u8>>) -> ApiResult<NewDocument> {
+pub async fn read_document(
+    app: &App,
+    body: &Value,
+    file: Option<Vec<u8>>,
+) -> ApiResult<NewDocument> {
+    // Refused on the way in already, unless the body was built by other means.
+    crate::extract::refuse_nul(body)?;
     let mut fields = Fields::new(body);
     let name = fields.required_string("name", 1..=MAX_NAME_CHARS);
     let description = fields.optional_string("description", 0..=MAX_NAME_CHARS);
@@ -547,12 +629,23 @@ pub async fn search(
     let id = base_id(&id)?;
     let input = body.parse(SearchInput::from_json)?;
     let mut conn = app.db().await?;
-    if !knowledge::base_exists(&mut conn, caller.account_id, id).await? {
+    Ok(Json(SearchResults {
+        data: search_passages(&mut conn, caller.account_id, id, &input).await?,
+    }))
+}
+
+/// The passages of the account's knowledge base that best match a validated search, best
+/// first.
+pub async fn search_passages(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    base_id: i64,
+    input: &SearchInput,
+) -> ApiResult<Vec<SearchHit>> {
+    if !knowledge::base_exists(conn, account_id, base_id).await? {
         return Err(ErrorCode::KnowledgeBaseNotFound.into());
     }
     let limit = input.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
-    let hits = knowledge::search(&mut conn, id, &input.query, limit).await?;
-    Ok(Json(SearchResults {
-        data: hits.into_iter().map(knowledge::Hit::into_wire).collect(),
-    }))
+    let hits = knowledge::search(conn, base_id, &input.query, limit).await?;
+    Ok(hits.into_iter().map(knowledge::Hit::into_wire).collect())
 }

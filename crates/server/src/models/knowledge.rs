@@ -112,6 +112,23 @@ pub async fn language_exists(conn: &mut impl Conn, name: &str) -> QueryResult<bo
     Ok(found.exists)
 }
 
+/// The names of PostgreSQL's text-search configurations, `simple` first, then by name: what a
+/// knowledge base's language may be.
+pub async fn languages(conn: &mut impl Conn) -> QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Language {
+        #[diesel(sql_type = Text)]
+        cfgname: String,
+    }
+    let rows: Vec<Language> = diesel::sql_query(
+        "SELECT cfgname FROM (SELECT DISTINCT cfgname::text AS cfgname FROM pg_ts_config) c
+         ORDER BY cfgname <> 'simple', cfgname",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.cfgname).collect())
+}
+
 /// Why a knowledge base or document could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {

@@ -949,3 +949,501 @@ async fn a_nul_in_a_forms_nested_json_is_refused_on_the_form() {
     assert!(page.html.contains("NUL"), "{}", page.html);
     assert_eq!(app.count("tools").await, 0);
 }
+
+const HANDBOOK: &str = "# Shop handbook 🛒
+
+## Returns
+
+You may return any item within 30 days of delivery for a full refund.
+
+## Shipping
+
+We ship to Germany, Austria and Switzerland. Shipping to Austria takes three to five working days and costs 4.90 EUR.
+";
+
+impl Browser {
+    /// Posts `fields` and `file` (in `file`) as `multipart/form-data`, with `csrf` as the
+    /// form's token field when given.
+    async fn post_upload(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: Option<(&str, &[u8])>,
+        csrf: Option<&str>,
+    ) -> Page {
+        let boundary = "console-test-boundary-51c2";
+        let mut body = Vec::new();
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        if let Some(token) = csrf {
+            fields.insert(0, ("csrf", token));
+        }
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        if let Some((file_name, bytes)) = file {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/plain\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(response).await
+    }
+}
+
+async fn knowledge_base_of(app: &TestApp, account: &TestAccount, name: &str) -> i64 {
+    let (status, body, _) = app
+        .post(
+            &account.key,
+            "/api/user/knowledgebases",
+            &json!({"name": name, "description": "Returns & shipping", "language": "english"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["data"]["id"].as_i64().unwrap()
+}
+
+/// The knowledge base's documents, once none is `processing`.
+async fn processed_documents(app: &TestApp, key: &str, base: i64) -> Vec<serde_json::Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body, _) = app
+            .get(key, &format!("/api/user/knowledgebases/{base}/documents"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let documents = body["data"].as_array().unwrap().clone();
+        if documents.iter().all(|d| d["status"] != "processing") {
+            return documents;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "still processing: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn knowledge_bases_are_listed_created_and_deleted_with_the_apis_checks() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let listed = knowledge_base_of(&app, &account, "Shop FAQ 🛒").await;
+    let mut browser = signed_in(&app, &account).await;
+
+    let page = browser.get("/console/knowledge").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains(">Knowledge</a>"), "{}", page.html);
+    assert!(
+        page.html.contains(&format!(
+            "<a href=\"/console/knowledge/{listed}\">Shop FAQ 🛒</a>"
+        )),
+        "{}",
+        page.html
+    );
+    for shown in ["Returns &#38; shipping", "english", "Empty"] {
+        assert!(page.html.contains(shown), "{shown}: {}", page.html);
+    }
+    assert!(
+        page.html.contains("<option value=\"german\""),
+        "{}",
+        page.html
+    );
+
+    // An unknown language: the API's message, next to the field.
+    let page = browser
+        .post(
+            "/console/knowledge",
+            &[("name", "Handbook"), ("language", "klingon")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, api, _) = app
+        .post(
+            &account.key,
+            "/api/user/knowledgebases",
+            &json!({"name": "Handbook", "language": "klingon"}),
+        )
+        .await;
+    let message = api["errors"]["language"][0].as_str().unwrap();
+    assert!(
+        page.html.contains(&html_escape(message)),
+        "{message}\n{}",
+        page.html
+    );
+    // A NUL is a form error, not a fault.
+    let page = browser
+        .post(
+            "/console/knowledge",
+            &[("name", "Hand\0book"), ("language", "simple")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.html.contains("NUL"), "{}", page.html);
+    // Without the token, or with another: 403 and nothing made.
+    let page = browser
+        .post_form("/console/knowledge", &[("name", "Sneaky")], false)
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = browser
+        .post_form(
+            "/console/knowledge",
+            &[("name", "Sneaky"), ("csrf", "forged")],
+            false,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("knowledge_bases").await, 1);
+
+    let page = browser
+        .post(
+            "/console/knowledge",
+            &[
+                ("name", "Handbook 📘"),
+                ("description", "Opening hours"),
+                ("language", "german"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let created = location(&page).to_owned();
+    let page = browser.get(&created).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("<h1>Handbook 📘</h1>"), "{}", page.html);
+    let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
+    assert_eq!(list["data"][1]["name"], "Handbook 📘");
+    assert_eq!(list["data"][1]["language"], "german");
+    assert_eq!(list["data"][1]["description"], "Opening hours");
+
+    let page = browser.post(&format!("{created}/delete"), &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&page), "/console/knowledge");
+    assert_eq!(app.count("knowledge_bases").await, 1);
+    assert_eq!(browser.get(&created).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_file_uploaded_in_the_console_is_processed_and_its_passages_searched() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let base = knowledge_base_of(&app, &account, "Handbook").await;
+    let page_path = format!("/console/knowledge/{base}");
+    let upload_path = format!("{page_path}/documents");
+    let mut browser = signed_in(&app, &account).await;
+    let page = browser.get(&page_path).await;
+    assert!(page.html.contains("enctype=\"multipart/form-data\""));
+    let token = browser.csrf.clone();
+
+    // Without the token, or with another: 403 and nothing stored.
+    let file = Some(("handbook.md", HANDBOOK.as_bytes()));
+    let page = browser
+        .post_upload(&upload_path, &[("type", "txt")], file, None)
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = browser
+        .post_upload(&upload_path, &[("type", "txt")], file, Some("forged"))
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("knowledge_documents").await, 0);
+
+    // No name: the file's.
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("name", ""), ("type", "txt")],
+            file,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    assert_eq!(location(&page), page_path);
+    let documents = processed_documents(&app, &account.key, base).await;
+    assert_eq!(documents[0]["name"], "handbook.md");
+    assert_eq!(documents[0]["status"], "active", "{documents:?}");
+    let page = browser.get(&page_path).await;
+    assert!(!page.html.contains("http-equiv=\"refresh\""));
+    for shown in [
+        "handbook.md",
+        "TXT",
+        "Active",
+        &format!("<td>{}</td>", documents[0]["passages_count"]),
+    ] {
+        assert!(page.html.contains(shown), "{shown}: {}", page.html);
+    }
+
+    // What an assistant would read.
+    let page = browser
+        .get(&format!("{page_path}?q=Do+you+ship+to+Austria%3F"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let results = page.html.split("<h2>Upload a file</h2>").next().unwrap();
+    assert!(
+        results
+            .contains("Shipping to Austria takes three to five working days and costs 4.90 EUR."),
+        "{results}"
+    );
+    assert!(results.contains("Shop handbook 🛒"), "{results}");
+    assert!(results.contains("score "), "{results}");
+    let (_, api, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/search"),
+            &json!({"query": "Do you ship to Austria?"}),
+        )
+        .await;
+    let score = api["data"][0]["score"].as_f64().unwrap();
+    assert!(results.contains(&format!("score {score}")), "{results}");
+    // An empty search: the API's message.
+    let page = browser.get(&format!("{page_path}?q=")).await;
+    assert!(page.html.contains("field-error"), "{}", page.html);
+
+    // A file that cannot be read fails, and the page says why.
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("name", "utf16.txt"), ("type", "txt")],
+            Some(("utf16.txt", b"H\0e\0l\0l\0o\0")),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let documents = processed_documents(&app, &account.key, base).await;
+    assert_eq!(documents[1]["status"], "failed");
+    let reason = documents[1]["reason"].as_str().unwrap();
+    let page = browser.get(&page_path).await;
+    assert!(
+        page.html.contains(&format!(
+            "<p class=\"notice\" role=\"alert\"><strong>Failed:</strong> {}</p>",
+            html_escape(reason)
+        )),
+        "{reason}\n{}",
+        page.html
+    );
+
+    // Refused as the API refuses: a NUL in a field, an empty file, a bad website.
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("name", "bad\0name"), ("type", "txt")],
+            file,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.html.contains("NUL"), "{}", page.html);
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("type", "txt")],
+            Some(("empty.txt", b"")),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.html.contains("The file is empty."), "{}", page.html);
+    let page = browser
+        .post(
+            &format!("{page_path}/websites"),
+            &[("url", "ftp://x"), ("relative_links_limit", "51")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, api, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/documents"),
+            &json!({"name": "ftp://x", "type": "website", "url": "ftp://x", "relative_links_limit": 51}),
+        )
+        .await;
+    for field in ["url", "relative_links_limit"] {
+        let message = api["errors"][field][0].as_str().unwrap();
+        assert!(
+            page.html.contains(&html_escape(message)),
+            "{field}: {message}\n{}",
+            page.html
+        );
+    }
+    assert_eq!(app.count("knowledge_documents").await, 2);
+
+    // Another account sees none of it.
+    let other = app.account("1").await;
+    let mut stranger = signed_in(&app, &other).await;
+    assert_eq!(stranger.get(&page_path).await.status, StatusCode::NOT_FOUND);
+    let stranger_token = stranger.csrf.clone();
+    let page = stranger
+        .post_upload(
+            &upload_path,
+            &[("type", "txt")],
+            file,
+            Some(&stranger_token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let document = documents[0]["id"].as_i64().unwrap();
+    let delete = format!("{page_path}/documents/{document}/delete");
+    assert_eq!(
+        stranger.post(&delete, &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.count("knowledge_documents").await, 2);
+
+    let page = browser.post(&delete, &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.count("knowledge_documents").await, 1);
+
+    // Files past the other forms' body limit are taken, up to the API's 20 MB.
+    let large = vec![b'a'; 3 * 1024 * 1024];
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("type", "pdf")],
+            Some(("large.pdf", &large)),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let too_large = vec![b'a'; 20 * 1024 * 1024 + 1];
+    let page = browser
+        .post_upload(
+            &upload_path,
+            &[("type", "txt")],
+            Some(("too-large.txt", &too_large)),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(page.html.contains("at most 20 MB"), "{}", page.html);
+    assert_eq!(app.count("knowledge_documents").await, 2);
+}
+
+#[tokio::test]
+async fn the_assistant_form_chooses_a_knowledge_base_and_how_it_is_read() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let base = knowledge_base_of(&app, &account, "Handbook 📘").await;
+    let other = app.account("1").await;
+    let strangers = knowledge_base_of(&app, &other, "Theirs").await;
+    let mut browser = signed_in(&app, &account).await;
+
+    let page = browser.get("/console/assistants/new").await;
+    assert!(
+        page.html
+            .contains(&format!("<option value=\"{base}\">Handbook 📘</option>")),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("Theirs"));
+    let page = browser
+        .post(
+            "/console/assistants",
+            &[
+                ("name", "Front desk"),
+                ("knowledgebase_id", &base.to_string()),
+                ("knowledgebase_mode", "function_call"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let edit = location(&page).to_owned();
+    let (_, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
+    assert_eq!(list["data"][0]["knowledgebase_id"], base, "{list}");
+    assert_eq!(list["data"][0]["knowledgebase_mode"], "function_call");
+    let page = browser.get(&edit).await;
+    assert!(
+        page.html.contains(&format!(
+            "<option value=\"{base}\" selected>Handbook 📘</option>"
+        )),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains("<option value=\"function_call\" selected>")
+    );
+
+    // Another account's knowledge base is refused as the API refuses it.
+    let page = browser
+        .post(
+            &edit,
+            &[
+                ("name", "Front desk"),
+                ("knowledgebase_id", &strangers.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.html
+    );
+    let (_, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
+    assert_eq!(list["data"][0]["knowledgebase_id"], base);
+
+    // None chosen: none.
+    let page = browser
+        .post(
+            &edit,
+            &[
+                ("name", "Front desk"),
+                ("knowledgebase_id", ""),
+                ("knowledgebase_mode", "prompt"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    let (_, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
+    assert_eq!(list["data"][0]["knowledgebase_id"], serde_json::Value::Null);
+    assert_eq!(list["data"][0]["knowledgebase_mode"], "prompt");
+}
+
+#[tokio::test]
+async fn a_knowledge_base_page_refreshes_itself_only_while_a_document_is_processing() {
+    let app = TestApp::spawn().await;
+    let account = app.account("1").await;
+    let base = knowledge_base_of(&app, &account, "Handbook").await;
+    let page_path = format!("/console/knowledge/{base}");
+    let mut browser = signed_in(&app, &account).await;
+    let page = browser.get(&page_path).await;
+    assert!(!page.html.contains("http-equiv=\"refresh\""));
+
+    // Leased by some process for an hour, so that it stays `processing` here.
+    let mut conn = app.db.connect().await;
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO knowledge_documents (knowledge_base_id, account_id, name, kind, content, lease_until)
+             VALUES ($1, $2, 'notes.txt', 'txt', 'Notes', now() + interval '1 hour')",
+        )
+        .bind::<diesel::sql_types::Int8, _>(base)
+        .bind::<diesel::sql_types::Int8, _>(account.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let page = browser.get(&page_path).await;
+    assert!(
+        page.html
+            .contains("<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("hx-trigger=\"load delay:3s\""));
+    assert!(page.html.contains("Processing"));
+}
