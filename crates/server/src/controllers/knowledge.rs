@@ -545,12 +545,14 @@ pub async fn search(
 ) -> ApiResult<Json<SearchResults>> {
     let id = base_id(&id)?;
     let input = body.parse(SearchInput::from_json)?;
-    let mut conn = app.db().await?;
-    if !knowledge::base_exists(&mut conn, caller.account_id, id).await? {
-        return Err(ErrorCode::KnowledgeBaseNotFound.into());
+    {
+        let mut conn = app.db().await?;
+        if !knowledge::base_exists(&mut conn, caller.account_id, id).await? {
+            return Err(ErrorCode::KnowledgeBaseNotFound.into());
+        }
     }
     let limit = input.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
-    let hits = knowledge::search(&mut conn, id, &input.query, limit).await?;
+    let hits = crate::knowledge::retrieve::search(&app, id, &input.query, limit).await?;
     Ok(Json(SearchResults {
         data: hits.into_iter().map(knowledge::Hit::into_wire).collect(),
     }))
