@@ -430,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn embedding_settings_are_read_and_unset_means_off() {
+        let mut env = Env::from_vars(
+            [
+                ("ANYREPLY_EMBEDDING_MODEL", "nomic-embed-text"),
+                ("ANYREPLY_EMBEDDING_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        );
+        let settings = Settings::read(&mut env);
+        assert_eq!(
+            settings.embedding_model.as_deref(),
+            Some("nomic-embed-text")
+        );
+        assert_eq!(
+            settings.embedding_base_url.unwrap().as_str(),
+            "http://127.0.0.1:11434/v1"
+        );
+        assert!(env.finish(&[]).unwrap().is_empty());
+        let unset = Settings::read(&mut Env::from_vars([]));
+        assert!(unset.embedding_model.is_none() && unset.embedding_base_url.is_none());
+    }
+
+    #[test]
     fn model_prices_parse() {
         let table = parse_model_prices("gpt-4o=2.50/10, llama3 = 0/0").unwrap();
         assert_eq!(table["gpt-4o"].output_per_mtok, "10".parse().unwrap());

@@ -120,7 +120,7 @@ async fn pgvector(app: &TestApp, test: &str) -> bool {
     .unwrap()
     .found;
     if !found {
-        println!(
+        eprintln!(
             "skipping {test}'s vector part: this PostgreSQL has no pgvector (install it with ../shared/vendor/pgvector/install.sh, as .ci/run does)"
         );
     }
