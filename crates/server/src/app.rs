@@ -42,6 +42,8 @@ pub struct App {
     pub event_streams: EventHub,
     /// Wakes the worker that reads knowledge-base documents.
     pub knowledge: crate::knowledge::worker::Wake,
+    /// Passages' and queries' vectors, when on.
+    pub embeddings: crate::knowledge::embed::Embeddings,
 }
 
 impl App {
@@ -72,6 +74,7 @@ impl App {
             settings.webhook_timeout,
         )?;
         let streams_per_key = settings.event_streams_per_key;
+        let embeddings = crate::knowledge::embed::Embeddings::new(&settings)?;
         Ok(Self {
             pool,
             database_url,
@@ -85,6 +88,7 @@ impl App {
             known_keys: KnownKeys::default(),
             event_streams: EventHub::new(streams_per_key),
             knowledge: Default::default(),
+            embeddings,
         })
     }
 

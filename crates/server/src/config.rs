@@ -98,6 +98,13 @@ pub struct Settings {
     /// `ANYREPLY_KNOWLEDGE_TOKENS`: most tokens of knowledge-base passages a `prompt`-mode
     /// assistant's prompt is given.
     pub knowledge_tokens: u32,
+    /// `ANYREPLY_EMBEDDING_MODEL`: when set, passages and queries are also embedded (see
+    /// [`crate::knowledge::embed`]).
+    pub embedding_model: Option<String>,
+    /// `ANYREPLY_EMBEDDING_BASE_URL`: an OpenAI Embeddings API (unset: `llm_base_url`).
+    pub embedding_base_url: Option<Url>,
+    /// `ANYREPLY_EMBEDDING_API_KEY` (unset: `llm_api_key`).
+    pub embedding_api_key: Option<SecretString>,
     /// `ANYREPLY_PRICE_*` and `ANYREPLY_MODEL_PRICES`.
     pub pricing: Pricing,
     /// `ANYREPLY_METRICS_TOKEN`: when set, `/metrics` wants it as a Bearer token.
@@ -145,6 +152,9 @@ impl Default for Settings {
             widget_ip_rate_per_minute: 300,
             event_streams_per_key: 20,
             knowledge_tokens: 1_500,
+            embedding_model: None,
+            embedding_base_url: None,
+            embedding_api_key: None,
             pricing: Pricing::default(),
             metrics_token: None,
         }
@@ -329,6 +339,12 @@ impl Settings {
                 d.knowledge_tokens,
                 "1500",
             ),
+            embedding_model: env.text("ANYREPLY_EMBEDDING_MODEL"),
+            embedding_base_url: env
+                .optional("ANYREPLY_EMBEDDING_BASE_URL", "http://127.0.0.1:11434/v1"),
+            embedding_api_key: env
+                .text("ANYREPLY_EMBEDDING_API_KEY")
+                .map(SecretString::from),
             pricing,
             metrics_token: env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from),
         }
@@ -411,6 +427,29 @@ mod tests {
         assert!(policy.allows_host("crm.internal"));
         assert!(policy.check_ip("10.1.2.3".parse().unwrap()).is_ok());
         assert!(policy.check_ip("10.2.0.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn embedding_settings_are_read_and_unset_means_off() {
+        let mut env = Env::from_vars(
+            [
+                ("ANYREPLY_EMBEDDING_MODEL", "nomic-embed-text"),
+                ("ANYREPLY_EMBEDDING_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        );
+        let settings = Settings::read(&mut env);
+        assert_eq!(
+            settings.embedding_model.as_deref(),
+            Some("nomic-embed-text")
+        );
+        assert_eq!(
+            settings.embedding_base_url.unwrap().as_str(),
+            "http://127.0.0.1:11434/v1"
+        );
+        assert!(env.finish(&[]).unwrap().is_empty());
+        let unset = Settings::read(&mut Env::from_vars([]));
+        assert!(unset.embedding_model.is_none() && unset.embedding_base_url.is_none());
     }
 
     #[test]

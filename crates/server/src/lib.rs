@@ -51,6 +51,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Dropped, the set aborts its tasks: when serving ends, and when this future is dropped.
+    // Before the worker and the first search: whether they use vectors.
+    knowledge::embed::start(&app).await;
     let mut background = tokio::task::JoinSet::new();
     background.spawn(sweep_abandoned_replies(app.clone()));
     background.spawn(app.wakeups.clone().listen(app.database_url.clone()));

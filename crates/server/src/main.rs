@@ -138,6 +138,7 @@ fn log_start(settings: &Settings) {
         llm_api_key_set = settings.llm_api_key.is_some(),
         anthropic_base_url = %settings.anthropic_base_url,
         anthropic_api_key_set = settings.anthropic_api_key.is_some(),
+        embedding_model = settings.embedding_model.as_deref().unwrap_or("none"),
         "serving"
     );
     if settings.llm_api_key.is_none()

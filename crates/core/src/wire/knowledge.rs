@@ -344,7 +344,9 @@ pub struct SearchHit {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub url: Option<String>,
-    /// Its rank: higher is better; comparable within one search only.
+    /// Its rank: higher is better; comparable within one search only. With vector search on,
+    /// the reciprocal rank fusion score: the sum of 1 / (60 + rank) over the full-text and the
+    /// vector ranking.
     pub score: f64,
 }
 

@@ -299,8 +299,7 @@ async fn search(
 ) -> Result<Vec<SearchHit>, ApiError> {
     crate::extract::refuse_nul(body)?;
     let input = SearchInput::from_json(body).map_err(ApiError::validation)?;
-    let mut conn = app.db().await?;
-    api::search_passages(&mut conn, operator.caller.account_id, id, &input).await
+    api::search_passages(app, operator.caller.account_id, id, &input).await
 }
 
 /// `POST /console/knowledge/{id}/documents`: an uploaded file, as `multipart/form-data`.

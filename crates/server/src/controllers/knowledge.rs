@@ -628,24 +628,26 @@ pub async fn search(
 ) -> ApiResult<Json<SearchResults>> {
     let id = base_id(&id)?;
     let input = body.parse(SearchInput::from_json)?;
-    let mut conn = app.db().await?;
     Ok(Json(SearchResults {
-        data: search_passages(&mut conn, caller.account_id, id, &input).await?,
+        data: search_passages(&app, caller.account_id, id, &input).await?,
     }))
 }
 
 /// The passages of the account's knowledge base that best match a validated search, best
-/// first.
+/// first (fused with the vector ranking when embeddings are on).
 pub async fn search_passages(
-    conn: &mut AsyncPgConnection,
+    app: &App,
     account_id: i64,
     base_id: i64,
     input: &SearchInput,
 ) -> ApiResult<Vec<SearchHit>> {
-    if !knowledge::base_exists(conn, account_id, base_id).await? {
-        return Err(ErrorCode::KnowledgeBaseNotFound.into());
+    {
+        let mut conn = app.db().await?;
+        if !knowledge::base_exists(&mut conn, account_id, base_id).await? {
+            return Err(ErrorCode::KnowledgeBaseNotFound.into());
+        }
     }
     let limit = input.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
-    let hits = knowledge::search(conn, base_id, &input.query, limit).await?;
+    let hits = crate::knowledge::retrieve::search(app, base_id, &input.query, limit).await?;
     Ok(hits.into_iter().map(knowledge::Hit::into_wire).collect())
 }

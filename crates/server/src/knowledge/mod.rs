@@ -2,6 +2,7 @@
 
 pub mod chunk;
 pub mod crawl;
+pub mod embed;
 pub mod extract;
 pub mod retrieve;
 pub mod worker;

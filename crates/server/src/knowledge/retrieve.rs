@@ -15,6 +15,58 @@ const PROMPT_CANDIDATES: i64 = 12;
 /// Passages the tool answers.
 const TOOL_RESULTS: i64 = 5;
 
+/// Why a search found nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Pool(#[from] crate::db::PoolError),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl From<SearchError> for crate::error::ApiError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::Pool(error) => error.into(),
+            SearchError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// The passages of `knowledge_base_id` that best match `query`, best first, at most `limit`:
+/// full-text search fused with vector search when embeddings are on, full-text alone when
+/// they are off or the query's vector cannot be had (the model failing is logged, not the
+/// searcher's problem).
+pub async fn search(
+    app: &App,
+    knowledge_base_id: i64,
+    query: &str,
+    limit: i64,
+) -> Result<Vec<Hit>, SearchError> {
+    // Asked before a connection is taken: none is held while a model works.
+    let vector = match app.embeddings.active() {
+        Some(embedder) => match embedder.embed_query(query).await {
+            Ok(vector) => Some(vector),
+            Err(error) => {
+                tracing::warn!(%error, "could not embed a knowledge search's query; searching by its words alone");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut conn = app.db().await?;
+    if let Some(vector) = vector {
+        match knowledge::search_fused(&mut conn, knowledge_base_id, query, &vector, limit).await {
+            Ok(hits) => return Ok(hits),
+            Err(error) if crate::db::is_unavailable(&error) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, "the vector search failed; searching by words alone");
+            }
+        }
+    }
+    Ok(knowledge::search(&mut conn, knowledge_base_id, query, limit).await?)
+}
+
 /// The passages of `knowledge_base_id` that best match `query`, best first, as many as fit
 /// in `budget_tokens`.
 pub async fn for_prompt(
@@ -23,8 +75,7 @@ pub async fn for_prompt(
     query: &str,
     budget_tokens: u32,
 ) -> anyhow::Result<Vec<Hit>> {
-    let mut conn = app.db().await?;
-    let hits = knowledge::search(&mut conn, knowledge_base_id, query, PROMPT_CANDIDATES).await?;
+    let hits = search(app, knowledge_base_id, query, PROMPT_CANDIDATES).await?;
     let mut left = i64::from(budget_tokens);
     Ok(hits
         .into_iter()
@@ -83,11 +134,7 @@ pub async fn run_search(
     else {
         return (json!({"error": "a query is required"}), true, Vec::new());
     };
-    let searched = async {
-        let mut conn = app.db().await?;
-        anyhow::Ok(knowledge::search(&mut conn, knowledge_base_id, query, TOOL_RESULTS).await?)
-    }
-    .await;
+    let searched = search(app, knowledge_base_id, query, TOOL_RESULTS).await;
     match searched {
         Ok(hits) => {
             let refs = hits.iter().map(Hit::reference).collect();

@@ -13,9 +13,11 @@ use tokio::sync::Notify;
 
 use super::chunk::{self, Passage};
 use super::crawl::{self, PageKind, Site};
+use super::embed;
 use super::extract::{self, Format};
 use crate::app::App;
 use crate::models::knowledge::{self, Claimed, NewPassage};
+use crate::models::knowledge_embedding::{self, Vectors};
 use crate::tools::guard::{AddressPolicy, guarded_client, system_lookup};
 
 /// A claim's lease; renewed every third of it while the document is processed.
@@ -27,6 +29,8 @@ const RETRY_PAUSE: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: i32 = 3;
 /// Longest wait for one page of a website.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause before embedding passages again after the embedding model failed.
+const BACKFILL_RETRY: Duration = Duration::from_secs(60);
 
 /// Wakes this process's worker. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +62,14 @@ pub async fn run(app: App) {
         let mut woken = std::pin::pin!(woken);
         woken.as_mut().enable();
         let next = match work_through(&app, &client, &policy).await {
-            Ok(next) => next,
+            Ok(next) => match backfill(&app).await {
+                Ok(true) => Some(Duration::ZERO),
+                Ok(false) => next,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "could not embed passages; trying again in a minute");
+                    Some(next.map_or(BACKFILL_RETRY, |due| due.min(BACKFILL_RETRY)))
+                }
+            },
             Err(error) => {
                 tracing::warn!(%error, "the knowledge worker could not reach the database");
                 Some(RETRY_PAUSE)
@@ -97,17 +108,74 @@ async fn work_through(
                 "processing was interrupted {MAX_ATTEMPTS} times; the document may be too large or malformed"
             ))
         } else {
-            renewing(app, &claimed, read(client, policy, &claimed)).await
+            let work = async {
+                let passages = read(client, policy, &claimed).await?;
+                let vectors = embed(app, claimed.id, &passages).await;
+                Ok((passages, vectors))
+            };
+            renewing(app, &claimed, work).await
         };
         let mut conn = app.db().await?;
         let stored = match outcome {
-            Ok(passages) => knowledge::store_passages(&mut conn, &claimed, &passages).await?,
+            Ok((passages, vectors)) => {
+                if let (Some(embedder), Some(vectors)) = (app.embeddings.active(), &vectors) {
+                    embedder.ensure_index(&mut conn, vectors.dims()).await?;
+                }
+                knowledge::store_passages(&mut conn, &claimed, &passages, vectors.as_ref()).await?
+            }
             Err(reason) => knowledge::fail(&mut conn, &claimed, &reason).await?,
         };
         if stored {
             tracing::info!(document = claimed.id, "knowledge document processed");
         }
     }
+}
+
+/// The passages' vectors, when embeddings are on. A failure leaves the document searchable
+/// by its words, and the backfill embeds its passages later.
+async fn embed(app: &App, document: i64, passages: &[NewPassage]) -> Option<Vectors> {
+    let embedder = app.embeddings.active()?;
+    let texts: Vec<String> = passages
+        .iter()
+        .map(|p| embed::passage_text(p.heading.as_deref(), &p.body))
+        .collect();
+    match embedder.embed(&texts).await {
+        Ok(vectors) => Some(vectors),
+        Err(error) => {
+            tracing::warn!(
+                document,
+                %error,
+                "the embedding model could not embed a document's passages; it is searched by its words until they are"
+            );
+            None
+        }
+    }
+}
+
+/// Embeds one batch of passages that have no vector of the current model; whether there
+/// may be more.
+async fn backfill(app: &App) -> anyhow::Result<bool> {
+    let Some(embedder) = app.embeddings.active() else {
+        return Ok(false);
+    };
+    let missing = {
+        let mut conn = app.db().await?;
+        knowledge_embedding::missing(&mut conn, embedder.model(), embed::BATCH as i64).await?
+    };
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let texts: Vec<String> = missing
+        .iter()
+        .map(|p| embed::passage_text(p.heading.as_deref(), &p.body))
+        .collect();
+    let vectors = embedder.embed(&texts).await?;
+    let ids: Vec<i64> = missing.iter().map(|p| p.id).collect();
+    let mut conn = app.db().await?;
+    embedder.ensure_index(&mut conn, vectors.dims()).await?;
+    knowledge_embedding::store(&mut conn, &ids, &vectors).await?;
+    tracing::info!(passages = ids.len(), "embedded passages");
+    Ok(missing.len() == embed::BATCH)
 }
 
 /// Runs `work` while renewing the claim's lease.

@@ -10,8 +10,9 @@ use anyreply_core::wire::{
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Int4, Int8, Nullable, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
+use super::knowledge_embedding::{self, Vectors};
 use super::quota;
 use crate::db::Conn;
 use crate::schema::{assistants, knowledge_bases, knowledge_documents};
@@ -520,13 +521,15 @@ pub struct NewPassage {
 /// Rows per insert of passages.
 const PASSAGES_PER_INSERT: usize = 500;
 
-/// Replaces the document's passages with `passages` and makes it `active`, in one
-/// transaction (a search sees the old passages or the new, never neither); `false`, with
-/// nothing written, if `claimed` is no longer the document's claim (deleted, or taken over).
+/// Replaces the document's passages with `passages` (and their `vectors`, one each, if
+/// given) and makes it `active`, in one transaction (a search sees the old passages or the
+/// new, never neither); `false`, with nothing written, if `claimed` is no longer the
+/// document's claim (deleted, or taken over).
 pub async fn store_passages(
     conn: &mut AsyncPgConnection,
     claimed: &Claimed,
     passages: &[NewPassage],
+    vectors: Option<&Vectors>,
 ) -> QueryResult<bool> {
     conn.transaction(async |conn| {
         if !still_claimed(conn, claimed).await? {
@@ -561,6 +564,19 @@ pub async fn store_passages(
             .bind::<Array<Int4>, _>(batch.iter().map(|p| p.tokens).collect::<Vec<_>>())
             .execute(conn)
             .await?;
+        }
+        if let Some(vectors) = vectors {
+            for (batch_index, batch) in vectors.vectors.chunks(PASSAGES_PER_INSERT).enumerate() {
+                let first = (batch_index * PASSAGES_PER_INSERT) as i32;
+                knowledge_embedding::store_for_document(
+                    conn,
+                    claimed.id,
+                    first,
+                    &vectors.model,
+                    batch,
+                )
+                .await?;
+            }
         }
         diesel::update(knowledge_documents::table.find(claimed.id))
             .set((
@@ -684,24 +700,122 @@ pub async fn search(
         .await
 }
 
+/// The query's words, in the knowledge base `$1`'s language, from the text `$2`: `q.any_word`
+/// (any of them) and `q.phrase` (all, in order).
+macro_rules! text_query {
+    () => {
+        "WITH base AS (
+             SELECT language::regconfig AS cfg FROM knowledge_bases WHERE id = $1),
+         q AS (
+             SELECT nullif(array_to_string(ARRAY(
+                        SELECT quote_literal(lexeme) FROM unnest(to_tsvector(base.cfg, $2))),
+                        ' | '), '')::tsquery AS any_word,
+                    phraseto_tsquery(base.cfg, $2) AS phrase
+             FROM base)"
+    };
+}
+
+/// A passage `p`'s full-text score for `q`.
+macro_rules! text_score {
+    () => {
+        "(ts_rank_cd(p.search, q.any_word, 1)
+          + CASE WHEN numnode(q.phrase) > 1 AND p.search @@ q.phrase
+                 THEN 2 * ts_rank_cd(p.search, q.phrase, 1) ELSE 0 END)::float8"
+    };
+}
+
 /// See [`search`]. Kept as text so a test can `EXPLAIN` exactly this.
-pub const SEARCH_SQL: &str = "WITH base AS (
-         SELECT language::regconfig AS cfg FROM knowledge_bases WHERE id = $1),
-     q AS (
-         SELECT nullif(array_to_string(ARRAY(
-                    SELECT quote_literal(lexeme) FROM unnest(to_tsvector(base.cfg, $2))),
-                    ' | '), '')::tsquery AS any_word,
-                phraseto_tsquery(base.cfg, $2) AS phrase
-         FROM base)
+pub const SEARCH_SQL: &str = concat!(
+    text_query!(),
+    "
      SELECT p.id AS passage_id, p.document_id, d.name AS document_name, p.heading, p.body, p.url,
-            p.tokens,
-            (ts_rank_cd(p.search, q.any_word, 1)
-             + CASE WHEN numnode(q.phrase) > 1 AND p.search @@ q.phrase
-                    THEN 2 * ts_rank_cd(p.search, q.phrase, 1) ELSE 0 END)::float8 AS score
+            p.tokens, ",
+    text_score!(),
+    " AS score
      FROM q, knowledge_passages p JOIN knowledge_documents d ON d.id = p.document_id
      WHERE p.knowledge_base_id = $1 AND p.search @@ q.any_word
      ORDER BY score DESC, p.id
-     LIMIT $3";
+     LIMIT $3"
+);
+
+/// Candidates each ranking gives the fusion.
+pub const FUSED_CANDIDATES: i64 = 50;
+/// Reciprocal rank fusion's constant: a passage's score is the sum over the rankings that
+/// hold it of 1 / (`RRF_K` + its rank there), so agreement beats one ranking's top place.
+pub const RRF_K: i64 = 60;
+
+/// The query's vector, from the model whose vectors it is compared with.
+#[derive(Debug, Clone)]
+pub struct QueryVector {
+    pub model: String,
+    pub vector: Vec<f32>,
+}
+
+/// Like [`search`], fusing the full-text ranking with the passages nearest to `vector` by
+/// cosine distance (the top [`FUSED_CANDIDATES`] of each) by reciprocal rank fusion; `score`
+/// is the fused score, at most 2 / (`RRF_K` + 1).
+pub async fn search_fused(
+    conn: &mut AsyncPgConnection,
+    knowledge_base_id: i64,
+    query: &str,
+    vector: &QueryVector,
+    limit: i64,
+) -> QueryResult<Vec<Hit>> {
+    let sql = fused_search_sql(vector.vector.len());
+    let literal = super::knowledge_embedding::literal(&vector.vector);
+    conn.transaction(async |conn| {
+        // A filtered HNSW scan keeps scanning until it has found enough of this knowledge
+        // base's vectors (pgvector 0.8), instead of stopping after `ef_search` of anyone's.
+        conn.batch_execute(
+            "SET LOCAL hnsw.iterative_scan = strict_order; SET LOCAL hnsw.ef_search = 100",
+        )
+        .await?;
+        diesel::sql_query(sql)
+            .bind::<Int8, _>(knowledge_base_id)
+            .bind::<Text, _>(query)
+            .bind::<Int8, _>(limit)
+            .bind::<Text, _>(literal)
+            .bind::<Text, _>(&vector.model)
+            .load(conn)
+            .await
+    })
+    .await
+}
+
+/// See [`search_fused`]: the vector part names `embedding::vector(dims)` and `dims = dims`,
+/// as the index of that size does ([`super::knowledge_embedding::ensure_index`]).
+pub fn fused_search_sql(dims: usize) -> String {
+    format!(
+        "{text_query},
+     by_text AS (
+         SELECT p.id, {text_score} AS score
+         FROM q, knowledge_passages p
+         WHERE p.knowledge_base_id = $1 AND p.search @@ q.any_word
+         ORDER BY score DESC, p.id
+         LIMIT {FUSED_CANDIDATES}),
+     by_vector AS MATERIALIZED (
+         SELECT e.passage_id AS id, e.embedding::vector({dims}) <=> $4::vector({dims}) AS distance
+         FROM knowledge_embeddings e
+         WHERE e.knowledge_base_id = $1 AND e.dims = {dims} AND e.model = $5
+         ORDER BY distance
+         LIMIT {FUSED_CANDIDATES}),
+     ranked AS (
+         SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM by_text
+         UNION ALL
+         SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM by_vector),
+     fused AS (
+         SELECT id, sum(1.0 / ({RRF_K} + rank))::float8 AS score FROM ranked GROUP BY id)
+     SELECT p.id AS passage_id, p.document_id, d.name AS document_name, p.heading, p.body, p.url,
+            p.tokens, f.score
+     FROM fused f
+          JOIN knowledge_passages p ON p.id = f.id
+          JOIN knowledge_documents d ON d.id = p.document_id
+     ORDER BY f.score DESC, p.id
+     LIMIT $3",
+        text_query = text_query!(),
+        text_score = text_score!(),
+    )
+}
 
 /// The language of the account's knowledge base `id`, if it has one.
 pub async fn language_of(

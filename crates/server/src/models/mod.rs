@@ -9,6 +9,7 @@ pub mod conversation;
 pub mod event;
 pub mod idempotency_key;
 pub mod knowledge;
+pub mod knowledge_embedding;
 pub mod message;
 pub mod page;
 pub mod pending_reply;

@@ -49,7 +49,7 @@ fn form(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (Vec<u8>, Strin
     (body, format!("multipart/form-data; boundary={boundary}"))
 }
 
-async fn upload(
+pub async fn upload(
     app: &TestApp,
     key: &str,
     base: i64,
@@ -73,7 +73,7 @@ async fn upload(
     (status, response.json().await.unwrap())
 }
 
-async fn knowledge_base(app: &TestApp, account: &TestAccount, language: &str) -> i64 {
+pub async fn knowledge_base(app: &TestApp, account: &TestAccount, language: &str) -> i64 {
     let (status, body, _) = app
         .post(
             &account.key,
@@ -87,7 +87,7 @@ async fn knowledge_base(app: &TestApp, account: &TestAccount, language: &str) ->
 }
 
 /// Waits until the document is no longer `processing`; its answer.
-async fn processed(app: &TestApp, key: &str, base: i64, document: i64) -> Value {
+pub async fn processed(app: &TestApp, key: &str, base: i64, document: i64) -> Value {
     let started = Instant::now();
     loop {
         let (status, body, _) = app

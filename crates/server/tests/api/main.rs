@@ -22,6 +22,7 @@ mod idempotency;
 mod idle;
 mod input;
 mod knowledge;
+mod knowledge_vectors;
 mod llm_failures;
 mod losses;
 mod openapi;
