@@ -423,6 +423,8 @@ pub struct Claimed {
     #[diesel(sql_type = Int8)]
     pub knowledge_base_id: i64,
     #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Text)]
     pub kind: String,
     #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
     pub content: Option<Vec<u8>>,
@@ -450,7 +452,7 @@ pub async fn claim_next(conn: &mut impl Conn, lease: Duration) -> QueryResult<Op
                        WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < now())
                        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
            AND b.id = d.knowledge_base_id
-         RETURNING d.id, d.knowledge_base_id, d.kind, d.content, d.url, d.links,
+         RETURNING d.id, d.knowledge_base_id, d.name, d.kind, d.content, d.url, d.links,
                    d.relative_links_limit, d.attempts, b.language",
     )
     .bind::<Double, _>(lease.as_secs_f64())
