@@ -651,10 +651,11 @@ impl Hit {
 
 /// The knowledge base's passages that best match `query`, best first, at most `limit`.
 ///
-/// Any of the query's words (in the base's language: stemmed, stop words dropped) finds a
-/// passage; `ts_rank_cd` ranks them by how densely the words cover it, a heading's words
-/// counting most, and a passage holding the query as a phrase ranks higher. Read through the
-/// `(knowledge_base_id, search)` index, so only this base's matches are ranked.
+/// The passages holding two of the query's words at least (in the base's language: stemmed,
+/// stop words dropped), or any of them when those are fewer than `limit`; `ts_rank_cd` ranks
+/// them by how densely the words cover it, a heading's words counting most, and a passage
+/// holding the query as a phrase ranks higher. Read through the `(knowledge_base_id, search)`
+/// index, so only this base's matches are ranked.
 pub async fn search(
     conn: &mut impl Conn,
     knowledge_base_id: i64,
@@ -670,23 +671,43 @@ pub async fn search(
 }
 
 /// See [`search`]. Kept as text so a test can `EXPLAIN` exactly this.
-pub const SEARCH_SQL: &str = "WITH base AS (
-         SELECT language::regconfig AS cfg FROM knowledge_bases WHERE id = $1),
-     q AS (
-         SELECT nullif(array_to_string(ARRAY(
-                    SELECT quote_literal(lexeme) FROM unnest(to_tsvector(base.cfg, $2))),
-                    ' | '), '')::tsquery AS any_word,
-                phraseto_tsquery(base.cfg, $2) AS phrase
-         FROM base)
+///
+/// Ranking costs per matching passage, and in a large base a question's common words ("table",
+/// "use") match most of it: so the passages holding two of its words at least are ranked, and
+/// those holding any only when these are fewer than asked for. The query's forms are computed
+/// once (`MATERIALIZED`, else inlined per row), and only the best passages' rows are read.
+pub const SEARCH_SQL: &str = "WITH q AS MATERIALIZED (
+         SELECT nullif(array_to_string(l.words, ' | '), '')::tsquery AS any_word,
+                coalesce((SELECT string_agg(format('(%s & %s)', x, y), ' | ')
+                          FROM unnest(l.words) x, unnest(l.words) y WHERE x < y),
+                         array_to_string(l.words, ''))::tsquery AS two_words,
+                phraseto_tsquery(b.language::regconfig, $2) AS phrase
+         FROM knowledge_bases b,
+              LATERAL (SELECT array_agg(DISTINCT quote_literal(lexeme)) AS words
+                       FROM unnest(to_tsvector(b.language::regconfig, $2))) l
+         WHERE b.id = $1),
+     scored AS NOT MATERIALIZED (
+         SELECT p.id, p.search,
+                (ts_rank_cd(p.search, q.any_word, 1)
+                 + CASE WHEN numnode(q.phrase) > 1 AND p.search @@ q.phrase
+                        THEN 2 * ts_rank_cd(p.search, q.phrase, 1) ELSE 0 END)::float8 AS score
+         FROM q, knowledge_passages p
+         WHERE p.knowledge_base_id = $1),
+     strict AS MATERIALIZED (
+         SELECT s.id, s.score FROM scored s, q WHERE s.search @@ q.two_words
+         ORDER BY s.score DESC, s.id LIMIT $3),
+     loose AS MATERIALIZED (
+         SELECT s.id, s.score FROM scored s, q
+         WHERE (SELECT count(*) FROM strict) < $3 AND s.search @@ q.any_word
+         ORDER BY s.score DESC, s.id LIMIT $3),
+     best AS (
+         SELECT * FROM strict WHERE (SELECT count(*) FROM strict) >= $3
+         UNION ALL SELECT * FROM loose)
      SELECT p.id AS passage_id, p.document_id, d.name AS document_name, p.heading, p.body, p.url,
-            p.tokens,
-            (ts_rank_cd(p.search, q.any_word, 1)
-             + CASE WHEN numnode(q.phrase) > 1 AND p.search @@ q.phrase
-                    THEN 2 * ts_rank_cd(p.search, q.phrase, 1) ELSE 0 END)::float8 AS score
-     FROM q, knowledge_passages p JOIN knowledge_documents d ON d.id = p.document_id
-     WHERE p.knowledge_base_id = $1 AND p.search @@ q.any_word
-     ORDER BY score DESC, p.id
-     LIMIT $3";
+            p.tokens, best.score
+     FROM best JOIN knowledge_passages p ON p.id = best.id
+          JOIN knowledge_documents d ON d.id = p.document_id
+     ORDER BY best.score DESC, p.id";
 
 /// The language of the account's knowledge base `id`, if it has one.
 pub async fn language_of(
