@@ -32,8 +32,9 @@ pub const MAX_WIDGETS_PER_ACCOUNT: usize = 100;
 pub const MAX_WIDGET_ORIGINS: usize = 20;
 /// Most knowledge bases of one account.
 pub const MAX_KNOWLEDGE_BASES_PER_ACCOUNT: usize = 50;
-/// Most documents of one knowledge base.
-pub const MAX_DOCUMENTS_PER_KNOWLEDGE_BASE: usize = 200;
+/// Most documents of one knowledge base: room for a manual of one page per document (the
+/// PostgreSQL documentation has about 1,170).
+pub const MAX_DOCUMENTS_PER_KNOWLEDGE_BASE: usize = 2_000;
 /// Most passages one document is cut into: a longer one fails with a reason saying so.
 pub const MAX_PASSAGES_PER_DOCUMENT: usize = 5_000;
 /// Largest uploaded document, in bytes (Famulor's 20 MB).

@@ -360,7 +360,7 @@ pub async fn remove_document(
         (status = 400, description = "`INVALID_JSON`", body = ErrorBody),
         (status = 404, description = "`KNOWLEDGE_BASE_NOT_FOUND`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: a file over 20 MB", body = ErrorBody),
-        (status = 422, description = "`VALIDATION_ERROR`, `LIMIT_EXCEEDED` (200 documents per knowledge base)", body = ErrorBody),
+        (status = 422, description = "`VALIDATION_ERROR`, `LIMIT_EXCEEDED` (2,000 documents per knowledge base)", body = ErrorBody),
     )
 )]
 pub async fn create_document(

@@ -211,6 +211,11 @@ async fn read(
                 _ => Format::Text,
             };
             let bytes = claimed.content.clone().unwrap_or_default();
+            let format = if format == Format::Text && looks_like_html(&claimed.name, &bytes) {
+                Format::Html
+            } else {
+                format
+            };
             // Parsing a large PDF takes a while: off the async threads.
             let extracted = tokio::task::spawn_blocking(move || extract::extract(format, &bytes))
                 .await
@@ -272,11 +277,65 @@ async fn read_site(
     Ok(passages)
 }
 
+/// Whether a `txt` upload is an HTML page: named `*.html` or `*.htm`, or starting (after a
+/// byte-order mark, whitespace and an XML declaration, as XHTML pages have) with
+/// `<!doctype html` or `<html`. Read as Markdown, its tags and scripts would be its text.
+fn looks_like_html(name: &str, bytes: &[u8]) -> bool {
+    let name = name.to_ascii_lowercase();
+    if name.ends_with(".html") || name.ends_with(".htm") {
+        return true;
+    }
+    let mut start = bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(bytes)
+        .trim_ascii_start();
+    if start.starts_with(b"<?xml")
+        && let Some(end) = start.windows(2).position(|w| w == b"?>")
+    {
+        start = start[end + 2..].trim_ascii_start();
+    }
+    // The tag's name must end there: `<htmlish` is not HTML.
+    let starts_with = |prefix: &[u8]| {
+        start.len() >= prefix.len()
+            && start[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && start
+                .get(prefix.len())
+                .is_none_or(|next| next.is_ascii_whitespace() || *next == b'>')
+    };
+    starts_with(b"<!doctype html") || starts_with(b"<html")
+}
+
 fn stored(passage: Passage, url: Option<String>) -> NewPassage {
     NewPassage {
         heading: passage.heading.map(|h| h.replace('\0', "")),
         body: passage.text.replace('\0', ""),
         url,
         tokens: i32::try_from(passage.tokens).unwrap_or(i32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_html;
+
+    #[test]
+    fn html_is_told_by_its_name_or_its_start() {
+        assert!(looks_like_html("sql-createindex.HTML", b"plain"));
+        assert!(looks_like_html("page.htm", b""));
+        assert!(looks_like_html(
+            "page",
+            b"\xEF\xBB\xBF\n  <!DOCTYPE html><p>x"
+        ));
+        assert!(looks_like_html("page", b"<HTML lang=en>"));
+        assert!(looks_like_html(
+            "page",
+            b"<?xml version=\"1.0\"?>\n<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0\">"
+        ));
+        assert!(!looks_like_html(
+            "notes.md",
+            b"# Notes\n\n<html> in a sentence"
+        ));
+        assert!(!looks_like_html("feed", b"<?xml version=\"1.0\"?><rss>"));
+        assert!(!looks_like_html("notes.txt", b"<htmlish"));
     }
 }

@@ -441,6 +441,8 @@ pub struct Claimed {
     #[diesel(sql_type = Int8)]
     pub knowledge_base_id: i64,
     #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Text)]
     pub kind: String,
     #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
     pub content: Option<Vec<u8>>,
@@ -468,7 +470,7 @@ pub async fn claim_next(conn: &mut impl Conn, lease: Duration) -> QueryResult<Op
                        WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < now())
                        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
            AND b.id = d.knowledge_base_id
-         RETURNING d.id, d.knowledge_base_id, d.kind, d.content, d.url, d.links,
+         RETURNING d.id, d.knowledge_base_id, d.name, d.kind, d.content, d.url, d.links,
                    d.relative_links_limit, d.attempts, b.language",
     )
     .bind::<Double, _>(lease.as_secs_f64())
@@ -682,10 +684,11 @@ impl Hit {
 
 /// The knowledge base's passages that best match `query`, best first, at most `limit`.
 ///
-/// Any of the query's words (in the base's language: stemmed, stop words dropped) finds a
-/// passage; `ts_rank_cd` ranks them by how densely the words cover it, a heading's words
-/// counting most, and a passage holding the query as a phrase ranks higher. Read through the
-/// `(knowledge_base_id, search)` index, so only this base's matches are ranked.
+/// The passages holding two of the query's words at least (in the base's language: stemmed,
+/// stop words dropped), or any of them when those are fewer than `limit`; `ts_rank_cd` ranks
+/// them by how densely the words cover it, a heading's words counting most, and a passage
+/// holding the query as a phrase ranks higher. Read through the `(knowledge_base_id, search)`
+/// index, so only this base's matches are ranked.
 pub async fn search(
     conn: &mut impl Conn,
     knowledge_base_id: i64,
@@ -700,15 +703,38 @@ pub async fn search(
         .await
 }
 
-/// The query's words, in the knowledge base `$1`'s language, from the text `$2`: `q.any_word`
-/// (any of them) and `q.phrase` (all, in order).
+/// The query's words, in the knowledge base `$1`'s language, from the text `$2`: `q.every_word`
+/// (any of them, which ranks), `q.any_word` (any of its rarer ones, which finds) and
+/// `q.phrase` (all, in order).
+///
+/// Ranking costs per passage found, and in a large base a question's common words ("table",
+/// "use") are in most passages: so passages are found by the words in at most a twentieth of
+/// the base's passages (or 50), or by the two rarest when all are common, as an index of
+/// inverse document frequency would; every word still counts in the rank. Each word's
+/// passages are counted through the `(knowledge_base_id, search)` index.
 macro_rules! text_query {
     () => {
         "WITH base AS (
              SELECT language::regconfig AS cfg FROM knowledge_bases WHERE id = $1),
-         q AS (
+         words AS MATERIALIZED (
+             SELECT DISTINCT w.lexeme,
+                    (SELECT count(*) FROM knowledge_passages p
+                     WHERE p.knowledge_base_id = $1
+                       AND p.search @@ quote_literal(w.lexeme)::tsquery) AS passages
+             FROM base, unnest(to_tsvector(base.cfg, $2)) w),
+         total AS (
+             SELECT coalesce(sum(passages_count), 0) AS passages
+             FROM knowledge_documents WHERE knowledge_base_id = $1),
+         q AS MATERIALIZED (
              SELECT nullif(array_to_string(ARRAY(
-                        SELECT quote_literal(lexeme) FROM unnest(to_tsvector(base.cfg, $2))),
+                        SELECT quote_literal(lexeme) FROM words WHERE passages > 0), ' | '),
+                        '')::tsquery AS every_word,
+                    nullif(array_to_string(ARRAY(
+                        SELECT quote_literal(w.lexeme) FROM words w, total
+                        WHERE w.passages > 0
+                          AND (w.passages <= greatest(total.passages / 20, 50)
+                               OR w.lexeme IN (SELECT lexeme FROM words WHERE passages > 0
+                                               ORDER BY passages, lexeme LIMIT 2))),
                         ' | '), '')::tsquery AS any_word,
                     phraseto_tsquery(base.cfg, $2) AS phrase
              FROM base)"
@@ -718,7 +744,7 @@ macro_rules! text_query {
 /// A passage `p`'s full-text score for `q`.
 macro_rules! text_score {
     () => {
-        "(ts_rank_cd(p.search, q.any_word, 1)
+        "(ts_rank_cd(p.search, q.every_word, 1)
           + CASE WHEN numnode(q.phrase) > 1 AND p.search @@ q.phrase
                  THEN 2 * ts_rank_cd(p.search, q.phrase, 1) ELSE 0 END)::float8"
     };

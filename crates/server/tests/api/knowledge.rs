@@ -184,6 +184,52 @@ async fn a_text_document_is_processed_listed_searched_and_deleted() {
 }
 
 #[tokio::test]
+async fn an_html_page_uploaded_as_txt_is_read_as_html() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let base = knowledge_base(&app, &account, "english").await;
+    let page = "\u{feff}<!DOCTYPE html>\n<html><head><title>Care guide</title>
+        <script>var secretToken = 'zanzibar';</script></head>
+        <body><h1>Care guide</h1><h2>Watering</h2>
+        <p>Water the <b>orchids</b> once a week with lukewarm rain water.</p></body></html>";
+    // Not named `.html`: the bytes tell.
+    let (status, body) = upload(
+        &app,
+        &account.key,
+        base,
+        &[("name", "care-guide"), ("type", "txt")],
+        Some(("care-guide", page.as_bytes())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let document = body["data"]["id"].as_i64().unwrap();
+    let done = processed(&app, &account.key, base, document).await;
+    assert_eq!(done["status"], "active", "{done}");
+
+    let search = async |query: &str| {
+        let (status, found, _) = app
+            .post(
+                &account.key,
+                &format!("/api/user/knowledgebases/{base}/search"),
+                &json!({"query": query, "limit": 5}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        found["data"].as_array().unwrap().clone()
+    };
+    let found = search("how often to water orchids").await;
+    let text = found[0]["text"].as_str().unwrap();
+    assert!(text.contains("Water the orchids once a week"), "{found:?}");
+    assert!(!text.contains("<b>"), "tags are not text: {text}");
+    assert_eq!(found[0]["heading"], "Care guide › Watering");
+    assert_eq!(
+        search("zanzibar").await,
+        Vec::<Value>::new(),
+        "a script is not text"
+    );
+}
+
+#[tokio::test]
 async fn another_accounts_knowledge_base_is_not_found_anywhere() {
     let app = TestApp::spawn().await;
     let owner = app.account("10").await;
