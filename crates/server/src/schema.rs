@@ -81,6 +81,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    knowledge_terms (knowledge_base_id, lexeme) {
+        knowledge_base_id -> Int8,
+        lexeme -> Text,
+        passages -> Int4,
+    }
+}
+
 // `search` (tsvector) is left out: passages are written and searched in SQL of their own.
 diesel::table! {
     knowledge_passages (id) {
@@ -306,6 +314,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     knowledge_bases,
     knowledge_documents,
     knowledge_passages,
+    knowledge_terms,
     pending_replies,
     settlements_due,
     tool_calls,

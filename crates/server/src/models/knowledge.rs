@@ -416,21 +416,22 @@ pub async fn find_document(
 /// Deletes the document and its passages (the next search no longer finds them); returns
 /// it as it was.
 pub async fn delete_document(
-    conn: &mut impl Conn,
+    conn: &mut AsyncPgConnection,
     account_id: i64,
     knowledge_base_id: i64,
     id: i64,
 ) -> QueryResult<Option<DocumentRow>> {
-    diesel::delete(
-        knowledge_documents::table
-            .filter(knowledge_documents::id.eq(id))
-            .filter(knowledge_documents::knowledge_base_id.eq(knowledge_base_id))
-            .filter(knowledge_documents::account_id.eq(account_id)),
-    )
-    .returning(DocumentRow::as_returning())
-    .get_result(conn)
+    conn.transaction(async |conn| {
+        let Some(row) = find_document(conn, account_id, knowledge_base_id, id).await? else {
+            return Ok(None);
+        };
+        drop_passages(conn, knowledge_base_id, id).await?;
+        diesel::delete(knowledge_documents::table.find(id))
+            .execute(conn)
+            .await?;
+        Ok(Some(row))
+    })
     .await
-    .optional()
 }
 
 /// A document taken up for processing, with what it is made from.
@@ -537,10 +538,7 @@ pub async fn store_passages(
         if !still_claimed(conn, claimed).await? {
             return Ok(false);
         }
-        diesel::sql_query("DELETE FROM knowledge_passages WHERE document_id = $1")
-            .bind::<Int8, _>(claimed.id)
-            .execute(conn)
-            .await?;
+        drop_passages(conn, claimed.knowledge_base_id, claimed.id).await?;
         for (batch_index, batch) in passages.chunks(PASSAGES_PER_INSERT).enumerate() {
             let first = (batch_index * PASSAGES_PER_INSERT) as i32;
             diesel::sql_query(
@@ -567,6 +565,19 @@ pub async fn store_passages(
             .execute(conn)
             .await?;
         }
+        diesel::sql_query(
+            "INSERT INTO knowledge_terms (knowledge_base_id, lexeme, passages)
+             SELECT $2, u.lexeme, count(*)
+             FROM knowledge_passages p, unnest(p.search) u
+             WHERE p.document_id = $1
+             GROUP BY u.lexeme ORDER BY u.lexeme
+             ON CONFLICT (knowledge_base_id, lexeme)
+             DO UPDATE SET passages = knowledge_terms.passages + excluded.passages",
+        )
+        .bind::<Int8, _>(claimed.id)
+        .bind::<Int8, _>(claimed.knowledge_base_id)
+        .execute(conn)
+        .await?;
         if let Some(vectors) = vectors {
             for (batch_index, batch) in vectors.vectors.chunks(PASSAGES_PER_INSERT).enumerate() {
                 let first = (batch_index * PASSAGES_PER_INSERT) as i32;
@@ -606,10 +617,7 @@ pub async fn fail(
         if !still_claimed(conn, claimed).await? {
             return Ok(false);
         }
-        diesel::sql_query("DELETE FROM knowledge_passages WHERE document_id = $1")
-            .bind::<Int8, _>(claimed.id)
-            .execute(conn)
-            .await?;
+        drop_passages(conn, claimed.knowledge_base_id, claimed.id).await?;
         diesel::update(knowledge_documents::table.find(claimed.id))
             .set((
                 knowledge_documents::status.eq(DocumentStatus::Failed.as_str()),
@@ -623,6 +631,40 @@ pub async fn fail(
         Ok(true)
     })
     .await
+}
+
+/// Deletes the document's passages, their words no longer counted in `knowledge_terms`.
+/// Takes the knowledge base's row lock first, so that the counts of one base change one
+/// transaction at a time (and never deadlock).
+async fn drop_passages(
+    conn: &mut AsyncPgConnection,
+    knowledge_base_id: i64,
+    document_id: i64,
+) -> QueryResult<()> {
+    knowledge_bases::table
+        .find(knowledge_base_id)
+        .select(knowledge_bases::id)
+        .for_no_key_update()
+        .get_result::<i64>(conn)
+        .await
+        .optional()?;
+    diesel::sql_query(
+        "WITH gone AS (
+             SELECT u.lexeme, count(*) AS passages
+             FROM knowledge_passages p, unnest(p.search) u
+             WHERE p.document_id = $1 GROUP BY u.lexeme)
+         UPDATE knowledge_terms t SET passages = t.passages - gone.passages
+         FROM gone WHERE t.knowledge_base_id = $2 AND t.lexeme = gone.lexeme",
+    )
+    .bind::<Int8, _>(document_id)
+    .bind::<Int8, _>(knowledge_base_id)
+    .execute(conn)
+    .await?;
+    diesel::sql_query("DELETE FROM knowledge_passages WHERE document_id = $1")
+        .bind::<Int8, _>(document_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Locks the document if `claimed` is still its claim.
@@ -710,18 +752,16 @@ pub async fn search(
 /// Ranking costs per passage found, and in a large base a question's common words ("table",
 /// "use") are in most passages: so passages are found by the words in at most a twentieth of
 /// the base's passages (or 50), or by the two rarest when all are common, as an index of
-/// inverse document frequency would; every word still counts in the rank. Each word's
-/// passages are counted through the `(knowledge_base_id, search)` index.
+/// inverse document frequency would; every word still counts in the rank. Each word's count
+/// of passages is read from `knowledge_terms`.
 macro_rules! text_query {
     () => {
         "WITH base AS (
              SELECT language::regconfig AS cfg FROM knowledge_bases WHERE id = $1),
          words AS MATERIALIZED (
-             SELECT DISTINCT w.lexeme,
-                    (SELECT count(*) FROM knowledge_passages p
-                     WHERE p.knowledge_base_id = $1
-                       AND p.search @@ quote_literal(w.lexeme)::tsquery) AS passages
-             FROM base, unnest(to_tsvector(base.cfg, $2)) w),
+             SELECT DISTINCT w.lexeme, coalesce(t.passages, 0) AS passages
+             FROM base, unnest(to_tsvector(base.cfg, $2)) w
+             LEFT JOIN knowledge_terms t ON t.knowledge_base_id = $1 AND t.lexeme = w.lexeme),
          total AS (
              SELECT coalesce(sum(passages_count), 0) AS passages
              FROM knowledge_documents WHERE knowledge_base_id = $1),

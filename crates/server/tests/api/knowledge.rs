@@ -179,6 +179,22 @@ async fn a_text_document_is_processed_listed_searched_and_deleted() {
         )
         .await;
     assert_eq!(found["data"], json!([]), "a deleted document is not found");
+    // Nor are its words counted any longer.
+    #[derive(diesel::QueryableByName)]
+    struct Counted {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        passages: i64,
+    }
+    let mut conn = app.db.connect().await;
+    let counted: Counted = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT coalesce(sum(passages), 0)::int8 AS passages FROM knowledge_terms",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted.passages, 0);
     let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
     assert_eq!(list["data"][0]["status"], "empty");
 }
