@@ -750,8 +750,8 @@ pub async fn search(
 /// `q.phrase` (all, in order).
 ///
 /// Ranking costs per passage found, and in a large base a question's common words ("table",
-/// "use") are in most passages: so passages are found by the words in at most a twentieth of
-/// the base's passages (or 50), or by the two rarest when all are common, as an index of
+/// "use") are in most passages: so passages are found by the words in at most a fiftieth of
+/// the base's passages (or 20), or by the two rarest when all are common, as an index of
 /// inverse document frequency would; every word still counts in the rank. Each word's count
 /// of passages is read from `knowledge_terms`.
 macro_rules! text_query {
@@ -772,7 +772,7 @@ macro_rules! text_query {
                     nullif(array_to_string(ARRAY(
                         SELECT quote_literal(w.lexeme) FROM words w, total
                         WHERE w.passages > 0
-                          AND (w.passages <= greatest(total.passages / 20, 50)
+                          AND (w.passages <= greatest(total.passages / 50, 20)
                                OR w.lexeme IN (SELECT lexeme FROM words WHERE passages > 0
                                                ORDER BY passages, lexeme LIMIT 2))),
                         ' | '), '')::tsquery AS any_word,
@@ -793,15 +793,21 @@ macro_rules! text_score {
 /// See [`search`]. Kept as text so a test can `EXPLAIN` exactly this.
 pub const SEARCH_SQL: &str = concat!(
     text_query!(),
-    "
-     SELECT p.id AS passage_id, p.document_id, d.name AS document_name, p.heading, p.body, p.url,
-            p.tokens, ",
+    ",
+     best AS (
+         SELECT p.id, ",
     text_score!(),
     " AS score
-     FROM q, knowledge_passages p JOIN knowledge_documents d ON d.id = p.document_id
-     WHERE p.knowledge_base_id = $1 AND p.search @@ q.any_word
-     ORDER BY score DESC, p.id
-     LIMIT $3"
+         FROM q, knowledge_passages p
+         WHERE p.knowledge_base_id = $1 AND p.search @@ q.any_word
+         ORDER BY score DESC, p.id
+         LIMIT $3)
+     SELECT p.id AS passage_id, p.document_id, d.name AS document_name, p.heading, p.body, p.url,
+            p.tokens, best.score
+     FROM best
+          JOIN knowledge_passages p ON p.id = best.id
+          JOIN knowledge_documents d ON d.id = p.document_id
+     ORDER BY best.score DESC, p.id"
 );
 
 /// Candidates each ranking gives the fusion.
