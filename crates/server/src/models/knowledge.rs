@@ -726,11 +726,11 @@ impl Hit {
 
 /// The knowledge base's passages that best match `query`, best first, at most `limit`.
 ///
-/// The passages holding two of the query's words at least (in the base's language: stemmed,
-/// stop words dropped), or any of them when those are fewer than `limit`; `ts_rank_cd` ranks
-/// them by how densely the words cover it, a heading's words counting most, and a passage
-/// holding the query as a phrase ranks higher. Read through the `(knowledge_base_id, search)`
-/// index, so only this base's matches are ranked.
+/// The passages holding any of the query's rarer words (see `text_query!`; in the base's
+/// language: stemmed, stop words dropped); `ts_rank_cd` ranks them by how densely all its
+/// words cover them, a heading's words counting most, and a passage holding the query as a
+/// phrase ranks higher. Read through the `(knowledge_base_id, search)` index, so only this
+/// base's matches are ranked.
 pub async fn search(
     conn: &mut impl Conn,
     knowledge_base_id: i64,
