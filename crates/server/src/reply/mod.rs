@@ -293,7 +293,8 @@ async fn with_knowledge(
     let Some((knowledge_base_id, KnowledgeMode::Prompt)) = turn.assistant.knowledge() else {
         return (prepared, Vec::new());
     };
-    // The last turns give the message its context ("and to Austria?").
+    // The customer's message before gives this one its context ("and to Austria?"); the
+    // prompt's last user message is this one.
     let earlier: Vec<&str> = prepared
         .messages
         .iter()
