@@ -15,7 +15,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use super::knowledge_embedding::{self, Vectors};
 use super::quota;
 use crate::db::Conn;
-use crate::schema::{assistants, knowledge_bases, knowledge_documents};
+use crate::schema::{knowledge_bases, knowledge_documents};
 
 /// A knowledge base with the counts its answer shows.
 #[derive(Debug, Clone, QueryableByName)]
@@ -264,15 +264,6 @@ pub async fn base_exists(conn: &mut impl Conn, account_id: i64, id: i64) -> Quer
     ))
     .get_result(conn)
     .await
-}
-
-/// The assistants answering from the knowledge base, for a test's and the console's eyes.
-pub async fn assistants_of(conn: &mut impl Conn, id: i64) -> QueryResult<Vec<i64>> {
-    assistants::table
-        .filter(assistants::knowledge_base_id.eq(id))
-        .select(assistants::id)
-        .load(conn)
-        .await
 }
 
 /// A stored document (without its bytes).
@@ -887,19 +878,4 @@ pub fn fused_search_sql(dims: usize) -> String {
         text_query = text_query!(),
         text_score = text_score!(),
     )
-}
-
-/// The language of the account's knowledge base `id`, if it has one.
-pub async fn language_of(
-    conn: &mut impl Conn,
-    account_id: i64,
-    id: i64,
-) -> QueryResult<Option<String>> {
-    knowledge_bases::table
-        .filter(knowledge_bases::id.eq(id))
-        .filter(knowledge_bases::account_id.eq(account_id))
-        .select(knowledge_bases::language)
-        .get_result(conn)
-        .await
-        .optional()
 }
