@@ -23,10 +23,13 @@
 
 #![allow(clippy::print_stdout)]
 
+#[path = "support/server.rs"]
+mod server;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -41,6 +44,8 @@ use axum::routing::post;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use server::{Launcher, run_tool};
 
 const DOCS_DIR: &str = "/usr/share/doc/postgresql-doc-15/html";
 const DOCS_PACKAGE: &str = "postgresql-doc-15";
@@ -62,8 +67,6 @@ const PROMPT_MODE_EXTRA_TARGET: Duration = Duration::from_millis(5);
 
 const INGEST_TIMEOUT: Duration = Duration::from_secs(1_800);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const SQL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[tokio::main]
@@ -144,7 +147,9 @@ async fn run() -> anyhow::Result<()> {
     .await?;
     pg.sql("postgres", &format!("CREATE DATABASE {BENCH_DB}"))
         .await?;
-    let key = launcher.create_account().await?;
+    let (_, key) = launcher
+        .create_account("retrieval bench", "1000000")
+        .await?;
     let http = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
@@ -776,40 +781,6 @@ impl Postgres {
     }
 }
 
-/// Runs a command line tool with a deadline (killed past it); its stdout, trimmed.
-async fn run_tool(
-    mut command: std::process::Command,
-    what: &str,
-    timeout: Duration,
-) -> anyhow::Result<String> {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("{what}: could not be started (is it installed and on PATH?)"))?;
-    let pid = child.id();
-    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
-    let output = match tokio::time::timeout(timeout, waiting).await {
-        Ok(joined) => joined?.with_context(|| format!("{what}: waiting for it"))?,
-        Err(_) => {
-            // Not reaped yet (its waiter is blocked on it), so the pid is still its own.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            bail!("{what}: not done within {timeout:?}, killed");
-        }
-    };
-    if !output.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
 /// OpenAI Chat Completions on loopback: one fixed answer, at once.
 struct StubModel {
     addr: std::net::SocketAddr,
@@ -837,144 +808,4 @@ impl StubModel {
 /// Reads the request (so the connection can be reused) and answers.
 async fn stub_completion(State(body): State<Bytes>, _request: Bytes) -> Response {
     ([(CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-struct Launcher {
-    exe: PathBuf,
-    database_url: String,
-    llm_base_url: String,
-    log: PathBuf,
-}
-
-impl Launcher {
-    /// The server binary with the bench's settings and none of the caller's `ANYREPLY_*`.
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(&self.exe);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ANYREPLY_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .args(args)
-            .env("ANYREPLY_DATABASE_URL", &self.database_url)
-            .env("ANYREPLY_LLM_BASE_URL", &self.llm_base_url)
-            .env("ANYREPLY_RATE_LIMIT_PER_MINUTE", "1000000000")
-            .env("ANYREPLY_LOG", "info")
-            .stdin(Stdio::null());
-        command
-    }
-
-    /// `anyreply-server account create`: the account's API key.
-    async fn create_account(&self) -> anyhow::Result<String> {
-        let command = self.command(&[
-            "account",
-            "create",
-            "--name",
-            "retrieval bench",
-            "--balance",
-            "1000000",
-        ]);
-        let printed = run_tool(
-            command,
-            "anyreply-server account create",
-            Duration::from_secs(60),
-        )
-        .await?;
-        let created: Value = serde_json::from_str(&printed).with_context(|| {
-            format!("`account create` printed {printed:?}, not {{account_id, api_key}}")
-        })?;
-        Ok(created["api_key"]
-            .as_str()
-            .context("`account create` printed no api_key")?
-            .to_owned())
-    }
-
-    /// Starts `anyreply-server serve` on a free port and waits for `/ready`.
-    async fn start(&self, http: &reqwest::Client) -> anyhow::Result<ServerProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = File::options().append(true).open(&self.log)?;
-        let child = self
-            .command(&["serve"])
-            .env("ANYREPLY_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.exe.display()))?;
-        let mut server = ServerProcess {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log: self.log.clone(),
-        };
-        server.wait_ready(http).await?;
-        Ok(server)
-    }
-}
-
-/// A running server; killed when dropped (on an error or a panic too).
-struct ServerProcess {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl ServerProcess {
-    async fn wait_ready(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "the server exited ({status}) before it was ready; see {}",
-                    self.log.display()
-                );
-            }
-            let ready = http
-                .get(format!("{}/ready", self.base))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the server was not ready within {READY_TIMEOUT:?}; see {}",
-                    self.log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then waits for the exit (SIGKILL after a while).
-    async fn stop(&mut self) -> anyhow::Result<()> {
-        let mut term = std::process::Command::new("kill");
-        term.args(["-TERM", &self.child.id().to_string()]);
-        if let Err(error) = run_tool(term, "kill -TERM", Duration::from_secs(5)).await {
-            eprintln!("{error:#}; killing the server instead");
-            self.child.kill()?;
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                eprintln!("the server did not stop within {STOP_TIMEOUT:?} of SIGTERM; killing it");
-                self.child.kill()?;
-                self.child.wait()?;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
