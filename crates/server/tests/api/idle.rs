@@ -11,31 +11,38 @@ use serde_json::json;
 use crate::util::TestApp;
 
 /// Transactions PostgreSQL counted for this test's database, once every server connection to it
-/// has closed (a backend's counts are flushed when it exits, not at each commit).
+/// has closed (a backend's counts are flushed when it exits, not at each commit). Asked from
+/// the cluster's `postgres` database, so that the asking, which waits longer on a loaded
+/// machine, is not counted with the server's transactions.
 async fn transactions_so_far(app: &TestApp) -> i64 {
+    use diesel_async::AsyncConnection;
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::Int8)]
         n: i64,
     }
-    let mut conn = app.db.connect().await;
-    for _ in 0..500 {
-        let others: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_stat_activity
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .get_result(&mut conn)
+    let mut url = url::Url::parse(app.db.url()).unwrap();
+    let database = url.path().trim_start_matches('/').to_owned();
+    url.set_path("/postgres");
+    let mut conn = diesel_async::AsyncPgConnection::establish(url.as_str())
         .await
         .unwrap();
+    for _ in 0..500 {
+        let others: Count =
+            diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1")
+                .bind::<diesel::sql_types::Text, _>(&database)
+                .get_result(&mut conn)
+                .await
+                .unwrap();
         if others.n == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let count: Count = diesel::sql_query(
-        "SELECT xact_commit + xact_rollback AS n FROM pg_stat_database
-         WHERE datname = current_database()",
+        "SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = $1",
     )
+    .bind::<diesel::sql_types::Text, _>(&database)
     .get_result(&mut conn)
     .await
     .unwrap();
@@ -92,6 +99,6 @@ async fn an_idle_server_makes_at_most_two_transactions_a_second() {
     let per_second = (long - short) as f64 / 6.0;
     assert!(
         per_second <= 2.0,
-        "an idle server made {per_second:.1} transactions a second ({short} in 1 s, {long} in 7 s)"
+        "an idle server made {per_second:.1} transactions a second ({short} in 3 s, {long} in 9 s)"
     );
 }
