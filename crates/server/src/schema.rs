@@ -56,6 +56,7 @@ diesel::table! {
         language -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        passages_count -> Int8,
     }
 }
 

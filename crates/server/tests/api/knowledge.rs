@@ -161,6 +161,12 @@ async fn a_text_document_is_processed_listed_searched_and_deleted() {
     assert_eq!(best["document_name"], "handbook.md");
     assert!(best["score"].as_f64().unwrap() > 0.0);
 
+    assert_eq!(
+        stored_counts(&app).await,
+        (0, 0),
+        "no passage or word is counted twice"
+    );
+
     let (status, deleted, _) = app
         .request(
             &app.base,
@@ -179,24 +185,125 @@ async fn a_text_document_is_processed_listed_searched_and_deleted() {
         )
         .await;
     assert_eq!(found["data"], json!([]), "a deleted document is not found");
-    // Nor are its words counted any longer.
+    // Nor are it and its words counted any longer.
+    assert_eq!(stored_counts(&app).await, (0, 0));
+    let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
+    assert_eq!(list["data"][0]["status"], "empty");
+}
+
+/// How far the counts a search reads (each base's `passages_count`, each word's passages in
+/// `knowledge_terms`) are from a count of the passages themselves, summed over all bases:
+/// `(0, 0)` when they are right.
+async fn stored_counts(app: &TestApp) -> (i64, i64) {
     #[derive(diesel::QueryableByName)]
-    struct Counted {
+    struct Off {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         passages: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        words: i64,
     }
     let mut conn = app.db.connect().await;
-    let counted: Counted = diesel_async::RunQueryDsl::get_result(
+    let off: Off = diesel_async::RunQueryDsl::get_result(
         diesel::sql_query(
-            "SELECT coalesce(sum(passages), 0)::int8 AS passages FROM knowledge_terms",
+            "SELECT
+               (SELECT coalesce(sum(abs(b.passages_count - (SELECT count(*) FROM knowledge_passages p
+                                                             WHERE p.knowledge_base_id = b.id))), 0)
+                FROM knowledge_bases b)::int8 AS passages,
+               (SELECT coalesce(sum(abs(t.passages - coalesce(c.passages, 0))), 0)
+                FROM knowledge_terms t
+                LEFT JOIN (SELECT p.knowledge_base_id, u.lexeme, count(*) AS passages
+                           FROM knowledge_passages p, unnest(p.search) u
+                           GROUP BY 1, 2) c USING (knowledge_base_id, lexeme))::int8 AS words",
         ),
         &mut conn,
     )
     .await
     .unwrap();
-    assert_eq!(counted.passages, 0);
-    let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
-    assert_eq!(list["data"][0]["status"], "empty");
+    (off.passages, off.words)
+}
+
+#[tokio::test]
+async fn one_long_document_does_not_crowd_out_the_others() {
+    let app = TestApp::spawn().await;
+    let account = app.account("10").await;
+    let base = knowledge_base(&app, &account, "english").await;
+    // A timetable whose every section is about the ferry, and a page that mentions it once.
+    let timetable: String = (1..=6)
+        .map(|n| {
+            format!(
+                "## Ferry timetable, pier {n}\n\nThe ferry leaves pier {n} every hour; the ferry \
+                 timetable for pier {n} changes in winter, when the ferry runs less often.\n\n"
+            )
+        })
+        .collect();
+    let (status, body) = upload(
+        &app,
+        &account.key,
+        base,
+        &[("name", "timetable.md"), ("type", "txt")],
+        Some(("timetable.md", timetable.as_bytes())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let timetable_id = body["data"]["id"].as_i64().unwrap();
+    let (status, body) = upload(
+        &app,
+        &account.key,
+        base,
+        &[("name", "travel.md"), ("type", "txt")],
+        Some((
+            "travel.md",
+            "## Getting here\n\nCome by train, by bus or by ferry; the station is close."
+                .as_bytes(),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let travel_id = body["data"]["id"].as_i64().unwrap();
+    for document in [timetable_id, travel_id] {
+        let done = processed(&app, &account.key, base, document).await;
+        assert_eq!(done["status"], "active", "{done}");
+    }
+    let (status, found, _) = app
+        .post(
+            &account.key,
+            &format!("/api/user/knowledgebases/{base}/search"),
+            &json!({"query": "ferry timetable", "limit": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let documents: Vec<i64> = found["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["document_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        documents[..3],
+        [timetable_id, timetable_id, travel_id],
+        "the timetable's two best passages, then the other page: {found}"
+    );
+    assert_eq!(
+        documents.len(),
+        7,
+        "the timetable's other passages follow: {found}"
+    );
+    assert!(documents[3..].iter().all(|id| *id == timetable_id));
+    // Ranked by score within each part.
+    let scores: Vec<f64> = found["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores[2] < scores[3],
+        "the other page scores lower than the third timetable passage: {scores:?}"
+    );
+    assert!(
+        scores[3..].windows(2).all(|pair| pair[0] >= pair[1]),
+        "{scores:?}"
+    );
 }
 
 #[tokio::test]
