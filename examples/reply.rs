@@ -1,6 +1,6 @@
 //! One customer message in, the assistant's reply out.
 //!
-//! Run against a server (see the README), with an account's key and an assistant's id:
+//! Run against a server (see the README's "Run it"), with an account's key and an assistant's id:
 //!
 //! ```sh
 //! ANYREPLY_URL=http://127.0.0.1:8080 ANYREPLY_API_KEY=ark_... ANYREPLY_ASSISTANT_ID=1 \

@@ -4,6 +4,7 @@
 
 mod bridges;
 mod console;
+mod docs;
 mod endpoints;
 mod proxy;
 mod retries;

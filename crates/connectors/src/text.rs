@@ -1,5 +1,5 @@
 //! Every sentence a bridge says on its own, with its default. Each can be replaced by an
-//! environment variable (see the README).
+//! environment variable (see crates/connectors/README.md).
 
 /// `ANYREPLY_APOLOGY_TEXT`: sent when no reply can be had (balance, configuration, outage).
 pub const APOLOGY: &str = "Sorry, I can't answer right now. Please try again in a little while.";

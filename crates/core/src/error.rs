@@ -217,11 +217,11 @@ mod tests {
         assert_eq!(ErrorCode::InsufficientBalance.http_status(), 402);
     }
 
-    /// The README's error table is what integrators read: it must list every code, once, with
+    /// The error table of docs/api.md is what integrators read: it must list every code, once, with
     /// the status and retry advice the server really gives.
     #[test]
     fn the_readme_table_lists_every_code() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../docs/api.md");
         let mut rows: Vec<String> = readme
             .lines()
             .skip_while(|line| !line.starts_with("| `error_code` |"))

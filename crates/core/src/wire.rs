@@ -1,6 +1,6 @@
 //! Request and response bodies of every endpoint, exactly as they travel.
 //!
-//! Field names follow Famulor's API; see the README for where we add our own.
+//! Field names follow Famulor's API; see docs/api.md for where we add our own.
 
 pub mod account;
 pub mod assistants;

@@ -4,7 +4,7 @@ use anyreply_core::Money;
 use clap::{Parser, Subcommand};
 
 /// AnyReply: AI replies that remember each customer. Settings come from `ANYREPLY_*`
-/// environment variables (see the README).
+/// environment variables (see docs/operating.md).
 #[derive(Debug, Parser)]
 #[command(name = "anyreply-server", version)]
 pub struct Cli {

@@ -1,4 +1,4 @@
-//! Settings, read from `ANYREPLY_*` environment variables. The README lists every one.
+//! Settings, read from `ANYREPLY_*` environment variables. docs/operating.md lists every one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -98,7 +98,7 @@ impl ParameterType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolHeader {
-    /// The name (see the README for the rules).
+    /// The name (see docs/api.md for the rules).
     #[cfg_attr(
         feature = "openapi",
         schema(pattern = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
@@ -116,7 +116,7 @@ pub struct ToolHeader {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolParameter {
-    /// The name (see the README for the rules).
+    /// The name (see docs/api.md for the rules).
     #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,63}$"))]
     pub name: String,
     /// Its JSON type.
@@ -141,7 +141,7 @@ fn yes() -> bool {
 pub struct Tool {
     /// The tool's id, used in `tool_ids`.
     pub id: i64,
-    /// The name (see the README for the rules).
+    /// The name (see docs/api.md for the rules).
     pub name: String,
     /// What it is for, for the model.
     pub description: String,
@@ -200,7 +200,7 @@ pub struct DeletedResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolInput {
-    /// The name (see the README for the rules).
+    /// The name (see docs/api.md for the rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",

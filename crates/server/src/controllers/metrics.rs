@@ -15,7 +15,7 @@ use crate::telemetry::metrics;
 const EXPOSITION: HeaderValue =
     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
 
-/// The Prometheus metrics of this process (see the README's "Operating it").
+/// The Prometheus metrics of this process (see docs/operating.md, "Operating it").
 #[utoipa::path(
     get,
     path = "/metrics",
