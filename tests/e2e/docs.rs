@@ -124,13 +124,18 @@ fn every_relative_link_of_the_docs_leads_somewhere() {
             }
         }
     }
-    assert!(checked > 20, "only {checked} links were found: is the parser right?");
+    assert!(
+        checked > 20,
+        "only {checked} links were found: is the parser right?"
+    );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
 #[test]
 fn anchors_are_made_as_github_makes_them() {
-    let anchors = anchors("# API reference\n## Tools (assistant functions)\n```\n# not a heading\n```\n## `POST` it\n## API reference\n");
+    let anchors = anchors(
+        "# API reference\n## Tools (assistant functions)\n```\n# not a heading\n```\n## `POST` it\n## API reference\n",
+    );
     let expected: BTreeSet<String> = [
         "api-reference",
         "tools-assistant-functions",

@@ -173,35 +173,35 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The settings `env` gives, its problems noted in it.
+    /// The settings `env` gives, its problems noted in it (in the order they are read here).
     pub fn read(env: &mut Env) -> Self {
-        let d = Self::default();
-        let secs = |env: &mut Env, name: &str, default: Duration, example: &str| {
-            let secs = env.parsed(name, default.as_secs(), example);
-            if secs == 0 {
-                env.invalid(name, "0", "must be at least 1", example);
-            }
-            Duration::from_secs(secs)
-        };
-        let positive = |env: &mut Env, name: &str, default: u32, example: &str| {
-            let n = env.parsed(name, default, example);
-            if n == 0 {
-                env.invalid(name, "0", "must be at least 1", example);
-            }
-            n
-        };
-        let reply_lease = secs(env, "ANYREPLY_REPLY_LEASE_SECS", d.reply_lease, "30");
-        if reply_lease < Duration::from_secs(3) {
+        let mut settings = Self::default();
+        settings.read_bounds(env);
+        settings.pricing = read_pricing(env, std::mem::take(&mut settings.pricing));
+        settings.read_database(env);
+        settings.read_providers(env);
+        settings.read_outbound(env);
+        settings.read_model_limits(env);
+        settings.read_replies(env);
+        settings.read_knowledge(env);
+        settings.metrics_token = env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from);
+        settings
+    }
+
+    /// The reply lease (at least 3 s) and the database pool's size.
+    fn read_bounds(&mut self, env: &mut Env) {
+        self.reply_lease = read_secs(env, "ANYREPLY_REPLY_LEASE_SECS", self.reply_lease, "30");
+        if self.reply_lease < Duration::from_secs(3) {
             env.invalid(
                 "ANYREPLY_REPLY_LEASE_SECS",
-                &reply_lease.as_secs().to_string(),
+                &self.reply_lease.as_secs().to_string(),
                 "must be at least 3",
                 "30",
             );
         }
-        let database_pool_size =
-            env.parsed("ANYREPLY_DATABASE_POOL_SIZE", d.database_pool_size, "10");
-        if database_pool_size == 0 {
+        self.database_pool_size =
+            env.parsed("ANYREPLY_DATABASE_POOL_SIZE", self.database_pool_size, "10");
+        if self.database_pool_size == 0 {
             env.invalid(
                 "ANYREPLY_DATABASE_POOL_SIZE",
                 "0",
@@ -209,146 +209,182 @@ impl Settings {
                 "10",
             );
         }
-        let mut pricing = d.pricing;
-        pricing.per_reply = env.parsed("ANYREPLY_PRICE_PER_REPLY", pricing.per_reply, "0.001");
-        pricing.default_price.input_per_mtok = env.parsed(
-            "ANYREPLY_PRICE_INPUT_PER_MTOK",
-            pricing.default_price.input_per_mtok,
-            "0.15",
+    }
+
+    fn read_database(&mut self, env: &mut Env) {
+        self.database_url = env.text("ANYREPLY_DATABASE_URL");
+        self.data_dir = env.text("ANYREPLY_DATA_DIR").map(PathBuf::from);
+        self.pg_bin = env.text("ANYREPLY_PG_BIN").map(PathBuf::from);
+        self.listen = env.parsed("ANYREPLY_LISTEN", self.listen, "127.0.0.1:8080");
+    }
+
+    /// The model providers, their retries, and the tool rounds.
+    fn read_providers(&mut self, env: &mut Env) {
+        self.llm_base_url = env.parsed(
+            "ANYREPLY_LLM_BASE_URL",
+            self.llm_base_url.clone(),
+            "http://127.0.0.1:11434/v1",
         );
-        pricing.default_price.output_per_mtok = env.parsed(
-            "ANYREPLY_PRICE_OUTPUT_PER_MTOK",
-            pricing.default_price.output_per_mtok,
-            "0.60",
+        self.llm_api_key = env.text("ANYREPLY_LLM_API_KEY").map(SecretString::from);
+        self.anthropic_base_url = env.parsed(
+            "ANYREPLY_ANTHROPIC_BASE_URL",
+            self.anthropic_base_url.clone(),
+            DEFAULT_ANTHROPIC_BASE_URL,
         );
-        const PRICES_EXAMPLE: &str = "gpt-4o=2.50/10.00,gpt-4o-mini=0.15/0.60";
-        if let Some(table) = env.text("ANYREPLY_MODEL_PRICES") {
-            match parse_model_prices(&table) {
-                Ok(per_model) => pricing.per_model = per_model,
-                Err(error) => env.invalid(
-                    "ANYREPLY_MODEL_PRICES",
-                    &table,
-                    &error.to_string(),
-                    PRICES_EXAMPLE,
-                ),
-            }
+        self.anthropic_api_key = env
+            .text("ANYREPLY_ANTHROPIC_API_KEY")
+            .map(SecretString::from);
+        self.llm_retries = env.parsed("ANYREPLY_LLM_RETRIES", self.llm_retries, "1");
+        self.llm_retry_backoff = Duration::from_millis(env.parsed(
+            "ANYREPLY_LLM_RETRY_BACKOFF_MS",
+            self.llm_retry_backoff.as_millis() as u64,
+            "500",
+        ));
+        self.tool_max_rounds = env.parsed("ANYREPLY_TOOL_MAX_ROUNDS", self.tool_max_rounds, "3");
+        self.tool_max_calls = env.parsed("ANYREPLY_TOOL_MAX_CALLS", self.tool_max_calls, "8");
+    }
+
+    /// What the server may call (tools, webhooks, websites) and whom it trusts to proxy.
+    fn read_outbound(&mut self, env: &mut Env) {
+        self.outbound_allowed_hosts = env
+            .parsed(
+                "ANYREPLY_OUTBOUND_ALLOWED_HOSTS",
+                std::mem::take(&mut self.outbound_allowed_hosts),
+                "crm.internal,10.1.0.0/16",
+            )
+            .merged(env.parsed(
+                "ANYREPLY_TOOL_ALLOWED_HOSTS",
+                AddressPolicy::default(),
+                "crm.internal,10.1.0.0/16",
+            ));
+        self.webhook_timeout = read_secs(
+            env,
+            "ANYREPLY_WEBHOOK_TIMEOUT_SECS",
+            self.webhook_timeout,
+            "10",
+        );
+        self.trusted_proxies = env.parsed(
+            "ANYREPLY_TRUSTED_PROXIES",
+            std::mem::take(&mut self.trusted_proxies),
+            "127.0.0.1,::1",
+        );
+    }
+
+    fn read_model_limits(&mut self, env: &mut Env) {
+        if let Some(model) = env.text("ANYREPLY_LLM_DEFAULT_MODEL") {
+            self.llm_default_model = model;
         }
-        Self {
-            database_url: env.text("ANYREPLY_DATABASE_URL"),
-            data_dir: env.text("ANYREPLY_DATA_DIR").map(PathBuf::from),
-            pg_bin: env.text("ANYREPLY_PG_BIN").map(PathBuf::from),
-            database_pool_size,
-            listen: env.parsed("ANYREPLY_LISTEN", d.listen, "127.0.0.1:8080"),
-            llm_base_url: env.parsed(
-                "ANYREPLY_LLM_BASE_URL",
-                d.llm_base_url,
-                "http://127.0.0.1:11434/v1",
+        self.llm_timeout = read_secs(env, "ANYREPLY_LLM_TIMEOUT_SECS", self.llm_timeout, "60");
+        self.llm_max_output_tokens = env.parsed(
+            "ANYREPLY_LLM_MAX_OUTPUT_TOKENS",
+            self.llm_max_output_tokens,
+            "1024",
+        );
+        self.context_token_budget = env.parsed(
+            "ANYREPLY_CONTEXT_TOKEN_BUDGET",
+            self.context_token_budget,
+            "8000",
+        );
+    }
+
+    /// A reply's time, the queues and the rate limits.
+    fn read_replies(&mut self, env: &mut Env) {
+        self.reply_timeout = read_secs(
+            env,
+            "ANYREPLY_REPLY_TIMEOUT_SECS",
+            self.reply_timeout,
+            "120",
+        );
+        let mut positive = |name: &str, n: &mut u32, example: &str| {
+            *n = read_positive(env, name, *n, example);
+        };
+        positive(
+            "ANYREPLY_CONVERSATION_QUEUE_LIMIT",
+            &mut self.conversation_queue_limit,
+            "20",
+        );
+        positive(
+            "ANYREPLY_RATE_LIMIT_PER_MINUTE",
+            &mut self.rate_limit_per_minute,
+            "60",
+        );
+        positive(
+            "ANYREPLY_WIDGET_VISITOR_RATE_PER_MINUTE",
+            &mut self.widget_visitor_rate_per_minute,
+            "10",
+        );
+        positive(
+            "ANYREPLY_WIDGET_IP_RATE_PER_MINUTE",
+            &mut self.widget_ip_rate_per_minute,
+            "300",
+        );
+        positive(
+            "ANYREPLY_EVENT_STREAMS_PER_KEY",
+            &mut self.event_streams_per_key,
+            "20",
+        );
+    }
+
+    fn read_knowledge(&mut self, env: &mut Env) {
+        self.knowledge_tokens = read_positive(
+            env,
+            "ANYREPLY_KNOWLEDGE_TOKENS",
+            self.knowledge_tokens,
+            "1500",
+        );
+        self.embedding_model = env.text("ANYREPLY_EMBEDDING_MODEL");
+        self.embedding_base_url =
+            env.optional("ANYREPLY_EMBEDDING_BASE_URL", "http://127.0.0.1:11434/v1");
+        self.embedding_api_key = env
+            .text("ANYREPLY_EMBEDDING_API_KEY")
+            .map(SecretString::from);
+    }
+}
+
+/// A number of seconds, at least 1.
+fn read_secs(env: &mut Env, name: &str, default: Duration, example: &str) -> Duration {
+    let secs = env.parsed(name, default.as_secs(), example);
+    if secs == 0 {
+        env.invalid(name, "0", "must be at least 1", example);
+    }
+    Duration::from_secs(secs)
+}
+
+/// A count, at least 1.
+fn read_positive(env: &mut Env, name: &str, default: u32, example: &str) -> u32 {
+    let n = env.parsed(name, default, example);
+    if n == 0 {
+        env.invalid(name, "0", "must be at least 1", example);
+    }
+    n
+}
+
+/// The price per reply, the default price per million tokens, and the per-model table.
+fn read_pricing(env: &mut Env, mut pricing: Pricing) -> Pricing {
+    pricing.per_reply = env.parsed("ANYREPLY_PRICE_PER_REPLY", pricing.per_reply, "0.001");
+    pricing.default_price.input_per_mtok = env.parsed(
+        "ANYREPLY_PRICE_INPUT_PER_MTOK",
+        pricing.default_price.input_per_mtok,
+        "0.15",
+    );
+    pricing.default_price.output_per_mtok = env.parsed(
+        "ANYREPLY_PRICE_OUTPUT_PER_MTOK",
+        pricing.default_price.output_per_mtok,
+        "0.60",
+    );
+    const PRICES_EXAMPLE: &str = "gpt-4o=2.50/10.00,gpt-4o-mini=0.15/0.60";
+    if let Some(table) = env.text("ANYREPLY_MODEL_PRICES") {
+        match parse_model_prices(&table) {
+            Ok(per_model) => pricing.per_model = per_model,
+            Err(error) => env.invalid(
+                "ANYREPLY_MODEL_PRICES",
+                &table,
+                &error.to_string(),
+                PRICES_EXAMPLE,
             ),
-            llm_api_key: env.text("ANYREPLY_LLM_API_KEY").map(SecretString::from),
-            anthropic_base_url: env.parsed(
-                "ANYREPLY_ANTHROPIC_BASE_URL",
-                d.anthropic_base_url,
-                DEFAULT_ANTHROPIC_BASE_URL,
-            ),
-            anthropic_api_key: env
-                .text("ANYREPLY_ANTHROPIC_API_KEY")
-                .map(SecretString::from),
-            llm_retries: env.parsed("ANYREPLY_LLM_RETRIES", d.llm_retries, "1"),
-            llm_retry_backoff: Duration::from_millis(env.parsed(
-                "ANYREPLY_LLM_RETRY_BACKOFF_MS",
-                d.llm_retry_backoff.as_millis() as u64,
-                "500",
-            )),
-            tool_max_rounds: env.parsed("ANYREPLY_TOOL_MAX_ROUNDS", d.tool_max_rounds, "3"),
-            tool_max_calls: env.parsed("ANYREPLY_TOOL_MAX_CALLS", d.tool_max_calls, "8"),
-            outbound_allowed_hosts: env
-                .parsed(
-                    "ANYREPLY_OUTBOUND_ALLOWED_HOSTS",
-                    d.outbound_allowed_hosts,
-                    "crm.internal,10.1.0.0/16",
-                )
-                .merged(env.parsed(
-                    "ANYREPLY_TOOL_ALLOWED_HOSTS",
-                    AddressPolicy::default(),
-                    "crm.internal,10.1.0.0/16",
-                )),
-            webhook_timeout: secs(
-                env,
-                "ANYREPLY_WEBHOOK_TIMEOUT_SECS",
-                d.webhook_timeout,
-                "10",
-            ),
-            trusted_proxies: env.parsed(
-                "ANYREPLY_TRUSTED_PROXIES",
-                d.trusted_proxies,
-                "127.0.0.1,::1",
-            ),
-            webhook_retry_schedule: d.webhook_retry_schedule,
-            webhook_failure_window: d.webhook_failure_window,
-            webhook_recheck: d.webhook_recheck,
-            llm_default_model: env
-                .text("ANYREPLY_LLM_DEFAULT_MODEL")
-                .unwrap_or(d.llm_default_model),
-            llm_timeout: secs(env, "ANYREPLY_LLM_TIMEOUT_SECS", d.llm_timeout, "60"),
-            llm_max_output_tokens: env.parsed(
-                "ANYREPLY_LLM_MAX_OUTPUT_TOKENS",
-                d.llm_max_output_tokens,
-                "1024",
-            ),
-            context_token_budget: env.parsed(
-                "ANYREPLY_CONTEXT_TOKEN_BUDGET",
-                d.context_token_budget,
-                "8000",
-            ),
-            reply_lease,
-            reply_timeout: secs(env, "ANYREPLY_REPLY_TIMEOUT_SECS", d.reply_timeout, "120"),
-            turn_recheck: d.turn_recheck,
-            conversation_queue_limit: positive(
-                env,
-                "ANYREPLY_CONVERSATION_QUEUE_LIMIT",
-                d.conversation_queue_limit,
-                "20",
-            ),
-            rate_limit_per_minute: positive(
-                env,
-                "ANYREPLY_RATE_LIMIT_PER_MINUTE",
-                d.rate_limit_per_minute,
-                "60",
-            ),
-            widget_visitor_rate_per_minute: positive(
-                env,
-                "ANYREPLY_WIDGET_VISITOR_RATE_PER_MINUTE",
-                d.widget_visitor_rate_per_minute,
-                "10",
-            ),
-            widget_ip_rate_per_minute: positive(
-                env,
-                "ANYREPLY_WIDGET_IP_RATE_PER_MINUTE",
-                d.widget_ip_rate_per_minute,
-                "300",
-            ),
-            event_streams_per_key: positive(
-                env,
-                "ANYREPLY_EVENT_STREAMS_PER_KEY",
-                d.event_streams_per_key,
-                "20",
-            ),
-            knowledge_tokens: positive(
-                env,
-                "ANYREPLY_KNOWLEDGE_TOKENS",
-                d.knowledge_tokens,
-                "1500",
-            ),
-            embedding_model: env.text("ANYREPLY_EMBEDDING_MODEL"),
-            embedding_base_url: env
-                .optional("ANYREPLY_EMBEDDING_BASE_URL", "http://127.0.0.1:11434/v1"),
-            embedding_api_key: env
-                .text("ANYREPLY_EMBEDDING_API_KEY")
-                .map(SecretString::from),
-            pricing,
-            metrics_token: env.text("ANYREPLY_METRICS_TOKEN").map(SecretString::from),
         }
     }
+    pricing
 }
 
 /// Settings read outside [`Settings::read`], so not "unknown": logging, the tests', and the

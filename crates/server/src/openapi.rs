@@ -225,6 +225,26 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 fn add_common_answers(operation: &mut Operation) {
+    add_common_refusals(operation);
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    let idempotent = parameters
+        .iter()
+        .any(|parameter| parameter.name == "Idempotency-Key");
+    parameters.push(
+        ParameterBuilder::new()
+            .name(REQUEST_ID)
+            .parameter_in(ParameterIn::Header)
+            .description(Some(
+                "Your id for this request, to find its log lines; one is made up when absent.",
+            ))
+            .schema(Some(string_schema()))
+            .build(),
+    );
+    add_answer_headers(operation, idempotent);
+}
+
+/// The refusals any operation of its kind may answer: a fault, the key's, the body's.
+fn add_common_refusals(operation: &mut Operation) {
     let authenticated = operation
         .security
         .as_ref()
@@ -248,22 +268,11 @@ fn add_common_answers(operation: &mut Operation) {
             .entry(code.http_status().to_string())
             .or_insert_with(|| refusal(&format!("`{code}`")).into());
     }
+}
 
-    let parameters = operation.parameters.get_or_insert_with(Vec::new);
-    let idempotent = parameters
-        .iter()
-        .any(|parameter| parameter.name == "Idempotency-Key");
-    parameters.push(
-        ParameterBuilder::new()
-            .name(REQUEST_ID)
-            .parameter_in(ParameterIn::Header)
-            .description(Some(
-                "Your id for this request, to find its log lines; one is made up when absent.",
-            ))
-            .schema(Some(string_schema()))
-            .build(),
-    );
-
+/// Every answer's request id; a replay's mark where the operation takes an
+/// `Idempotency-Key`; `Retry-After` on the statuses that may be retried.
+fn add_answer_headers(operation: &mut Operation, idempotent: bool) {
     let retryable = retryable_statuses();
     for (status, response) in operation.responses.responses.iter_mut() {
         let RefOr::T(response) = response else {

@@ -377,72 +377,82 @@ fn read_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<ToolParame
         return None;
     }
     let mut seen = HashSet::new();
-    let mut parameters = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
-        let mut chars = name.chars();
-        let identifier = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && name.len() <= 64;
-        if !identifier {
-            errors.add(
-                format!("schema.{i}.name"),
-                "The parameter name must be an identifier of letters, digits and underscores.",
-            );
-        } else if !seen.insert(name) {
-            errors.add(
-                format!("schema.{i}.name"),
-                "The parameter name is used twice.",
-            );
-        }
-        let kind = match item.get("type").and_then(Value::as_str) {
-            Some("string") => Some(ParameterType::String),
-            Some("number") => Some(ParameterType::Number),
-            Some("boolean") => Some(ParameterType::Boolean),
-            _ => {
-                errors.add(
-                    format!("schema.{i}.type"),
-                    "The type must be string, number or boolean.",
-                );
-                None
-            }
-        };
-        let description = match item.get("description") {
-            None | Some(Value::Null) => Some(String::new()),
-            Some(Value::String(d)) if d.chars().count() <= MAX_TOOL_DESCRIPTION_CHARS => {
-                Some(d.clone())
-            }
-            Some(_) => {
-                errors.add(
-                    format!("schema.{i}.description"),
-                    "The description must be a string of at most 255 characters.",
-                );
-                None
-            }
-        };
-        let required = match item.get("required") {
-            None | Some(Value::Null) => Some(true),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => {
-                errors.add(
-                    format!("schema.{i}.required"),
-                    "The required field must be true or false.",
-                );
-                None
-            }
-        };
-        if let (Some(kind), Some(description), Some(required)) = (kind, description, required) {
-            parameters.push(ToolParameter {
-                name: name.to_owned(),
-                kind,
-                description,
-                required,
-            });
-        }
-    }
+    let parameters = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| read_parameter(i, item, &mut seen, errors))
+        .collect();
     Some(parameters)
+}
+
+/// The schema's `i`th parameter, its name not among those `seen` before; `None` (with the
+/// reasons in `errors`) if any field is wrong.
+fn read_parameter<'a>(
+    i: usize,
+    item: &'a Value,
+    seen: &mut HashSet<&'a str>,
+    errors: &mut FieldErrors,
+) -> Option<ToolParameter> {
+    let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
+    let mut chars = name.chars();
+    let identifier = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64;
+    if !identifier {
+        errors.add(
+            format!("schema.{i}.name"),
+            "The parameter name must be an identifier of letters, digits and underscores.",
+        );
+    } else if !seen.insert(name) {
+        errors.add(
+            format!("schema.{i}.name"),
+            "The parameter name is used twice.",
+        );
+    }
+    let kind = match item.get("type").and_then(Value::as_str) {
+        Some("string") => Some(ParameterType::String),
+        Some("number") => Some(ParameterType::Number),
+        Some("boolean") => Some(ParameterType::Boolean),
+        _ => {
+            errors.add(
+                format!("schema.{i}.type"),
+                "The type must be string, number or boolean.",
+            );
+            None
+        }
+    };
+    let description = match item.get("description") {
+        None | Some(Value::Null) => Some(String::new()),
+        Some(Value::String(d)) if d.chars().count() <= MAX_TOOL_DESCRIPTION_CHARS => {
+            Some(d.clone())
+        }
+        Some(_) => {
+            errors.add(
+                format!("schema.{i}.description"),
+                "The description must be a string of at most 255 characters.",
+            );
+            None
+        }
+    };
+    let required = match item.get("required") {
+        None | Some(Value::Null) => Some(true),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            errors.add(
+                format!("schema.{i}.required"),
+                "The required field must be true or false.",
+            );
+            None
+        }
+    };
+    Some(ToolParameter {
+        name: name.to_owned(),
+        kind: kind?,
+        description: description?,
+        required: required?,
+    })
 }
 
 #[cfg(test)]

@@ -94,45 +94,14 @@ pub async fn crawl(
         robots: Mutex::default(),
     };
     let deadline = Instant::now() + CRAWL_DEADLINE;
-    let limit = site.relative_links_limit.min(MAX_RELATIVE_LINKS);
-
-    // Every address ever queued or landed on, so each is read at most once.
-    let mut seen = HashSet::new();
-    let mut queue = VecDeque::new();
-    for (index, start) in site.start.iter().enumerate() {
-        let url = without_fragment(start.clone());
-        if seen.insert(url.clone()) {
-            queue.push_back(Job {
-                site: url.origin(),
-                url,
-                start: Some(index),
-            });
-        }
-    }
-
-    let mut crawl = Crawl::default();
-    let mut read = HashSet::new();
-    let mut failures: Vec<(Job, Failure)> = Vec::new();
-    // Origins with a request in flight.
-    let mut busy = HashSet::new();
-    // Links being read or read: never more than `limit`, so the limit holds exactly.
-    let mut links_taken = 0;
+    let mut frontier = Frontier::new(site);
+    let mut pages = Vec::new();
     let mut in_flight = FuturesUnordered::new();
     loop {
         while in_flight.len() < MAX_IN_FLIGHT && Instant::now() < deadline {
-            let next = queue.iter().position(|job: &Job| {
-                !busy.contains(&job.site) && (job.start.is_some() || links_taken < limit)
-            });
-            let Some(job) = next.and_then(|index| queue.remove(index)) else {
+            let Some(job) = frontier.take() else {
                 break;
             };
-            if read.contains(&job.url) {
-                continue; // reached earlier through a redirect
-            }
-            busy.insert(job.site.clone());
-            if job.start.is_none() {
-                links_taken += 1;
-            }
             in_flight.push(async move {
                 let result = tokio::time::timeout_at(deadline, crawler.fetch(&job))
                     .await
@@ -143,68 +112,145 @@ pub async fn crawl(
         let Some((job, result)) = in_flight.next().await else {
             break;
         };
-        busy.remove(&job.site);
         match result {
-            Ok(fetched) => {
-                seen.insert(fetched.url.clone());
-                if !read.insert(fetched.url.clone()) {
-                    // A redirect led to a page read already.
-                    links_taken -= usize::from(job.start.is_none());
-                    continue;
-                }
-                if fetched.kind == PageKind::Html {
-                    for link in links(&fetched.url, &fetched.body) {
-                        if queue.len() >= MAX_QUEUED {
-                            break;
-                        }
-                        if link.origin() == fetched.site && seen.insert(link.clone()) {
-                            queue.push_back(Job {
-                                url: link,
-                                site: fetched.site.clone(),
-                                start: None,
-                            });
-                        }
-                    }
-                }
-                crawl.pages.push(Page {
-                    url: fetched.url,
-                    kind: fetched.kind,
-                    body: fetched.body,
+            Ok(fetched) => pages.extend(frontier.landed(&job, fetched)),
+            Err(failure) => frontier.failed(job, failure),
+        }
+    }
+    if Instant::now() >= deadline {
+        frontier.out_of_time();
+    }
+    frontier.finish(pages)
+}
+
+/// What a crawl has still to read, and what it has read or failed to.
+struct Frontier {
+    queue: VecDeque<Job>,
+    /// Every address ever queued or landed on, so each is read at most once.
+    seen: HashSet<Url>,
+    /// The addresses read.
+    read: HashSet<Url>,
+    /// Origins with a request in flight.
+    busy: HashSet<Origin>,
+    /// Links being read or read: never more than `limit`, so the limit holds exactly.
+    links_taken: usize,
+    limit: usize,
+    failures: Vec<(Job, Failure)>,
+}
+
+impl Frontier {
+    /// The start URLs, each once.
+    fn new(site: &Site) -> Self {
+        let mut frontier = Frontier {
+            queue: VecDeque::new(),
+            seen: HashSet::new(),
+            read: HashSet::new(),
+            busy: HashSet::new(),
+            links_taken: 0,
+            limit: site.relative_links_limit.min(MAX_RELATIVE_LINKS),
+            failures: Vec::new(),
+        };
+        for (index, start) in site.start.iter().enumerate() {
+            let url = without_fragment(start.clone());
+            if frontier.seen.insert(url.clone()) {
+                frontier.queue.push_back(Job {
+                    site: url.origin(),
+                    url,
+                    start: Some(index),
                 });
             }
-            Err(failure) => {
-                links_taken -= usize::from(job.start.is_none());
-                failures.push((job, failure));
+        }
+        frontier
+    }
+
+    /// The next job to start: the first queued whose site has no request in flight, a link
+    /// only while the limit has room.
+    fn take(&mut self) -> Option<Job> {
+        loop {
+            let next = self.queue.iter().position(|job| {
+                !self.busy.contains(&job.site)
+                    && (job.start.is_some() || self.links_taken < self.limit)
+            });
+            let job = self.queue.remove(next?)?;
+            if self.read.contains(&job.url) {
+                continue; // reached earlier through a redirect
             }
+            self.busy.insert(job.site.clone());
+            if job.start.is_none() {
+                self.links_taken += 1;
+            }
+            return Some(job);
         }
     }
 
-    if Instant::now() >= deadline {
-        // Name what the deadline left unread: start URLs, and the links that would have been read.
-        let mut room = limit.saturating_sub(links_taken);
-        for job in queue {
+    /// Notes the page `job` fetched and queues its same-site links; the page, unless a
+    /// redirect led to one read already.
+    fn landed(&mut self, job: &Job, fetched: Fetched) -> Option<Page> {
+        self.busy.remove(&job.site);
+        self.seen.insert(fetched.url.clone());
+        if !self.read.insert(fetched.url.clone()) {
+            self.links_taken -= usize::from(job.start.is_none());
+            return None;
+        }
+        if fetched.kind == PageKind::Html {
+            for link in links(&fetched.url, &fetched.body) {
+                if self.queue.len() >= MAX_QUEUED {
+                    break;
+                }
+                if link.origin() == fetched.site && self.seen.insert(link.clone()) {
+                    self.queue.push_back(Job {
+                        url: link,
+                        site: fetched.site.clone(),
+                        start: None,
+                    });
+                }
+            }
+        }
+        Some(Page {
+            url: fetched.url,
+            kind: fetched.kind,
+            body: fetched.body,
+        })
+    }
+
+    fn failed(&mut self, job: Job, failure: Failure) {
+        self.busy.remove(&job.site);
+        self.links_taken -= usize::from(job.start.is_none());
+        self.failures.push((job, failure));
+    }
+
+    /// Names what the deadline left unread: start URLs, and the links that would have been
+    /// read.
+    fn out_of_time(&mut self) {
+        let mut room = self.limit.saturating_sub(self.links_taken);
+        for job in std::mem::take(&mut self.queue) {
             if job.start.is_some() || room > 0 {
                 room -= usize::from(job.start.is_none());
-                failures.push((job, Failure::Deadline));
+                self.failures.push((job, Failure::Deadline));
             }
         }
     }
 
-    if crawl.pages.is_empty() {
-        let first = failures
-            .iter()
-            .filter_map(|(job, failure)| Some((job.start?, &job.url, failure)))
-            .min_by_key(|(index, ..)| *index);
-        return Err(CrawlError(first.map_or_else(
-            || "no page could be read".to_owned(),
-            |(_, url, failure)| failure.sentence(url),
-        )));
+    /// The crawl, or, when no page was read, the failure of the first start URL.
+    fn finish(self, pages: Vec<Page>) -> Result<Crawl, CrawlError> {
+        if pages.is_empty() {
+            let first = self
+                .failures
+                .iter()
+                .filter_map(|(job, failure)| Some((job.start?, &job.url, failure)))
+                .min_by_key(|(index, ..)| *index);
+            return Err(CrawlError(first.map_or_else(
+                || "no page could be read".to_owned(),
+                |(_, url, failure)| failure.sentence(url),
+            )));
+        }
+        let skipped = self
+            .failures
+            .into_iter()
+            .map(|(job, failure)| (job.url, failure.to_string()))
+            .collect();
+        Ok(Crawl { pages, skipped })
     }
-    crawl.skipped = failures
-        .into_iter()
-        .map(|(job, failure)| (job.url, failure.to_string()))
-        .collect();
-    Ok(crawl)
 }
 
 #[derive(Debug)]

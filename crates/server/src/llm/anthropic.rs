@@ -216,63 +216,60 @@ async fn read_stream(
     stream: &TextStream,
 ) -> Result<Answer, LlmError> {
     let mut events = send_streaming(request).await?;
-    let mut blocks: Vec<Building> = Vec::new();
-    let mut text = String::new();
-    let mut usage = TokenUsage::default();
-    let mut stopped = false;
+    let mut answer = StreamedAnswer::default();
     while let Some(event) = events.next().await {
         let Some(data) = event?.data else { continue };
-        match parse_event::<StreamEvent>(&data)? {
+        if answer.apply(parse_event::<StreamEvent>(&data)?, stream)? == Stream::Stopped {
+            return answer.finish();
+        }
+    }
+    Err(LlmError::Unavailable(
+        "the answer's stream ended early".into(),
+    ))
+}
+
+/// Whether a streamed answer goes on.
+#[derive(Debug, PartialEq, Eq)]
+enum Stream {
+    Continues,
+    Stopped,
+}
+
+/// A streamed answer as its events have built it so far.
+#[derive(Default)]
+struct StreamedAnswer {
+    blocks: Vec<Building>,
+    text: String,
+    usage: TokenUsage,
+}
+
+impl StreamedAnswer {
+    fn apply(&mut self, event: StreamEvent, stream: &TextStream) -> Result<Stream, LlmError> {
+        match event {
             StreamEvent::MessageStart { message } => {
-                usage = message.usage.map(Usage::tokens).unwrap_or_default();
+                self.usage = message.usage.map(Usage::tokens).unwrap_or_default();
             }
             StreamEvent::ContentBlockStart {
                 index,
                 content_block,
-            } => {
-                if blocks.len() <= index {
-                    blocks.resize_with(index + 1, || Building::Other);
-                }
-                blocks[index] = match content_block {
-                    Block::Text { text: start } => {
-                        if !text.is_empty() {
-                            stream.push("\n");
-                            text.push('\n');
-                        }
-                        stream.push(&start);
-                        text.push_str(&start);
-                        Building::Text
+            } => self.start_block(index, content_block, stream),
+            StreamEvent::ContentBlockDelta { index, delta } => {
+                match (self.blocks.get_mut(index), delta) {
+                    (Some(Building::Text), BlockDelta::TextDelta { text: piece }) => {
+                        stream.push(&piece);
+                        self.text.push_str(&piece);
                     }
-                    Block::ToolUse { id, name, input } => Building::ToolUse {
-                        id,
-                        name,
-                        input,
-                        json: String::new(),
-                    },
-                    Block::Other => Building::Other,
-                };
+                    (
+                        Some(Building::ToolUse { json, .. }),
+                        BlockDelta::InputJsonDelta { partial_json },
+                    ) => json.push_str(&partial_json),
+                    _ => {}
+                }
             }
-            StreamEvent::ContentBlockDelta { index, delta } => match (blocks.get_mut(index), delta)
-            {
-                (Some(Building::Text), BlockDelta::TextDelta { text: piece }) => {
-                    stream.push(&piece);
-                    text.push_str(&piece);
-                }
-                (
-                    Some(Building::ToolUse { json, .. }),
-                    BlockDelta::InputJsonDelta { partial_json },
-                ) => {
-                    json.push_str(&partial_json);
-                }
-                _ => {}
-            },
             StreamEvent::MessageDelta { usage: Some(out) } => {
-                usage.completion_tokens = out.output_tokens;
+                self.usage.completion_tokens = out.output_tokens;
             }
-            StreamEvent::MessageStop => {
-                stopped = true;
-                break;
-            }
+            StreamEvent::MessageStop => return Ok(Stream::Stopped),
             // `overloaded_error` and `api_error` pass; anything else is a refusal.
             StreamEvent::Error { error } => {
                 let detail = format!("{} in the stream", error.kind);
@@ -283,36 +280,60 @@ async fn read_stream(
             }
             StreamEvent::MessageDelta { usage: None } | StreamEvent::Other => {}
         }
+        Ok(Stream::Continues)
     }
-    if !stopped {
-        return Err(LlmError::Unavailable(
-            "the answer's stream ended early".into(),
-        ));
-    }
-    let calls = blocks
-        .into_iter()
-        .filter_map(|block| match block {
-            Building::ToolUse {
+
+    fn start_block(&mut self, index: usize, block: Block, stream: &TextStream) {
+        if self.blocks.len() <= index {
+            self.blocks.resize_with(index + 1, || Building::Other);
+        }
+        self.blocks[index] = match block {
+            Block::Text { text: start } => {
+                if !self.text.is_empty() {
+                    stream.push("\n");
+                    self.text.push('\n');
+                }
+                stream.push(&start);
+                self.text.push_str(&start);
+                Building::Text
+            }
+            Block::ToolUse { id, name, input } => Building::ToolUse {
                 id,
                 name,
                 input,
-                json,
-            } => Some(ToolCall {
-                id,
-                name,
-                arguments: if json.trim().is_empty() {
-                    input
-                } else {
-                    serde_json::from_str(&json).unwrap_or(Value::String(json))
-                },
-            }),
-            _ => None,
+                json: String::new(),
+            },
+            Block::Other => Building::Other,
+        };
+    }
+
+    fn finish(self) -> Result<Answer, LlmError> {
+        let calls = self
+            .blocks
+            .into_iter()
+            .filter_map(|block| match block {
+                Building::ToolUse {
+                    id,
+                    name,
+                    input,
+                    json,
+                } => Some(ToolCall {
+                    id,
+                    name,
+                    arguments: if json.trim().is_empty() {
+                        input
+                    } else {
+                        serde_json::from_str(&json).unwrap_or(Value::String(json))
+                    },
+                }),
+                _ => None,
+            })
+            .collect();
+        Ok(Answer {
+            output: Output::from_parts(self.text, calls)?,
+            usage: self.usage.reported(),
         })
-        .collect();
-    Ok(Answer {
-        output: Output::from_parts(text, calls)?,
-        usage: usage.reported(),
-    })
+    }
 }
 
 /// The system text and the alternating user/assistant messages Anthropic expects: system

@@ -530,52 +530,7 @@ pub async fn store_passages(
             return Ok(false);
         }
         drop_passages(conn, claimed.knowledge_base_id, claimed.id).await?;
-        for (batch_index, batch) in passages.chunks(PASSAGES_PER_INSERT).enumerate() {
-            let first = (batch_index * PASSAGES_PER_INSERT) as i32;
-            diesel::sql_query(
-                "INSERT INTO knowledge_passages
-                     (document_id, knowledge_base_id, position, heading, body, url, tokens, search)
-                 SELECT $1, $2, $3 + t.n - 1, t.heading, t.body, t.url, t.tokens,
-                        setweight(to_tsvector($4::regconfig, coalesce(t.heading, '')), 'A')
-                        || setweight(to_tsvector($4::regconfig, t.body), 'D')
-                 FROM unnest($5::text[], $6::text[], $7::text[], $8::int4[])
-                      WITH ORDINALITY AS t(heading, body, url, tokens, n)",
-            )
-            .bind::<Int8, _>(claimed.id)
-            .bind::<Int8, _>(claimed.knowledge_base_id)
-            .bind::<Int4, _>(first)
-            .bind::<Text, _>(&claimed.language)
-            .bind::<Array<Nullable<Text>>, _>(
-                batch.iter().map(|p| p.heading.clone()).collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(batch.iter().map(|p| p.body.clone()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(
-                batch.iter().map(|p| p.url.clone()).collect::<Vec<_>>(),
-            )
-            .bind::<Array<Int4>, _>(batch.iter().map(|p| p.tokens).collect::<Vec<_>>())
-            .execute(conn)
-            .await?;
-        }
-        diesel::update(knowledge_bases::table.find(claimed.knowledge_base_id))
-            .set(
-                knowledge_bases::passages_count
-                    .eq(knowledge_bases::passages_count + passages.len() as i64),
-            )
-            .execute(conn)
-            .await?;
-        diesel::sql_query(
-            "INSERT INTO knowledge_terms (knowledge_base_id, lexeme, passages)
-             SELECT $2, u.lexeme, count(*)
-             FROM knowledge_passages p, unnest(p.search) u
-             WHERE p.document_id = $1
-             GROUP BY u.lexeme ORDER BY u.lexeme
-             ON CONFLICT (knowledge_base_id, lexeme)
-             DO UPDATE SET passages = knowledge_terms.passages + excluded.passages",
-        )
-        .bind::<Int8, _>(claimed.id)
-        .bind::<Int8, _>(claimed.knowledge_base_id)
-        .execute(conn)
-        .await?;
+        insert_passages(conn, claimed, passages).await?;
         if let Some(vectors) = vectors {
             for (batch_index, batch) in vectors.vectors.chunks(PASSAGES_PER_INSERT).enumerate() {
                 let first = (batch_index * PASSAGES_PER_INSERT) as i32;
@@ -602,6 +557,61 @@ pub async fn store_passages(
         Ok(true)
     })
     .await
+}
+
+/// Inserts the claimed document's passages, indexed in its base's language, and counts them
+/// and their words into the base's `passages_count` and `knowledge_terms` (whose row lock
+/// [`drop_passages`] took).
+async fn insert_passages(
+    conn: &mut AsyncPgConnection,
+    claimed: &Claimed,
+    passages: &[NewPassage],
+) -> QueryResult<()> {
+    for (batch_index, batch) in passages.chunks(PASSAGES_PER_INSERT).enumerate() {
+        let first = (batch_index * PASSAGES_PER_INSERT) as i32;
+        diesel::sql_query(
+            "INSERT INTO knowledge_passages
+                 (document_id, knowledge_base_id, position, heading, body, url, tokens, search)
+             SELECT $1, $2, $3 + t.n - 1, t.heading, t.body, t.url, t.tokens,
+                    setweight(to_tsvector($4::regconfig, coalesce(t.heading, '')), 'A')
+                    || setweight(to_tsvector($4::regconfig, t.body), 'D')
+             FROM unnest($5::text[], $6::text[], $7::text[], $8::int4[])
+                  WITH ORDINALITY AS t(heading, body, url, tokens, n)",
+        )
+        .bind::<Int8, _>(claimed.id)
+        .bind::<Int8, _>(claimed.knowledge_base_id)
+        .bind::<Int4, _>(first)
+        .bind::<Text, _>(&claimed.language)
+        .bind::<Array<Nullable<Text>>, _>(
+            batch.iter().map(|p| p.heading.clone()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(batch.iter().map(|p| p.body.clone()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(batch.iter().map(|p| p.url.clone()).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(batch.iter().map(|p| p.tokens).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    diesel::update(knowledge_bases::table.find(claimed.knowledge_base_id))
+        .set(
+            knowledge_bases::passages_count
+                .eq(knowledge_bases::passages_count + passages.len() as i64),
+        )
+        .execute(conn)
+        .await?;
+    diesel::sql_query(
+        "INSERT INTO knowledge_terms (knowledge_base_id, lexeme, passages)
+         SELECT $2, u.lexeme, count(*)
+         FROM knowledge_passages p, unnest(p.search) u
+         WHERE p.document_id = $1
+         GROUP BY u.lexeme ORDER BY u.lexeme
+         ON CONFLICT (knowledge_base_id, lexeme)
+         DO UPDATE SET passages = knowledge_terms.passages + excluded.passages",
+    )
+    .bind::<Int8, _>(claimed.id)
+    .bind::<Int8, _>(claimed.knowledge_base_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Marks the document `failed` with `reason` (and drops its passages), if `claimed` is still
