@@ -498,16 +498,6 @@ pub fn stream(
     after_id: i64,
     filter: EventFilter,
 ) -> impl Stream<Item = Vec<Arc<Streamed>>> {
-    struct Reader {
-        app: App,
-        sub: Subscription,
-        /// The last event sent or passed over.
-        cursor: i64,
-        filter: EventFilter,
-        ready: Vec<Arc<Streamed>>,
-        /// Read the table up to here before taking from the channel again.
-        catch_up_to: Option<i64>,
-    }
     let catch_up_to = (after_id < subscription.seen).then_some(subscription.seen);
     let reader = Reader {
         app,
@@ -518,74 +508,111 @@ pub fn stream(
         catch_up_to,
     };
     futures::stream::unfold(reader, |mut reader| async move {
+        let batch = reader.next_batch().await?;
+        Some((batch, reader))
+    })
+}
+
+/// One stream's place in the account's events.
+struct Reader {
+    app: App,
+    sub: Subscription,
+    /// The last event sent or passed over.
+    cursor: i64,
+    filter: EventFilter,
+    ready: Vec<Arc<Streamed>>,
+    /// Read the table up to here before taking from the channel again.
+    catch_up_to: Option<i64>,
+}
+
+/// The stream was ended (its holder's end, or the server's).
+struct Ended;
+
+impl Reader {
+    /// The next events to send, all that are ready; `None` once the stream is ended.
+    async fn next_batch(&mut self) -> Option<Vec<Arc<Streamed>>> {
         loop {
-            if *reader.sub.ended.borrow() {
+            if *self.sub.ended.borrow() {
                 return None;
             }
-            if !reader.ready.is_empty() {
-                return Some((std::mem::take(&mut reader.ready), reader));
+            if !self.ready.is_empty() {
+                return Some(std::mem::take(&mut self.ready));
             }
-            if let Some(up_to) = reader.catch_up_to {
-                if reader.cursor >= up_to {
-                    reader.catch_up_to = None;
-                    continue;
-                }
-                let read = read_after(
-                    &reader.app,
-                    reader.sub.account_id,
-                    (reader.cursor, up_to),
-                    reader.filter,
-                );
-                let read = tokio::select! {
-                    read = read => read,
-                    _ = reader.sub.ended.wait_for(|ended| *ended) => return None,
-                };
-                match read {
-                    Ok((events, full)) => {
-                        match full {
-                            Some(last) => reader.cursor = last,
-                            // Everything up to `up_to` that passes is read: pass over the rest.
-                            None => {
-                                reader.cursor = up_to;
-                                reader.catch_up_to = None;
-                            }
-                        }
-                        reader.ready.extend(events);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "could not read events");
-                        tokio::select! {
-                            () = tokio::time::sleep(RETRY_PAUSE) => {}
-                            _ = reader.sub.ended.wait_for(|ended| *ended) => return None,
-                        }
-                    }
-                }
-                continue;
-            }
-            let received = tokio::select! {
-                received = reader.sub.receiver.recv() => received,
-                _ = reader.sub.ended.wait_for(|ended| *ended) => return None,
+            let step = match self.catch_up_to {
+                Some(up_to) => self.catch_up(up_to).await,
+                None => self.receive().await,
             };
-            match received {
-                Ok(batch) => {
-                    for streamed in batch.iter() {
-                        if streamed.event.id <= reader.cursor {
-                            continue;
-                        }
-                        reader.cursor = streamed.event.id;
-                        if reader.filter.passes(&streamed.event) {
-                            reader.ready.push(streamed.clone());
-                        }
-                    }
-                }
-                // Batches were dropped for this stream: read them from the table.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    reader.catch_up_to = reader.sub.hub.seen(reader.sub.account_id);
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            if step.is_err() {
+                return None;
             }
         }
-    })
+    }
+
+    /// Reads a page of the stored events up to `up_to` (after a pause if that fails).
+    async fn catch_up(&mut self, up_to: i64) -> Result<(), Ended> {
+        if self.cursor >= up_to {
+            self.catch_up_to = None;
+            return Ok(());
+        }
+        let read = read_after(
+            &self.app,
+            self.sub.account_id,
+            (self.cursor, up_to),
+            self.filter,
+        );
+        let read = tokio::select! {
+            read = read => read,
+            _ = self.sub.ended.wait_for(|ended| *ended) => return Err(Ended),
+        };
+        match read {
+            Ok((events, full)) => {
+                match full {
+                    Some(last) => self.cursor = last,
+                    // Everything up to `up_to` that passes is read: pass over the rest.
+                    None => {
+                        self.cursor = up_to;
+                        self.catch_up_to = None;
+                    }
+                }
+                self.ready.extend(events);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not read events");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = self.sub.ended.wait_for(|ended| *ended) => return Err(Ended),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes what the poller hands over next; a stream that fell behind reads the table.
+    async fn receive(&mut self) -> Result<(), Ended> {
+        let received = tokio::select! {
+            received = self.sub.receiver.recv() => received,
+            _ = self.sub.ended.wait_for(|ended| *ended) => return Err(Ended),
+        };
+        match received {
+            Ok(batch) => {
+                for streamed in batch.iter() {
+                    if streamed.event.id <= self.cursor {
+                        continue;
+                    }
+                    self.cursor = streamed.event.id;
+                    if self.filter.passes(&streamed.event) {
+                        self.ready.push(streamed.clone());
+                    }
+                }
+            }
+            // Batches were dropped for this stream: read them from the table.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                self.catch_up_to = self.sub.hub.seen(self.sub.account_id);
+            }
+            Err(broadcast::error::RecvError::Closed) => return Err(Ended),
+        }
+        Ok(())
+    }
 }
 
 /// How long events are kept: a stream or a webhook may resume from any of them.

@@ -33,15 +33,26 @@ fn widget_routes(app: App) -> Router<App> {
 
 pub fn router(app: App) -> Router {
     Router::new()
+        .merge(conversation_routes())
+        .merge(setup_routes())
+        .merge(knowledge_routes())
+        .merge(account_routes(app.clone()))
+        .merge(crate::openapi::routes())
+        .merge(crate::console::routes())
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(catch_panics())
+        .layer(middleware::from_fn(telemetry::request::observe))
+        .with_state(app)
+}
+
+/// Generate-reply, conversations and what an operator does in them.
+fn conversation_routes() -> Router<App> {
+    Router::new()
         .route(
             "/api/ai/generate-reply",
             post(generate_reply::generate_reply),
-        )
-        .route("/api/user/assistants/get", get(assistants::list_assistants))
-        .route("/api/user/assistant", post(assistants::create_assistant))
-        .route(
-            "/api/user/assistant/{id}",
-            put(assistants::update_assistant),
         )
         .route(
             "/api/user/conversations",
@@ -65,6 +76,17 @@ pub fn router(app: App) -> Router {
             "/api/automate/conversations/{id}/enable-ai",
             post(conversations::enable_ai),
         )
+}
+
+/// Assistants and their tools.
+fn setup_routes() -> Router<App> {
+    Router::new()
+        .route("/api/user/assistants/get", get(assistants::list_assistants))
+        .route("/api/user/assistant", post(assistants::create_assistant))
+        .route(
+            "/api/user/assistant/{id}",
+            put(assistants::update_assistant),
+        )
         .route(
             "/api/user/tools",
             get(tools::list_tools).post(tools::create_tool),
@@ -75,6 +97,11 @@ pub fn router(app: App) -> Router {
                 .put(tools::update_tool)
                 .delete(tools::delete_tool),
         )
+}
+
+/// Knowledge bases, their documents and search.
+fn knowledge_routes() -> Router<App> {
+    Router::new()
         .route(
             "/api/user/knowledgebases",
             get(knowledge::list_knowledge_bases).post(knowledge::create_knowledge_base),
@@ -100,6 +127,11 @@ pub fn router(app: App) -> Router {
             "/api/user/knowledgebases/{id}/search",
             post(knowledge::search),
         )
+}
+
+/// Webhooks, widgets, the account, events, and the operator's endpoints.
+fn account_routes(app: App) -> Router<App> {
+    Router::new()
         .route(
             "/api/user/webhooks",
             get(webhooks::list_webhooks).post(webhooks::create_webhook),
@@ -118,14 +150,6 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics::get_metrics))
         .route("/health", get(health::get_health))
         .route("/ready", get(health::get_ready))
-        .merge(crate::openapi::routes())
-        .merge(crate::console::routes())
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
-        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(catch_panics())
-        .layer(middleware::from_fn(telemetry::request::observe))
-        .with_state(app)
 }
 
 /// A handler's panic answers `INTERNAL_ERROR`, its message logged at error level.
