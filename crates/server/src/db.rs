@@ -1,21 +1,29 @@
-//! The connection pool, database creation and migrations.
+//! The connection pool, database creation and migrations; [`pipeline`]: transactions whose
+//! `BEGIN` and `COMMIT` are pipelined with their statements.
+
+pub mod pipeline;
 
 use anyhow::Context;
-use diesel::connection::{TransactionDepthChange, TransactionManagerStatus};
+use diesel::deserialize::FromSql;
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
+use diesel::serialize::{Output, ToSql};
+use diesel::sql_types::{self, Array, Nullable};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{
-    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
-    TransactionManager,
-};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::time::Duration;
 use url::Url;
+
+pub use pipeline::{
+    Commit, begin, begin_pipelined, begun, committed, end, pipelined_commit, roll_back_if_open,
+    when,
+};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -226,6 +234,44 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeptPrepa
     type SqlType = Q::SqlType;
 }
 
+/// An array column's value, none of whose elements is NULL. `diesel print-schema` types
+/// every array column `Array<Nullable<T>>` (PostgreSQL cannot declare an array's elements NOT
+/// NULL); this reads one into a `Vec<T>` (`#[diesel(deserialize_as = NonNullArray<T>)]` on
+/// the field), a NULL element failing the row, and writes a `Vec<T>` into one.
+#[derive(
+    Debug, Clone, Default, diesel::deserialize::FromSqlRow, diesel::expression::AsExpression,
+)]
+#[diesel(sql_type = Array<Nullable<sql_types::Int8>>)]
+#[diesel(sql_type = Array<Nullable<sql_types::Text>>)]
+pub struct NonNullArray<T>(pub Vec<T>);
+
+impl<T, ST> FromSql<Array<Nullable<ST>>, Pg> for NonNullArray<T>
+where
+    Vec<T>: FromSql<Array<ST>, Pg>,
+{
+    fn from_sql(value: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        // The same bytes (an array says its elements' type in its header); `Array<ST>` reads
+        // a NULL element as an error.
+        <Vec<T> as FromSql<Array<ST>, Pg>>::from_sql(value).map(Self)
+    }
+}
+
+impl<T, ST> ToSql<Array<Nullable<ST>>, Pg> for NonNullArray<T>
+where
+    Vec<T>: ToSql<Array<ST>, Pg>,
+    T: std::fmt::Debug,
+{
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+        ToSql::<Array<ST>, Pg>::to_sql(&self.0, out)
+    }
+}
+
+impl<T> From<NonNullArray<T>> for Vec<T> {
+    fn from(array: NonNullArray<T>) -> Self {
+        array.0
+    }
+}
+
 /// Waits until everything committed so far, synchronously or not, is on disk: a transaction
 /// that writes WAL (a logical-decoding message, which nothing reads) and waits for its
 /// commit's flush, which covers every commit record written before it. Call before acting on
@@ -245,150 +291,6 @@ pub fn violates(error: &diesel::result::Error, constraint: &str) -> bool {
         diesel::result::Error::DatabaseError(DatabaseErrorKind::CheckViolation, info)
             if info.constraint_name() == Some(constraint)
     )
-}
-
-/// Begins a transaction that [`end`] ends.
-pub async fn begin(conn: &mut AsyncPgConnection) -> QueryResult<()> {
-    AnsiTransactionManager::begin_transaction(conn).await
-}
-
-/// `BEGIN`, to pipeline with the transaction's first statements (polled before them, it is
-/// sent first): a round trip saved. Once the pipeline is done, hand its outcome to [`begun`].
-pub async fn begin_pipelined(pipe: &mut &AsyncPgConnection) -> QueryResult<()> {
-    diesel::sql_query("BEGIN")
-        .keep_prepared()
-        .execute(pipe)
-        .await
-        .map(drop)
-}
-
-/// `query`'s rows if `wanted`; nothing is sent otherwise (for pipelines).
-pub async fn when<T>(
-    wanted: bool,
-    query: impl Future<Output = QueryResult<T>>,
-) -> QueryResult<Option<T>> {
-    if wanted {
-        query.await.map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
-/// Tells the connection that [`begin_pipelined`] began a transaction (if it did), which
-/// [`end`] then ends.
-pub fn begun(conn: &mut AsyncPgConnection, began: QueryResult<()>) -> QueryResult<()> {
-    began?;
-    if let TransactionManagerStatus::Valid(status) =
-        AnsiTransactionManager::transaction_manager_status_mut(conn)
-    {
-        status.change_transaction_depth(TransactionDepthChange::IncreaseDepth)?;
-    }
-    Ok(())
-}
-
-/// Ends the transaction [`begin`] began: with a COMMIT when `outcome` is a value, otherwise
-/// with a ROLLBACK. A connection whose state cannot be known afterwards is marked broken, and
-/// the pool drops it.
-pub async fn end<T, E: From<diesel::result::Error>>(
-    conn: &mut AsyncPgConnection,
-    outcome: Result<T, E>,
-) -> Result<T, E> {
-    match outcome {
-        Ok(value) => {
-            AnsiTransactionManager::commit_transaction(conn).await?;
-            Ok(value)
-        }
-        Err(error) => {
-            rollback(conn).await;
-            Err(error)
-        }
-    }
-}
-
-/// How a [`pipelined_commit`] commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
-    /// Waits for its WAL's flush, as PostgreSQL does by default.
-    Durable,
-    /// Does not wait for the disk, and so releases its row locks a flush earlier: under load
-    /// the hot rows' holders then wait for nobody's disk. Only for a transaction whose effects
-    /// nothing outside acts on before a later commit that does wait (a reply's settlement, a
-    /// tool's journal entry, a webhook's dispatch, the event streams' [`make_durable`]): WAL is
-    /// flushed in order, so that commit makes this one durable too, and a crash before it
-    /// loses this one whole and unseen.
-    WithoutWaitingForDisk,
-}
-
-/// `COMMIT`, pipelined behind the transaction's last statements, which the connection sends in
-/// the order they are polled: the rows they lock (the account's balance, the key's rate
-/// counter: rows every reply of an account writes) are then held only while PostgreSQL runs
-/// them and commits, never across a round trip to this process. A statement that fails (a
-/// CHECK, a refusal) leaves the transaction aborted, and PostgreSQL answers the COMMIT by
-/// rolling back: a pipeline refuses by failing. Hand its outcome to [`committed`].
-pub async fn pipelined_commit(pipe: &mut &AsyncPgConnection, commit: Commit) -> QueryResult<()> {
-    let (mut setting, mut committing) = (*pipe, *pipe);
-    let without_waiting = async {
-        if commit == Commit::Durable {
-            return Ok(0);
-        }
-        diesel::sql_query("SET LOCAL synchronous_commit = off")
-            .keep_prepared()
-            .execute(&mut setting)
-            .await
-    };
-    let commit = diesel::sql_query("COMMIT")
-        .keep_prepared()
-        .execute(&mut committing);
-    futures::try_join!(without_waiting, commit).map(drop)
-}
-
-/// Ends the transaction whose COMMIT was pipelined ([`pipelined_commit`]): `outcome` is what
-/// its statements gave (the first error among them, if any), `commit` the COMMIT's answer.
-/// The transaction committed only if both are good; otherwise it rolled back (a ROLLBACK is
-/// sent anyway, for when the COMMIT was never sent, and is harmless when it was).
-pub async fn committed<T, E: From<diesel::result::Error>>(
-    conn: &mut AsyncPgConnection,
-    outcome: Result<T, E>,
-    commit: QueryResult<()>,
-) -> Result<T, E> {
-    match (outcome, commit) {
-        (Ok(value), Ok(())) => {
-            // The COMMIT went in the pipeline, past the transaction manager: tell it.
-            if let TransactionManagerStatus::Valid(status) =
-                AnsiTransactionManager::transaction_manager_status_mut(conn)
-            {
-                status.change_transaction_depth(TransactionDepthChange::DecreaseDepth)?;
-            }
-            Ok(value)
-        }
-        (Err(error), _) => {
-            rollback(conn).await;
-            Err(error)
-        }
-        (Ok(_), Err(error)) => {
-            rollback(conn).await;
-            Err(error.into())
-        }
-    }
-}
-
-/// Rolls back the transaction in progress, if there is one: for a failure that may have come
-/// before or after its end.
-pub async fn roll_back_if_open(conn: &mut AsyncPgConnection) {
-    let open = match AnsiTransactionManager::transaction_manager_status_mut(conn) {
-        TransactionManagerStatus::Valid(status) => status.transaction_depth().is_some(),
-        TransactionManagerStatus::InError => true,
-    };
-    if open {
-        rollback(conn).await;
-    }
-}
-
-/// Rolls back; a connection that cannot is marked broken by the transaction manager.
-async fn rollback(conn: &mut AsyncPgConnection) {
-    if let Err(error) = AnsiTransactionManager::rollback_transaction(conn).await {
-        tracing::warn!(%error, "rollback failed; the connection will be dropped");
-    }
 }
 
 /// What a query runs on: a connection of the pool, or a shared `&AsyncPgConnection` through

@@ -1,4 +1,12 @@
-// The database schema, as diesel sees it. Keep in step with `migrations/`.
+// @generated automatically by Diesel CLI.
+
+pub mod sql_types {
+    #[derive(
+        diesel::query_builder::QueryId, Clone, std::fmt::Debug, diesel::sql_types::SqlType,
+    )]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+}
 
 diesel::table! {
     accounts (id) {
@@ -35,15 +43,81 @@ diesel::table! {
         variables -> Jsonb,
         llm_model -> Text,
         llm_temperature -> Float8,
-        coalesce_ms -> Int4,
-        tool_ids -> Array<Int8>,
+        tool_ids -> Array<Nullable<Int8>>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         llm_provider -> Text,
         fallback_llm_provider -> Nullable<Text>,
         fallback_llm_model -> Nullable<Text>,
+        coalesce_ms -> Int4,
         knowledge_base_id -> Nullable<Int8>,
         knowledge_mode -> Text,
+    }
+}
+
+diesel::table! {
+    console_sessions (token_hash) {
+        token_hash -> Bytea,
+        account_id -> Int8,
+        api_key_id -> Int8,
+        csrf_token -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    console_sign_in_failures (client) {
+        client -> Text,
+        window_start -> Int8,
+        failures -> Int4,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Uuid,
+        account_id -> Int8,
+        assistant_id -> Int8,
+        customer_identifier -> Text,
+        kind -> Text,
+        variables -> Jsonb,
+        ai_enabled -> Bool,
+        message_count -> Int8,
+        total_cost -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        next_seq -> Int8,
+        opted_out -> Bool,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+    }
+}
+
+diesel::table! {
+    events (account_id, id) {
+        account_id -> Int8,
+        id -> Int8,
+        kind -> Text,
+        conversation_id -> Uuid,
+        assistant_id -> Int8,
+        customer_identifier -> Text,
+        message -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (account_id, key) {
+        account_id -> Int8,
+        key -> Text,
+        fingerprint -> Bytea,
+        response_status -> Nullable<Int4>,
+        response_body -> Nullable<Jsonb>,
+        locked_until -> Timestamptz,
+        token -> Uuid,
+        message_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -70,7 +144,7 @@ diesel::table! {
         kind -> Text,
         content -> Nullable<Bytea>,
         url -> Nullable<Text>,
-        links -> Array<Text>,
+        links -> Array<Nullable<Text>>,
         relative_links_limit -> Nullable<Int4>,
         status -> Text,
         reason -> Nullable<Text>,
@@ -83,15 +157,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    knowledge_terms (knowledge_base_id, lexeme) {
-        knowledge_base_id -> Int8,
-        lexeme -> Text,
-        passages -> Int4,
-    }
-}
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
 
-// `search` (tsvector) is left out: passages are written and searched in SQL of their own.
-diesel::table! {
     knowledge_passages (id) {
         id -> Int8,
         document_id -> Int8,
@@ -101,26 +169,15 @@ diesel::table! {
         body -> Text,
         url -> Nullable<Text>,
         tokens -> Int4,
+        search -> Tsvector,
     }
 }
 
 diesel::table! {
-    conversations (id) {
-        id -> Uuid,
-        account_id -> Int8,
-        assistant_id -> Int8,
-        customer_identifier -> Text,
-        kind -> Text,
-        variables -> Jsonb,
-        ai_enabled -> Bool,
-        message_count -> Int8,
-        total_cost -> Int8,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        next_seq -> Int8,
-        opted_out -> Bool,
-        prompt_tokens -> Int8,
-        completion_tokens -> Int8,
+    knowledge_terms (knowledge_base_id, lexeme) {
+        knowledge_base_id -> Int8,
+        lexeme -> Text,
+        passages -> Int4,
     }
 }
 
@@ -140,33 +197,6 @@ diesel::table! {
         seq -> Int8,
         model -> Nullable<Text>,
         knowledge -> Nullable<Jsonb>,
-    }
-}
-
-diesel::table! {
-    events (account_id, id) {
-        account_id -> Int8,
-        id -> Int8,
-        kind -> Text,
-        conversation_id -> Uuid,
-        assistant_id -> Int8,
-        customer_identifier -> Text,
-        message -> Nullable<Jsonb>,
-        created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    tool_calls (id) {
-        id -> Int8,
-        account_id -> Int8,
-        idempotency_key -> Nullable<Text>,
-        message_id -> Int8,
-        name -> Text,
-        arguments -> Jsonb,
-        result -> Nullable<Jsonb>,
-        is_error -> Nullable<Bool>,
-        created_at -> Timestamptz,
     }
 }
 
@@ -192,6 +222,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    tool_calls (id) {
+        id -> Int8,
+        account_id -> Int8,
+        idempotency_key -> Nullable<Text>,
+        message_id -> Int8,
+        name -> Text,
+        arguments -> Jsonb,
+        result -> Nullable<Jsonb>,
+        is_error -> Nullable<Bool>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tools (id) {
         id -> Int8,
         account_id -> Int8,
@@ -204,34 +248,6 @@ diesel::table! {
         schema -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    idempotency_keys (account_id, key) {
-        account_id -> Int8,
-        key -> Text,
-        fingerprint -> Bytea,
-        response_status -> Nullable<Int4>,
-        response_body -> Nullable<Jsonb>,
-        locked_until -> Timestamptz,
-        token -> Uuid,
-        message_id -> Nullable<Int8>,
-        created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    webhooks (id) {
-        id -> Int8,
-        account_id -> Int8,
-        url -> Text,
-        event_types -> Array<Text>,
-        secret -> Text,
-        dispatched_up_to -> Int8,
-        disabled_at -> Nullable<Timestamptz>,
-        disabled_reason -> Nullable<Text>,
-        created_at -> Timestamptz,
     }
 }
 
@@ -253,15 +269,16 @@ diesel::table! {
 }
 
 diesel::table! {
-    widgets (id) {
+    webhooks (id) {
         id -> Int8,
         account_id -> Int8,
-        assistant_id -> Int8,
-        public_key -> Text,
-        allowed_origins -> Array<Text>,
-        api_key_id -> Int8,
+        url -> Text,
+        event_types -> Array<Nullable<Text>>,
+        secret -> Text,
+        dispatched_up_to -> Int8,
+        disabled_at -> Nullable<Timestamptz>,
+        disabled_reason -> Nullable<Text>,
         created_at -> Timestamptz,
-        tools_enabled -> Bool,
     }
 }
 
@@ -291,31 +308,54 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(tools -> accounts (account_id));
-diesel::joinable!(widgets -> accounts (account_id));
-diesel::joinable!(widget_visitor_tokens -> widgets (widget_id));
-diesel::joinable!(webhooks -> accounts (account_id));
-diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::table! {
+    widgets (id) {
+        id -> Int8,
+        account_id -> Int8,
+        assistant_id -> Int8,
+        public_key -> Text,
+        allowed_origins -> Array<Nullable<Text>>,
+        api_key_id -> Int8,
+        created_at -> Timestamptz,
+        tools_enabled -> Bool,
+    }
+}
+
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(assistants -> accounts (account_id));
+diesel::joinable!(assistants -> knowledge_bases (knowledge_base_id));
+diesel::joinable!(console_sessions -> accounts (account_id));
+diesel::joinable!(console_sessions -> api_keys (api_key_id));
+diesel::joinable!(conversations -> accounts (account_id));
 diesel::joinable!(conversations -> assistants (assistant_id));
-diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(knowledge_bases -> accounts (account_id));
 diesel::joinable!(knowledge_documents -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(knowledge_passages -> knowledge_documents (document_id));
+diesel::joinable!(knowledge_terms -> knowledge_bases (knowledge_base_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(tools -> accounts (account_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::joinable!(webhooks -> accounts (account_id));
+diesel::joinable!(widget_visitor_tokens -> widgets (widget_id));
+diesel::joinable!(widget_visitors -> widgets (widget_id));
+diesel::joinable!(widgets -> accounts (account_id));
+diesel::joinable!(widgets -> api_keys (api_key_id));
+diesel::joinable!(widgets -> assistants (assistant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
     assistants,
+    console_sessions,
+    console_sign_in_failures,
     conversations,
     events,
-    messages,
     idempotency_keys,
     knowledge_bases,
     knowledge_documents,
     knowledge_passages,
     knowledge_terms,
+    messages,
     pending_replies,
     settlements_due,
     tool_calls,

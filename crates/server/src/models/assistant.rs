@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::page::{AfterId, Page};
 use super::{object, quota};
-use crate::db::Conn;
+use crate::db::{Conn, NonNullArray};
 use crate::schema::assistants;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -25,6 +25,7 @@ pub struct AssistantRow {
     pub llm_model: String,
     pub llm_temperature: f64,
     pub coalesce_ms: i32,
+    #[diesel(deserialize_as = NonNullArray<i64>)]
     pub tool_ids: Vec<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -146,7 +147,7 @@ struct AssistantChanges {
     llm_model: Option<String>,
     llm_temperature: Option<f64>,
     coalesce_ms: Option<i32>,
-    tool_ids: Option<Vec<i64>>,
+    tool_ids: Option<NonNullArray<i64>>,
     llm_provider: Option<String>,
     fallback_llm_provider: Option<Option<String>>,
     fallback_llm_model: Option<Option<String>>,
@@ -176,7 +177,7 @@ impl AssistantChanges {
             coalesce_ms: input
                 .coalesce_ms
                 .map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)),
-            tool_ids: input.tool_ids,
+            tool_ids: input.tool_ids.map(NonNullArray),
             llm_provider: input.llm_provider.map(|p| p.as_str().to_owned()),
             fallback_llm_provider: input
                 .fallback_llm_provider

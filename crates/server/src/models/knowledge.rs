@@ -14,7 +14,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 
 use super::knowledge_embedding::{self, Vectors};
 use super::quota;
-use crate::db::{Conn, KeepPrepared};
+use crate::db::{Conn, KeepPrepared, NonNullArray};
 use crate::schema::{knowledge_bases, knowledge_documents};
 
 /// A knowledge base with the counts its answer shows.
@@ -358,7 +358,7 @@ pub async fn create_document(
                     knowledge_documents::kind.eq(document.kind.as_str()),
                     knowledge_documents::content.eq(document.content.as_deref()),
                     knowledge_documents::url.eq(document.url.as_deref()),
-                    knowledge_documents::links.eq(&document.links),
+                    knowledge_documents::links.eq(NonNullArray(document.links.iter().collect())),
                     knowledge_documents::relative_links_limit.eq(document.relative_links_limit),
                 ))
                 .returning(DocumentRow::as_returning())

@@ -313,7 +313,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, account_id: i64, id: i64) -> Q
 
 diesel::define_sql_function! {
     /// PostgreSQL's `array_remove(array, element)`.
-    fn array_remove(array: diesel::sql_types::Array<diesel::sql_types::Int8>, element: diesel::sql_types::Int8) -> diesel::sql_types::Array<diesel::sql_types::Int8>;
+    fn array_remove(array: diesel::sql_types::Array<diesel::sql_types::Nullable<diesel::sql_types::Int8>>, element: diesel::sql_types::Int8) -> diesel::sql_types::Array<diesel::sql_types::Nullable<diesel::sql_types::Int8>>;
 }
 
 #[cfg(test)]

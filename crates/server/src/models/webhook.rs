@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::quota;
+use crate::db::NonNullArray;
 use crate::schema::{accounts, webhooks};
 
 /// A stored webhook.
@@ -16,6 +17,7 @@ pub struct WebhookRow {
     pub id: i64,
     pub account_id: i64,
     pub url: String,
+    #[diesel(deserialize_as = NonNullArray<String>)]
     pub event_types: Vec<String>,
     pub secret: String,
     pub dispatched_up_to: i64,
@@ -81,7 +83,7 @@ pub async fn create(
             .values((
                 webhooks::account_id.eq(account_id),
                 webhooks::url.eq(url),
-                webhooks::event_types.eq(events.iter().map(|e| e.as_str()).collect::<Vec<_>>()),
+                webhooks::event_types.eq(NonNullArray(events.iter().map(|e| e.as_str()).collect())),
                 webhooks::secret.eq(secret),
                 webhooks::dispatched_up_to.eq(last_event_id),
             ))

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::api_key::{self, WindowCount};
 use super::{assistant, quota};
+use crate::db::NonNullArray;
 use crate::schema::{widget_visitor_tokens, widgets};
 
 /// What a publishable key starts with.
@@ -31,6 +32,7 @@ pub struct WidgetRow {
     pub account_id: i64,
     pub assistant_id: i64,
     pub public_key: String,
+    #[diesel(deserialize_as = NonNullArray<String>)]
     pub allowed_origins: Vec<String>,
     pub api_key_id: i64,
     pub created_at: DateTime<Utc>,
@@ -98,7 +100,7 @@ pub async fn create(
                 widgets::account_id.eq(account_id),
                 widgets::assistant_id.eq(assistant_id),
                 widgets::public_key.eq(new_public_key()),
-                widgets::allowed_origins.eq(origins),
+                widgets::allowed_origins.eq(NonNullArray(origins.iter().collect())),
                 widgets::api_key_id.eq(api_key_id),
                 widgets::tools_enabled.eq(tools_enabled),
             ))

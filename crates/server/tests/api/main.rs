@@ -28,6 +28,7 @@ mod losses;
 mod openapi;
 mod private_cluster;
 mod providers;
+mod schema;
 mod startup;
 mod streaming;
 mod takeover;
