@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyreply_core::ErrorBody;
 use anyreply_core::wire::{
@@ -22,7 +22,7 @@ use crate::events::Events;
 use crate::knowledge_bases::KnowledgeBases;
 use crate::reply_stream::ReplyStream;
 use crate::resources::{Assistants, Conversations, Tools, Webhooks};
-use crate::retry::{self, RetryPolicy};
+use crate::retry::{self, Attempt, RetryPolicy};
 
 /// A client of one AnyReply server. Clones share the connection pool.
 #[derive(Clone)]
@@ -422,7 +422,7 @@ impl Client {
     }
 
     /// Makes `call` until an attempt's answer reads as `T`, retrying what the policy allows
-    /// with the same idempotency key; also tells whether the answer was given to an earlier
+    /// (in its one loop, [`RetryPolicy::run_with`]) with the same idempotency key; also tells whether the answer was given to an earlier
     /// call with that key (see [`Self::send_noting_replays`]).
     pub(crate) async fn exchange<T, F>(
         &self,
@@ -433,68 +433,49 @@ impl Client {
     where
         F: Future<Output = Result<T, Error>>,
     {
-        let inner = &self.inner;
-        // Whether an earlier attempt of this call may have reached the server unanswered: then
-        // a replay may be of our own request.
-        let mut may_have_landed = false;
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            // No attempt runs past the deadline.
-            let left = inner.retry.deadline.saturating_sub(started.elapsed());
-            let mut request = inner
-                .http
-                .request(call.method.clone(), call.url.clone())
-                .timeout(inner.timeout.min(left))
-                .bearer_auth(inner.api_key.expose_secret());
-            if let Some(key) = &call.idempotency_key {
-                request = request.header("idempotency-key", key);
-            }
-            if let Some(accept) = accept {
-                request = request.header(reqwest::header::ACCEPT, accept);
-            }
-            match &call.body {
-                Some(CallBody::Json(body)) => {
-                    request = request
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body.clone());
+        let (inner, call, read) = (&*self.inner, &call, &read);
+        inner
+            .retry
+            .run_with(|attempt: Attempt| async move {
+                // No attempt runs past the deadline.
+                let mut request = inner
+                    .http
+                    .request(call.method.clone(), call.url.clone())
+                    .timeout(inner.timeout.min(attempt.time_left))
+                    .bearer_auth(inner.api_key.expose_secret());
+                if let Some(key) = &call.idempotency_key {
+                    request = request.header("idempotency-key", key);
                 }
-                // A form is consumed by its request: each attempt gets one built afresh.
-                Some(CallBody::Multipart(form)) => request = request.multipart(form.build()),
-                None => {}
-            }
-            let error = match request.send().await {
-                Ok(response) => {
-                    let replayed = response.headers().contains_key("idempotent-replayed");
-                    match read(response).await {
-                        Ok(answer) => return Ok((answer, replayed && !may_have_landed)),
-                        Err(error) => error,
+                if let Some(accept) = accept {
+                    request = request.header(reqwest::header::ACCEPT, accept);
+                }
+                match &call.body {
+                    Some(CallBody::Json(body)) => {
+                        request = request
+                            .header(CONTENT_TYPE, "application/json")
+                            .body(body.clone());
                     }
+                    // A form is consumed by its request: each attempt gets one built afresh.
+                    Some(CallBody::Multipart(form)) => request = request.multipart(form.build()),
+                    None => {}
                 }
-                Err(error) => Error::from_reqwest(error),
-            };
-            if let Error::Transport(transport) = &error {
-                may_have_landed |= transport.may_have_reached_server();
-            }
-            // Waiting out a first request with the same key is not a failed attempt: only the
-            // deadline bounds it.
-            let still_running = error.code() == Some(anyreply_core::ErrorCode::IdempotencyConflict);
-            if (attempt >= inner.retry.max_attempts && !still_running)
-                || !retry::is_retryable(&error)
-            {
-                return Err(error);
-            }
-            let wait = inner
-                .retry
-                .delay(attempt, error.api().and_then(|api| api.retry_after));
-            if started.elapsed() + wait >= inner.retry.deadline {
-                return Err(error);
-            }
-            tokio::time::sleep(wait).await;
-            if !still_running {
-                attempt += 1;
-            }
-        }
+                let error = match request.send().await {
+                    Ok(response) => {
+                        let replayed = response.headers().contains_key("idempotent-replayed");
+                        match read(response).await {
+                            // A replay after an attempt of ours may have landed may be of that
+                            // attempt: not an earlier call's.
+                            Ok(answer) => {
+                                return Ok((answer, replayed && !attempt.may_have_landed));
+                            }
+                            Err(error) => error,
+                        }
+                    }
+                    Err(error) => Error::from_reqwest(error),
+                };
+                Err(retry::failure(error))
+            })
+            .await
     }
 }
 

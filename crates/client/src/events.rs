@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use anyreply_core::wire::{Event, EventType};
 use bytes::Bytes;
+use futures::lock::Mutex;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use rand::Rng;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use sse_stream::{Sse, SseByteStream};
 use uuid::Uuid;
 
 use crate::client::{self, Client};
 use crate::error::{Error, TransportError, TransportErrorKind};
-use crate::retry;
+use crate::retry::{self, Attempt, Failure, Retry};
 
 /// The server comments every ~15 s; this long without a byte means the connection is dead
 /// even if no error says so (a NAT that forgot it, say).
@@ -50,11 +50,14 @@ impl Events<'_> {
     /// `GET /api/events`: every event matching `query`, in order, for as long as you read.
     ///
     /// A dropped connection, a server closing the stream, or a retryable answer (429, 5xx; see
-    /// the crate's retry rules) is not an item: the stream reconnects by itself, waiting the
-    /// server's `retry:` (else the policy's `base_delay`), doubled per consecutive failure up to
-    /// `max_delay`, with jitter, and honouring `Retry-After`. It resumes with `Last-Event-ID`
-    /// set to the last event it yielded, so nothing is lost or repeated. A refusal that will not
-    /// pass by itself (401, 422, ...) or an event it cannot read is the last item.
+    /// the crate's retry rules) is not an item: the stream reconnects by itself, in the same
+    /// retry loop as every call ([`crate::RetryPolicy::run_with`]) but without its attempt limit
+    /// or deadline. It waits the server's `retry:` plus the policy's backoff (full jitter up to
+    /// `base_delay`, doubled for each reconnect that brought no event, at most `max_delay`), or
+    /// the server's `Retry-After` (capped at `max_retry_after`). It resumes with
+    /// `Last-Event-ID` set to the last event it yielded, so nothing is lost or repeated. A
+    /// refusal that will not pass by itself (401, 422, ...) or an event it cannot read is the
+    /// last item.
     ///
     /// Events of a type this SDK does not know (added to a newer server) are skipped.
     pub fn stream(&self, query: EventsQuery) -> EventStream {
@@ -63,13 +66,11 @@ impl Events<'_> {
             query,
             body: None,
             reconnect_after: None,
-            failures: 0,
-            wait_before_connecting: None,
         };
         let events = futures::stream::unfold(Some(follower), |follower| async move {
-            let mut follower = follower?;
-            match follower.next_event().await {
-                Ok(event) => Some((Ok(event), Some(follower))),
+            let follower = follower?;
+            match next_event(follower).await {
+                Ok((event, follower)) => Some((Ok(event), Some(follower))),
                 Err(error) => Some((Err(error), None)),
             }
         });
@@ -108,74 +109,59 @@ struct Follower {
     body: Option<Body>,
     /// The server's `retry:`.
     reconnect_after: Option<Duration>,
-    /// Connections that failed in a row (a clean close is not a failure).
-    failures: u32,
-    /// Set once a connection has ended: the pause before the next.
-    wait_before_connecting: Option<Duration>,
+}
+
+/// The next event, reconnecting as often as it takes in the SDK's one retry loop (with
+/// neither an attempt limit nor a deadline), and the follower to read on with; an error is the
+/// end.
+async fn next_event(follower: Follower) -> Result<(Event, Follower), Error> {
+    let policy = follower.client.retry_policy().without_limits();
+    // The attempts take turns with the follower (one at a time: the lock is never contended).
+    let turns = Mutex::new(follower);
+    let event = policy
+        .run_with(|_: Attempt| async { turns.lock().await.attempt().await })
+        .await?;
+    Ok((event, turns.into_inner()))
 }
 
 impl Follower {
-    /// The next event, reconnecting as often as it takes; an error is the end.
-    async fn next_event(&mut self) -> Result<Event, Error> {
-        loop {
-            let Some(body) = self.body.as_mut() else {
-                if let Some(wait) = self.wait_before_connecting.take() {
-                    tokio::time::sleep(wait).await;
-                }
-                match connect(&self.client, &self.query).await {
-                    Ok(body) => {
-                        self.failures = 0;
-                        self.body = Some(body);
-                    }
-                    Err(error) if retry::is_retryable(&error) => {
-                        let retry_after = error.api().and_then(|api| api.retry_after);
-                        self.failed(retry_after);
-                    }
-                    Err(error) => return Err(error),
-                }
-                continue;
-            };
+    /// One try at the next event: read on the open connection, else on a new one. A
+    /// connection that ends (closed, cut, or silent past the keep-alives) is a failure to
+    /// retry, so the waits grow with each reconnect that brings no event.
+    async fn attempt(&mut self) -> Result<Event, Failure<Error>> {
+        // Held here while read, and put back with an event: a connection that ends is dropped.
+        let mut body = match self.body.take() {
+            Some(body) => body,
+            None => connect(&self.client, &self.query)
+                .await
+                .map_err(|error| retry::failure(error).at_least(self.least_pause()))?,
+        };
+        let ended = loop {
             match tokio::time::timeout(SILENCE_LIMIT, body.next()).await {
-                Ok(Some(Ok(block))) => {
-                    if let Some(event) = self.read(block)? {
+                Ok(Some(Ok(block))) => match self.read(block) {
+                    Ok(Some(event)) => {
+                        self.body = Some(body);
                         return Ok(event);
                     }
-                }
-                // The server ended the stream (a deploy, a proxy's time limit): come back
-                // after its `retry:`.
-                Ok(None) => {
-                    self.body = None;
-                    self.wait_before_connecting = Some(self.pause(None));
-                }
-                // Cut mid-way, or silent past the keep-alives.
-                Ok(Some(Err(_))) | Err(_) => {
-                    self.body = None;
-                    self.failed(None);
-                }
+                    Ok(None) => {}
+                    Err(error) => return Err(Failure::new(error, Retry::Never)),
+                },
+                // The server ended the stream (a deploy, a proxy's time limit).
+                Ok(None) => break "the server ended the event stream",
+                Ok(Some(Err(_))) => break "the event stream was cut",
+                Err(_) => break "the event stream fell silent",
             }
-        }
+        };
+        let error = Error::Transport(TransportError {
+            kind: TransportErrorKind::Interrupted,
+            message: ended.into(),
+        });
+        Err(Failure::new(error, Retry::Backoff).at_least(self.least_pause()))
     }
 
-    fn failed(&mut self, retry_after: Option<Duration>) {
-        self.failures = self.failures.saturating_add(1);
-        self.wait_before_connecting = Some(self.pause(retry_after));
-    }
-
-    /// The wait before reconnecting: `Retry-After` if the server sent one (capped); else its
-    /// `retry:` (or the policy's base delay) doubled per failure in a row, up to the policy's
-    /// `max_delay`, half of it random so that many clients do not come back at once.
-    fn pause(&self, retry_after: Option<Duration>) -> Duration {
-        let policy = self.client.retry_policy();
-        if let Some(retry_after) = retry_after {
-            return retry_after.min(policy.max_retry_after);
-        }
-        let base = self.reconnect_after.unwrap_or(policy.base_delay);
-        let bound = base
-            .saturating_mul(2_u32.saturating_pow(self.failures.min(16)))
-            .min(policy.max_delay.max(base));
-        let half = bound / 2;
-        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    /// The server's `retry:`: no reconnect comes sooner.
+    fn least_pause(&self) -> Duration {
+        self.reconnect_after.unwrap_or_default()
     }
 }
 

@@ -29,9 +29,14 @@
 //! Every call is retried by [`RetryPolicy`]: connection failures, timeouts and the statuses
 //! 408, 409, 425, 429, 500, 502, 503 and 504; never 400, 401, 402, 403, 404 or 422. Waits grow
 //! exponentially with full jitter, honour `Retry-After` (capped), and stop at the policy's
-//! deadline; an `IDEMPOTENCY_CONFLICT` is waited out without using up attempts. Every attempt of one POST carries the same `Idempotency-Key`, so a retry never
-//! answers or charges twice.
-
+//! deadline; an `IDEMPOTENCY_CONFLICT` is waited out without using up attempts. Every attempt
+//! of one POST carries the same `Idempotency-Key`, so a retry never answers or charges twice.
+//!
+//! There is one retry loop, [`RetryPolicy::run_with`]: one jitter, one clock (tokio's), the
+//! deadline, the conflict rule ([`Failure::still_running`]) and the "may have landed" flag
+//! ([`Attempt::may_have_landed`]). Every call runs in it, the event stream reconnects in it
+//! (without the attempt limit and deadline), and [`RetryPolicy::run`], its shorthand, runs
+//! calls of other services (the channel bridges' sends) under the same policy.
 //!
 //! # Events
 //!
@@ -69,5 +74,5 @@ pub use events::{EventStream, Events, EventsQuery};
 pub use knowledge_bases::{KnowledgeBases, Upload, Website};
 pub use reply_stream::{ReplyEvent, ReplyStream};
 pub use resources::{Assistants, Conversations, Tools, Webhooks};
-pub use retry::{Retry, RetryPolicy};
+pub use retry::{Attempt, Failure, Retry, RetryPolicy};
 pub use uuid::Uuid;

@@ -1,17 +1,21 @@
 //! When and how long to wait before trying a call again.
 
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use anyreply_core::ErrorCode;
+
 use crate::error::Error;
 
 /// How a call is retried: attempts (the first included), exponential backoff with full jitter
 /// between `base_delay` and `max_delay`, `Retry-After` honoured up to `max_retry_after`, and an
-/// overall `deadline` after which no further attempt starts.
+/// overall `deadline` after which no further attempt starts. [`Self::run_with`] is the loop
+/// that applies it, to the SDK's calls, its event stream's reconnects and anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. 1 disables retries. Default 3.
@@ -72,6 +76,16 @@ impl RetryPolicy {
         self
     }
 
+    /// The same policy without an attempt limit or a deadline: for what is followed for as long
+    /// as it is read (the event stream), whose waits still grow and jitter as this policy's do.
+    pub(crate) fn without_limits(&self) -> Self {
+        Self {
+            max_attempts: u32::MAX,
+            deadline: Duration::MAX,
+            ..self.clone()
+        }
+    }
+
     /// The wait before retry number `retry` (1 for the first retry): the server's
     /// `Retry-After` if it sent one (capped), otherwise a random wait up to the backoff bound.
     pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
@@ -82,9 +96,15 @@ impl RetryPolicy {
             .base_delay
             .saturating_mul(2_u32.saturating_pow(retry.saturating_sub(1)))
             .min(self.max_delay);
-        let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+        full_jitter(bound)
     }
+}
+
+/// The SDK's one jitter: a wait drawn evenly from zero to `bound`, so that clients failing
+/// together do not come back together.
+fn full_jitter(bound: Duration) -> Duration {
+    let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
 }
 
 /// What a failed attempt says about trying again (see [`RetryPolicy::run`]).
@@ -98,40 +118,174 @@ pub enum Retry {
     After(Duration),
 }
 
+/// One attempt of a call made by [`RetryPolicy::run_with`]: which it is, and what the
+/// attempts before it left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// 1 for the first. Waiting out a call still running ([`Failure::still_running`]) does
+    /// not use up a number.
+    pub number: u32,
+    /// Time left before the policy's deadline: an attempt should not last longer.
+    pub time_left: Duration,
+    /// Whether an earlier attempt may have reached the other side and failed unanswered
+    /// ([`Failure::may_have_landed`]): an answer saying "done before" may then be this
+    /// call's own.
+    pub may_have_landed: bool,
+}
+
+/// A failed attempt of [`RetryPolicy::run_with`]: its error, and what it says about trying
+/// again.
+#[derive(Debug)]
+pub struct Failure<E> {
+    error: E,
+    retry: Retry,
+    uses_an_attempt: bool,
+    may_have_landed: bool,
+    at_least: Duration,
+}
+
+impl<E> Failure<E> {
+    /// `error`, retried as `retry` says.
+    pub fn new(error: E, retry: Retry) -> Self {
+        Self {
+            error,
+            retry,
+            uses_an_attempt: true,
+            may_have_landed: false,
+            at_least: Duration::ZERO,
+        }
+    }
+
+    /// The other side is still working on an earlier attempt of this same call (an
+    /// `IDEMPOTENCY_CONFLICT`): waiting for it does not use up an attempt; only the deadline
+    /// bounds it.
+    pub fn still_running(mut self) -> Self {
+        self.uses_an_attempt = false;
+        self
+    }
+
+    /// Whether the attempt may have reached the other side before it failed (a timeout, a
+    /// connection cut mid-way); later attempts see it as [`Attempt::may_have_landed`].
+    pub fn may_have_landed(mut self, may_have: bool) -> Self {
+        self.may_have_landed = may_have;
+        self
+    }
+
+    /// The least pause the other side asked for between attempts (an event stream's
+    /// `retry:`): the backoff's jitter is added on top of it, and a `Retry-After` shorter
+    /// than it is lengthened to it.
+    pub fn at_least(mut self, wait: Duration) -> Self {
+        self.at_least = wait;
+        self
+    }
+
+    /// The error.
+    pub fn error(&self) -> &E {
+        &self.error
+    }
+
+    /// The error, taken out.
+    pub fn into_error(self) -> E {
+        self.error
+    }
+}
+
 impl RetryPolicy {
     /// Runs `attempt` (given its number, 1 for the first) until it succeeds, `judge` calls a
     /// failure final, or the policy runs out of attempts or time; the last failure is returned.
     /// For calls of other services made beside the SDK's, so that one policy governs both.
+    /// A shorthand of [`Self::run_with`], the one retry loop of the SDK.
     pub async fn run<T, E, Fut>(
         &self,
         mut attempt: impl FnMut(u32) -> Fut,
-        mut judge: impl FnMut(&E) -> Retry,
+        judge: impl FnMut(&E) -> Retry,
     ) -> Result<T, E>
     where
         Fut: Future<Output = Result<T, E>>,
     {
+        // Each attempt's future judges its own failure; one at a time, so the lock is never
+        // contended (and never held across an await).
+        let judge = Mutex::new(judge);
+        let judge = &judge;
+        self.run_with(|this: Attempt| {
+            let attempt = attempt(this.number);
+            async move {
+                attempt.await.map_err(|error| {
+                    let retry = judge.lock().unwrap_or_else(PoisonError::into_inner)(&error);
+                    Failure::new(error, retry)
+                })
+            }
+        })
+        .await
+    }
+
+    /// The SDK's one retry loop, which its calls, its event stream's reconnects and the
+    /// channel bridges' sends all run in: makes `attempt` until it succeeds, calls its
+    /// [`Failure`] final, or the policy runs out of attempts or time; the last failure's
+    /// error is returned.
+    ///
+    /// Between attempts it waits the backoff (full jitter up to `base_delay` doubled per
+    /// retry, at most `max_delay`) or the other side's `Retry-After` (capped at
+    /// `max_retry_after`); a wait that would end past the deadline is not begun. Waits are on
+    /// tokio's clock, so tests with paused time run them at once.
+    pub async fn run_with<T, E, Fut>(&self, mut attempt: impl FnMut(Attempt) -> Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, Failure<E>>>,
+    {
         let started = tokio::time::Instant::now();
         let mut number = 1;
+        let mut may_have_landed = false;
         loop {
-            let error = match attempt(number).await {
+            let this = Attempt {
+                number,
+                time_left: self.deadline.saturating_sub(started.elapsed()),
+                may_have_landed,
+            };
+            let failure = match attempt(this).await {
                 Ok(value) => return Ok(value),
-                Err(error) => error,
+                Err(failure) => failure,
             };
-            let retry_after = match judge(&error) {
-                Retry::Never => return Err(error),
-                Retry::Backoff => None,
-                Retry::After(wait) => Some(wait),
+            may_have_landed |= failure.may_have_landed;
+            let wait = match failure.retry {
+                Retry::Never => return Err(failure.error),
+                Retry::Backoff => failure.at_least.saturating_add(self.delay(number, None)),
+                Retry::After(wait) => self.delay(number, Some(wait)).max(failure.at_least),
             };
-            if number >= self.max_attempts {
-                return Err(error);
+            if failure.uses_an_attempt && number >= self.max_attempts {
+                return Err(failure.error);
             }
-            let wait = self.delay(number, retry_after);
-            if started.elapsed() + wait >= self.deadline {
-                return Err(error);
+            if wait >= self.deadline.saturating_sub(started.elapsed()) {
+                return Err(failure.error);
             }
             tokio::time::sleep(wait).await;
-            number += 1;
+            if failure.uses_an_attempt {
+                number = number.saturating_add(1);
+            }
         }
+    }
+}
+
+/// A failed call of this SDK, judged: retried by [`is_retryable`] after the server's
+/// `Retry-After` (else the backoff); an `IDEMPOTENCY_CONFLICT` waited out without using up an
+/// attempt; a timeout or a cut connection noted as having maybe reached the server.
+pub(crate) fn failure(error: Error) -> Failure<Error> {
+    let retry = if is_retryable(&error) {
+        error
+            .api()
+            .and_then(|api| api.retry_after)
+            .map_or(Retry::Backoff, Retry::After)
+    } else {
+        Retry::Never
+    };
+    let may_have_landed =
+        matches!(&error, Error::Transport(transport) if transport.may_have_reached_server());
+    let still_running = error.code() == Some(ErrorCode::IdempotencyConflict);
+    let failure = Failure::new(error, retry).may_have_landed(may_have_landed);
+    if still_running {
+        failure.still_running()
+    } else {
+        failure
     }
 }
 
@@ -246,6 +400,135 @@ mod tests {
             )
             .await;
         assert_eq!(result, Ok(2));
+    }
+
+    /// A policy whose waits are long on the wall clock: the tests below run in paused time.
+    fn slow_policy() -> RetryPolicy {
+        RetryPolicy::default()
+            .with_max_attempts(3)
+            .with_backoff(Duration::from_secs(1), Duration::from_secs(8))
+            .with_deadline(Duration::from_secs(60))
+    }
+
+    fn conflict() -> Error {
+        Error::Api(ApiError {
+            status: 409,
+            code: Some(ErrorCode::IdempotencyConflict),
+            message: String::new(),
+            field_errors: Default::default(),
+            retry_after: Some(Duration::from_secs(1)),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_still_running_is_waited_out_without_using_up_attempts() {
+        let mut numbers = Vec::new();
+        let result: Result<u32, Error> = slow_policy()
+            .run_with(|attempt: Attempt| {
+                numbers.push(attempt.number);
+                let calls = numbers.len();
+                async move {
+                    match calls {
+                        1..=5 => Err(failure(conflict())),
+                        6 => Err(failure(api_error(503, None))),
+                        _ => Ok(attempt.number),
+                    }
+                }
+            })
+            .await;
+        // Five conflicts leave attempt 1 the first; the 503 uses it up.
+        assert_eq!(numbers, [1, 1, 1, 1, 1, 1, 2]);
+        assert_eq!(result.unwrap(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_is_told_whether_an_earlier_one_may_have_landed() {
+        let timeout = || {
+            Error::Transport(crate::error::TransportError {
+                kind: crate::error::TransportErrorKind::Timeout,
+                message: String::new(),
+            })
+        };
+        let refused = || {
+            Error::Transport(crate::error::TransportError {
+                kind: crate::error::TransportErrorKind::Connect,
+                message: String::new(),
+            })
+        };
+        let mut seen = Vec::new();
+        let result: Result<(), Error> = slow_policy()
+            .with_max_attempts(4)
+            .run_with(|attempt: Attempt| {
+                seen.push(attempt.may_have_landed);
+                let number = attempt.number;
+                async move {
+                    match number {
+                        1 => Err(failure(refused())),
+                        2 => Err(failure(timeout())),
+                        3 => Err(failure(refused())),
+                        _ => Ok(()),
+                    }
+                }
+            })
+            .await;
+        assert!(result.is_ok());
+        // A refused connection never reached the server; once a timeout did, it stays noted.
+        assert_eq!(seen, [false, false, true, true]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_are_on_tokios_clock_and_end_at_the_deadline() {
+        let started = tokio::time::Instant::now();
+        let mut attempts = 0;
+        let result: Result<(), Error> = slow_policy()
+            .with_max_attempts(u32::MAX)
+            .run_with(|attempt: Attempt| {
+                attempts += 1;
+                assert!(attempt.time_left <= Duration::from_secs(60));
+                async { Err(failure(api_error(503, None))) }
+            })
+            .await;
+        assert!(result.is_err());
+        // Paused time: a minute of backoff passed at once, and no wait ran past the deadline.
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+        assert!(elapsed > Duration::from_secs(60 - 8), "{elapsed:?}");
+        assert!(attempts > 3, "{attempts}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_other_sides_least_pause_comes_before_the_jitter() {
+        let policy =
+            slow_policy().with_backoff(Duration::from_millis(100), Duration::from_millis(100));
+        let started = tokio::time::Instant::now();
+        let result: Result<(), ()> = policy
+            .run_with(|attempt: Attempt| async move {
+                if attempt.number == 1 {
+                    Err(Failure::new((), Retry::Backoff).at_least(Duration::from_secs(3)))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        assert!(result.is_ok());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited <= Duration::from_millis(3_100),
+            "{waited:?}"
+        );
+        // A `Retry-After` shorter than the least pause is lengthened to it.
+        let started = tokio::time::Instant::now();
+        let _: Result<(), ()> = policy
+            .run_with(|attempt: Attempt| async move {
+                if attempt.number == 1 {
+                    Err(Failure::new((), Retry::After(Duration::from_secs(1)))
+                        .at_least(Duration::from_secs(2)))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! Layout: [`bridge`] is what every channel shares (asking AnyReply, turning failures into an
 //! apology); [`split`] cuts long replies; [`seen`] remembers delivered messages; [`text`] holds
 //! every sentence a bridge says itself; [`operator`] follows the assistant's events and hands
-//! operator messages to the channel, [`cursor`] keeps its place on disk; [`telegram`] and
-//! [`twilio`] are the channels.
+//! operator messages to the channel, [`cursor`] keeps its place on disk; [`service`] holds the
+//! one start-up path of every bridge binary, [`service::main`], which a channel joins by
+//! implementing [`service::Channel`]; [`telegram`], [`twilio`] and [`whatsapp`] are the
+//! channels.
 
 pub mod bridge;
 pub mod cursor;

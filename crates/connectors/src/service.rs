@@ -1,5 +1,5 @@
-//! What both bridge binaries share: logging, settings, start-up checks, `/health` and
-//! `/metrics`, shutdown signals.
+//! What every bridge binary shares: its start-up ([`Channel`], [`main`]), logging, settings,
+//! start-up checks, `/health` and `/metrics`, shutdown signals.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -21,6 +21,56 @@ use crate::cursor::EventCursor;
 use crate::operator::{self, Delivery};
 use crate::queue::Queues;
 use crate::text::Texts;
+
+/// What makes a bridge one channel's. Everything else about starting it is the same for every
+/// channel and done once, by [`main`]: logging, the shared settings (`ANYREPLY_URL`,
+/// `ANYREPLY_API_KEY`, `ANYREPLY_ASSISTANT_ID`, the texts, `ANYREPLY_BRIDGE_LISTEN`), every
+/// problem reported at once, the SDK client and the check that AnyReply answers, the listener,
+/// and the shutdown on Ctrl-C or SIGTERM. A new channel implements this and its binary is
+/// `service::main::<NewChannel>().await`.
+pub trait Channel {
+    /// The binary, as warnings name it: `anyreply-telegram`.
+    const PROGRAM: &'static str;
+    /// The channel's own settings.
+    type Settings;
+
+    /// Reads the channel's own settings; a problem is noted in `env`, not returned.
+    fn settings(env: &mut Env, texts: &Texts) -> Self::Settings;
+
+    /// Runs the bridge: serves `listener` (with [`ops_router`]'s `/health` and `/metrics`)
+    /// until `shutdown`, then finishes the messages in flight.
+    fn run(
+        settings: Self::Settings,
+        bridge: Bridge,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>>;
+}
+
+/// A bridge binary's `main`: starts channel `C` from the process's environment and runs it
+/// until Ctrl-C or SIGTERM. A failure is one line per problem and exit code 1, never a panic
+/// or a backtrace.
+pub async fn main<C: Channel>() -> ExitCode {
+    init_logging();
+    exit_code(start::<C>(Env::from_process(), shutdown_signal()).await)
+}
+
+/// Starts channel `C` with the settings of `env` and runs it until `shutdown`: the start-up
+/// every bridge shares (see [`Channel`]).
+pub async fn start<C: Channel>(
+    mut env: Env,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let texts = texts(&mut env);
+    let settings = C::settings(&mut env, &texts);
+    let bridge = bridge(&mut env, &texts);
+    let listen = listen(&mut env);
+    finish(env, C::PROGRAM)?;
+    let bridge = bridge.context("the AnyReply settings are incomplete")?;
+    check_anyreply(&bridge).await?;
+    let listener = bind(listen).await?;
+    C::run(settings, bridge, listener, shutdown).await
+}
 
 /// How a bridge retries its sends to the channel (Telegram, Twilio): the SDK's policy, with
 /// `retries` extra attempts and a backoff starting at `backoff` (full jitter, doubling, up to

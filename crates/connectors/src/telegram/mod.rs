@@ -141,6 +141,28 @@ pub struct Shared {
 
 /// Runs the bridge, and the delivery of operator messages beside it, until `shutdown`
 /// resolves; then finishes the messages in flight.
+/// The Telegram bridge, as [`crate::service::main`] starts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Telegram;
+
+impl crate::service::Channel for Telegram {
+    const PROGRAM: &'static str = "anyreply-telegram";
+    type Settings = TelegramSettings;
+
+    fn settings(env: &mut Env, texts: &Texts) -> TelegramSettings {
+        TelegramSettings::read(env, texts.clone())
+    }
+
+    fn run(
+        settings: TelegramSettings,
+        bridge: Bridge,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> {
+        run(settings, bridge, listener, shutdown)
+    }
+}
+
 pub async fn run(
     settings: TelegramSettings,
     bridge: Bridge,

@@ -238,6 +238,28 @@ fn app_and_state(
 
 /// Serves, and delivers operator messages beside it, until `shutdown`; then finishes the
 /// replies in flight.
+/// The Twilio bridge, as [`crate::service::main`] starts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Twilio;
+
+impl crate::service::Channel for Twilio {
+    const PROGRAM: &'static str = "anyreply-twilio";
+    type Settings = TwilioSettings;
+
+    fn settings(env: &mut Env, _texts: &crate::text::Texts) -> TwilioSettings {
+        TwilioSettings::read(env)
+    }
+
+    fn run(
+        settings: TwilioSettings,
+        bridge: Bridge,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> {
+        run(settings, bridge, listener, shutdown)
+    }
+}
+
 pub async fn run(
     settings: TwilioSettings,
     bridge: Bridge,

@@ -151,6 +151,28 @@ fn app_and_state(
 
 /// Serves, and delivers operator messages beside it, until `shutdown`; then finishes the
 /// replies in flight.
+/// The WhatsApp Cloud API bridge, as [`crate::service::main`] starts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Whatsapp;
+
+impl crate::service::Channel for Whatsapp {
+    const PROGRAM: &'static str = "anyreply-whatsapp";
+    type Settings = WhatsappSettings;
+
+    fn settings(env: &mut Env, _texts: &crate::text::Texts) -> WhatsappSettings {
+        WhatsappSettings::read(env)
+    }
+
+    fn run(
+        settings: WhatsappSettings,
+        bridge: Bridge,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> {
+        run(settings, bridge, listener, shutdown)
+    }
+}
+
 pub async fn run(
     settings: WhatsappSettings,
     bridge: Bridge,
