@@ -180,28 +180,10 @@ pub async fn run(
         settings: settings.clone(),
         seen: Seen::default(),
     });
-    let cursor = EventCursor::new(
-        &shared.bridge.state_dir,
-        handlers::CHANNEL,
-        shared.bridge.assistant_id,
-    );
-    let last_handled = cursor.load().await?;
     let stop_following = CancellationToken::new();
     // Also stops the follower if the bridge fails to start below.
     let _follower_stops_with_us = stop_following.clone().drop_guard();
-    let follower = tokio::spawn(operator::follow(
-        shared.bridge.clone(),
-        cursor,
-        last_handled,
-        stop_following.clone(),
-        {
-            let (bot, shared) = (bot.clone(), shared.clone());
-            move |event| {
-                let (bot, shared) = (bot.clone(), shared.clone());
-                async move { handlers::deliver_operator_message(&bot, &shared, event).await }
-            }
-        },
-    ));
+    let follower = follow_operator_messages(&bot, &shared, stop_following.clone()).await?;
     let mut dispatcher = Dispatcher::builder(bot.clone(), handlers::schema())
         .dependencies(dptree::deps![shared])
         .default_handler(|_| async {})
@@ -218,24 +200,9 @@ pub async fn run(
             Err(error) => tracing::warn!(%error, "the dispatcher was not running"),
         }
     };
-
     match (&settings.webhook_url, &settings.webhook_secret) {
         (Some(url), Some(secret)) => {
-            let address: SocketAddr = listener.local_addr()?;
-            let options = webhooks::Options::new(address, url.clone()).secret_token(secret.clone());
-            let (updates, stop_flag, webhook) = webhooks::axum_to_router(bot, options).await?;
-            let secret: Arc<str> = secret.as_str().into();
-            let webhook =
-                webhook.layer(middleware::from_fn(move |request: Request, next: Next| {
-                    let secret = secret.clone();
-                    async move { check_secret(&secret, request, next).await }
-                }));
-            let app = crate::service::ops_router().merge(webhook);
-            let server = tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop_flag)
-                    .await
-            });
+            let (updates, server) = serve_webhook(bot, listener, url, secret).await?;
             tracing::info!(%url, "receiving Telegram updates by webhook");
             tokio::join!(
                 dispatcher.dispatch_with_listener(updates, LoggingErrorHandler::new()),
@@ -244,15 +211,7 @@ pub async fn run(
             server.await??;
         }
         _ => {
-            let app = crate::service::ops_router();
-            let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = server_stopped.await;
-                    })
-                    .await
-            });
+            let (server_stop, server) = serve_ops(listener);
             let updates = Polling::builder(bot)
                 .timeout(settings.poll_timeout)
                 .delete_webhook()
@@ -269,6 +228,80 @@ pub async fn run(
     }
     follower.await?;
     Ok(())
+}
+
+/// Delivers the assistant's operator messages to their chats from where the bridge left off,
+/// until `stop`.
+async fn follow_operator_messages(
+    bot: &TelegramBot,
+    shared: &Arc<Shared>,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let cursor = EventCursor::new(
+        &shared.bridge.state_dir,
+        handlers::CHANNEL,
+        shared.bridge.assistant_id,
+    );
+    let last_handled = cursor.load().await?;
+    let bridge = shared.bridge.clone();
+    let (bot, shared) = (bot.clone(), shared.clone());
+    let deliver = move |event| {
+        let (bot, shared) = (bot.clone(), shared.clone());
+        async move { handlers::deliver_operator_message(&bot, &shared, event).await }
+    };
+    Ok(tokio::spawn(operator::follow(
+        bridge,
+        cursor,
+        last_handled,
+        stop,
+        deliver,
+    )))
+}
+
+/// Serves the webhook's path (its secret token checked) beside `/health` and `/metrics`: the
+/// updates it receives, and the server, which stops once the dispatcher has.
+async fn serve_webhook(
+    bot: TelegramBot,
+    listener: tokio::net::TcpListener,
+    url: &Url,
+    secret: &str,
+) -> anyhow::Result<(
+    impl teloxide::update_listeners::UpdateListener<Err = std::convert::Infallible>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let address: SocketAddr = listener.local_addr()?;
+    let options = webhooks::Options::new(address, url.clone()).secret_token(secret.to_owned());
+    let (updates, stop_flag, webhook) = webhooks::axum_to_router(bot, options).await?;
+    let secret: Arc<str> = secret.into();
+    let webhook = webhook.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let secret = secret.clone();
+        async move { check_secret(&secret, request, next).await }
+    }));
+    let app = crate::service::ops_router().merge(webhook);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_flag)
+            .await
+    });
+    Ok((updates, server))
+}
+
+/// Serves `/health` and `/metrics` until the sender is used or dropped.
+fn serve_ops(
+    listener: tokio::net::TcpListener,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, crate::service::ops_router())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, server)
 }
 
 /// Asks Telegram who the bot is: a wrong token or an unreachable Bot API is a sentence, not

@@ -432,114 +432,164 @@ async fn inbound(
         tracing::warn!("refused a webhook with a bad or missing X-Twilio-Signature");
         return StatusCode::FORBIDDEN.into_response();
     }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    // `from` and `to` are Twilio's addresses, answered as they came; `customer` is the number.
-    let (sid, from, to, text) = (
-        param("MessageSid"),
-        param("From"),
-        param("To"),
-        param("Body"),
-    );
-    let (channel, customer) = Channel::of(&from);
-    let customer = customer.to_owned();
-    let name = channel.as_str();
-    if !state.seen.first_time(&sid) {
-        metrics::message_in(name, None);
-        tracing::info!(%sid, "ignoring a redelivered message");
+    let message = Message::read(&params);
+    if !state.seen.first_time(&message.sid) {
+        metrics::message_in(message.channel.as_str(), None);
+        tracing::info!(sid = %message.sid, "ignoring a redelivered message");
         return twiml_response(&[]);
     }
-    let is_keyword = |words: &[&str]| words.iter().any(|k| text.trim().eq_ignore_ascii_case(k));
-    // Twilio answers the help words itself on SMS only; on WhatsApp they are questions.
-    let handled_by_twilio = |words: &[&str]| channel == Channel::Sms || words != HELP_WORDS;
-    if KEYWORDS
-        .iter()
-        .any(|words| handled_by_twilio(words) && is_keyword(words))
-    {
-        metrics::message_in(name, None);
-        tracing::info!(%sid, "a keyword Twilio handles itself; not sent to the AI");
-        let consent = if is_keyword(OPT_OUT_WORDS) {
-            Some(true)
-        } else if is_keyword(OPT_IN_WORDS) {
-            Some(false)
-        } else {
-            None
-        };
-        if let Some(opted_out) = consent {
-            let worker = state.clone();
-            let who = customer.clone();
-            let tell = async move { remember_consent(&worker.bridge, &who, opted_out, &sid).await };
-            match settings.mode {
-                // Queued with the customer's messages, so a message after STOP is not
-                // answered before AnyReply knows.
-                ReplyMode::Rest => state.in_flight.push(&customer, tell),
-                ReplyMode::Inline => tell.await,
-            }
-        }
+    if message.is_keyword_twilio_handles() {
+        metrics::message_in(message.channel.as_str(), None);
+        tracing::info!(sid = %message.sid, "a keyword Twilio handles itself; not sent to the AI");
+        remember_keyword(&state, message).await;
         return twiml_response(&[]);
     }
-    let mut variables = Variables::new();
-    variables.insert("channel".into(), Value::from(name));
-    variables.insert("bridge".into(), Value::from(BRIDGE_VARIABLE));
-    variables.insert("phone".into(), Value::from(customer.as_str()));
-    variables.insert(BUSINESS_NUMBER.into(), Value::from(to.as_str()));
-    for (name, field) in [
-        ("country", "FromCountry"),
-        ("city", "FromCity"),
-        ("state", "FromState"),
-    ] {
-        let value = param(field);
-        if !value.is_empty() {
-            variables.insert(name.into(), Value::from(value));
-        }
-    }
-    let inbound = Inbound {
-        customer: customer.clone(),
-        text,
-        idempotency_key: format!("twilio:{sid}"),
-        variables,
-    };
     match settings.mode {
-        ReplyMode::Inline => {
-            let outcome = state.bridge.answer(inbound).await;
-            metrics::message_in(name, Some(&outcome));
-            match outcome {
-                Outcome::Reply(reply) => twiml_response(&split(&reply, settings.max_chars)),
-                Outcome::Apology(apology) => twiml_response(&[apology]),
-                Outcome::Silent
-                | Outcome::OptedOut
-                | Outcome::AnsweredBefore
-                | Outcome::Coalesced => twiml_response(&[]),
-            }
-        }
+        ReplyMode::Inline => answer_inline(&state, message).await,
         ReplyMode::Rest => {
-            let worker = state.clone();
-            state.in_flight.push(&customer, async move {
-                let outcome = worker.bridge.answer(inbound).await;
-                metrics::message_in(name, Some(&outcome));
-                let pieces = match outcome {
-                    Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
-                    Outcome::Apology(apology) => vec![apology],
-                    Outcome::Silent
-                    | Outcome::OptedOut
-                    | Outcome::AnsweredBefore
-                    | Outcome::Coalesced => Vec::new(),
-                };
-                for piece in pieces {
-                    let sent = worker.rest.send(&from, &to, &piece).await;
-                    metrics::message_out(name, sent.is_ok());
-                    if let Err(error) = sent {
-                        tracing::error!(%error, %sid, channel = name, "could not send the reply");
-                        break;
-                    }
-                }
-            });
+            answer_later(&state, message);
             twiml_response(&[])
         }
     }
+}
+
+/// An inbound message as Twilio's webhook gives it.
+struct Message {
+    sid: String,
+    /// Twilio's addresses (`whatsapp:+1…` on WhatsApp), answered as they came.
+    from: String,
+    to: String,
+    text: String,
+    channel: Channel,
+    /// The customer's number.
+    customer: String,
+    /// Where Twilio says the number is from: `country`, `city`, `state` (those it knows).
+    whereabouts: Vec<(&'static str, String)>,
+}
+
+impl Message {
+    fn read(params: &[(String, String)]) -> Self {
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let from = param("From");
+        let (channel, customer) = Channel::of(&from);
+        let customer = customer.to_owned();
+        let whereabouts = [
+            ("country", "FromCountry"),
+            ("city", "FromCity"),
+            ("state", "FromState"),
+        ]
+        .into_iter()
+        .map(|(name, field)| (name, param(field)))
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
+        Message {
+            sid: param("MessageSid"),
+            to: param("To"),
+            text: param("Body"),
+            from,
+            channel,
+            customer,
+            whereabouts,
+        }
+    }
+
+    fn is_keyword(&self, words: &[&str]) -> bool {
+        words
+            .iter()
+            .any(|k| self.text.trim().eq_ignore_ascii_case(k))
+    }
+
+    /// Twilio answers the opt-out and opt-in words itself, and the help words on SMS only (on
+    /// WhatsApp they are questions).
+    fn is_keyword_twilio_handles(&self) -> bool {
+        KEYWORDS.iter().any(|words| {
+            (self.channel == Channel::Sms || *words != HELP_WORDS) && self.is_keyword(words)
+        })
+    }
+
+    /// What AnyReply is asked.
+    fn inbound(self) -> Inbound {
+        let mut variables = Variables::new();
+        variables.insert("channel".into(), Value::from(self.channel.as_str()));
+        variables.insert("bridge".into(), Value::from(BRIDGE_VARIABLE));
+        variables.insert("phone".into(), Value::from(self.customer.as_str()));
+        variables.insert(BUSINESS_NUMBER.into(), Value::from(self.to.as_str()));
+        for (name, value) in self.whereabouts {
+            variables.insert(name.into(), Value::from(value));
+        }
+        Inbound {
+            customer: self.customer,
+            text: self.text,
+            idempotency_key: format!("twilio:{}", self.sid),
+            variables,
+        }
+    }
+}
+
+/// An opt-out or opt-in word tells AnyReply of the customer's consent.
+async fn remember_keyword(state: &Arc<TwilioState>, message: Message) {
+    let opted_out = if message.is_keyword(OPT_OUT_WORDS) {
+        true
+    } else if message.is_keyword(OPT_IN_WORDS) {
+        false
+    } else {
+        return;
+    };
+    let worker = state.clone();
+    let (who, sid) = (message.customer.clone(), message.sid);
+    let tell = async move { remember_consent(&worker.bridge, &who, opted_out, &sid).await };
+    match state.settings.mode {
+        // Queued with the customer's messages, so a message after STOP is not answered
+        // before AnyReply knows.
+        ReplyMode::Rest => state.in_flight.push(&message.customer, tell),
+        ReplyMode::Inline => tell.await,
+    }
+}
+
+/// `inline` mode: the reply is the webhook's TwiML answer.
+async fn answer_inline(state: &TwilioState, message: Message) -> Response {
+    let name = message.channel.as_str();
+    let outcome = state.bridge.answer(message.inbound()).await;
+    metrics::message_in(name, Some(&outcome));
+    match outcome {
+        Outcome::Reply(reply) => twiml_response(&split(&reply, state.settings.max_chars)),
+        Outcome::Apology(apology) => twiml_response(&[apology]),
+        Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => {
+            twiml_response(&[])
+        }
+    }
+}
+
+/// `rest` mode: the reply is sent with the REST API once AnyReply gives it, after the
+/// customer's earlier messages.
+fn answer_later(state: &Arc<TwilioState>, message: Message) {
+    let worker = state.clone();
+    let customer = message.customer.clone();
+    state.in_flight.push(&customer, async move {
+        let (name, sid) = (message.channel.as_str(), message.sid.clone());
+        let (from, to) = (message.from.clone(), message.to.clone());
+        let outcome = worker.bridge.answer(message.inbound()).await;
+        metrics::message_in(name, Some(&outcome));
+        let pieces = match outcome {
+            Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
+            Outcome::Apology(apology) => vec![apology],
+            Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => {
+                Vec::new()
+            }
+        };
+        for piece in pieces {
+            let sent = worker.rest.send(&from, &to, &piece).await;
+            metrics::message_out(name, sent.is_ok());
+            if let Err(error) = sent {
+                tracing::error!(%error, %sid, channel = name, "could not send the reply");
+                break;
+            }
+        }
+    });
 }
