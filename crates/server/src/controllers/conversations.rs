@@ -17,9 +17,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::controllers::idempotency;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, PathParam, query_params};
-use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::event::{self, NewEvent};
 use crate::models::message::BeforeSeq;

@@ -17,9 +17,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::controllers::idempotency;
 use crate::error::ApiResult;
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::event::{self, NewEvent};
 use crate::models::{conversation, message};
 use crate::openapi::IdempotencyKey;

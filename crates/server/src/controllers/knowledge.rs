@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::controllers::idempotency;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::knowledge::{self, CreateError, NewDocument};
 use crate::openapi::IdempotencyKey;
 

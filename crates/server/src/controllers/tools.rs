@@ -11,9 +11,9 @@ use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 
 use crate::app::App;
+use crate::controllers::idempotency;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::tool::{self, WriteError};
 use crate::openapi::IdempotencyKey;
 

@@ -11,9 +11,9 @@ use axum::response::Response;
 use rand::RngCore;
 
 use crate::app::App;
+use crate::controllers::idempotency;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::tool;
 use crate::models::webhook::{self, CreateError};
 use crate::openapi::IdempotencyKey;

@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use crate::app::App;
+use crate::controllers::idempotency;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::widget::{self, CreateError};
 use crate::openapi::IdempotencyKey;
 
