@@ -55,7 +55,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Dropped, the set aborts its tasks: when serving ends, and when this future is dropped.
     // Before the worker and the first search: whether they use vectors.
-    knowledge::embed::start(&app).await;
+    knowledge::embed::start(&app.pool, &app.embeddings).await;
     let mut background = tokio::task::JoinSet::new();
     background.spawn(sweep_abandoned_replies(app.clone()));
     let engine = app.engine.clone();
@@ -65,8 +65,17 @@ pub async fn serve(
             .in_flight
             .renew(app.pool.clone(), app.settings.reply_lease),
     );
-    background.spawn(webhooks::worker::run(app.clone()));
-    background.spawn(knowledge::worker::run(app.clone()));
+    background.spawn(webhooks::worker::run(webhooks::worker::Worker {
+        pool: app.pool.clone(),
+        settings: app.settings.clone(),
+        sender: app.webhooks.clone(),
+    }));
+    background.spawn(knowledge::worker::run(knowledge::worker::Worker {
+        pool: app.pool.clone(),
+        settings: app.settings.clone(),
+        embeddings: app.embeddings.clone(),
+        wake: app.knowledge.clone(),
+    }));
     background.spawn(app.event_streams.clone().run(app.database_url.clone()));
     // Event streams never end by themselves: the graceful shutdown would wait for them.
     let streams = app.event_streams.clone();
@@ -97,7 +106,7 @@ async fn sweep_abandoned_replies(app: App) {
         if let Err(error) = idempotency::purge_expired(&app.pool).await {
             tracing::warn!(%error, "purging old idempotency keys failed");
         }
-        if let Err(error) = events::purge_old(&app).await {
+        if let Err(error) = events::purge_old(&app.pool).await {
             tracing::warn!(%error, "purging old events failed");
         }
         if let Err(error) = purge_delivered_webhooks(&app).await {

@@ -16,11 +16,10 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody, ReplyCaller};
-use crate::llm::LlmError;
 use crate::llm::TextStream;
-use crate::openapi::IdempotencyKey;
 use crate::rate_limit::RateLimit;
 use crate::reply::error::BUSY_RETRY_AFTER_SECS;
 use crate::reply::{self, Answered, Failed, ReplyError};
@@ -49,9 +48,8 @@ impl From<Failed> for Refused {
 /// The one place that turns the engine's errors into API answers.
 impl From<ReplyError> for ApiError {
     fn from(error: ReplyError) -> Self {
-        let code = error.code();
-        let message = error.message();
-        match error {
+        let (code, message) = (error.code(), error.message());
+        let answer = match error {
             ReplyError::Refused(code) => ApiError::new(code),
             ReplyError::Invalid(fields) => ApiError::validation(fields),
             ReplyError::RateLimited(limit) => ApiError::new(code)
@@ -62,16 +60,15 @@ impl From<ReplyError> for ApiError {
             }
             ReplyError::Idempotency(error) => error.into(),
             ReplyError::Model(error) => {
-                let code = match error {
-                    LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
-                    LlmError::Failed(_) => ErrorCode::LlmError,
-                };
                 ApiError::internal(code, "the model gave no answer", &error)
             }
-            ReplyError::TimedOut => ApiError::new(code).with_message(message.unwrap_or_default()),
-            ReplyError::Superseded => ApiError::new(code),
+            ReplyError::TimedOut | ReplyError::Superseded => ApiError::new(code),
             ReplyError::Database(error) => error.into(),
             ReplyError::Pool(error) => error.into(),
+        };
+        match message {
+            Some(message) => answer.with_message(message),
+            None => answer,
         }
     }
 }

@@ -10,12 +10,30 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::IntoParams;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 pub use crate::idempotency::{
     Begin, IdempotencyError, KeyText, RequestKey, StoredAnswer, begin, fingerprint, store_refusal,
 };
+
+/// `Idempotency-Key`, read by every POST that creates or changes something.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// Your id for this request (1 to 255 visible characters). A repeat with the same key and
+    /// the same request within 48 hours gets the first answer again, with
+    /// `Idempotent-Replayed: true`, instead of being done twice; with another request, `422
+    /// IDEMPOTENCY_KEY_REUSED`; while the first is still running, `409 IDEMPOTENCY_CONFLICT`.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        max_length = 255,
+        pattern = r"^[\x20-\x7E]*[\x21-\x7E][\x20-\x7E]*$"
+    )]
+    pub idempotency_key: Option<String>,
+}
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");

@@ -309,7 +309,8 @@ async fn with_knowledge(
     }
     let searching = Instant::now();
     let hits = crate::knowledge::retrieve::for_prompt(
-        app,
+        &app.pool,
+        &app.embeddings,
         knowledge_base_id,
         &query,
         app.settings.knowledge_tokens,
