@@ -6,6 +6,10 @@
 //! reports, so no crash can separate them. While the first request runs, the same key gets
 //! `409 IDEMPOTENCY_CONFLICT`; with a different request, `422 IDEMPOTENCY_KEY_REUSED`. Invalid
 //! input and retryable failures leave no trace and free the key; other refusals are stored.
+//!
+//! This is the store, which knows nothing of HTTP (its errors are [`IdempotencyError`], a
+//! stored answer's status a number); the header, the replayed answer and the simple POSTs'
+//! [`execute`](crate::controllers::idempotency::execute) are [`crate::controllers::idempotency`].
 
 use std::time::Duration;
 

@@ -25,6 +25,38 @@ fn the_server_s_modules_import_one_another_in_no_circle() {
     );
 }
 
+/// The engine (`reply/`, its state, the idempotency store, `Caller`) knows nothing of HTTP:
+/// it answers with its own errors and outcomes, made HTTP in the controllers; and the
+/// settings import nothing of the engine.
+#[test]
+fn the_engine_knows_no_http_and_the_settings_no_engine() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut engine = rust_files(&src.join("reply"));
+    engine.extend(
+        [
+            "idempotency.rs",
+            "engine_state.rs",
+            "caller.rs",
+            "pricing.rs",
+        ]
+        .map(|f| src.join(f)),
+    );
+    for file in &engine {
+        let code = without_comments(&std::fs::read_to_string(file).unwrap());
+        for http in ["axum", "http::", "StatusCode", "HeaderMap", "ApiError"] {
+            assert!(!code.contains(http), "{} names {http}", file.display());
+        }
+        let named = named(&code);
+        for above in ["error", "extract", "controllers", "router", "console"] {
+            assert!(!named.contains(above), "{} imports {above}", file.display());
+        }
+    }
+    let config = named(&std::fs::read_to_string(src.join("config.rs")).unwrap());
+    for part in ["reply", "engine_state", "idempotency"] {
+        assert!(!config.contains(part), "config.rs imports {part}");
+    }
+}
+
 #[test]
 fn a_circle_is_found() {
     let mut graph = Graph::new();
@@ -85,13 +117,17 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The top-level modules that `text` names by `crate::`, outside line comments.
-fn named(text: &str) -> BTreeSet<String> {
-    let code: String = text
-        .lines()
+/// `text` without its line comments (and, harmlessly, whatever follows `//` in a string).
+fn without_comments(text: &str) -> String {
+    text.lines()
         .map(|line| line.split("//").next().unwrap_or_default())
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+}
+
+/// The top-level modules that `text` names by `crate::`, outside line comments.
+fn named(text: &str) -> BTreeSet<String> {
+    let code = without_comments(text);
     let mut names = BTreeSet::new();
     let mut rest = code.as_str();
     while let Some(at) = rest.find("crate::") {
