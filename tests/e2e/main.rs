@@ -17,7 +17,7 @@ use anyreply_client::{Client, RetryPolicy};
 use anyreply_core::Money;
 use anyreply_server::Settings;
 use anyreply_server::models::{account, api_key};
-use anyreply_server::reply::pricing::{ModelPrice, Pricing};
+use anyreply_server::pricing::{ModelPrice, Pricing};
 use anyreply_server::testing::{EchoModel, TestDb, spawn_server};
 use anyreply_server::tools::guard::AddressPolicy;
 use wiremock::matchers::method;

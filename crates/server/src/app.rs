@@ -7,10 +7,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Settings;
 use crate::db::{DbConn, DbPool, PoolError};
+use crate::engine_state::EngineState;
 use crate::events::EventHub;
 use crate::known_keys::KnownKeys;
 use crate::llm::{AnthropicClient, OpenAiClient, Providers};
-use crate::reply::queue::{InFlight, Wakeups};
 use crate::tools::ToolRunner;
 use crate::tools::guard::system_lookup;
 use crate::webhooks::WebhookSender;
@@ -30,10 +30,9 @@ pub struct App {
     pub tools: ToolRunner,
     /// Sends webhook deliveries, and checks webhook URLs against the address policy.
     pub webhooks: WebhookSender,
-    /// Messages of this process waiting for their turn, woken by `NOTIFY`.
-    pub wakeups: Wakeups,
-    /// Replies this process is producing, whose leases it renews.
-    pub in_flight: InFlight,
+    /// The generate-reply engine's state in this process: the messages waiting for their
+    /// turn and the replies in flight.
+    pub engine: EngineState,
     /// Renders the process's metrics for `/metrics`.
     pub metrics: PrometheusHandle,
     /// The keys generate-reply has seen, so that it need not read them again.
@@ -82,8 +81,7 @@ impl App {
             llm,
             tools,
             webhooks,
-            wakeups: Wakeups::default(),
-            in_flight: InFlight::default(),
+            engine: EngineState::default(),
             metrics: crate::telemetry::metrics::recorder(),
             known_keys: KnownKeys::default(),
             event_streams: EventHub::new(streams_per_key),
@@ -95,15 +93,6 @@ impl App {
     /// A pooled connection; give it back (drop it) before any slow work.
     pub async fn db(&self) -> Result<DbConn, PoolError> {
         self.pool.get().await
-    }
-
-    /// A pooled connection, waiting at most `wait` for one: for work that is pointless late.
-    pub async fn db_within(&self, wait: std::time::Duration) -> Result<DbConn, PoolError> {
-        let timeouts = deadpool::managed::Timeouts {
-            wait: Some(wait),
-            ..self.pool.timeouts()
-        };
-        self.pool.timeout_get(&timeouts).await
     }
 }
 

@@ -11,7 +11,7 @@ use anyreply_core::env::Env;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::reply::pricing::{ModelPrice, Pricing};
+use crate::pricing::{ModelPrice, Pricing};
 use crate::tools::guard::AddressPolicy;
 
 /// Everything the server can be told.

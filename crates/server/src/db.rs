@@ -50,6 +50,15 @@ pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
         .context("building the database pool")
 }
 
+/// A pooled connection, waiting at most `wait` for one: for work that is pointless late.
+pub async fn get_within(pool: &DbPool, wait: Duration) -> Result<DbConn, PoolError> {
+    let timeouts = deadpool::managed::Timeouts {
+        wait: Some(wait),
+        ..pool.timeouts()
+    };
+    pool.timeout_get(&timeouts).await
+}
+
 /// Whether `error` says the database went away (the connection was cut, the server shut
 /// down or terminated the backend, or is not accepting connections) rather than refused the
 /// statement: a fault to retry, not a bug.

@@ -23,8 +23,7 @@ use diesel_async::AsyncPgConnection;
 use futures::Stream;
 use tokio::sync::{Notify, broadcast, watch};
 
-use crate::app::App;
-use crate::db;
+use crate::db::{self, DbPool};
 use crate::error::{ApiError, ApiResult};
 use crate::models::event::{self, EventFilter};
 use crate::models::{account, api_key, console_session};
@@ -172,7 +171,7 @@ impl EventHub {
     /// is shutting down.
     pub async fn subscribe(
         &self,
-        app: &App,
+        pool: &DbPool,
         account_id: i64,
         holder: Holder,
     ) -> ApiResult<Subscription> {
@@ -186,7 +185,7 @@ impl EventHub {
                     return Ok(subscription);
                 }
                 None => {
-                    let mut conn = app.db().await?;
+                    let mut conn = pool.get().await?;
                     self.count(Statement::Open);
                     start = Some(account::last_event_id(&mut conn, account_id).await?);
                 }
@@ -493,14 +492,14 @@ impl EventFilter {
 /// poller hands them over. Each item holds every event ready at once (never none), so that a
 /// stream writes a poller tick's events in one go, not one by one.
 pub fn stream(
-    app: App,
+    pool: DbPool,
     subscription: Subscription,
     after_id: i64,
     filter: EventFilter,
 ) -> impl Stream<Item = Vec<Arc<Streamed>>> {
     let catch_up_to = (after_id < subscription.seen).then_some(subscription.seen);
     let reader = Reader {
-        app,
+        pool,
         sub: subscription,
         cursor: after_id,
         filter,
@@ -515,7 +514,7 @@ pub fn stream(
 
 /// One stream's place in the account's events.
 struct Reader {
-    app: App,
+    pool: DbPool,
     sub: Subscription,
     /// The last event sent or passed over.
     cursor: i64,
@@ -555,7 +554,8 @@ impl Reader {
             return Ok(());
         }
         let read = read_after(
-            &self.app,
+            &self.pool,
+            &self.sub.hub,
             self.sub.account_id,
             (self.cursor, up_to),
             self.filter,
@@ -619,8 +619,8 @@ impl Reader {
 pub const RETENTION_DAYS: i32 = 30;
 
 /// Deletes events older than [`RETENTION_DAYS`].
-pub async fn purge_old(app: &App) -> anyhow::Result<()> {
-    let mut conn = app.db().await?;
+pub async fn purge_old(pool: &DbPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await?;
     let purged = event::purge_older_than(&mut conn, RETENTION_DAYS).await?;
     if purged > 0 {
         tracing::info!(purged, "purged old events");
@@ -632,16 +632,17 @@ pub async fn purge_old(app: &App) -> anyhow::Result<()> {
 /// build does not know are left out), and the last row's id if the batch was full (more may
 /// follow it).
 async fn read_after(
-    app: &App,
+    pool: &DbPool,
+    hub: &EventHub,
     account_id: i64,
     range: (i64, i64),
     filter: EventFilter,
 ) -> anyhow::Result<(Vec<Arc<Streamed>>, Option<i64>)> {
-    let mut conn = app.db().await?;
-    app.event_streams.count(Statement::CatchUp);
+    let mut conn = pool.get().await?;
+    hub.count(Statement::CatchUp);
     let rows = event::in_range(&mut conn, account_id, range, filter, BATCH).await?;
     if !rows.is_empty() {
-        app.event_streams.count(Statement::Durable);
+        hub.count(Statement::Durable);
         db::make_durable(&mut conn).await?;
     }
     let full = (rows.len() as i64 == BATCH).then(|| rows.last().map(|r| r.id));

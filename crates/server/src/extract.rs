@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use serde_json::{Map, Value};
 
 use crate::app::App;
+pub use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::known_keys::KnownKey;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
@@ -125,16 +126,6 @@ impl JsonBody {
     ) -> Result<T, ApiError> {
         parse(&self.0).map_err(ApiError::validation)
     }
-}
-
-/// The caller, proven by a live API key in `Authorization: Bearer`.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller {
-    pub account_id: i64,
-    pub api_key_id: i64,
-    /// Whether its replies may call the assistant's tools: an API key's and the console's
-    /// may, a chat widget's visitor's only if the widget says so.
-    pub tools: bool,
 }
 
 impl<S> FromRequestParts<S> for Caller

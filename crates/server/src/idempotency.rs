@@ -6,29 +6,70 @@
 //! reports, so no crash can separate them. While the first request runs, the same key gets
 //! `409 IDEMPOTENCY_CONFLICT`; with a different request, `422 IDEMPOTENCY_KEY_REUSED`. Invalid
 //! input and retryable failures leave no trace and free the key; other refusals are stored.
+//!
+//! This is the store, which knows nothing of HTTP (its errors are [`IdempotencyError`], a
+//! stored answer's status a number); the header, the replayed answer and the simple POSTs'
+//! [`execute`](crate::controllers::idempotency::execute) are [`crate::controllers::idempotency`].
 
 use std::time::Duration;
 
-use anyreply_core::{ErrorCode, FieldErrors};
-use axum::Json;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use futures::future::BoxFuture;
+use anyreply_core::{ErrorBody, ErrorCode};
+use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::app::App;
-use crate::error::{ApiError, ApiResult};
+use crate::db::{DbPool, PoolError};
 use crate::models::idempotency_key;
 
-pub const HEADER: &str = "idempotency-key";
-pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// How long keys are kept.
 pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
 const MAX_KEY_CHARS: usize = 255;
+
+/// Why a key could not be claimed, completed or settled.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// A request with the key is still running, or the claim was taken over meanwhile.
+    #[error("a request with this idempotency key is still running")]
+    Conflict,
+    /// The key was used before with a different request.
+    #[error("the idempotency key was used with a different request")]
+    KeyReused,
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("no database connection: {0}")]
+    Pool(#[from] PoolError),
+}
+
+pub type IdempotencyResult<T> = Result<T, IdempotencyError>;
+
+impl IdempotencyError {
+    /// The code the caller is answered with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IdempotencyError::Conflict => ErrorCode::IdempotencyConflict,
+            IdempotencyError::KeyReused => ErrorCode::IdempotencyKeyReused,
+            IdempotencyError::Database(error) if crate::db::is_unavailable(error) => {
+                ErrorCode::ServiceUnavailable
+            }
+            IdempotencyError::Database(_) => ErrorCode::InternalError,
+            IdempotencyError::Pool(_) => ErrorCode::ServiceUnavailable,
+        }
+    }
+
+    /// Says so when the database seemed gone (see [`crate::pg_cluster::database_seems_gone`]).
+    fn notice(&self) {
+        let gone = match self {
+            IdempotencyError::Database(error) => crate::db::is_unavailable(error),
+            IdempotencyError::Pool(error) => matches!(error, PoolError::Backend(_)),
+            _ => false,
+        };
+        if gone {
+            crate::pg_cluster::database_seems_gone();
+        }
+    }
+}
 
 /// An `Idempotency-Key` as the client sent it. Keys are often the client's own ids (a
 /// message's, an order's), so they are never logged: `Debug` hides the value, and there is no
@@ -37,6 +78,13 @@ const MAX_KEY_CHARS: usize = 255;
 pub struct KeyText(String);
 
 impl KeyText {
+    /// A key as sent, trimmed: `None` unless 1 to 255 characters are left.
+    pub fn parse(sent: &str) -> Option<Self> {
+        Some(sent.trim())
+            .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_CHARS)
+            .map(|k| KeyText(k.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -69,26 +117,10 @@ pub fn fingerprint(method: &str, path: &str, body: Option<&Value>) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-/// The request's `Idempotency-Key`, if it sent one.
-pub fn request_key(headers: &HeaderMap, fingerprint: Vec<u8>) -> ApiResult<Option<RequestKey>> {
-    let Some(value) = headers.get(HEADER) else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_CHARS)
-        .ok_or_else(|| {
-            ApiError::validation(FieldErrors::single(
-                "Idempotency-Key",
-                "The Idempotency-Key must be 1 to 255 visible characters.",
-            ))
-        })?;
-    Ok(Some(RequestKey {
-        key: KeyText(key.to_owned()),
-        fingerprint,
-    }))
+impl RequestKey {
+    pub fn new(key: KeyText, fingerprint: Vec<u8>) -> Self {
+        Self { key, fingerprint }
+    }
 }
 
 /// The right to run the request of one key, held until the answer is stored or the key freed.
@@ -120,7 +152,7 @@ pub async fn begin(
     account_id: i64,
     key: &RequestKey,
     lease: Duration,
-) -> ApiResult<Begin> {
+) -> IdempotencyResult<Begin> {
     let claim = Claim {
         account_id,
         key: key.key.clone(),
@@ -144,21 +176,21 @@ pub async fn begin(
     // Freed between our two statements: the other request failed retryably; try again.
     let existing = idempotency_key::find(conn, account_id, key.key.as_str())
         .await?
-        .ok_or_else(conflict)?;
+        .ok_or(IdempotencyError::Conflict)?;
     if existing.fingerprint != key.fingerprint {
-        return Err(ErrorCode::IdempotencyKeyReused.into());
+        return Err(IdempotencyError::KeyReused);
     }
     if let (Some(status), Some(body)) = (existing.response_status, existing.response_body) {
         return Ok(Begin::Answer(StoredAnswer::new(status, body)));
     }
     if existing.locked {
-        return Err(conflict());
+        return Err(IdempotencyError::Conflict);
     }
     // The first request's process stopped renewing its claim: it died.
     let abandoned_message =
         idempotency_key::take_over(conn, account_id, key.key.as_str(), lease, claim.token)
             .await?
-            .ok_or_else(conflict)?;
+            .ok_or(IdempotencyError::Conflict)?;
     if let Some(message_id) = abandoned_message {
         tracing::warn!(
             message_id,
@@ -171,40 +203,28 @@ pub async fn begin(
     })
 }
 
-fn conflict() -> ApiError {
-    ApiError::new(ErrorCode::IdempotencyConflict).with_retry_after(1)
-}
-
-/// The answer stored under a key, sent again (`Idempotent-Replayed: true`) to its retries.
+/// The answer stored under a key, sent again (`Idempotent-Replayed: true`) to its retries:
+/// its HTTP status and its body.
 #[derive(Debug, Clone)]
 pub struct StoredAnswer {
-    pub status: StatusCode,
+    pub status: u16,
     pub body: Value,
 }
 
 impl StoredAnswer {
+    /// A stored status that is none (out of 100..=999) reads as 200.
     fn new(status: i32, body: Value) -> Self {
         let status = u16::try_from(status)
             .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::OK);
+            .filter(|s| (100..1000).contains(s))
+            .unwrap_or(200);
         Self { status, body }
     }
 }
 
-impl IntoResponse for StoredAnswer {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
-        response
-            .headers_mut()
-            .insert(REPLAYED, HeaderValue::from_static("true"));
-        response
-    }
-}
-
 /// Invalid input and retryable failures leave nothing behind: their key is freed, not stored.
-fn leaves_no_trace(error: &ApiError) -> bool {
-    error.code == ErrorCode::ValidationError || error.code.is_retryable()
+fn leaves_no_trace(code: ErrorCode) -> bool {
+    code == ErrorCode::ValidationError || code.is_retryable()
 }
 
 impl Claim {
@@ -212,7 +232,7 @@ impl Claim {
         (self.account_id, self.key.as_str(), self.token)
     }
 
-    fn still_held(&self, held: bool) -> ApiResult<()> {
+    fn still_held(&self, held: bool) -> IdempotencyResult<()> {
         if held {
             Ok(())
         } else {
@@ -220,7 +240,7 @@ impl Claim {
                 account_id = self.account_id,
                 "an idempotency key was taken over while its request ran"
             );
-            Err(conflict())
+            Err(IdempotencyError::Conflict)
         }
     }
 
@@ -229,11 +249,11 @@ impl Claim {
     pub async fn complete(
         &self,
         conn: &mut impl crate::db::Conn,
-        status: StatusCode,
+        status: u16,
         body: &impl Serialize,
-    ) -> ApiResult<()> {
+    ) -> IdempotencyResult<()> {
         let body = serde_json::to_value(body).unwrap_or(Value::Null);
-        let held = idempotency_key::complete(conn, self.held(), status.as_u16(), &body).await?;
+        let held = idempotency_key::complete(conn, self.held(), status, &body).await?;
         self.still_held(held)
     }
 
@@ -242,123 +262,68 @@ impl Claim {
         &self,
         conn: &mut impl crate::db::Conn,
         message_id: i64,
-    ) -> ApiResult<()> {
+    ) -> IdempotencyResult<()> {
         let held = idempotency_key::attach_message(conn, self.held(), message_id).await?;
         self.still_held(held)
     }
 
-    /// Settles the key after the request failed past its claiming transaction: a traceless
-    /// failure frees the key, any other is stored and replayed. Nothing happens if the key was
-    /// taken over; if the database is gone, the claim frees itself when its lease ends.
-    pub async fn fail(&self, app: &App, error: &ApiError) {
+    /// Settles the key after the request failed past its claiming transaction with `code`,
+    /// answered with `body`: a traceless failure frees the key, any other is stored and
+    /// replayed. Nothing happens if the key was taken over; if the database is gone, the claim
+    /// frees itself when its lease ends.
+    pub async fn fail(&self, pool: &DbPool, code: ErrorCode, body: &ErrorBody) {
         let settled = async {
-            let mut conn = app.db().await?;
-            if leaves_no_trace(error) {
+            let mut conn = pool.get().await?;
+            if leaves_no_trace(code) {
                 idempotency_key::free(&mut conn, self.held()).await?;
             } else {
-                self.complete(&mut conn, error.status(), &error.body())
-                    .await?;
+                self.complete(&mut conn, code.http_status(), body).await?;
             }
-            Ok::<_, ApiError>(())
+            Ok::<_, IdempotencyError>(())
         };
         if let Err(problem) = settled.await {
-            tracing::warn!(?problem.code, "could not settle an idempotency key; it frees itself when its lease ends");
+            problem.notice();
+            tracing::warn!(%problem, "could not settle an idempotency key; it frees itself when its lease ends");
         }
     }
 }
 
-/// After a claiming transaction rolled back on `error`: stores the refusal under the key
-/// unless it leaves no trace, so that a retry gets the same answer.
-pub async fn store_refusal(app: &App, account_id: i64, key: &RequestKey, error: &ApiError) {
-    if leaves_no_trace(error) {
+/// After a claiming transaction rolled back on a refusal with `code`, answered with `body`:
+/// stores the refusal under the key unless it leaves no trace, so that a retry gets the same
+/// answer.
+pub async fn store_refusal(
+    pool: &DbPool,
+    account_id: i64,
+    key: &RequestKey,
+    code: ErrorCode,
+    body: &ErrorBody,
+) {
+    if leaves_no_trace(code) {
         return;
     }
     let stored = async {
-        let mut conn = app.db().await?;
-        let body = serde_json::to_value(error.body()).unwrap_or(Value::Null);
+        let mut conn = pool.get().await?;
+        let body = serde_json::to_value(body).unwrap_or(Value::Null);
         idempotency_key::insert_answered(
             &mut conn,
             account_id,
             key.key.as_str(),
             &key.fingerprint,
-            error.status().as_u16(),
+            code.http_status(),
             &body,
         )
         .await?;
-        Ok::<_, ApiError>(())
+        Ok::<_, IdempotencyError>(())
     };
     if let Err(problem) = stored.await {
-        tracing::warn!(?problem.code, "could not store a refusal under its idempotency key");
-    }
-}
-
-/// Runs `work` in one transaction with the claim of the request's `Idempotency-Key`, if it
-/// has one, and the storing of its answer. For the simple POST endpoints; generate-reply
-/// claims in its admission and stores where it records the reply.
-pub async fn execute<T: Serialize + Send + Sync>(
-    app: &App,
-    account_id: i64,
-    headers: &HeaderMap,
-    fingerprint: Vec<u8>,
-    work: impl for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, ApiResult<(StatusCode, T)>>
-    + Send,
-) -> Response {
-    execute_storing(app, account_id, headers, fingerprint, work, |body| {
-        serde_json::to_value(body).unwrap_or(Value::Null)
-    })
-    .await
-}
-
-/// [`execute`], storing under the key (and so replaying) what `stored` makes of the answer's
-/// body rather than the body: for an answer that shows a secret once, which the table of keys
-/// must not keep.
-pub async fn execute_storing<T: Serialize + Send + Sync>(
-    app: &App,
-    account_id: i64,
-    headers: &HeaderMap,
-    fingerprint: Vec<u8>,
-    work: impl for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, ApiResult<(StatusCode, T)>>
-    + Send,
-    stored: impl FnOnce(&T) -> Value + Send,
-) -> Response {
-    let key = match request_key(headers, fingerprint) {
-        Ok(key) => key,
-        Err(error) => return error.into_response(),
-    };
-    let lease = app.settings.reply_lease;
-    let result = async {
-        let mut conn = app.db().await?;
-        conn.transaction::<_, ApiError, _>(async |conn| {
-            let claim = match &key {
-                Some(key) => match begin(conn, account_id, key, lease).await? {
-                    Begin::Answer(answer) => return Ok(answer.into_response()),
-                    Begin::Run { claim, .. } => Some(claim),
-                },
-                None => None,
-            };
-            let (status, body) = work(conn).await?;
-            if let Some(claim) = &claim {
-                claim.complete(conn, status, &stored(&body)).await?;
-            }
-            Ok((status, Json(body)).into_response())
-        })
-        .await
-    }
-    .await;
-    match result {
-        Ok(response) => response,
-        Err(error) => {
-            if let Some(key) = &key {
-                store_refusal(app, account_id, key, &error).await;
-            }
-            error.into_response()
-        }
+        problem.notice();
+        tracing::warn!(%problem, "could not store a refusal under its idempotency key");
     }
 }
 
 /// Forgets keys, and the tool calls journaled under them, older than [`RETENTION`].
-pub async fn purge_expired(app: &App) -> ApiResult<usize> {
-    let mut conn = app.db().await?;
+pub async fn purge_expired(pool: &DbPool) -> IdempotencyResult<usize> {
+    let mut conn = pool.get().await?;
     let cutoff = chrono::Utc::now() - RETENTION;
     crate::models::tool_call::purge_older_than(&mut conn, cutoff).await?;
     Ok(idempotency_key::purge_older_than(&mut conn, cutoff).await?)

@@ -5,12 +5,14 @@
 //! providers; [`webhooks`] delivers events; [`config`] reads the settings.
 
 pub mod app;
+pub mod caller;
 pub mod cli;
 pub mod client_address;
 pub mod config;
 pub mod console;
 pub mod controllers;
 pub mod db;
+pub mod engine_state;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -21,6 +23,7 @@ pub mod llm;
 pub mod models;
 pub mod openapi;
 pub mod pg_cluster;
+pub mod pricing;
 pub mod rate_limit;
 pub mod reply;
 pub mod router;
@@ -52,13 +55,27 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Dropped, the set aborts its tasks: when serving ends, and when this future is dropped.
     // Before the worker and the first search: whether they use vectors.
-    knowledge::embed::start(&app).await;
+    knowledge::embed::start(&app.pool, &app.embeddings).await;
     let mut background = tokio::task::JoinSet::new();
     background.spawn(sweep_abandoned_replies(app.clone()));
-    background.spawn(app.wakeups.clone().listen(app.database_url.clone()));
-    background.spawn(app.in_flight.clone().renew(app.clone()));
-    background.spawn(webhooks::worker::run(app.clone()));
-    background.spawn(knowledge::worker::run(app.clone()));
+    let engine = app.engine.clone();
+    background.spawn(engine.wakeups.listen(app.database_url.clone()));
+    background.spawn(
+        engine
+            .in_flight
+            .renew(app.pool.clone(), app.settings.reply_lease),
+    );
+    background.spawn(webhooks::worker::run(webhooks::worker::Worker {
+        pool: app.pool.clone(),
+        settings: app.settings.clone(),
+        sender: app.webhooks.clone(),
+    }));
+    background.spawn(knowledge::worker::run(knowledge::worker::Worker {
+        pool: app.pool.clone(),
+        settings: app.settings.clone(),
+        embeddings: app.embeddings.clone(),
+        wake: app.knowledge.clone(),
+    }));
     background.spawn(app.event_streams.clone().run(app.database_url.clone()));
     // Event streams never end by themselves: the graceful shutdown would wait for them.
     let streams = app.event_streams.clone();
@@ -86,10 +103,10 @@ async fn sweep_abandoned_replies(app: App) {
         if let Err(error) = reply::settlement::pay_dues_left_unpaid(&app).await {
             tracing::warn!(%error, "paying settled replies' dues failed");
         }
-        if let Err(error) = idempotency::purge_expired(&app).await {
-            tracing::warn!(?error.code, "purging old idempotency keys failed");
+        if let Err(error) = idempotency::purge_expired(&app.pool).await {
+            tracing::warn!(%error, "purging old idempotency keys failed");
         }
-        if let Err(error) = events::purge_old(&app).await {
+        if let Err(error) = events::purge_old(&app.pool).await {
             tracing::warn!(%error, "purging old events failed");
         }
         if let Err(error) = purge_delivered_webhooks(&app).await {

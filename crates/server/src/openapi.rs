@@ -18,7 +18,7 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{AllOfBuilder, ArrayItems, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
@@ -148,23 +148,6 @@ pub fn document_text() -> String {
             renamed.unwrap_or_else(|| format!("{line}\n"))
         })
         .collect()
-}
-
-/// `Idempotency-Key`, read by every POST that creates or changes something.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct IdempotencyKey {
-    /// Your id for this request (1 to 255 visible characters). A repeat with the same key and
-    /// the same request within 48 hours gets the first answer again, with
-    /// `Idempotent-Replayed: true`, instead of being done twice; with another request, `422
-    /// IDEMPOTENCY_KEY_REUSED`; while the first is still running, `409 IDEMPOTENCY_CONFLICT`.
-    #[param(
-        rename = "Idempotency-Key",
-        nullable = false,
-        max_length = 255,
-        pattern = r"^[\x20-\x7E]*[\x21-\x7E][\x20-\x7E]*$"
-    )]
-    pub idempotency_key: Option<String>,
 }
 
 /// What operations share, added to each: the bearer key scheme; `X-Request-Id` on every

@@ -290,12 +290,12 @@ pub(super) async fn events(
     let subscription = app
         .event_streams
         .subscribe(
-            &app,
+            &app.pool,
             account_id,
             Holder::Session(operator.session_hash().to_vec()),
         )
         .await?;
-    let stream = events::stream(app, subscription, after, filter)
+    let stream = events::stream(app.pool.clone(), subscription, after, filter)
         .flat_map(futures::stream::iter)
         .map(|streamed| {
             Ok(sse::Event::default()

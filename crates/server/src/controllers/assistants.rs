@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::assistant::{self, CreateError};
 use crate::models::{knowledge, tool};
-use crate::openapi::IdempotencyKey;
 use diesel_async::AsyncPgConnection;
 use std::collections::HashSet;
 

@@ -17,15 +17,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, PathParam, query_params};
-use crate::idempotency;
 use crate::models::conversation::{self, Cursor, ListFilter};
 use crate::models::event::{self, NewEvent};
 use crate::models::message::BeforeSeq;
 use crate::models::page::OpaqueCursor;
 use crate::models::{assistant, message};
-use crate::openapi::IdempotencyKey;
 
 /// A conversation id from a path; a malformed one is not found.
 pub fn conversation_id(text: &str) -> ApiResult<Uuid> {

@@ -95,9 +95,14 @@ pub async fn get_events(
     };
     let subscription = app
         .event_streams
-        .subscribe(&app, caller.account_id, Holder::Key(caller.api_key_id))
+        .subscribe(&app.pool, caller.account_id, Holder::Key(caller.api_key_id))
         .await?;
-    let batches = Box::pin(events::stream(app, subscription, after_id, filter));
+    let batches = Box::pin(events::stream(
+        app.pool.clone(),
+        subscription,
+        after_id,
+        filter,
+    ));
     let frames = futures::stream::unfold(batches, |mut batches| async move {
         let frame = match tokio::time::timeout(KEEP_ALIVE, batches.next()).await {
             Ok(Some(batch)) => sse_frames(&batch),

@@ -15,16 +15,63 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody, ReplyCaller};
-use crate::idempotency;
 use crate::llm::TextStream;
-use crate::openapi::IdempotencyKey;
-use crate::reply::{self, Answered, Failed};
+use crate::rate_limit::RateLimit;
+use crate::reply::error::BUSY_RETRY_AFTER_SECS;
+use crate::reply::{self, Answered, Failed, ReplyError};
 use crate::telemetry;
 use crate::telemetry::metrics::{self, ReplyOutcome};
 
-type Work = JoinHandle<Result<Answered, Failed>>;
+type Work = JoinHandle<Result<Answered, Refused>>;
+
+/// A failed reply as answered: the engine's error made an API error, with the caller's
+/// rate-limit standing once it was counted.
+#[derive(Debug)]
+struct Refused {
+    error: ApiError,
+    rate_limit: Option<RateLimit>,
+}
+
+impl From<Failed> for Refused {
+    fn from(Failed { error, rate_limit }: Failed) -> Self {
+        Refused {
+            error: error.into(),
+            rate_limit,
+        }
+    }
+}
+
+/// The one place that turns the engine's errors into API answers.
+impl From<ReplyError> for ApiError {
+    fn from(error: ReplyError) -> Self {
+        let (code, message) = (error.code(), error.message());
+        let answer = match error {
+            ReplyError::Refused(code) => ApiError::new(code),
+            ReplyError::Invalid(fields) => ApiError::validation(fields),
+            ReplyError::RateLimited(limit) => ApiError::new(code)
+                .with_retry_after(limit.reset)
+                .with_headers(limit.headers()),
+            ReplyError::ConversationBusy => {
+                ApiError::new(code).with_retry_after(BUSY_RETRY_AFTER_SECS)
+            }
+            ReplyError::Idempotency(error) => error.into(),
+            ReplyError::Model(error) => {
+                ApiError::internal(code, "the model gave no answer", &error)
+            }
+            ReplyError::TimedOut | ReplyError::Superseded => ApiError::new(code),
+            ReplyError::Database(error) => error.into(),
+            ReplyError::Pool(error) => error.into(),
+        };
+        match message {
+            Some(message) => answer.with_message(message),
+            None => answer,
+        }
+    }
+}
 
 /// The assistant's reply to a customer's message.
 ///
@@ -110,6 +157,9 @@ pub(crate) async fn run_reply(
     // nothing running, nor a paid reply half-done.
     let work = tokio::spawn(telemetry::request::carried(async move {
         let answered = reply::generate_reply(&app, caller, request, key, text_stream).await;
+        // Made an API error here, on the reply's task: logged (and the database's seeming
+        // gone noticed) even if the client hung up.
+        let answered = answered.map_err(Refused::from);
         answered.map(|answered| match answered {
             Answered::Fresh {
                 response,
@@ -142,7 +192,7 @@ fn wants_event_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-async fn finish(work: Work) -> Result<Result<Answered, Failed>, ApiError> {
+async fn finish(work: Work) -> Result<Result<Answered, Refused>, ApiError> {
     let answered = work
         .await
         .map_err(|e| ApiError::internal(ErrorCode::InternalError, "reply task failed", &e))?;
@@ -155,14 +205,14 @@ async fn finish(work: Work) -> Result<Result<Answered, Failed>, ApiError> {
     Ok(answered)
 }
 
-fn respond(answered: Result<Answered, Failed>) -> Response {
+fn respond(answered: Result<Answered, Refused>) -> Response {
     match answered {
         Ok(Answered::Replayed(answer)) => answer.into_response(),
         Ok(Answered::Fresh {
             response,
             rate_limit,
         }) => (rate_limit.headers(), Json(response)).into_response(),
-        Err(Failed { error, rate_limit }) => match rate_limit {
+        Err(Refused { error, rate_limit }) => match rate_limit {
             Some(limit) => error.with_headers(limit.headers()).into_response(),
             None => error.into_response(),
         },
@@ -186,7 +236,7 @@ async fn stream_reply(
         match finish(work).await {
             Ok(Ok(Answered::Fresh { response, .. })) => reply_event(&response),
             Ok(Ok(Answered::Replayed(answer))) => sse_json("reply", &answer.body),
-            Ok(Err(Failed { error, .. })) | Err(error) => sse_json("error", &error.body()),
+            Ok(Err(Refused { error, .. })) | Err(error) => sse_json("error", &error.body()),
         }
     });
     Ok(event_stream(text.chain(last)).into_response())
@@ -194,9 +244,9 @@ async fn stream_reply(
 
 /// An answer that streamed no text (a replay, a message stored or coalesced), or a failure.
 /// A replay streams its stored reply at once.
-fn stream_whole(answered: Result<Answered, Failed>) -> Response {
+fn stream_whole(answered: Result<Answered, Refused>) -> Response {
     match answered {
-        Ok(Answered::Replayed(answer)) if answer.status == StatusCode::OK => {
+        Ok(Answered::Replayed(answer)) if answer.status == StatusCode::OK.as_u16() => {
             let text = answer.body["reply"]
                 .as_str()
                 .filter(|text| !text.is_empty())

@@ -17,12 +17,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::ApiResult;
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::event::{self, NewEvent};
 use crate::models::{conversation, message};
-use crate::openapi::IdempotencyKey;
 
 /// Longest operator message, in characters.
 pub const MAX_OPERATOR_MESSAGE_CHARS: usize = 10_000;

@@ -22,11 +22,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::knowledge::{self, CreateError, NewDocument};
-use crate::openapi::IdempotencyKey;
 
 /// Default `relative_links_limit` of a website document.
 const DEFAULT_RELATIVE_LINKS: i64 = 10;
@@ -648,6 +648,13 @@ pub async fn search_passages(
         }
     }
     let limit = input.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
-    let hits = crate::knowledge::retrieve::search(app, base_id, &input.query, limit).await?;
+    let hits = crate::knowledge::retrieve::search(
+        &app.pool,
+        &app.embeddings,
+        base_id,
+        &input.query,
+        limit,
+    )
+    .await?;
     Ok(hits.into_iter().map(knowledge::Hit::into_wire).collect())
 }

@@ -40,5 +40,11 @@ pub async fn get_metrics(
                 .with_message("/metrics wants the ANYREPLY_METRICS_TOKEN as a Bearer token"));
         }
     }
-    Ok(([(header::CONTENT_TYPE, EXPOSITION)], metrics::render(&app)))
+    let gauges = metrics::Gauges {
+        pool: app.pool.status(),
+        replies_in_flight: app.engine.in_flight.count(),
+        replies_waiting_for_turn: app.engine.wakeups.waiting(),
+    };
+    let text = metrics::render(&app.metrics, gauges);
+    Ok(([(header::CONTENT_TYPE, EXPOSITION)], text))
 }

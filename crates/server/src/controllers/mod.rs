@@ -6,6 +6,7 @@ pub mod events;
 pub mod generate_reply;
 pub mod handoff;
 pub mod health;
+pub mod idempotency;
 pub mod knowledge;
 pub mod me;
 pub mod metrics;

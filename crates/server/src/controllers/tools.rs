@@ -11,11 +11,11 @@ use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::tool::{self, WriteError};
-use crate::openapi::IdempotencyKey;
 
 /// A tool id from a path; a malformed one is not found.
 pub fn tool_id(text: &str) -> ApiResult<i64> {

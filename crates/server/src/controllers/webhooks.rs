@@ -11,12 +11,12 @@ use axum::response::Response;
 use rand::RngCore;
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::tool;
 use crate::models::webhook::{self, CreateError};
-use crate::openapi::IdempotencyKey;
 
 /// Random bytes of a new secret.
 const SECRET_BYTES: usize = 32;

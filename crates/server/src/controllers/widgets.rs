@@ -10,11 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use crate::app::App;
+use crate::controllers::idempotency;
+use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::idempotency;
 use crate::models::widget::{self, CreateError};
-use crate::openapi::IdempotencyKey;
 
 /// Creates a chat widget of one of the account's assistants, for pages of the listed origins.
 /// Its `public_key` goes in the page's `<script src=".../widget.js" data-key="arpk_…">`. Its

@@ -8,7 +8,7 @@
 //! Short sections are not merged with the next: a passage has one heading path, and a merged
 //! section's text would be found under its neighbour's heading.
 
-use crate::reply::prompt::estimate_tokens;
+use crate::llm::estimate_tokens;
 
 use super::extract::{Block, Extracted};
 

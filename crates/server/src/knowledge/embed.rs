@@ -13,9 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use crate::app::App;
 use crate::config::Settings;
-use crate::db::DbConn;
+use crate::db::{DbConn, DbPool};
 use crate::llm::LlmError;
 use crate::models::knowledge::QueryVector;
 use crate::models::knowledge_embedding::{self, Vectors};
@@ -94,20 +93,20 @@ impl Embeddings {
 
 /// Sets up pgvector's table if there is a model to fill it, and says once which retrieval
 /// knowledge searches use.
-pub async fn start(app: &App) {
-    let Some(client) = &app.embeddings.client else {
+pub async fn start(pool: &DbPool, embeddings: &Embeddings) {
+    let Some(client) = &embeddings.client else {
         tracing::info!(
             "knowledge search: full-text alone (set ANYREPLY_EMBEDDING_MODEL to add vector search)"
         );
         return;
     };
     let set_up = async {
-        let mut conn = app.db().await?;
+        let mut conn = pool.get().await?;
         anyhow::Ok(knowledge_embedding::set_up(&mut conn).await?)
     };
     match set_up.await {
         Ok(true) => {
-            app.embeddings.on.store(true, Ordering::Relaxed);
+            embeddings.on.store(true, Ordering::Relaxed);
             tracing::info!(
                 model = %client.model,
                 endpoint = %client.endpoint,

@@ -4,7 +4,8 @@
 use anyreply_core::wire::PassageRef;
 use serde_json::{Value, json};
 
-use crate::app::App;
+use crate::db::DbPool;
+use crate::knowledge::embed::Embeddings;
 use crate::llm::FunctionSpec;
 use crate::models::knowledge::{self, Hit};
 
@@ -38,13 +39,14 @@ impl From<SearchError> for crate::error::ApiError {
 /// they are off or the query's vector cannot be had (the model failing is logged, not the
 /// searcher's problem).
 pub async fn search(
-    app: &App,
+    pool: &DbPool,
+    embeddings: &Embeddings,
     knowledge_base_id: i64,
     query: &str,
     limit: i64,
 ) -> Result<Vec<Hit>, SearchError> {
     // Asked before a connection is taken: none is held while a model works.
-    let vector = match app.embeddings.active() {
+    let vector = match embeddings.active() {
         Some(embedder) => match embedder.embed_query(query).await {
             Ok(vector) => Some(vector),
             Err(error) => {
@@ -54,7 +56,7 @@ pub async fn search(
         },
         None => None,
     };
-    let mut conn = app.db().await?;
+    let mut conn = pool.get().await?;
     if let Some(vector) = vector {
         match knowledge::search_fused(&mut conn, knowledge_base_id, query, &vector, limit).await {
             Ok(hits) => return Ok(hits),
@@ -70,12 +72,20 @@ pub async fn search(
 /// The passages of `knowledge_base_id` that best match `query`, best first, as many as fit
 /// in `budget_tokens`.
 pub async fn for_prompt(
-    app: &App,
+    pool: &DbPool,
+    embeddings: &Embeddings,
     knowledge_base_id: i64,
     query: &str,
     budget_tokens: u32,
 ) -> anyhow::Result<Vec<Hit>> {
-    let hits = search(app, knowledge_base_id, query, PROMPT_CANDIDATES).await?;
+    let hits = search(
+        pool,
+        embeddings,
+        knowledge_base_id,
+        query,
+        PROMPT_CANDIDATES,
+    )
+    .await?;
     let mut left = i64::from(budget_tokens);
     Ok(hits
         .into_iter()
@@ -123,7 +133,8 @@ pub fn search_spec() -> FunctionSpec {
 
 /// Runs the tool: its result for the model, and the passages it gave.
 pub async fn run_search(
-    app: &App,
+    pool: &DbPool,
+    embeddings: &Embeddings,
     knowledge_base_id: i64,
     arguments: &Value,
 ) -> (Value, bool, Vec<PassageRef>) {
@@ -134,7 +145,7 @@ pub async fn run_search(
     else {
         return (json!({"error": "a query is required"}), true, Vec::new());
     };
-    let searched = search(app, knowledge_base_id, query, TOOL_RESULTS).await;
+    let searched = search(pool, embeddings, knowledge_base_id, query, TOOL_RESULTS).await;
     match searched {
         Ok(hits) => {
             let refs = hits.iter().map(Hit::reference).collect();

@@ -15,7 +15,8 @@ use super::chunk::{self, Passage};
 use super::crawl::{self, PageKind, Site};
 use super::embed;
 use super::extract::{self, Format};
-use crate::app::App;
+use crate::config::Settings;
+use crate::db::{DbConn, DbPool, PoolError};
 use crate::models::knowledge::{self, Claimed, NewPassage};
 use crate::models::knowledge_embedding::{self, Vectors};
 use crate::tools::guard::{AddressPolicy, guarded_client, system_lookup};
@@ -43,10 +44,33 @@ impl Wake {
     }
 }
 
+/// What the worker works with.
+#[derive(Clone)]
+pub struct Worker {
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+    pub embeddings: embed::Embeddings,
+    pub wake: Wake,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    async fn db(&self) -> Result<DbConn, PoolError> {
+        self.pool.get().await
+    }
+}
+
 /// Runs until dropped.
-pub async fn run(app: App) {
+pub async fn run(worker: Worker) {
     let client = match guarded_client(
-        Arc::new(app.settings.outbound_allowed_hosts.clone()),
+        Arc::new(worker.settings.outbound_allowed_hosts.clone()),
         system_lookup(),
         Some(PAGE_TIMEOUT),
     ) {
@@ -56,13 +80,13 @@ pub async fn run(app: App) {
             return;
         }
     };
-    let policy = app.settings.outbound_allowed_hosts.clone();
+    let policy = worker.settings.outbound_allowed_hosts.clone();
     loop {
-        let woken = app.knowledge.0.notified();
+        let woken = worker.wake.0.notified();
         let mut woken = std::pin::pin!(woken);
         woken.as_mut().enable();
-        let next = match work_through(&app, &client, &policy).await {
-            Ok(next) => match backfill(&app).await {
+        let next = match work_through(&worker, &client, &policy).await {
+            Ok(next) => match backfill(&worker).await {
                 Ok(true) => Some(Duration::ZERO),
                 Ok(false) => next,
                 Err(error) => {
@@ -90,17 +114,17 @@ pub async fn run(app: App) {
 /// Processes every document that waits; then how long until one is due (`None`: none is
 /// `processing`).
 async fn work_through(
-    app: &App,
+    worker: &Worker,
     client: &reqwest::Client,
     policy: &AddressPolicy,
 ) -> anyhow::Result<Option<Duration>> {
     loop {
         let claimed = {
-            let mut conn = app.db().await?;
+            let mut conn = worker.db().await?;
             knowledge::claim_next(&mut conn, LEASE).await?
         };
         let Some(claimed) = claimed else {
-            let mut conn = app.db().await?;
+            let mut conn = worker.db().await?;
             return Ok(knowledge::next_due_in(&mut conn).await?);
         };
         let outcome = if claimed.attempts > MAX_ATTEMPTS {
@@ -110,15 +134,15 @@ async fn work_through(
         } else {
             let work = async {
                 let passages = read(client, policy, &claimed).await?;
-                let vectors = embed(app, claimed.id, &passages).await;
+                let vectors = embed(worker, claimed.id, &passages).await;
                 Ok((passages, vectors))
             };
-            renewing(app, &claimed, work).await
+            renewing(worker, &claimed, work).await
         };
-        let mut conn = app.db().await?;
+        let mut conn = worker.db().await?;
         let stored = match outcome {
             Ok((passages, vectors)) => {
-                if let (Some(embedder), Some(vectors)) = (app.embeddings.active(), &vectors) {
+                if let (Some(embedder), Some(vectors)) = (worker.embeddings.active(), &vectors) {
                     embedder.ensure_index(&mut conn, vectors.dims()).await?;
                 }
                 knowledge::store_passages(&mut conn, &claimed, &passages, vectors.as_ref()).await?
@@ -133,8 +157,8 @@ async fn work_through(
 
 /// The passages' vectors, when embeddings are on. A failure leaves the document searchable
 /// by its words, and the backfill embeds its passages later.
-async fn embed(app: &App, document: i64, passages: &[NewPassage]) -> Option<Vectors> {
-    let embedder = app.embeddings.active()?;
+async fn embed(worker: &Worker, document: i64, passages: &[NewPassage]) -> Option<Vectors> {
+    let embedder = worker.embeddings.active()?;
     let texts: Vec<String> = passages
         .iter()
         .map(|p| embed::passage_text(p.heading.as_deref(), &p.body))
@@ -154,12 +178,12 @@ async fn embed(app: &App, document: i64, passages: &[NewPassage]) -> Option<Vect
 
 /// Embeds one batch of passages that have no vector of the current model; whether there
 /// may be more.
-async fn backfill(app: &App) -> anyhow::Result<bool> {
-    let Some(embedder) = app.embeddings.active() else {
+async fn backfill(worker: &Worker) -> anyhow::Result<bool> {
+    let Some(embedder) = worker.embeddings.active() else {
         return Ok(false);
     };
     let missing = {
-        let mut conn = app.db().await?;
+        let mut conn = worker.db().await?;
         knowledge_embedding::missing(&mut conn, embedder.model(), embed::BATCH as i64).await?
     };
     if missing.is_empty() {
@@ -171,7 +195,7 @@ async fn backfill(app: &App) -> anyhow::Result<bool> {
         .collect();
     let vectors = embedder.embed(&texts).await?;
     let ids: Vec<i64> = missing.iter().map(|p| p.id).collect();
-    let mut conn = app.db().await?;
+    let mut conn = worker.db().await?;
     embedder.ensure_index(&mut conn, vectors.dims()).await?;
     knowledge_embedding::store(&mut conn, &ids, &vectors).await?;
     tracing::info!(passages = ids.len(), "embedded passages");
@@ -179,13 +203,13 @@ async fn backfill(app: &App) -> anyhow::Result<bool> {
 }
 
 /// Runs `work` while renewing the claim's lease.
-async fn renewing<T>(app: &App, claimed: &Claimed, work: impl Future<Output = T>) -> T {
+async fn renewing<T>(worker: &Worker, claimed: &Claimed, work: impl Future<Output = T>) -> T {
     let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
             done = &mut work => return done,
             () = tokio::time::sleep(LEASE / 3) => {
-                if let Ok(mut conn) = app.db().await
+                if let Ok(mut conn) = worker.db().await
                     && let Err(error) = knowledge::renew(&mut conn, claimed, LEASE).await
                 {
                     tracing::warn!(%error, "could not renew a knowledge document's lease");

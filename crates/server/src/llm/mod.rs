@@ -158,6 +158,14 @@ impl Output {
     }
 }
 
+/// Tokens a message is estimated to take: about four characters a token, plus the few
+/// tokens each message costs in the chat format. Exact counts vary by model; the budget only
+/// needs to be safe, so this errs on the high side for typical text.
+pub fn estimate_tokens(text: &str) -> u32 {
+    let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+    chars.div_ceil(4).saturating_add(4)
+}
+
 /// Tokens reported by the provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {

@@ -6,7 +6,6 @@ use anyreply_core::ErrorCode;
 use anyreply_core::FieldErrors;
 use anyreply_core::limits::MAX_CONVERSATION_VARIABLES_BYTES;
 use anyreply_core::wire::{EventType, GenerateReplyRequest, GenerateReplyResponse};
-use axum::http::StatusCode;
 use diesel_async::AsyncPgConnection;
 use serde_json::{Map, Value};
 
@@ -14,8 +13,8 @@ use super::error::{ReplyError, ReplyResult};
 use super::prompt::{HistoryWalk, PromptBudget, render};
 use super::{Prepared, Turn, reservation, settlement};
 use crate::app::App;
+use crate::caller::Caller;
 use crate::db::{self, Commit};
-use crate::extract::Caller;
 use crate::idempotency::{self, Begin, Claim, RequestKey, StoredAnswer};
 use crate::models::assistant::{self, AssistantRow};
 use crate::models::conversation::{self, Joined};
@@ -314,7 +313,7 @@ async fn store_unanswered(
             ai_disabled: true,
             opted_out: joined.opted_out,
         };
-        claim.complete(conn, StatusCode::OK, &answer).await?;
+        claim.complete(conn, 200, &answer).await?;
     }
     let counted = api_key::count_call(conn, caller.api_key_id, limit).await?;
     let rate_limit = RateLimit::after(&counted, limit);

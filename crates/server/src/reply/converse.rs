@@ -154,8 +154,13 @@ pub async fn converse(
                             }
                             // A read, not journaled: a retry may search again.
                             (_, _, Some(base)) => {
-                                let (result, is_error, found) =
-                                    retrieve::run_search(app, base, &call.arguments).await;
+                                let (result, is_error, found) = retrieve::run_search(
+                                    &app.pool,
+                                    &app.embeddings,
+                                    base,
+                                    &call.arguments,
+                                )
+                                .await;
                                 metrics::tool_call(ToolCallOutcome::Ok);
                                 Ok((ToolOutcome { result, is_error }, found))
                             }

@@ -1,8 +1,10 @@
-//! Why a reply was not produced, and the one place that turns it into an API answer.
+//! Why a reply was not produced: the engine's own errors, each with the code (and the error
+//! envelope) the caller is answered with. The HTTP answer is made of it in
+//! [`crate::controllers::generate_reply`].
 
-use anyreply_core::{ErrorCode, FieldErrors};
+use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 
-use crate::error::ApiError;
+use crate::idempotency::IdempotencyError;
 use crate::llm::LlmError;
 use crate::rate_limit::RateLimit;
 
@@ -21,9 +23,9 @@ pub enum ReplyError {
     /// Too many messages of the conversation wait for their reply already.
     #[error("the conversation's queue is full")]
     ConversationBusy,
-    /// An idempotency refusal (conflict, reuse) or another answer made elsewhere.
-    #[error("{}", .0.code)]
-    Api(ApiError),
+    /// An idempotency refusal (conflict, reuse), or the key's store failing.
+    #[error(transparent)]
+    Idempotency(IdempotencyError),
     /// The model gave no answer.
     #[error(transparent)]
     Model(LlmError),
@@ -49,7 +51,7 @@ impl ReplyError {
             ReplyError::Invalid(_) => ErrorCode::ValidationError,
             ReplyError::RateLimited(_) => ErrorCode::RateLimited,
             ReplyError::ConversationBusy => ErrorCode::ConversationBusy,
-            ReplyError::Api(error) => error.code,
+            ReplyError::Idempotency(error) => error.code(),
             ReplyError::Model(LlmError::Unavailable(_)) | ReplyError::TimedOut => {
                 ErrorCode::LlmUnavailable
             }
@@ -61,47 +63,44 @@ impl ReplyError {
             ReplyError::Database(_) => ErrorCode::InternalError,
         }
     }
+
+    /// The message the answer gives instead of its code's default, if any.
+    pub fn message(&self) -> Option<&'static str> {
+        match self {
+            ReplyError::TimedOut => Some(TIMED_OUT),
+            _ => None,
+        }
+    }
+
+    /// The error envelope the caller is answered with, naming the request being served: what
+    /// is stored under its idempotency key.
+    pub fn body(&self) -> ErrorBody {
+        let mut body = match self.message() {
+            Some(message) => ErrorBody::new(self.code(), message),
+            None => ErrorBody::from(self.code()),
+        };
+        if let ReplyError::Invalid(fields) = self {
+            body.errors = fields.clone().into_map();
+        }
+        body.request_id = crate::telemetry::RequestId::current();
+        body
+    }
 }
 
-/// Seconds a client should wait before retrying a busy conversation.
-const BUSY_RETRY_AFTER_SECS: u64 = 2;
+/// What a timed-out reply is answered with.
+const TIMED_OUT: &str = "The reply took too long and was given up, retry later";
 
-impl From<ApiError> for ReplyError {
-    fn from(error: ApiError) -> Self {
-        ReplyError::Api(error)
+/// Seconds a client should wait before retrying a busy conversation.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 2;
+
+impl From<IdempotencyError> for ReplyError {
+    fn from(error: IdempotencyError) -> Self {
+        ReplyError::Idempotency(error)
     }
 }
 
 impl From<ErrorCode> for ReplyError {
     fn from(code: ErrorCode) -> Self {
         ReplyError::Refused(code)
-    }
-}
-
-impl From<ReplyError> for ApiError {
-    fn from(error: ReplyError) -> Self {
-        match error {
-            ReplyError::Refused(code) => ApiError::new(code),
-            ReplyError::Invalid(fields) => ApiError::validation(fields),
-            ReplyError::RateLimited(limit) => ApiError::new(ErrorCode::RateLimited)
-                .with_retry_after(limit.reset)
-                .with_headers(limit.headers()),
-            ReplyError::ConversationBusy => {
-                ApiError::new(ErrorCode::ConversationBusy).with_retry_after(BUSY_RETRY_AFTER_SECS)
-            }
-            ReplyError::Api(error) => error,
-            ReplyError::Model(error) => {
-                let code = match error {
-                    LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
-                    LlmError::Failed(_) => ErrorCode::LlmError,
-                };
-                ApiError::internal(code, "the model gave no answer", &error)
-            }
-            ReplyError::TimedOut => ApiError::new(ErrorCode::LlmUnavailable)
-                .with_message("The reply took too long and was given up, retry later"),
-            ReplyError::Superseded => ApiError::new(ErrorCode::ServiceUnavailable),
-            ReplyError::Database(error) => error.into(),
-            ReplyError::Pool(error) => error.into(),
-        }
     }
 }

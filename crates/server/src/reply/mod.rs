@@ -7,7 +7,6 @@
 pub mod admission;
 pub mod converse;
 pub mod error;
-pub mod pricing;
 pub mod prompt;
 pub mod queue;
 pub mod settlement;
@@ -21,9 +20,8 @@ use anyreply_core::wire::{
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::caller::Caller;
 use crate::config::Settings;
-use crate::error::ApiError;
-use crate::extract::Caller;
 use crate::idempotency::{self, Claim, KeyText, RequestKey, StoredAnswer};
 use crate::llm::{PromptMessage, TextStream, TokenUsage};
 use crate::models::assistant::AssistantRow;
@@ -108,7 +106,7 @@ pub enum Answered {
 /// A failed generate-reply call, with the caller's rate-limit standing once it was counted.
 #[derive(Debug)]
 pub struct Failed {
-    pub error: ApiError,
+    pub error: ReplyError,
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -128,9 +126,9 @@ pub async fn generate_reply(
     let admission = match admitted {
         Ok(admission) => admission,
         Err(error) => {
-            let error = ApiError::from(error);
             if let Some(key) = &key {
-                idempotency::store_refusal(app, caller.account_id, key, &error).await;
+                let (code, body) = (error.code(), error.body());
+                idempotency::store_refusal(&app.pool, caller.account_id, key, code, &body).await;
             }
             return Err(Failed {
                 error,
@@ -182,9 +180,8 @@ pub async fn generate_reply(
                     rate_limit,
                 }),
                 Err(error) => {
-                    let error = ApiError::from(error);
                     if let Some(claim) = &claim {
-                        claim.fail(app, &error).await;
+                        claim.fail(&app.pool, error.code(), &error.body()).await;
                     }
                     Err(Failed {
                         error,
@@ -221,7 +218,7 @@ async fn produce(
     claim: Option<&Claim>,
     stream: Option<&TextStream>,
 ) -> ReplyResult<Produced> {
-    let _leased = app.in_flight.hold(turn.message_id, claim.cloned());
+    let _leased = app.engine.in_flight.hold(turn.message_id, claim.cloned());
     let conversed = async {
         let prepared = match prepared {
             Some(prepared) => prepared,
@@ -312,7 +309,8 @@ async fn with_knowledge(
     }
     let searching = Instant::now();
     let hits = crate::knowledge::retrieve::for_prompt(
-        app,
+        &app.pool,
+        &app.embeddings,
         knowledge_base_id,
         &query,
         app.settings.knowledge_tokens,

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::llm::PromptMessage;
+use crate::llm::{PromptMessage, estimate_tokens};
 use crate::models::message::{PromptLine, ROLE_USER};
 
 /// Fills `{{name}}` (spaces inside the braces allowed) from `variables`. A variable that is
@@ -26,14 +26,6 @@ pub fn render(template: &str, variables: &Map<String, Value>) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Tokens a message is estimated to take: about four characters a token, plus the few
-/// tokens each message costs in the chat format. Exact counts vary by model; the budget only
-/// needs to be safe, so this errs on the high side for typical text.
-pub fn estimate_tokens(text: &str) -> u32 {
-    let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
-    chars.div_ceil(4).saturating_add(4)
 }
 
 /// A prompt under construction: the fixed parts first, then history from newest to oldest

@@ -3,132 +3,27 @@
 //! conversation is pending with a live lease.
 //!
 //! Waiting costs no polling: a reply that settles or is released with a later message queued
-//! behind it sends `NOTIFY anyreply_turns, '<conversation>'`, and each process's [`Wakeups`]
-//! listener wakes the waiters of that conversation; a slow fallback check catches a missed
-//! notification or a dead process's lease. Each process renews the leases of all its replies
-//! in flight with one statement per period ([`InFlight`]).
+//! behind it sends `NOTIFY anyreply_turns, '<conversation>'`, and each process's listener
+//! ([`Wakeups`]) wakes the waiters of that conversation; a slow fallback check catches a
+//! missed notification or a dead process's lease. Each process renews the leases of all its
+//! replies in flight with one statement per period ([`InFlight`]). Both are the engine's
+//! state in this process, [`crate::engine_state::EngineState`].
+//!
+//! [`Wakeups`]: crate::engine_state::Wakeups
+//! [`InFlight`]: crate::engine_state::InFlight
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use futures::StreamExt;
-use tokio::sync::Notify;
+use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 use super::error::{ReplyError, ReplyResult};
 use super::settlement;
 use crate::app::App;
-use crate::idempotency::Claim;
-use crate::models::pending_reply::{self, HeldKeys};
-
-/// Pause before the listener connects again after losing its connection.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
-
-/// The waiters of this process, by conversation, woken by notifications.
-#[derive(Debug, Clone, Default)]
-pub struct Wakeups {
-    waiting: Arc<Mutex<HashMap<Uuid, Waiting>>>,
-}
-
-#[derive(Debug)]
-struct Waiting {
-    notify: Arc<Notify>,
-    waiters: usize,
-}
-
-/// A waiter's place; leaving it (drop) forgets the conversation once nobody waits on it.
-struct Subscription<'a> {
-    wakeups: &'a Wakeups,
-    conversation_id: Uuid,
-    notify: Arc<Notify>,
-}
-
-impl Wakeups {
-    /// How many messages of this process wait for their turn.
-    pub fn waiting(&self) -> usize {
-        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        waiting.values().map(|w| w.waiters).sum()
-    }
-
-    fn subscribe(&self, conversation_id: Uuid) -> Subscription<'_> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = waiting.entry(conversation_id).or_insert_with(|| Waiting {
-            notify: Arc::new(Notify::new()),
-            waiters: 0,
-        });
-        entry.waiters += 1;
-        Subscription {
-            wakeups: self,
-            conversation_id,
-            notify: entry.notify.clone(),
-        }
-    }
-
-    fn wake(&self, conversation_id: Uuid) {
-        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = waiting.get(&conversation_id) {
-            entry.notify.notify_waiters();
-        }
-    }
-
-    fn wake_everyone(&self) {
-        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        for entry in waiting.values() {
-            entry.notify.notify_waiters();
-        }
-    }
-
-    /// Listens for settled turns until dropped, connecting again whenever the connection is
-    /// lost (and waking every waiter then, as notifications may have been missed).
-    pub async fn listen(self, database_url: String) {
-        loop {
-            match AsyncPgConnection::establish(&database_url).await {
-                Ok(mut conn) => {
-                    if let Err(error) = pending_reply::listen(&mut conn).await {
-                        tracing::warn!(%error, "could not listen for turns");
-                    } else {
-                        self.wake_everyone();
-                        let mut notifications = std::pin::pin!(conn.notifications_stream());
-                        while let Some(Ok(notification)) = notifications.next().await {
-                            if let Ok(conversation_id) = notification.payload.parse() {
-                                self.wake(conversation_id);
-                            }
-                        }
-                        tracing::warn!("lost the connection listening for turns; reconnecting");
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "could not connect to listen for turns"),
-            }
-            // Perhaps PostgreSQL died: an idle server notices here first.
-            crate::pg_cluster::database_seems_gone();
-            self.wake_everyone();
-            tokio::time::sleep(RECONNECT_PAUSE).await;
-        }
-    }
-}
-
-impl Drop for Subscription<'_> {
-    fn drop(&mut self) {
-        let mut waiting = self
-            .wakeups
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = waiting.get_mut(&self.conversation_id) {
-            entry.waiters -= 1;
-            if entry.waiters == 0 {
-                waiting.remove(&self.conversation_id);
-            }
-        }
-    }
-}
+use crate::models::pending_reply;
 
 /// Returns once every earlier message of the conversation has its reply (or was given up).
 /// Borrows a connection only for each check.
 pub async fn wait_for_turn(app: &App, conversation_id: Uuid, message_id: i64) -> ReplyResult<()> {
-    let subscription = app.wakeups.subscribe(conversation_id);
+    let subscription = app.engine.wakeups.subscribe(conversation_id);
     loop {
         // Enabled before the check, so a wake-up that lands during it is not lost.
         let woken = subscription.notify.notified();
@@ -170,85 +65,4 @@ pub async fn reclaim_expired(app: &App, before: Option<(Uuid, i64)>) -> ReplyRes
         .await?;
     }
     Ok(expired.len())
-}
-
-/// The replies this process is producing, whose leases (and idempotency claims) it renews.
-#[derive(Debug, Clone, Default)]
-pub struct InFlight {
-    /// Message ids, each with its request's idempotency claim if it has one.
-    replies: Arc<Mutex<HashMap<i64, Option<Claim>>>>,
-}
-
-/// A reply's registration in [`InFlight`]; dropping it stops the renewals.
-#[derive(Debug)]
-pub struct Leased {
-    in_flight: InFlight,
-    message_id: i64,
-}
-
-impl InFlight {
-    /// Renews the lease of `message_id`, and its request's `claim` if any, until the returned
-    /// value is dropped.
-    pub fn hold(&self, message_id: i64, claim: Option<Claim>) -> Leased {
-        self.replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(message_id, claim);
-        Leased {
-            in_flight: self.clone(),
-            message_id,
-        }
-    }
-
-    /// How many replies this process is producing.
-    pub fn count(&self) -> usize {
-        self.replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    fn snapshot(&self) -> (Vec<i64>, HeldKeys) {
-        let replies = self.replies.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut keys = HeldKeys::default();
-        for claim in replies.values().flatten() {
-            keys.account_ids.push(claim.account_id);
-            keys.keys.push(claim.key.as_str().to_owned());
-            keys.tokens.push(claim.token);
-        }
-        (replies.keys().copied().collect(), keys)
-    }
-
-    /// Renews every lease in flight each third of `lease`, in one statement, forever.
-    pub async fn renew(self, app: App) {
-        let lease = app.settings.reply_lease;
-        let mut interval = tokio::time::interval(lease / 3);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            let (message_ids, keys) = self.snapshot();
-            if message_ids.is_empty() {
-                continue;
-            }
-            let renewed = async {
-                // Late renewals are useless: wait no longer than the period for a connection.
-                let mut conn = app.db_within(lease / 3).await?;
-                pending_reply::renew_leases(&mut conn, lease, &message_ids, &keys).await?;
-                Ok::<_, ReplyError>(())
-            };
-            if let Err(error) = renewed.await {
-                tracing::warn!(%error, "could not renew the leases of replies in flight");
-            }
-        }
-    }
-}
-
-impl Drop for Leased {
-    fn drop(&mut self) {
-        self.in_flight
-            .replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.message_id);
-    }
 }

@@ -4,7 +4,6 @@
 
 use anyreply_core::ErrorCode;
 use anyreply_core::wire::{EventType, GenerateReplyResponse};
-use axum::http::StatusCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::error::{ReplyError, ReplyResult};
@@ -114,7 +113,7 @@ pub async fn settle(
                 ai_disabled: false,
                 opted_out: false,
             };
-            claim.complete(conn, StatusCode::OK, &answer).await?;
+            claim.complete(conn, 200, &answer).await?;
         }
         Ok::<_, ReplyError>(due)
     }
@@ -183,7 +182,7 @@ pub async fn coalesce(
             .await?
             .ok_or(ReplyError::Superseded)?;
         if let Some(claim) = claim {
-            claim.complete(conn, StatusCode::OK, answer).await?;
+            claim.complete(conn, 200, answer).await?;
         }
         Ok::<_, ReplyError>(taken)
     }

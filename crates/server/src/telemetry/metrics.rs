@@ -12,7 +12,6 @@ use anyreply_core::{ErrorCode, Money};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::app::App;
 use crate::llm::TokenUsage;
 
 /// Upper bounds of the latency buckets, in seconds: a millisecond to two minutes (the reply
@@ -21,7 +20,7 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// The process's recorder, installed on first use; every [`App`] of the process shares it.
+/// The process's recorder, installed on first use; every [`crate::App`] of the process shares it.
 pub fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -227,15 +226,27 @@ pub fn tool_call(outcome: ToolCallOutcome) {
     counter!("anyreply_tool_calls_total", "outcome" => label).increment(1);
 }
 
-/// The exposition text, with the gauges read now: the pool and the replies in flight.
-pub fn render(app: &App) -> String {
-    let pool = app.pool.status();
+/// What the gauges show, read at a scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    /// The database pool's connections.
+    pub pool: deadpool::managed::Status,
+    /// Replies this process is producing.
+    pub replies_in_flight: usize,
+    /// Messages of this process waiting for their turn.
+    pub replies_waiting_for_turn: usize,
+}
+
+/// The exposition text of `handle`, with the gauges read now: the pool and the replies in
+/// flight.
+pub fn render(handle: &PrometheusHandle, gauges: Gauges) -> String {
+    let pool = gauges.pool;
     gauge!("anyreply_db_pool_connections", "state" => "idle").set(pool.available as f64);
     gauge!("anyreply_db_pool_connections", "state" => "in_use")
         .set(pool.size.saturating_sub(pool.available) as f64);
     gauge!("anyreply_db_pool_max_connections").set(pool.max_size as f64);
     gauge!("anyreply_db_pool_waiting").set(pool.waiting as f64);
-    gauge!("anyreply_replies_in_flight").set(app.in_flight.count() as f64);
-    gauge!("anyreply_replies_waiting_for_turn").set(app.wakeups.waiting() as f64);
-    app.metrics.render()
+    gauge!("anyreply_replies_in_flight").set(gauges.replies_in_flight as f64);
+    gauge!("anyreply_replies_waiting_for_turn").set(gauges.replies_waiting_for_turn as f64);
+    handle.render()
 }

@@ -8,6 +8,7 @@
 //! receivers that never answer hold up only their own webhook's deliveries.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyreply_core::wire::WebhookPayload;
@@ -15,8 +16,9 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::task::{Id, JoinSet};
 
-use super::Attempt;
-use crate::app::App;
+use super::{Attempt, WebhookSender};
+use crate::config::Settings;
+use crate::db::{DbConn, DbPool, PoolError};
 use crate::models::event::EventRow;
 use crate::models::webhook;
 use crate::models::webhook_delivery::{self, InFlight, TakenDelivery};
@@ -34,12 +36,34 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Pause after an error (the database down, say) before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
+/// What the worker works with.
+#[derive(Clone)]
+pub struct Worker {
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+    pub sender: WebhookSender,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    async fn db(&self) -> Result<DbConn, PoolError> {
+        self.pool.get().await
+    }
+}
+
 /// Runs until dropped; the deliveries on their way are dropped with it (each is taken again
 /// after its lease).
-pub async fn run(app: App) {
+pub async fn run(worker: Worker) {
     let mut sending = Sending::default();
     loop {
-        let wait = match look(&app, &mut sending).await {
+        let wait = match look(&worker, &mut sending).await {
             Ok(wait) => wait,
             Err(error) => {
                 tracing::warn!(%error, "webhook deliveries failed; trying again");
@@ -59,10 +83,10 @@ pub async fn run(app: App) {
 
 /// Dispatches new events of every webhook into deliveries and starts sending the due ones;
 /// says how long to wait before looking again (zero: at once).
-async fn look(app: &App, sending: &mut Sending) -> anyhow::Result<Duration> {
-    let recheck = app.settings.webhook_recheck;
+async fn look(worker: &Worker, sending: &mut Sending) -> anyhow::Result<Duration> {
+    let recheck = worker.settings.webhook_recheck;
     sending.forget_ended();
-    let mut conn = app.db().await?;
+    let mut conn = worker.db().await?;
     let outlook = webhook_delivery::outlook(&mut conn, &sending.full()).await?;
     for &webhook_id in &outlook.behind {
         while webhook_delivery::dispatch(&mut conn, webhook_id, DISPATCH_BATCH, payload_of).await?
@@ -77,7 +101,7 @@ async fn look(app: &App, sending: &mut Sending) -> anyhow::Result<Duration> {
     if room == 0 {
         return Ok(recheck);
     }
-    let lease = app.settings.webhook_timeout + LEASE_MARGIN;
+    let lease = worker.settings.webhook_timeout + LEASE_MARGIN;
     let taken = webhook_delivery::take_due(
         &mut conn,
         lease,
@@ -95,7 +119,7 @@ async fn look(app: &App, sending: &mut Sending) -> anyhow::Result<Duration> {
         Duration::ZERO
     };
     for delivery in taken {
-        sending.start(app, delivery);
+        sending.start(worker, delivery);
     }
     Ok(wait)
 }
@@ -113,14 +137,14 @@ impl Sending {
         self.tasks.len()
     }
 
-    fn start(&mut self, app: &App, delivery: TakenDelivery) {
+    fn start(&mut self, worker: &Worker, delivery: TakenDelivery) {
         let webhook_id = delivery.webhook_id;
-        let app = app.clone();
+        let worker = worker.clone();
         let task = self.tasks.spawn(async move {
-            let attempt = app.webhooks.send(&delivery).await;
+            let attempt = worker.sender.send(&delivery).await;
             let recorded = async {
-                let mut conn = app.db().await?;
-                record(&app, &mut conn, &delivery, attempt).await?;
+                let mut conn = worker.db().await?;
+                record(&worker, &mut conn, &delivery, attempt).await?;
                 anyhow::Ok(())
             };
             if let Err(error) = recorded.await {
@@ -201,7 +225,7 @@ fn payload_of(row: EventRow) -> Option<String> {
 /// Stores what `attempt` came to: delivered; or failed, to be retried by the schedule, or its
 /// webhook disabled once the schedule or the failure window is over (or at a `410 Gone`).
 async fn record(
-    app: &App,
+    worker: &Worker,
     conn: &mut AsyncPgConnection,
     delivery: &TakenDelivery,
     attempt: Attempt,
@@ -220,7 +244,7 @@ async fn record(
             (status, error)
         }
     };
-    let settings = &app.settings;
+    let settings = &worker.settings;
     let failing_for = (Utc::now() - delivery.first_attempt_at)
         .to_std()
         .unwrap_or_default();

@@ -30,7 +30,7 @@ async fn each_reply_is_priced_recorded_summed_and_deducted() {
 #[tokio::test]
 async fn per_model_prices_apply() {
     let app = TestApp::spawn_with(|s| {
-        let price = anyreply_server::reply::pricing::ModelPrice {
+        let price = anyreply_server::pricing::ModelPrice {
             input_per_mtok: money("10"),
             output_per_mtok: money("20"),
         };

@@ -268,7 +268,8 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
 /// or free the key: the new holder's work stands.
 #[tokio::test]
 async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
-    use anyreply_server::idempotency::{Begin, begin, fingerprint, request_key};
+    use anyreply_server::controllers::idempotency::request_key;
+    use anyreply_server::idempotency::{Begin, IdempotencyError, begin, fingerprint};
     use axum::http::{HeaderMap, HeaderValue, StatusCode};
     use diesel_async::RunQueryDsl;
 
@@ -296,20 +297,29 @@ async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
     };
 
     let stale = old
-        .complete(&mut conn, StatusCode::CREATED, &json!({ "from": "old" }))
+        .complete(
+            &mut conn,
+            StatusCode::CREATED.as_u16(),
+            &json!({ "from": "old" }),
+        )
         .await
         .unwrap_err();
-    assert_eq!(stale.code, anyreply_core::ErrorCode::IdempotencyConflict);
-    let unavailable =
-        anyreply_server::error::ApiError::new(anyreply_core::ErrorCode::LlmUnavailable);
-    old.fail(&server, &unavailable).await; // must not free the new holder's key
-    new.complete(&mut conn, StatusCode::CREATED, &json!({ "from": "new" }))
-        .await
-        .unwrap();
+    assert!(matches!(stale, IdempotencyError::Conflict));
+    let unavailable = anyreply_core::ErrorCode::LlmUnavailable;
+    // Must not free the new holder's key.
+    old.fail(&server.pool, unavailable, &unavailable.into())
+        .await;
+    new.complete(
+        &mut conn,
+        StatusCode::CREATED.as_u16(),
+        &json!({ "from": "new" }),
+    )
+    .await
+    .unwrap();
     let Begin::Answer(replayed) = begin(&mut conn, account.id, &key, lease).await.unwrap() else {
         panic!("no answer")
     };
-    assert_eq!(replayed.status, StatusCode::CREATED);
+    assert_eq!(replayed.status, StatusCode::CREATED.as_u16());
     assert_eq!(replayed.body, json!({ "from": "new" }));
 }
 
@@ -444,7 +454,7 @@ async fn takeover_switches_are_idempotent_and_old_keys_are_forgotten() {
         .await;
     let server = anyreply_server::App::new(app.settings.clone()).unwrap();
     assert_eq!(
-        anyreply_server::idempotency::purge_expired(&server)
+        anyreply_server::idempotency::purge_expired(&server.pool)
             .await
             .unwrap(),
         1

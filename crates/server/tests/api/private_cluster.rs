@@ -202,7 +202,7 @@ struct Count {
 /// How many connections listen for turns (the server's [`Wakeups`] listener), or `None` while
 /// the cluster does not answer.
 ///
-/// [`Wakeups`]: anyreply_server::reply::queue::Wakeups
+/// [`Wakeups`]: anyreply_server::engine_state::Wakeups
 async fn turn_listeners(data: &DataDir) -> Option<i64> {
     let url = PrivateCluster::new(Some(data.0.clone()), None)
         .unwrap()

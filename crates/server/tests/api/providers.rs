@@ -1,6 +1,6 @@
 //! The Anthropic Messages API with tool use, and the fallback model.
 
-use anyreply_server::reply::pricing::ModelPrice;
+use anyreply_server::pricing::ModelPrice;
 use anyreply_server::tools::guard::AddressPolicy;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};

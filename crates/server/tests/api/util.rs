@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyreply_core::Money;
 use anyreply_server::config::Settings;
 use anyreply_server::models::{account, api_key};
-use anyreply_server::reply::pricing::{ModelPrice, Pricing};
+use anyreply_server::pricing::{ModelPrice, Pricing};
 pub use anyreply_server::testing::chat_completion;
 use anyreply_server::testing::{EchoModel, TestDb, spawn_server};
 use reqwest::StatusCode;
