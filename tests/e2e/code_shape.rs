@@ -29,7 +29,7 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 
 /// The name of the function a line declares (`pub(crate) async fn name…`), if it does.
 fn declared_name(line: &str) -> Option<&str> {
-    let mut words = line.trim_start().split_whitespace();
+    let mut words = line.split_whitespace();
     loop {
         let word = words.next()?;
         match word {
@@ -96,7 +96,7 @@ fn no_function_runs_past_eighty_lines() {
     }
     let mut all: Vec<Function> = files.iter().flat_map(|f| functions(f)).collect();
     assert!(all.len() > 500, "only {} functions found", all.len());
-    all.sort_by(|a, b| b.lines.cmp(&a.lines));
+    all.sort_by_key(|f| std::cmp::Reverse(f.lines));
     let shown = |f: &Function| {
         format!(
             "{:>4} lines  {}:{} {}",

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, unreachable_pub, missing_debug_implementations)]
 
 mod bridges;
+mod code_shape;
 mod console;
 mod docs;
 mod endpoints;

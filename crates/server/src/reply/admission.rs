@@ -2,10 +2,12 @@
 //! customer's message, reads what its prompt needs, counts the call against the rate limit and
 //! reserves the reply's most possible cost. All or nothing: a refused message leaves no trace.
 
-use anyreply_core::ErrorCode;
+use std::ops::ControlFlow;
+
 use anyreply_core::FieldErrors;
 use anyreply_core::limits::MAX_CONVERSATION_VARIABLES_BYTES;
 use anyreply_core::wire::{EventType, GenerateReplyRequest, GenerateReplyResponse};
+use anyreply_core::{ErrorCode, Money};
 use diesel_async::AsyncPgConnection;
 use serde_json::{Map, Value};
 
@@ -16,11 +18,12 @@ use crate::app::App;
 use crate::caller::Caller;
 use crate::db::{self, Commit};
 use crate::idempotency::{self, Begin, Claim, RequestKey, StoredAnswer};
+use crate::models::api_key::WindowCount;
 use crate::models::assistant::{self, AssistantRow};
 use crate::models::conversation::{self, Joined};
 use crate::models::event::{self, NewEvent};
 use crate::models::message::PromptLine;
-use crate::models::pending_reply::NewQueued;
+use crate::models::pending_reply::{Enqueued, NewQueued};
 use crate::models::tool::ToolRow;
 use crate::models::{account, api_key, message, pending_reply, tool};
 use crate::rate_limit::RateLimit;
@@ -98,41 +101,131 @@ async fn admit_in(
     request: &GenerateReplyRequest,
     key: Option<&RequestKey>,
 ) -> ReplyResult<Admission> {
-    let settings = &app.settings;
-    let account_id = caller.account_id;
     let claim = match key {
-        Some(key) => {
-            db::begin(conn).await?;
-            match idempotency::begin(conn, account_id, key, settings.reply_lease).await? {
-                Begin::Answer(answer) => {
-                    if !api_key::is_live(conn, caller.api_key_id).await? {
-                        return Err(revoked(app, caller));
-                    }
-                    return db::end(conn, Ok(Admission::Replayed(answer))).await;
-                }
-                Begin::Run {
-                    claim,
-                    abandoned_message,
-                } => {
-                    // The dead attempt's queued message goes, so this one makes the only reply.
-                    if let Some(message_id) = abandoned_message {
-                        settlement::release(conn, &[message_id], false, None).await?;
-                    }
-                    Some(claim)
-                }
-            }
-        }
+        Some(key) => match claim_key(app, conn, caller, key).await? {
+            ControlFlow::Break(replayed) => return Ok(replayed),
+            ControlFlow::Continue(claim) => Some(claim),
+        },
         None => None,
     };
-    // The first pipeline, after the BEGIN unless the claim began the transaction: the
-    // assistant, and the customer's conversation with it, whose row lock orders the
-    // customer's messages; with the lock held, the variables of the messages queued in it (to
-    // bound the conversation's). Under a key, the message's id is taken now, so that the claim
-    // can note it in the next pipeline.
+    let Found {
+        assistant,
+        joined,
+        message_id,
+        variables,
+    } = first_flight(conn, caller, request, claim.is_some()).await?;
+    if !joined.ai_enabled || joined.opted_out {
+        let stored = store_unanswered(
+            app,
+            conn,
+            caller,
+            request,
+            claim.as_ref(),
+            &joined,
+            &variables,
+        )
+        .await;
+        return db::end(conn, stored).await;
+    }
+    let message = &request.message;
+    let prompt = start_prompt(app, &assistant, message, &variables, &joined.variables);
+    let hold = reservation(&app.settings, &assistant, prompt.fixed_tokens());
+    let queueing = Queueing {
+        caller,
+        claim: claim.as_ref(),
+        assistant: &assistant,
+        joined: &joined,
+        message_id,
+        message,
+        variables: &variables,
+        hold,
+    };
+    let (enqueued, page, tools, counted) = second_flight(app, conn, &queueing).await?;
+    let turn = Turn {
+        admitted: tokio::time::Instant::now(),
+        account_id: caller.account_id,
+        conversation_id: joined.id,
+        message_id: enqueued.message_id,
+        seq: joined.seq,
+        hold,
+        customer_identifier: request.customer_identifier.clone(),
+        message: request.message.clone(),
+        variables,
+        idempotency_key: claim.as_ref().map(|c| c.key.clone()),
+        assistant,
+    };
+    // The turn is the message's: no reply is recorded in its conversation before its own, so
+    // the rest of its history may be read after the commit.
+    let prepared = if enqueued.queued_before == 0 {
+        Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
+    } else {
+        None
+    };
+    let queued = Queued {
+        turn,
+        prepared,
+        claim,
+        rate_limit: RateLimit::after(&counted, app.settings.rate_limit_per_minute),
+    };
+    Ok(Admission::Queued(Box::new(queued)))
+}
+
+/// Begins the transaction with the key's claim: `Break` with the stored answer of an earlier
+/// call with it (the key checked live), or `Continue` with the claim, a dead attempt's queued
+/// message released so that this one makes the only reply.
+async fn claim_key(
+    app: &App,
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    key: &RequestKey,
+) -> ReplyResult<ControlFlow<Admission, Claim>> {
+    db::begin(conn).await?;
+    match idempotency::begin(conn, caller.account_id, key, app.settings.reply_lease).await? {
+        Begin::Answer(answer) => {
+            if !api_key::is_live(conn, caller.api_key_id).await? {
+                return Err(revoked(app, caller));
+            }
+            let replayed = db::end(conn, ReplyResult::Ok(Admission::Replayed(answer))).await?;
+            Ok(ControlFlow::Break(replayed))
+        }
+        Begin::Run {
+            claim,
+            abandoned_message,
+        } => {
+            if let Some(message_id) = abandoned_message {
+                settlement::release(conn, &[message_id], false, None).await?;
+            }
+            Ok(ControlFlow::Continue(claim))
+        }
+    }
+}
+
+/// What the first pipeline found.
+struct Found {
+    /// Without its tools for a caller that may not use them.
+    assistant: AssistantRow,
+    joined: Joined,
+    /// The message's id, taken now under a key, so that the claim can note it.
+    message_id: Option<i64>,
+    /// The message's variables.
+    variables: Value,
+}
+
+/// The first pipeline, after the BEGIN unless the claim began the transaction: the assistant,
+/// and the customer's conversation with it, whose row lock orders the customer's messages;
+/// with the lock held, the variables of the messages queued in it, to bound the
+/// conversation's.
+async fn first_flight(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    request: &GenerateReplyRequest,
+    claimed: bool,
+) -> ReplyResult<Found> {
+    let account_id = caller.account_id;
     let new_variables = request.variables.as_ref().is_some_and(|v| !v.is_empty());
     let pipe: &AsyncPgConnection = conn;
     let (mut zeroth, mut first, mut second, mut third, mut fourth) = (pipe, pipe, pipe, pipe, pipe);
-    let begin = db::when(key.is_none(), db::begin_pipelined(&mut zeroth));
+    let begin = db::when(!claimed, db::begin_pipelined(&mut zeroth));
     let (began, found) = futures::join!(begin, async {
         futures::try_join!(
             assistant::find(&mut first, account_id, request.assistant_id),
@@ -142,7 +235,7 @@ async fn admit_in(
                 request.assistant_id,
                 &request.customer_identifier
             ),
-            db::when(claim.is_some(), message::next_id(&mut third)),
+            db::when(claimed, message::next_id(&mut third)),
             db::when(
                 new_variables,
                 message::queued_variables(
@@ -168,36 +261,55 @@ async fn admit_in(
     }
     let variables = Value::Object(request.variables.clone().unwrap_or_default());
     check_variables_size(&joined, &variables, queued_variables.unwrap_or_default())?;
-    if !joined.ai_enabled || joined.opted_out {
-        let stored = store_unanswered(
-            app,
-            conn,
-            caller,
-            request,
-            claim.as_ref(),
-            &joined,
-            &variables,
-        )
-        .await;
-        return db::end(conn, stored).await;
-    }
-
-    let prompt = start_prompt(
-        app,
-        &assistant,
-        &request.message,
-        &variables,
-        &joined.variables,
-    );
-    let hold = reservation(settings, &assistant, prompt.fixed_tokens());
-    let new = NewQueued {
+    Ok(Found {
+        assistant,
+        joined,
         message_id,
+        variables,
+    })
+}
+
+/// A message on its way into the queue.
+struct Queueing<'a> {
+    caller: Caller,
+    claim: Option<&'a Claim>,
+    assistant: &'a AssistantRow,
+    joined: &'a Joined,
+    message_id: Option<i64>,
+    message: &'a str,
+    variables: &'a Value,
+    hold: Money,
+}
+
+/// The second pipeline: the message queued (refused if the queue is full); the prompt's
+/// history and tools, for the turn is the message's at once unless another is queued before
+/// it (then it reads them when its turn comes); then the hottest rows, just before the
+/// COMMIT: the call counted on the key's row (refused past the limit, or if the key was
+/// revoked) and, on the account's row, the reservation taken (refused past the balance) with
+/// the `message.received` event. The key's row first: it is written by admissions only, and
+/// they take the account's row in turn anyway. The commit does not wait for the disk: nothing
+/// is answered or called on the strength of it before the tool journal's or the settlement's
+/// commit, which do.
+async fn second_flight(
+    app: &App,
+    conn: &mut AsyncPgConnection,
+    queueing: &Queueing<'_>,
+) -> ReplyResult<(
+    Enqueued,
+    Option<Vec<PromptLine>>,
+    Option<Vec<ToolRow>>,
+    WindowCount,
+)> {
+    let settings = &app.settings;
+    let (joined, account_id) = (queueing.joined, queueing.caller.account_id);
+    let new = NewQueued {
+        message_id: queueing.message_id,
         conversation_id: joined.id,
         account_id,
         seq: joined.seq,
-        content: &request.message,
-        variables: &variables,
-        hold: hold.subunits(),
+        content: queueing.message,
+        variables: queueing.variables,
+        hold: queueing.hold.subunits(),
         lease: settings.reply_lease,
         queue_limit: settings.conversation_queue_limit,
     };
@@ -208,22 +320,12 @@ async fn admit_in(
         message_seq: Some(joined.seq),
         error_code: None,
     };
-    // The second pipeline: the message queued (refused if the queue is full); the prompt's
-    // history and tools, for the turn is the message's at once unless another is queued before
-    // it (then it reads them when its turn comes); then the hottest rows, just before the
-    // COMMIT: the call counted on the key's row (refused past the limit, or if the key was
-    // revoked) and, on the account's row, the reservation taken (refused past the balance)
-    // with the `message.received` event. The key's row first: it is written by admissions
-    // only, and they take the account's row in turn anyway. The commit does not wait for the
-    // disk: nothing is answered or called on the strength of it before the tool journal's or
-    // the settlement's commit, which do.
-    let tool_ids = &assistant.tool_ids;
-    let limit = settings.rate_limit_per_minute;
+    let tool_ids = &queueing.assistant.tool_ids;
     let pipe: &AsyncPgConnection = conn;
     let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
         (pipe, pipe, pipe, pipe, pipe, pipe, pipe);
     let attach = async {
-        match (&claim, message_id) {
+        match (queueing.claim, queueing.message_id) {
             // The claim is this transaction's own row: it cannot be lost meanwhile.
             (Some(claim), Some(id)) => claim.attach_message(&mut c2, id).await,
             _ => Ok(()),
@@ -240,8 +342,12 @@ async fn admit_in(
             !tool_ids.is_empty(),
             tool::find_many(&mut c4, account_id, tool_ids)
         ),
-        api_key::count_call(&mut c5, caller.api_key_id, limit),
-        event::insert_moving_balance(&mut c6, &received, -hold.subunits()),
+        api_key::count_call(
+            &mut c5,
+            queueing.caller.api_key_id,
+            settings.rate_limit_per_minute
+        ),
+        event::insert_moving_balance(&mut c6, &received, -queueing.hold.subunits()),
         db::pipelined_commit(&mut c7, Commit::WithoutWaitingForDisk),
     );
     let outcome = (|| {
@@ -251,34 +357,7 @@ async fn admit_in(
         reserved?;
         Ok::<_, ReplyError>((enqueued, page, tools, counted))
     })();
-    let (enqueued, page, tools, counted) = db::committed(conn, outcome, commit).await?;
-    let turn = Turn {
-        admitted: tokio::time::Instant::now(),
-        account_id,
-        conversation_id: joined.id,
-        message_id: enqueued.message_id,
-        seq: joined.seq,
-        hold,
-        customer_identifier: request.customer_identifier.clone(),
-        message: request.message.clone(),
-        variables,
-        idempotency_key: claim.as_ref().map(|c| c.key.clone()),
-        assistant,
-    };
-    // The turn is the message's: no reply is recorded in its conversation before its own, so
-    // the rest of its history may be read after the commit.
-    let prepared = if enqueued.queued_before == 0 {
-        Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
-    } else {
-        None
-    };
-    let queued = Queued {
-        turn,
-        prepared,
-        claim,
-        rate_limit: RateLimit::after(&counted, limit),
-    };
-    Ok(Admission::Queued(Box::new(queued)))
+    db::committed(conn, outcome, commit).await
 }
 
 /// Under human takeover the message is stored and not answered; its variables join the

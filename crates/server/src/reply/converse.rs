@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use anyreply_core::wire::{FunctionCall, KnowledgeMode};
+use anyreply_core::Money;
+use anyreply_core::wire::{FunctionCall, KnowledgeMode, PassageRef};
 use futures::future::join_all;
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ use crate::app::App;
 use crate::idempotency::KeyText;
 use crate::knowledge::retrieve;
 use crate::llm::{
-    Completion, FunctionSpec, LlmError, Output, PromptMessage, TextStream, TokenUsage,
+    Completion, FunctionSpec, LlmError, Output, PromptMessage, TextStream, TokenUsage, ToolCall,
 };
 use crate::models::tool::ToolRow;
 use crate::models::tool_call::{self, ToolCallRow};
@@ -32,44 +33,105 @@ pub async fn converse(
     stream: Option<&TextStream>,
 ) -> ReplyResult<Conversed> {
     let settings = &app.settings;
-    let assistant = &turn.assistant;
-    let Prepared {
-        mut messages,
-        tools,
-    } = prepared;
-    let mut functions: Vec<FunctionSpec> = tools.iter().map(tool_calls::function_spec).collect();
-    let search_base = match assistant.knowledge() {
-        Some((id, KnowledgeMode::FunctionCall)) => {
-            functions.push(retrieve::search_spec());
-            Some(id)
-        }
-        _ => None,
-    };
-    let mut knowledge = Vec::new();
-    let mut journal = if tools.is_empty() {
-        Journal::default()
-    } else {
-        Journal::load(app, turn).await?
-    };
-    let primary = (assistant.provider(), assistant.llm_model.as_str());
-    let mut function_calls = Vec::new();
-    let mut usage = TokenUsage::default();
-    let mut cost = settings.pricing.per_reply;
+    let mut conversation = Conversation::start(app, turn, prepared).await?;
     for round in 0.. {
-        let may_call = !functions.is_empty()
+        let may_call = !conversation.functions.is_empty()
             && round < settings.tool_max_rounds
-            && function_calls.len() < settings.tool_max_calls as usize;
+            && conversation.function_calls.len() < settings.tool_max_calls as usize;
+        let (output, model) = conversation.ask(may_call, stream).await?;
+        let (text, mut calls) = match output {
+            Output::Text(text) => return Ok(conversation.finish(text, model, stream)),
+            Output::ToolCalls { text, calls } => (text, calls),
+        };
+        if !may_call {
+            // Told to answer in words, the model asked for tools anyway.
+            let text = text.ok_or_else(|| {
+                ReplyError::Model(LlmError::Failed("tool call past the cap".into()))
+            })?;
+            return Ok(conversation.finish(text, model, stream));
+        }
+        if let Some(stream) = stream {
+            stream.end_round();
+        }
+        for call in &mut calls {
+            strip_nul(&mut call.arguments);
+        }
+        let outcomes = conversation.call_tools(&calls).await?;
+        conversation.record_round(text, calls, outcomes);
+    }
+    unreachable!("the loop returns once tools may no longer be called")
+}
+
+/// One reply's exchange with the model, round by round.
+struct Conversation<'a> {
+    app: &'a App,
+    turn: &'a Turn,
+    messages: Vec<PromptMessage>,
+    tools: Vec<ToolRow>,
+    /// The tools' functions, and `search_knowledge` in `function_call` mode.
+    functions: Vec<FunctionSpec>,
+    /// The knowledge base `search_knowledge` searches.
+    search_base: Option<i64>,
+    journal: Journal,
+    function_calls: Vec<FunctionCall>,
+    knowledge: Vec<PassageRef>,
+    usage: TokenUsage,
+    cost: Money,
+}
+
+impl<'a> Conversation<'a> {
+    async fn start(app: &'a App, turn: &'a Turn, prepared: Prepared) -> ReplyResult<Self> {
+        let Prepared { messages, tools } = prepared;
+        let mut functions: Vec<FunctionSpec> =
+            tools.iter().map(tool_calls::function_spec).collect();
+        let search_base = match turn.assistant.knowledge() {
+            Some((id, KnowledgeMode::FunctionCall)) => {
+                functions.push(retrieve::search_spec());
+                Some(id)
+            }
+            _ => None,
+        };
+        let journal = if tools.is_empty() {
+            Journal::default()
+        } else {
+            Journal::load(app, turn).await?
+        };
+        Ok(Conversation {
+            app,
+            turn,
+            messages,
+            tools,
+            functions,
+            search_base,
+            journal,
+            function_calls: Vec::new(),
+            knowledge: Vec::new(),
+            usage: TokenUsage::default(),
+            cost: app.settings.pricing.per_reply,
+        })
+    }
+
+    /// Asks the model (the fallback if the first is down), and counts what it cost: its
+    /// answer, and the model that gave it.
+    async fn ask(
+        &mut self,
+        may_call: bool,
+        stream: Option<&TextStream>,
+    ) -> ReplyResult<(Output, String)> {
+        let (settings, assistant) = (&self.app.settings, &self.turn.assistant);
+        let primary = (assistant.provider(), assistant.llm_model.as_str());
         let completion = Completion {
             model: primary.1,
             temperature: assistant.llm_temperature,
             max_output_tokens: settings.llm_max_output_tokens,
-            messages: &messages,
-            functions: &functions,
+            messages: &self.messages,
+            functions: &self.functions,
             may_call_functions: may_call,
             stream,
         };
         let asked = Instant::now();
-        let answered = app
+        let answered = self
+            .app
             .llm
             .complete(primary, assistant.fallback(), completion)
             .await;
@@ -85,128 +147,125 @@ pub async fn converse(
         });
         let call_cost = settings.pricing.tokens_cost(model, call_usage);
         metrics::model_call(provider, model, call_usage, call_cost);
-        usage.add(call_usage);
-        cost = cost.saturating_add(call_cost);
-        let (text, mut calls) = match answer.output {
-            Output::Text(text) => {
-                return Ok(Conversed {
-                    text: what_was_shown(stream).unwrap_or(text),
-                    function_calls,
-                    cost,
-                    usage,
-                    model: model.to_owned(),
-                    knowledge,
-                });
-            }
-            Output::ToolCalls { text, calls } => (text, calls),
-        };
-        if !may_call {
-            // Told to answer in words, the model asked for tools anyway.
-            let text = text.ok_or_else(|| {
-                ReplyError::Model(LlmError::Failed("tool call past the cap".into()))
-            })?;
-            return Ok(Conversed {
-                text: what_was_shown(stream).unwrap_or(text),
-                function_calls,
-                cost,
-                usage,
-                model: model.to_owned(),
-                knowledge,
-            });
-        }
-        if let Some(stream) = stream {
-            stream.end_round();
-        }
-        for call in &mut calls {
-            strip_nul(&mut call.arguments);
-        }
-        let room = settings.tool_max_calls as usize - function_calls.len();
+        self.usage.add(call_usage);
+        self.cost = self.cost.saturating_add(call_cost);
+        Ok((answer.output, model.to_owned()))
+    }
+
+    /// Makes the round's calls at once, past the reply's cap refused; each outcome with the
+    /// passages a `search_knowledge` call found.
+    async fn call_tools(
+        &mut self,
+        calls: &[ToolCall],
+    ) -> ReplyResult<Vec<(ToolOutcome, Vec<PassageRef>)>> {
+        let room = self.app.settings.tool_max_calls as usize - self.function_calls.len();
         // Earlier attempts' calls are matched first, so each is reused at most once.
         let reused: Vec<Option<ToolOutcome>> = calls
             .iter()
             .enumerate()
             .map(|(i, call)| {
                 (i < room)
-                    .then(|| journal.reuse(&call.name, &call.arguments))
+                    .then(|| self.journal.reuse(&call.name, &call.arguments))
                     .flatten()
             })
             .collect();
+        let this = &*self;
         let outcomes = join_all(
             calls
                 .iter()
                 .zip(reused)
                 .enumerate()
-                .map(|(i, (call, reused))| {
-                    let tool = tools.iter().find(|t| t.name == call.name);
-                    let journal = &journal;
-                    let searched = search_base.filter(|_| call.name == retrieve::SEARCH_TOOL);
-                    async move {
-                        match (tool, reused, searched) {
-                            _ if i >= room => {
-                                metrics::tool_call(ToolCallOutcome::Refused);
-                                Ok((
-                                    ToolOutcome::error(
-                                        "call_limit",
-                                        "too many tool calls for one reply",
-                                    ),
-                                    Vec::new(),
-                                ))
-                            }
-                            // A read, not journaled: a retry may search again.
-                            (_, _, Some(base)) => {
-                                let (result, is_error, found) = retrieve::run_search(
-                                    &app.pool,
-                                    &app.embeddings,
-                                    base,
-                                    &call.arguments,
-                                )
-                                .await;
-                                metrics::tool_call(ToolCallOutcome::Ok);
-                                Ok((ToolOutcome { result, is_error }, found))
-                            }
-                            (_, Some(reused), None) => {
-                                metrics::tool_call(ToolCallOutcome::Reused);
-                                Ok((reused, Vec::new()))
-                            }
-                            (None, None, None) => {
-                                metrics::tool_call(ToolCallOutcome::Refused);
-                                Ok((
-                                    ToolOutcome::error(
-                                        "unknown_function",
-                                        format!("there is no function {}", call.name),
-                                    ),
-                                    Vec::new(),
-                                ))
-                            }
-                            (Some(tool), None, None) => journal
-                                .call(app, turn, tool, &call.arguments)
-                                .await
-                                .map(|outcome| (outcome, Vec::new())),
-                        }
-                    }
-                }),
+                .map(|(i, (call, reused))| this.call_one(call, reused, i < room)),
         )
         .await;
-        let outcomes = outcomes.into_iter().collect::<ReplyResult<Vec<_>>>()?;
-        messages.push(PromptMessage::ToolCalls {
+        outcomes.into_iter().collect()
+    }
+
+    async fn call_one(
+        &self,
+        call: &ToolCall,
+        reused: Option<ToolOutcome>,
+        within_cap: bool,
+    ) -> ReplyResult<(ToolOutcome, Vec<PassageRef>)> {
+        let tool = self.tools.iter().find(|t| t.name == call.name);
+        let searched = self
+            .search_base
+            .filter(|_| call.name == retrieve::SEARCH_TOOL);
+        match (tool, reused, searched) {
+            _ if !within_cap => {
+                metrics::tool_call(ToolCallOutcome::Refused);
+                let refused = ToolOutcome::error("call_limit", "too many tool calls for one reply");
+                Ok((refused, Vec::new()))
+            }
+            // A read, not journaled: a retry may search again.
+            (_, _, Some(base)) => {
+                let (result, is_error, found) = retrieve::run_search(
+                    &self.app.pool,
+                    &self.app.embeddings,
+                    base,
+                    &call.arguments,
+                )
+                .await;
+                metrics::tool_call(ToolCallOutcome::Ok);
+                Ok((ToolOutcome { result, is_error }, found))
+            }
+            (_, Some(reused), None) => {
+                metrics::tool_call(ToolCallOutcome::Reused);
+                Ok((reused, Vec::new()))
+            }
+            (None, None, None) => {
+                metrics::tool_call(ToolCallOutcome::Refused);
+                let unknown = ToolOutcome::error(
+                    "unknown_function",
+                    format!("there is no function {}", call.name),
+                );
+                Ok((unknown, Vec::new()))
+            }
+            (Some(tool), None, None) => self
+                .journal
+                .call(self.app, self.turn, tool, &call.arguments)
+                .await
+                .map(|outcome| (outcome, Vec::new())),
+        }
+    }
+
+    /// The round's calls and their results join the prompt and the reply's function calls.
+    fn record_round(
+        &mut self,
+        text: Option<String>,
+        calls: Vec<ToolCall>,
+        outcomes: Vec<(ToolOutcome, Vec<PassageRef>)>,
+    ) {
+        self.messages.push(PromptMessage::ToolCalls {
             text,
             calls: calls.clone(),
         });
         for (call, (outcome, found)) in calls.into_iter().zip(outcomes) {
-            knowledge.extend(found);
-            messages.push(PromptMessage::ToolResult {
+            self.knowledge.extend(found);
+            self.messages.push(PromptMessage::ToolResult {
                 call_id: call.id,
                 content: outcome.result.to_string(),
                 is_error: outcome.is_error,
             });
-            function_calls.push(FunctionCall {
+            self.function_calls.push(FunctionCall {
                 name: call.name,
                 arguments: call.arguments,
                 result: outcome.result,
             });
         }
     }
-    unreachable!("the loop returns once tools may no longer be called")
+
+    /// The reply: the model's last `text`, or, streamed, everything shown.
+    fn finish(self, text: String, model: String, stream: Option<&TextStream>) -> Conversed {
+        Conversed {
+            text: what_was_shown(stream).unwrap_or(text),
+            function_calls: self.function_calls,
+            cost: self.cost,
+            usage: self.usage,
+            model,
+            knowledge: self.knowledge,
+        }
+    }
 }
 
 /// The text a streamed reply has shown, which is then the reply.

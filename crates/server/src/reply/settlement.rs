@@ -31,106 +31,168 @@ pub async fn settle(
     reply: &Conversed,
     claim: Option<&Claim>,
 ) -> ReplyResult<()> {
-    let cost = reply.cost.subunits();
-    let hold = turn.hold.subunits();
-    let new_reply = |charged| NewReply {
-        conversation_id: turn.conversation_id,
-        turn_id: turn.message_id,
-        turn_seq: turn.seq,
-        content: &reply.text,
-        function_calls: serde_json::to_value(&reply.function_calls).unwrap_or_default(),
-        cost: charged,
-        prompt_tokens: i32::try_from(reply.usage.prompt_tokens).unwrap_or(i32::MAX),
-        completion_tokens: i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX),
-        model: &reply.model,
-        knowledge: (!reply.knowledge.is_empty())
-            .then(|| serde_json::to_value(&reply.knowledge).unwrap_or_default()),
-    };
-    let due = |refund| Due {
-        message_id: turn.message_id,
-        account_id: turn.account_id,
-        conversation_id: turn.conversation_id,
-        reply_seq: turn.seq + 1,
-        refund,
-    };
-    let within_hold = new_reply(cost);
-    let settled = Settled {
-        reply: &within_hold,
-        variables: &turn.variables,
+    let settling = Settling {
+        turn,
+        reply,
+        cost: reply.cost.subunits(),
+        hold: turn.hold.subunits(),
     };
     let mut conn = app.db().await?;
-    if cost <= hold && claim.is_none() {
-        // The common case: one statement, its own transaction, and the payment behind it.
-        let due = due(hold - cost);
-        let pipe: &AsyncPgConnection = &conn;
-        let (mut c1, mut c2) = (pipe, pipe);
-        let (settlement, paid) = futures::join!(
-            settlement_due::settle_within_hold(&mut c1, &settled),
-            settlement_due::pay(&mut c2, &due),
-        );
-        if !settlement? {
-            return Err(ReplyError::Superseded);
-        }
-        note_unpaid(paid);
-        return Ok(());
+    if settling.within_hold() && claim.is_none() {
+        settle_in_one_statement(&conn, &settling).await
+    } else {
+        settle_in_transaction(&mut conn, &settling, claim).await
+    }
+}
+
+/// A reply being settled: its cost and its reservation, in subunits.
+struct Settling<'a> {
+    turn: &'a Turn,
+    reply: &'a Conversed,
+    cost: i64,
+    hold: i64,
+}
+
+impl Settling<'_> {
+    fn within_hold(&self) -> bool {
+        self.cost <= self.hold
     }
 
-    db::begin(&mut conn).await?;
-    let recorded = async {
-        let conn: &mut AsyncPgConnection = &mut conn;
-        let due = if cost <= hold {
-            if !settlement_due::settle_within_hold(conn, &settled).await? {
-                return Err(ReplyError::Superseded);
-            }
-            due(hold - cost)
-        } else {
-            // Past the reservation, what the balance can still pay is charged, on the
-            // account's row now.
-            let tokens = (
-                i64::from(reply.usage.prompt_tokens),
-                i64::from(reply.usage.completion_tokens),
-            );
-            conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0, tokens)
-                .await?;
-            let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id)
-                .await?
-                .ok_or(ReplyError::Superseded)?;
-            let charged = account::charge(conn, taken.account_id, taken.hold, cost).await?;
-            conversation::add_cost(conn, turn.conversation_id, charged).await?;
-            message::insert_reply(conn, &new_reply(charged)).await?;
-            let due = due(0);
-            settlement_due::insert(conn, &due).await?;
-            due
-        };
-        if let Some(claim) = claim {
-            let answer = GenerateReplyResponse {
-                coalesced: false,
-                success: true,
-                conversation_id: turn.conversation_id,
-                customer_identifier: turn.customer_identifier.clone(),
-                reply: reply.text.clone(),
-                function_calls: reply.function_calls.clone(),
-                ai_disabled: false,
-                opted_out: false,
-            };
-            claim.complete(conn, 200, &answer).await?;
+    /// The reply's message, `charged` what it cost.
+    fn new_reply(&self, charged: i64) -> NewReply<'_> {
+        let (turn, reply) = (self.turn, self.reply);
+        NewReply {
+            conversation_id: turn.conversation_id,
+            turn_id: turn.message_id,
+            turn_seq: turn.seq,
+            content: &reply.text,
+            function_calls: serde_json::to_value(&reply.function_calls).unwrap_or_default(),
+            cost: charged,
+            prompt_tokens: i32::try_from(reply.usage.prompt_tokens).unwrap_or(i32::MAX),
+            completion_tokens: i32::try_from(reply.usage.completion_tokens).unwrap_or(i32::MAX),
+            model: &reply.model,
+            knowledge: (!reply.knowledge.is_empty())
+                .then(|| serde_json::to_value(&reply.knowledge).unwrap_or_default()),
         }
-        Ok::<_, ReplyError>(due)
     }
-    .await;
-    let due = match recorded {
-        Ok(due) => due,
-        Err(error) => return db::end(&mut conn, Err(error)).await,
+
+    /// What the reply owes the account's row: `refund` of its reservation, and its event.
+    fn due(&self, refund: i64) -> Due {
+        Due {
+            message_id: self.turn.message_id,
+            account_id: self.turn.account_id,
+            conversation_id: self.turn.conversation_id,
+            reply_seq: self.turn.seq + 1,
+            refund,
+        }
+    }
+}
+
+/// The common case, within the reservation and without a key: one statement, its own
+/// transaction, and the payment pipelined behind it.
+async fn settle_in_one_statement(
+    conn: &AsyncPgConnection,
+    settling: &Settling<'_>,
+) -> ReplyResult<()> {
+    let within_hold = settling.new_reply(settling.cost);
+    let settled = Settled {
+        reply: &within_hold,
+        variables: &settling.turn.variables,
     };
-    let pipe: &AsyncPgConnection = &conn;
+    let due = settling.due(settling.hold - settling.cost);
+    let (mut c1, mut c2) = (conn, conn);
+    let (settlement, paid) = futures::join!(
+        settlement_due::settle_within_hold(&mut c1, &settled),
+        settlement_due::pay(&mut c2, &due),
+    );
+    if !settlement? {
+        return Err(ReplyError::Superseded);
+    }
+    note_unpaid(paid);
+    Ok(())
+}
+
+/// Past the reservation, or with a key's answer to store: a transaction of two round trips,
+/// the second its durable COMMIT with the payment behind it.
+async fn settle_in_transaction(
+    conn: &mut AsyncPgConnection,
+    settling: &Settling<'_>,
+    claim: Option<&Claim>,
+) -> ReplyResult<()> {
+    db::begin(conn).await?;
+    let due = match record(conn, settling, claim).await {
+        Ok(due) => due,
+        Err(error) => return db::end(conn, Err(error)).await,
+    };
+    let pipe: &AsyncPgConnection = conn;
     let (mut c1, mut c2) = (pipe, pipe);
     let (commit, paid) = futures::join!(
         db::pipelined_commit(&mut c1, Commit::Durable),
         settlement_due::pay(&mut c2, &due),
     );
-    db::committed(&mut conn, Ok::<_, ReplyError>(()), commit).await?;
+    db::committed(conn, Ok::<_, ReplyError>(()), commit).await?;
     note_unpaid(paid);
     Ok(())
+}
+
+/// The transaction's statements: the reply recorded and charged, and under a key its answer
+/// stored; the due to pay after the commit.
+async fn record(
+    conn: &mut AsyncPgConnection,
+    settling: &Settling<'_>,
+    claim: Option<&Claim>,
+) -> ReplyResult<Due> {
+    let (turn, reply) = (settling.turn, settling.reply);
+    let due = if settling.within_hold() {
+        let within_hold = settling.new_reply(settling.cost);
+        let settled = Settled {
+            reply: &within_hold,
+            variables: &turn.variables,
+        };
+        if !settlement_due::settle_within_hold(conn, &settled).await? {
+            return Err(ReplyError::Superseded);
+        }
+        settling.due(settling.hold - settling.cost)
+    } else {
+        charge_past_hold(conn, settling).await?
+    };
+    if let Some(claim) = claim {
+        let answer = GenerateReplyResponse {
+            coalesced: false,
+            success: true,
+            conversation_id: turn.conversation_id,
+            customer_identifier: turn.customer_identifier.clone(),
+            reply: reply.text.clone(),
+            function_calls: reply.function_calls.clone(),
+            ai_disabled: false,
+            opted_out: false,
+        };
+        claim.complete(conn, 200, &answer).await?;
+    }
+    Ok(due)
+}
+
+/// Past the reservation, what the balance can still pay is charged, on the account's row now;
+/// nothing is left to refund.
+async fn charge_past_hold(
+    conn: &mut AsyncPgConnection,
+    settling: &Settling<'_>,
+) -> ReplyResult<Due> {
+    let (turn, reply) = (settling.turn, settling.reply);
+    let tokens = (
+        i64::from(reply.usage.prompt_tokens),
+        i64::from(reply.usage.completion_tokens),
+    );
+    conversation::count_reply(conn, turn.conversation_id, &turn.variables, 0, tokens).await?;
+    let taken = pending_reply::take(conn, turn.conversation_id, turn.message_id)
+        .await?
+        .ok_or(ReplyError::Superseded)?;
+    let charged = account::charge(conn, taken.account_id, taken.hold, settling.cost).await?;
+    conversation::add_cost(conn, turn.conversation_id, charged).await?;
+    message::insert_reply(conn, &settling.new_reply(charged)).await?;
+    let due = settling.due(0);
+    settlement_due::insert(conn, &due).await?;
+    Ok(due)
 }
 
 /// The reply is settled and answerable whatever became of its due's payment: should paying
