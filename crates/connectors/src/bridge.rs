@@ -2,8 +2,10 @@
 //! something to send (or nothing).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyreply_client::{Client, GenerateReplyRequest, RequestOptions, Variables};
+use tokio::sync::watch;
 
 /// A customer's message, as a channel received it.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +47,33 @@ pub struct Bridge {
     /// `ANYREPLY_BRIDGE_STATE_DIR`: where the bridge keeps its place in the assistant's event
     /// stream, so that operator messages are delivered once across restarts.
     pub state_dir: PathBuf,
+    pub handled: Handled,
+}
+
+/// How many messages this bridge has finished with, whatever came of them: customers'
+/// messages replied to, answered with nothing, or ignored (a redelivery, a keyword, a status),
+/// and operator messages delivered or left to another bridge. Counted once all that a message
+/// sends is sent, so a test that waits for the count knows that nothing more will come of
+/// those messages (where `/metrics` counts for the whole process).
+#[derive(Debug, Clone, Default)]
+pub struct Handled(Arc<watch::Sender<u64>>);
+
+impl Handled {
+    /// One more message finished with.
+    pub fn note(&self) {
+        self.0.send_modify(|count| *count += 1);
+    }
+
+    pub fn count(&self) -> u64 {
+        *self.0.borrow()
+    }
+
+    /// Waits until `count` messages have been finished with.
+    pub async fn reach(&self, count: u64) {
+        let mut counted = self.0.subscribe();
+        // The sender lives in `self`: the wait cannot fail.
+        let _ = counted.wait_for(|n| *n >= count).await;
+    }
 }
 
 impl Bridge {

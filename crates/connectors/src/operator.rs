@@ -73,6 +73,7 @@ pub async fn follow<F, Fut>(
                 continue;
             }
             let delivery = deliver(event.clone()).await;
+            bridge.handled.note();
             last_handled = Some(event.id);
             if delivery == Delivery::NotOurs {
                 continue;

@@ -155,6 +155,7 @@ pub fn bridge(env: &mut Env, texts: &Texts) -> Option<Bridge> {
             assistant_id: assistant_id?,
             apology: texts.apology.clone(),
             state_dir,
+            handled: Default::default(),
         }),
         // Without a key the problem is noted already; else the URL is bad.
         Err(error) => {

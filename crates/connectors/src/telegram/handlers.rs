@@ -47,6 +47,7 @@ pub fn schema() -> UpdateHandler<anyhow::Error> {
 fn is_new(update: Update, shared: Arc<Shared>) -> bool {
     let first = shared.seen.first_time(&update.id.0.to_string());
     if !first {
+        // Counted as handled by the dispatcher's default handler, which it falls through to.
         metrics::message_in(CHANNEL, None);
         tracing::info!(update_id = update.id.0, "ignoring a redelivered update");
     }
@@ -58,22 +59,32 @@ fn is_allowed(msg: Message, shared: Arc<Shared>) -> bool {
 }
 
 async fn greet(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerResult {
-    send(&bot, msg.chat.id, &shared.settings.texts.greeting, &shared).await
+    let sent = send(&bot, msg.chat.id, &shared.settings.texts.greeting, &shared).await;
+    shared.bridge.handled.note();
+    sent
 }
 
 async fn decline_non_text(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerResult {
-    send(&bot, msg.chat.id, &shared.settings.texts.non_text, &shared).await
+    let sent = send(&bot, msg.chat.id, &shared.settings.texts.non_text, &shared).await;
+    shared.bridge.handled.note();
+    sent
 }
 
 async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerResult {
+    let answered = answer_text(&bot, &msg, &shared).await;
+    shared.bridge.handled.note();
+    answered
+}
+
+async fn answer_text(bot: &TelegramBot, msg: &Message, shared: &Shared) -> HandlerResult {
     let Some(text) = msg.text() else {
         return Ok(());
     };
     let inbound = Inbound {
-        customer: format!("{}{}", shared.settings.id_prefix, sender_id(&msg)),
+        customer: format!("{}{}", shared.settings.id_prefix, sender_id(msg)),
         text: text.to_owned(),
         idempotency_key: format!("telegram:{}:{}", msg.chat.id, msg.id),
-        variables: variables(&msg),
+        variables: variables(msg),
     };
     let typing = tokio::spawn(keep_typing(bot.clone(), msg.chat.id));
     let outcome = shared.bridge.answer(inbound).await;
@@ -82,14 +93,14 @@ async fn answer(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerR
     match outcome {
         Outcome::Reply(reply) => {
             for piece in split(&reply, MAX_MESSAGE_CHARS) {
-                send(&bot, msg.chat.id, &piece, &shared).await?;
+                send(bot, msg.chat.id, &piece, shared).await?;
             }
             Ok(())
         }
         Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => {
             Ok(())
         }
-        Outcome::Apology(apology) => send(&bot, msg.chat.id, &apology, &shared).await,
+        Outcome::Apology(apology) => send(bot, msg.chat.id, &apology, shared).await,
     }
 }
 

@@ -184,9 +184,14 @@ pub async fn run(
     // Also stops the follower if the bridge fails to start below.
     let _follower_stops_with_us = stop_following.clone().drop_guard();
     let follower = follow_operator_messages(&bot, &shared, stop_following.clone()).await?;
+    let handled = shared.bridge.handled.clone();
     let mut dispatcher = Dispatcher::builder(bot.clone(), handlers::schema())
         .dependencies(dptree::deps![shared])
-        .default_handler(|_| async {})
+        // An update no handler takes (a group's, when groups are ignored) is done with too.
+        .default_handler(move |_| {
+            let handled = handled.clone();
+            async move { handled.note() }
+        })
         .error_handler(LoggingErrorHandler::with_custom_text(
             "a Telegram update failed",
         ))

@@ -435,6 +435,7 @@ async fn inbound(
     let message = Message::read(&params);
     if !state.seen.first_time(&message.sid) {
         metrics::message_in(message.channel.as_str(), None);
+        state.bridge.handled.note();
         tracing::info!(sid = %message.sid, "ignoring a redelivered message");
         return twiml_response(&[]);
     }
@@ -539,11 +540,15 @@ async fn remember_keyword(state: &Arc<TwilioState>, message: Message) {
     } else if message.is_keyword(OPT_IN_WORDS) {
         false
     } else {
+        state.bridge.handled.note();
         return;
     };
     let worker = state.clone();
     let (who, sid) = (message.customer.clone(), message.sid);
-    let tell = async move { remember_consent(&worker.bridge, &who, opted_out, &sid).await };
+    let tell = async move {
+        remember_consent(&worker.bridge, &who, opted_out, &sid).await;
+        worker.bridge.handled.note();
+    };
     match state.settings.mode {
         // Queued with the customer's messages, so a message after STOP is not answered
         // before AnyReply knows.
@@ -557,6 +562,7 @@ async fn answer_inline(state: &TwilioState, message: Message) -> Response {
     let name = message.channel.as_str();
     let outcome = state.bridge.answer(message.inbound()).await;
     metrics::message_in(name, Some(&outcome));
+    state.bridge.handled.note();
     match outcome {
         Outcome::Reply(reply) => twiml_response(&split(&reply, state.settings.max_chars)),
         Outcome::Apology(apology) => twiml_response(&[apology]),
@@ -591,5 +597,6 @@ fn answer_later(state: &Arc<TwilioState>, message: Message) {
                 break;
             }
         }
+        worker.bridge.handled.note();
     });
 }

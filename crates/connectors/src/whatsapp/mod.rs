@@ -301,6 +301,7 @@ async fn notified(
     for message in text_messages(&notification) {
         if !state.seen.first_time(&message.id) {
             metrics::message_in(CHANNEL, None);
+            state.bridge.handled.note();
             tracing::info!(id = %message.id, "ignoring a redelivered message");
             continue;
         }
@@ -335,6 +336,7 @@ async fn notified(
                     break;
                 }
             }
+            worker.bridge.handled.note();
         });
     }
     StatusCode::OK.into_response()

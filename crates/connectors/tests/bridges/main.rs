@@ -198,6 +198,7 @@ pub fn bridge_keeping_state_in(anyreply_url: &str, state_dir: PathBuf) -> Bridge
         assistant_id: 7,
         apology: APOLOGY.to_owned(),
         state_dir,
+        handled: Default::default(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyreply_connectors::bridge::Handled;
 use anyreply_connectors::telegram::{self, GroupPolicy, TelegramSettings};
 use anyreply_connectors::text::Texts;
 use serde_json::{Value, json};
@@ -26,6 +27,8 @@ struct Telegram {
     base: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The bridge's count of updates and operator messages it has finished with.
+    handled: Handled,
 }
 
 fn ok(result: Value) -> ResponseTemplate {
@@ -126,6 +129,7 @@ impl Telegram {
             &anyreply_url.unwrap_or_else(|| anyreply.uri()),
             state.unwrap_or_else(state_dir),
         );
+        let handled = bridge.handled.clone();
         let task = tokio::spawn(telegram::run(settings, bridge, listener, async move {
             let _ = stopped.await;
         }));
@@ -136,6 +140,7 @@ impl Telegram {
             base,
             stop: Some(stop),
             task,
+            handled,
         }
     }
 
@@ -301,8 +306,7 @@ async fn takeover_errors_commands_and_non_text() {
         photo,
         group,
     ]);
-    bot.wait_for_sends(5).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    bot.handled.reach(7).await;
     let texts: Vec<String> = bot.sent().await.into_iter().map(|(_, t)| t).collect();
     assert_eq!(
         texts,
@@ -349,8 +353,7 @@ async fn a_redelivered_update_is_answered_once() {
         text_update(1, 42, 10, "hi"),
         text_update(2, 42, 11, "next"),
     ]);
-    bot.wait_for_sends(2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    bot.handled.reach(3).await;
     let texts: Vec<String> = bot.sent().await.into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["echo: hi", "echo: next"]);
     assert_eq!(anyreply_requests(&bot.anyreply).await.len(), 2);
@@ -453,8 +456,7 @@ async fn webhook_mode_checks_the_secret_token() {
         deliver(Some("s3cret-Token_1"), text_update(3, 42, 12, "hi")).await,
         200
     ); // redelivered
-    bot.wait_for_sends(1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    bot.handled.reach(2).await;
     assert_eq!(bot.sent().await, [(42, "echo: hi".to_owned())]);
     assert_eq!(anyreply_requests(&bot.anyreply).await.len(), 1);
     let health = http

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use anyreply_connectors::bridge::Handled;
 use anyreply_connectors::twilio::{self, ReplyMode, TwilioSettings, signature};
 use serde_json::Value;
 use wiremock::matchers::{basic_auth, body_json, method, path};
@@ -23,6 +24,8 @@ struct Sms {
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The bridge's count of messages it has finished with.
+    handled: Handled,
 }
 
 impl Sms {
@@ -55,14 +58,11 @@ impl Sms {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(twilio::run(
-            settings,
-            bridge(&anyreply.uri()),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let bridge = bridge(&anyreply.uri());
+        let handled = bridge.handled.clone();
+        let running = tokio::spawn(twilio::run(settings, bridge, listener, async move {
+            let _ = stopped.await;
+        }));
         Self {
             rest,
             anyreply,
@@ -70,6 +70,7 @@ impl Sms {
             http: reqwest::Client::new(),
             stop: Some(stop),
             running,
+            handled,
         }
     }
 
@@ -204,7 +205,8 @@ async fn bad_or_missing_signatures_get_403_and_nothing_else_happens() {
         let (status, _) = sms.deliver("SM2", "hi", signing).await;
         assert_eq!(status, 403);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Refused before anything was queued: nothing can follow.
+    assert_eq!(sms.handled.count(), 0);
     assert!(anyreply_requests(&sms.anyreply).await.is_empty());
     assert!(sms.sent().await.is_empty());
 }
@@ -234,8 +236,7 @@ async fn a_redelivered_message_sid_is_not_sent_twice() {
     sms.deliver("SM5", "hi", Signing::For(PUBLIC_URL)).await;
     let (status, twiml) = sms.deliver("SM5", "hi", Signing::For(PUBLIC_URL)).await;
     assert_eq!((status, twiml.as_str()), (200, EMPTY_TWIML));
-    eventually("the reply", || async { !sms.sent().await.is_empty() }).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sms.handled.reach(2).await;
     assert_eq!(sms.sent().await.len(), 1);
     assert_eq!(anyreply_requests(&sms.anyreply).await.len(), 1);
 }
@@ -297,8 +298,7 @@ async fn takeover_sends_nothing_and_failures_send_the_apology() {
     sms.deliver("SM8", "human", Signing::For(PUBLIC_URL)).await;
     sms.deliver("SM9", "poor", Signing::For(PUBLIC_URL)).await;
     sms.deliver("SM10", "lost", Signing::For(PUBLIC_URL)).await;
-    eventually("two apologies", || async { sms.sent().await.len() == 2 }).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sms.handled.reach(3).await;
     let bodies: Vec<String> = sms
         .sent()
         .await
@@ -633,7 +633,7 @@ async fn an_operator_message_to_a_whatsapp_cloud_customer_is_left_to_that_bridge
             .any(|r| r.url.path() == format!("/api/conversations/{CONVERSATION}"))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sms.handled.reach(1).await;
     assert!(sms.sent().await.is_empty());
 }
 
@@ -643,8 +643,7 @@ async fn a_coalesced_message_sends_nothing() {
     sms.deliver("SMc1", "burst", Signing::For(PUBLIC_URL)).await;
     sms.deliver("SMc2", "the rest of it", Signing::For(PUBLIC_URL))
         .await;
-    eventually("the reply", || async { !sms.sent().await.is_empty() }).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sms.handled.reach(2).await;
     let bodies: Vec<_> = sms
         .sent()
         .await

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyreply_connectors::bridge::Handled;
 use anyreply_connectors::whatsapp::{self, WhatsappSettings, signature};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
@@ -23,6 +24,8 @@ struct Whatsapp {
     anyreply: MockServer,
     base: String,
     http: reqwest::Client,
+    /// The bridge's count of messages it has finished with.
+    handled: Handled,
 }
 
 impl Whatsapp {
@@ -50,9 +53,11 @@ impl Whatsapp {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let bridge = bridge(&anyreply.uri());
+        let handled = bridge.handled.clone();
         tokio::spawn(whatsapp::run(
             settings,
-            bridge(&anyreply.uri()),
+            bridge,
             listener,
             std::future::pending(),
         ));
@@ -61,6 +66,7 @@ impl Whatsapp {
             anyreply,
             base,
             http: reqwest::Client::new(),
+            handled,
         }
     }
 
@@ -183,7 +189,8 @@ async fn a_bad_or_missing_signature_gets_401_and_nothing_else_happens() {
     let notification = text_from("wamid.IN2", "hi");
     assert_eq!(wa.notify(&notification, None).await, 401);
     assert_eq!(wa.notify(&notification, Some("another-secret")).await, 401);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Refused before anything was queued: nothing can follow.
+    assert_eq!(wa.handled.count(), 0);
     assert!(anyreply_requests(&wa.anyreply).await.is_empty());
     assert!(wa.sent().await.is_empty());
 }
@@ -206,9 +213,10 @@ async fn a_redelivered_message_is_answered_once_and_statuses_are_ignored() {
             "statuses": [{ "id": "wamid.OUT", "status": "delivered", "timestamp": "1749416390", "recipient_id": "4915551234567" }]
         }}]}]
     });
+    // Statuses are passed over before the notification is answered; the message and its
+    // redelivery are finished with once the reply is sent.
     assert_eq!(wa.notify(&statuses, Some(APP_SECRET)).await, 200);
-    eventually("the reply", || async { !wa.sent().await.is_empty() }).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wa.handled.reach(2).await;
     assert_eq!(wa.sent().await.len(), 1);
     assert_eq!(anyreply_requests(&wa.anyreply).await.len(), 1);
 }
@@ -253,7 +261,7 @@ async fn a_5xx_is_retried_and_a_message_outside_the_24_hour_window_is_not() {
     wa.notify(&text_from("wamid.IN6", "late"), Some(APP_SECRET))
         .await;
     eventually("the refused send", || async { wa.sent().await.len() == 4 }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wa.handled.reach(2).await;
     assert_eq!(wa.sent().await.len(), 4, "a refusal is not retried");
 }
 
