@@ -261,20 +261,15 @@ async fn an_operator_message_reaches_the_customer_by_sms_and_stop_is_remembered(
     }
 
     sms("SM2", "STOP").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !client
-        .conversations()
-        .get(conversation)
-        .await
-        .unwrap()
-        .opted_out
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "STOP was not remembered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    anyreply_server::testing::eventually("STOP remembered", || async {
+        client
+            .conversations()
+            .get(conversation)
+            .await
+            .unwrap()
+            .opted_out
+    })
+    .await;
     let refused = client
         .conversations()
         .send_operator_message(conversation, "Still there?")

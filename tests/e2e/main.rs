@@ -19,7 +19,7 @@ use anyreply_core::Money;
 use anyreply_server::Settings;
 use anyreply_server::models::{account, api_key};
 use anyreply_server::pricing::{ModelPrice, Pricing};
-use anyreply_server::testing::{EchoModel, TestDb, spawn_server};
+use anyreply_server::testing::{EchoModel, TestDb, spawn_server, test_settings};
 use anyreply_server::tools::guard::AddressPolicy;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
@@ -44,9 +44,6 @@ impl Stack {
             .mount(&llm)
             .await;
         let settings = Settings {
-            database_url: Some(db.url().to_owned()),
-            llm_base_url: format!("{}/v1", llm.uri()).parse().unwrap(),
-            rate_limit_per_minute: 10_000,
             // Webhook receivers are `wiremock` servers on loopback.
             outbound_allowed_hosts: AddressPolicy::parse("127.0.0.1").unwrap(),
             // A reply costs 0.01, flat.
@@ -58,7 +55,7 @@ impl Stack {
                 },
                 per_model: Default::default(),
             },
-            ..Settings::default()
+            ..test_settings(db.url(), &format!("{}/v1", llm.uri()))
         };
         let (base, server) = spawn_server(settings).await;
         let mut conn = db.connect().await;

@@ -52,16 +52,11 @@ async fn a_webhook_made_with_the_sdk_gets_events_the_sdk_verifies() {
         .disable_ai(conversation)
         .await
         .unwrap();
-    let arrived = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            if let Some(request) = receiver.received_requests().await.unwrap().pop() {
-                return request;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    anyreply_server::testing::eventually("the delivery", || async {
+        !receiver.received_requests().await.unwrap().is_empty()
     })
-    .await
-    .expect("the delivery never arrived");
+    .await;
+    let arrived = receiver.received_requests().await.unwrap().pop().unwrap();
     verify(&secret, &arrived.headers, &arrived.body).unwrap();
     let payload: WebhookPayload = serde_json::from_slice(&arrived.body).unwrap();
     assert_eq!(payload.kind, EventType::AiDisabled);

@@ -6,7 +6,7 @@ use crate::util::{TestApp, assert_error};
 #[tokio::test]
 async fn create_list_and_update_assistants() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (status, created, _) = app
         .post(
             &account.key,
@@ -45,7 +45,7 @@ async fn create_list_and_update_assistants() {
 #[tokio::test]
 async fn bad_assistant_input_is_rejected() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (status, body, _) = app
         .post(
             &account.key,
@@ -77,8 +77,8 @@ async fn bad_assistant_input_is_rejected() {
 #[tokio::test]
 async fn another_accounts_assistants_are_invisible() {
     let app = TestApp::spawn().await;
-    let owner = app.account("10").await;
-    let other = app.account("10").await;
+    let owner = app.db_account("10").await;
+    let other = app.db_account("10").await;
     let id = app.assistant(&owner, &json!({ "name": "Mine" })).await;
     let (status, list, _) = app.get(&other.key, "/api/user/assistants/get").await;
     assert_eq!(
@@ -101,7 +101,7 @@ async fn another_accounts_assistants_are_invisible() {
 #[tokio::test]
 async fn an_assistant_uses_at_most_32_tools() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let ids = |n: i64| (1..=n).collect::<Vec<_>>();
     let (status, body, _) = app
         .post(
@@ -131,7 +131,7 @@ async fn an_assistant_uses_at_most_32_tools() {
     assert_eq!(list["data"][0]["tool_ids"], json!([]));
 
     // 32 is allowed.
-    app.seed_tools(&account, 32).await;
+    app.db_seed_tools(&account, 32).await;
     let (_, tools, _) = app.get(&account.key, "/api/user/tools").await;
     let tool_ids: Vec<i64> = tools["data"]
         .as_array()
@@ -155,9 +155,9 @@ async fn an_assistant_uses_at_most_32_tools() {
 async fn an_account_has_at_most_1000_assistants_even_when_creations_race() {
     let mut app = TestApp::spawn().await;
     let second = app.start_server(app.settings.clone()).await;
-    let account = app.account("10").await;
-    let other = app.account("10").await;
-    app.seed_assistants(&account, 999).await;
+    let account = app.db_account("10").await;
+    let other = app.db_account("10").await;
+    app.db_seed_assistants(&account, 999).await;
 
     // Ten creations at once through two server processes, with room for one.
     let bases = [app.base.clone(), second];
@@ -203,11 +203,11 @@ async fn an_account_has_at_most_1000_assistants_even_when_creations_race() {
 #[tokio::test]
 async fn assistant_pages_concatenate_to_every_assistant_once_in_id_order() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
-    let other = app.account("10").await;
-    app.seed_assistants(&account, 150).await;
-    app.seed_assistants(&other, 30).await;
-    app.seed_assistants(&account, 50).await;
+    let account = app.db_account("10").await;
+    let other = app.db_account("10").await;
+    app.db_seed_assistants(&account, 150).await;
+    app.db_seed_assistants(&other, 30).await;
+    app.db_seed_assistants(&account, 50).await;
     let all = app.ids_of("assistants", &account).await;
     assert_eq!(all.len(), 200);
 
@@ -242,7 +242,7 @@ async fn assistant_pages_concatenate_to_every_assistant_once_in_id_order() {
 #[tokio::test]
 async fn a_small_accounts_assistants_come_in_famulors_shape() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let first = app.assistant(&account, &json!({ "name": "One" })).await;
     let second = app.assistant(&account, &json!({ "name": "Two" })).await;
     let (status, list, _) = app.get(&account.key, "/api/user/assistants/get").await;
@@ -262,7 +262,7 @@ async fn a_small_accounts_assistants_come_in_famulors_shape() {
 #[tokio::test]
 async fn bad_page_parameters_are_validation_errors() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     for (query, field) in [
         ("per_page=0", "per_page"),
         ("per_page=101", "per_page"),
@@ -296,7 +296,7 @@ async fn bad_page_parameters_are_validation_errors() {
 #[tokio::test]
 async fn variables_keep_numbers_at_the_edge_of_the_double_range() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let variables = json!({ "largest": -1.7976931348623157e308, "tiny": 5e-324, "big": 1e300 });
     let id = app
         .assistant(&account, &json!({ "name": "Edge", "variables": variables }))

@@ -5,7 +5,7 @@ use crate::util::{TestApp, assert_error};
 #[tokio::test]
 async fn missing_malformed_wrong_and_revoked_keys_get_401() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (status, me, _) = app.get(&account.key, "/api/user/me").await;
     assert_eq!(status, 200, "{me}");
 
@@ -46,7 +46,7 @@ async fn missing_malformed_wrong_and_revoked_keys_get_401() {
 #[tokio::test]
 async fn me_reports_name_email_and_exact_balance() {
     let app = TestApp::spawn().await;
-    let account = app.account("100.67447094").await;
+    let account = app.db_account("100.67447094").await;
     let (status, me, _) = app.get(&account.key, "/api/user/me").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -84,7 +84,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn a_key_revoked_elsewhere_is_refused_at_once_by_generate_reply() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let path = "/api/ai/generate-reply";
     let body = |customer: &str| json!({ "assistant_id": assistant, "customer_identifier": customer, "message": "hi" });

@@ -7,7 +7,7 @@ use crate::util::{TestApp, money};
 #[tokio::test]
 async fn each_reply_is_priced_recorded_summed_and_deducted() {
     let app = TestApp::spawn_with(|s| s.pricing.per_reply = money("0.05")).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     // 1000 prompt tokens at 1/M + 500 completion tokens at 2/M + 0.05 flat = 0.052
     let (_, reply) = app.reply(&account.key, assistant, "c", "one").await;
@@ -37,7 +37,7 @@ async fn per_model_prices_apply() {
         s.pricing.per_model.insert("gpt-4o".into(), price);
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "A", "llm_model": "gpt-4o" }))
         .await;
@@ -49,7 +49,7 @@ async fn per_model_prices_apply() {
 #[tokio::test]
 async fn an_account_that_cannot_pay_gets_402_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
-    let account = app.account("0.005").await; // below the 0.01 reservation
+    let account = app.db_account("0.005").await; // below the 0.01 reservation
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, body) = app.reply(&account.key, assistant, "c", "hi").await;
     crate::util::assert_error(status, &body, 402, "INSUFFICIENT_BALANCE");
@@ -73,7 +73,7 @@ async fn fifty_concurrent_calls_on_a_balance_for_ten_get_exactly_ten_replies() {
         s.pricing.per_reply = money("1");
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let calls = (0..50).map(|n| {
         let (app, key) = (&app, &account.key);
@@ -101,7 +101,7 @@ async fn fifty_concurrent_calls_on_a_balance_for_ten_get_exactly_ten_replies() {
 #[tokio::test]
 async fn the_balance_never_goes_below_zero() {
     let app = TestApp::spawn().await;
-    let account = app.account("0.02").await;
+    let account = app.db_account("0.02").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     // The provider reports far more tokens than the reservation covers (1M + 1M = 3.00).
     let mut answer = crate::util::chat_completion("costly");

@@ -15,7 +15,7 @@ fn with_variables(assistant: i64, variables: Value) -> Value {
 #[tokio::test]
 async fn conversation_variables_stop_at_64_kib_in_total() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let big = "x".repeat(40 * 1024);
     let (status, body, _) = app
@@ -79,7 +79,7 @@ async fn queue_messages(app: &TestApp, conversation: uuid::Uuid, account_id: i64
 #[tokio::test]
 async fn a_full_queue_answers_conversation_busy() {
     let app = TestApp::spawn_with(|s| s.conversation_queue_limit = 3).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "first").await;
     let conversation = first["conversation_id"].as_str().unwrap().parse().unwrap();
@@ -108,7 +108,7 @@ async fn a_reply_past_its_time_is_given_up_and_its_reservation_released() {
         s.reply_timeout = Duration::from_secs(1);
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, body) = app.reply(&account.key, assistant, "c", "hi").await;
     assert_error(status, &body, 503, "LLM_UNAVAILABLE");
@@ -124,7 +124,7 @@ async fn the_reservation_covers_a_long_system_prompt() {
     // Budget 8,000 tokens + 1,000 output: 0.01 reserved. A 40,000-character system prompt is
     // about 10,000 tokens: 0.012.
     let app = TestApp::spawn().await;
-    let account = app.account("0.011").await;
+    let account = app.db_account("0.011").await;
     let short = app.assistant(&account, &json!({ "name": "Short" })).await;
     let long = app
         .assistant(

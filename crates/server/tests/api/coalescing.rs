@@ -26,7 +26,7 @@ async fn burst(
 #[tokio::test]
 async fn a_burst_is_answered_once_by_its_last_call_and_charged_once() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "Desk", "coalesce_ms": 500 }))
         .await;
@@ -73,7 +73,7 @@ async fn a_burst_is_answered_once_by_its_last_call_and_charged_once() {
 #[tokio::test]
 async fn messages_further_apart_than_the_window_are_each_answered() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "Desk", "coalesce_ms": 100 }))
         .await;
@@ -93,7 +93,7 @@ async fn messages_further_apart_than_the_window_are_each_answered() {
 #[tokio::test]
 async fn a_coalesced_answer_is_replayed_for_its_idempotency_key() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "Desk", "coalesce_ms": 300 }))
         .await;
@@ -125,7 +125,7 @@ async fn a_coalesced_answer_is_replayed_for_its_idempotency_key() {
 #[tokio::test]
 async fn coalesce_ms_is_validated_and_kept() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     for bad in [json!(10_001), json!(-1), json!("soon")] {
         let (status, body, _) = app
             .post(
@@ -161,7 +161,7 @@ async fn coalesce_ms_is_validated_and_kept() {
 #[tokio::test]
 async fn a_message_waiting_behind_a_slow_reply_is_not_coalesced_into_a_later_one() {
     let app = TestApp::spawn_with_model_delay(Duration::from_millis(900), |_| {}).await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "Desk", "coalesce_ms": 150 }))
         .await;

@@ -37,7 +37,7 @@ fn assert_prompts_grow_one_exchange_at_a_time(prompts: &[Value]) {
 #[tokio::test]
 async fn twenty_concurrent_first_messages_make_one_conversation_answered_in_order() {
     let app = TestApp::spawn_with_model_delay(Duration::from_millis(20), |_| {}).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let calls = (0..20).map(|n| {
         let (app, key) = (&app, &account.key);
@@ -72,7 +72,7 @@ async fn twenty_concurrent_first_messages_make_one_conversation_answered_in_orde
 async fn two_server_processes_on_one_database_keep_the_order() {
     let mut app = TestApp::spawn_with_model_delay(Duration::from_millis(30), |_| {}).await;
     let second = app.start_server(app.settings.clone()).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let bases = [app.base.clone(), second];
     let calls = (0..12).map(|n| {
@@ -111,7 +111,7 @@ async fn a_waiting_message_is_woken_by_the_reply_before_it_in_another_process() 
     })
     .await;
     let second = app.start_server(app.settings.clone()).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, warm) = app.reply(&account.key, assistant, "c", "hello").await;
     assert_eq!(warm["reply"], "echo: hello");
@@ -155,7 +155,7 @@ async fn a_reply_longer_than_its_lease_keeps_its_turn() {
         s.reply_lease = Duration::from_secs(3);
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let first = app.reply(&account.key, assistant, "c", "slow one");
     let second = async {
@@ -181,7 +181,7 @@ async fn two_hundred_calls_to_a_slow_model_share_ten_connections() {
     let app =
         TestApp::spawn_with_model_delay(Duration::from_secs(2), |s| s.database_pool_size = 10)
             .await;
-    let account = app.account("100").await;
+    let account = app.db_account("100").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let started = std::time::Instant::now();
     let calls = (0..200).map(|n| {
@@ -206,7 +206,7 @@ async fn two_hundred_calls_to_a_slow_model_share_ten_connections() {
 #[tokio::test]
 async fn a_reply_abandoned_by_a_dead_process_is_released() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "first").await;
     let conversation: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
@@ -228,7 +228,7 @@ async fn a_reply_abandoned_by_a_dead_process_is_released() {
 #[tokio::test]
 async fn the_sweep_releases_abandoned_replies_everywhere() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "first").await;
     let conversation: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
@@ -276,7 +276,7 @@ async fn leave_an_abandoned_reply(app: &TestApp, conversation: uuid::Uuid, accou
 #[tokio::test]
 async fn a_due_its_reply_could_not_pay_is_paid_by_the_sweep_once() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     run_sql(
         &app,
@@ -316,7 +316,7 @@ async fn a_due_its_reply_could_not_pay_is_paid_by_the_sweep_once() {
 #[tokio::test]
 async fn a_reply_pays_its_own_due_before_answering() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, body) = app.reply(&account.key, assistant, "c", "hello").await;
     assert_eq!(status, 200, "{body}");

@@ -124,7 +124,7 @@ async fn signed_in(app: &TestApp, account: &TestAccount) -> Browser {
 #[tokio::test]
 async fn signing_in_opens_a_strict_http_only_session_and_signing_out_ends_it() {
     let app = TestApp::spawn().await;
-    let account = app.account("12.5").await;
+    let account = app.db_account("12.5").await;
     let mut browser = Browser::new(&app);
 
     let page = browser.get("/console").await;
@@ -187,7 +187,7 @@ async fn behind_a_trusted_proxy_over_https_the_cookie_is_secure() {
 
 /// The session cookie of a sign-in that says, in `X-Forwarded-Proto`, it came over HTTPS.
 async fn session_cookie_over_forwarded_https(app: &TestApp) -> String {
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut browser = Browser::new(app);
     browser.get("/console/sign-in").await;
     let token = browser.csrf.clone();
@@ -207,7 +207,7 @@ async fn session_cookie_over_forwarded_https(app: &TestApp) -> String {
 #[tokio::test]
 async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut anonymous = Browser::new(&app);
     anonymous.get("/console/sign-in").await;
     let page = anonymous
@@ -234,7 +234,7 @@ async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn a_revoked_key_or_twelve_idle_hours_end_the_session() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut browser = signed_in(&app, &account).await;
     assert_eq!(browser.get("/console").await.status, StatusCode::OK);
     let mut conn = app.db.connect().await;
@@ -262,7 +262,7 @@ async fn a_revoked_key_or_twelve_idle_hours_end_the_session() {
 #[tokio::test]
 async fn failed_sign_ins_are_rate_limited() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut browser = Browser::new(&app);
     browser.get("/console/sign-in").await;
     for _ in 0..10 {
@@ -281,7 +281,7 @@ async fn failed_sign_ins_are_rate_limited() {
 #[tokio::test]
 async fn assistants_and_tools_are_created_and_edited_with_the_apis_messages() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut browser = signed_in(&app, &account).await;
 
     browser.get("/console/assistants/new").await;
@@ -391,7 +391,7 @@ async fn assistants_and_tools_are_created_and_edited_with_the_apis_messages() {
     );
 
     // Another account's tool is not found.
-    let other = app.account("1").await;
+    let other = app.db_account("1").await;
     let mut stranger = signed_in(&app, &other).await;
     assert_eq!(stranger.get(&edit).await.status, StatusCode::NOT_FOUND);
 }
@@ -416,7 +416,7 @@ async fn stored_header_values(app: &TestApp) -> Vec<String> {
 #[tokio::test]
 async fn the_dashboard_shows_the_busiest_assistants_and_each_days_replies() {
     let app = TestApp::spawn().await;
-    let account = app.account("5").await;
+    let account = app.db_account("5").await;
     let busy = app
         .assistant(&account, &json!({ "name": "Busy desk" }))
         .await;
@@ -439,7 +439,7 @@ async fn the_dashboard_shows_the_busiest_assistants_and_each_days_replies() {
 #[tokio::test]
 async fn the_conversation_list_pages_newest_first() {
     let app = TestApp::spawn().await;
-    let account = app.account("5").await;
+    let account = app.db_account("5").await;
     let assistant = app.assistant(&account, &json!({ "name": "Desk" })).await;
     for n in 0..27 {
         let (status, _) = app
@@ -469,7 +469,7 @@ async fn the_conversation_list_pages_newest_first() {
 #[tokio::test]
 async fn conversations_are_listed_searched_taken_over_and_answered() {
     let app = TestApp::spawn().await;
-    let account = app.account("5").await;
+    let account = app.db_account("5").await;
     let assistant = app.assistant(&account, &json!({ "name": "Desk" })).await;
     for customer in ["+4915550001", "anna@example.com"] {
         let (status, _) = app.reply(&account.key, assistant, customer, "Hello?").await;
@@ -524,7 +524,7 @@ async fn conversations_are_listed_searched_taken_over_and_answered() {
     assert!(browser.get(&link).await.html.contains("Take over"));
 
     // Another account's conversation is not found.
-    let other = app.account("1").await;
+    let other = app.db_account("1").await;
     let mut stranger = signed_in(&app, &other).await;
     assert_eq!(stranger.get(&link).await.status, StatusCode::NOT_FOUND);
 }
@@ -583,7 +583,7 @@ async fn assets_are_served_under_their_hash_with_matching_integrity() {
 #[tokio::test]
 async fn every_page_links_a_favicon_that_is_served() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut browser = Browser::new(&app);
     let sign_in = browser.get("/console/sign-in").await.html;
     let icon = icon_path(&sign_in);
@@ -621,7 +621,7 @@ fn icon_path(html: &str) -> String {
 #[tokio::test]
 async fn the_sign_in_page_sends_a_signed_in_operator_back_into_the_console() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut browser = signed_in(&app, &account).await;
     let page = browser.get("/console/sign-in").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
@@ -689,7 +689,7 @@ async fn seed_costs(
 #[tokio::test]
 async fn every_page_shows_amounts_exactly() {
     let app = TestApp::spawn().await;
-    let account = app.account("100").await;
+    let account = app.db_account("100").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "Exact desk" }))
         .await;
@@ -834,7 +834,7 @@ async fn every_page_shows_amounts_exactly() {
 #[tokio::test]
 async fn the_dashboard_chart_has_axes_labels_and_a_legend() {
     let app = TestApp::spawn().await;
-    let account = app.account("5").await;
+    let account = app.db_account("5").await;
     let assistant = app.assistant(&account, &json!({ "name": "Desk" })).await;
     for customer in ["a", "b", "c", "d"] {
         let (status, _) = app.reply(&account.key, assistant, customer, "hi").await;
@@ -921,7 +921,7 @@ fn html_escape(text: &str) -> String {
 #[tokio::test]
 async fn a_nul_in_a_forms_nested_json_is_refused_on_the_form() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut browser = signed_in(&app, &account).await;
     browser.get("/console/tools/new").await;
     let page = browser
@@ -1022,28 +1022,27 @@ async fn knowledge_base_of(app: &TestApp, account: &TestAccount, name: &str) -> 
 
 /// The knowledge base's documents, once none is `processing`.
 async fn processed_documents(app: &TestApp, key: &str, base: i64) -> Vec<serde_json::Value> {
-    let started = std::time::Instant::now();
-    loop {
+    let documents = || async {
         let (status, body, _) = app
             .get(key, &format!("/api/user/knowledgebases/{base}/documents"))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let documents = body["data"].as_array().unwrap().clone();
-        if documents.iter().all(|d| d["status"] != "processing") {
-            return documents;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "still processing: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        body["data"].as_array().unwrap().clone()
+    };
+    anyreply_server::testing::eventually("every document processed", || async {
+        documents()
+            .await
+            .iter()
+            .all(|d| d["status"] != "processing")
+    })
+    .await;
+    documents().await
 }
 
 #[tokio::test]
 async fn knowledge_bases_are_listed_created_and_deleted_with_the_apis_checks() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let listed = knowledge_base_of(&app, &account, "Shop FAQ 🛒").await;
     let mut browser = signed_in(&app, &account).await;
 
@@ -1141,7 +1140,7 @@ async fn knowledge_bases_are_listed_created_and_deleted_with_the_apis_checks() {
 #[tokio::test]
 async fn a_file_uploaded_in_the_console_is_processed_and_its_passages_searched() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let base = knowledge_base_of(&app, &account, "Handbook").await;
     let page_path = format!("/console/knowledge/{base}");
     let upload_path = format!("{page_path}/documents");
@@ -1282,7 +1281,7 @@ async fn a_file_uploaded_in_the_console_is_processed_and_its_passages_searched()
     assert_eq!(app.count("knowledge_documents").await, 2);
 
     // Another account sees none of it.
-    let other = app.account("1").await;
+    let other = app.db_account("1").await;
     let mut stranger = signed_in(&app, &other).await;
     assert_eq!(stranger.get(&page_path).await.status, StatusCode::NOT_FOUND);
     let stranger_token = stranger.csrf.clone();
@@ -1335,9 +1334,9 @@ async fn a_file_uploaded_in_the_console_is_processed_and_its_passages_searched()
 #[tokio::test]
 async fn the_assistant_form_chooses_a_knowledge_base_and_how_it_is_read() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let base = knowledge_base_of(&app, &account, "Handbook 📘").await;
-    let other = app.account("1").await;
+    let other = app.db_account("1").await;
     let strangers = knowledge_base_of(&app, &other, "Theirs").await;
     let mut browser = signed_in(&app, &account).await;
 
@@ -1416,7 +1415,7 @@ async fn the_assistant_form_chooses_a_knowledge_base_and_how_it_is_read() {
 #[tokio::test]
 async fn a_knowledge_base_page_refreshes_itself_only_while_a_document_is_processing() {
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let base = knowledge_base_of(&app, &account, "Handbook").await;
     let page_path = format!("/console/knowledge/{base}");
     let mut browser = signed_in(&app, &account).await;

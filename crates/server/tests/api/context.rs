@@ -9,7 +9,7 @@ use crate::util::TestApp;
 async fn the_newest_history_that_fits_is_sent() {
     // Each short message is estimated at 1 + 4 tokens ("mN" or "echo: mN" at 2 or 3 tokens + 4).
     let app = TestApp::spawn_with(|s| s.context_token_budget = 40).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(
             &account,
@@ -47,11 +47,11 @@ async fn the_newest_history_that_fits_is_sent() {
 #[tokio::test]
 async fn a_conversation_of_ten_thousand_messages_sends_only_its_newest() {
     let app = TestApp::spawn_with(|s| s.context_token_budget = 2_000).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "start").await;
     let id: uuid::Uuid = first["conversation_id"].as_str().unwrap().parse().unwrap();
-    app.seed_history(id, 10_000).await;
+    app.db_seed_history(id, 10_000).await;
 
     let (status, reply) = app.reply(&account.key, assistant, "c", "latest").await;
     assert_eq!(status, 200, "{reply}");

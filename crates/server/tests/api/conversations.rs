@@ -7,7 +7,7 @@ use crate::util::{TestApp, assert_error};
 #[tokio::test]
 async fn lists_filter_and_paginate_with_cursors() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let first = app.assistant(&account, &json!({ "name": "A" })).await;
     let second = app.assistant(&account, &json!({ "name": "B" })).await;
     for n in 0..5 {
@@ -109,7 +109,7 @@ async fn lists_filter_and_paginate_with_cursors() {
 #[tokio::test]
 async fn bad_list_parameters_are_rejected() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     for (query, field) in [
         ("per_page=0", "per_page"),
         ("per_page=101", "per_page"),
@@ -127,8 +127,8 @@ async fn bad_list_parameters_are_rejected() {
 #[tokio::test]
 async fn another_accounts_conversations_are_not_found_anywhere() {
     let app = TestApp::spawn().await;
-    let owner = app.account("10").await;
-    let other = app.account("10").await;
+    let owner = app.db_account("10").await;
+    let other = app.db_account("10").await;
     let assistant = app.assistant(&owner, &json!({ "name": "A" })).await;
     let (_, reply) = app.reply(&owner.key, assistant, "c", "hi").await;
     let id = reply["conversation_id"].as_str().unwrap();

@@ -7,7 +7,7 @@ use crate::util::{TestApp, assert_error};
 #[tokio::test]
 async fn validation_errors_name_every_bad_field() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let cases = [
         (
             json!({}),
@@ -58,7 +58,7 @@ async fn validation_errors_name_every_bad_field() {
 #[tokio::test]
 async fn malformed_json_unknown_paths_and_methods_get_the_envelope() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let response = app
         .http
         .post(format!("{}/api/ai/generate-reply", app.base))
@@ -97,8 +97,8 @@ async fn malformed_json_unknown_paths_and_methods_get_the_envelope() {
 #[tokio::test]
 async fn an_unknown_or_foreign_assistant_is_not_found() {
     let app = TestApp::spawn().await;
-    let owner = app.account("10").await;
-    let other = app.account("10").await;
+    let owner = app.db_account("10").await;
+    let other = app.db_account("10").await;
     let assistant = app.assistant(&owner, &json!({ "name": "Mine" })).await;
     for (key, id) in [(&owner.key, 999_999), (&other.key, assistant)] {
         let (status, body) = app.reply(key, id, "c", "hi").await;
@@ -110,7 +110,7 @@ async fn an_unknown_or_foreign_assistant_is_not_found() {
 #[tokio::test]
 async fn the_rate_limit_answers_429_with_its_headers() {
     let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 2).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let body = json!({ "assistant_id": assistant, "customer_identifier": "c", "message": "hi" });
     let (_, _, first) = app
@@ -149,7 +149,7 @@ async fn the_rate_limit_answers_429_with_its_headers() {
 #[tokio::test]
 async fn calls_at_once_past_the_rate_limit_are_refused_and_leave_nothing() {
     let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 5).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     // A window that ends during the calls would let ten through; then try again, in the next.
     for _attempt in 0..3 {
@@ -199,8 +199,8 @@ async fn refusals_at_the_end_of_the_admission_leave_nothing_and_the_connection_s
         s.database_pool_size = 1;
     })
     .await;
-    let rich = app.account("10").await;
-    let poor = app.account("0.005").await; // below the 0.01 reservation
+    let rich = app.db_account("10").await;
+    let poor = app.db_account("0.005").await; // below the 0.01 reservation
     let assistant = app.assistant(&rich, &json!({ "name": "A" })).await;
     let poor_assistant = app.assistant(&poor, &json!({ "name": "P" })).await;
     let mut conn = app.db.connect().await;

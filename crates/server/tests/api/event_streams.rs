@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyreply_server::App;
 use anyreply_server::events::Statement;
+use anyreply_server::testing::eventually;
 use reqwest::StatusCode;
 use reqwest::header::SET_COOKIE;
 use serde_json::{Value, json};
@@ -42,7 +43,7 @@ async fn then_nothing(stream: &mut EventStream) {
 #[tokio::test]
 async fn every_stream_gets_each_of_its_accounts_events_once_filtered_and_resumed() {
     let app = TestApp::spawn().await;
-    let (mine, theirs) = (app.account("10").await, app.account("10").await);
+    let (mine, theirs) = (app.db_account("10").await, app.db_account("10").await);
     let a1 = app.assistant(&mine, &json!({ "name": "One" })).await;
     let a2 = app.assistant(&mine, &json!({ "name": "Two" })).await;
     let b = app.assistant(&theirs, &json!({ "name": "Theirs" })).await;
@@ -162,7 +163,7 @@ async fn idle_streams_cost_the_same_few_statements_whatever_their_number() {
     let mut app = TestApp::spawn_with(|s| s.event_streams_per_key = 100).await;
     let (base, state) = server_with_state(&app).await;
     app.base = base;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let window = Duration::from_secs(2);
 
@@ -208,14 +209,10 @@ async fn idle_streams_cost_the_same_few_statements_whatever_their_number() {
 
     drop((one, many, filtered));
     // The server sees the streams close (at their next write at the latest), then stops looking.
-    let started = Instant::now();
-    while state.event_streams.open_streams() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "streams stay open"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the streams closed", || async {
+        state.event_streams.open_streams() == 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(statements_over(&state, window).await, 0);
 }
@@ -232,7 +229,7 @@ async fn open_raw(app: &TestApp, key: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_key_keeps_at_most_its_limit_of_streams_open() {
     let app = TestApp::spawn_with(|s| s.event_streams_per_key = 3).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let mut open = Vec::new();
     for _ in 0..3 {
         let response = open_raw(&app, &account.key).await;
@@ -255,25 +252,17 @@ async fn a_key_keeps_at_most_its_limit_of_streams_open() {
 
     // A closed stream makes room again.
     drop(open.pop());
-    let started = Instant::now();
-    loop {
-        let response = open_raw(&app, &account.key).await;
-        if response.status() == StatusCode::OK {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "a closed stream still counts"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("room for a stream again", || async {
+        open_raw(&app, &account.key).await.status() == StatusCode::OK
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_revoked_key_ends_its_streams_within_5_s() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
-    let other = app.account("10").await;
+    let account = app.db_account("10").await;
+    let other = app.db_account("10").await;
     let mut revoked = EventStream::open(&app, &account.key, "", None).await;
     let mut kept = EventStream::open(&app, &other.key, "", None).await;
     let mut conn = app.db.connect().await;
@@ -361,7 +350,7 @@ async fn console_stream(app: &TestApp, session: &str, conversation: &str) -> Eve
 #[tokio::test]
 async fn signing_out_or_an_expired_session_ends_the_consoles_streams_within_5_s() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, reply) = app.reply(&account.key, assistant, "c", "hi").await;
     let conversation = reply["conversation_id"].as_str().unwrap().to_owned();
@@ -408,7 +397,7 @@ async fn signing_out_or_an_expired_session_ends_the_consoles_streams_within_5_s(
 #[tokio::test]
 async fn the_server_stops_within_10_s_of_sigterm_with_streams_open() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -78,7 +78,7 @@ async fn harness() -> Harness {
     let mut settings = app.settings.clone();
     settings.database_url = Some(proxy.url.clone());
     let base = app.start_server(settings).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let crm = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -181,7 +181,7 @@ async fn the_database_goes_away(step: Step, fault: Fault) {
 
     // The server answers again without a restart, and the retry under the same key makes the
     // only reply, with the tool called at most once in all.
-    h.app.expire_leases().await;
+    h.app.db_expire_leases().await;
     let (status, reply, _) = h.send().await;
     assert_eq!(status, 200, "{step:?}/{fault:?}: {reply}");
     assert!(
@@ -252,7 +252,7 @@ async fn a_call_cut_off_from_its_result_is_reported_unknown_not_repeated() {
     });
     assert_eq!(first.0, 503, "{}", first.1);
     h.proxy.restore();
-    h.app.expire_leases().await;
+    h.app.db_expire_leases().await;
     let (status, reply, _) = h.send().await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(h.crm.received_requests().await.unwrap().len(), 1);

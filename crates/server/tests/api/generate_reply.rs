@@ -5,7 +5,7 @@ use crate::util::TestApp;
 #[tokio::test]
 async fn answers_with_famulors_shape_and_remembers_the_customer() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(
             &account,
@@ -80,7 +80,7 @@ async fn answers_with_famulors_shape_and_remembers_the_customer() {
 #[tokio::test]
 async fn a_new_customer_gets_a_new_conversation() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, a) = app
         .reply(&account.key, assistant, "a@example.com", "hi")
@@ -100,7 +100,7 @@ async fn a_new_customer_gets_a_new_conversation() {
 #[tokio::test]
 async fn variables_merge_defaults_stored_and_request_and_persist() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(
             &account,
@@ -154,7 +154,7 @@ async fn variables_merge_defaults_stored_and_request_and_persist() {
 #[tokio::test]
 async fn a_reply_sees_its_own_messages_variables_not_a_later_ones() {
     let app = TestApp::spawn_with_model_delay(std::time::Duration::from_millis(300), |_| {}).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(
             &account,

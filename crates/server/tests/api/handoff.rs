@@ -118,7 +118,7 @@ impl EventStream {
 
 async fn setup() -> (TestApp, TestAccount, i64) {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     (app, account, assistant)
 }
@@ -214,7 +214,7 @@ async fn the_event_stream_shows_each_change_and_resumes_after_a_dropped_connecti
 #[tokio::test]
 async fn streams_are_the_accounts_own_and_can_be_filtered() {
     let (app, account, assistant) = setup().await;
-    let other = app.account("10").await;
+    let other = app.db_account("10").await;
     let other_assistant = app.assistant(&other, &json!({ "name": "B" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c1", "one").await;
     let conversation = first["conversation_id"].as_str().unwrap().to_owned();
@@ -355,7 +355,7 @@ async fn operator_messages_are_validated_scoped_and_idempotent() {
         assert_error(status, &body, 422, "VALIDATION_ERROR");
         assert!(body["errors"]["content"].is_array(), "{body}");
     }
-    let other = app.account("10").await;
+    let other = app.db_account("10").await;
     let (status, body) = operator_says(&app, &other.key, &conversation, "sneaky").await;
     assert_error(status, &body, 404, "CONVERSATION_NOT_FOUND");
     let (status, body) = operator_says(&app, &account.key, "not-a-uuid", "x").await;
@@ -526,7 +526,7 @@ async fn usage_adds_up_to_what_the_balance_lost() {
     );
 
     let (_, other_usage, _) = app
-        .get(&app.account("1").await.key, "/api/user/usage")
+        .get(&app.db_account("1").await.key, "/api/user/usage")
         .await;
     assert_eq!(
         other_usage["data"],

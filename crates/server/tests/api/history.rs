@@ -11,11 +11,11 @@ use crate::util::{TestApp, assert_error};
 #[tokio::test]
 async fn a_long_history_comes_newest_first_in_pages_of_100() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "start").await;
     let id = first["conversation_id"].as_str().unwrap().to_owned();
-    app.seed_history(id.parse().unwrap(), 248).await;
+    app.db_seed_history(id.parse().unwrap(), 248).await;
 
     let mut pages = Vec::new();
     let mut path = format!("/api/conversations/{id}");
@@ -108,7 +108,7 @@ async fn rows_read_by_a_page(
 #[tokio::test]
 async fn a_history_page_reads_no_more_rows_than_it_holds_with_fresh_or_stale_statistics() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     // Many small conversations make the average one short, as in production.
     for n in 0..30 {
@@ -123,7 +123,7 @@ async fn a_history_page_reads_no_more_rows_than_it_holds_with_fresh_or_stale_sta
         .execute(&mut conn)
         .await
         .unwrap();
-    app.seed_history(long, 10_000).await;
+    app.db_seed_history(long, 10_000).await;
     for (before, span) in [(10_003, 64), (5_000, 64), (65, 64), (10_003, MAX_SPAN)] {
         for sql in [PAGE_SQL, PROMPT_PAGE_SQL] {
             let read = rows_read_by_a_page(&app, sql, long, before, span).await;

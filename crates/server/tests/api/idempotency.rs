@@ -14,7 +14,7 @@ fn message(assistant: i64, text: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_completed_request_is_replayed_without_a_second_reply_or_charge() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, first, headers) = app
         .post_keyed(
@@ -40,7 +40,7 @@ async fn a_completed_request_is_replayed_without_a_second_reply_or_charge() {
     assert_eq!(app.balance(&account).await, money("9.998"));
 
     // Keys belong to the account: another account's same key is another request.
-    let other = app.account("10").await;
+    let other = app.db_account("10").await;
     let theirs = app.assistant(&other, &json!({ "name": "B" })).await;
     let (status, _, headers) = app
         .post_keyed(
@@ -57,7 +57,7 @@ async fn a_completed_request_is_replayed_without_a_second_reply_or_charge() {
 #[tokio::test]
 async fn the_same_key_while_running_conflicts_and_with_another_body_is_refused() {
     let app = TestApp::spawn_with_model_delay(Duration::from_millis(800), |_| {}).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let hi = message(assistant, "hi");
     let first = app.post_keyed(&account.key, "k-2", "/api/ai/generate-reply", &hi);
@@ -92,7 +92,7 @@ async fn the_same_key_while_running_conflicts_and_with_another_body_is_refused()
 #[tokio::test]
 async fn errors_before_any_work_and_retryable_failures_are_not_stored() {
     let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 2).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
 
     // Validation: the key stays free for the corrected request.
@@ -149,7 +149,7 @@ async fn errors_before_any_work_and_retryable_failures_are_not_stored() {
 #[tokio::test]
 async fn a_stored_refusal_is_replayed() {
     let app = TestApp::spawn().await;
-    let account = app.account("0").await;
+    let account = app.db_account("0").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, first, _) = app
         .post_keyed(
@@ -175,7 +175,7 @@ async fn a_stored_refusal_is_replayed() {
 #[tokio::test]
 async fn other_post_endpoints_are_idempotent_too() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let body = json!({ "name": "Support" });
     let (status, first, _) = app
         .post_keyed(&account.key, "create-1", "/api/user/assistant", &body)
@@ -205,7 +205,7 @@ async fn other_post_endpoints_are_idempotent_too() {
 #[tokio::test]
 async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
     let app = TestApp::spawn_with_model_delay(Duration::from_millis(1_000), |_| {}).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
 
     let hi = message(assistant, "hi");
@@ -235,7 +235,7 @@ async fn a_retry_after_the_database_was_lost_mid_reply_answers_once() {
         .await;
     assert_error(status, &body, 409, "IDEMPOTENCY_CONFLICT");
     // The dead request's lease runs out.
-    app.expire_leases().await;
+    app.db_expire_leases().await;
     let (status, reply, _) = app
         .post_keyed(
             &account.key,
@@ -274,7 +274,7 @@ async fn a_claim_taken_over_cannot_be_written_by_its_old_holder() {
     use diesel_async::RunQueryDsl;
 
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let server = anyreply_server::App::new(app.settings.clone()).unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("idempotency-key", HeaderValue::from_static("k-stale"));
@@ -337,7 +337,7 @@ async fn a_retry_after_a_failure_past_a_tool_call_reuses_the_call() {
         s.llm_retries = 0;
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let crm = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "booked": true })))
@@ -422,7 +422,7 @@ async fn takeover_switches_are_idempotent_and_old_keys_are_forgotten() {
     use diesel_async::RunQueryDsl;
 
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, reply) = app.reply(&account.key, assistant, "c", "hi").await;
     let path = format!(

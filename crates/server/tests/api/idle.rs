@@ -65,7 +65,7 @@ async fn an_idle_server_makes_at_most_two_transactions_a_second() {
     })
     .await;
     // Something for every loop to look at: a webhook with a delivered event, a conversation.
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let receiver = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .respond_with(wiremock::ResponseTemplate::new(204))

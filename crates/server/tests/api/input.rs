@@ -21,7 +21,7 @@ fn assert_refused_at(status: StatusCode, body: &Value, paths: &[&str]) {
 #[tokio::test]
 async fn a_nul_anywhere_in_a_body_is_refused_with_its_path() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let key = &account.key;
     let cases = [
         // A top-level value.
@@ -83,7 +83,7 @@ async fn a_nul_anywhere_in_a_body_is_refused_with_its_path() {
 #[tokio::test]
 async fn a_nul_in_a_tool_parameters_description_is_refused_on_update() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let tool = json!({
         "name": "check_calendar", "description": "Free slots", "endpoint": "https://crm.example.com/slots",
         "method": "GET", "schema": [{ "name": "date", "type": "string", "description": "YYYY-MM-DD" }]
@@ -103,7 +103,7 @@ async fn a_nul_in_a_tool_parameters_description_is_refused_on_update() {
 #[tokio::test]
 async fn text_that_only_looks_like_a_nul_is_taken() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (status, created, _) = app
         .post(
             &account.key,
@@ -120,7 +120,7 @@ async fn text_that_only_looks_like_a_nul_is_taken() {
 #[tokio::test]
 async fn endpoints_the_document_allows_are_taken() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let endpoints = [
         "http://a",
         "https://-a-.0.b-:9999/",
@@ -141,7 +141,7 @@ async fn endpoints_the_document_allows_are_taken() {
 #[tokio::test]
 async fn origins_the_document_allows_are_taken() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "Shop" })).await;
     let document = anyreply_server::openapi::document();
     let origins =
@@ -156,7 +156,7 @@ async fn origins_the_document_allows_are_taken() {
 #[tokio::test]
 async fn webhook_events_are_documented_and_checked_unique() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let document = anyreply_server::openapi::document();
     let events = &document["components"]["schemas"]["WebhookInput"]["properties"]["events"];
     assert_eq!(events["uniqueItems"], true, "{events}");

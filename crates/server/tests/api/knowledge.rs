@@ -88,8 +88,7 @@ pub async fn knowledge_base(app: &TestApp, account: &TestAccount, language: &str
 
 /// Waits until the document is no longer `processing`; its answer.
 pub async fn processed(app: &TestApp, key: &str, base: i64, document: i64) -> Value {
-    let started = Instant::now();
-    loop {
+    let read = || async {
         let (status, body, _) = app
             .get(
                 key,
@@ -97,15 +96,13 @@ pub async fn processed(app: &TestApp, key: &str, base: i64, document: i64) -> Va
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        if body["data"]["status"] != "processing" {
-            return body["data"].clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "still processing: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        body["data"].clone()
+    };
+    anyreply_server::testing::eventually("the document processed", || async {
+        read().await["status"] != "processing"
+    })
+    .await;
+    read().await
 }
 
 async fn handbook(app: &TestApp, account: &TestAccount) -> (i64, i64) {
@@ -134,7 +131,7 @@ async fn handbook(app: &TestApp, account: &TestAccount) -> (i64, i64) {
 #[tokio::test]
 async fn a_text_document_is_processed_listed_searched_and_deleted() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (base, document) = handbook(&app, &account).await;
 
     let (_, list, _) = app.get(&account.key, "/api/user/knowledgebases").await;
@@ -225,7 +222,7 @@ async fn stored_counts(app: &TestApp) -> (i64, i64) {
 #[tokio::test]
 async fn one_long_document_does_not_crowd_out_the_others() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let base = knowledge_base(&app, &account, "english").await;
     // A timetable whose every section is about the ferry, and a page that mentions it once.
     let timetable: String = (1..=6)
@@ -309,7 +306,7 @@ async fn one_long_document_does_not_crowd_out_the_others() {
 #[tokio::test]
 async fn an_html_page_uploaded_as_txt_is_read_as_html() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let base = knowledge_base(&app, &account, "english").await;
     let page = "\u{feff}<!DOCTYPE html>\n<html><head><title>Care guide</title>
         <script>var secretToken = 'zanzibar';</script></head>
@@ -355,8 +352,8 @@ async fn an_html_page_uploaded_as_txt_is_read_as_html() {
 #[tokio::test]
 async fn another_accounts_knowledge_base_is_not_found_anywhere() {
     let app = TestApp::spawn().await;
-    let owner = app.account("10").await;
-    let other = app.account("10").await;
+    let owner = app.db_account("10").await;
+    let other = app.db_account("10").await;
     let (base, document) = handbook(&app, &owner).await;
     let key = &other.key;
     let not_found = "KNOWLEDGE_BASE_NOT_FOUND";
@@ -412,7 +409,7 @@ async fn another_accounts_knowledge_base_is_not_found_anywhere() {
 #[tokio::test]
 async fn bad_documents_are_refused_or_fail_with_a_reason() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let base = knowledge_base(&app, &account, "simple").await;
     // Over 20 MB: 413 and the envelope.
     let big = vec![b'a'; 20 * 1024 * 1024 + 1];
@@ -474,7 +471,7 @@ async fn bad_documents_are_refused_or_fail_with_a_reason() {
 #[tokio::test]
 async fn a_prompt_mode_reply_is_given_the_best_passages_and_records_them() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (base, document) = handbook(&app, &account).await;
     let assistant = app
         .assistant(
@@ -556,7 +553,7 @@ async fn a_prompt_mode_reply_is_given_the_best_passages_and_records_them() {
 #[tokio::test]
 async fn a_function_call_mode_model_searches_when_it_decides_to() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (base, document) = handbook(&app, &account).await;
     let assistant = app
         .assistant(
@@ -612,7 +609,7 @@ async fn a_function_call_mode_model_searches_when_it_decides_to() {
 #[tokio::test]
 async fn a_document_left_processing_by_a_crash_is_taken_up_again() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (base, document) = handbook(&app, &account).await;
     // As a process that died holding it would leave it: processing, its lease run out.
     let mut conn = app.db.connect().await;
@@ -708,7 +705,7 @@ async fn search_texts(app: &TestApp, key: &str, base: i64, query: &str) -> Vec<V
 #[tokio::test]
 async fn a_real_pdf_and_docx_are_read_and_searched() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let base = knowledge_base(&app, &account, "english").await;
     let pdf = pdf_of(&[
         "Warranty",
@@ -769,7 +766,7 @@ async fn a_website_is_read_through_its_links_honouring_robots_txt() {
             anyreply_server::tools::guard::AddressPolicy::parse("127.0.0.1").unwrap();
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let base = knowledge_base(&app, &account, "english").await;
     let site = MockServer::start().await;
     let html = |body: &str| {
@@ -855,7 +852,7 @@ async fn a_website_is_read_through_its_links_honouring_robots_txt() {
 #[tokio::test]
 async fn a_document_read_again_is_found_all_the_while() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (base, document) = handbook(&app, &account).await;
     // A change of language reads every document again; searches meanwhile see the old
     // passages or the new, never none.

@@ -2,9 +2,8 @@
 //! one meaning ("package", "parcel", "shipping") on one axis, and pgvector where PostgreSQL
 //! has it (the tests that need it say so and skip themselves where it has not).
 
-use std::time::{Duration, Instant};
-
 use anyreply_server::models::knowledge;
+use anyreply_server::testing::eventually;
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
@@ -13,6 +12,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, ResponseTemplate};
 
 use crate::knowledge::{knowledge_base, processed, upload};
+
 use crate::util::{TestAccount, TestApp, body_of};
 
 const MODEL: &str = "test-embed";
@@ -189,7 +189,7 @@ fn close(a: f64, b: f64) -> bool {
 #[tokio::test]
 async fn vectors_find_a_passage_whose_words_the_query_lacks() {
     let app = spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     if !pgvector(&app, "vectors_find_a_passage_whose_words_the_query_lacks").await {
         // With the model set but no pgvector: full-text search alone, no embeddings asked.
         let (base, _) = handbook(&app, &account, HANDBOOK).await;
@@ -279,7 +279,7 @@ async fn vectors_find_a_passage_whose_words_the_query_lacks() {
 #[tokio::test]
 async fn passages_are_embedded_in_batches_of_64() {
     let app = spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     if !pgvector(&app, "passages_are_embedded_in_batches_of_64").await {
         return;
     }
@@ -307,7 +307,7 @@ async fn passages_are_embedded_in_batches_of_64() {
 async fn a_failing_embedding_model_leaves_full_text_search() {
     let app =
         TestApp::spawn_with(|settings| settings.embedding_model = Some(MODEL.to_owned())).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     if !pgvector(&app, "a_failing_embedding_model_leaves_full_text_search").await {
         return;
     }
@@ -342,14 +342,10 @@ async fn a_failing_embedding_model_leaves_full_text_search() {
     let mut app = app;
     let settings = app.settings.clone();
     app.start_server(settings).await;
-    let started = Instant::now();
-    while count(&app, "SELECT count(*) AS n FROM knowledge_embeddings").await < 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never embedded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the missing vectors embedded", || async {
+        count(&app, "SELECT count(*) AS n FROM knowledge_embeddings").await >= 3
+    })
+    .await;
     let found = search(&app, &account.key, base, PACKAGE_QUERY).await;
     assert!(
         found[0]["text"]

@@ -15,7 +15,7 @@ async fn assert_failure_leaves_nothing(
     code: &str,
 ) {
     app.model_answers(response).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (got, body) = app.reply(&account.key, assistant, "c", "hi").await;
     assert_error(got, &body, status, code);
@@ -107,7 +107,7 @@ async fn a_slow_model_times_out() {
 async fn an_unreachable_provider_is_unavailable() {
     let app =
         TestApp::spawn_with(|s| s.llm_base_url = "http://127.0.0.1:1/v1".parse().unwrap()).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, body) = app.reply(&account.key, assistant, "c", "hi").await;
     assert_error(status, &body, 503, "LLM_UNAVAILABLE");
@@ -126,7 +126,7 @@ async fn the_provider_key_is_sent_as_a_bearer_token() {
         .with_priority(1)
         .mount(&app.llm)
         .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, reply) = app.reply(&account.key, assistant, "c", "hi").await;
     assert_eq!(reply["reply"], "authorised");

@@ -114,7 +114,7 @@ async fn the_burst_is_named_and_answered_next(
 #[tokio::test]
 async fn a_failed_burst_is_named_in_its_event_and_answered_by_the_next_reply() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "Desk", "coalesce_ms": 300 }))
         .await;
@@ -140,7 +140,7 @@ async fn a_failed_burst_is_named_in_its_event_and_answered_by_the_next_reply() {
 async fn a_released_burst_is_named_in_its_event_and_answered_by_the_next_reply() {
     // A lease no renewal touches while the test runs: the sweep alone ends the turn.
     let app = TestApp::spawn_with(|s| s.reply_lease = Duration::from_secs(3_600)).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(&account, &json!({ "name": "Desk", "coalesce_ms": 300 }))
         .await;
@@ -156,7 +156,7 @@ async fn a_released_burst_is_named_in_its_event_and_answered_by_the_next_reply()
     let release = async {
         app.until_model_requests(1).await;
         // Its process presumed dead, the sweep releases the burst's reply.
-        app.expire_leases().await;
+        app.db_expire_leases().await;
         let sweeper = anyreply_server::App::new(app.settings.clone()).unwrap();
         let released = anyreply_server::reply::queue::reclaim_expired(&sweeper, None)
             .await
@@ -195,7 +195,7 @@ async fn an_openai_answer_without_usage_is_charged_by_an_estimate() {
     answer.as_object_mut().unwrap().remove("usage");
     app.model_answers(ResponseTemplate::new(200).set_body_json(answer))
         .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let question = "x".repeat(LONG_QUESTION_CHARS);
     let (status, reply) = app.reply(&account.key, assistant, "c", &question).await;
@@ -218,7 +218,7 @@ async fn a_streamed_openai_answer_without_usage_is_charged_by_an_estimate() {
     );
     app.model_answers(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
         .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let question = "x".repeat(LONG_QUESTION_CHARS);
     let response = app
@@ -257,7 +257,7 @@ async fn an_anthropic_answer_without_usage_is_charged_by_an_estimate() {
         .respond_with(ResponseTemplate::new(200).set_body_json(answer))
         .mount(&anthropic)
         .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(
             &account,
@@ -310,7 +310,7 @@ async fn a_presumed_dead_attempt_cannot_call_a_tool_after_a_retry_took_over() {
     let mut short = app.settings.clone();
     short.reply_lease = Duration::from_secs(1);
     let first_base = app.start_server(short).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let crm = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "booked": "10:00" })))
@@ -429,7 +429,7 @@ async fn a_webhook_secret_is_not_kept_with_its_idempotency_key_and_a_replay_mask
         s.outbound_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let receiver = MockServer::start().await;
     let body = json!({ "url": format!("{}/hook", receiver.uri()), "events": ["reply.created"] });
     let (status, created, _) = app
@@ -498,7 +498,7 @@ async fn idempotency_keys_are_never_logged() {
     // Records of the `log` crate (the database driver's) at every level, whoever set it lower.
     log::set_max_level(log::LevelFilter::Trace);
     let app = TestApp::spawn_with_model_delay(Duration::from_millis(300), |_| {}).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let key = "order-4711-KEYVALUE-9c1e";
     let body = json!({ "assistant_id": assistant, "customer_identifier": "c", "message": "hi" });

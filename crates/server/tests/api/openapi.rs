@@ -215,7 +215,7 @@ async fn docs_is_a_page_whose_assets_come_from_the_server() {
 #[tokio::test]
 async fn create_bodies_require_what_the_server_requires() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let document = document();
     for (path, fields) in openapi::REQUIRED_ON_CREATE {
         let content =
@@ -311,7 +311,7 @@ fn every_operation_with_a_body_documents_what_reading_it_refuses() {
 #[tokio::test]
 async fn a_widget_message_without_a_body_is_invalid_json() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "Shop" })).await;
     let origin = "https://shop.example.com";
     let (_, widget, _) = app

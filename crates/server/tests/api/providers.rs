@@ -27,7 +27,7 @@ async fn spawn_with_anthropic(
 async fn an_anthropic_assistant_uses_tools_over_several_rounds() {
     let anthropic = MockServer::start().await;
     let app = spawn_with_anthropic(&anthropic, |_| {}).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let orders = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/orders/lookup"))
@@ -139,7 +139,7 @@ async fn the_fallback_answers_when_the_primary_keeps_failing() {
         s.pricing.per_model.insert("claude-haiku-4-5".into(), price);
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     app.model_answers(
         ResponseTemplate::new(503).set_body_json(json!({ "error": { "message": "overloaded" } })),
     )
@@ -172,7 +172,7 @@ async fn the_fallback_answers_when_the_primary_keeps_failing() {
 async fn a_refusal_is_not_retried_and_asks_no_fallback() {
     let anthropic = MockServer::start().await;
     let app = spawn_with_anthropic(&anthropic, |s| s.llm_retries = 2).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     app.model_answers(
         ResponseTemplate::new(400)
             .set_body_json(json!({ "error": { "message": "model not found" } })),
@@ -191,7 +191,7 @@ async fn a_refusal_is_not_retried_and_asks_no_fallback() {
 #[tokio::test]
 async fn without_a_fallback_a_transient_failure_is_retried_then_reported() {
     let app = TestApp::spawn_with(|s| s.llm_retries = 1).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     app.model_answers(ResponseTemplate::new(429)).await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, body) = app.reply(&account.key, assistant, "c", "hello").await;
@@ -207,7 +207,7 @@ async fn the_fallback_also_answers_when_the_primary_times_out() {
         s.llm_timeout = std::time::Duration::from_millis(300);
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     app.model_answers(
         ResponseTemplate::new(200)
             .set_delay(std::time::Duration::from_secs(2))

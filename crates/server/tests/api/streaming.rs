@@ -118,7 +118,7 @@ fn deltas_and_reply(events: &[(String, Value)]) -> (Vec<&str>, &Value) {
 #[tokio::test]
 async fn an_openai_reply_streams_as_the_model_writes_and_costs_what_it_would_unstreamed() {
     let app = TestApp::spawn().await;
-    let (streamed, unstreamed) = (app.account("10").await, app.account("10").await);
+    let (streamed, unstreamed) = (app.db_account("10").await, app.db_account("10").await);
     let assistant = |account: TestAccount| {
         let app = &app;
         async move {
@@ -188,7 +188,7 @@ async fn an_anthropic_reply_streams_from_the_messages_event_stream() {
         s.anthropic_api_key = Some("sk-ant-test".to_owned().into());
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app
         .assistant(
             &account,
@@ -264,7 +264,7 @@ async fn tool_rounds_run_before_the_text_streams_and_a_replay_streams_the_stored
         s.outbound_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let calendar = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/book"))
@@ -347,7 +347,7 @@ async fn tool_rounds_run_before_the_text_streams_and_a_replay_streams_the_stored
 #[tokio::test]
 async fn a_stream_that_breaks_after_text_ends_in_an_error_event_and_costs_nothing() {
     let app = TestApp::spawn_with(|s| s.llm_retries = 2).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     // First text, then the connection ends without `[DONE]`; later a whole answer.
     let calls = AtomicUsize::new(0);
@@ -391,7 +391,7 @@ async fn a_stream_that_breaks_after_text_ends_in_an_error_event_and_costs_nothin
 #[tokio::test]
 async fn a_refusal_before_any_text_is_answered_with_its_status() {
     let app = TestApp::spawn().await;
-    let account = app.account("0").await;
+    let account = app.db_account("0").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, _, events) =
         post_streaming(&app, &account.key, None, &message(assistant, "Hi")).await;
@@ -436,7 +436,7 @@ async fn text_reaches_the_caller_while_the_model_is_still_writing() {
     let go = std::sync::Arc::new(tokio::sync::Notify::new());
     let model = held_model(go.clone()).await;
     let app = TestApp::spawn_with(|s| s.llm_base_url = model.parse().unwrap()).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let response = app
         .http

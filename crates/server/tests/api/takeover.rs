@@ -5,7 +5,7 @@ use crate::util::{TestApp, money};
 #[tokio::test]
 async fn while_a_human_has_taken_over_messages_are_stored_unanswered_and_free() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (_, first) = app.reply(&account.key, assistant, "c", "first").await;
     let id = first["conversation_id"].as_str().unwrap().to_owned();

@@ -57,7 +57,7 @@ async fn every_response_carries_a_request_id_and_errors_repeat_it() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["request_id"], "err-1", "{body}");
     }
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (status, body, headers) = app
         .post(&account.key, "/api/ai/generate-reply", &json!({}))
         .await;
@@ -71,7 +71,7 @@ async fn every_response_carries_a_request_id_and_errors_repeat_it() {
 #[tokio::test]
 async fn metrics_count_requests_replies_tokens_and_the_pool() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let (status, _) = app.reply(&account.key, assistant, "+1555", "hi").await;
     assert_eq!(status, StatusCode::OK);
@@ -208,7 +208,7 @@ impl Drop for LoggingServer {
 #[tokio::test]
 async fn one_log_line_per_request_without_secrets() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let mut server = LoggingServer::start(&app, &[]).await;
     let base = server.base.clone();
@@ -250,7 +250,7 @@ async fn one_log_line_per_request_without_secrets() {
 #[tokio::test]
 async fn the_model_in_use_and_why_it_failed_are_logged() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -341,7 +341,7 @@ async fn a_fault_is_logged_at_error_level_with_its_cause_and_request_id() {
     let captured = Captured::default();
     let _guard = tracing::subscriber::set_default(captured.subscriber());
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
 
     // A console session, before the fault.
     let client = reqwest::Client::builder()

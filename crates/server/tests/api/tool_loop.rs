@@ -51,7 +51,7 @@ fn tool_results(request: &Request) -> usize {
 #[tokio::test]
 async fn a_multi_round_conversation_calls_the_endpoints_exactly_and_records_the_calls() {
     let app = TestApp::spawn_with(allow_local).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let crm = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/slots"))
@@ -167,7 +167,7 @@ async fn a_multi_round_conversation_calls_the_endpoints_exactly_and_records_the_
 #[tokio::test]
 async fn a_failing_tool_never_fails_the_reply() {
     let app = TestApp::spawn_with(allow_local).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let crm = MockServer::start().await;
     Mock::given(path("/slow"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
@@ -260,7 +260,7 @@ async fn past_the_round_cap_the_model_must_answer_in_words() {
         s.tool_max_rounds = 2;
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (crm, assistant) = pinging_assistant(&app, &account).await;
     // A model that calls tools whenever it may.
     app.script_model(|request: &Request| {
@@ -292,7 +292,7 @@ async fn calls_past_the_call_cap_are_not_made() {
         s.tool_max_calls = 2;
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (crm, assistant) = pinging_assistant(&app, &account).await;
     app.script_model(|request: &Request| {
         let answer = match tool_results(request) {
@@ -323,7 +323,7 @@ async fn calls_past_the_call_cap_are_not_made() {
 async fn tools_cannot_reach_this_machine_by_address_or_by_name() {
     // No allowed hosts: the default.
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let target = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200))
@@ -407,7 +407,7 @@ async fn tools_cannot_reach_this_machine_by_address_or_by_name() {
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let app = TestApp::spawn_with(allow_local).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let inner = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200))
@@ -444,7 +444,7 @@ async fn redirects_are_not_followed() {
 #[tokio::test]
 async fn nul_characters_from_tools_and_models_are_dropped() {
     let app = TestApp::spawn_with(allow_local).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let crm = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(
@@ -484,7 +484,7 @@ async fn nul_characters_from_tools_and_models_are_dropped() {
 #[tokio::test]
 async fn large_responses_are_read_up_to_a_limit_and_cut() {
     let app = TestApp::spawn_with(allow_local).await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let crm = MockServer::start().await;
     // 1 MiB of text: only 256 KiB is read, 8,000 characters are kept.
     Mock::given(path("/text"))

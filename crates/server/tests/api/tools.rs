@@ -21,7 +21,7 @@ fn calendar_tool() -> Value {
 #[tokio::test]
 async fn create_read_update_and_delete_a_tool_without_echoing_secrets() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (status, created, _) = app
         .post(&account.key, "/api/user/tools", &calendar_tool())
         .await;
@@ -95,7 +95,7 @@ async fn create_read_update_and_delete_a_tool_without_echoing_secrets() {
 #[tokio::test]
 async fn tool_rules_are_enforced() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (status, _, _) = app
         .post(&account.key, "/api/user/tools", &calendar_tool())
         .await;
@@ -142,8 +142,8 @@ async fn tool_rules_are_enforced() {
 #[tokio::test]
 async fn another_accounts_tools_are_out_of_reach() {
     let app = TestApp::spawn().await;
-    let owner = app.account("10").await;
-    let other = app.account("10").await;
+    let owner = app.db_account("10").await;
+    let other = app.db_account("10").await;
     let (_, created, _) = app
         .post(&owner.key, "/api/user/tools", &calendar_tool())
         .await;
@@ -178,7 +178,7 @@ async fn another_accounts_tools_are_out_of_reach() {
 #[tokio::test]
 async fn moving_the_endpoint_to_another_host_needs_the_secrets_again() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (_, created, _) = app
         .post(&account.key, "/api/user/tools", &calendar_tool())
         .await;
@@ -218,9 +218,9 @@ fn tool_named(name: &str) -> Value {
 async fn an_account_has_at_most_1000_tools_even_when_creations_race() {
     let mut app = TestApp::spawn().await;
     let second = app.start_server(app.settings.clone()).await;
-    let account = app.account("10").await;
-    let other = app.account("10").await;
-    app.seed_tools(&account, 999).await;
+    let account = app.db_account("10").await;
+    let other = app.db_account("10").await;
+    app.db_seed_tools(&account, 999).await;
 
     // Ten creations at once through two server processes, with room for one.
     let bases = [app.base.clone(), second];
@@ -272,10 +272,10 @@ async fn an_account_has_at_most_1000_tools_even_when_creations_race() {
 #[tokio::test]
 async fn tool_pages_concatenate_to_every_tool_once_in_id_order() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
-    let other = app.account("10").await;
-    app.seed_tools(&account, 120).await;
-    app.seed_tools(&other, 20).await;
+    let account = app.db_account("10").await;
+    let other = app.db_account("10").await;
+    app.db_seed_tools(&account, 120).await;
+    app.db_seed_tools(&other, 20).await;
     let (status, created, _) = app
         .post(&account.key, "/api/user/tools", &calendar_tool())
         .await;
@@ -309,8 +309,8 @@ async fn tool_pages_concatenate_to_every_tool_once_in_id_order() {
 #[tokio::test]
 async fn a_page_follows_its_cursor_when_the_tool_it_names_is_deleted() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
-    app.seed_tools(&account, 6).await;
+    let account = app.db_account("10").await;
+    app.db_seed_tools(&account, 6).await;
     let all = app.ids_of("tools", &account).await;
     let (_, first, _) = app.get(&account.key, "/api/user/tools?per_page=3").await;
     let cursor = first["next_cursor"].as_str().unwrap();
@@ -344,7 +344,7 @@ async fn a_page_follows_its_cursor_when_the_tool_it_names_is_deleted() {
 #[tokio::test]
 async fn the_tool_list_keeps_famulors_shape_and_refuses_bad_pages() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (_, list, _) = app.get(&account.key, "/api/user/tools").await;
     assert_eq!(list, json!({ "data": [], "next_cursor": null }));
     for (query, field) in [

@@ -8,7 +8,7 @@ use anyreply_server::config::Settings;
 use anyreply_server::models::{account, api_key};
 use anyreply_server::pricing::{ModelPrice, Pricing};
 pub use anyreply_server::testing::chat_completion;
-use anyreply_server::testing::{EchoModel, TestDb, spawn_server};
+use anyreply_server::testing::{EchoModel, TestDb, spawn_server, test_settings};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -78,15 +78,12 @@ impl TestApp {
             .mount(&llm)
             .await;
         let mut settings = Settings {
-            database_url: Some(db.url().to_owned()),
-            llm_base_url: format!("{}/v1", llm.uri()).parse().unwrap(),
             llm_timeout: Duration::from_secs(10),
-            rate_limit_per_minute: 10_000,
             pricing: test_pricing(),
             llm_max_output_tokens: 1_000,
             llm_retry_backoff: Duration::from_millis(10),
             context_token_budget: 8_000,
-            ..Settings::default()
+            ..test_settings(db.url(), &format!("{}/v1", llm.uri()))
         };
         configure(&mut settings);
         let mut app = Self {
@@ -120,7 +117,9 @@ impl TestApp {
         }
     }
 
-    pub async fn account(&self, balance: &str) -> TestAccount {
+    /// An account with `balance` and an API key. Like every fixture named `db_*`, it writes
+    /// its rows straight into the database, past the API and its checks.
+    pub async fn db_account(&self, balance: &str) -> TestAccount {
         let mut conn = self.db.connect().await;
         let id = account::create(&mut conn, "Acme", Some("ops@acme.test"), money(balance))
             .await
@@ -370,7 +369,7 @@ impl TestApp {
 
     /// Inserts `n` tools of the account straight into the database (names `tool_b`, `tool_c`, …:
     /// the digits of 1, 2, … spelled as letters, so the names pass the API's rules).
-    pub async fn seed_tools(&self, account: &TestAccount, n: u32) {
+    pub async fn db_seed_tools(&self, account: &TestAccount, n: u32) {
         self.execute_sql(&format!(
             "INSERT INTO tools (account_id, name, description, endpoint, method, timeout_secs)
              SELECT {}, 'tool_' || translate(i::text, '0123456789', 'abcdefghij'), 'Seeded',
@@ -382,7 +381,7 @@ impl TestApp {
     }
 
     /// Inserts `n` assistants of the account straight into the database.
-    pub async fn seed_assistants(&self, account: &TestAccount, n: u32) {
+    pub async fn db_seed_assistants(&self, account: &TestAccount, n: u32) {
         self.execute_sql(&format!(
             "INSERT INTO assistants (account_id, name, llm_model)
              SELECT {}, 'Seeded ' || i, 'gpt-4o-mini' FROM generate_series(1, {n}) AS i",
@@ -456,7 +455,7 @@ impl TestApp {
 
     /// Appends `count` messages ("history line 1" …, customer and assistant in turn) to a
     /// conversation's history, as if that many had been exchanged.
-    pub async fn seed_history(&self, conversation: uuid::Uuid, count: i64) {
+    pub async fn db_seed_history(&self, conversation: uuid::Uuid, count: i64) {
         use diesel_async::RunQueryDsl;
         let mut conn = self.db.connect().await;
         diesel::sql_query(
@@ -479,21 +478,17 @@ impl TestApp {
         .unwrap();
     }
 
-    /// Returns once the model has received `count` requests; fails the test after 10 s.
+    /// Returns once the model has received `count` requests.
     pub async fn until_model_requests(&self, count: usize) {
-        let arrived = async {
-            while self.llm_requests().await.len() < count {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), arrived)
-            .await
-            .unwrap_or_else(|_| panic!("the model never received {count} requests"));
+        anyreply_server::testing::eventually(&format!("{count} model requests"), || async {
+            self.llm_requests().await.len() >= count
+        })
+        .await;
     }
 
     /// Makes every reply lease and idempotency claim run out now, as if their process had
     /// died a lease ago.
-    pub async fn expire_leases(&self) {
+    pub async fn db_expire_leases(&self) {
         use diesel_async::RunQueryDsl;
         let mut conn = self.db.connect().await;
         for statement in [

@@ -10,6 +10,7 @@ use anyreply_client::webhooks::verify;
 use anyreply_core::wire::EventType;
 use anyreply_server::config::Settings;
 use anyreply_server::models::event::{self, NewEvent};
+use anyreply_server::testing::eventually;
 use anyreply_server::tools::guard::AddressPolicy;
 use diesel_async::AsyncConnection;
 use reqwest::StatusCode;
@@ -75,20 +76,6 @@ async fn emit(app: &TestApp, account: &TestAccount, conversation: Uuid, kind: Ev
     })
     .await
     .unwrap()
-}
-
-/// Waits until `check` holds; fails the test after 15 s, saying `what`.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
-    let waited = tokio::time::timeout(Duration::from_secs(15), async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 /// A receiver that fails while `failing` says so for the events it names.
@@ -195,8 +182,8 @@ async fn deliveries_where(app: &TestApp, event_id: i64, condition: &str) -> bool
 #[tokio::test]
 async fn webhooks_are_created_listed_and_deleted_per_account() {
     let app = spawn().await;
-    let account = app.account("1").await;
-    let other = app.account("1").await;
+    let account = app.db_account("1").await;
+    let other = app.db_account("1").await;
     let (id, secret) = create(
         &app,
         &account,
@@ -256,7 +243,7 @@ async fn webhooks_are_created_listed_and_deleted_per_account() {
 #[tokio::test]
 async fn bad_webhooks_are_refused_field_by_field() {
     let app = spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     for (body, fields) in [
         (json!({}), vec!["events", "url"]),
         (
@@ -291,7 +278,7 @@ async fn bad_webhooks_are_refused_field_by_field() {
 #[tokio::test]
 async fn an_account_has_at_most_twenty_webhooks_and_a_key_creates_one() {
     let app = spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let body = json!({ "url": "https://crm.example.com/hook", "events": ["reply.created"] });
     let (status, first, headers) = app
         .post_keyed(&account.key, "hook-1", "/api/user/webhooks", &body)
@@ -327,7 +314,7 @@ async fn an_account_has_at_most_twenty_webhooks_and_a_key_creates_one() {
 async fn private_addresses_are_refused_naming_the_setting() {
     // No exceptions: the defaults.
     let app = TestApp::spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     for url in [
         "http://127.0.0.1:9/hook",
         "http://10.0.0.5/hook",
@@ -353,7 +340,7 @@ async fn private_addresses_are_refused_naming_the_setting() {
 #[tokio::test]
 async fn a_delivery_is_signed_and_verifies() {
     let app = spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let (server, url, _) = receiver(None, 500, false).await;
     let (_, secret) = create(&app, &account, &url, &["message.received"]).await;
     let conversation = Uuid::new_v4();
@@ -403,7 +390,7 @@ async fn a_delivery_is_signed_and_verifies() {
 #[tokio::test]
 async fn a_failed_delivery_is_retried_with_the_same_id_until_it_succeeds() {
     let app = spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let (server, url, failing) = receiver(None, 500, true).await;
     let (_, secret) = create(&app, &account, &url, &["reply.created"]).await;
     let conversation = Uuid::new_v4();
@@ -437,7 +424,7 @@ async fn a_failed_delivery_is_retried_with_the_same_id_until_it_succeeds() {
 #[tokio::test]
 async fn a_failing_conversation_waits_and_holds_up_no_other() {
     let app = spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let first_of_a = emit(&app, &account, a, EventType::MessageReceived).await;
     let (server, url, failing) = receiver(Some(vec![first_of_a + 1]), 503, true).await;
@@ -487,7 +474,7 @@ async fn pending_deliveries_survive_a_restart_and_none_goes_twice() {
         settings.webhook_retry_schedule = vec![Duration::from_millis(500); 50];
     })
     .await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let (server, url, failing) = receiver(None, 500, true).await;
     create(&app, &account, &url, &["operator.message"]).await;
     let conversation = Uuid::new_v4();
@@ -529,7 +516,7 @@ async fn two_processes_send_each_event_once() {
     let mut app = spawn().await;
     let settings = app.settings.clone();
     app.start_server(settings).await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let server = MockServer::start().await;
     // Slow enough that both processes are at work at once.
     Mock::given(method("POST"))
@@ -573,7 +560,7 @@ async fn a_webhook_failing_past_the_window_is_disabled() {
         settings.webhook_failure_window = Duration::from_millis(500);
     })
     .await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let (server, url, _) = receiver(None, 500, true).await;
     let (id, _) = create(&app, &account, &url, &["ai.enabled"]).await;
     let event_id = emit(&app, &account, Uuid::new_v4(), EventType::AiEnabled).await;
@@ -596,7 +583,7 @@ async fn a_webhook_failing_past_the_window_is_disabled() {
 
     // Disabled, it gets nothing more.
     let later = emit(&app, &account, Uuid::new_v4(), EventType::AiEnabled).await;
-    let other = app.account("1").await;
+    let other = app.db_account("1").await;
     let (probe, probe_url, _) = receiver(None, 500, false).await;
     create(&app, &other, &probe_url, &["ai.enabled"]).await;
     let probe_event = emit(&app, &other, Uuid::new_v4(), EventType::AiEnabled).await;
@@ -611,7 +598,7 @@ async fn a_webhook_failing_past_the_window_is_disabled() {
 #[tokio::test]
 async fn a_receiver_answering_gone_disables_its_webhook_at_once() {
     let app = spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let (server, url, _) = receiver(None, 410, true).await;
     create(&app, &account, &url, &["ai.disabled"]).await;
     let event_id = emit(&app, &account, Uuid::new_v4(), EventType::AiDisabled).await;
@@ -648,7 +635,7 @@ async fn receivers_that_never_answer_hold_up_no_other_accounts_deliveries() {
             counting.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let stuck = app.account("1").await;
+    let stuck = app.db_account("1").await;
     for _ in 0..20 {
         create(&app, &stuck, &silent_url, &["message.received"]).await;
     }
@@ -662,7 +649,7 @@ async fn receivers_that_never_answer_hold_up_no_other_accounts_deliveries() {
     })
     .await;
 
-    let other = app.account("1").await;
+    let other = app.db_account("1").await;
     let (server, url, _) = receiver(None, 204, false).await;
     create(&app, &other, &url, &["message.received"]).await;
     let event_id = emit(&app, &other, Uuid::new_v4(), EventType::MessageReceived).await;
@@ -687,7 +674,7 @@ async fn receivers_that_never_answer_hold_up_no_other_accounts_deliveries() {
 async fn with_nothing_due_the_worker_is_told_to_sleep() {
     use anyreply_server::models::webhook_delivery;
     let app = spawn().await;
-    let account = app.account("1").await;
+    let account = app.db_account("1").await;
     let mut conn = app.db.connect().await;
     let outlook = webhook_delivery::outlook(&mut conn, &[]).await.unwrap();
     assert_eq!(outlook.behind, Vec::<i64>::new());

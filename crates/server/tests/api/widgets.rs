@@ -20,7 +20,7 @@ const SHOP: &str = "https://shop.example.com";
 
 /// An account with an assistant and a widget of it for [`SHOP`]: (account, widget's data).
 async fn shop_widget(app: &TestApp) -> (TestAccount, Value) {
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "Shop" })).await;
     let widget = widget_of(app, &account, assistant, json!({})).await;
     (account, widget)
@@ -151,7 +151,7 @@ async fn a_widget_is_created_listed_and_deleted_and_its_key_dies_with_it() {
     assert_eq!(status, 200);
     assert_eq!(list["data"], json!([widget]));
     // Another account sees none of it.
-    let other = app.account("10").await;
+    let other = app.db_account("10").await;
     let (_, list, _) = app.get(&other.key, "/api/user/widgets").await;
     assert_eq!(list["data"], json!([]));
     let path = format!("/api/user/widgets/{}", widget["id"]);
@@ -177,9 +177,9 @@ async fn a_widget_is_created_listed_and_deleted_and_its_key_dies_with_it() {
 #[tokio::test]
 async fn bad_widgets_are_refused_with_nothing_stored() {
     let app = TestApp::spawn().await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let assistant = app.assistant(&account, &json!({ "name": "A" })).await;
-    let other = app.account("10").await;
+    let other = app.db_account("10").await;
     let theirs = app.assistant(&other, &json!({ "name": "B" })).await;
     for (body, status, code) in [
         (
@@ -670,7 +670,7 @@ async fn a_widgets_replies_call_tools_only_when_the_business_enabled_them() {
         s.outbound_allowed_hosts = AddressPolicy::parse("127.0.0.1").unwrap();
     })
     .await;
-    let account = app.account("10").await;
+    let account = app.db_account("10").await;
     let (crm, assistant) = pinging_assistant(&app, &account).await;
 
     let closed = widget_of(&app, &account, assistant, json!({})).await;
