@@ -10,6 +10,8 @@ pub mod env;
 pub mod error;
 pub mod limits;
 pub mod money;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 pub mod webhook_signature;
 pub mod wire;

@@ -387,27 +387,7 @@ pub fn test_settings(database_url: &str, llm_base_url: &str) -> crate::Settings 
     }
 }
 
-/// How long [`eventually`] waits: long enough for a loaded 2-core machine, short enough that a
-/// test that waits for what never comes fails in reasonable time.
-pub const EVENTUALLY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Waits until `done` holds, asking every 20 ms; fails the test, naming `what`, after
-/// [`EVENTUALLY_DEADLINE`]. For what a test cannot be told of but can see (a row, a request a
-/// stub received); where the code under test can signal, wait for the signal instead.
-pub async fn eventually<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < EVENTUALLY_DEADLINE,
-            "timed out after {EVENTUALLY_DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
+pub use anyreply_core::testing::{EVENTUALLY_DEADLINE, eventually};
 
 /// Starts the real server on a free loopback port; returns its base URL and its task.
 pub async fn spawn_server(settings: crate::Settings) -> (String, tokio::task::JoinHandle<()>) {

@@ -11,7 +11,7 @@ mod whatsapp;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyreply_client::{Client, RetryPolicy};
 use anyreply_connectors::bridge::Bridge;
@@ -213,21 +213,7 @@ pub async fn anyreply_requests(server: &MockServer) -> Vec<Request> {
         .collect()
 }
 
-/// Waits until `done` holds, failing after five seconds.
-pub async fn eventually<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use anyreply_core::testing::eventually;
 
 /// AnyReply's conversation `CONVERSATION`, with `variables`.
 pub async fn conversation_with(server: &MockServer, variables: Value) {
