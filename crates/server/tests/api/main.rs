@@ -19,7 +19,6 @@ mod generate_reply;
 mod handoff;
 mod history;
 mod idempotency;
-mod idle;
 mod input;
 mod knowledge;
 mod knowledge_vectors;

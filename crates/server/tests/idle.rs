@@ -1,14 +1,25 @@
 //! A server with no traffic costs nothing: its background loops sleep until they have work.
+//!
+//! A test binary of its own: `cargo test` runs each binary alone, so nothing else the tests do
+//! shares this process or loads the machine while it counts the server's transactions.
+
+#![allow(clippy::unwrap_used)]
+
+// The API tests' fixtures; this binary uses a few of them.
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "api/util.rs"]
+mod util;
 
 use std::time::Duration;
 
+use anyreply_server::testing::eventually;
 use anyreply_server::tools::guard::AddressPolicy;
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::util::TestApp;
+use util::TestApp;
 
 /// Each new connection's own setup: diesel sends `SET TIME ZONE` and `SET CLIENT_ENCODING`,
 /// each a transaction. How many connections a server opens at start depends on how its
@@ -46,22 +57,42 @@ async fn transactions_so_far(app: &TestApp) -> i64 {
 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let count: Count = diesel::sql_query(
-        "SELECT xact_commit + xact_rollback - $2 * sessions AS n
-         FROM pg_stat_database WHERE datname = $1",
-    )
-    .bind::<diesel::sql_types::Text, _>(&database)
-    .bind::<diesel::sql_types::Int8, _>(SETUP_TRANSACTIONS_PER_SESSION)
-    .get_result(&mut conn)
-    .await
-    .unwrap();
-    count.n
+    // A backend leaves `pg_stat_activity` a moment before its last counts are flushed: read
+    // until two readings agree.
+    let mut last = None;
+    loop {
+        let count: Count = diesel::sql_query(
+            "SELECT xact_commit + xact_rollback - $2 * sessions AS n
+             FROM pg_stat_database WHERE datname = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(&database)
+        .bind::<diesel::sql_types::Int8, _>(SETUP_TRANSACTIONS_PER_SESSION)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        if last == Some(count.n) {
+            return count.n;
+        }
+        last = Some(count.n);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
-/// The transactions a server makes from its start to its stop `idle` later, with no traffic.
+/// The transactions a server makes from its start to its stop, `idle` after it began serving,
+/// with no traffic. It serves once its start-up is over and its loops are started, which takes
+/// longer on a loaded machine: timed from its start, a short run could end before its loops'
+/// first looks, and a long one then count them as idle cost.
 async fn transactions_of_a_server_idle_for(app: &mut TestApp, idle: Duration) -> i64 {
     let before = transactions_so_far(app).await;
-    app.start_server(app.settings.clone()).await;
+    let base = app.start_server(app.settings.clone()).await;
+    let http = app.http.clone();
+    eventually("the server serving", || async {
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await;
     tokio::time::sleep(idle).await;
     app.stop_servers().await;
     transactions_so_far(app).await - before
