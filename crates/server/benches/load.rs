@@ -33,6 +33,8 @@
 
 #![allow(clippy::print_stdout)]
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/server.rs"]
 mod server;
 
@@ -57,6 +59,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use postgres::Postgres;
 use server::{Launcher, STOP_TIMEOUT, ServerProcess, run_tool};
 
 const BENCH_DB: &str = "anyreply_bench";
@@ -135,7 +138,7 @@ async fn interrupted() {
 
 /// Runs every phase; `Ok(false)` if the books do not balance.
 async fn run() -> anyhow::Result<bool> {
-    let pg = Postgres::from_env();
+    let pg = Postgres::from_env(SQL_TIMEOUT);
     let machine = preflight(&pg).await?;
     let stub = StubModel::start().await?;
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("load-server.log");
@@ -429,38 +432,7 @@ fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL, through psql and pgbench.
 
-struct Postgres {
-    /// `postgres://user@host:port`, without a database.
-    root: String,
-}
-
 impl Postgres {
-    fn from_env() -> Self {
-        let root = std::env::var("ANYREPLY_BENCH_POSTGRES")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".to_owned());
-        Self {
-            root: root.trim_end_matches('/').to_owned(),
-        }
-    }
-
-    fn url(&self, database: &str) -> String {
-        format!("{}/{database}", self.root)
-    }
-
-    /// Runs `sql` (one or more statements, one transaction) in `database`; psql's unaligned
-    /// output, trimmed.
-    async fn sql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
-        let mut psql = std::process::Command::new("psql");
-        psql.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.url(database))
-            .arg("-c")
-            .arg(sql);
-        let what = format!("psql ({})", first_words(sql));
-        run_tool(psql, &what, SQL_TIMEOUT).await
-    }
-
     async fn scalar<T>(&self, database: &str, sql: &str) -> anyhow::Result<T>
     where
         T: std::str::FromStr,
@@ -566,10 +538,6 @@ impl Postgres {
             .and_then(|tps| tps.parse().ok())
             .with_context(|| format!("no \"tps = … (without initial connection time)\" line in pgbench's output:\n{out}"))
     }
-}
-
-fn first_words(sql: &str) -> String {
-    sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
 }
 
 /// Checkpoints that happened during the timed phases: a sign of a disturbed run.

@@ -23,6 +23,8 @@
 
 #![allow(clippy::print_stdout)]
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/server.rs"]
 mod server;
 
@@ -45,6 +47,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use postgres::Postgres;
 use server::{Launcher, run_tool};
 
 const DOCS_DIR: &str = "/usr/share/doc/postgresql-doc-15/html";
@@ -114,7 +117,7 @@ struct Question {
 async fn run() -> anyhow::Result<()> {
     let pages = doc_pages()?;
     let questions = questions(&pages)?;
-    let pg = Postgres::from_env();
+    let pg = Postgres::from_env(SQL_TIMEOUT);
     let postgres_version = pg
         .sql("postgres", "SHOW server_version")
         .await
@@ -747,40 +750,6 @@ impl Figures {
 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL through psql, the stub model and the server process (as in `load.rs`).
-
-struct Postgres {
-    /// `postgres://user@host:port`, without a database.
-    root: String,
-}
-
-impl Postgres {
-    fn from_env() -> Self {
-        let root = std::env::var("ANYREPLY_BENCH_POSTGRES")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".to_owned());
-        Self {
-            root: root.trim_end_matches('/').to_owned(),
-        }
-    }
-
-    fn url(&self, database: &str) -> String {
-        format!("{}/{database}", self.root)
-    }
-
-    async fn sql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
-        let mut psql = std::process::Command::new("psql");
-        psql.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.url(database))
-            .arg("-c")
-            .arg(sql);
-        let what = format!(
-            "psql ({})",
-            sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
-        );
-        run_tool(psql, &what, SQL_TIMEOUT).await
-    }
-}
 
 /// OpenAI Chat Completions on loopback: one fixed answer, at once.
 struct StubModel {
