@@ -68,6 +68,8 @@ error_codes! {
     /// A chat widget's visitor token is missing where one is needed, unknown, or another
     /// widget's.
     VisitorTokenInvalid = ("VISITOR_TOKEN_INVALID", 401, false, "Missing or invalid visitor token"),
+    /// The operator does not exist or belongs to another account.
+    OperatorNotFound = ("OPERATOR_NOT_FOUND", 404, false, "Operator not found"),
     /// No such route.
     NotFound = ("NOT_FOUND", 404, false, "Not found"),
     /// The route exists, the method does not.
@@ -78,6 +80,8 @@ error_codes! {
     IdempotencyConflict = ("IDEMPOTENCY_CONFLICT", 409, true, "A request with this Idempotency-Key is still being processed"),
     /// The customer opted out (an SMS `STOP`): nothing may be sent until they opt in again.
     ConversationOptedOut = ("CONVERSATION_OPTED_OUT", 409, false, "The customer opted out of messages; nothing is sent until they opt in again (START)"),
+    /// Another operator (of this account or another) already signs in with this email.
+    OperatorEmailTaken = ("OPERATOR_EMAIL_TAKEN", 409, false, "An operator with this email already exists"),
     /// The `Idempotency-Key` was used before with a different request.
     IdempotencyKeyReused = ("IDEMPOTENCY_KEY_REUSED", 422, false, "This Idempotency-Key was already used with a different request"),
     /// The account already has the most assistants, tools or webhooks it may have; nothing was

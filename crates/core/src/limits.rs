@@ -58,3 +58,9 @@ pub const DEFAULT_PER_PAGE: u32 = 15;
 /// Default page size of the assistant and tool lists: the most, so that an account with up to
 /// 100 of them still gets all on the first page, as from Famulor's unpaged lists.
 pub const DEFAULT_ASSISTANTS_AND_TOOLS_PER_PAGE: u32 = MAX_PER_PAGE;
+/// Longest operator email address, in characters (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Longest operator name, in characters.
+pub const MAX_OPERATOR_NAME_CHARS: usize = 100;
+/// Longest internal note, in characters.
+pub const MAX_NOTE_CHARS: usize = 10_000;

@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod events;
 pub mod generate_reply;
 pub mod knowledge;
+pub mod operators;
 pub mod tools;
 pub mod usage;
 pub mod webhooks;
@@ -32,6 +33,9 @@ pub use knowledge::{
     Document, DocumentData, DocumentList, DocumentResponse, DocumentStatus, DocumentType,
     KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseList, KnowledgeBaseResponse,
     KnowledgeBaseStatus, PassageRef, SearchHit, SearchInput, SearchResults,
+};
+pub use operators::{
+    Author, Operator, OperatorInput, OperatorList, OperatorResponse, OperatorRole, OperatorUpdate,
 };
 pub use tools::{
     DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,

@@ -1,6 +1,7 @@
 //! The `anyreply-server` command line.
 
 use anyreply_core::Money;
+use anyreply_core::wire::OperatorRole;
 use clap::{Parser, Subcommand};
 
 /// AnyReply: AI replies that remember each customer. Settings come from `ANYREPLY_*`
@@ -24,6 +25,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage the operators who sign in to the console.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,4 +61,32 @@ pub enum KeyCommand {
     },
     /// Revoke a key by its prefix (its first 12 characters) or its full text.
     Revoke { key_prefix: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Add an operator to an account; prints the one-time link (valid 24 hours) where they set
+    /// their password. No mail is sent: pass the link on.
+    Create {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        email: String,
+        /// owner, admin or agent.
+        #[arg(long, value_parser = parse_role)]
+        role: OperatorRole,
+        /// The name shown with what they write (default: the email's part before the @).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a new password link for an operator (one who forgot theirs); the old link stops
+    /// working.
+    Link {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<OperatorRole, String> {
+    OperatorRole::parse(text).ok_or_else(|| "the role is owner, admin or agent".to_owned())
 }

@@ -109,6 +109,9 @@ pub struct Settings {
     pub pricing: Pricing,
     /// `ANYREPLY_METRICS_TOKEN`: when set, `/metrics` wants it as a Bearer token.
     pub metrics_token: Option<SecretString>,
+    /// `ANYREPLY_PUBLIC_URL`: where people reach the server, for the links it prints (an
+    /// operator's password link); unset: `http://` and `listen`.
+    pub public_url: Option<Url>,
 }
 
 pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
@@ -157,12 +160,21 @@ impl Default for Settings {
             embedding_api_key: None,
             pricing: Pricing::default(),
             metrics_token: None,
+            public_url: None,
         }
     }
 }
 
 impl Settings {
     /// Defaults overridden by the environment; every bad setting is named at once.
+    /// The address people reach the server at, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     pub fn from_env() -> anyhow::Result<Self> {
         let mut env = Env::from_process();
         let settings = Self::read(&mut env);
@@ -216,6 +228,7 @@ impl Settings {
         self.data_dir = env.text("ANYREPLY_DATA_DIR").map(PathBuf::from);
         self.pg_bin = env.text("ANYREPLY_PG_BIN").map(PathBuf::from);
         self.listen = env.parsed("ANYREPLY_LISTEN", self.listen, "127.0.0.1:8080");
+        self.public_url = env.optional("ANYREPLY_PUBLIC_URL", "https://replies.example.com");
     }
 
     /// The model providers, their retries, and the tool rounds.

@@ -22,6 +22,7 @@ pub mod known_keys;
 pub mod llm;
 pub mod models;
 pub mod openapi;
+pub mod password;
 pub mod pg_cluster;
 pub mod pricing;
 pub mod rate_limit;

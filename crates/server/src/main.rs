@@ -2,10 +2,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand};
+use anyreply_core::wire::OperatorInput;
+use anyreply_core::wire::operators::normalize_email;
+use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand, OperatorCommand};
 use anyreply_server::config::DEFAULT_LLM_BASE_URL;
-use anyreply_server::models::{account, api_key};
-use anyreply_server::{App, Settings, db, pg_cluster, reply, telemetry};
+use anyreply_server::controllers::operators;
+use anyreply_server::models::{account, api_key, operator};
+use anyreply_server::{App, Settings, db, password, pg_cluster, reply, telemetry};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
@@ -77,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => Ok(()),
         Command::Account(command) => account_command(&database_url, command).await,
         Command::Key(command) => key_command(&database_url, command).await,
+        Command::Operator(command) => operator_command(&settings, &database_url, command).await,
     }
 }
 
@@ -229,6 +233,67 @@ async fn key_command(database_url: &str, command: KeyCommand) -> anyhow::Result<
             println!(
                 "{}",
                 json!({ "revoked": key_prefix.chars().take(12).collect::<String>() })
+            );
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn operator_command(
+    settings: &Settings,
+    database_url: &str,
+    command: OperatorCommand,
+) -> anyhow::Result<()> {
+    let mut conn = connect(database_url).await?;
+    match command {
+        OperatorCommand::Create {
+            account,
+            email,
+            role,
+            name,
+        } => {
+            account::find(&mut conn, account)
+                .await?
+                .context("no such account")?;
+            let name =
+                name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+            let body = json!({ "email": email, "name": name, "role": role.as_str() });
+            let input = OperatorInput::from_json(&body).map_err(|errors| {
+                anyhow::anyhow!(
+                    "{}",
+                    serde_json::to_string(&errors.into_map()).unwrap_or_default()
+                )
+            })?;
+            let added = operators::add(&mut conn, settings, account, &input)
+                .await
+                .map_err(|error| anyhow::anyhow!("{}", error.body().message))?;
+            println!(
+                "{}",
+                json!({
+                    "operator_id": added.data.id,
+                    "email": added.data.email,
+                    "role": added.data.role,
+                    "password_link": added.password_link,
+                    "expires_at": added.password_link_expires_at,
+                })
+            );
+        }
+        OperatorCommand::Link { email } => {
+            let email = normalize_email(&email).context("that is not an email address")?;
+            let found = operator::by_email(&mut conn, &email)
+                .await?
+                .context("no operator has that email")?;
+            let (token, token_hash) = password::new_link_token();
+            let expires_at = operator::new_password_link(&mut conn, found.id, &token_hash).await?;
+            println!(
+                "{}",
+                json!({
+                    "operator_id": found.id,
+                    "email": found.email,
+                    "password_link": password::link_url(settings, &token),
+                    "expires_at": expires_at,
+                })
             );
         }
     }

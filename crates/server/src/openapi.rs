@@ -24,7 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics,
-    tools, usage, webhooks, widget_chat, widgets,
+    operators, tools, usage, webhooks, widget_chat, widgets,
 };
 
 /// Where the document is served.
@@ -77,6 +77,10 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         webhooks::create_webhook,
         webhooks::list_webhooks,
         webhooks::delete_webhook,
+        operators::create_operator,
+        operators::list_operators,
+        operators::update_operator,
+        operators::delete_operator,
         widgets::create_widget,
         widgets::list_widgets,
         widgets::delete_widget,
@@ -103,6 +107,7 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         (name = "tools", description = "HTTP endpoints of yours the model may call"),
         (name = "knowledge", description = "Knowledge bases: documents and websites your assistants answer from"),
         (name = "events", description = "Every change to a conversation, as it happens"),
+        (name = "operators", description = "The people who sign in to the console, and their roles"),
         (name = "webhooks", description = "Your URLs that receive the account's events, signed (Standard Webhooks)"),
         (name = "widgets", description = "Web chat widgets: publishable keys for your sites"),
         (name = "widget", description = "What a web chat widget's page calls, with the widget's publishable key, from the widget's origins"),

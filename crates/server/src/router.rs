@@ -13,7 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics,
-    tools, usage, webhooks, widget_chat, widgets,
+    operators, tools, usage, webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
 use crate::telemetry;
@@ -38,7 +38,7 @@ pub fn router(app: App) -> Router {
         .merge(knowledge_routes())
         .merge(account_routes(app.clone()))
         .merge(crate::openapi::routes())
-        .merge(crate::console::routes())
+        .merge(crate::console::routes(app.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -137,6 +137,14 @@ fn account_routes(app: App) -> Router<App> {
             get(webhooks::list_webhooks).post(webhooks::create_webhook),
         )
         .route("/api/user/webhooks/{id}", delete(webhooks::delete_webhook))
+        .route(
+            "/api/user/operators",
+            get(operators::list_operators).post(operators::create_operator),
+        )
+        .route(
+            "/api/user/operators/{id}",
+            put(operators::update_operator).delete(operators::delete_operator),
+        )
         .route(
             "/api/user/widgets",
             get(widgets::list_widgets).post(widgets::create_widget),

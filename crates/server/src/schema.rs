@@ -59,10 +59,11 @@ diesel::table! {
     console_sessions (token_hash) {
         token_hash -> Bytea,
         account_id -> Int8,
-        api_key_id -> Int8,
+        api_key_id -> Nullable<Int8>,
         csrf_token -> Text,
         created_at -> Timestamptz,
         last_seen_at -> Timestamptz,
+        operator_id -> Nullable<Int8>,
     }
 }
 
@@ -201,6 +202,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    operator_password_links (token_hash) {
+        token_hash -> Bytea,
+        operator_id -> Int8,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    operators (id) {
+        id -> Int8,
+        account_id -> Int8,
+        email -> Text,
+        name -> Text,
+        role -> Text,
+        password_hash -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     pending_replies (message_id) {
         message_id -> Int8,
         conversation_id -> Uuid,
@@ -326,6 +348,7 @@ diesel::joinable!(assistants -> accounts (account_id));
 diesel::joinable!(assistants -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(console_sessions -> accounts (account_id));
 diesel::joinable!(console_sessions -> api_keys (api_key_id));
+diesel::joinable!(console_sessions -> operators (operator_id));
 diesel::joinable!(conversations -> accounts (account_id));
 diesel::joinable!(conversations -> assistants (assistant_id));
 diesel::joinable!(knowledge_bases -> accounts (account_id));
@@ -333,6 +356,8 @@ diesel::joinable!(knowledge_documents -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(knowledge_passages -> knowledge_documents (document_id));
 diesel::joinable!(knowledge_terms -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(operator_password_links -> operators (operator_id));
+diesel::joinable!(operators -> accounts (account_id));
 diesel::joinable!(tools -> accounts (account_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhooks -> accounts (account_id));
@@ -356,6 +381,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     knowledge_passages,
     knowledge_terms,
     messages,
+    operator_password_links,
+    operators,
     pending_replies,
     settlements_due,
     tool_calls,

@@ -45,7 +45,7 @@ pub(super) async fn list(
     State(app): State<App>,
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let mut conn = app.db().await?;
     let page = assistant::list(&mut conn, account_id, LISTED, None).await?;
     let last_day = Utc::now().date_naive();
@@ -237,8 +237,8 @@ pub(super) async fn new_form(
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
     let mut conn = app.db().await?;
-    let tools = tool_choices(&mut conn, operator.caller.account_id, &[]).await?;
-    let knowledge_bases = knowledge_choices(&mut conn, operator.caller.account_id).await?;
+    let tools = tool_choices(&mut conn, operator.account_id, &[]).await?;
+    let knowledge_bases = knowledge_choices(&mut conn, operator.account_id).await?;
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "assistants"),
         id: None,
@@ -263,12 +263,12 @@ pub(super) async fn edit_form(
         .parse()
         .map_err(|_| ApiError::new(ErrorCode::AssistantNotFound))?;
     let mut conn = app.db().await?;
-    let found = assistant::find(&mut conn, operator.caller.account_id, id)
+    let found = assistant::find(&mut conn, operator.account_id, id)
         .await?
         .ok_or(ApiError::new(ErrorCode::AssistantNotFound))?
         .into_wire();
-    let tools = tool_choices(&mut conn, operator.caller.account_id, &found.tool_ids).await?;
-    let knowledge_bases = knowledge_choices(&mut conn, operator.caller.account_id).await?;
+    let tools = tool_choices(&mut conn, operator.account_id, &found.tool_ids).await?;
+    let knowledge_bases = knowledge_choices(&mut conn, operator.account_id).await?;
     Ok(FormPage {
         layout: Layout::signed_in(&operator, "assistants"),
         id: Some(id),
@@ -315,8 +315,8 @@ async fn save(
         Err(refusal) => {
             let errors = form_errors(refusal, ErrorCode::AssistantNotFound)?;
             let mut conn = app.db().await?;
-            let tools = tool_choices(&mut conn, operator.caller.account_id, &tool_ids).await?;
-            let knowledge_bases = knowledge_choices(&mut conn, operator.caller.account_id).await?;
+            let tools = tool_choices(&mut conn, operator.account_id, &tool_ids).await?;
+            let knowledge_bases = knowledge_choices(&mut conn, operator.account_id).await?;
             let page = FormPage {
                 layout: Layout::signed_in(&operator, "assistants"),
                 id,
@@ -340,7 +340,7 @@ async fn write(
 ) -> Result<Assistant, ApiError> {
     crate::extract::refuse_nul(body)?;
     let input = AssistantInput::from_json(body, id.is_none()).map_err(ApiError::validation)?;
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let default_model = &app.settings.llm_default_model;
     let mut conn = app.db().await?;
     match id {

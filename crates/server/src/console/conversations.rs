@@ -79,7 +79,7 @@ pub(super) async fn list(
     operator: Operator,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ConsoleError> {
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let assistant_id = query.assistant.parse::<i64>().ok();
     let filter = ListFilter {
         assistant_id,
@@ -198,12 +198,11 @@ pub(super) struct Panel {
 }
 
 async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, ConsoleError> {
-    let caller = operator.caller;
+    let account_id = operator.account_id;
     let id = api::conversation_id(id)?;
-    let conversation =
-        api::history(app, caller.account_id, id, api::HISTORY_PER_PAGE, i64::MAX).await?;
+    let conversation = api::history(app, account_id, id, api::HISTORY_PER_PAGE, i64::MAX).await?;
     let mut conn = app.db().await?;
-    let last_event = account::last_event_id(&mut conn, caller.account_id).await?;
+    let last_event = account::last_event_id(&mut conn, account_id).await?;
     Ok(Panel {
         id: conversation.id,
         customer_identifier: conversation.customer_identifier,
@@ -277,7 +276,7 @@ pub(super) async fn events(
     Query(After { after }): Query<After>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ConsoleError> {
     let conversation_id = api::conversation_id(&id)?;
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let mut conn = app.db().await?;
     conversation::find(&mut conn, account_id, conversation_id)
         .await?
@@ -312,7 +311,7 @@ async fn switch_ai(
     enabled: bool,
 ) -> Result<Response, ConsoleError> {
     let conversation_id = api::conversation_id(&id)?;
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let mut conn = app.db().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         api::switch_ai(conn, account_id, conversation_id, enabled).await
@@ -375,7 +374,7 @@ async fn store(
 ) -> Result<(), ApiError> {
     let input: OperatorMessageInput =
         handoff::operator_message_input(body).map_err(ApiError::validation)?;
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let mut conn = app.db().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         handoff::store_operator_message(conn, account_id, conversation_id, &input).await

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use anyreply_core::Money;
-use anyreply_core::wire::UsageGroup;
+use anyreply_core::wire::{OperatorRole, UsageGroup};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, NaiveDate, Utc};
 
 use super::session::Operator;
@@ -175,7 +175,11 @@ pub(super) async fn show(
     State(app): State<App>,
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
-    let account_id = operator.caller.account_id;
+    // Usage and costs are for admins; an agent's home is the inbox.
+    if operator.role < OperatorRole::Admin {
+        return Ok(Redirect::to("/console/conversations").into_response());
+    }
+    let account_id = operator.account_id;
     let mut conn = app.db().await?;
     let me = account::find(&mut conn, account_id)
         .await?

@@ -72,7 +72,7 @@ async fn list_page(
     errors: FormErrors,
 ) -> Result<ListPage, ConsoleError> {
     let mut conn = app.db().await?;
-    let bases = knowledge::list_bases(&mut conn, operator.caller.account_id).await?;
+    let bases = knowledge::list_bases(&mut conn, operator.account_id).await?;
     let mut languages = knowledge::languages(&mut conn).await?;
     // A language posted that PostgreSQL lacks stays chosen, next to its error.
     if !fields.language.is_empty() && !languages.contains(&fields.language) {
@@ -127,7 +127,7 @@ async fn create_base(
 ) -> Result<KnowledgeBase, ApiError> {
     let input = api::read_base_input(app, body, true).await?;
     let mut conn = app.db().await?;
-    api::create_base(&mut conn, operator.caller.account_id, &input).await
+    api::create_base(&mut conn, operator.account_id, &input).await
 }
 
 pub(super) async fn delete(
@@ -137,7 +137,7 @@ pub(super) async fn delete(
 ) -> Result<Response, ConsoleError> {
     let id = api::base_id(&id)?;
     let mut conn = app.db().await?;
-    api::delete_base(&mut conn, operator.caller.account_id, id).await?;
+    api::delete_base(&mut conn, operator.account_id, id).await?;
     Ok(Redirect::to("/console/knowledge").into_response())
 }
 
@@ -239,7 +239,7 @@ impl BasePage {
 
 /// The knowledge base's page, its forms empty; 404 unless it is the account's.
 async fn base_page(app: &App, operator: &Operator, id: i64) -> Result<BasePage, ConsoleError> {
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let mut conn = app.db().await?;
     let base = knowledge::find_base(&mut conn, account_id, id)
         .await?
@@ -299,7 +299,7 @@ async fn search(
 ) -> Result<Vec<SearchHit>, ApiError> {
     crate::extract::refuse_nul(body)?;
     let input = SearchInput::from_json(body).map_err(ApiError::validation)?;
-    api::search_passages(app, operator.caller.account_id, id, &input).await
+    api::search_passages(app, operator.account_id, id, &input).await
 }
 
 /// `POST /console/knowledge/{id}/documents`: an uploaded file, as `multipart/form-data`.
@@ -356,7 +356,7 @@ async fn add_upload(
         shown.kind = text("type").unwrap_or_default();
     }
     let document = api::read_document(app, &fields, file).await?;
-    api::add_document(app, operator.caller.account_id, id, &document).await
+    api::add_document(app, operator.account_id, id, &document).await
 }
 
 /// `POST /console/knowledge/{id}/websites`: a website, read from its address.
@@ -369,7 +369,7 @@ pub(super) async fn add_website(
     let fields = WebsiteFields::posted(&form);
     let created = async {
         let document = api::read_document(&app, &fields.body(), None).await?;
-        api::add_document(&app, operator.caller.account_id, id, &document).await
+        api::add_document(&app, operator.account_id, id, &document).await
     }
     .await;
     match created {
@@ -394,6 +394,6 @@ pub(super) async fn delete_document(
     let id = api::base_id(&id)?;
     let document = api::document_id(&document)?;
     let mut conn = app.db().await?;
-    api::remove_document(&mut conn, operator.caller.account_id, id, document).await?;
+    api::remove_document(&mut conn, operator.account_id, id, document).await?;
     Ok(Redirect::to(&page_of(id)).into_response())
 }

@@ -15,10 +15,12 @@ mod conversations;
 mod dashboard;
 mod form;
 mod knowledge;
+mod operators;
 mod session;
 mod tools;
 
 use anyreply_core::limits::MAX_DOCUMENT_BYTES;
+use anyreply_core::wire::OperatorRole;
 use anyreply_core::{ErrorBody, ErrorCode};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -32,14 +34,72 @@ use crate::error::ApiError;
 
 use assets::ASSETS;
 
-pub fn routes() -> Router<App> {
+/// The console's pages, grouped by the least role each group needs (see
+/// [`session::require_role`]); the sign-in pages and the assets need none.
+pub fn routes(app: App) -> Router<App> {
+    let needs = |role: OperatorRole| {
+        axum::middleware::from_fn_with_state((app.clone(), role), session::require_role)
+    };
     Router::new()
-        .route("/console", get(dashboard::show))
+        .merge(agent_pages().route_layer(needs(OperatorRole::Agent)))
+        .merge(admin_pages().route_layer(needs(OperatorRole::Admin)))
+        .merge(owner_pages().route_layer(needs(OperatorRole::Owner)))
         .route(
             "/console/sign-in",
             get(session::sign_in_page).post(session::sign_in),
         )
+        .route(
+            "/console/set-password",
+            get(session::set_password_page).post(session::set_password),
+        )
         .route("/console/sign-out", post(session::sign_out))
+        .route("/console/assets/{file}", get(assets::serve))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// What every operator may open: the dashboard and the conversations.
+fn agent_pages() -> Router<App> {
+    Router::new()
+        .route("/console", get(dashboard::show))
+        .route("/console/conversations", get(conversations::list))
+        .route("/console/conversations/{id}", get(conversations::show))
+        .route(
+            "/console/conversations/{id}/panel",
+            get(conversations::panel),
+        )
+        .route(
+            "/console/conversations/{id}/events",
+            get(conversations::events),
+        )
+        .route(
+            "/console/conversations/{id}/take-over",
+            post(conversations::take_over),
+        )
+        .route(
+            "/console/conversations/{id}/hand-back",
+            post(conversations::hand_back),
+        )
+        .route(
+            "/console/conversations/{id}/messages",
+            post(conversations::send),
+        )
+}
+
+/// What only owners may open: the operators.
+fn owner_pages() -> Router<App> {
+    Router::new()
+        .route(
+            "/console/operators",
+            get(operators::list).post(operators::create),
+        )
+        .route("/console/operators/{id}", post(operators::update))
+        .route("/console/operators/{id}/link", post(operators::new_link))
+        .route("/console/operators/{id}/delete", post(operators::delete))
+}
+
+/// What admins and owners may open: assistants, tools and knowledge.
+fn admin_pages() -> Router<App> {
+    Router::new()
         .route(
             "/console/assistants",
             get(assistants::list).post(assistants::create),
@@ -76,30 +136,6 @@ pub fn routes() -> Router<App> {
             "/console/knowledge/{id}/documents/{document_id}/delete",
             post(knowledge::delete_document),
         )
-        .route("/console/conversations", get(conversations::list))
-        .route("/console/conversations/{id}", get(conversations::show))
-        .route(
-            "/console/conversations/{id}/panel",
-            get(conversations::panel),
-        )
-        .route(
-            "/console/conversations/{id}/events",
-            get(conversations::events),
-        )
-        .route(
-            "/console/conversations/{id}/take-over",
-            post(conversations::take_over),
-        )
-        .route(
-            "/console/conversations/{id}/hand-back",
-            post(conversations::hand_back),
-        )
-        .route(
-            "/console/conversations/{id}/messages",
-            post(conversations::send),
-        )
-        .route("/console/assets/{file}", get(assets::serve))
-        .layer(axum::middleware::map_response(security_headers))
 }
 
 /// Only the console's own scripts, styles and connections; no framing, no inline code.
@@ -131,6 +167,9 @@ async fn security_headers(mut response: Response) -> Response {
 #[derive(Debug, Clone)]
 struct Layout {
     signed_in: bool,
+    /// The signed-in person's name and role, for the header and the navigation they may use.
+    who: String,
+    role: Option<OperatorRole>,
     csrf: String,
     htmx_path: &'static str,
     htmx_integrity: &'static str,
@@ -148,6 +187,8 @@ impl Layout {
         let assets = &*ASSETS;
         Self {
             signed_in,
+            who: String::new(),
+            role: None,
             csrf,
             htmx_path: &assets.htmx.path,
             htmx_integrity: &assets.htmx.integrity,
@@ -165,7 +206,25 @@ impl Layout {
     }
 
     fn signed_in(operator: &session::Operator, section: &'static str) -> Self {
-        Self::new(true, operator.csrf.clone(), section)
+        Self {
+            who: operator.name.clone(),
+            role: Some(operator.role),
+            ..Self::new(true, operator.csrf.clone(), section)
+        }
+    }
+
+    /// Whether the signed-in person may open the admins' pages.
+    fn admin(&self) -> bool {
+        self.role >= Some(OperatorRole::Admin)
+    }
+
+    /// Whether the signed-in person may open the owners' pages.
+    fn owner(&self) -> bool {
+        self.role == Some(OperatorRole::Owner)
+    }
+
+    fn role_name(&self) -> &'static str {
+        self.role.map_or("", OperatorRole::as_str)
     }
 }
 
@@ -178,6 +237,11 @@ enum ConsoleError {
     Forbidden,
     /// A form that is not one.
     BadForm,
+    /// The page or action needs a role the signed-in person does not have.
+    NotAllowed {
+        needed: OperatorRole,
+        has: OperatorRole,
+    },
     /// What the API would have answered.
     Api(ApiError),
 }
@@ -223,6 +287,16 @@ impl IntoResponse for ConsoleError {
                 StatusCode::FORBIDDEN,
                 "Forbidden".to_owned(),
                 "The form was not sent by a page of this console (its security token is missing or old). Go back, reload the page and try again.".to_owned(),
+            ),
+            ConsoleError::NotAllowed { needed, has } => (
+                StatusCode::FORBIDDEN,
+                "Not allowed".to_owned(),
+                format!(
+                    "This needs the role {}{}; you are signed in as {}. Ask your account's owner if you need it.",
+                    needed.as_str(),
+                    if needed == OperatorRole::Owner { "" } else { " or higher" },
+                    has.with_article(),
+                ),
             ),
             ConsoleError::BadForm => (
                 StatusCode::BAD_REQUEST,

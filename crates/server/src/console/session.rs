@@ -1,18 +1,24 @@
-//! Signing in and out, the session behind every page, and the CSRF token of every form.
+//! Signing in and out, setting a password, the session behind every page, the role each page
+//! needs, and the CSRF token of every form.
 //!
-//! Signing in exchanges an API key for a random session token in an `HttpOnly`,
+//! Signing in exchanges an operator's email and password (or, for the account's owner, an
+//! API key) for a random session token in an `HttpOnly`,
 //! `SameSite=Strict` cookie (`Secure` over HTTPS); only its SHA-256 is stored. Each session has
 //! its own CSRF token, which every form sends back; the sign-in form, before any session,
 //! sends back the token of a cookie of its own (double submit).
 
 use anyreply_core::ErrorCode;
+use anyreply_core::wire::operators::normalize_email;
+use anyreply_core::wire::{Author, OperatorRole};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Multipart, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
+use diesel_async::AsyncPgConnection;
 use rand::RngCore;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -22,9 +28,10 @@ use super::{ConsoleError, Layout};
 use crate::app::App;
 use crate::client_address;
 use crate::error::ApiError;
-use crate::extract::Caller;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
-use crate::models::console_session;
+use crate::models::console_session::{self, Holder};
+use crate::models::operator;
+use crate::password;
 
 /// The session cookie.
 const SESSION_COOKIE: &str = "anyreply_console";
@@ -33,10 +40,17 @@ const SIGN_IN_COOKIE: &str = "anyreply_console_sign_in";
 /// Failed sign-ins a client may make in a window of `FAILURE_WINDOW_SECS`.
 pub(super) const MAX_FAILED_SIGN_INS: i32 = 10;
 
-/// A signed-in person of an account: every page but the sign-in page needs one.
+/// A signed-in person of an account: every page but the sign-in page needs one. An
+/// operator, or the account's owner signed in with an API key.
 #[derive(Debug, Clone)]
 pub(super) struct Operator {
-    pub(super) caller: Caller,
+    pub(super) account_id: i64,
+    /// What they may do, as it is now (a changed role applies from the next request).
+    pub(super) role: OperatorRole,
+    /// The operator's id; `None` for the owner's API key session.
+    pub(super) operator_id: Option<i64>,
+    /// Their name, shown with what they write ("API key" for the owner's key session).
+    pub(super) name: String,
     /// The session's CSRF token, for the forms of the page.
     pub(super) csrf: String,
     token_hash: Vec<u8>,
@@ -46,6 +60,14 @@ impl Operator {
     /// The session's token's hash: what names it in `console_sessions`.
     pub(super) fn session_hash(&self) -> &[u8] {
         &self.token_hash
+    }
+
+    /// Who they are on what they write.
+    pub(super) fn author(&self) -> Author {
+        Author {
+            operator_id: self.operator_id,
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -57,6 +79,10 @@ where
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // `require_role` found them already.
+        if let Some(operator) = parts.extensions.get::<Operator>() {
+            return Ok(operator.clone());
+        }
         let app = App::from_ref(state);
         Operator::of(&app, &parts.headers)
             .await?
@@ -76,16 +102,50 @@ impl Operator {
             return Ok(None);
         };
         tracing::Span::current().record("account_id", session.account_id);
-        Ok(Some(Operator {
-            caller: Caller {
-                account_id: session.account_id,
-                api_key_id: session.api_key_id,
-                tools: true,
+        let (role, name) = match (session.operator_id, session.role, session.name) {
+            (None, _, _) => (OperatorRole::Owner, API_KEY_NAME.to_owned()),
+            (Some(_), Some(role), Some(name)) => match OperatorRole::parse(&role) {
+                Some(role) => (role, name),
+                None => return Ok(None),
             },
+            // Removed while the session was read.
+            (Some(_), _, _) => return Ok(None),
+        };
+        Ok(Some(Operator {
+            account_id: session.account_id,
+            role,
+            operator_id: session.operator_id,
+            name,
             csrf: session.csrf_token,
             token_hash,
         }))
     }
+}
+
+/// How the owner's API key session is named on what it writes.
+pub(super) const API_KEY_NAME: &str = "API key";
+
+/// Middleware of a group of pages that needs `role` at least: signed out, to the sign-in
+/// page; a lesser role, the 403 page saying why, before the handler does anything.
+pub(super) async fn require_role(
+    State((app, role)): State<(App, OperatorRole)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let operator = match Operator::of(&app, request.headers()).await {
+        Ok(Some(operator)) => operator,
+        Ok(None) => return ConsoleError::SignedOut.into_response(),
+        Err(error) => return error.into_response(),
+    };
+    if operator.role < role {
+        return ConsoleError::NotAllowed {
+            needed: role,
+            has: operator.role,
+        }
+        .into_response();
+    }
+    request.extensions_mut().insert(operator);
+    next.run(request).await
 }
 
 /// A form posted by a signed-in operator, its CSRF token checked: without the session's
@@ -202,6 +262,8 @@ fn same_secret(given: &str, expected: &str) -> bool {
 pub(super) struct SignInPage {
     pub(super) layout: Layout,
     pub(super) error: Option<String>,
+    /// What was typed in the email field, to show it again.
+    pub(super) email: String,
 }
 
 /// `GET /console/sign-in`: the form, or for an operator already signed in, the console.
@@ -212,15 +274,26 @@ pub(super) async fn sign_in_page(
     if Operator::of(&app, &headers).await?.is_some() {
         return Ok(Redirect::to("/console").into_response());
     }
-    Ok(sign_in_answer(&headers, StatusCode::OK, None))
+    Ok(sign_in_answer(
+        &headers,
+        StatusCode::OK,
+        None,
+        String::new(),
+    ))
 }
 
 /// The sign-in page with its CSRF cookie (the one the browser has, or a new one).
-fn sign_in_answer(headers: &HeaderMap, status: StatusCode, error: Option<String>) -> Response {
+fn sign_in_answer(
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<String>,
+    email: String,
+) -> Response {
     let token = cookie(headers, SIGN_IN_COOKIE).unwrap_or_else(random_token);
     let page = SignInPage {
         layout: Layout::signed_out(token.clone()),
         error,
+        email,
     };
     let mut response = (status, page).into_response();
     set_cookie(&mut response, SIGN_IN_COOKIE, &token, None);
@@ -230,12 +303,18 @@ fn sign_in_answer(headers: &HeaderMap, status: StatusCode, error: Option<String>
 #[derive(Deserialize)]
 pub(super) struct SignInForm {
     #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    /// The owner's other way in: an API key of the account.
+    #[serde(default)]
     api_key: String,
     #[serde(default)]
     csrf: String,
 }
 
-/// `POST /console/sign-in`: a live API key of the account opens a session.
+/// `POST /console/sign-in`: an operator's email and password, or a live API key of the
+/// account, opens a session.
 pub(super) async fn sign_in(
     State(app): State<App>,
     parts: Parts,
@@ -254,37 +333,210 @@ pub(super) async fn sign_in(
             headers,
             StatusCode::TOO_MANY_REQUESTS,
             Some("Too many failed sign-ins. Wait a few minutes, then try again.".to_owned()),
+            form.email,
         ));
     }
-    let key = form.api_key.trim();
-    let found = match parse_key_prefix(key) {
-        Some(prefix) => api_key::find_by_prefix(&mut conn, prefix).await?,
-        None => None,
+    let by_key = form.email.trim().is_empty() && !form.api_key.trim().is_empty();
+    let found = if by_key {
+        key_holder(&mut conn, &form.api_key).await?
+    } else {
+        operator_holder(&mut conn, &form.email, form.password).await?
     };
-    let Some(row) =
-        found.filter(|row| row.revoked_at.is_none() && secret_matches(key, &row.secret_hash))
-    else {
+    let Some((account_id, holder)) = found else {
         console_session::count_failure(&mut conn, &client).await?;
+        let error = if by_key {
+            "That API key is not valid."
+        } else {
+            "That email and password do not match."
+        };
         return Ok(sign_in_answer(
             headers,
             StatusCode::UNAUTHORIZED,
-            Some("That API key is not valid.".to_owned()),
+            Some(error.to_owned()),
+            form.email,
         ));
     };
+    open_session(&app, &parts, &mut conn, account_id, holder).await
+}
+
+/// The account and session holder of a live API key.
+async fn key_holder(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> Result<Option<(i64, Holder)>, ConsoleError> {
+    let key = key.trim();
+    let found = match parse_key_prefix(key) {
+        Some(prefix) => api_key::find_by_prefix(conn, prefix).await?,
+        None => None,
+    };
+    Ok(found
+        .filter(|row| row.revoked_at.is_none() && secret_matches(key, &row.secret_hash))
+        .map(|row| (row.account_id, Holder::ApiKey(row.id))))
+}
+
+/// The account and session holder of the operator whose email and password these are.
+async fn operator_holder(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+    password: String,
+) -> Result<Option<(i64, Holder)>, ConsoleError> {
+    let found = match normalize_email(email) {
+        Some(email) => operator::by_email(conn, &email).await?,
+        None => None,
+    };
+    let stored = found.as_ref().and_then(|row| row.password_hash.clone());
+    // Checked even without an operator, so that timing does not tell which emails exist.
+    if !password::verify(password, stored).await {
+        return Ok(None);
+    }
+    Ok(found.map(|row| (row.account_id, Holder::Operator(row.id))))
+}
+
+/// A new session for `holder`, its cookie set, and on to the console.
+async fn open_session(
+    app: &App,
+    parts: &Parts,
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    holder: Holder,
+) -> Result<Response, ConsoleError> {
     let token = random_token();
     let token_hash = Sha256::digest(token.as_bytes());
-    console_session::create(
-        &mut conn,
-        &token_hash,
-        row.account_id,
-        row.id,
-        &random_token(),
-    )
-    .await?;
+    console_session::create(conn, &token_hash, account_id, holder, &random_token()).await?;
     let mut response = Redirect::to("/console").into_response();
-    let secure = over_https(&app, &parts);
+    let secure = over_https(app, parts);
     set_cookie(&mut response, SESSION_COOKIE, &token, Some(secure));
     Ok(response)
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "console/set_password.html")]
+pub(super) struct SetPasswordPage {
+    pub(super) layout: Layout,
+    pub(super) token: String,
+    /// Whose password it is; `None`: the link is unknown, used or expired.
+    pub(super) email: Option<String>,
+    pub(super) error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LinkQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// `GET /console/set-password?token=…`: the form of a password link.
+pub(super) async fn set_password_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<LinkQuery>,
+) -> Result<Response, ConsoleError> {
+    let mut conn = app.db().await?;
+    let found =
+        operator::by_password_link(&mut conn, &password::link_token_hash(&query.token)).await?;
+    let status = if found.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    Ok(set_password_answer(
+        &headers,
+        status,
+        query.token,
+        found.map(|row| row.email),
+        None,
+    ))
+}
+
+fn set_password_answer(
+    headers: &HeaderMap,
+    status: StatusCode,
+    token: String,
+    email: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let csrf = cookie(headers, SIGN_IN_COOKIE).unwrap_or_else(random_token);
+    let page = SetPasswordPage {
+        layout: Layout::signed_out(csrf.clone()),
+        token,
+        email,
+        error,
+    };
+    let mut response = (status, page).into_response();
+    set_cookie(&mut response, SIGN_IN_COOKIE, &csrf, None);
+    response
+}
+
+#[derive(Deserialize)]
+pub(super) struct SetPasswordForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirmation: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /console/set-password`: a password that passes the rules is stored, the link is
+/// used up, the operator's other sessions end, and they are signed in.
+pub(super) async fn set_password(
+    State(app): State<App>,
+    parts: Parts,
+    axum::Form(form): axum::Form<SetPasswordForm>,
+) -> Result<Response, ConsoleError> {
+    let headers = &parts.headers;
+    let expected = cookie(headers, SIGN_IN_COOKIE).unwrap_or_default();
+    if !same_secret(&form.csrf, &expected) {
+        return Err(ConsoleError::Forbidden);
+    }
+    let token_hash = password::link_token_hash(&form.token);
+    let mut conn = app.db().await?;
+    let Some(found) = operator::by_password_link(&mut conn, &token_hash).await? else {
+        return Ok(set_password_answer(
+            headers,
+            StatusCode::NOT_FOUND,
+            form.token,
+            None,
+            None,
+        ));
+    };
+    let problem = if form.password != form.confirmation {
+        Some("The two passwords are not the same.".to_owned())
+    } else {
+        password::problem(&form.password, &found.email)
+    };
+    if let Some(problem) = problem {
+        return Ok(set_password_answer(
+            headers,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form.token,
+            Some(found.email),
+            Some(problem),
+        ));
+    }
+    let hash = password::hash(form.password).await.map_err(|error| {
+        ApiError::internal(ErrorCode::InternalError, "hashing a password", &error)
+    })?;
+    let Some(row) = operator::set_password_by_link(&mut conn, &token_hash, &hash).await? else {
+        // Used by another request in the meantime.
+        return Ok(set_password_answer(
+            headers,
+            StatusCode::NOT_FOUND,
+            form.token,
+            None,
+            None,
+        ));
+    };
+    open_session(
+        &app,
+        &parts,
+        &mut conn,
+        row.account_id,
+        Holder::Operator(row.id),
+    )
+    .await
 }
 
 #[derive(Deserialize)]

@@ -32,7 +32,7 @@ pub(super) async fn list(
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
     let mut conn = app.db().await?;
-    let page = tool::list(&mut conn, operator.caller.account_id, LISTED, None).await?;
+    let page = tool::list(&mut conn, operator.account_id, LISTED, None).await?;
     Ok(ListPage {
         layout: Layout::signed_in(&operator, "tools"),
         tools: page.rows.into_iter().map(|row| row.into_wire()).collect(),
@@ -160,7 +160,7 @@ pub(super) async fn edit_form(
 ) -> Result<Response, ConsoleError> {
     let id = api::tool_id(&id)?;
     let mut conn = app.db().await?;
-    let tool = tool::find(&mut conn, operator.caller.account_id, id)
+    let tool = tool::find(&mut conn, operator.account_id, id)
         .await?
         .ok_or(ApiError::new(ErrorCode::ToolNotFound))?
         .into_wire();
@@ -220,7 +220,7 @@ async fn write(
 ) -> Result<Tool, ApiError> {
     crate::extract::refuse_nul(body)?;
     let input = api::read_input(body, id.is_none())?;
-    let account_id = operator.caller.account_id;
+    let account_id = operator.account_id;
     let mut conn = app.db().await?;
     match id {
         None => {

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod knowledge;
 pub mod me;
 pub mod metrics;
+pub mod operators;
 pub mod tools;
 pub mod usage;
 pub mod webhooks;

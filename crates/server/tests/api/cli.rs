@@ -145,3 +145,92 @@ async fn migrate_creates_the_database_and_serve_is_the_default() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn operators_from_the_command_line_get_a_password_link() {
+    let app = TestApp::spawn().await;
+    let account = app.db_account("1").await;
+    let account_id = account.id.to_string();
+    let (ok, added, err) = run(
+        &app,
+        &[
+            "operator",
+            "create",
+            "--account",
+            &account_id,
+            "--email",
+            "Mo@Acme.Example",
+            "--role",
+            "admin",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(added["email"], "mo@acme.example");
+    assert_eq!(added["role"], "admin");
+    let link = added["password_link"].as_str().unwrap();
+    // ANYREPLY_PUBLIC_URL unset: the listen address.
+    assert!(
+        link.starts_with("http://127.0.0.1:8080/console/set-password?token="),
+        "{link}"
+    );
+    assert!(added["expires_at"].is_string());
+    let (_, list, _) = app.get(&account.key, "/api/user/operators").await;
+    assert_eq!(list["data"][0]["name"], "Mo");
+    assert_eq!(list["data"][0]["password_set"], false);
+
+    // The link works on the server (whose address the test server has instead).
+    let path = link.strip_prefix("http://127.0.0.1:8080").unwrap();
+    let page = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+
+    let (ok, _, err) = run(
+        &app,
+        &[
+            "operator",
+            "create",
+            "--account",
+            &account_id,
+            "--email",
+            "mo@acme.example",
+            "--role",
+            "agent",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(
+        &app,
+        &[
+            "operator",
+            "create",
+            "--account",
+            &account_id,
+            "--email",
+            "x@y.z",
+            "--role",
+            "boss",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("owner, admin or agent"), "{err}");
+
+    let (ok, relinked, err) = run(&app, &["operator", "link", "--email", "MO@acme.example"]);
+    assert!(ok, "{err}");
+    assert_ne!(relinked["password_link"], added["password_link"]);
+    let old = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "the old link stops working"
+    );
+}

@@ -9,21 +9,21 @@ use crate::util::{TestAccount, TestApp};
 
 /// A browser without redirects or JavaScript: it keeps the session cookie and the page's
 /// CSRF token.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
     csrf: String,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    html: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) html: String,
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -70,7 +70,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -82,7 +82,12 @@ impl Browser {
     }
 
     /// Posts `fields`, with the page's CSRF token unless `csrf` is false.
-    async fn post_form(&mut self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Page {
+    pub(crate) async fn post_form(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: bool,
+    ) -> Page {
         let mut form: Vec<(&str, &str)> = fields.to_vec();
         let token = self.csrf.clone();
         if csrf {
@@ -99,17 +104,17 @@ impl Browser {
         self.keep(response).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.post_form(path, fields, true).await
     }
 
-    async fn sign_in(&mut self, key: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, key: &str) -> Page {
         self.get("/console/sign-in").await;
         self.post("/console/sign-in", &[("api_key", key)]).await
     }
 }
 
-fn location(page: &Page) -> &str {
+pub(crate) fn location(page: &Page) -> &str {
     page.headers[LOCATION].to_str().unwrap()
 }
 

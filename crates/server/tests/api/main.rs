@@ -25,6 +25,7 @@ mod knowledge_vectors;
 mod llm_failures;
 mod losses;
 mod openapi;
+mod operators;
 mod private_cluster;
 mod providers;
 mod schema;
