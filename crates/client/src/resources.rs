@@ -121,6 +121,7 @@ impl Conversations<'_> {
     ) -> Result<HistoryMessage, Error> {
         let input = OperatorMessageInput {
             content: content.into(),
+            operator_id: None,
         };
         let path = format!("api/conversations/{id}/messages");
         let sent: OperatorMessageResponse = self.client.post(&path, Some(&input), options).await?;

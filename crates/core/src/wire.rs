@@ -7,6 +7,7 @@ pub mod assistants;
 pub mod conversations;
 pub mod events;
 pub mod generate_reply;
+pub mod inbox;
 pub mod knowledge;
 pub mod operators;
 pub mod tools;
@@ -29,6 +30,7 @@ pub use events::{
     OptOutResponse,
 };
 pub use generate_reply::{FunctionCall, GenerateReplyRequest, GenerateReplyResponse};
+pub use inbox::{AssignInput, AssignResponse, Note, NoteInput, NoteList, NoteResponse};
 pub use knowledge::{
     Document, DocumentData, DocumentList, DocumentResponse, DocumentStatus, DocumentType,
     KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseList, KnowledgeBaseResponse,

@@ -76,6 +76,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    conversation_notes (id) {
+        id -> Int8,
+        conversation_id -> Uuid,
+        author_operator_id -> Nullable<Int8>,
+        author_name -> Text,
+        content -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     conversations (id) {
         id -> Uuid,
         account_id -> Int8,
@@ -92,6 +103,8 @@ diesel::table! {
         opted_out -> Bool,
         prompt_tokens -> Int8,
         completion_tokens -> Int8,
+        assignee_id -> Nullable<Int8>,
+        handoff_requested_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -105,6 +118,7 @@ diesel::table! {
         customer_identifier -> Text,
         message -> Nullable<Jsonb>,
         created_at -> Timestamptz,
+        detail -> Nullable<Jsonb>,
     }
 }
 
@@ -198,6 +212,8 @@ diesel::table! {
         seq -> Int8,
         model -> Nullable<Text>,
         knowledge -> Nullable<Jsonb>,
+        author_operator_id -> Nullable<Int8>,
+        author_name -> Nullable<Text>,
     }
 }
 
@@ -349,8 +365,10 @@ diesel::joinable!(assistants -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(console_sessions -> accounts (account_id));
 diesel::joinable!(console_sessions -> api_keys (api_key_id));
 diesel::joinable!(console_sessions -> operators (operator_id));
+diesel::joinable!(conversation_notes -> conversations (conversation_id));
 diesel::joinable!(conversations -> accounts (account_id));
 diesel::joinable!(conversations -> assistants (assistant_id));
+diesel::joinable!(conversations -> operators (assignee_id));
 diesel::joinable!(knowledge_bases -> accounts (account_id));
 diesel::joinable!(knowledge_documents -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(knowledge_passages -> knowledge_documents (document_id));
@@ -373,6 +391,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     assistants,
     console_sessions,
     console_sign_in_failures,
+    conversation_notes,
     conversations,
     events,
     idempotency_keys,

@@ -41,6 +41,10 @@ pub struct HistoryMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub cost: Option<Money>,
+    /// Who wrote it (operator messages only): the operator, or the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub author: Option<super::Author>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -70,6 +74,15 @@ pub struct ConversationHistory {
     /// The customer opted out (an SMS `STOP`): no AI reply, no operator message, no charge.
     #[serde(default)]
     pub opted_out: bool,
+    /// The operator the conversation is assigned to; `null`: no one.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub assignee_id: Option<i64>,
+    /// When the model handed the conversation over (`handoff.requested`); `null` once the AI is
+    /// on again. With no assignee, the conversation needs a human.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub handoff_requested_at: Option<DateTime<Utc>>,
     /// The newest messages (100 unless `per_page` says otherwise), oldest first.
     pub history: Vec<HistoryMessage>,
     /// The assistant's defaults overlaid with the conversation's own values.
@@ -110,6 +123,15 @@ pub struct ConversationSummary {
     pub opted_out: bool,
     /// False while a human has taken the conversation over.
     pub ai_enabled: bool,
+    /// The operator the conversation is assigned to; `null`: no one.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub assignee_id: Option<i64>,
+    /// When the model handed the conversation over (`handoff.requested`); `null` once the AI is
+    /// on again. With no assignee, the conversation needs a human.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub handoff_requested_at: Option<DateTime<Utc>>,
     /// The `customer_identifier`.
     pub external_identifier: String,
     /// When it was created.

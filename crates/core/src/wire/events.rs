@@ -30,6 +30,13 @@ pub enum EventType {
     /// The AI answers the conversation again.
     #[serde(rename = "ai.enabled")]
     AiEnabled,
+    /// The conversation was assigned to an operator (`assignee`) or to no one (no `assignee`),
+    /// by `by`.
+    #[serde(rename = "conversation.assigned")]
+    ConversationAssigned,
+    /// An operator wrote an internal note (`note`).
+    #[serde(rename = "note.created")]
+    NoteCreated,
 }
 
 impl EventType {
@@ -41,6 +48,8 @@ impl EventType {
         EventType::OperatorMessage,
         EventType::AiDisabled,
         EventType::AiEnabled,
+        EventType::ConversationAssigned,
+        EventType::NoteCreated,
     ];
 
     /// The type as sent: `message.received`, ….
@@ -52,6 +61,8 @@ impl EventType {
             EventType::OperatorMessage => "operator.message",
             EventType::AiDisabled => "ai.disabled",
             EventType::AiEnabled => "ai.enabled",
+            EventType::ConversationAssigned => "conversation.assigned",
+            EventType::NoteCreated => "note.created",
         }
     }
 
@@ -82,6 +93,18 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub message: Option<EventMessage>,
+    /// Who has the conversation now (`conversation.assigned`; absent there: no one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub assignee: Option<super::Author>,
+    /// Who assigned it (`conversation.assigned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub by: Option<super::Author>,
+    /// The note (`note.created`): for operators, never the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub note: Option<super::Note>,
 }
 
 /// The message of an event.
@@ -107,6 +130,10 @@ pub struct EventMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub cost: Option<Money>,
+    /// Who wrote it (`operator.message` only): the operator, or the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub author: Option<super::Author>,
     /// Why no reply could be had (`reply.failed` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
@@ -130,6 +157,11 @@ pub struct OperatorMessageInput {
     /// 1 to 10,000 characters.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 10000))]
     pub content: String,
+    /// The operator who writes (their name goes with the message, in the history, the event
+    /// and the console); absent: the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub operator_id: Option<i64>,
 }
 
 /// Answer of `POST /api/conversations/{uuid}/messages` (`201`).

@@ -375,9 +375,11 @@ async fn store(
     let input: OperatorMessageInput =
         handoff::operator_message_input(body).map_err(ApiError::validation)?;
     let account_id = operator.account_id;
+    // Written by whoever is signed in, whatever the form says.
+    let author = operator.author();
     let mut conn = app.db().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
-        handoff::store_operator_message(conn, account_id, conversation_id, &input).await
+        handoff::store_operator_message(conn, account_id, conversation_id, &input, &author).await
     })
     .await?;
     Ok(())

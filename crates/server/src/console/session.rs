@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use super::{ConsoleError, Layout};
 use crate::app::App;
 use crate::client_address;
+use crate::controllers::operators::API_KEY_AUTHOR;
 use crate::error::ApiError;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
 use crate::models::console_session::{self, Holder};
@@ -103,7 +104,7 @@ impl Operator {
         };
         tracing::Span::current().record("account_id", session.account_id);
         let (role, name) = match (session.operator_id, session.role, session.name) {
-            (None, _, _) => (OperatorRole::Owner, API_KEY_NAME.to_owned()),
+            (None, _, _) => (OperatorRole::Owner, API_KEY_AUTHOR.to_owned()),
             (Some(_), Some(role), Some(name)) => match OperatorRole::parse(&role) {
                 Some(role) => (role, name),
                 None => return Ok(None),
@@ -121,9 +122,6 @@ impl Operator {
         }))
     }
 }
-
-/// How the owner's API key session is named on what it writes.
-pub(super) const API_KEY_NAME: &str = "API key";
 
 /// Middleware of a group of pages that needs `role` at least: signed out, to the sign-in
 /// page; a lesser role, the 403 page saying why, before the handler does anything.

@@ -121,6 +121,8 @@ pub async fn history(
         prompt_tokens: row.prompt_tokens,
         completion_tokens: row.completion_tokens,
         opted_out: row.opted_out,
+        assignee_id: row.assignee_id,
+        handoff_requested_at: row.handoff_requested_at,
         history: history.into_iter().map(|m| m.into_history()).collect(),
         variables: crate::models::overlay_variables(&defaults, &row.variables),
         next_cursor,

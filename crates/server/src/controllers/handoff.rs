@@ -5,7 +5,7 @@
 use anyreply_core::limits::MAX_CUSTOMER_IDENTIFIER_CHARS;
 use anyreply_core::validate::Fields;
 use anyreply_core::wire::{
-    EventType, HistoryMessage, OperatorMessageInput, OperatorMessageResponse, OptOutInput,
+    Author, EventType, HistoryMessage, OperatorMessageInput, OperatorMessageResponse, OptOutInput,
     OptOutResponse,
 };
 use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
@@ -17,8 +17,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::controllers::idempotency;
 use crate::controllers::idempotency::IdempotencyKey;
+use crate::controllers::{idempotency, operators};
 use crate::error::ApiResult;
 use crate::extract::{Caller, JsonBody, PathParam};
 use crate::models::event::{self, NewEvent};
@@ -68,8 +68,18 @@ pub async fn create_operator_message(
                     StatusCode::CREATED,
                     OperatorMessageResponse {
                         status: true,
-                        data: store_operator_message(conn, account_id, conversation_id, &input)
-                            .await?,
+                        data: {
+                            let author =
+                                operators::author(conn, account_id, input.operator_id).await?;
+                            store_operator_message(
+                                conn,
+                                account_id,
+                                conversation_id,
+                                &input,
+                                &author,
+                            )
+                            .await?
+                        },
                     },
                 ))
             })
@@ -82,18 +92,21 @@ pub async fn create_operator_message(
 pub fn operator_message_input(json: &Value) -> Result<OperatorMessageInput, FieldErrors> {
     let mut fields = Fields::new(json);
     let content = fields.required_string("content", 1..=MAX_OPERATOR_MESSAGE_CHARS);
+    let operator_id = fields.optional_integer("operator_id", 1..=i64::MAX);
     fields.errors.finish(OperatorMessageInput {
         content: content.unwrap_or_default(),
+        operator_id,
     })
 }
 
-/// Appends an operator message to one of the account's conversations, with its event; the
-/// caller holds the transaction.
+/// Appends `author`'s operator message to one of the account's conversations, with its event;
+/// the caller holds the transaction.
 pub async fn store_operator_message(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     conversation_id: Uuid,
     input: &OperatorMessageInput,
+    author: &Author,
 ) -> ApiResult<HistoryMessage> {
     let place = conversation::take_place(conn, account_id, conversation_id)
         .await?
@@ -101,7 +114,8 @@ pub async fn store_operator_message(
     if place.opted_out {
         return Err(ErrorCode::ConversationOptedOut.into());
     }
-    let stored = message::insert_operator(conn, conversation_id, place.seq, &input.content).await?;
+    let stored =
+        message::insert_operator(conn, conversation_id, place.seq, &input.content, author).await?;
     let written = NewEvent {
         message_seq: Some(place.seq),
         ..NewEvent::about(account_id, EventType::OperatorMessage, conversation_id)

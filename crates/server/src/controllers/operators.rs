@@ -2,9 +2,9 @@
 //! in to the console. An API key acts as the account's owner, so it may manage them all.
 
 use anyreply_core::wire::{
-    DeletedResponse, OperatorInput, OperatorList, OperatorResponse, OperatorUpdate,
+    Author, DeletedResponse, OperatorInput, OperatorList, OperatorResponse, OperatorUpdate,
 };
-use anyreply_core::{ErrorBody, ErrorCode};
+use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -179,6 +179,34 @@ pub async fn delete_operator(
         message: "Operator removed".to_owned(),
     }))
 }
+
+/// Who writes what an API key sends for `operator_id` (one of the account's operators, or
+/// the key itself when `None`): an unknown id is a `VALIDATION_ERROR` of `operator_id`.
+pub async fn author(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    operator_id: Option<i64>,
+) -> Result<Author, ApiError> {
+    let Some(id) = operator_id else {
+        return Ok(Author {
+            operator_id: None,
+            name: API_KEY_AUTHOR.to_owned(),
+        });
+    };
+    let found = operator::find(conn, account_id, id).await?.ok_or_else(|| {
+        ApiError::validation(FieldErrors::single(
+            "operator_id",
+            "No operator of this account has this id.",
+        ))
+    })?;
+    Ok(Author {
+        operator_id: Some(found.id),
+        name: found.name,
+    })
+}
+
+/// The name an API key writes under.
+pub const API_KEY_AUTHOR: &str = "API key";
 
 fn operator_id(id: &str) -> Result<i64, ApiError> {
     id.parse()

@@ -3,7 +3,9 @@
 use anyreply_core::Money;
 use anyreply_core::wire::ConversationSummary;
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,6 +35,8 @@ pub struct ConversationRow {
     pub opted_out: bool,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    pub assignee_id: Option<i64>,
+    pub handoff_requested_at: Option<DateTime<Utc>>,
 }
 
 impl ConversationRow {
@@ -48,6 +52,8 @@ impl ConversationRow {
             completion_tokens: self.completion_tokens,
             opted_out: self.opted_out,
             ai_enabled: self.ai_enabled,
+            assignee_id: self.assignee_id,
+            handoff_requested_at: self.handoff_requested_at,
             external_identifier: self.customer_identifier,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -87,7 +93,8 @@ pub async fn find_of_customer(
         .optional()
 }
 
-/// Turns AI replies on or off; `None` when the conversation is not the account's.
+/// Turns AI replies on or off (on, the conversation no longer needs a human); `None` when the
+/// conversation is not the account's.
 pub async fn set_ai_enabled(
     conn: &mut AsyncPgConnection,
     account_id: i64,
@@ -95,7 +102,8 @@ pub async fn set_ai_enabled(
     enabled: bool,
 ) -> QueryResult<Option<Switched>> {
     diesel::sql_query(
-        "UPDATE conversations c SET ai_enabled = $3, updated_at = now()
+        "UPDATE conversations c SET ai_enabled = $3, updated_at = now(),
+             handoff_requested_at = CASE WHEN $3 THEN NULL ELSE c.handoff_requested_at END
          FROM (SELECT id, ai_enabled FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE) AS before
          WHERE c.id = before.id
          RETURNING before.ai_enabled <> $3 AS changed",
@@ -108,7 +116,30 @@ pub async fn set_ai_enabled(
     .optional()
 }
 
-/// A switch of a conversation's `ai_enabled` (or `opted_out`).
+/// Assigns the account's conversation `id` to the operator `assignee` (one of the account's:
+/// the caller checked) or to no one; `None` when the conversation is not the account's.
+pub async fn assign(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: Uuid,
+    assignee: Option<i64>,
+) -> QueryResult<Option<Switched>> {
+    diesel::sql_query(
+        "UPDATE conversations c SET assignee_id = $3, updated_at = now()
+         FROM (SELECT id, assignee_id FROM conversations
+               WHERE id = $1 AND account_id = $2 FOR UPDATE) AS before
+         WHERE c.id = before.id
+         RETURNING before.assignee_id IS DISTINCT FROM $3 AS changed",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Int8>, _>(assignee)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// A switch of a conversation's `ai_enabled` (or `opted_out`, or its assignee).
 #[derive(Debug, QueryableByName)]
 pub struct Switched {
     /// Whether it was the other way before.
@@ -126,7 +157,77 @@ pub struct ListFilter {
     pub customer_contains: Option<String>,
     /// Only those whose AI is on (`true`) or taken over (`false`).
     pub ai_enabled: Option<bool>,
+    /// One of the inbox's views.
+    pub view: Option<View>,
 }
+
+/// The inbox's views of an account's conversations (beside all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The model handed over and no one has it yet.
+    NeedsHuman,
+    /// Assigned to this operator.
+    AssignedTo(i64),
+    /// The AI is off and no one has it.
+    Unassigned,
+}
+
+/// The conditions of `filter` on the account's conversations, all of them.
+fn matching(account_id: i64, filter: &ListFilter) -> Condition {
+    let mut all: Vec<Condition> = vec![Box::new(conversations::account_id.eq(account_id))];
+    if let Some(kind) = &filter.kind {
+        all.push(Box::new(conversations::kind.eq(kind.clone())));
+    }
+    if let Some(assistant_id) = filter.assistant_id {
+        all.push(Box::new(conversations::assistant_id.eq(assistant_id)));
+    }
+    if let Some(customer) = &filter.customer_identifier {
+        all.push(Box::new(
+            conversations::customer_identifier.eq(customer.clone()),
+        ));
+    }
+    if let Some(part) = &filter.customer_contains {
+        let escaped = part
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        all.push(Box::new(
+            conversations::customer_identifier.ilike(format!("%{escaped}%")),
+        ));
+    }
+    if let Some(enabled) = filter.ai_enabled {
+        all.push(Box::new(conversations::ai_enabled.eq(enabled)));
+    }
+    if let Some(view) = filter.view {
+        all.push(view.condition());
+    }
+    let first = all.remove(0);
+    all.into_iter()
+        .fold(first, |both, next| Box::new(both.and(next)))
+}
+
+impl View {
+    /// What a conversation of the view is (each has its partial index).
+    fn condition(self) -> Condition {
+        match self {
+            View::NeedsHuman => Box::new(
+                conversations::handoff_requested_at
+                    .is_not_null()
+                    .and(conversations::assignee_id.is_null()),
+            ),
+            View::AssignedTo(operator_id) => {
+                Box::new(conversations::assignee_id.is_not_distinct_from(operator_id))
+            }
+            View::Unassigned => Box::new(
+                conversations::assignee_id
+                    .is_null()
+                    .and(conversations::ai_enabled.eq(false)),
+            ),
+        }
+    }
+}
+
+type Condition = Box<dyn BoxableExpression<conversations::table, Pg, SqlType = Bool>>;
 
 /// Where a page starts: after (older than) or before (newer than) a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,29 +275,10 @@ pub async fn list(
     cursor: Option<Cursor>,
 ) -> QueryResult<Page> {
     let mut query = conversations::table
-        .filter(conversations::account_id.eq(account_id))
+        .filter(matching(account_id, filter))
         .select(ConversationRow::as_select())
         .limit(i64::from(per_page) + 1)
         .into_boxed();
-    if let Some(kind) = &filter.kind {
-        query = query.filter(conversations::kind.eq(kind.clone()));
-    }
-    if let Some(assistant_id) = filter.assistant_id {
-        query = query.filter(conversations::assistant_id.eq(assistant_id));
-    }
-    if let Some(customer) = &filter.customer_identifier {
-        query = query.filter(conversations::customer_identifier.eq(customer.clone()));
-    }
-    if let Some(part) = &filter.customer_contains {
-        let escaped = part
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        query = query.filter(conversations::customer_identifier.ilike(format!("%{escaped}%")));
-    }
-    if let Some(enabled) = filter.ai_enabled {
-        query = query.filter(conversations::ai_enabled.eq(enabled));
-    }
     let direction = cursor.map_or(Direction::Older, |c| c.direction);
     if let Some(cursor) = cursor {
         let at = DateTime::from_timestamp_micros(cursor.created_at_micros).unwrap_or_default();

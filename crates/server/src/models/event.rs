@@ -139,6 +139,8 @@ fn inserting_with(gate: Option<&str>, fields: &str) -> String {
                  'id', m.id, 'role', m.role, 'content', m.content,
                  'function_calls', m.function_calls, 'knowledge', m.knowledge,
                  'cost', m.cost::numeric / 100000000,
+                 'author', CASE WHEN m.author_name IS NOT NULL THEN jsonb_build_object(
+                     'operator_id', m.author_operator_id, 'name', m.author_name) END,
                  'error_code', $5::text, 'created_at', m.created_at{fields})) AS json
              FROM messages m WHERE m.conversation_id = $3 AND m.seq = $4::int8),
          event AS (
@@ -147,6 +149,22 @@ fn inserting_with(gate: Option<&str>, fields: &str) -> String {
              FROM next, conversations c WHERE c.id = $3 AND c.account_id = $1
              RETURNING id)"
     )
+}
+
+/// Records `event` (one without a message) with `detail`, what it says beyond the message (a
+/// note, an assignee: see [`EventRow::into_event`]); returns its id. Call it in a transaction:
+/// the event is written, then its detail.
+pub async fn insert_detailed(
+    conn: &mut impl Conn,
+    event: &NewEvent,
+    detail: &serde_json::Value,
+) -> QueryResult<i64> {
+    let id = insert(conn, event).await?;
+    diesel::update(events::table.find((event.account_id, id)))
+        .set(events::detail.eq(detail))
+        .execute(conn)
+        .await?;
+    Ok(id)
 }
 
 /// A stored event.
@@ -160,6 +178,7 @@ pub struct EventRow {
     pub customer_identifier: String,
     pub message: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+    pub detail: Option<serde_json::Value>,
 }
 
 impl EventRow {
@@ -173,8 +192,22 @@ impl EventRow {
             assistant_id: self.assistant_id,
             created_at: self.created_at,
             message: self.message.and_then(|m| serde_json::from_value(m).ok()),
+            assignee: detail_field(&self.detail, "assignee"),
+            by: detail_field(&self.detail, "by"),
+            note: detail_field(&self.detail, "note"),
         })
     }
+}
+
+/// The field `name` of an event's detail, if it has one of that type.
+fn detail_field<T: serde::de::DeserializeOwned>(
+    detail: &Option<serde_json::Value>,
+    name: &str,
+) -> Option<T> {
+    detail
+        .as_ref()?
+        .get(name)
+        .and_then(|value| serde_json::from_value(value.clone()).ok())
 }
 
 /// Which of an account's events to read.
@@ -243,7 +276,7 @@ pub async fn after_each(
 ) -> QueryResult<Vec<AccountEventRow>> {
     diesel::sql_query(
         "SELECT e.account_id, e.id, e.kind, e.conversation_id, e.assistant_id,
-                e.customer_identifier, e.message, e.created_at
+                e.customer_identifier, e.message, e.created_at, e.detail
          FROM unnest($1::int8[], $2::int8[]) AS s(account_id, seen)
          CROSS JOIN LATERAL (
              SELECT * FROM events e WHERE e.account_id = s.account_id AND e.id > s.seen

@@ -1,10 +1,10 @@
 //! Messages of a conversation, in history order by `seq`.
 
 use anyreply_core::Money;
-use anyreply_core::wire::{FunctionCall, HistoryMessage, PassageRef, Role};
+use anyreply_core::wire::{Author, FunctionCall, HistoryMessage, PassageRef, Role};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Int8, Jsonb, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Int8, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
@@ -29,6 +29,9 @@ pub struct MessageRow {
     pub cost: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub knowledge: Option<Value>,
+    /// Who wrote an operator message (see [`Author`]).
+    pub author_operator_id: Option<i64>,
+    pub author_name: Option<String>,
 }
 
 impl MessageRow {
@@ -57,6 +60,10 @@ impl MessageRow {
                 .knowledge
                 .and_then(|k| serde_json::from_value::<Vec<PassageRef>>(k).ok()),
             cost: self.cost.map(Money::from_subunits),
+            author: self.author_name.map(|name| Author {
+                operator_id: self.author_operator_id,
+                name,
+            }),
             created_at: self.created_at,
         }
     }
@@ -66,7 +73,8 @@ impl MessageRow {
 /// A range of the `(conversation_id, seq)` index, so no page reads more than `span` rows,
 /// whatever the planner estimates. Kept as text so a test can `EXPLAIN` exactly this.
 pub const PAGE_SQL: &str =
-    "SELECT id, turn_id, seq, role, content, function_calls, cost, created_at, knowledge
+    "SELECT id, turn_id, seq, role, content, function_calls, cost, created_at, knowledge,
+            author_operator_id, author_name
      FROM messages
      WHERE conversation_id = $1 AND seq >= $2 - $3 AND seq < $2
      ORDER BY seq DESC";
@@ -248,21 +256,28 @@ pub async fn seq_of(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option
         .optional()
 }
 
-/// Stores a message of the business (role `operator`) at place `seq`, as its own turn.
+/// Stores a message of the business (role `operator`) by `author` at place `seq`, as its own
+/// turn.
 pub async fn insert_operator(
     conn: &mut AsyncPgConnection,
     conversation_id: Uuid,
     seq: i64,
     content: &str,
+    author: &Author,
 ) -> QueryResult<MessageRow> {
     diesel::sql_query(
-        "INSERT INTO messages (id, turn_id, conversation_id, seq, role, content)
-         SELECT n.id, n.id, $1, $2, 'operator', $3 FROM (SELECT nextval('messages_id_seq') AS id) AS n
-         RETURNING id, turn_id, seq, role, content, function_calls, cost, created_at, knowledge",
+        "INSERT INTO messages (id, turn_id, conversation_id, seq, role, content,
+                               author_operator_id, author_name)
+         SELECT n.id, n.id, $1, $2, 'operator', $3, $4, $5
+         FROM (SELECT nextval('messages_id_seq') AS id) AS n
+         RETURNING id, turn_id, seq, role, content, function_calls, cost, created_at, knowledge,
+                   author_operator_id, author_name",
     )
     .bind::<SqlUuid, _>(conversation_id)
     .bind::<Int8, _>(seq)
     .bind::<Text, _>(content)
+    .bind::<Nullable<Int8>, _>(author.operator_id)
+    .bind::<Text, _>(&author.name)
     .get_result(conn)
     .await
 }

@@ -11,6 +11,7 @@ pub mod idempotency_key;
 pub mod knowledge;
 pub mod knowledge_embedding;
 pub mod message;
+pub mod note;
 pub mod operator;
 pub mod page;
 pub mod pending_reply;
