@@ -52,6 +52,9 @@ diesel::table! {
         coalesce_ms -> Int4,
         knowledge_base_id -> Nullable<Int8>,
         knowledge_mode -> Text,
+        handoff_enabled -> Bool,
+        handoff_instructions -> Text,
+        handoff_message -> Text,
     }
 }
 
@@ -104,6 +107,7 @@ diesel::table! {
         customer_identifier -> Text,
         message -> Nullable<Jsonb>,
         created_at -> Timestamptz,
+        reason -> Nullable<Text>,
     }
 }
 
