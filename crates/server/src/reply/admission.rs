@@ -438,8 +438,9 @@ fn check_variables_size(
     Ok(())
 }
 
-/// The prompt's fixed parts: the system prompt and greeting filled from the variables (the
-/// assistant's defaults, the conversation's own, then this message's), and the message.
+/// The prompt's fixed parts: the system prompt (with the handoff's instructions) and greeting
+/// filled from the variables (the assistant's defaults, the conversation's own, then this
+/// message's), and the message.
 fn start_prompt(
     app: &App,
     assistant: &AssistantRow,
@@ -449,8 +450,17 @@ fn start_prompt(
 ) -> PromptBudget {
     let mut variables = crate::models::overlay_variables(&assistant.variables, own_variables);
     variables.extend(message_variables.as_object().cloned().unwrap_or_default());
+    let mut system = render(&assistant.system_prompt, &variables);
+    if let Some(handoff) = assistant.handoff() {
+        // Counted among the prompt's fixed parts, so reserved for.
+        let instructions = render(handoff.instructions_or_default(), &variables);
+        system = match system.trim() {
+            "" => instructions,
+            _ => format!("{}\n\n{instructions}", system.trim_end()),
+        };
+    }
     PromptBudget::new(
-        render(&assistant.system_prompt, &variables),
+        system,
         assistant
             .initial_message
             .as_deref()

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod converse;
 pub mod error;
+pub mod handoff;
 pub mod prompt;
 pub mod queue;
 pub mod settlement;
@@ -90,6 +91,9 @@ pub struct Conversed {
     pub model: String,
     /// The knowledge-base passages it was given, in the prompt or by `search_knowledge`.
     pub knowledge: Vec<PassageRef>,
+    /// The model handed the conversation to a person (`transfer_to_human`), for this reason:
+    /// settling turns its AI off.
+    pub handoff: Option<String>,
 }
 
 /// The answer to a generate-reply call.
@@ -174,7 +178,7 @@ pub async fn generate_reply(
                         turn.conversation_id,
                         conversed.text,
                         conversed.function_calls,
-                        false,
+                        conversed.handoff.is_some(),
                         false,
                     ),
                     rate_limit,
@@ -391,6 +395,9 @@ impl Conversed {
     /// can produce; they are dropped before anything is stored or answered.
     fn without_nul(mut self) -> Self {
         self.text = self.text.replace('\0', "");
+        if let Some(reason) = &mut self.handoff {
+            *reason = reason.replace('\0', "");
+        }
         for call in &mut self.function_calls {
             strip_nul(&mut call.arguments);
             strip_nul(&mut call.result);
