@@ -437,11 +437,14 @@ pub async fn uncount_message(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
         .map(drop)
 }
 
-/// The conversation's own variables.
-pub async fn variables(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Value> {
+/// The conversation's own variables, and whether its AI is on.
+pub async fn variables_and_ai(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<(Value, bool)> {
     conversations::table
         .find(id)
-        .select(conversations::variables)
+        .select((conversations::variables, conversations::ai_enabled))
         .get_result(conn)
         .await
 }

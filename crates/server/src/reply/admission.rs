@@ -500,15 +500,22 @@ async fn finish_prompt(
 }
 
 /// The prompt of a message whose turn came after waiting: read now, in one read-only
-/// transaction, as the replies before it changed the history and the variables.
-pub async fn prepare_after_waiting(app: &App, turn: &Turn) -> ReplyResult<Prepared> {
+/// transaction, as the replies before it changed the history and the variables; `None` if
+/// the conversation's AI was turned off meanwhile (a reply before it handed over, say).
+pub async fn prepare_after_waiting(app: &App, turn: &Turn) -> ReplyResult<Option<Prepared>> {
     let mut conn = app.db().await?;
     conn.build_transaction()
         .read_only()
         .run::<_, ReplyError, _>(async |conn| {
-            let own = conversation::variables(conn, turn.conversation_id).await?;
+            let (own, ai_enabled) =
+                conversation::variables_and_ai(conn, turn.conversation_id).await?;
+            if !ai_enabled {
+                return Ok(None);
+            }
             let prompt = start_prompt(app, &turn.assistant, &turn.message, &turn.variables, &own);
-            finish_prompt(conn, turn, prompt, None, None).await
+            finish_prompt(conn, turn, prompt, None, None)
+                .await
+                .map(Some)
         })
         .await
 }

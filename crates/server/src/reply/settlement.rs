@@ -229,11 +229,12 @@ async fn pay_dues_older_than(app: &App, age: chrono::Duration) -> ReplyResult<()
     Ok(())
 }
 
-/// Ends a turn that a later message of its burst answers instead (see the assistant's
-/// `coalesce_ms`): the message stays in the history, its variables join the conversation, its
-/// reservation is given back, its idempotent answer says `coalesced`, and the message behind
-/// it is woken. Nothing is charged.
-pub async fn coalesce(
+/// Ends a turn that gets no reply of its own: a later message of its burst answers instead
+/// (see the assistant's `coalesce_ms`), or the conversation's AI was turned off while it
+/// waited. The message stays in the history, its variables join the conversation, its
+/// reservation is given back, its idempotent answer (`answer`) is stored, and the message
+/// behind it is woken. Nothing is charged.
+pub async fn end_unanswered(
     app: &App,
     turn: &Turn,
     answer: &GenerateReplyResponse,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyreply_core::wire::assistants::DEFAULT_HANDOFF_INSTRUCTIONS;
+use anyreply_server::testing::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -443,4 +444,67 @@ async fn an_anthropic_model_hands_over_with_a_tool_use_block() {
     assert_eq!(next["ai_disabled"], true);
     assert_eq!(next["reply"], "");
     assert_eq!(anthropic.received_requests().await.unwrap().len(), 1);
+}
+
+/// How many messages wait for a reply, in every conversation.
+async fn queued(app: &TestApp) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        n: i64,
+    }
+    let mut conn = app.db.connect().await;
+    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM pending_replies")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    count.n
+}
+
+#[tokio::test]
+async fn a_message_queued_behind_the_handoff_is_not_answered_when_its_turn_comes() {
+    let app = TestApp::spawn().await;
+    let account = app.db_account("10").await;
+    let assistant = handing_assistant(&app, &account, HANDED_OVER).await;
+    // Slow enough that the second message queues behind the first while the model thinks.
+    app.model_answers(
+        ResponseTemplate::new(200)
+            .set_body_json(transfer("upset", None))
+            .set_delay(Duration::from_secs(3)),
+    )
+    .await;
+
+    let first = app.reply(&account.key, assistant, "q", "This is unacceptable");
+    let second = async {
+        eventually("the first message with the model", || async {
+            app.llm_requests().await.len() == 1
+        })
+        .await;
+        app.reply(&account.key, assistant, "q", "Hello??").await
+    };
+    let both_queued = eventually("the second message queued behind the first", || async {
+        queued(&app).await == 2
+    });
+    let ((_, first), second, ()) = futures::join!(first, second, both_queued);
+    assert_eq!(first["reply"], HANDED_OVER, "{first}");
+    let (status, second) = second;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(
+        (&second["reply"], &second["ai_disabled"]),
+        (&json!(""), &json!(true))
+    );
+    assert!(second.get("coalesced").is_none(), "{second}");
+    assert_eq!(
+        app.llm_requests().await.len(),
+        1,
+        "the model is not asked again"
+    );
+    // One reply charged; the second's reservation went back.
+    assert_eq!(app.balance(&account).await, money("9.998"));
+    let conversation = first["conversation_id"].as_str().unwrap();
+    assert_eq!(
+        app.history_contents(&account.key, conversation).await,
+        ["This is unacceptable", HANDED_OVER, "Hello??"]
+    );
 }
