@@ -59,9 +59,9 @@ pub use anyreply_core::ErrorCode;
 pub use anyreply_core::wire::{
     AiToggleResponse, Assistant, AssistantInput, AssistantList, ConversationHistory,
     ConversationPage, ConversationSummary, Event, EventMessage, EventType, FunctionCall,
-    GenerateReplyRequest, GenerateReplyResponse, HistoryMessage, ListConversationsQuery,
-    LlmProvider, Me, OptOutResponse, PageQuery, Role, Tool, ToolHeader, ToolInput, ToolList,
-    ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
+    GenerateReplyRequest, GenerateReplyResponse, Handoff, HandoffInput, HistoryMessage,
+    ListConversationsQuery, LlmProvider, Me, OptOutResponse, PageQuery, Role, Tool, ToolHeader,
+    ToolInput, ToolList, ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
 pub use anyreply_core::wire::{
     Document, DocumentStatus, DocumentType, KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseStatus,

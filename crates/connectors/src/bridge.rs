@@ -96,7 +96,8 @@ impl Bridge {
             }
             Ok((reply, false)) if reply.opted_out => Outcome::OptedOut,
             Ok((reply, false)) if reply.coalesced => Outcome::Coalesced,
-            Ok((reply, false)) if reply.ai_disabled => Outcome::Silent,
+            // A handoff's reply (`ai_disabled` with words) is sent as any other.
+            Ok((reply, false)) if reply.ai_disabled && reply.reply.is_empty() => Outcome::Silent,
             Ok((reply, false)) => Outcome::Reply(reply.reply),
             Err(error) => {
                 tracing::error!(

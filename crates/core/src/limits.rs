@@ -12,6 +12,10 @@ pub const MAX_VARIABLE_NAME_CHARS: usize = 64;
 pub const MAX_ASSISTANT_NAME_CHARS: usize = 255;
 /// Longest system prompt or initial message, in characters.
 pub const MAX_PROMPT_CHARS: usize = 100_000;
+/// Longest handoff `instructions` (when to call `transfer_to_human`), in characters.
+pub const MAX_HANDOFF_INSTRUCTIONS_CHARS: usize = 4_000;
+/// Longest handoff `message` (what the customer is told), in characters.
+pub const MAX_HANDOFF_MESSAGE_CHARS: usize = 1_000;
 /// Longest model name, in characters.
 pub const MAX_MODEL_NAME_CHARS: usize = 255;
 /// Most bytes a conversation's variables may take, serialized as JSON, all merged.

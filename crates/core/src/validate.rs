@@ -40,6 +40,13 @@ impl FieldErrors {
         }
     }
 
+    /// Adds every error of `other` (a nested object's, say).
+    pub fn extend(&mut self, other: FieldErrors) {
+        for (field, messages) in other.0 {
+            self.0.entry(field).or_default().extend(messages);
+        }
+    }
+
     /// One field, one message.
     pub fn single(field: &str, message: impl Into<String>) -> Self {
         let mut errors = Self::default();
@@ -54,6 +61,8 @@ pub struct Fields<'a> {
     object: Option<&'a Map<String, Value>>,
     /// What failed so far.
     pub errors: FieldErrors,
+    /// Put before field names in errors: `handoff.` for the fields of a nested object.
+    prefix: String,
 }
 
 impl<'a> Fields<'a> {
@@ -64,7 +73,46 @@ impl<'a> Fields<'a> {
         if object.is_none() {
             errors.add("body", "The request body must be a JSON object.");
         }
-        Self { object, errors }
+        Self {
+            object,
+            errors,
+            prefix: String::new(),
+        }
+    }
+
+    /// The fields of the object at `field`, their errors named `field.name`; `None` when
+    /// absent (or null), or not an object (an error). Merge its errors back with
+    /// [`FieldErrors::extend`].
+    pub fn nested(&mut self, field: &str) -> Option<Fields<'a>> {
+        let value = self.get(field)?;
+        let name = self.name(field);
+        let Some(object) = value.as_object() else {
+            self.errors
+                .add(&name, format!("The {name} field must be an object."));
+            return None;
+        };
+        Some(Fields {
+            object: Some(object),
+            errors: FieldErrors::default(),
+            prefix: format!("{name}."),
+        })
+    }
+
+    /// `field` as errors name it.
+    fn name(&self, field: &str) -> String {
+        format!("{}{field}", self.prefix)
+    }
+
+    /// A boolean. `None` when absent or invalid.
+    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        let value = self.get(field)?;
+        let flag = value.as_bool();
+        if flag.is_none() {
+            let name = self.name(field);
+            self.errors
+                .add(&name, format!("The {name} field must be true or false."));
+        }
+        flag
     }
 
     fn get(&self, field: &str) -> Option<&'a Value> {
@@ -76,14 +124,16 @@ impl<'a> Fields<'a> {
     fn required_missing(&mut self, field: &str) {
         // A body that is no object was reported once, as `body`.
         if self.object.is_some() {
+            let field = self.name(field);
             self.errors
-                .add(field, format!("The {field} field is required."));
+                .add(&field, format!("The {field} field is required."));
         }
     }
 
     /// A string whose length in characters lies in `chars`. `None` when absent or invalid.
     pub fn optional_string(&mut self, field: &str, chars: RangeInclusive<usize>) -> Option<String> {
         let value = self.get(field)?;
+        let field = &self.name(field);
         let Some(text) = value.as_str() else {
             self.errors
                 .add(field, format!("The {field} field must be a string."));
@@ -138,6 +188,7 @@ impl<'a> Fields<'a> {
     /// such as n8n often send ids as strings).
     pub fn optional_integer(&mut self, field: &str, range: RangeInclusive<i64>) -> Option<i64> {
         let value = self.get(field)?;
+        let field = &self.name(field);
         let number = match value {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.trim().parse().ok(),
@@ -174,6 +225,7 @@ impl<'a> Fields<'a> {
     /// A number in `range`.
     pub fn optional_number(&mut self, field: &str, range: RangeInclusive<f64>) -> Option<f64> {
         let value = self.get(field)?;
+        let field = &self.name(field);
         let Some(number) = value.as_f64() else {
             self.errors
                 .add(field, format!("The {field} field must be a number."));
@@ -201,6 +253,7 @@ impl<'a> Fields<'a> {
         max_name: usize,
     ) -> Option<Map<String, Value>> {
         let value = self.get(field)?;
+        let field = &self.name(field);
         let Some(object) = value.as_object() else {
             self.errors
                 .add(field, format!("The {field} field must be an object."));
@@ -236,6 +289,7 @@ impl<'a> Fields<'a> {
     /// An array of at most `max` positive integer ids.
     pub fn optional_ids(&mut self, field: &str, max: usize) -> Option<Vec<i64>> {
         let value = self.get(field)?;
+        let field = &self.name(field);
         let ids = value.as_array().and_then(|items| {
             items
                 .iter()
@@ -303,6 +357,24 @@ mod tests {
         assert_eq!(fields.required_string("text", 1..=10), None);
         assert_eq!(fields.optional_variables("vars", 10, 10), None);
         assert_eq!(fields.errors.into_map().len(), 2);
+    }
+
+    #[test]
+    fn a_nested_object_names_its_fields_under_its_own() {
+        let body = json!({ "h": { "on": "yes", "text": "x".repeat(11) }, "n": 3 });
+        let mut fields = Fields::new(&body);
+        let mut nested = fields.nested("h").unwrap();
+        assert_eq!(nested.optional_bool("on"), None);
+        assert_eq!(nested.optional_string("text", 0..=10), None);
+        assert_eq!(fields.nested("n").map(|_| ()), None);
+        fields.errors.extend(nested.errors);
+        let errors = fields.errors.into_map();
+        assert_eq!(errors["h.on"], ["The h.on field must be true or false."]);
+        assert_eq!(
+            errors["h.text"],
+            ["The h.text field must not be greater than 10 characters."]
+        );
+        assert_eq!(errors["n"], ["The n field must be an object."]);
     }
 
     #[test]

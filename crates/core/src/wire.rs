@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use account::Me;
 pub use assistants::{
-    Assistant, AssistantInput, AssistantList, AssistantResponse, KnowledgeMode, LlmProvider,
+    Assistant, AssistantInput, AssistantList, AssistantResponse, Handoff, HandoffInput,
+    KnowledgeMode, LlmProvider,
 };
 pub use conversations::{
     AiToggleResponse, ConversationHistory, ConversationPage, ConversationSummary, HistoryMessage,

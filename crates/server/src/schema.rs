@@ -52,6 +52,9 @@ diesel::table! {
         coalesce_ms -> Int4,
         knowledge_base_id -> Nullable<Int8>,
         knowledge_mode -> Text,
+        handoff_enabled -> Bool,
+        handoff_instructions -> Text,
+        handoff_message -> Text,
     }
 }
 
@@ -119,6 +122,7 @@ diesel::table! {
         message -> Nullable<Jsonb>,
         created_at -> Timestamptz,
         detail -> Nullable<Jsonb>,
+        reason -> Nullable<Text>,
     }
 }
 

@@ -21,8 +21,12 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 pub const APOLOGY: &str = "Sorry, try again later.";
 
+/// What the assistant answers to `handoff`, handing the conversation to a person.
+pub const HANDED_OVER: &str = "A colleague will answer you here shortly.";
+
 /// AnyReply's generate-reply, answering `echo: <message>`; a message `poor` gets
-/// `INSUFFICIENT_BALANCE`, `lost` gets `ASSISTANT_NOT_FOUND`, `human` is under takeover, `opted`
+/// `INSUFFICIENT_BALANCE`, `lost` gets `ASSISTANT_NOT_FOUND`, `human` is under takeover, `handoff`
+/// is answered [`HANDED_OVER`] as the AI hands over (`ai_disabled` with words), `opted`
 /// comes from a customer who opted out, `burst` is coalesced into a later message, and `long` gets a reply of 9,000 characters. Its event
 /// stream has nothing to tell until an [`EventLog`] is served.
 pub async fn anyreply() -> MockServer {
@@ -48,6 +52,7 @@ pub async fn anyreply() -> MockServer {
                 "poor" => error(402, "INSUFFICIENT_BALANCE"),
                 "lost" => error(404, "ASSISTANT_NOT_FOUND"),
                 "human" => reply(String::new(), true),
+                "handoff" => reply(HANDED_OVER.to_owned(), true),
                 "opted" => ResponseTemplate::new(200).set_body_json(json!({
                     "success": true, "conversation_id": CONVERSATION,
                     "customer_identifier": body["customer_identifier"], "reply": "",

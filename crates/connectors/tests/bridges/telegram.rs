@@ -14,8 +14,8 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::{
-    APOLOGY, EventLog, anyreply, anyreply_requests, bridge, bridge_keeping_state_in, eventually,
-    long_reply, resumed_after, state_dir,
+    APOLOGY, EventLog, HANDED_OVER, anyreply, anyreply_requests, bridge, bridge_keeping_state_in,
+    eventually, long_reply, resumed_after, state_dir,
 };
 
 const TOKEN: &str = "123456:TEST-token";
@@ -320,6 +320,18 @@ async fn takeover_errors_commands_and_non_text() {
     );
     // `/start`, the photo and the group message never reach the AI.
     assert_eq!(anyreply_requests(&bot.anyreply).await.len(), 4);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_that_hands_over_is_sent_though_the_ai_is_off_after_it() {
+    let mut bot = Telegram::start(|_| {}).await;
+    bot.push(vec![
+        text_update(1, 42, 10, "handoff"),
+        text_update(2, 42, 11, "human"),
+    ]);
+    bot.handled.reach(2).await;
+    assert_eq!(bot.sent().await, [(42, HANDED_OVER.to_owned())]);
     bot.stop().await;
 }
 

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use super::Variables;
 use crate::limits::{
-    MAX_ASSISTANT_NAME_CHARS, MAX_ASSISTANT_TOOLS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS,
-    MAX_VARIABLE_NAME_CHARS, MAX_VARIABLES,
+    MAX_ASSISTANT_NAME_CHARS, MAX_ASSISTANT_TOOLS, MAX_HANDOFF_INSTRUCTIONS_CHARS,
+    MAX_HANDOFF_MESSAGE_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, MAX_VARIABLE_NAME_CHARS,
+    MAX_VARIABLES,
 };
 use crate::validate::{FieldErrors, Fields};
 
@@ -59,6 +60,11 @@ pub struct Assistant {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub knowledgebase_mode: KnowledgeMode,
+    /// Handing the conversation to a person. Defaulted so that answers of servers without
+    /// handoff still read.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub handoff: Handoff,
     /// When the assistant was created.
     pub created_at: DateTime<Utc>,
     /// When the assistant was last changed.
@@ -143,6 +149,78 @@ pub struct AssistantInput {
     /// `function_call` (the model searches with a built-in `search_knowledge` tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knowledgebase_mode: Option<KnowledgeMode>,
+    /// Handing the conversation to a person; on update, absent fields of it keep their value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<HandoffInput>,
+}
+
+/// The name of the built-in tool the model hands a conversation to a person with.
+pub const HANDOFF_TOOL: &str = "transfer_to_human";
+
+/// What the model is told about `transfer_to_human` when the assistant's `instructions` are
+/// empty.
+pub const DEFAULT_HANDOFF_INSTRUCTIONS: &str = "You can hand this conversation to a person of \
+    the business with the transfer_to_human function. Call it, with the reason, when the \
+    customer asks for a person, is upset, or asks something outside what you know.";
+
+/// An assistant's handoff: when `enabled`, the model is offered a built-in `transfer_to_human`
+/// function (its argument: `reason`). Calling it turns the conversation's AI off
+/// (`handoff.requested` event), and the customer is told `message`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Handoff {
+    /// Whether the model may hand over.
+    pub enabled: bool,
+    /// When to hand over, added to the system prompt; empty: the default (a person asked for,
+    /// an upset customer, a question outside what the assistant knows).
+    #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
+    pub instructions: String,
+    /// The reply that hands over; empty: the model's own words.
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub message: String,
+}
+
+impl Handoff {
+    /// The instructions the model is given: the assistant's, or the default.
+    pub fn instructions_or_default(&self) -> &str {
+        match self.instructions.trim() {
+            "" => DEFAULT_HANDOFF_INSTRUCTIONS,
+            _ => &self.instructions,
+        }
+    }
+}
+
+/// `handoff` in a create or update body; absent fields are off and empty on create, and keep
+/// their value on update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HandoffInput {
+    /// Offer the model `transfer_to_human` (default `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// When to hand over (at most 4,000 characters); empty: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
+    pub instructions: Option<String>,
+    /// The reply that hands over (at most 1,000 characters); empty: the model's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub message: Option<String>,
+}
+
+impl HandoffInput {
+    /// `handoff` of a create or update body, if present; its errors named `handoff.<field>`.
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        let mut nested = fields.nested("handoff")?;
+        let input = Self {
+            enabled: nested.optional_bool("enabled"),
+            instructions: nested
+                .optional_string("instructions", 0..=MAX_HANDOFF_INSTRUCTIONS_CHARS),
+            message: nested.optional_string("message", 0..=MAX_HANDOFF_MESSAGE_CHARS),
+        };
+        fields.errors.extend(nested.errors);
+        Some(input)
+    }
 }
 
 /// How an assistant reads its knowledge base.
@@ -241,6 +319,7 @@ impl AssistantInput {
                     .map(Some),
             },
             knowledgebase_mode: None,
+            handoff: HandoffInput::read(&mut fields),
         };
         let knowledgebase_mode = fields.optional_string("knowledgebase_mode", 1..=32);
         let llm_provider = fields.optional_string("llm_provider", 1..=32);
@@ -307,6 +386,44 @@ mod tests {
         assert_eq!(
             errors["tool_ids"],
             ["The tool_ids field must not have more than 32 items."]
+        );
+    }
+
+    #[test]
+    fn handoff_is_read_and_checked() {
+        let input = AssistantInput::from_json(
+            &json!({ "handoff": { "enabled": true, "message": "A colleague will answer." } }),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            input.handoff,
+            Some(HandoffInput {
+                enabled: Some(true),
+                instructions: None,
+                message: Some("A colleague will answer.".into()),
+            })
+        );
+        let errors = AssistantInput::from_json(
+            &json!({ "handoff": {
+                "enabled": "yes", "instructions": "x".repeat(4001), "message": "a\u{0}b"
+            } }),
+            false,
+        )
+        .unwrap_err()
+        .into_map();
+        assert_eq!(
+            errors.keys().collect::<Vec<_>>(),
+            ["handoff.enabled", "handoff.instructions", "handoff.message"]
+        );
+        let errors = AssistantInput::from_json(&json!({ "handoff": true }), false)
+            .unwrap_err()
+            .into_map();
+        assert_eq!(errors["handoff"], ["The handoff field must be an object."]);
+        let defaulted = Handoff::default();
+        assert_eq!(
+            defaulted.instructions_or_default(),
+            DEFAULT_HANDOFF_INSTRUCTIONS
         );
     }
 

@@ -30,6 +30,10 @@ pub enum EventType {
     /// The AI answers the conversation again.
     #[serde(rename = "ai.enabled")]
     AiEnabled,
+    /// The model handed the conversation to a person (`transfer_to_human`): its AI is now off
+    /// (an `ai.disabled` comes with it), and `reason` says why.
+    #[serde(rename = "handoff.requested")]
+    HandoffRequested,
     /// The conversation was assigned to an operator (`assignee`) or to no one (no `assignee`),
     /// by `by`.
     #[serde(rename = "conversation.assigned")]
@@ -48,6 +52,7 @@ impl EventType {
         EventType::OperatorMessage,
         EventType::AiDisabled,
         EventType::AiEnabled,
+        EventType::HandoffRequested,
         EventType::ConversationAssigned,
         EventType::NoteCreated,
     ];
@@ -61,6 +66,7 @@ impl EventType {
             EventType::OperatorMessage => "operator.message",
             EventType::AiDisabled => "ai.disabled",
             EventType::AiEnabled => "ai.enabled",
+            EventType::HandoffRequested => "handoff.requested",
             EventType::ConversationAssigned => "conversation.assigned",
             EventType::NoteCreated => "note.created",
         }
@@ -89,10 +95,14 @@ pub struct Event {
     pub assistant_id: i64,
     /// When it happened.
     pub created_at: DateTime<Utc>,
-    /// The message, for the types that have one (all but `ai.*`).
+    /// The message, for the types that have one (all but `ai.*` and `handoff.requested`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub message: Option<EventMessage>,
+    /// Why the model handed over, in its words (`handoff.requested` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub reason: Option<String>,
     /// Who has the conversation now (`conversation.assigned`; absent there: no one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use anyreply_core::wire::assistants::DEFAULT_HANDOFF_INSTRUCTIONS;
 use anyreply_core::wire::{Assistant, AssistantInput, KnowledgeMode, UsageGroup};
 use anyreply_core::{ErrorCode, Money};
 use axum::extract::{Path, State};
@@ -11,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::form::{Body, Pairs};
 use super::session::{Operator, Submitted};
@@ -96,6 +97,9 @@ pub(super) struct Fields {
     /// The knowledge base's id; empty for none.
     knowledgebase_id: String,
     knowledgebase_mode: String,
+    handoff_enabled: bool,
+    handoff_instructions: String,
+    handoff_message: String,
 }
 
 pub(super) struct ToolChoice {
@@ -123,6 +127,11 @@ pub(super) struct FormPage {
 }
 
 impl FormPage {
+    /// What the model is told when the instructions are left empty.
+    fn default_handoff_instructions(&self) -> &'static str {
+        DEFAULT_HANDOFF_INSTRUCTIONS
+    }
+
     fn action(&self) -> String {
         match self.id {
             Some(id) => format!("/console/assistants/{id}"),
@@ -159,6 +168,9 @@ impl Fields {
                 .map(|id| id.to_string())
                 .unwrap_or_default(),
             knowledgebase_mode: assistant.knowledgebase_mode.as_str().to_owned(),
+            handoff_enabled: assistant.handoff.enabled,
+            handoff_instructions: assistant.handoff.instructions.clone(),
+            handoff_message: assistant.handoff.message.clone(),
         }
     }
 
@@ -176,6 +188,10 @@ impl Fields {
             coalesce_ms: form.get("coalesce_ms").to_owned(),
             knowledgebase_id: form.get("knowledgebase_id").to_owned(),
             knowledgebase_mode: form.get("knowledgebase_mode").to_owned(),
+            // A checkbox is sent only when checked.
+            handoff_enabled: !form.get("handoff_enabled").is_empty(),
+            handoff_instructions: form.get("handoff_instructions").to_owned(),
+            handoff_message: form.get("handoff_message").to_owned(),
         }
     }
 
@@ -197,6 +213,15 @@ impl Fields {
             .value("knowledgebase_id", Value::Null)
             .number("knowledgebase_id", &self.knowledgebase_id)
             .text("knowledgebase_mode", &self.knowledgebase_mode)
+            // Whole, empty texts included: emptied fields are cleared.
+            .value(
+                "handoff",
+                json!({
+                    "enabled": self.handoff_enabled,
+                    "instructions": self.handoff_instructions,
+                    "message": self.handoff_message,
+                }),
+            )
             .build()
     }
 }

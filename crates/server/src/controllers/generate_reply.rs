@@ -78,7 +78,8 @@ impl From<ReplyError> for ApiError {
 /// The message joins the customer's conversation with the assistant (made on the first
 /// message); the reply's prompt holds the conversation so far. Messages of one conversation
 /// are answered one at a time, in arrival order. While a human has taken the conversation
-/// over, the message is stored and `reply` is empty (`ai_disabled: true`).
+/// over, the message is stored and `reply` is empty (`ai_disabled: true`). A reply that hands
+/// the conversation to a person (the assistant's `handoff`) has words and `ai_disabled: true`.
 ///
 /// With `Accept: text/event-stream` the reply is streamed as Server-Sent Events: `delta`
 /// events (`{"text": "..."}`) as the model writes, then one `reply` event holding the answer
@@ -198,7 +199,12 @@ async fn finish(work: Work) -> Result<Result<Answered, Refused>, ApiError> {
         .map_err(|e| ApiError::internal(ErrorCode::InternalError, "reply task failed", &e))?;
     metrics::reply(match &answered {
         Ok(Answered::Replayed(_)) => ReplyOutcome::Replayed,
-        Ok(Answered::Fresh { response, .. }) if response.ai_disabled => ReplyOutcome::Stored,
+        // A handoff's reply has words; a message stored unanswered none.
+        Ok(Answered::Fresh { response, .. })
+            if response.ai_disabled && response.reply.is_empty() =>
+        {
+            ReplyOutcome::Stored
+        }
         Ok(Answered::Fresh { .. }) => ReplyOutcome::Replied,
         Err(failed) => ReplyOutcome::Failed(failed.error.code),
     });

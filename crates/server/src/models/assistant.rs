@@ -2,7 +2,7 @@
 
 use anyreply_core::limits::MAX_ASSISTANTS_PER_ACCOUNT;
 use anyreply_core::wire::assistants::DEFAULT_TEMPERATURE;
-use anyreply_core::wire::{self, AssistantInput, KnowledgeMode, LlmProvider};
+use anyreply_core::wire::{self, AssistantInput, Handoff, KnowledgeMode, LlmProvider};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -34,6 +34,9 @@ pub struct AssistantRow {
     pub fallback_llm_model: Option<String>,
     pub knowledge_base_id: Option<i64>,
     pub knowledge_mode: String,
+    pub handoff_enabled: bool,
+    pub handoff_instructions: String,
+    pub handoff_message: String,
 }
 
 impl AssistantRow {
@@ -44,6 +47,19 @@ impl AssistantRow {
     /// The knowledge base it answers from and how, if any.
     pub fn knowledge(&self) -> Option<(i64, KnowledgeMode)> {
         Some((self.knowledge_base_id?, self.knowledge_mode()))
+    }
+
+    /// Its handoff settings, when the model may hand over.
+    pub fn handoff(&self) -> Option<Handoff> {
+        self.handoff_enabled.then(|| self.handoff_settings())
+    }
+
+    fn handoff_settings(&self) -> Handoff {
+        Handoff {
+            enabled: self.handoff_enabled,
+            instructions: self.handoff_instructions.clone(),
+            message: self.handoff_message.clone(),
+        }
     }
 
     pub fn provider(&self) -> LlmProvider {
@@ -65,6 +81,7 @@ impl AssistantRow {
         let llm_provider = self.provider();
         let fallback_llm_provider = self.fallback().map(|(provider, _)| provider);
         let knowledgebase_mode = self.knowledge_mode();
+        let handoff = self.handoff_settings();
         wire::Assistant {
             id: self.id,
             name: self.name,
@@ -80,6 +97,7 @@ impl AssistantRow {
             tool_ids: self.tool_ids,
             knowledgebase_mode,
             knowledgebase_id: self.knowledge_base_id,
+            handoff,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -153,11 +171,15 @@ struct AssistantChanges {
     fallback_llm_model: Option<Option<String>>,
     knowledge_base_id: Option<Option<i64>>,
     knowledge_mode: Option<String>,
+    handoff_enabled: Option<bool>,
+    handoff_instructions: Option<String>,
+    handoff_message: Option<String>,
     updated_at: DateTime<Utc>,
 }
 
 impl AssistantChanges {
     fn from_input(input: AssistantInput, default_model: &str) -> Self {
+        let handoff = input.handoff.unwrap_or_default();
         Self {
             name: input.name,
             system_prompt: input.system_prompt,
@@ -188,6 +210,9 @@ impl AssistantChanges {
                 .map(|m| Some(m).filter(|m| !m.trim().is_empty())),
             knowledge_base_id: input.knowledgebase_id,
             knowledge_mode: input.knowledgebase_mode.map(|m| m.as_str().to_owned()),
+            handoff_enabled: handoff.enabled,
+            handoff_instructions: handoff.instructions,
+            handoff_message: handoff.message,
             updated_at: Utc::now(),
         }
     }
@@ -263,6 +288,9 @@ async fn insert(
             assistants::knowledge_mode.eq(changes
                 .knowledge_mode
                 .unwrap_or_else(|| KnowledgeMode::default().as_str().to_owned())),
+            assistants::handoff_enabled.eq(changes.handoff_enabled.unwrap_or(false)),
+            assistants::handoff_instructions.eq(changes.handoff_instructions.unwrap_or_default()),
+            assistants::handoff_message.eq(changes.handoff_message.unwrap_or_default()),
         ))
         .returning(AssistantRow::as_returning())
         .get_result(conn)

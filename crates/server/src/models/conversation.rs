@@ -139,6 +139,23 @@ pub async fn assign(
     .optional()
 }
 
+/// Notes that the model handed the conversation over: with no assignee, it needs a human.
+pub async fn mark_handoff(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: Uuid,
+) -> QueryResult<()> {
+    diesel::update(
+        conversations::table
+            .filter(conversations::id.eq(id))
+            .filter(conversations::account_id.eq(account_id)),
+    )
+    .set(conversations::handoff_requested_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// A switch of a conversation's `ai_enabled` (or `opted_out`, or its assignee).
 #[derive(Debug, QueryableByName)]
 pub struct Switched {
@@ -519,11 +536,14 @@ pub async fn uncount_message(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
         .map(drop)
 }
 
-/// The conversation's own variables.
-pub async fn variables(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Value> {
+/// The conversation's own variables, and whether its AI is on.
+pub async fn variables_and_ai(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<(Value, bool)> {
     conversations::table
         .find(id)
-        .select(conversations::variables)
+        .select((conversations::variables, conversations::ai_enabled))
         .get_result(conn)
         .await
 }

@@ -151,6 +151,32 @@ fn inserting_with(gate: Option<&str>, fields: &str) -> String {
     )
 }
 
+/// Records a `handoff.requested` event of the conversation, with the model's `reason`; returns
+/// its id. Locks the account's row until the transaction ends, as [`insert`] does.
+pub async fn insert_handoff(
+    conn: &mut impl Conn,
+    account_id: i64,
+    conversation_id: Uuid,
+    reason: &str,
+) -> QueryResult<i64> {
+    let inserted: Inserted = diesel::sql_query(
+        "WITH next AS (
+             UPDATE accounts SET last_event_id = last_event_id + 1 WHERE id = $1
+             RETURNING last_event_id AS id)
+         INSERT INTO events (account_id, id, kind, conversation_id, assistant_id, customer_identifier, reason)
+         SELECT $1, next.id, $2, c.id, c.assistant_id, c.customer_identifier, $4
+         FROM next, conversations c WHERE c.id = $3 AND c.account_id = $1
+         RETURNING id",
+    )
+    .bind::<Int8, _>(account_id)
+    .bind::<Text, _>(EventType::HandoffRequested.as_str())
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Text, _>(reason)
+    .get_result(conn)
+    .await?;
+    Ok(inserted.id)
+}
+
 /// Records `event` (one without a message) with `detail`, what it says beyond the message (a
 /// note, an assignee: see [`EventRow::into_event`]); returns its id. Call it in a transaction:
 /// the event is written, then its detail.
@@ -178,6 +204,7 @@ pub struct EventRow {
     pub customer_identifier: String,
     pub message: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+    pub reason: Option<String>,
     pub detail: Option<serde_json::Value>,
 }
 
@@ -192,6 +219,7 @@ impl EventRow {
             assistant_id: self.assistant_id,
             created_at: self.created_at,
             message: self.message.and_then(|m| serde_json::from_value(m).ok()),
+            reason: self.reason,
             assignee: detail_field(&self.detail, "assignee"),
             by: detail_field(&self.detail, "by"),
             note: detail_field(&self.detail, "note"),
@@ -276,7 +304,7 @@ pub async fn after_each(
 ) -> QueryResult<Vec<AccountEventRow>> {
     diesel::sql_query(
         "SELECT e.account_id, e.id, e.kind, e.conversation_id, e.assistant_id,
-                e.customer_identifier, e.message, e.created_at, e.detail
+                e.customer_identifier, e.message, e.created_at, e.reason, e.detail
          FROM unnest($1::int8[], $2::int8[]) AS s(account_id, seen)
          CROSS JOIN LATERAL (
              SELECT * FROM events e WHERE e.account_id = s.account_id AND e.id > s.seen

@@ -438,8 +438,9 @@ fn check_variables_size(
     Ok(())
 }
 
-/// The prompt's fixed parts: the system prompt and greeting filled from the variables (the
-/// assistant's defaults, the conversation's own, then this message's), and the message.
+/// The prompt's fixed parts: the system prompt (with the handoff's instructions) and greeting
+/// filled from the variables (the assistant's defaults, the conversation's own, then this
+/// message's), and the message.
 fn start_prompt(
     app: &App,
     assistant: &AssistantRow,
@@ -449,8 +450,17 @@ fn start_prompt(
 ) -> PromptBudget {
     let mut variables = crate::models::overlay_variables(&assistant.variables, own_variables);
     variables.extend(message_variables.as_object().cloned().unwrap_or_default());
+    let mut system = render(&assistant.system_prompt, &variables);
+    if let Some(handoff) = assistant.handoff() {
+        // Counted among the prompt's fixed parts, so reserved for.
+        let instructions = render(handoff.instructions_or_default(), &variables);
+        system = match system.trim() {
+            "" => instructions,
+            _ => format!("{}\n\n{instructions}", system.trim_end()),
+        };
+    }
     PromptBudget::new(
-        render(&assistant.system_prompt, &variables),
+        system,
         assistant
             .initial_message
             .as_deref()
@@ -490,15 +500,22 @@ async fn finish_prompt(
 }
 
 /// The prompt of a message whose turn came after waiting: read now, in one read-only
-/// transaction, as the replies before it changed the history and the variables.
-pub async fn prepare_after_waiting(app: &App, turn: &Turn) -> ReplyResult<Prepared> {
+/// transaction, as the replies before it changed the history and the variables; `None` if
+/// the conversation's AI was turned off meanwhile (a reply before it handed over, say).
+pub async fn prepare_after_waiting(app: &App, turn: &Turn) -> ReplyResult<Option<Prepared>> {
     let mut conn = app.db().await?;
     conn.build_transaction()
         .read_only()
         .run::<_, ReplyError, _>(async |conn| {
-            let own = conversation::variables(conn, turn.conversation_id).await?;
+            let (own, ai_enabled) =
+                conversation::variables_and_ai(conn, turn.conversation_id).await?;
+            if !ai_enabled {
+                return Ok(None);
+            }
             let prompt = start_prompt(app, &turn.assistant, &turn.message, &turn.variables, &own);
-            finish_prompt(conn, turn, prompt, None, None).await
+            finish_prompt(conn, turn, prompt, None, None)
+                .await
+                .map(Some)
         })
         .await
 }

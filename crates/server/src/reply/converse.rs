@@ -9,12 +9,13 @@
 use std::time::Instant;
 
 use anyreply_core::Money;
-use anyreply_core::wire::{FunctionCall, KnowledgeMode, PassageRef};
+use anyreply_core::wire::assistants::HANDOFF_TOOL;
+use anyreply_core::wire::{FunctionCall, Handoff, KnowledgeMode, PassageRef};
 use futures::future::join_all;
 use serde_json::Value;
 
 use super::error::{ReplyError, ReplyResult};
-use super::{Conversed, Prepared, Turn, strip_nul};
+use super::{Conversed, Prepared, Turn, handoff, strip_nul};
 use crate::app::App;
 use crate::idempotency::KeyText;
 use crate::knowledge::retrieve;
@@ -43,6 +44,10 @@ pub async fn converse(
             Output::Text(text) => return Ok(conversation.finish(text, model, stream)),
             Output::ToolCalls { text, calls } => (text, calls),
         };
+        // A handoff ends the reply, even past the caps; the round's other calls are not made.
+        if let Some(call) = conversation.handoff_call(&mut calls) {
+            return Ok(conversation.hand_over(text, call, model, stream));
+        }
         if !may_call {
             // Told to answer in words, the model asked for tools anyway.
             let text = text.ok_or_else(|| {
@@ -72,6 +77,8 @@ struct Conversation<'a> {
     functions: Vec<FunctionSpec>,
     /// The knowledge base `search_knowledge` searches.
     search_base: Option<i64>,
+    /// The assistant's handoff, when `transfer_to_human` is offered.
+    handoff: Option<Handoff>,
     journal: Journal,
     function_calls: Vec<FunctionCall>,
     knowledge: Vec<PassageRef>,
@@ -82,8 +89,16 @@ struct Conversation<'a> {
 impl<'a> Conversation<'a> {
     async fn start(app: &'a App, turn: &'a Turn, prepared: Prepared) -> ReplyResult<Self> {
         let Prepared { messages, tools } = prepared;
-        let mut functions: Vec<FunctionSpec> =
-            tools.iter().map(tool_calls::function_spec).collect();
+        let handoff = turn.assistant.handoff();
+        // The built-in takes its name: a tool of the same name is not offered beside it.
+        let mut functions: Vec<FunctionSpec> = tools
+            .iter()
+            .filter(|t| handoff.is_none() || t.name != HANDOFF_TOOL)
+            .map(tool_calls::function_spec)
+            .collect();
+        if handoff.is_some() {
+            functions.push(handoff::spec());
+        }
         let search_base = match turn.assistant.knowledge() {
             Some((id, KnowledgeMode::FunctionCall)) => {
                 functions.push(retrieve::search_spec());
@@ -103,6 +118,7 @@ impl<'a> Conversation<'a> {
             tools,
             functions,
             search_base,
+            handoff,
             journal,
             function_calls: Vec::new(),
             knowledge: Vec::new(),
@@ -264,6 +280,41 @@ impl<'a> Conversation<'a> {
             usage: self.usage,
             model,
             knowledge: self.knowledge,
+            handoff: None,
+        }
+    }
+
+    /// The round's `transfer_to_human` call, taken out of `calls`, if handoff is on.
+    fn handoff_call(&self, calls: &mut Vec<ToolCall>) -> Option<ToolCall> {
+        self.handoff.as_ref()?;
+        let at = calls.iter().position(|c| c.name == HANDOFF_TOOL)?;
+        Some(calls.swap_remove(at))
+    }
+
+    /// The reply that hands over: the customer is told so (streamed too, unless the model's
+    /// own words, already shown, are what they are told), and the call joins the reply's.
+    fn hand_over(
+        mut self,
+        text: Option<String>,
+        call: ToolCall,
+        model: String,
+        stream: Option<&TextStream>,
+    ) -> Conversed {
+        let handoff = self.handoff.take().unwrap_or_default();
+        let (words, shown) = handoff::words(&handoff, text);
+        if let Some(stream) = stream.filter(|_| !shown) {
+            stream.end_round();
+            stream.push(&words);
+        }
+        let reason = handoff::reason(&call.arguments);
+        self.function_calls.push(FunctionCall {
+            name: call.name,
+            arguments: call.arguments,
+            result: handoff::result(),
+        });
+        Conversed {
+            handoff: Some(reason),
+            ..self.finish(words, model, stream)
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod converse;
 pub mod error;
+pub mod handoff;
 pub mod prompt;
 pub mod queue;
 pub mod settlement;
@@ -68,8 +69,18 @@ impl Turn {
 #[derive(Debug)]
 enum Produced {
     Replied(Conversed),
+    /// Stored, not answered.
+    Unanswered(Unanswered),
+}
+
+/// Why a queued message gets no reply of its own.
+#[derive(Debug, Clone, Copy)]
+enum Unanswered {
     /// A later message of the burst is answered instead.
     Coalesced,
+    /// The conversation's AI was turned off while it waited (a handoff before it, or
+    /// `disable-ai`).
+    AiOff,
 }
 
 /// What the model is asked first: the prompt, and the tools it may call.
@@ -90,6 +101,9 @@ pub struct Conversed {
     pub model: String,
     /// The knowledge-base passages it was given, in the prompt or by `search_knowledge`.
     pub knowledge: Vec<PassageRef>,
+    /// The model handed the conversation to a person (`transfer_to_human`), for this reason:
+    /// settling turns its AI off.
+    pub handoff: Option<String>,
 }
 
 /// The answer to a generate-reply call.
@@ -165,8 +179,8 @@ pub async fn generate_reply(
                 rate_limit,
             } = *queued;
             match produce(app, &turn, prepared, claim.as_ref(), stream.as_ref()).await {
-                Ok(Produced::Coalesced) => Ok(Answered::Fresh {
-                    response: coalesced_answer(&turn),
+                Ok(Produced::Unanswered(why)) => Ok(Answered::Fresh {
+                    response: unanswered(&turn, why),
                     rate_limit,
                 }),
                 Ok(Produced::Replied(conversed)) => Ok(Answered::Fresh {
@@ -174,7 +188,7 @@ pub async fn generate_reply(
                         turn.conversation_id,
                         conversed.text,
                         conversed.function_calls,
-                        false,
+                        conversed.handoff.is_some(),
                         false,
                     ),
                     rate_limit,
@@ -193,24 +207,24 @@ pub async fn generate_reply(
     }
 }
 
-/// The answer of a call whose message a later one of its burst answers.
-fn coalesced_answer(turn: &Turn) -> GenerateReplyResponse {
+/// The answer of a call whose message gets no reply of its own.
+fn unanswered(turn: &Turn, why: Unanswered) -> GenerateReplyResponse {
     GenerateReplyResponse {
         success: true,
         conversation_id: turn.conversation_id,
         customer_identifier: turn.customer_identifier.clone(),
         reply: String::new(),
         function_calls: Vec::new(),
-        ai_disabled: false,
+        ai_disabled: matches!(why, Unanswered::AiOff),
         opted_out: false,
-        coalesced: true,
+        coalesced: matches!(why, Unanswered::Coalesced),
     }
 }
 
 /// Waits for the turn, converses, and records the reply; on failure gives the turn up (its
 /// money refunded, its message removed), unless another process already did. With burst
 /// coalescing, the turn first waits out its window; a message that came meanwhile answers for
-/// it.
+/// it. A turn that finds the conversation's AI turned off while it waited is not answered.
 async fn produce(
     app: &App,
     turn: &Turn,
@@ -222,15 +236,10 @@ async fn produce(
     let conversed = async {
         let prepared = match prepared {
             Some(prepared) => prepared,
-            None => {
-                let waiting = Instant::now();
-                queue::wait_for_turn(app, turn.conversation_id, turn.message_id).await?;
-                metrics::phase(Phase::QueueWait, waiting.elapsed());
-                let preparing = Instant::now();
-                let prepared = admission::prepare_after_waiting(app, turn).await?;
-                metrics::phase(Phase::Database, preparing.elapsed());
-                prepared
-            }
+            None => match take_turn(app, turn).await? {
+                Some(prepared) => prepared,
+                None => return Ok(Err(Unanswered::AiOff)),
+            },
         };
         if let Some(window) = turn.coalescing_window() {
             tokio::time::sleep_until(turn.admitted + window).await;
@@ -241,7 +250,7 @@ async fn produce(
                 turn.assistant.coalesce_ms,
             );
             if pending_reply::next_of_burst(&mut conn, conversation, message, window_ms).await? {
-                return Ok(None);
+                return Ok(Err(Unanswered::Coalesced));
             }
         }
         let (prepared, knowledge) = with_knowledge(app, turn, prepared).await;
@@ -249,7 +258,7 @@ async fn produce(
             .await
             .map(|mut conversed| {
                 conversed.knowledge.splice(0..0, knowledge);
-                Some(conversed)
+                Ok(conversed)
             })
     };
     // Settling is left out of the time limit: cut short, it could be done and yet reported
@@ -259,15 +268,15 @@ async fn produce(
         .unwrap_or(Err(ReplyError::TimedOut))
         .map(|conversed| conversed.map(Conversed::without_nul));
     let settled = match conversed {
-        Ok(Some(conversed)) => {
+        Ok(Ok(conversed)) => {
             let settling = Instant::now();
             let settled = settlement::settle(app, turn, &conversed, claim).await;
             metrics::phase(Phase::Database, settling.elapsed());
             settled.map(|()| Produced::Replied(conversed))
         }
-        Ok(None) => settlement::coalesce(app, turn, &coalesced_answer(turn), claim)
+        Ok(Err(why)) => settlement::end_unanswered(app, turn, &unanswered(turn, why), claim)
             .await
-            .map(|()| Produced::Coalesced),
+            .map(|()| Produced::Unanswered(why)),
         Err(error) => Err(error),
     };
     if let Err(error) = &settled
@@ -277,6 +286,18 @@ async fn produce(
         tracing::error!(%release_error, "could not give up a failed turn; its lease will expire");
     }
     settled
+}
+
+/// Waits for the turn of a message queued behind another, and reads its prompt then; `None`
+/// if the conversation's AI was turned off meanwhile.
+async fn take_turn(app: &App, turn: &Turn) -> ReplyResult<Option<Prepared>> {
+    let waiting = Instant::now();
+    queue::wait_for_turn(app, turn.conversation_id, turn.message_id).await?;
+    metrics::phase(Phase::QueueWait, waiting.elapsed());
+    let preparing = Instant::now();
+    let prepared = admission::prepare_after_waiting(app, turn).await?;
+    metrics::phase(Phase::Database, preparing.elapsed());
+    Ok(prepared)
 }
 
 /// The prompt with the passages of a `prompt`-mode assistant's knowledge base that best match
@@ -391,6 +412,9 @@ impl Conversed {
     /// can produce; they are dropped before anything is stored or answered.
     fn without_nul(mut self) -> Self {
         self.text = self.text.replace('\0', "");
+        if let Some(reason) = &mut self.handoff {
+            *reason = reason.replace('\0', "");
+        }
         for call in &mut self.function_calls {
             strip_nul(&mut call.arguments);
             strip_nul(&mut call.result);

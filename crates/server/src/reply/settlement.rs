@@ -7,7 +7,7 @@ use anyreply_core::wire::{EventType, GenerateReplyResponse};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::error::{ReplyError, ReplyResult};
-use super::{Conversed, Turn};
+use super::{Conversed, Turn, handoff};
 use crate::app::App;
 use crate::db::{self, Commit};
 use crate::idempotency::Claim;
@@ -38,7 +38,8 @@ pub async fn settle(
         hold: turn.hold.subunits(),
     };
     let mut conn = app.db().await?;
-    if settling.within_hold() && claim.is_none() {
+    // A handoff's writes join the reply's in a transaction.
+    if settling.within_hold() && claim.is_none() && reply.handoff.is_none() {
         settle_in_one_statement(&conn, &settling).await
     } else {
         settle_in_transaction(&mut conn, &settling, claim).await
@@ -135,8 +136,8 @@ async fn settle_in_transaction(
     Ok(())
 }
 
-/// The transaction's statements: the reply recorded and charged, and under a key its answer
-/// stored; the due to pay after the commit.
+/// The transaction's statements: the reply recorded and charged, under a key its answer
+/// stored, and a handoff's AI switch and events; the due to pay after the commit.
 async fn record(
     conn: &mut AsyncPgConnection,
     settling: &Settling<'_>,
@@ -164,10 +165,13 @@ async fn record(
             customer_identifier: turn.customer_identifier.clone(),
             reply: reply.text.clone(),
             function_calls: reply.function_calls.clone(),
-            ai_disabled: false,
+            ai_disabled: reply.handoff.is_some(),
             opted_out: false,
         };
         claim.complete(conn, 200, &answer).await?;
+    }
+    if let Some(reason) = &reply.handoff {
+        handoff::record(conn, turn, reason).await?;
     }
     Ok(due)
 }
@@ -225,11 +229,12 @@ async fn pay_dues_older_than(app: &App, age: chrono::Duration) -> ReplyResult<()
     Ok(())
 }
 
-/// Ends a turn that a later message of its burst answers instead (see the assistant's
-/// `coalesce_ms`): the message stays in the history, its variables join the conversation, its
-/// reservation is given back, its idempotent answer says `coalesced`, and the message behind
-/// it is woken. Nothing is charged.
-pub async fn coalesce(
+/// Ends a turn that gets no reply of its own: a later message of its burst answers instead
+/// (see the assistant's `coalesce_ms`), or the conversation's AI was turned off while it
+/// waited. The message stays in the history, its variables join the conversation, its
+/// reservation is given back, its idempotent answer (`answer`) is stored, and the message
+/// behind it is woken. Nothing is charged.
+pub async fn end_unanswered(
     app: &App,
     turn: &Turn,
     answer: &GenerateReplyResponse,

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod ai_handoff;
 mod assistants;
 mod auth;
 mod billing;
