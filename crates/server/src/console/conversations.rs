@@ -26,7 +26,7 @@ use crate::app::App;
 use crate::controllers::{conversations as api, handoff};
 use crate::error::ApiError;
 use crate::events::{self, Holder};
-use crate::models::conversation::{self, Cursor, ListFilter};
+use crate::models::conversation::{self, ConversationRow, Cursor, ListFilter};
 use crate::models::event::EventFilter;
 use crate::models::page::OpaqueCursor;
 use crate::models::{account, assistant, note, operator};
@@ -60,6 +60,34 @@ pub(super) struct Row {
     message_count: i64,
     total_cost: Money,
     updated_at: String,
+}
+
+impl Row {
+    /// A conversation as the list shows it, its assistant and assignee by name.
+    fn of(
+        row: ConversationRow,
+        assistants: &HashMap<i64, String>,
+        operators: &HashMap<i64, String>,
+    ) -> Self {
+        let named = |names: &HashMap<i64, String>, id: i64| {
+            names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))
+        };
+        Row {
+            id: row.id,
+            customer_identifier: row.customer_identifier,
+            assistant: named(assistants, row.assistant_id),
+            ai_enabled: row.ai_enabled,
+            opted_out: row.opted_out,
+            needs_human: row.handoff_requested_at.is_some() && row.assignee_id.is_none(),
+            assignee: row
+                .assignee_id
+                .map(|id| named(operators, id))
+                .unwrap_or_default(),
+            message_count: row.message_count,
+            total_cost: Money::from_subunits(row.total_cost),
+            updated_at: row.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        }
+    }
 }
 
 pub(super) struct AssistantChoice {
@@ -117,24 +145,7 @@ pub(super) async fn list(
     let rows = page
         .rows
         .into_iter()
-        .map(|row| Row {
-            id: row.id,
-            customer_identifier: row.customer_identifier,
-            assistant: names
-                .get(&row.assistant_id)
-                .cloned()
-                .unwrap_or_else(|| format!("#{}", row.assistant_id)),
-            ai_enabled: row.ai_enabled,
-            opted_out: row.opted_out,
-            needs_human: row.handoff_requested_at.is_some() && row.assignee_id.is_none(),
-            assignee: row
-                .assignee_id
-                .map(|id| people.get(&id).cloned().unwrap_or_else(|| format!("#{id}")))
-                .unwrap_or_default(),
-            message_count: row.message_count,
-            total_cost: Money::from_subunits(row.total_cost),
-            updated_at: row.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-        })
+        .map(|row| Row::of(row, &names, &people))
         .collect();
     let link = |cursor: Option<String>| {
         cursor.map(|cursor| {
