@@ -5,16 +5,15 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use anyreply_core::wire::{HistoryMessage, Note, OperatorMessageInput, Role};
 use anyreply_core::{ErrorCode, Money};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::sse::{self, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use diesel_async::AsyncConnection;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -25,7 +24,6 @@ use super::{ConsoleError, FormErrors, Layout, form_errors};
 use crate::app::App;
 use crate::controllers::{conversations as api, handoff};
 use crate::error::ApiError;
-use crate::events::{self, Holder};
 use crate::models::conversation::{self, ConversationRow, Cursor, ListFilter};
 use crate::models::event::EventFilter;
 use crate::models::page::OpaqueCursor;
@@ -410,11 +408,8 @@ pub(super) struct After {
     after: i64,
 }
 
-/// How often an idle event stream says it is alive.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// `GET …/events`: the conversation's events after `after`, as Server-Sent Events whose data
-/// is their type (the page reloads its panel on each).
+/// `GET …/events`: the conversation's events after `after`, as Server-Sent Events (the page
+/// reloads its panel on each).
 pub(super) async fn events(
     State(app): State<App>,
     operator: Operator,
@@ -432,22 +427,7 @@ pub(super) async fn events(
         conversation_id: Some(conversation_id),
         ..EventFilter::default()
     };
-    let subscription = app
-        .event_streams
-        .subscribe(
-            &app.pool,
-            account_id,
-            Holder::Session(operator.session_hash().to_vec()),
-        )
-        .await?;
-    let stream = events::stream(app.pool.clone(), subscription, after, filter)
-        .flat_map(futures::stream::iter)
-        .map(|streamed| {
-            Ok(sse::Event::default()
-                .id(streamed.event.id.to_string())
-                .data(streamed.event.kind.as_str()))
-        });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    inbox::live_events(&app, &operator, after, filter).await
 }
 
 async fn switch_ai(

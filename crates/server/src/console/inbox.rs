@@ -146,34 +146,36 @@ pub(super) async fn events(
     operator: Operator,
     Query(After { after }): Query<After>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ConsoleError> {
-    let account_id = operator.account_id;
     let after = match after {
         Some(after) => after,
-        None => account::last_event_id(&mut *app.db().await?, account_id).await?,
+        None => account::last_event_id(&mut *app.db().await?, operator.account_id).await?,
     };
+    live_events(&app, &operator, after, EventFilter::default()).await
+}
+
+/// The account's events after `after` that pass `filter`, as Server-Sent Events whose data is
+/// their type and conversation: the console's pages reload parts of themselves on them.
+pub(super) async fn live_events(
+    app: &App,
+    operator: &Operator,
+    after: i64,
+    filter: EventFilter,
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<>>, ConsoleError> {
     let subscription = app
         .event_streams
         .subscribe(
             &app.pool,
-            account_id,
+            operator.account_id,
             Holder::Session(operator.session_hash().to_vec()),
         )
         .await?;
-    let stream = events::stream(
-        app.pool.clone(),
-        subscription,
-        after,
-        EventFilter::default(),
-    )
-    .flat_map(futures::stream::iter)
-    .map(|streamed| {
-        let event = &streamed.event;
-        Ok(sse::Event::default().id(event.id.to_string()).data(format!(
-            "{} {}",
-            event.kind.as_str(),
-            event.conversation_id
-        )))
-    });
+    let stream = events::stream(app.pool.clone(), subscription, after, filter)
+        .flat_map(futures::stream::iter)
+        .map(|streamed| {
+            let event = &streamed.event;
+            let data = format!("{} {}", event.kind.as_str(), event.conversation_id);
+            Ok(sse::Event::default().id(event.id.to_string()).data(data))
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 

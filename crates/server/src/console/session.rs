@@ -280,22 +280,41 @@ pub(super) async fn sign_in_page(
     ))
 }
 
-/// The sign-in page with its CSRF cookie (the one the browser has, or a new one).
+/// The sign-in page.
 fn sign_in_answer(
     headers: &HeaderMap,
     status: StatusCode,
     error: Option<String>,
     email: String,
 ) -> Response {
-    let token = cookie(headers, SIGN_IN_COOKIE).unwrap_or_else(random_token);
-    let page = SignInPage {
-        layout: Layout::signed_out(token.clone()),
+    signed_out_answer(headers, status, |layout| SignInPage {
+        layout,
         error,
         email,
-    };
-    let mut response = (status, page).into_response();
+    })
+}
+
+/// A page of someone not signed in (its forms' layout made by `page`), with the CSRF cookie
+/// those forms send back: the one the browser has, or a new one.
+fn signed_out_answer<P: IntoResponse>(
+    headers: &HeaderMap,
+    status: StatusCode,
+    page: impl FnOnce(Layout) -> P,
+) -> Response {
+    let token = cookie(headers, SIGN_IN_COOKIE).unwrap_or_else(random_token);
+    let mut response = (status, page(Layout::signed_out(token.clone()))).into_response();
     set_cookie(&mut response, SIGN_IN_COOKIE, &token, None);
     response
+}
+
+/// Refuses a form of a page of someone not signed in that does not send back its CSRF cookie.
+fn check_signed_out_form(headers: &HeaderMap, sent: &str) -> Result<(), ConsoleError> {
+    let expected = cookie(headers, SIGN_IN_COOKIE).unwrap_or_default();
+    if same_secret(sent, &expected) {
+        Ok(())
+    } else {
+        Err(ConsoleError::Forbidden)
+    }
 }
 
 #[derive(Deserialize)]
@@ -319,10 +338,7 @@ pub(super) async fn sign_in(
     axum::Form(form): axum::Form<SignInForm>,
 ) -> Result<Response, ConsoleError> {
     let headers = &parts.headers;
-    let expected = cookie(headers, SIGN_IN_COOKIE).unwrap_or_default();
-    if !same_secret(&form.csrf, &expected) {
-        return Err(ConsoleError::Forbidden);
-    }
+    check_signed_out_form(headers, &form.csrf)?;
     // Who is signing in, for the failure count.
     let client = client_address::of(&app.settings, &parts.headers, &parts.extensions);
     let mut conn = app.db().await?;
@@ -453,16 +469,12 @@ fn set_password_answer(
     email: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let csrf = cookie(headers, SIGN_IN_COOKIE).unwrap_or_else(random_token);
-    let page = SetPasswordPage {
-        layout: Layout::signed_out(csrf.clone()),
+    signed_out_answer(headers, status, |layout| SetPasswordPage {
+        layout,
         token,
         email,
         error,
-    };
-    let mut response = (status, page).into_response();
-    set_cookie(&mut response, SIGN_IN_COOKIE, &csrf, None);
-    response
+    })
 }
 
 #[derive(Deserialize)]
@@ -485,10 +497,7 @@ pub(super) async fn set_password(
     axum::Form(form): axum::Form<SetPasswordForm>,
 ) -> Result<Response, ConsoleError> {
     let headers = &parts.headers;
-    let expected = cookie(headers, SIGN_IN_COOKIE).unwrap_or_default();
-    if !same_secret(&form.csrf, &expected) {
-        return Err(ConsoleError::Forbidden);
-    }
+    check_signed_out_form(headers, &form.csrf)?;
     let token_hash = password::link_token_hash(&form.token);
     let mut conn = app.db().await?;
     let Some(found) = operator::by_password_link(&mut conn, &token_hash).await? else {
