@@ -56,7 +56,7 @@ pub struct HandoffReason {
 }
 
 /// One group's figures, or the whole range's (`totals`: neither `period` nor `assistant_id`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatsRow {
     /// The day (with `group_by=day`).

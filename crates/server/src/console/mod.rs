@@ -17,6 +17,7 @@ mod form;
 mod knowledge;
 mod operators;
 mod session;
+mod support;
 mod tools;
 
 use anyreply_core::limits::MAX_DOCUMENT_BYTES;

@@ -89,27 +89,8 @@ pub async fn of_account(
             groups.push(row.into_row());
         }
     }
-    // A grand total is a row even of no input; this is never taken.
-    let totals = totals.unwrap_or_else(|| Grouped::empty().into_row());
-    Ok((totals, groups))
-}
-
-impl Grouped {
-    fn empty() -> Self {
-        Self {
-            whole: true,
-            period: None,
-            assistant_id: None,
-            conversations: 0,
-            resolved: 0,
-            replies: 0,
-            handoffs: 0,
-            unanswered: 0,
-            median: None,
-            p90: None,
-            reasons: serde_json::Value::Null,
-        }
-    }
+    // The grand total's grouping set makes a row even of no events; the default is never used.
+    Ok((totals.unwrap_or_default(), groups))
 }
 
 /// The statement for `group`: one fixed text per grouping, so each stays prepared.
