@@ -130,10 +130,12 @@ fn percent(share: f64) -> String {
 /// Seconds as a person reads them: `45 s`, `4 min 24 s`, `2 h 5 min`.
 fn duration(seconds: f64) -> String {
     let seconds = seconds.round() as i64;
-    match seconds {
-        ..60 => format!("{seconds} s"),
-        ..3600 => format!("{} min {} s", seconds / 60, seconds % 60),
-        _ => format!("{} h {} min", seconds / 3600, seconds / 60 % 60),
+    if seconds < 60 {
+        format!("{seconds} s")
+    } else if seconds < 3600 {
+        format!("{} min {} s", seconds / 60, seconds % 60)
+    } else {
+        format!("{} h {} min", seconds / 3600, seconds / 60 % 60)
     }
 }
 
