@@ -23,8 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, conversations, events, generate_reply, handoff, health, knowledge, me, metrics,
-    operators, stats, tools, usage, webhooks, widget_chat, widgets,
+    assistants, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
+    metrics, operators, stats, tools, usage, webhooks, widget_chat, widgets,
 };
 
 /// Where the document is served.
@@ -57,6 +57,9 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         conversations::disable_ai,
         conversations::enable_ai,
         handoff::create_operator_message,
+        inbox::assign_conversation,
+        inbox::create_note,
+        inbox::list_notes,
         handoff::opt_out_customer,
         handoff::opt_in_customer,
         events::get_events,

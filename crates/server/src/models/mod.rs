@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod assistant;
 pub mod console_session;
 pub mod conversation;
+pub mod conversation_viewer;
 pub mod event;
 pub mod idempotency_key;
 pub mod knowledge;

@@ -30,7 +30,12 @@ fn path_of(link: &str) -> String {
 }
 
 /// A browser signed in as a new operator of `role`, who set their password through the link.
-async fn operator(app: &TestApp, account: &TestAccount, email: &str, role: &str) -> (i64, Browser) {
+pub(crate) async fn operator(
+    app: &TestApp,
+    account: &TestAccount,
+    email: &str,
+    role: &str,
+) -> (i64, Browser) {
     let (id, link) = add(app, account, email, role).await;
     let mut browser = Browser::new(app);
     let page = browser.get(&link).await;
