@@ -194,6 +194,44 @@ async fn usage_through_the_sdk_adds_up_to_the_balance() {
     assert_eq!(row.cost.subunits(), lost);
 }
 
+/// Stats through the SDK: the replies just made, no handoff, nothing waiting.
+#[tokio::test]
+async fn stats_through_the_sdk_count_the_conversations_and_replies() {
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    let assistant = client
+        .assistants()
+        .create(&AssistantInput {
+            name: Some("Stats".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for customer in ["a", "b"] {
+        let request = GenerateReplyRequest {
+            assistant_id: assistant.id,
+            customer_identifier: customer.into(),
+            message: "hi".into(),
+            variables: None,
+        };
+        client.generate_reply(&request).await.unwrap();
+    }
+    let stats = client
+        .stats(&anyreply_client::StatsQuery {
+            group_by: Some(anyreply_client::StatsGroup::Assistant),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.data.len(), 1);
+    let row = &stats.data[0];
+    assert_eq!(row.assistant_id, Some(assistant.id));
+    assert_eq!((row.conversations, row.handoffs), (2, 0));
+    assert_eq!(row.ai_resolved_share, Some(1.0));
+    assert_eq!(row.time_to_operator_median_seconds, None);
+    assert_eq!(stats.totals.conversations, 2);
+}
+
 #[tokio::test]
 async fn a_streamed_reply_through_the_sdk_is_the_reply_stored_and_charged_once() {
     use anyreply_client::{ReplyEvent, RequestOptions};

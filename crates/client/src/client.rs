@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyreply_core::ErrorBody;
 use anyreply_core::wire::{
-    GenerateReplyRequest, GenerateReplyResponse, Me, UsageQuery, UsageResponse,
+    GenerateReplyRequest, GenerateReplyResponse, Me, StatsQuery, StatsResponse, UsageQuery,
+    UsageResponse,
 };
 use bytes::Bytes;
 use reqwest::Method;
@@ -249,15 +250,15 @@ impl Client {
     /// `GET /api/user/usage`: replies, tokens and cost by day, assistant or model; the costs
     /// add up to what the balance was charged.
     pub async fn usage(&self, query: &UsageQuery) -> Result<UsageResponse, Error> {
-        let params: Vec<(&str, String)> = [
-            ("from", query.from.map(|d| d.to_string())),
-            ("to", query.to.map(|d| d.to_string())),
-            ("group_by", query.group_by.map(|g| g.as_str().to_owned())),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, value?)))
-        .collect();
+        let params = report_params(query.from, query.to, query.group_by.map(|g| g.as_str()));
         self.get("api/user/usage", &params).await
+    }
+
+    /// `GET /api/user/stats`: conversations, replies, the AI-resolved share, handoffs, their
+    /// reasons and the wait for a person, by day or assistant, with the range's totals.
+    pub async fn stats(&self, query: &StatsQuery) -> Result<StatsResponse, Error> {
+        let params = report_params(query.from, query.to, query.group_by.map(|g| g.as_str()));
+        self.get("api/user/stats", &params).await
     }
 
     /// Conversations: history, lists and the human takeover switch.
@@ -483,6 +484,22 @@ impl Client {
             })
             .await
     }
+}
+
+/// The query of a report (usage, stats): the days and grouping that are given.
+fn report_params<D: fmt::Display>(
+    from: Option<D>,
+    to: Option<D>,
+    group_by: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    [
+        ("from", from.map(|d| d.to_string())),
+        ("to", to.map(|d| d.to_string())),
+        ("group_by", group_by.map(str::to_owned)),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+    .collect()
 }
 
 /// One call, made as often as its retries take: every attempt sends the same bytes under the

@@ -72,6 +72,7 @@ pub use anyreply_core::wire::{
     Document, DocumentStatus, DocumentType, KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseStatus,
     KnowledgeMode, SearchHit,
 };
+pub use anyreply_core::wire::{HandoffReason, StatsGroup, StatsQuery, StatsResponse, StatsRow};
 pub use anyreply_core::wire::{Webhook, WebhookInput, WebhookPayload};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};

@@ -10,6 +10,7 @@ pub mod generate_reply;
 pub mod inbox;
 pub mod knowledge;
 pub mod operators;
+pub mod stats;
 pub mod tools;
 pub mod usage;
 pub mod webhooks;
@@ -40,6 +41,7 @@ pub use knowledge::{
 pub use operators::{
     Author, Operator, OperatorInput, OperatorList, OperatorResponse, OperatorRole, OperatorUpdate,
 };
+pub use stats::{HandoffReason, StatsGroup, StatsQuery, StatsResponse, StatsRow};
 pub use tools::{
     DeletedResponse, HttpMethod, ParameterType, Tool, ToolHeader, ToolInput, ToolList,
     ToolParameter, ToolResponse,

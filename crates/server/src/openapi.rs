@@ -24,7 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
-    metrics, operators, tools, usage, webhooks, widget_chat, widgets,
+    metrics, operators, stats, tools, usage, webhooks, widget_chat, widgets,
 };
 
 /// Where the document is served.
@@ -92,6 +92,7 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         widget_chat::widget_script,
         me::get_me,
         usage::get_usage,
+        stats::get_stats,
         health::get_health,
         health::get_ready,
         metrics::get_metrics,
@@ -100,7 +101,8 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         ErrorBody,
         ErrorCode,
         anyreply_core::wire::WebhookPayload,
-        anyreply_core::wire::UsageGroup
+        anyreply_core::wire::UsageGroup,
+        anyreply_core::wire::StatsGroup
     )),
     modifiers(&CommonAnswers, &RequiredOnCreate, &Links, &Constraints),
     tags(

@@ -13,7 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::app::App;
 use crate::controllers::{
     assistants, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
-    metrics, operators, tools, usage, webhooks, widget_chat, widgets,
+    metrics, operators, stats, tools, usage, webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
 use crate::telemetry;
@@ -162,6 +162,7 @@ fn account_routes(app: App) -> Router<App> {
         .route("/widget.js", get(widget_chat::widget_script))
         .route("/api/user/me", get(me::get_me))
         .route("/api/user/usage", get(usage::get_usage))
+        .route("/api/user/stats", get(stats::get_stats))
         .route("/api/events", get(events::get_events))
         .route("/metrics", get(metrics::get_metrics))
         .route("/health", get(health::get_health))

@@ -1,6 +1,6 @@
 //! `GET /console`: the account's name and balance, its replies and their cost per day for
 //! the last 30 days (an SVG chart drawn here, with both axes, their labels and a legend), and
-//! its busiest assistants.
+//! its busiest assistants; then the support figures (support.rs).
 
 use std::collections::HashMap;
 
@@ -11,25 +11,26 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, NaiveDate, Utc};
 
 use super::session::Operator;
+use super::support::{self, Support};
 use super::{ConsoleError, Layout};
 use crate::app::App;
 use crate::models::{account, assistant, usage};
 
-const DAYS: i64 = 30;
+pub(super) const DAYS: i64 = 30;
 const BUSIEST: usize = 5;
 
 // The chart's geometry, in SVG units: the plot, with room left for the replies' axis, right
 // for the cost's (exact amounts are long), above for the axes' titles and below for the days
 // and the legend.
-const SLOT: i64 = 15;
-const PLOT_LEFT: i64 = 56;
-const PLOT_TOP: i64 = 28;
+pub(super) const SLOT: i64 = 15;
+pub(super) const PLOT_LEFT: i64 = 56;
+pub(super) const PLOT_TOP: i64 = 28;
 const PLOT_WIDTH: i64 = SLOT * DAYS;
-const PLOT_HEIGHT: i64 = 160;
-const PLOT_RIGHT: i64 = PLOT_LEFT + PLOT_WIDTH;
-const PLOT_BOTTOM: i64 = PLOT_TOP + PLOT_HEIGHT;
-const CHART_WIDTH: i64 = PLOT_RIGHT + 128;
-const CHART_HEIGHT: i64 = PLOT_BOTTOM + 52;
+pub(super) const PLOT_HEIGHT: i64 = 160;
+pub(super) const PLOT_RIGHT: i64 = PLOT_LEFT + PLOT_WIDTH;
+pub(super) const PLOT_BOTTOM: i64 = PLOT_TOP + PLOT_HEIGHT;
+pub(super) const CHART_WIDTH: i64 = PLOT_RIGHT + 128;
+pub(super) const CHART_HEIGHT: i64 = PLOT_BOTTOM + 52;
 /// Days between two labels of the time axis.
 const DAY_LABEL_EVERY: i64 = 7;
 
@@ -74,12 +75,12 @@ pub(super) struct Chart {
 }
 
 /// How high `value` of `most` stands on the plot (`most` at its top).
-fn height_of(value: i64, most: i64) -> i64 {
+pub(super) fn height_of(value: i64, most: i64) -> i64 {
     (i128::from(value) * i128::from(PLOT_HEIGHT) / i128::from(most.max(1))) as i64
 }
 
 /// Ticks at 0, half and the most (half only when it is a value of its own).
-fn ticks(most: i64, label: impl Fn(i64) -> String) -> Vec<Tick> {
+pub(super) fn ticks(most: i64, label: impl Fn(i64) -> String) -> Vec<Tick> {
     let mut values = vec![0];
     if most >= 2 {
         values.push(most / 2);
@@ -92,6 +93,21 @@ fn ticks(most: i64, label: impl Fn(i64) -> String) -> Vec<Tick> {
         .map(|value| Tick {
             y: PLOT_BOTTOM - height_of(value, most),
             label: label(value),
+        })
+        .collect()
+}
+
+/// The labels of the time axis: the first day, every week, the last.
+pub(super) fn day_labels(days: &[NaiveDate]) -> Vec<DayLabel> {
+    let last = days.len() as i64 - 1;
+    days.iter()
+        .zip(0..)
+        .filter(|(_, n)| {
+            (n % DAY_LABEL_EVERY == 0 && last - n >= DAY_LABEL_EVERY / 2) || *n == last
+        })
+        .map(|(day, n)| DayLabel {
+            x: PLOT_LEFT + n * SLOT + SLOT / 2,
+            label: day.format("%b %-d").to_string(),
         })
         .collect()
 }
@@ -122,18 +138,7 @@ fn chart(days: &[(NaiveDate, i64, Money)]) -> Chart {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    let last = days.len() as i64 - 1;
-    let day_labels = days
-        .iter()
-        .zip(0..)
-        .filter(|(_, n)| {
-            (n % DAY_LABEL_EVERY == 0 && last - n >= DAY_LABEL_EVERY / 2) || *n == last
-        })
-        .map(|((day, _, _), n)| DayLabel {
-            x: PLOT_LEFT + n * SLOT + SLOT / 2,
-            label: day.format("%b %-d").to_string(),
-        })
-        .collect();
+    let day_labels = day_labels(&days.iter().map(|d| d.0).collect::<Vec<_>>());
     Chart {
         width: CHART_WIDTH,
         height: CHART_HEIGHT,
@@ -169,6 +174,7 @@ pub(super) struct DashboardPage {
     first_day: NaiveDate,
     last_day: NaiveDate,
     busiest: Vec<Busy>,
+    support: Support,
 }
 
 pub(super) async fn show(
@@ -243,6 +249,7 @@ pub(super) async fn show(
         first_day,
         last_day,
         busiest,
+        support: support::support(&mut conn, account_id, first_day, last_day).await?,
     };
     Ok(page.into_response())
 }

@@ -18,6 +18,7 @@ mod inbox;
 mod knowledge;
 mod operators;
 mod session;
+mod support;
 mod tools;
 
 use anyreply_core::limits::MAX_DOCUMENT_BYTES;

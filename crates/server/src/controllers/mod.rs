@@ -12,6 +12,7 @@ pub mod knowledge;
 pub mod me;
 pub mod metrics;
 pub mod operators;
+pub mod stats;
 pub mod tools;
 pub mod usage;
 pub mod webhooks;

@@ -39,7 +39,42 @@ pub async fn get_usage(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<UsageResponse>> {
-    let params = query_params(query.as_deref());
+    let range = read_range(
+        query.as_deref(),
+        UsageGroup::Day,
+        UsageGroup::parse,
+        "The group_by must be day, assistant or model.",
+    )?;
+    let mut conn = app.db().await?;
+    let data = usage::of_account(
+        &mut conn,
+        caller.account_id,
+        range.from,
+        range.to,
+        range.group,
+    )
+    .await?;
+    Ok(Json(UsageResponse { status: true, data }))
+}
+
+/// A report's days and grouping (`from`, `to`, `group_by`), as read from its query.
+#[derive(Debug, Clone, Copy)]
+pub struct Range<G> {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub group: G,
+}
+
+/// Reads a report's query (usage, stats): `from` and `to` dates (default: the last 30 days,
+/// today included), at most [`MAX_DAYS`] apart, and `group_by` (`default` when absent) by
+/// `parse`; every bad field at once, as a `VALIDATION_ERROR` (`bad_group` for `group_by`).
+pub fn read_range<G>(
+    query: Option<&str>,
+    default: G,
+    parse: fn(&str) -> Option<G>,
+    bad_group: &str,
+) -> Result<Range<G>, ApiError> {
+    let params = query_params(query);
     let mut fields = Fields::new(&params);
     let from_text = fields.optional_string("from", 1..=10);
     let to_text = fields.optional_string("to", 1..=10);
@@ -62,10 +97,10 @@ pub async fn get_usage(
             .unwrap_or(to)
     });
     let group = match group_text.as_deref() {
-        None => UsageGroup::Day,
-        Some(text) => UsageGroup::parse(text).unwrap_or_else(|| {
-            errors.add("group_by", "The group_by must be day, assistant or model.");
-            UsageGroup::Day
+        None => default,
+        Some(text) => parse(text).unwrap_or_else(|| {
+            errors.add("group_by", bad_group);
+            default
         }),
     };
     if from > to {
@@ -73,8 +108,7 @@ pub async fn get_usage(
     } else if (to - from).num_days() >= MAX_DAYS as i64 {
         errors.add("to", format!("The range may span at most {MAX_DAYS} days."));
     }
-    errors.finish(()).map_err(ApiError::validation)?;
-    let mut conn = app.db().await?;
-    let data = usage::of_account(&mut conn, caller.account_id, from, to, group).await?;
-    Ok(Json(UsageResponse { status: true, data }))
+    errors
+        .finish(Range { from, to, group })
+        .map_err(ApiError::validation)
 }

@@ -18,6 +18,7 @@ pub mod page;
 pub mod pending_reply;
 pub mod quota;
 pub mod settlement_due;
+pub mod stats;
 pub mod tool;
 pub mod tool_call;
 pub mod usage;

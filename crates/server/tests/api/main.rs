@@ -32,6 +32,7 @@ mod private_cluster;
 mod providers;
 mod schema;
 mod startup;
+mod stats;
 mod streaming;
 mod takeover;
 mod telemetry;
