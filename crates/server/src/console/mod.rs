@@ -15,6 +15,7 @@ mod conversations;
 mod dashboard;
 mod form;
 mod inbox;
+mod keys;
 mod knowledge;
 mod operators;
 mod session;
@@ -94,9 +95,11 @@ fn agent_pages() -> Router<App> {
         .route("/console/inbox/events", get(inbox::events))
 }
 
-/// What only owners may open: the operators.
+/// What only owners may open: the operators and the API keys.
 fn owner_pages() -> Router<App> {
     Router::new()
+        .route("/console/keys", get(keys::list).post(keys::create))
+        .route("/console/keys/{id}/revoke", post(keys::revoke))
         .route(
             "/console/operators",
             get(operators::list).post(operators::create),

@@ -94,6 +94,56 @@ pub async fn revoke_id(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()>
     Ok(())
 }
 
+/// A key as the console lists it: never its secret.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct KeyListing {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub prefix: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The chat widget whose key it is (deleting the widget revokes it).
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Int8>)]
+    pub widget_id: Option<i64>,
+}
+
+/// The account's keys, in id order, each with the widget it belongs to, if any.
+pub async fn list_of_account(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+) -> QueryResult<Vec<KeyListing>> {
+    diesel::sql_query(
+        "SELECT k.id, k.prefix, k.created_at, k.revoked_at, w.id AS widget_id
+         FROM api_keys k LEFT JOIN widgets w ON w.api_key_id = k.id
+         WHERE k.account_id = $1 ORDER BY k.id",
+    )
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .load(conn)
+    .await
+}
+
+/// Revokes the account's live key `id`, unless it is a chat widget's (deleting the widget does
+/// that). Returns whether it did.
+pub async fn revoke_of_account(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+) -> QueryResult<bool> {
+    let revoked = diesel::sql_query(
+        "UPDATE api_keys k SET revoked_at = now()
+         WHERE k.id = $2 AND k.account_id = $1 AND k.revoked_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM widgets w WHERE w.api_key_id = k.id)",
+    )
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .bind::<diesel::sql_types::Int8, _>(id)
+    .execute(conn)
+    .await?;
+    Ok(revoked == 1)
+}
+
 /// The key whose lookup prefix is `prefix`, live or revoked.
 pub async fn find_by_prefix(
     conn: &mut AsyncPgConnection,
