@@ -21,7 +21,7 @@ use crate::error::{ApiError, Error};
 use crate::events::Events;
 use crate::knowledge_bases::KnowledgeBases;
 use crate::reply_stream::ReplyStream;
-use crate::resources::{Assistants, Conversations, Tools, Webhooks};
+use crate::resources::{Assistants, Audit, Conversations, Tools, Webhooks};
 use crate::retry::{self, Attempt, RetryPolicy};
 
 /// A client of one AnyReply server. Clones share the connection pool.
@@ -309,6 +309,11 @@ impl Client {
             .http
             .get(url)
             .bearer_auth(self.inner.api_key.expose_secret()))
+    }
+
+    /// The account's audit log: who did what, and when.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { client: self }
     }
 
     /// The account's webhooks, which receive its events.

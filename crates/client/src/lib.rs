@@ -64,6 +64,9 @@ pub use anyreply_core::wire::{
     ToolInput, ToolList, ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
 pub use anyreply_core::wire::{
+    AuditAction, AuditActor, AuditActorType, AuditEntry, AuditPage, AuditQuery, AuditTarget,
+};
+pub use anyreply_core::wire::{
     Document, DocumentStatus, DocumentType, KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseStatus,
     KnowledgeMode, SearchHit,
 };
@@ -73,6 +76,6 @@ pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use events::{EventStream, Events, EventsQuery};
 pub use knowledge_bases::{KnowledgeBases, Upload, Website};
 pub use reply_stream::{ReplyEvent, ReplyStream};
-pub use resources::{Assistants, Conversations, Tools, Webhooks};
+pub use resources::{Assistants, Audit, Conversations, Tools, Webhooks};
 pub use retry::{Attempt, Failure, Retry, RetryPolicy};
 pub use uuid::Uuid;
