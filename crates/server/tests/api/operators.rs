@@ -7,10 +7,15 @@ use serde_json::{Value, json};
 use crate::console::{Browser, location};
 use crate::util::{TestAccount, TestApp, assert_error};
 
-const PASSWORD: &str = "plum-anchor-7-orbit";
+pub(crate) const PASSWORD: &str = "plum-anchor-7-orbit";
 
 /// Adds an operator through the API; returns their id and password link's path.
-async fn add(app: &TestApp, account: &TestAccount, email: &str, role: &str) -> (i64, String) {
+pub(crate) async fn add(
+    app: &TestApp,
+    account: &TestAccount,
+    email: &str,
+    role: &str,
+) -> (i64, String) {
     let (status, body, _) = app
         .post(
             &account.key,
@@ -30,7 +35,12 @@ fn path_of(link: &str) -> String {
 }
 
 /// A browser signed in as a new operator of `role`, who set their password through the link.
-async fn operator(app: &TestApp, account: &TestAccount, email: &str, role: &str) -> (i64, Browser) {
+pub(crate) async fn operator(
+    app: &TestApp,
+    account: &TestAccount,
+    email: &str,
+    role: &str,
+) -> (i64, Browser) {
     let (id, link) = add(app, account, email, role).await;
     let mut browser = Browser::new(app);
     let page = browser.get(&link).await;
@@ -50,7 +60,11 @@ async fn operator(app: &TestApp, account: &TestAccount, email: &str, role: &str)
     (id, browser)
 }
 
-async fn sign_in(app: &TestApp, email: &str, password: &str) -> (Browser, StatusCode, String) {
+pub(crate) async fn sign_in(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+) -> (Browser, StatusCode, String) {
     let mut browser = Browser::new(app);
     browser.get("/console/sign-in").await;
     let page = browser
