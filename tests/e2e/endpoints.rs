@@ -256,3 +256,93 @@ async fn a_streamed_reply_through_the_sdk_is_the_reply_stored_and_charged_once()
         "9.99".parse().unwrap()
     );
 }
+
+#[tokio::test]
+async fn the_team_inbox_through_the_sdk() {
+    use anyreply_client::{NoteInput, OperatorInput, OperatorRole, OperatorUpdate};
+
+    let stack = Stack::start(Duration::ZERO).await;
+    let client = stack.client(&stack.base, quick_retries());
+    let added = client
+        .operators()
+        .create(&OperatorInput {
+            email: "anna@acme.example".into(),
+            name: "Anna".into(),
+            role: OperatorRole::Agent,
+        })
+        .await
+        .unwrap();
+    assert!(
+        added
+            .password_link
+            .unwrap()
+            .contains("/console/set-password?token=")
+    );
+    let anna = added.data.id;
+    let promoted = client
+        .operators()
+        .update(
+            anna,
+            &OperatorUpdate {
+                role: Some(OperatorRole::Admin),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, OperatorRole::Admin);
+    assert_eq!(client.operators().list().await.unwrap(), vec![promoted]);
+
+    let assistant = client
+        .assistants()
+        .create(&AssistantInput {
+            name: Some("Desk".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reply = client
+        .generate_reply(&GenerateReplyRequest {
+            assistant_id: assistant.id,
+            customer_identifier: "+4915".into(),
+            message: "hi".into(),
+            variables: None,
+        })
+        .await
+        .unwrap();
+    let id = reply.conversation_id;
+    let conversations = client.conversations();
+    let assignee = conversations.assign(id, Some(anna)).await.unwrap().unwrap();
+    assert_eq!(
+        (assignee.operator_id, assignee.name.as_str()),
+        (Some(anna), "Anna")
+    );
+    let mine = conversations
+        .list(&ListConversationsQuery {
+            assignee_id: Some(anna),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.data.len(), 1);
+    let note = conversations
+        .add_note(
+            id,
+            &NoteInput {
+                content: "Prefers email".into(),
+                operator_id: Some(anna),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(conversations.notes(id).await.unwrap(), vec![note]);
+    let sent = conversations
+        .send_operator_message_as(id, anna, "Anna here.", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(sent.author.unwrap().name, "Anna");
+    assert_eq!(conversations.assign(id, None).await.unwrap(), None);
+    client.operators().delete(anna).await.unwrap();
+    let gone = client.operators().delete(anna).await.unwrap_err();
+    assert_eq!(gone.code(), Some(ErrorCode::OperatorNotFound));
+}

@@ -20,6 +20,7 @@ use url::Url;
 use crate::error::{ApiError, Error};
 use crate::events::Events;
 use crate::knowledge_bases::KnowledgeBases;
+use crate::operators::Operators;
 use crate::reply_stream::ReplyStream;
 use crate::resources::{Assistants, Audit, Conversations, Tools, Webhooks};
 use crate::retry::{self, Attempt, RetryPolicy};
@@ -319,6 +320,11 @@ impl Client {
     /// The account's webhooks, which receive its events.
     pub fn webhooks(&self) -> Webhooks<'_> {
         Webhooks { client: self }
+    }
+
+    /// The people who sign in to the console, and their roles.
+    pub fn operators(&self) -> Operators<'_> {
+        Operators { client: self }
     }
 
     /// The account's knowledge bases: documents and websites assistants answer from.

@@ -50,6 +50,7 @@ mod client;
 mod error;
 mod events;
 mod knowledge_bases;
+mod operators;
 mod reply_stream;
 mod resources;
 mod retry;
@@ -64,6 +65,8 @@ pub use anyreply_core::wire::{
     ToolInput, ToolList, ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
 pub use anyreply_core::wire::{
+    AssignResponse, Author, Note, NoteInput, Operator, OperatorInput, OperatorResponse,
+    OperatorRole, OperatorUpdate,
     AuditAction, AuditActor, AuditActorType, AuditEntry, AuditPage, AuditQuery, AuditTarget,
 };
 pub use anyreply_core::wire::{
@@ -75,6 +78,7 @@ pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, RequestOptions};
 pub use error::{ApiError, Error, TransportError, TransportErrorKind};
 pub use events::{EventStream, Events, EventsQuery};
 pub use knowledge_bases::{KnowledgeBases, Upload, Website};
+pub use operators::Operators;
 pub use reply_stream::{ReplyEvent, ReplyStream};
 pub use resources::{Assistants, Audit, Conversations, Tools, Webhooks};
 pub use retry::{Attempt, Failure, Retry, RetryPolicy};

@@ -3,11 +3,12 @@
 use std::future::Future;
 
 use anyreply_core::wire::{
-    AiToggleResponse, Assistant, AssistantInput, AssistantList, AssistantResponse, AuditEntry,
-    AuditPage, AuditQuery, ConversationHistory, ConversationPage, ConversationSummary,
-    DeletedResponse, HistoryMessage, ListConversationsQuery, OperatorMessageInput,
-    OperatorMessageResponse, OptOutInput, OptOutResponse, PageQuery, Tool, ToolInput, ToolList,
-    ToolResponse, Webhook, WebhookInput, WebhookList, WebhookResponse,
+    AiToggleResponse, AssignInput, AssignResponse, Assistant, AssistantInput, AssistantList,
+    AssistantResponse, AuditEntry, AuditPage, AuditQuery, Author, ConversationHistory, ConversationPage, ConversationSummary,
+    DeletedResponse, HistoryMessage, ListConversationsQuery, Note, NoteInput, NoteList,
+    NoteResponse, OperatorMessageInput, OperatorMessageResponse, OptOutInput, OptOutResponse,
+    PageQuery, Tool, ToolInput, ToolList, ToolResponse, Webhook, WebhookInput, WebhookList,
+    WebhookResponse,
 };
 use futures::{Stream, TryStreamExt};
 use uuid::Uuid;
@@ -35,6 +36,8 @@ impl Conversations<'_> {
             ("type", query.kind.clone()),
             ("assistant_id", query.assistant_id.map(|id| id.to_string())),
             ("external_identifier", query.external_identifier.clone()),
+            ("view", query.view.clone()),
+            ("assignee_id", query.assignee_id.map(|id| id.to_string())),
             ("per_page", query.per_page.map(|n| n.to_string())),
             ("cursor", query.cursor.clone()),
         ]
@@ -126,6 +129,60 @@ impl Conversations<'_> {
         let path = format!("api/conversations/{id}/messages");
         let sent: OperatorMessageResponse = self.client.post(&path, Some(&input), options).await?;
         Ok(sent.data)
+    }
+
+    /// [`Self::send_operator_message`] written by one of the account's operators: their name
+    /// goes with the message (in the history, the event and the console).
+    pub async fn send_operator_message_as(
+        &self,
+        id: Uuid,
+        operator_id: i64,
+        content: impl Into<String>,
+        options: RequestOptions,
+    ) -> Result<HistoryMessage, Error> {
+        let input = OperatorMessageInput {
+            content: content.into(),
+            operator_id: Some(operator_id),
+        };
+        let path = format!("api/conversations/{id}/messages");
+        let sent: OperatorMessageResponse = self.client.post(&path, Some(&input), options).await?;
+        Ok(sent.data)
+    }
+
+    /// `POST /api/conversations/{id}/assign`: to one of the account's operators, or to no one
+    /// (`None`). Returns who has the conversation now.
+    pub async fn assign(
+        &self,
+        id: Uuid,
+        operator_id: Option<i64>,
+    ) -> Result<Option<Author>, Error> {
+        let input = AssignInput { operator_id };
+        let path = format!("api/conversations/{id}/assign");
+        let assigned: AssignResponse = self
+            .client
+            .post(&path, Some(&input), RequestOptions::default())
+            .await?;
+        Ok(assigned.assignee)
+    }
+
+    /// `GET /api/conversations/{id}/notes`: the internal notes, oldest first.
+    pub async fn notes(&self, id: Uuid) -> Result<Vec<Note>, Error> {
+        let list: NoteList = self
+            .client
+            .get(&format!("api/conversations/{id}/notes"), &[])
+            .await?;
+        Ok(list.data)
+    }
+
+    /// `POST /api/conversations/{id}/notes`: an internal note (operators see it; the customer
+    /// and the model never do), by `input.operator_id` or the API key.
+    pub async fn add_note(&self, id: Uuid, input: &NoteInput) -> Result<Note, Error> {
+        let path = format!("api/conversations/{id}/notes");
+        let added: NoteResponse = self
+            .client
+            .post(&path, Some(input), RequestOptions::default())
+            .await?;
+        Ok(added.data)
     }
 
     /// `POST /api/automate/opt-out`: the customer wants no more messages (an SMS `STOP`): no

@@ -23,7 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, audit, conversations, events, generate_reply, handoff, health, knowledge, me,
+    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
     metrics, operators, tools, usage, webhooks, widget_chat, widgets,
 };
 
@@ -57,6 +57,9 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         conversations::disable_ai,
         conversations::enable_ai,
         handoff::create_operator_message,
+        inbox::assign_conversation,
+        inbox::create_note,
+        inbox::list_notes,
         handoff::opt_out_customer,
         handoff::opt_in_customer,
         events::get_events,

@@ -12,7 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, audit, conversations, events, generate_reply, handoff, health, knowledge, me,
+    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
     metrics, operators, tools, usage, webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
@@ -65,6 +65,14 @@ fn conversation_routes() -> Router<App> {
         .route(
             "/api/conversations/{id}/messages",
             post(handoff::create_operator_message),
+        )
+        .route(
+            "/api/conversations/{id}/assign",
+            post(inbox::assign_conversation),
+        )
+        .route(
+            "/api/conversations/{id}/notes",
+            get(inbox::list_notes).post(inbox::create_note),
         )
         .route("/api/automate/opt-out", post(handoff::opt_out_customer))
         .route("/api/automate/opt-in", post(handoff::opt_in_customer))

@@ -107,6 +107,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    conversation_viewers (conversation_id, session_hash) {
+        conversation_id -> Uuid,
+        session_hash -> Bytea,
+        name -> Text,
+        seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     conversations (id) {
         id -> Uuid,
         account_id -> Int8,
@@ -388,6 +397,7 @@ diesel::joinable!(console_sessions -> accounts (account_id));
 diesel::joinable!(console_sessions -> api_keys (api_key_id));
 diesel::joinable!(console_sessions -> operators (operator_id));
 diesel::joinable!(conversation_notes -> conversations (conversation_id));
+diesel::joinable!(conversation_viewers -> conversations (conversation_id));
 diesel::joinable!(conversations -> accounts (account_id));
 diesel::joinable!(conversations -> assistants (assistant_id));
 diesel::joinable!(conversations -> operators (assignee_id));
@@ -415,6 +425,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     console_sessions,
     console_sign_in_failures,
     conversation_notes,
+    conversation_viewers,
     conversations,
     events,
     idempotency_keys,

@@ -178,6 +178,15 @@ pub struct ListConversationsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 255))]
     pub external_identifier: Option<String>,
+    /// One of the inbox's views: `needs_human` (the model handed over and no one is assigned)
+    /// or `unassigned` (the AI is off and no one is assigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(pattern = "^(needs_human|unassigned)$"))]
+    pub view: Option<String>,
+    /// Only conversations assigned to this operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
+    pub assignee_id: Option<i64>,
     /// 1..=100, default 15.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]

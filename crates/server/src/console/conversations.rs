@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use anyreply_core::wire::{HistoryMessage, OperatorMessageInput, Role};
+use anyreply_core::wire::{HistoryMessage, Note, OperatorMessageInput, Role};
 use anyreply_core::{ErrorCode, Money};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,16 +19,17 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::form::Pairs;
+use super::inbox::{self, Tabs};
 use super::session::{Operator, Submitted};
 use super::{ConsoleError, FormErrors, Layout, form_errors};
 use crate::app::App;
 use crate::controllers::{conversations as api, handoff};
 use crate::error::ApiError;
 use crate::events::{self, Holder};
-use crate::models::conversation::{self, Cursor, ListFilter};
+use crate::models::conversation::{self, ConversationRow, Cursor, ListFilter};
 use crate::models::event::EventFilter;
 use crate::models::page::OpaqueCursor;
-use crate::models::{account, assistant};
+use crate::models::{account, assistant, note, operator};
 
 const PER_PAGE: u32 = 25;
 
@@ -41,6 +42,9 @@ pub(super) struct ListQuery {
     /// `on`, `off` or empty.
     #[serde(default)]
     ai: String,
+    /// The inbox's view: `needs_human`, `mine`, `unassigned`, or all (anything else).
+    #[serde(default)]
+    view: String,
     #[serde(default)]
     cursor: String,
 }
@@ -51,9 +55,39 @@ pub(super) struct Row {
     assistant: String,
     ai_enabled: bool,
     opted_out: bool,
+    needs_human: bool,
+    assignee: String,
     message_count: i64,
     total_cost: Money,
     updated_at: String,
+}
+
+impl Row {
+    /// A conversation as the list shows it, its assistant and assignee by name.
+    fn of(
+        row: ConversationRow,
+        assistants: &HashMap<i64, String>,
+        operators: &HashMap<i64, String>,
+    ) -> Self {
+        let named = |names: &HashMap<i64, String>, id: i64| {
+            names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))
+        };
+        Row {
+            id: row.id,
+            customer_identifier: row.customer_identifier,
+            assistant: named(assistants, row.assistant_id),
+            ai_enabled: row.ai_enabled,
+            opted_out: row.opted_out,
+            needs_human: row.handoff_requested_at.is_some() && row.assignee_id.is_none(),
+            assignee: row
+                .assignee_id
+                .map(|id| named(operators, id))
+                .unwrap_or_default(),
+            message_count: row.message_count,
+            total_cost: Money::from_subunits(row.total_cost),
+            updated_at: row.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        }
+    }
 }
 
 pub(super) struct AssistantChoice {
@@ -66,6 +100,7 @@ pub(super) struct AssistantChoice {
 #[template(path = "console/conversations.html")]
 pub(super) struct ListPage {
     layout: Layout,
+    tabs: Tabs,
     query: ListQuery,
     assistants: Vec<AssistantChoice>,
     rows: Vec<Row>,
@@ -77,11 +112,16 @@ pub(super) struct ListPage {
 pub(super) async fn list(
     State(app): State<App>,
     operator: Operator,
-    Query(query): Query<ListQuery>,
+    Query(mut query): Query<ListQuery>,
 ) -> Result<Response, ConsoleError> {
     let account_id = operator.account_id;
     let assistant_id = query.assistant.parse::<i64>().ok();
+    let view = inbox::view_named(&query.view, &operator);
+    if view.is_none() {
+        query.view = "all".to_owned();
+    }
     let filter = ListFilter {
+        view,
         assistant_id,
         customer_contains: Some(query.q.trim().to_owned()).filter(|q| !q.is_empty()),
         ai_enabled: match query.ai.as_str() {
@@ -94,28 +134,18 @@ pub(super) async fn list(
     let cursor = Cursor::decode(&query.cursor);
     let mut conn = app.db().await?;
     let page = conversation::list(&mut conn, account_id, &filter, PER_PAGE, cursor).await?;
+    let counts = conversation::view_counts(&mut conn, account_id, operator.operator_id).await?;
     let names: HashMap<i64, String> = assistant::list(&mut conn, account_id, 1_000, None)
         .await?
         .rows
         .into_iter()
         .map(|row| (row.id, row.name))
         .collect();
+    let people = operator_names(&mut conn, account_id).await?;
     let rows = page
         .rows
         .into_iter()
-        .map(|row| Row {
-            id: row.id,
-            customer_identifier: row.customer_identifier,
-            assistant: names
-                .get(&row.assistant_id)
-                .cloned()
-                .unwrap_or_else(|| format!("#{}", row.assistant_id)),
-            ai_enabled: row.ai_enabled,
-            opted_out: row.opted_out,
-            message_count: row.message_count,
-            total_cost: Money::from_subunits(row.total_cost),
-            updated_at: row.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-        })
+        .map(|row| Row::of(row, &names, &people))
         .collect();
     let link = |cursor: Option<String>| {
         cursor.map(|cursor| {
@@ -123,6 +153,7 @@ pub(super) async fn list(
                 ("q", query.q.as_str()),
                 ("assistant", query.assistant.as_str()),
                 ("ai", query.ai.as_str()),
+                ("view", query.view.as_str()),
                 ("cursor", cursor.as_str()),
             ])
             .unwrap_or_default()
@@ -139,6 +170,7 @@ pub(super) async fn list(
     assistants.sort_by_key(|choice| choice.id);
     Ok(ListPage {
         layout: Layout::signed_in(&operator, "conversations"),
+        tabs: Tabs::of(counts, &query.view, &operator),
         older: link(page.next_cursor),
         newer: link(page.prev_cursor),
         query,
@@ -148,24 +180,39 @@ pub(super) async fn list(
     .into_response())
 }
 
-/// One message as the history shows it.
+/// The account's operators' names, by id.
+async fn operator_names(
+    conn: &mut diesel_async::AsyncPgConnection,
+    account_id: i64,
+) -> Result<HashMap<i64, String>, ConsoleError> {
+    Ok(operator::list(conn, account_id)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, row.name))
+        .collect())
+}
+
+/// One message, or note, as the timeline shows it.
 pub(super) struct Shown {
     role: &'static str,
-    who: &'static str,
+    who: String,
     content: String,
     function_calls: Vec<String>,
     cost: Option<Money>,
     at: String,
+    when: chrono::DateTime<chrono::Utc>,
 }
 
 impl Shown {
     fn of(message: HistoryMessage) -> Self {
-        let (role, who) = match message.role {
-            Role::User => ("user", "Customer"),
-            Role::Assistant => ("assistant", "Assistant"),
-            Role::Operator => ("operator", "Operator"),
+        let (role, who) = match (message.role, message.author) {
+            (Role::User, _) => ("user", "Customer".to_owned()),
+            (Role::Assistant, _) => ("assistant", "Assistant".to_owned()),
+            (Role::Operator, Some(author)) => ("operator", format!("Operator · {}", author.name)),
+            (Role::Operator, None) => ("operator", "Operator".to_owned()),
         };
         Self {
+            when: message.created_at,
             role,
             who,
             content: message.content,
@@ -182,6 +229,33 @@ impl Shown {
                 .to_string(),
         }
     }
+
+    fn of_note(note: Note) -> Self {
+        Self {
+            role: "note",
+            who: format!("Note by {} (operators only)", note.author.name),
+            content: note.content,
+            function_calls: Vec::new(),
+            cost: None,
+            at: note.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            when: note.created_at,
+        }
+    }
+}
+
+/// The messages with the notes written since the oldest of them (all notes when the history
+/// is whole), in time order.
+fn timeline(history: Vec<HistoryMessage>, whole: bool, notes: Vec<Note>) -> Vec<Shown> {
+    let since = history.first().map(|m| m.created_at).filter(|_| !whole);
+    let mut shown: Vec<Shown> = history.into_iter().map(Shown::of).collect();
+    shown.extend(
+        notes
+            .into_iter()
+            .filter(|note| since.is_none_or(|since| note.created_at >= since))
+            .map(Shown::of_note),
+    );
+    shown.sort_by_key(|item| item.when);
+    shown
 }
 
 /// The part of the conversation page that reloads itself.
@@ -191,6 +265,15 @@ pub(super) struct Panel {
     ai_enabled: bool,
     opted_out: bool,
     total_cost: Money,
+    /// The model handed over and no one has the conversation yet.
+    needs_human: bool,
+    /// Who has it (`None`: no one), and whether that is the signed-in operator.
+    assignee: Option<String>,
+    mine: bool,
+    /// Whether the signed-in person is an operator (the owner's key session has no "me").
+    can_take: bool,
+    /// The operators it may be assigned to: id and name.
+    operators: Vec<(i64, String)>,
     history: Vec<Shown>,
     /// Where the page follows the conversation's events, from the account's last one.
     events: String,
@@ -203,13 +286,31 @@ async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, C
     let conversation = api::history(app, account_id, id, api::HISTORY_PER_PAGE, i64::MAX).await?;
     let mut conn = app.db().await?;
     let last_event = account::last_event_id(&mut conn, account_id).await?;
+    let notes = note::of_conversation(&mut conn, id).await?;
+    let people = operator_names(&mut conn, account_id).await?;
+    let mut operators: Vec<(i64, String)> = people.clone().into_iter().collect();
+    operators.sort();
+    let whole = conversation.next_cursor.is_none();
     Ok(Panel {
         id: conversation.id,
         customer_identifier: conversation.customer_identifier,
         ai_enabled: conversation.ai_enabled,
         opted_out: conversation.opted_out,
         total_cost: conversation.total_cost,
-        history: conversation.history.into_iter().map(Shown::of).collect(),
+        needs_human: conversation.handoff_requested_at.is_some()
+            && conversation.assignee_id.is_none(),
+        assignee: conversation
+            .assignee_id
+            .map(|id| people.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))),
+        mine: conversation.assignee_id.is_some()
+            && conversation.assignee_id == operator.operator_id,
+        can_take: operator.operator_id.is_some(),
+        operators,
+        history: timeline(
+            conversation.history,
+            whole,
+            notes.into_iter().map(|row| row.into_wire()).collect(),
+        ),
         events: format!(
             "/console/conversations/{}/events?after={last_event}",
             conversation.id
@@ -225,6 +326,39 @@ pub(super) struct ConversationPage {
     panel: Panel,
     draft: String,
     errors: FormErrors,
+    note_errors: FormErrors,
+}
+
+/// Which of the page's forms was refused, and why.
+pub(super) enum Refused {
+    /// The message to the customer, with what was typed.
+    Message {
+        draft: String,
+        errors: FormErrors,
+    },
+    Note(FormErrors),
+}
+
+/// The conversation page again with a refused form's errors (422).
+pub(super) async fn page_with_errors(
+    app: &App,
+    operator: &Operator,
+    id: &str,
+    refused: Refused,
+) -> Result<Response, ConsoleError> {
+    let panel = load_panel(app, operator, id).await?;
+    let (draft, errors, note_errors) = match refused {
+        Refused::Message { draft, errors } => (draft, errors, FormErrors::default()),
+        Refused::Note(errors) => (String::new(), FormErrors::default(), errors),
+    };
+    let page = ConversationPage {
+        layout: Layout::signed_in(operator, "conversations"),
+        panel,
+        draft,
+        errors,
+        note_errors,
+    };
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 #[derive(askama::Template, askama_web::WebTemplate)]
@@ -244,6 +378,7 @@ pub(super) async fn show(
         panel,
         draft: String::new(),
         errors: FormErrors::default(),
+        note_errors: FormErrors::default(),
     }
     .into_response())
 }
@@ -321,13 +456,19 @@ async fn switch_ai(
     Ok(Redirect::to(&format!("/console/conversations/{conversation_id}")).into_response())
 }
 
-/// `POST …/take-over`: the AI stops answering; the operator does.
+/// `POST …/take-over`: the AI stops answering; the operator does, and has the conversation
+/// assigned to them.
 pub(super) async fn take_over(
     State(app): State<App>,
     Path(id): Path<String>,
     submitted: Submitted<Pairs>,
 ) -> Result<Response, ConsoleError> {
-    switch_ai(app, submitted.operator, id, false).await
+    let operator = submitted.operator;
+    if operator.operator_id.is_some() {
+        let conversation_id = api::conversation_id(&id)?;
+        inbox::assign_to(&app, &operator, conversation_id, operator.operator_id).await?;
+    }
+    switch_ai(app, operator, id, false).await
 }
 
 /// `POST …/hand-back`: the AI answers again.
@@ -354,14 +495,11 @@ pub(super) async fn send(
         }
         Err(refusal) => {
             let errors = form_errors(refusal, ErrorCode::ConversationNotFound)?;
-            let panel = load_panel(&app, &operator, &id).await?;
-            let page = ConversationPage {
-                layout: Layout::signed_in(&operator, "conversations"),
-                panel,
+            let refused = Refused::Message {
                 draft: content,
                 errors,
             };
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            page_with_errors(&app, &operator, &id, refused).await
         }
     }
 }

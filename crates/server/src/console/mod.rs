@@ -15,6 +15,7 @@ mod audit;
 mod conversations;
 mod dashboard;
 mod form;
+mod inbox;
 mod knowledge;
 mod operators;
 mod session;
@@ -58,7 +59,8 @@ pub fn routes(app: App) -> Router<App> {
         .layer(axum::middleware::map_response(security_headers))
 }
 
-/// What every operator may open: the dashboard and the conversations.
+/// What every operator may open: the dashboard (an agent's is the inbox) and the
+/// conversations.
 fn agent_pages() -> Router<App> {
     Router::new()
         .route("/console", get(dashboard::show))
@@ -84,6 +86,12 @@ fn agent_pages() -> Router<App> {
             "/console/conversations/{id}/messages",
             post(conversations::send),
         )
+        .route("/console/conversations/{id}/viewers", get(inbox::viewers))
+        .route("/console/conversations/{id}/assign", post(inbox::assign))
+        .route("/console/conversations/{id}/notes", post(inbox::add_note))
+        .route("/console/inbox/tabs", get(inbox::tabs))
+        .route("/console/inbox/badge", get(inbox::badge))
+        .route("/console/inbox/events", get(inbox::events))
 }
 
 /// What only owners may open: the operators.

@@ -22,7 +22,7 @@ use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, PathParam, query_params};
 use crate::models::audit_log::{self, Actor, Target};
-use crate::models::conversation::{self, Cursor, ListFilter};
+use crate::models::conversation::{self, Cursor, ListFilter, View};
 use crate::models::event::{self, NewEvent};
 use crate::models::message::BeforeSeq;
 use crate::models::page::OpaqueCursor;
@@ -149,13 +149,27 @@ pub async fn list_conversations(
 ) -> ApiResult<Json<ConversationPage>> {
     let params = query_params(query.as_deref());
     let mut fields = Fields::new(&params);
-    let filter = ListFilter {
+    let view = fields.optional_string("view", 1..=32);
+    let assignee_id = fields.optional_integer("assignee_id", 1..=i64::MAX);
+    let mut filter = ListFilter {
         kind: fields.optional_string("type", 1..=32),
         assistant_id: fields.optional_integer("assistant_id", 1..=i64::MAX),
         customer_identifier: fields
             .optional_string("external_identifier", 1..=MAX_CUSTOMER_IDENTIFIER_CHARS),
+        view: assignee_id.map(View::AssignedTo),
         ..ListFilter::default()
     };
+    match view.as_deref() {
+        None => {}
+        Some(_) if filter.view.is_some() => fields
+            .errors
+            .add("view", "Give either view or assignee_id, not both."),
+        Some("needs_human") => filter.view = Some(View::NeedsHuman),
+        Some("unassigned") => filter.view = Some(View::Unassigned),
+        Some(_) => fields
+            .errors
+            .add("view", "The view must be needs_human or unassigned."),
+    }
     let per_page = fields
         .optional_integer("per_page", 1..=i64::from(MAX_PER_PAGE))
         .map_or(DEFAULT_PER_PAGE, |n| n as u32);

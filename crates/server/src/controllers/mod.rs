@@ -8,6 +8,7 @@ pub mod generate_reply;
 pub mod handoff;
 pub mod health;
 pub mod idempotency;
+pub mod inbox;
 pub mod knowledge;
 pub mod me;
 pub mod metrics;

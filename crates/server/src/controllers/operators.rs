@@ -271,10 +271,7 @@ pub async fn author(
     operator_id: Option<i64>,
 ) -> Result<Author, ApiError> {
     let Some(id) = operator_id else {
-        return Ok(Author {
-            operator_id: None,
-            name: API_KEY_AUTHOR.to_owned(),
-        });
+        return Ok(api_key_author());
     };
     let found = operator::find(conn, account_id, id).await?.ok_or_else(|| {
         ApiError::validation(FieldErrors::single(
@@ -290,6 +287,14 @@ pub async fn author(
 
 /// The name an API key writes under.
 pub const API_KEY_AUTHOR: &str = "API key";
+
+/// An API key as the author of what it writes.
+pub fn api_key_author() -> Author {
+    Author {
+        operator_id: None,
+        name: API_KEY_AUTHOR.to_owned(),
+    }
+}
 
 fn operator_id(id: &str) -> Result<i64, ApiError> {
     id.parse()

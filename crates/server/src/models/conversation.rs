@@ -139,6 +139,46 @@ pub async fn assign(
     .optional()
 }
 
+/// How many conversations the inbox's views hold for operator `me` (`None`: the owner's API
+/// key session, which has no "mine"). "All" is counted up to [`ALL_COUNTED`] (the others are
+/// small, each read through its partial index).
+#[derive(Debug, Clone, Copy, Default, QueryableByName)]
+pub struct ViewCounts {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub needs_human: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub mine: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub unassigned: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub all: i64,
+}
+
+/// Past this, the inbox says "10,000+" rather than count an account's every conversation.
+pub const ALL_COUNTED: i64 = 10_000;
+
+pub async fn view_counts(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    me: Option<i64>,
+) -> QueryResult<ViewCounts> {
+    diesel::sql_query(format!(
+        "SELECT
+           (SELECT count(*) FROM conversations WHERE account_id = $1
+              AND handoff_requested_at IS NOT NULL AND assignee_id IS NULL) AS needs_human,
+           (SELECT count(*) FROM conversations WHERE assignee_id = $2 AND account_id = $1) AS mine,
+           (SELECT count(*) FROM conversations WHERE account_id = $1
+              AND assignee_id IS NULL AND NOT ai_enabled) AS unassigned,
+           (SELECT count(*) FROM (SELECT FROM conversations WHERE account_id = $1
+              LIMIT {}) AS counted) AS all",
+        ALL_COUNTED + 1
+    ))
+    .bind::<diesel::sql_types::Int8, _>(account_id)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Int8>, _>(me)
+    .get_result(conn)
+    .await
+}
+
 /// Notes that the model handed the conversation over: with no assignee, it needs a human.
 pub async fn mark_handoff(
     conn: &mut AsyncPgConnection,

@@ -456,7 +456,8 @@ async fn the_conversation_list_pages_newest_first() {
     let first = browser.get("/console/conversations").await.html;
     assert_eq!(first.matches("customer-").count(), 25);
     assert!(first.contains("customer-26") && !first.contains("customer-01"));
-    let older = first
+    let pager = first.split("aria-label=\"Pages\"").nth(1).unwrap();
+    let older = pager
         .split("href=\"/console/conversations?")
         .nth(1)
         .and_then(|rest| rest.split('"').next())

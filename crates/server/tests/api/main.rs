@@ -21,6 +21,7 @@ mod generate_reply;
 mod handoff;
 mod history;
 mod idempotency;
+mod inbox;
 mod input;
 mod knowledge;
 mod knowledge_vectors;
