@@ -65,9 +65,9 @@ pub use anyreply_core::wire::{
     ToolInput, ToolList, ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
 pub use anyreply_core::wire::{
-    AssignResponse, Author, Note, NoteInput, Operator, OperatorInput, OperatorResponse,
-    OperatorRole, OperatorUpdate,
-    AuditAction, AuditActor, AuditActorType, AuditEntry, AuditPage, AuditQuery, AuditTarget,
+    AssignResponse, AuditAction, AuditActor, AuditActorType, AuditEntry, AuditPage, AuditQuery,
+    AuditTarget, Author, Note, NoteInput, Operator, OperatorInput, OperatorResponse, OperatorRole,
+    OperatorUpdate,
 };
 pub use anyreply_core::wire::{
     Document, DocumentStatus, DocumentType, KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseStatus,

@@ -4,11 +4,11 @@ use std::future::Future;
 
 use anyreply_core::wire::{
     AiToggleResponse, AssignInput, AssignResponse, Assistant, AssistantInput, AssistantList,
-    AssistantResponse, AuditEntry, AuditPage, AuditQuery, Author, ConversationHistory, ConversationPage, ConversationSummary,
-    DeletedResponse, HistoryMessage, ListConversationsQuery, Note, NoteInput, NoteList,
-    NoteResponse, OperatorMessageInput, OperatorMessageResponse, OptOutInput, OptOutResponse,
-    PageQuery, Tool, ToolInput, ToolList, ToolResponse, Webhook, WebhookInput, WebhookList,
-    WebhookResponse,
+    AssistantResponse, AuditEntry, AuditPage, AuditQuery, Author, ConversationHistory,
+    ConversationPage, ConversationSummary, DeletedResponse, HistoryMessage, ListConversationsQuery,
+    Note, NoteInput, NoteList, NoteResponse, OperatorMessageInput, OperatorMessageResponse,
+    OptOutInput, OptOutResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse, Webhook,
+    WebhookInput, WebhookList, WebhookResponse,
 };
 use futures::{Stream, TryStreamExt};
 use uuid::Uuid;

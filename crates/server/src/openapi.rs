@@ -23,8 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
-    metrics, operators, tools, usage, webhooks, widget_chat, widgets,
+    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge,
+    me, metrics, operators, tools, usage, webhooks, widget_chat, widgets,
 };
 
 /// Where the document is served.

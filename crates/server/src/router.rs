@@ -12,8 +12,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
-    metrics, operators, tools, usage, webhooks, widget_chat, widgets,
+    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge,
+    me, metrics, operators, tools, usage, webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
 use crate::telemetry;
