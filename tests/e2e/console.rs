@@ -97,16 +97,16 @@ pub(crate) async fn screenshot(browser: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
-fn field(label: &str) -> String {
+pub(crate) fn field(label: &str) -> String {
     format!("//label[contains(normalize-space(.), '{label}')]//*[self::input or self::textarea]")
 }
 
-fn button(name: &str) -> String {
+pub(crate) fn button(name: &str) -> String {
     format!("//button[normalize-space(.)='{name}']")
 }
 
 /// The element at `xpath`, once it appears.
-async fn wait_for(browser: &Client, xpath: &str) -> fantoccini::elements::Element {
+pub(crate) async fn wait_for(browser: &Client, xpath: &str) -> fantoccini::elements::Element {
     browser
         .wait()
         .at_most(WAIT)
@@ -116,16 +116,16 @@ async fn wait_for(browser: &Client, xpath: &str) -> fantoccini::elements::Elemen
 }
 
 /// Waits for the element at `xpath` and clicks it.
-async fn click(browser: &Client, xpath: &str) {
+pub(crate) async fn click(browser: &Client, xpath: &str) {
     wait_for(browser, xpath).await.click().await.unwrap();
 }
 
-fn link(text: &str) -> String {
+pub(crate) fn link(text: &str) -> String {
     format!("//a[normalize-space(.)='{text}']")
 }
 
 /// Waits for the form field labelled `label` and types `text` into it.
-async fn type_into(browser: &Client, label: &str, text: &str) {
+pub(crate) async fn type_into(browser: &Client, label: &str, text: &str) {
     wait_for(browser, &field(label))
         .await
         .send_keys(text)
@@ -135,7 +135,7 @@ async fn type_into(browser: &Client, label: &str, text: &str) {
 
 /// Saves what the browser shows, after checking that every control on the page has an
 /// accessible name (a label, or its text for a button or link).
-async fn page(browser: &Client, name: &str) {
+pub(crate) async fn page(browser: &Client, name: &str) {
     let unnamed = browser
         .execute(
             "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a')]
@@ -150,7 +150,7 @@ async fn page(browser: &Client, name: &str) {
     screenshot(browser, name).await;
 }
 
-async fn wait_for_text(browser: &Client, text: &str) {
+pub(crate) async fn wait_for_text(browser: &Client, text: &str) {
     wait_for(browser, &format!("//*[contains(text(), '{text}')]")).await;
 }
 
@@ -190,6 +190,8 @@ async fn sign_in(browser: &Client, stack: &Stack) {
         .goto(&format!("{}/console/sign-in", stack.base))
         .await
         .unwrap();
+    // The key's form is for the account's owner, folded under the email and password.
+    click(browser, "//summary[contains(., 'sign in with an API key')]").await;
     type_into(browser, "API key", &format!("{}\u{E007}", stack.key)).await;
     wait_for_text(browser, "Busiest assistants").await;
 }

@@ -7,6 +7,7 @@ mod code_shape;
 mod console;
 mod docs;
 mod endpoints;
+mod inbox;
 mod proxy;
 mod retries;
 mod webhooks;

@@ -104,9 +104,11 @@ pub(super) struct ListPage {
     query: ListQuery,
     assistants: Vec<AssistantChoice>,
     rows: Vec<Row>,
-    /// Query strings of the neighbouring pages.
+    /// Query strings of the neighbouring pages, and of this one (which reloads its rows when
+    /// the account's events say the inbox changed).
     older: Option<String>,
     newer: Option<String>,
+    this: String,
 }
 
 pub(super) async fn list(
@@ -147,18 +149,18 @@ pub(super) async fn list(
         .into_iter()
         .map(|row| Row::of(row, &names, &people))
         .collect();
-    let link = |cursor: Option<String>| {
-        cursor.map(|cursor| {
-            serde_urlencoded::to_string([
-                ("q", query.q.as_str()),
-                ("assistant", query.assistant.as_str()),
-                ("ai", query.ai.as_str()),
-                ("view", query.view.as_str()),
-                ("cursor", cursor.as_str()),
-            ])
-            .unwrap_or_default()
-        })
+    let at = |cursor: &str| {
+        serde_urlencoded::to_string([
+            ("q", query.q.as_str()),
+            ("assistant", query.assistant.as_str()),
+            ("ai", query.ai.as_str()),
+            ("view", query.view.as_str()),
+            ("cursor", cursor),
+        ])
+        .unwrap_or_default()
     };
+    let link = |cursor: Option<String>| cursor.map(|cursor| at(&cursor));
+    let this = at(&query.cursor);
     let mut assistants: Vec<AssistantChoice> = names
         .into_iter()
         .map(|(id, name)| AssistantChoice {
@@ -173,6 +175,7 @@ pub(super) async fn list(
         tabs: Tabs::of(counts, &query.view, &operator),
         older: link(page.next_cursor),
         newer: link(page.prev_cursor),
+        this,
         query,
         assistants,
         rows,
@@ -269,6 +272,7 @@ pub(super) struct Panel {
     needs_human: bool,
     /// Who has it (`None`: no one), and whether that is the signed-in operator.
     assignee: Option<String>,
+    assignee_id: Option<i64>,
     mine: bool,
     /// Whether the signed-in person is an operator (the owner's key session has no "me").
     can_take: bool,
@@ -278,6 +282,12 @@ pub(super) struct Panel {
     /// Where the page follows the conversation's events, from the account's last one.
     events: String,
     csrf: String,
+}
+
+impl Panel {
+    fn is_assignee(&self, id: &i64) -> bool {
+        self.assignee_id == Some(*id)
+    }
 }
 
 async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, ConsoleError> {
@@ -302,6 +312,7 @@ async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, C
         assignee: conversation
             .assignee_id
             .map(|id| people.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))),
+        assignee_id: conversation.assignee_id,
         mine: conversation.assignee_id.is_some()
             && conversation.assignee_id == operator.operator_id,
         can_take: operator.operator_id.is_some(),
