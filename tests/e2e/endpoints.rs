@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyreply_client::{
-    AssistantInput, ErrorCode, GenerateReplyRequest, ListConversationsQuery, ToolHeader, ToolInput,
-    ToolParameter,
+    AssistantInput, AuditAction, AuditActorType, AuditQuery, ErrorCode, GenerateReplyRequest,
+    ListConversationsQuery, ToolHeader, ToolInput, ToolParameter,
 };
 use anyreply_core::wire::{HttpMethod, ParameterType};
 use futures::TryStreamExt;
@@ -87,6 +87,33 @@ async fn the_sdk_speaks_every_endpoint() {
     assert_eq!(
         client.tools().get(tool.id).await.unwrap_err().code(),
         Some(ErrorCode::ToolNotFound)
+    );
+
+    // The audit log, newest first, a page of two at a time.
+    let logged: Vec<_> = client
+        .audit()
+        .stream(AuditQuery {
+            per_page: Some(2),
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    let actions: Vec<AuditAction> = logged.iter().map(|entry| entry.action).collect();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::ToolDeleted,
+            AuditAction::AssistantUpdated,
+            AuditAction::AssistantCreated,
+            AuditAction::ToolUpdated,
+            AuditAction::ToolCreated,
+        ]
+    );
+    assert!(
+        logged
+            .iter()
+            .all(|e| e.actor.kind == AuditActorType::ApiKey)
     );
 
     let mut conversation = None;

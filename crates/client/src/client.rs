@@ -23,7 +23,7 @@ use crate::events::Events;
 use crate::knowledge_bases::KnowledgeBases;
 use crate::operators::Operators;
 use crate::reply_stream::ReplyStream;
-use crate::resources::{Assistants, Conversations, Tools, Webhooks};
+use crate::resources::{Assistants, Audit, Conversations, Tools, Webhooks};
 use crate::retry::{self, Attempt, RetryPolicy};
 
 /// A client of one AnyReply server. Clones share the connection pool.
@@ -311,6 +311,11 @@ impl Client {
             .http
             .get(url)
             .bearer_auth(self.inner.api_key.expose_secret()))
+    }
+
+    /// The account's audit log: who did what, and when.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { client: self }
     }
 
     /// The account's webhooks, which receive its events.

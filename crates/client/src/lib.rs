@@ -65,8 +65,9 @@ pub use anyreply_core::wire::{
     ToolInput, ToolList, ToolParameter, UsageGroup, UsageQuery, UsageResponse, UsageRow, Variables,
 };
 pub use anyreply_core::wire::{
-    AssignResponse, Author, Note, NoteInput, Operator, OperatorInput, OperatorResponse,
-    OperatorRole, OperatorUpdate,
+    AssignResponse, AuditAction, AuditActor, AuditActorType, AuditEntry, AuditPage, AuditQuery,
+    AuditTarget, Author, Note, NoteInput, Operator, OperatorInput, OperatorResponse, OperatorRole,
+    OperatorUpdate,
 };
 pub use anyreply_core::wire::{
     Document, DocumentStatus, DocumentType, KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseStatus,
@@ -80,6 +81,6 @@ pub use events::{EventStream, Events, EventsQuery};
 pub use knowledge_bases::{KnowledgeBases, Upload, Website};
 pub use operators::Operators;
 pub use reply_stream::{ReplyEvent, ReplyStream};
-pub use resources::{Assistants, Conversations, Tools, Webhooks};
+pub use resources::{Assistants, Audit, Conversations, Tools, Webhooks};
 pub use retry::{Attempt, Failure, Retry, RetryPolicy};
 pub use uuid::Uuid;

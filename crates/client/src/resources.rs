@@ -4,11 +4,11 @@ use std::future::Future;
 
 use anyreply_core::wire::{
     AiToggleResponse, AssignInput, AssignResponse, Assistant, AssistantInput, AssistantList,
-    AssistantResponse, Author, ConversationHistory, ConversationPage, ConversationSummary,
-    DeletedResponse, HistoryMessage, ListConversationsQuery, Note, NoteInput, NoteList,
-    NoteResponse, OperatorMessageInput, OperatorMessageResponse, OptOutInput, OptOutResponse,
-    PageQuery, Tool, ToolInput, ToolList, ToolResponse, Webhook, WebhookInput, WebhookList,
-    WebhookResponse,
+    AssistantResponse, AuditEntry, AuditPage, AuditQuery, Author, ConversationHistory,
+    ConversationPage, ConversationSummary, DeletedResponse, HistoryMessage, ListConversationsQuery,
+    Note, NoteInput, NoteList, NoteResponse, OperatorMessageInput, OperatorMessageResponse,
+    OptOutInput, OptOutResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse, Webhook,
+    WebhookInput, WebhookList, WebhookResponse,
 };
 use futures::{Stream, TryStreamExt};
 use uuid::Uuid;
@@ -458,5 +458,45 @@ impl Webhooks<'_> {
             .delete(&format!("api/user/webhooks/{id}"))
             .await?;
         Ok(())
+    }
+}
+
+/// `client.audit()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Audit<'a> {
+    pub(crate) client: &'a Client,
+}
+
+impl Audit<'_> {
+    /// `GET /api/user/audit`: one page of the audit log, newest first, and its `next_cursor`.
+    pub async fn list(&self, query: &AuditQuery) -> Result<AuditPage, Error> {
+        let params: Vec<(&str, String)> = [
+            ("per_page", query.per_page.map(|n| n.to_string())),
+            ("cursor", query.cursor.clone()),
+            ("action", query.action.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        self.client.get("api/user/audit", &params).await
+    }
+
+    /// Every entry from the page `query` names on, newest first, page after page, as a stream.
+    pub fn stream(&self, query: AuditQuery) -> impl Stream<Item = Result<AuditEntry, Error>> + '_ {
+        let pages = futures::stream::try_unfold(Some(query), move |next| async move {
+            let Some(query) = next else {
+                return Ok::<_, Error>(None);
+            };
+            let page = self.list(&query).await?;
+            let next = page.next_cursor.clone().map(|cursor| AuditQuery {
+                cursor: Some(cursor),
+                ..query
+            });
+            Ok(Some((
+                futures::stream::iter(page.data.into_iter().map(Ok)),
+                next,
+            )))
+        });
+        pages.try_flatten()
     }
 }

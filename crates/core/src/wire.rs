@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod assistants;
+pub mod audit;
 pub mod conversations;
 pub mod events;
 pub mod generate_reply;
@@ -22,6 +23,9 @@ pub use account::Me;
 pub use assistants::{
     Assistant, AssistantInput, AssistantList, AssistantResponse, Handoff, HandoffInput,
     KnowledgeMode, LlmProvider,
+};
+pub use audit::{
+    AuditAction, AuditActor, AuditActorType, AuditEntry, AuditPage, AuditQuery, AuditTarget,
 };
 pub use conversations::{
     AiToggleResponse, ConversationHistory, ConversationPage, ConversationSummary, HistoryMessage,

@@ -10,3 +10,10 @@ pub struct Caller {
     /// may, a chat widget's visitor's only if the widget says so.
     pub tools: bool,
 }
+
+impl Caller {
+    /// Who the audit log names for what this caller does: its API key.
+    pub fn actor(&self) -> crate::models::audit_log::Actor {
+        crate::models::audit_log::Actor::ApiKey(self.api_key_id)
+    }
+}

@@ -47,6 +47,9 @@ pub use config::Settings;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long delivered webhook deliveries are kept, for operators looking into one.
 const DELIVERIES_KEPT_DAYS: i32 = 3;
+/// How often the sweep purges the audit log: its entries are kept for days, so a day late
+/// costs nothing, and a loop of its own would wake an idle server.
+const AUDIT_PURGE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
@@ -96,8 +99,15 @@ pub async fn serve(
 
 async fn sweep_abandoned_replies(app: App) {
     let mut interval = tokio::time::interval(SWEEP_EVERY);
+    let mut audit_purged_at: Option<tokio::time::Instant> = None;
     loop {
         interval.tick().await;
+        if audit_purged_at.is_none_or(|at| at.elapsed() >= AUDIT_PURGE_EVERY) {
+            audit_purged_at = Some(tokio::time::Instant::now());
+            if let Err(error) = purge_old_audit_entries(&app).await {
+                tracing::warn!(%error, "purging old audit log entries failed");
+            }
+        }
         if let Err(error) = reply::queue::reclaim_expired(&app, None).await {
             tracing::warn!(%error, "sweeping abandoned replies failed");
         }
@@ -117,6 +127,17 @@ async fn sweep_abandoned_replies(app: App) {
             tracing::warn!(%error, "purging past widget visitor counts failed");
         }
     }
+}
+
+/// Deletes audit log entries past `audit_log::KEPT_DAYS`, in batches.
+pub async fn purge_old_audit_entries(app: &App) -> anyhow::Result<()> {
+    let mut conn = app.db().await?;
+    let purged =
+        models::audit_log::purge_older_than(&mut conn, models::audit_log::KEPT_DAYS).await?;
+    if purged > 0 {
+        tracing::info!(purged, "purged old audit log entries");
+    }
+    Ok(())
 }
 
 async fn purge_past_visitor_counts(app: &App) -> anyhow::Result<()> {

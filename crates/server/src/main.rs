@@ -2,13 +2,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use anyreply_core::wire::OperatorInput;
 use anyreply_core::wire::operators::normalize_email;
+use anyreply_core::wire::{AuditAction, OperatorInput};
 use anyreply_server::cli::{AccountCommand, Cli, Command, KeyCommand, OperatorCommand};
 use anyreply_server::config::DEFAULT_LLM_BASE_URL;
 use anyreply_server::controllers::operators;
+use anyreply_server::models::audit_log::{self, Actor, Target};
 use anyreply_server::models::{account, api_key, operator};
-use anyreply_server::{App, Settings, db, password, pg_cluster, reply, telemetry};
+use anyreply_server::{App, Settings, db, pg_cluster, reply, telemetry};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
@@ -191,7 +192,7 @@ async fn account_command(database_url: &str, command: AccountCommand) -> anyhow:
             let (account_id, key) = conn
                 .transaction::<_, diesel::result::Error, _>(async |conn| {
                     let id = account::create(conn, &name, email.as_deref(), balance).await?;
-                    Ok((id, api_key::create(conn, id).await?))
+                    Ok((id, new_key(conn, id).await?))
                 })
                 .await?;
             println!(
@@ -223,11 +224,27 @@ async fn key_command(database_url: &str, command: KeyCommand) -> anyhow::Result<
             account::find(&mut conn, account)
                 .await?
                 .context("no such account")?;
-            let key = api_key::create(&mut conn, account).await?;
+            let key = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    new_key(conn, account).await
+                })
+                .await?;
             println!("{}", json!({ "account_id": account, "api_key": key.key }));
         }
         KeyCommand::Revoke { key_prefix } => {
-            if !api_key::revoke(&mut conn, &key_prefix).await? {
+            let revoked = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let Some(key) = api_key::revoke_returning(conn, &key_prefix).await? else {
+                        return Ok(false);
+                    };
+                    let (action, target) = (AuditAction::ApiKeyRevoked, Target::ApiKey(key.id));
+                    let details = json!({ "prefix": key.prefix });
+                    let actor = &Actor::CommandLine;
+                    audit_log::record(conn, key.account_id, actor, action, target, details).await?;
+                    Ok(true)
+                })
+                .await?;
+            if !revoked {
                 bail!("no live key has that prefix");
             }
             println!(
@@ -237,6 +254,26 @@ async fn key_command(database_url: &str, command: KeyCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// A new key of `account_id`, logged as the command line's in the caller's transaction.
+async fn new_key(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+) -> diesel::QueryResult<api_key::NewApiKey> {
+    let key = api_key::create(conn, account_id).await?;
+    let (action, target) = (AuditAction::ApiKeyCreated, Target::ApiKey(key.id));
+    let details = json!({ "prefix": key.prefix });
+    audit_log::record(
+        conn,
+        account_id,
+        &Actor::CommandLine,
+        action,
+        target,
+        details,
+    )
+    .await?;
+    Ok(key)
 }
 
 #[allow(clippy::print_stdout)]
@@ -265,7 +302,7 @@ async fn operator_command(
                     serde_json::to_string(&errors.into_map()).unwrap_or_default()
                 )
             })?;
-            let added = operators::add(&mut conn, settings, account, &input)
+            let added = operators::add(&mut conn, settings, account, &input, &Actor::CommandLine)
                 .await
                 .map_err(|error| anyhow::anyhow!("{}", error.body().message))?;
             println!(
@@ -284,14 +321,16 @@ async fn operator_command(
             let found = operator::by_email(&mut conn, &email)
                 .await?
                 .context("no operator has that email")?;
-            let (token, token_hash) = password::new_link_token();
-            let expires_at = operator::new_password_link(&mut conn, found.id, &token_hash).await?;
+            let (link, expires_at) =
+                operators::new_link(&mut conn, settings, &found, &Actor::CommandLine)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{}", error.body().message))?;
             println!(
                 "{}",
                 json!({
                     "operator_id": found.id,
                     "email": found.email,
-                    "password_link": password::link_url(settings, &token),
+                    "password_link": link,
                     "expires_at": expires_at,
                 })
             );

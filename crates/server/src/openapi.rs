@@ -23,8 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
-    metrics, operators, stats, tools, usage, webhooks, widget_chat, widgets,
+    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge,
+    me, metrics, operators, stats, tools, usage, webhooks, widget_chat, widgets,
 };
 
 /// Where the document is served.
@@ -84,6 +84,7 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         operators::list_operators,
         operators::update_operator,
         operators::delete_operator,
+        audit::list_audit,
         widgets::create_widget,
         widgets::list_widgets,
         widgets::delete_widget,
@@ -113,6 +114,7 @@ pub const PUBLISHABLE_KEY: &str = "publishable_key";
         (name = "knowledge", description = "Knowledge bases: documents and websites your assistants answer from"),
         (name = "events", description = "Every change to a conversation, as it happens"),
         (name = "operators", description = "The people who sign in to the console, and their roles"),
+        (name = "audit", description = "Who did what to the account, and when"),
         (name = "webhooks", description = "Your URLs that receive the account's events, signed (Standard Webhooks)"),
         (name = "widgets", description = "Web chat widgets: publishable keys for your sites"),
         (name = "widget", description = "What a web chat widget's page calls, with the widget's publishable key, from the widget's origins"),

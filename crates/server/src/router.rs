@@ -12,8 +12,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::controllers::{
-    assistants, conversations, events, generate_reply, handoff, health, inbox, knowledge, me,
-    metrics, operators, stats, tools, usage, webhooks, widget_chat, widgets,
+    assistants, audit, conversations, events, generate_reply, handoff, health, inbox, knowledge,
+    me, metrics, operators, stats, tools, usage, webhooks, widget_chat, widgets,
 };
 use crate::error::ApiError;
 use crate::telemetry;
@@ -161,6 +161,7 @@ fn account_routes(app: App) -> Router<App> {
         .merge(widget_routes(app.clone()))
         .route("/widget.js", get(widget_chat::widget_script))
         .route("/api/user/me", get(me::get_me))
+        .route("/api/user/audit", get(audit::list_audit))
         .route("/api/user/usage", get(usage::get_usage))
         .route("/api/user/stats", get(stats::get_stats))
         .route("/api/events", get(events::get_events))

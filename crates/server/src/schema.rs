@@ -59,6 +59,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_log (account_id, id) {
+        account_id -> Int8,
+        id -> Int8,
+        at -> Timestamptz,
+        actor_type -> Text,
+        actor_operator_id -> Nullable<Int8>,
+        actor_name -> Nullable<Text>,
+        actor_api_key_id -> Nullable<Int8>,
+        actor_key_prefix -> Nullable<Text>,
+        action -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
     console_sessions (token_hash) {
         token_hash -> Bytea,
         account_id -> Int8,
@@ -375,6 +392,7 @@ diesel::table! {
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(assistants -> accounts (account_id));
 diesel::joinable!(assistants -> knowledge_bases (knowledge_base_id));
+diesel::joinable!(audit_log -> accounts (account_id));
 diesel::joinable!(console_sessions -> accounts (account_id));
 diesel::joinable!(console_sessions -> api_keys (api_key_id));
 diesel::joinable!(console_sessions -> operators (operator_id));
@@ -403,6 +421,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
     assistants,
+    audit_log,
     console_sessions,
     console_sign_in_failures,
     conversation_notes,

@@ -366,15 +366,16 @@ async fn write(
     crate::extract::refuse_nul(body)?;
     let input = AssistantInput::from_json(body, id.is_none()).map_err(ApiError::validation)?;
     let account_id = operator.account_id;
+    let actor = operator.actor();
     let default_model = &app.settings.llm_default_model;
     let mut conn = app.db().await?;
     match id {
         None => {
             conn.transaction::<_, ApiError, _>(async |conn| {
-                api::create(conn, account_id, input, default_model).await
+                api::create(conn, account_id, input, default_model, &actor).await
             })
             .await
         }
-        Some(id) => api::update(&mut conn, account_id, id, input, default_model).await,
+        Some(id) => api::update(&mut conn, account_id, id, input, default_model, &actor).await,
     }
 }

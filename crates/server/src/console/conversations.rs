@@ -438,9 +438,10 @@ async fn switch_ai(
 ) -> Result<Response, ConsoleError> {
     let conversation_id = api::conversation_id(&id)?;
     let account_id = operator.account_id;
+    let actor = operator.actor();
     let mut conn = app.db().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
-        api::switch_ai(conn, account_id, conversation_id, enabled).await
+        api::switch_ai(conn, account_id, conversation_id, enabled, &actor).await
     })
     .await?;
     Ok(Redirect::to(&format!("/console/conversations/{conversation_id}")).into_response())

@@ -127,7 +127,7 @@ async fn create_base(
 ) -> Result<KnowledgeBase, ApiError> {
     let input = api::read_base_input(app, body, true).await?;
     let mut conn = app.db().await?;
-    api::create_base(&mut conn, operator.account_id, &input).await
+    api::create_base(&mut conn, operator.account_id, &input, &operator.actor()).await
 }
 
 pub(super) async fn delete(
@@ -137,7 +137,7 @@ pub(super) async fn delete(
 ) -> Result<Response, ConsoleError> {
     let id = api::base_id(&id)?;
     let mut conn = app.db().await?;
-    api::delete_base(&mut conn, operator.account_id, id).await?;
+    api::delete_base(&mut conn, operator.account_id, id, &operator.actor()).await?;
     Ok(Redirect::to("/console/knowledge").into_response())
 }
 
@@ -356,7 +356,7 @@ async fn add_upload(
         shown.kind = text("type").unwrap_or_default();
     }
     let document = api::read_document(app, &fields, file).await?;
-    api::add_document(app, operator.account_id, id, &document).await
+    api::add_document(app, operator.account_id, id, &document, &operator.actor()).await
 }
 
 /// `POST /console/knowledge/{id}/websites`: a website, read from its address.
@@ -369,7 +369,7 @@ pub(super) async fn add_website(
     let fields = WebsiteFields::posted(&form);
     let created = async {
         let document = api::read_document(&app, &fields.body(), None).await?;
-        api::add_document(&app, operator.account_id, id, &document).await
+        api::add_document(&app, operator.account_id, id, &document, &operator.actor()).await
     }
     .await;
     match created {
@@ -394,6 +394,7 @@ pub(super) async fn delete_document(
     let id = api::base_id(&id)?;
     let document = api::document_id(&document)?;
     let mut conn = app.db().await?;
-    api::remove_document(&mut conn, operator.account_id, id, document).await?;
+    let actor = operator.actor();
+    api::remove_document(&mut conn, operator.account_id, id, document, &actor).await?;
     Ok(Redirect::to(&page_of(id)).into_response())
 }

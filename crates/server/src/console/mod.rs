@@ -11,6 +11,7 @@
 
 mod assets;
 mod assistants;
+mod audit;
 mod conversations;
 mod dashboard;
 mod form;
@@ -109,9 +110,10 @@ fn owner_pages() -> Router<App> {
         .route("/console/operators/{id}/delete", post(operators::delete))
 }
 
-/// What admins and owners may open: assistants, tools and knowledge.
+/// What admins and owners may open: assistants, tools, knowledge and the audit log.
 fn admin_pages() -> Router<App> {
     Router::new()
+        .route("/console/audit", get(audit::list))
         .route(
             "/console/assistants",
             get(assistants::list).post(assistants::create),

@@ -15,7 +15,6 @@ use crate::app::App;
 use crate::controllers::operators as api;
 use crate::error::ApiError;
 use crate::models::operator;
-use crate::password;
 
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "console/operators.html")]
@@ -86,7 +85,15 @@ pub(super) async fn create(
     let added = match OperatorInput::from_json(&body) {
         Ok(input) => {
             let mut conn = app.db().await?;
-            api::add(&mut conn, &app.settings, signed_in.account_id, &input).await
+            let actor = signed_in.actor();
+            api::add(
+                &mut conn,
+                &app.settings,
+                signed_in.account_id,
+                &input,
+                &actor,
+            )
+            .await
         }
         Err(errors) => Err(ApiError::validation(errors)),
     };
@@ -125,10 +132,15 @@ pub(super) async fn update(
     let change = OperatorUpdate::from_json(&json!({ "role": submitted.form.get("role") }))
         .map_err(ApiError::validation)?;
     let mut conn = app.db().await?;
-    operator::update(&mut conn, submitted.operator.account_id, id, &change)
-        .await?
-        .ok_or(ErrorCode::OperatorNotFound)
-        .map_err(ApiError::from)?;
+    let signed_in = &submitted.operator;
+    api::change_operator(
+        &mut conn,
+        signed_in.account_id,
+        id,
+        &change,
+        &signed_in.actor(),
+    )
+    .await?;
     Ok(Redirect::to("/console/operators").into_response())
 }
 
@@ -143,9 +155,8 @@ pub(super) async fn new_link(
     let found = operator::find(&mut conn, signed_in.account_id, id)
         .await?
         .ok_or(ApiError::new(ErrorCode::OperatorNotFound))?;
-    let (token, token_hash) = password::new_link_token();
-    operator::new_password_link(&mut conn, found.id, &token_hash).await?;
-    let link = (found.email, password::link_url(&app.settings, &token));
+    let (url, _) = api::new_link(&mut conn, &app.settings, &found, &signed_in.actor()).await?;
+    let link = (found.email, url);
     let blank = (String::new(), String::new());
     Ok(
         page(&app, &signed_in, Some(link), FormErrors::default(), blank)
@@ -161,8 +172,7 @@ pub(super) async fn delete(
     submitted: Submitted<Pairs>,
 ) -> Result<Response, ConsoleError> {
     let mut conn = app.db().await?;
-    if !operator::delete(&mut conn, submitted.operator.account_id, id).await? {
-        return Err(ApiError::new(ErrorCode::OperatorNotFound).into());
-    }
+    let signed_in = &submitted.operator;
+    api::remove(&mut conn, signed_in.account_id, id, &signed_in.actor()).await?;
     Ok(Redirect::to("/console/operators").into_response())
 }

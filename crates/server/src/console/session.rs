@@ -9,7 +9,7 @@
 
 use anyreply_core::ErrorCode;
 use anyreply_core::wire::operators::normalize_email;
-use anyreply_core::wire::{Author, OperatorRole};
+use anyreply_core::wire::{AuditAction, Author, OperatorRole};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Multipart, Request, State};
@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rand::RngCore;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -30,6 +30,7 @@ use crate::client_address;
 use crate::controllers::operators::API_KEY_AUTHOR;
 use crate::error::ApiError;
 use crate::models::api_key::{self, parse_key_prefix, secret_matches};
+use crate::models::audit_log::{self, Actor, Target};
 use crate::models::console_session::{self, Holder};
 use crate::models::operator;
 use crate::password;
@@ -50,6 +51,8 @@ pub(super) struct Operator {
     pub(super) role: OperatorRole,
     /// The operator's id; `None` for the owner's API key session.
     pub(super) operator_id: Option<i64>,
+    /// The owner's API key, for a session opened with one.
+    api_key_id: Option<i64>,
     /// Their name, shown with what they write ("API key" for the owner's key session).
     pub(super) name: String,
     /// The session's CSRF token, for the forms of the page.
@@ -61,6 +64,18 @@ impl Operator {
     /// The session's token's hash: what names it in `console_sessions`.
     pub(super) fn session_hash(&self) -> &[u8] {
         &self.token_hash
+    }
+
+    /// Who the audit log names for what they do.
+    pub(super) fn actor(&self) -> Actor {
+        match (self.operator_id, self.api_key_id) {
+            (Some(id), _) => Actor::Operator {
+                id,
+                name: self.name.clone(),
+            },
+            (None, Some(id)) => Actor::ConsoleApiKey(id),
+            (None, None) => Actor::Anonymous,
+        }
     }
 
     /// Who they are on what they write.
@@ -116,6 +131,7 @@ impl Operator {
             account_id: session.account_id,
             role,
             operator_id: session.operator_id,
+            api_key_id: session.api_key_id,
             name,
             csrf: session.csrf_token,
             token_hash,
@@ -351,41 +367,85 @@ pub(super) async fn sign_in(
         ));
     }
     let by_key = form.email.trim().is_empty() && !form.api_key.trim().is_empty();
-    let found = if by_key {
+    let checked = if by_key {
         key_holder(&mut conn, &form.api_key).await?
     } else {
         operator_holder(&mut conn, &form.email, form.password).await?
     };
-    let Some((account_id, holder)) = found else {
-        console_session::count_failure(&mut conn, &client).await?;
-        let error = if by_key {
-            "That API key is not valid."
-        } else {
-            "That email and password do not match."
-        };
-        return Ok(sign_in_answer(
-            headers,
-            StatusCode::UNAUTHORIZED,
-            Some(error.to_owned()),
-            form.email,
-        ));
+    let (account_id, holder, actor) = match checked {
+        Checked::Holds(account_id, holder, actor) => (account_id, holder, actor),
+        Checked::Refused(tried) => {
+            console_session::count_failure(&mut conn, &client).await?;
+            if let Some(tried) = tried {
+                log_failure(&mut conn, &tried).await?;
+            }
+            return Ok(refused(headers, by_key, form.email));
+        }
     };
-    open_session(&app, &parts, &mut conn, account_id, holder).await
+    open_session(&app, &parts, &mut conn, account_id, holder, &actor).await
+}
+
+/// What a sign-in's credentials are worth.
+enum Checked {
+    /// They hold: the account, the session's holder, and who it is for the audit log.
+    Holds(i64, Holder, Actor),
+    /// They do not. `Some`: the operator whose email was tried.
+    Refused(Option<operator::OperatorRow>),
+}
+
+/// Logs a failed sign-in with `tried`'s email under their account (another email names no
+/// account to log under).
+async fn log_failure(
+    conn: &mut AsyncPgConnection,
+    tried: &operator::OperatorRow,
+) -> Result<(), ConsoleError> {
+    let details = serde_json::json!({ "email": tried.email });
+    let (action, target) = (AuditAction::ConsoleSignInFailed, Target::Operator(tried.id));
+    audit_log::record(
+        conn,
+        tried.account_id,
+        &Actor::Anonymous,
+        action,
+        target,
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The sign-in page again, saying why not.
+fn refused(headers: &HeaderMap, by_key: bool, email: String) -> Response {
+    let error = if by_key {
+        "That API key is not valid."
+    } else {
+        "That email and password do not match."
+    };
+    sign_in_answer(
+        headers,
+        StatusCode::UNAUTHORIZED,
+        Some(error.to_owned()),
+        email,
+    )
 }
 
 /// The account and session holder of a live API key.
-async fn key_holder(
-    conn: &mut AsyncPgConnection,
-    key: &str,
-) -> Result<Option<(i64, Holder)>, ConsoleError> {
+async fn key_holder(conn: &mut AsyncPgConnection, key: &str) -> Result<Checked, ConsoleError> {
     let key = key.trim();
     let found = match parse_key_prefix(key) {
         Some(prefix) => api_key::find_by_prefix(conn, prefix).await?,
         None => None,
     };
-    Ok(found
-        .filter(|row| row.revoked_at.is_none() && secret_matches(key, &row.secret_hash))
-        .map(|row| (row.account_id, Holder::ApiKey(row.id))))
+    Ok(
+        match found.filter(|row| row.revoked_at.is_none() && secret_matches(key, &row.secret_hash))
+        {
+            Some(row) => Checked::Holds(
+                row.account_id,
+                Holder::ApiKey(row.id),
+                Actor::ConsoleApiKey(row.id),
+            ),
+            None => Checked::Refused(None),
+        },
+    )
 }
 
 /// The account and session holder of the operator whose email and password these are.
@@ -393,7 +453,7 @@ async fn operator_holder(
     conn: &mut AsyncPgConnection,
     email: &str,
     password: String,
-) -> Result<Option<(i64, Holder)>, ConsoleError> {
+) -> Result<Checked, ConsoleError> {
     let found = match normalize_email(email) {
         Some(email) => operator::by_email(conn, &email).await?,
         None => None,
@@ -401,22 +461,44 @@ async fn operator_holder(
     let stored = found.as_ref().and_then(|row| row.password_hash.clone());
     // Checked even without an operator, so that timing does not tell which emails exist.
     if !password::verify(password, stored).await {
-        return Ok(None);
+        return Ok(Checked::Refused(found));
     }
-    Ok(found.map(|row| (row.account_id, Holder::Operator(row.id))))
+    Ok(match found {
+        Some(row) => Checked::Holds(
+            row.account_id,
+            Holder::Operator(row.id),
+            Actor::Operator {
+                id: row.id,
+                name: row.name,
+            },
+        ),
+        None => Checked::Refused(None),
+    })
 }
 
-/// A new session for `holder`, its cookie set, and on to the console.
+/// A new session for `holder`, logged as `actor`'s sign-in in the same transaction, its
+/// cookie set, and on to the console.
 async fn open_session(
     app: &App,
     parts: &Parts,
     conn: &mut AsyncPgConnection,
     account_id: i64,
     holder: Holder,
+    actor: &Actor,
 ) -> Result<Response, ConsoleError> {
     let token = random_token();
     let token_hash = Sha256::digest(token.as_bytes());
-    console_session::create(conn, &token_hash, account_id, holder, &random_token()).await?;
+    let method = match holder {
+        Holder::Operator(_) => "password",
+        Holder::ApiKey(_) => "api_key",
+    };
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        console_session::create(conn, &token_hash, account_id, holder, &random_token()).await?;
+        let details = serde_json::json!({ "method": method });
+        let action = AuditAction::ConsoleSignedIn;
+        audit_log::record(conn, account_id, actor, action, Target::None, details).await
+    })
+    .await?;
     let mut response = Redirect::to("/console").into_response();
     let secure = over_https(app, parts);
     set_cookie(&mut response, SESSION_COOKIE, &token, Some(secure));
@@ -526,7 +608,7 @@ pub(super) async fn set_password(
     let hash = password::hash(form.password).await.map_err(|error| {
         ApiError::internal(ErrorCode::InternalError, "hashing a password", &error)
     })?;
-    let Some(row) = operator::set_password_by_link(&mut conn, &token_hash, &hash).await? else {
+    let Some(row) = store_password(&mut conn, &token_hash, &hash).await? else {
         // Used by another request in the meantime.
         return Ok(set_password_answer(
             headers,
@@ -536,14 +618,43 @@ pub(super) async fn set_password(
             None,
         ));
     };
-    open_session(
-        &app,
-        &parts,
-        &mut conn,
-        row.account_id,
-        Holder::Operator(row.id),
-    )
-    .await
+    let actor = Actor::Operator {
+        id: row.id,
+        name: row.name,
+    };
+    let holder = Holder::Operator(row.id);
+    open_session(&app, &parts, &mut conn, row.account_id, holder, &actor).await
+}
+
+/// Sets the password of the operator a live link is for, logged as theirs in the same
+/// transaction; `None`: the link is unknown, used or expired.
+async fn store_password(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    hash: &str,
+) -> Result<Option<operator::OperatorRow>, ConsoleError> {
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let Some(row) = operator::set_password_by_link(conn, token_hash, hash).await? else {
+                return Ok(None);
+            };
+            let actor = Actor::Operator {
+                id: row.id,
+                name: row.name.clone(),
+            };
+            let (action, target) = (AuditAction::OperatorPasswordSet, Target::Operator(row.id));
+            audit_log::record(
+                conn,
+                row.account_id,
+                &actor,
+                action,
+                target,
+                serde_json::json!({}),
+            )
+            .await?;
+            Ok(Some(row))
+        })
+        .await?)
 }
 
 #[derive(Deserialize)]

@@ -221,14 +221,15 @@ async fn write(
     crate::extract::refuse_nul(body)?;
     let input = api::read_input(body, id.is_none())?;
     let account_id = operator.account_id;
+    let actor = operator.actor();
     let mut conn = app.db().await?;
     match id {
         None => {
             conn.transaction::<_, ApiError, _>(async |conn| {
-                api::create(conn, account_id, input).await
+                api::create(conn, account_id, input, &actor).await
             })
             .await
         }
-        Some(id) => api::update(&mut conn, account_id, id, input).await,
+        Some(id) => api::update(&mut conn, account_id, id, input, &actor).await,
     }
 }

@@ -14,8 +14,11 @@ use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
 use crate::models::assistant::{self, CreateError};
+use crate::models::audit_log::{self, Actor, Target};
 use crate::models::{knowledge, tool};
-use diesel_async::AsyncPgConnection;
+use anyreply_core::wire::AuditAction;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
 use std::collections::HashSet;
 
 /// The account's assistants, one page in id order.
@@ -77,6 +80,7 @@ pub async fn create_assistant(
     let fingerprint = idempotency::fingerprint("POST", "/api/user/assistant", Some(&body.0));
     let default_model = app.settings.llm_default_model.clone();
     let account_id = caller.account_id;
+    let actor = caller.actor();
     Ok(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
@@ -84,7 +88,7 @@ pub async fn create_assistant(
                     StatusCode::CREATED,
                     AssistantResponse {
                         status: true,
-                        data: create(conn, account_id, input, &default_model).await?,
+                        data: create(conn, account_id, input, &default_model, &actor).await?,
                     },
                 ))
             })
@@ -93,19 +97,30 @@ pub async fn create_assistant(
     )
 }
 
-/// Creates one of the account's assistants from a validated input; the caller holds the
-/// transaction.
+/// Creates one of the account's assistants from a validated input, logged as `actor`'s; the
+/// caller holds the transaction.
 pub async fn create(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     input: AssistantInput,
     default_model: &str,
+    actor: &Actor,
 ) -> ApiResult<Assistant> {
     check_tools(conn, account_id, &input).await?;
     check_knowledge_base(conn, account_id, &input).await?;
     let row = assistant::create(conn, account_id, input, default_model)
         .await
         .map_err(create_error)?;
+    let details = json!({ "name": row.name });
+    audit_log::record(
+        conn,
+        account_id,
+        actor,
+        AuditAction::AssistantCreated,
+        Target::Assistant(row.id),
+        details,
+    )
+    .await?;
     Ok(row.into_wire())
 }
 
@@ -149,25 +164,42 @@ pub async fn update_assistant(
         id,
         input,
         &app.settings.llm_default_model,
+        &caller.actor(),
     )
     .await?;
     Ok(Json(AssistantResponse { status: true, data }))
 }
 
-/// Changes one of the account's assistants by a validated input.
+/// Changes one of the account's assistants by a validated input, logged as `actor`'s in the
+/// same transaction.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     id: i64,
     input: AssistantInput,
     default_model: &str,
+    actor: &Actor,
 ) -> ApiResult<Assistant> {
     check_tools(conn, account_id, &input).await?;
     check_knowledge_base(conn, account_id, &input).await?;
-    let row = assistant::update(conn, account_id, id, input, default_model)
-        .await?
-        .ok_or(ErrorCode::AssistantNotFound)?;
-    Ok(row.into_wire())
+    let fields = audit_log::fields_sent(&input);
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let row = assistant::update(conn, account_id, id, input, default_model)
+            .await?
+            .ok_or(ErrorCode::AssistantNotFound)?;
+        let details = json!({ "name": row.name, "fields": fields });
+        audit_log::record(
+            conn,
+            account_id,
+            actor,
+            AuditAction::AssistantUpdated,
+            Target::Assistant(id),
+            details,
+        )
+        .await?;
+        Ok(row.into_wire())
+    })
+    .await
 }
 
 /// A knowledge base named must be one of the account's own.

@@ -4,8 +4,8 @@
 use anyreply_core::limits::{DEFAULT_PER_PAGE, MAX_CUSTOMER_IDENTIFIER_CHARS, MAX_PER_PAGE};
 use anyreply_core::validate::Fields;
 use anyreply_core::wire::{
-    AiToggleResponse, ConversationHistory, ConversationPage, EventType, ListConversationsQuery,
-    PageQuery,
+    AiToggleResponse, AuditAction, ConversationHistory, ConversationPage, EventType,
+    ListConversationsQuery, PageQuery,
 };
 use anyreply_core::{ErrorBody, ErrorCode, Money};
 use axum::Json;
@@ -13,7 +13,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use diesel_async::AsyncPgConnection;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -21,6 +21,7 @@ use crate::controllers::idempotency;
 use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, PathParam, query_params};
+use crate::models::audit_log::{self, Actor, Target};
 use crate::models::conversation::{self, Cursor, ListFilter, View};
 use crate::models::event::{self, NewEvent};
 use crate::models::message::BeforeSeq;
@@ -260,12 +261,13 @@ async fn set_ai(
         None,
     );
     let account_id = caller.account_id;
+    let actor = caller.actor();
     Ok(
         idempotency::execute(&app, account_id, headers, fingerprint, move |conn| {
             Box::pin(async move {
                 Ok((
                     StatusCode::OK,
-                    switch_ai(conn, account_id, id, enabled).await?,
+                    switch_ai(conn, account_id, id, enabled, &actor).await?,
                 ))
             })
         })
@@ -273,24 +275,27 @@ async fn set_ai(
     )
 }
 
-/// Turns the AI of one of the account's conversations on or off, with its event when that
-/// changed anything; the caller holds the transaction.
+/// Turns the AI of one of the account's conversations on or off, with its event and its
+/// audit entry (as `actor`'s) when that changed anything; the caller holds the transaction.
 pub async fn switch_ai(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     id: Uuid,
     enabled: bool,
+    actor: &Actor,
 ) -> ApiResult<AiToggleResponse> {
     let switched = conversation::set_ai_enabled(conn, account_id, id, enabled)
         .await?
         .ok_or(ErrorCode::ConversationNotFound)?;
     if switched.changed {
-        let kind = if enabled {
-            EventType::AiEnabled
+        let (kind, action) = if enabled {
+            (EventType::AiEnabled, AuditAction::ConversationHandedBack)
         } else {
-            EventType::AiDisabled
+            (EventType::AiDisabled, AuditAction::ConversationTakenOver)
         };
         event::insert(conn, &NewEvent::about(account_id, kind, id)).await?;
+        let target = Target::Conversation(id);
+        audit_log::record(conn, account_id, actor, action, target, json!({})).await?;
     }
     Ok(AiToggleResponse {
         status: true,

@@ -7,9 +7,9 @@ use anyreply_core::limits::{
 };
 use anyreply_core::wire::knowledge::{DEFAULT_SEARCH_LIMIT, MAX_NAME_CHARS};
 use anyreply_core::wire::{
-    Document, DocumentData, DocumentList, DocumentResponse, DocumentType, KnowledgeBase,
-    KnowledgeBaseInput, KnowledgeBaseList, KnowledgeBaseResponse, SearchHit, SearchInput,
-    SearchResults,
+    AuditAction, Document, DocumentData, DocumentList, DocumentResponse, DocumentType,
+    KnowledgeBase, KnowledgeBaseInput, KnowledgeBaseList, KnowledgeBaseResponse, SearchHit,
+    SearchInput, SearchResults,
 };
 use anyreply_core::{ErrorBody, ErrorCode, FieldErrors, validate::Fields};
 use axum::Json;
@@ -17,7 +17,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -26,6 +26,7 @@ use crate::controllers::idempotency;
 use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
+use crate::models::audit_log::{self, Actor, Target};
 use crate::models::knowledge::{self, CreateError, NewDocument};
 
 /// Default `relative_links_limit` of a website document.
@@ -83,10 +84,11 @@ pub async fn create_knowledge_base(
     let input = read_base_input(&app, &body.0, true).await?;
     let fingerprint = idempotency::fingerprint("POST", "/api/user/knowledgebases", Some(&body.0));
     let account_id = caller.account_id;
+    let actor = caller.actor();
     Ok(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
-                let data = create_base(conn, account_id, &input).await?;
+                let data = create_base(conn, account_id, &input, &actor).await?;
                 Ok((
                     StatusCode::CREATED,
                     KnowledgeBaseResponse {
@@ -113,18 +115,25 @@ pub async fn read_base_input(
 }
 
 /// Creates one of the account's knowledge bases from a validated input, unless it has as many
-/// as it may.
+/// as it may, logged as `actor`'s in the same transaction.
 pub async fn create_base(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     input: &KnowledgeBaseInput,
+    actor: &Actor,
 ) -> ApiResult<KnowledgeBase> {
-    let row = knowledge::create_base(conn, account_id, input)
-        .await
-        .map_err(|error| limit_or(error, || format!(
-            "An account may have at most {MAX_KNOWLEDGE_BASES_PER_ACCOUNT} knowledge bases; delete one to make room."
-        )))?;
-    Ok(row.into_wire())
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let row = knowledge::create_base(conn, account_id, input)
+            .await
+            .map_err(|error| limit_or(error, || format!(
+                "An account may have at most {MAX_KNOWLEDGE_BASES_PER_ACCOUNT} knowledge bases; delete one to make room."
+            )))?;
+        let details = json!({ "name": row.name });
+        let (action, target) = (AuditAction::KnowledgeBaseCreated, Target::KnowledgeBase(row.id));
+        audit_log::record(conn, account_id, actor, action, target, details).await?;
+        Ok(row.into_wire())
+    })
+    .await
 }
 
 fn limit_or(error: CreateError, message: impl FnOnce() -> String) -> ApiError {
@@ -177,9 +186,18 @@ pub async fn update_knowledge_base(
     let id = base_id(&id)?;
     let input = read_base_input(&app, &body.0, false).await?;
     let mut conn = app.db().await?;
-    let row = knowledge::update_base(&mut conn, caller.account_id, id, &input)
-        .await?
-        .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
+    let account_id = caller.account_id;
+    let row = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let row = knowledge::update_base(conn, account_id, id, &input)
+                .await?
+                .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
+            let details = json!({ "name": row.name, "fields": audit_log::fields_sent(&input) });
+            let (action, target) = (AuditAction::KnowledgeBaseUpdated, Target::KnowledgeBase(id));
+            audit_log::record(conn, account_id, &caller.actor(), action, target, details).await?;
+            Ok(row)
+        })
+        .await?;
     if input.language.is_some() {
         app.knowledge.wake();
     }
@@ -211,20 +229,28 @@ pub async fn delete_knowledge_base(
     let mut conn = app.db().await?;
     Ok(Json(KnowledgeBaseResponse {
         message: "Knowledgebase deleted successfully.".to_owned(),
-        data: delete_base(&mut conn, caller.account_id, id).await?,
+        data: delete_base(&mut conn, caller.account_id, id, &caller.actor()).await?,
     }))
 }
 
-/// Deletes one of the account's knowledge bases with its documents; returns it as it was.
+/// Deletes one of the account's knowledge bases with its documents, logged as `actor`'s in
+/// the same transaction; returns it as it was.
 pub async fn delete_base(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     id: i64,
+    actor: &Actor,
 ) -> ApiResult<KnowledgeBase> {
-    let row = knowledge::delete_base(conn, account_id, id)
-        .await?
-        .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
-    Ok(row.into_wire())
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let row = knowledge::delete_base(conn, account_id, id)
+            .await?
+            .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
+        let details = json!({ "name": row.name });
+        let (action, target) = (AuditAction::KnowledgeBaseDeleted, Target::KnowledgeBase(id));
+        audit_log::record(conn, account_id, actor, action, target, details).await?;
+        Ok(row.into_wire())
+    })
+    .await
 }
 
 /// The knowledge base's documents, in id order, each with its status (and why it failed).
@@ -321,22 +347,36 @@ pub async fn delete_document(
     let mut conn = app.db().await?;
     Ok(Json(DocumentResponse {
         message: "Document deleted successfully.".to_owned(),
-        data: remove_document(&mut conn, caller.account_id, base, document).await?,
+        data: remove_document(
+            &mut conn,
+            caller.account_id,
+            base,
+            document,
+            &caller.actor(),
+        )
+        .await?,
     }))
 }
 
-/// Deletes a document of the account's knowledge base with its passages; returns it as it
-/// was.
+/// Deletes a document of the account's knowledge base with its passages, logged as `actor`'s
+/// in the same transaction; returns it as it was.
 pub async fn remove_document(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     base_id: i64,
     id: i64,
+    actor: &Actor,
 ) -> ApiResult<Document> {
-    let row = knowledge::delete_document(conn, account_id, base_id, id)
-        .await?
-        .ok_or(ErrorCode::DocumentNotFound)?;
-    Ok(row.into_wire())
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let row = knowledge::delete_document(conn, account_id, base_id, id)
+            .await?
+            .ok_or(ErrorCode::DocumentNotFound)?;
+        let details = json!({ "knowledge_base_id": base_id, "name": row.name });
+        let (action, target) = (AuditAction::DocumentDeleted, Target::Document(id));
+        audit_log::record(conn, account_id, actor, action, target, details).await?;
+        Ok(row.into_wire())
+    })
+    .await
 }
 
 /// Adds a document, processed in the background (`status: processing` until it is `active`
@@ -401,9 +441,10 @@ pub async fn create_document(
     let path = format!("/api/user/knowledgebases/{id}/documents");
     let fingerprint = idempotency::fingerprint("POST", &path, Some(&print));
     let account_id = caller.account_id;
+    let actor = caller.actor();
     let response = idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
         Box::pin(async move {
-            let data = insert_document(conn, account_id, id, &document).await?;
+            let data = insert_document(conn, account_id, id, &document, &actor).await?;
             Ok((
                 StatusCode::CREATED,
                 DocumentResponse {
@@ -429,20 +470,26 @@ pub async fn add_document(
     account_id: i64,
     base_id: i64,
     document: &NewDocument,
+    actor: &Actor,
 ) -> ApiResult<Document> {
     let mut conn = app.db().await?;
-    let created = insert_document(&mut conn, account_id, base_id, document).await?;
+    let created = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            insert_document(conn, account_id, base_id, document, actor).await
+        })
+        .await?;
     app.knowledge.wake();
     Ok(created)
 }
 
-/// Stores a validated document, unless its knowledge base has as many as it may; the caller
-/// wakes the worker once it is committed.
+/// Stores a validated document, unless its knowledge base has as many as it may, logged as
+/// `actor`'s; the caller holds the transaction and wakes the worker once it is committed.
 async fn insert_document(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     base_id: i64,
     document: &NewDocument,
+    actor: &Actor,
 ) -> ApiResult<Document> {
     let row = knowledge::create_document(conn, account_id, base_id, document)
         .await
@@ -450,6 +497,9 @@ async fn insert_document(
             "A knowledge base may have at most {MAX_DOCUMENTS_PER_KNOWLEDGE_BASE} documents; delete one to make room."
         )))?
         .ok_or(ErrorCode::KnowledgeBaseNotFound)?;
+    let details = json!({ "knowledge_base_id": base_id, "name": row.name, "type": row.kind });
+    let (action, target) = (AuditAction::DocumentAdded, Target::Document(row.id));
+    audit_log::record(conn, account_id, actor, action, target, details).await?;
     Ok(row.into_wire())
 }
 

@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource, named `verb_noun`.
 
 pub mod assistants;
+pub mod audit;
 pub mod conversations;
 pub mod events;
 pub mod generate_reply;

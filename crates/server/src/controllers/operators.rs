@@ -2,14 +2,17 @@
 //! in to the console. An API key acts as the account's owner, so it may manage them all.
 
 use anyreply_core::wire::{
-    Author, DeletedResponse, OperatorInput, OperatorList, OperatorResponse, OperatorUpdate,
+    AuditAction, Author, DeletedResponse, OperatorInput, OperatorList, OperatorResponse,
+    OperatorUpdate,
 };
 use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use diesel_async::AsyncPgConnection;
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
 
 use crate::app::App;
 use crate::config::Settings;
@@ -17,7 +20,8 @@ use crate::controllers::idempotency;
 use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::models::operator::{self, WriteError};
+use crate::models::audit_log::{self, Actor, Target};
+use crate::models::operator::{self, OperatorRow, WriteError};
 use crate::password;
 
 /// Adds an operator of the account. They have no password yet: the answer's
@@ -50,6 +54,7 @@ pub async fn create_operator(
     let fingerprint = idempotency::fingerprint("POST", "/api/user/operators", Some(&body.0));
     let account_id = caller.account_id;
     let settings = app.settings.clone();
+    let actor = caller.actor();
     Ok(idempotency::execute_storing(
         &app,
         account_id,
@@ -57,7 +62,7 @@ pub async fn create_operator(
         fingerprint,
         move |conn| {
             Box::pin(async move {
-                let answer = add(conn, &settings, account_id, &input).await?;
+                let answer = add(conn, &settings, account_id, &input, &actor).await?;
                 Ok((StatusCode::CREATED, answer))
             })
         },
@@ -72,17 +77,27 @@ pub async fn create_operator(
     .await)
 }
 
-/// Adds an operator and makes their password link: the API's create and the CLI's.
+/// Adds an operator and makes their password link, logged as `actor`'s in the same
+/// transaction: the API's create, the console's and the CLI's.
 pub async fn add(
     conn: &mut AsyncPgConnection,
     settings: &Settings,
     account_id: i64,
     input: &OperatorInput,
+    actor: &Actor,
 ) -> Result<OperatorResponse, ApiError> {
     let (token, token_hash) = password::new_link_token();
-    let (row, expires_at) = operator::create(conn, account_id, input, &token_hash)
-        .await
-        .map_err(write_error)?;
+    let (row, expires_at) = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let (row, expires_at) = operator::create(conn, account_id, input, &token_hash)
+                .await
+                .map_err(write_error)?;
+            let details = json!({ "email": row.email, "name": row.name, "role": row.role });
+            let (action, target) = (AuditAction::OperatorCreated, Target::Operator(row.id));
+            audit_log::record(conn, account_id, actor, action, target, details).await?;
+            Ok((row, expires_at))
+        })
+        .await?;
     Ok(OperatorResponse {
         status: true,
         data: row.into_wire(),
@@ -141,9 +156,7 @@ pub async fn update_operator(
     let id = operator_id(&id)?;
     let change = body.parse(OperatorUpdate::from_json)?;
     let mut conn = app.db().await?;
-    let row = operator::update(&mut conn, caller.account_id, id, &change)
-        .await?
-        .ok_or(ErrorCode::OperatorNotFound)?;
+    let row = change_operator(&mut conn, caller.account_id, id, &change, &caller.actor()).await?;
     Ok(Json(OperatorResponse {
         status: true,
         data: row.into_wire(),
@@ -171,13 +184,83 @@ pub async fn delete_operator(
 ) -> ApiResult<Json<DeletedResponse>> {
     let id = operator_id(&id)?;
     let mut conn = app.db().await?;
-    if !operator::delete(&mut conn, caller.account_id, id).await? {
-        return Err(ErrorCode::OperatorNotFound.into());
-    }
+    remove(&mut conn, caller.account_id, id, &caller.actor()).await?;
     Ok(Json(DeletedResponse {
         status: true,
         message: "Operator removed".to_owned(),
     }))
+}
+
+/// Changes an operator's name or role, logged as `actor`'s (the roles before and after) in
+/// the same transaction.
+pub async fn change_operator(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+    change: &OperatorUpdate,
+    actor: &Actor,
+) -> Result<OperatorRow, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let before = operator::find(conn, account_id, id)
+            .await?
+            .ok_or(ErrorCode::OperatorNotFound)?;
+        let row = operator::update(conn, account_id, id, change)
+            .await?
+            .ok_or(ErrorCode::OperatorNotFound)?;
+        let mut details = json!({ "old_role": before.role, "new_role": row.role });
+        if before.name != row.name {
+            details["old_name"] = before.name.into();
+            details["new_name"] = row.name.clone().into();
+        }
+        let (action, target) = (AuditAction::OperatorUpdated, Target::Operator(id));
+        audit_log::record(conn, account_id, actor, action, target, details).await?;
+        Ok(row)
+    })
+    .await
+}
+
+/// Removes an operator, logged as `actor`'s (who they were) in the same transaction.
+pub async fn remove(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+    actor: &Actor,
+) -> Result<(), ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let found = operator::find(conn, account_id, id)
+            .await?
+            .ok_or(ErrorCode::OperatorNotFound)?;
+        if !operator::delete(conn, account_id, id).await? {
+            return Err(ErrorCode::OperatorNotFound.into());
+        }
+        let details = json!({ "email": found.email, "name": found.name, "role": found.role });
+        let (action, target) = (AuditAction::OperatorRemoved, Target::Operator(id));
+        audit_log::record(conn, account_id, actor, action, target, details).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// A new password link for `found` (the old one stops working), logged as `actor`'s in the
+/// same transaction: the link's URL and when it expires.
+pub async fn new_link(
+    conn: &mut AsyncPgConnection,
+    settings: &Settings,
+    found: &OperatorRow,
+    actor: &Actor,
+) -> Result<(String, DateTime<Utc>), ApiError> {
+    let (token, token_hash) = password::new_link_token();
+    let expires_at = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let expires_at = operator::new_password_link(conn, found.id, &token_hash).await?;
+            let action = AuditAction::OperatorPasswordLinkCreated;
+            let target = Target::Operator(found.id);
+            let details = json!({ "email": found.email });
+            audit_log::record(conn, found.account_id, actor, action, target, details).await?;
+            Ok(expires_at)
+        })
+        .await?;
+    Ok((password::link_url(settings, &token), expires_at))
 }
 
 /// Who writes what an API key sends for `operator_id` (one of the account's operators, or

@@ -1,20 +1,23 @@
 //! `POST/GET /api/user/tools`, `GET/PUT/DELETE /api/user/tools/{id}`.
 
 use anyreply_core::limits::MAX_TOOLS_PER_ACCOUNT;
-use anyreply_core::wire::{DeletedResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse};
+use anyreply_core::wire::{
+    AuditAction, DeletedResponse, PageQuery, Tool, ToolInput, ToolList, ToolResponse,
+};
 use anyreply_core::{ErrorBody, ErrorCode, FieldErrors};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use diesel_async::AsyncPgConnection;
-use serde_json::Value;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::controllers::idempotency;
 use crate::controllers::idempotency::IdempotencyKey;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, IdPageQuery, JsonBody, PathParam};
+use crate::models::audit_log::{self, Actor, Target};
 use crate::models::tool::{self, WriteError};
 
 /// A tool id from a path; a malformed one is not found.
@@ -117,6 +120,7 @@ pub async fn create_tool(
     let input = read_input(&body.0, true)?;
     let fingerprint = idempotency::fingerprint("POST", "/api/user/tools", Some(&body.0));
     let account_id = caller.account_id;
+    let actor = caller.actor();
     Ok(
         idempotency::execute(&app, account_id, &headers, fingerprint, move |conn| {
             Box::pin(async move {
@@ -124,7 +128,7 @@ pub async fn create_tool(
                     StatusCode::CREATED,
                     ToolResponse {
                         status: true,
-                        data: create(conn, account_id, input).await?,
+                        data: create(conn, account_id, input, &actor).await?,
                     },
                 ))
             })
@@ -133,16 +137,20 @@ pub async fn create_tool(
     )
 }
 
-/// Creates one of the account's tools from a validated input; the caller holds the
-/// transaction.
+/// Creates one of the account's tools from a validated input, logged as `actor`'s; the caller
+/// holds the transaction.
 pub async fn create(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     input: ToolInput,
+    actor: &Actor,
 ) -> ApiResult<Tool> {
     let row = tool::create(conn, account_id, input)
         .await
         .map_err(write_error)?;
+    let details = json!({ "name": row.name });
+    let (action, target) = (AuditAction::ToolCreated, Target::Tool(row.id));
+    audit_log::record(conn, account_id, actor, action, target, details).await?;
     Ok(row.into_wire())
 }
 
@@ -199,23 +207,31 @@ pub async fn update_tool(
     let id = tool_id(&id)?;
     let input = read_input(&body.0, false)?;
     let mut conn = app.db().await?;
-    let data = update(&mut conn, caller.account_id, id, input).await?;
+    let data = update(&mut conn, caller.account_id, id, input, &caller.actor()).await?;
     Ok(Json(ToolResponse { status: true, data }))
 }
 
-/// Changes one of the account's tools by a validated input; a masked header value keeps the
-/// stored one.
+/// Changes one of the account's tools by a validated input, logged as `actor`'s in the same
+/// transaction; a masked header value keeps the stored one.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     id: i64,
     input: ToolInput,
+    actor: &Actor,
 ) -> ApiResult<Tool> {
-    let row = tool::update(conn, account_id, id, input)
-        .await
-        .map_err(write_error)?
-        .ok_or(ErrorCode::ToolNotFound)?;
-    Ok(row.into_wire())
+    let fields = audit_log::fields_sent(&input);
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let row = tool::update(conn, account_id, id, input)
+            .await
+            .map_err(write_error)?
+            .ok_or(ErrorCode::ToolNotFound)?;
+        let details = json!({ "name": row.name, "fields": fields });
+        let (action, target) = (AuditAction::ToolUpdated, Target::Tool(id));
+        audit_log::record(conn, account_id, actor, action, target, details).await?;
+        Ok(row.into_wire())
+    })
+    .await
 }
 
 /// Deletes a tool; assistants stop offering it.
@@ -237,11 +253,32 @@ pub async fn delete_tool(
 ) -> ApiResult<Json<DeletedResponse>> {
     let id = tool_id(&id)?;
     let mut conn = app.db().await?;
-    if !tool::delete(&mut conn, caller.account_id, id).await? {
-        return Err(ErrorCode::ToolNotFound.into());
-    }
+    remove(&mut conn, caller.account_id, id, &caller.actor()).await?;
     Ok(Json(DeletedResponse {
         status: true,
         message: "Tool deleted".to_owned(),
     }))
+}
+
+/// Deletes one of the account's tools, logged as `actor`'s in the same transaction.
+pub async fn remove(
+    conn: &mut AsyncPgConnection,
+    account_id: i64,
+    id: i64,
+    actor: &Actor,
+) -> ApiResult<()> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let found = tool::find(conn, account_id, id).await?;
+        let Some(found) = found else {
+            return Err(ErrorCode::ToolNotFound.into());
+        };
+        if !tool::delete(conn, account_id, id).await? {
+            return Err(ErrorCode::ToolNotFound.into());
+        }
+        let details = json!({ "name": found.name });
+        let (action, target) = (AuditAction::ToolDeleted, Target::Tool(id));
+        audit_log::record(conn, account_id, actor, action, target, details).await?;
+        Ok(())
+    })
+    .await
 }

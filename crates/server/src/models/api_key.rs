@@ -74,14 +74,31 @@ pub async fn create(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResul
 
 /// Revokes the key whose prefix (or whole text) is given. Returns whether one was live.
 pub async fn revoke(conn: &mut AsyncPgConnection, key_or_prefix: &str) -> QueryResult<bool> {
+    Ok(revoke_returning(conn, key_or_prefix).await?.is_some())
+}
+
+/// A key just revoked: its id, account and prefix.
+#[derive(Debug, Queryable)]
+pub struct Revoked {
+    pub id: i64,
+    pub account_id: i64,
+    pub prefix: String,
+}
+
+/// Revokes the key whose prefix (or whole text) is given; `None` if no live key has it.
+pub async fn revoke_returning(
+    conn: &mut AsyncPgConnection,
+    key_or_prefix: &str,
+) -> QueryResult<Option<Revoked>> {
     let prefix: String = key_or_prefix.chars().take(PREFIX_CHARS).collect();
-    let revoked = diesel::update(api_keys::table)
+    diesel::update(api_keys::table)
         .filter(api_keys::prefix.eq(prefix))
         .filter(api_keys::revoked_at.is_null())
         .set(api_keys::revoked_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?;
-    Ok(revoked == 1)
+        .returning((api_keys::id, api_keys::account_id, api_keys::prefix))
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Revokes key `id` (one that was never shown, say); no one can call with it again.

@@ -25,6 +25,9 @@ pub struct SessionRow {
     pub account_id: i64,
     #[diesel(sql_type = Nullable<Int8>)]
     pub operator_id: Option<i64>,
+    /// The owner's API key, for a session opened with one.
+    #[diesel(sql_type = Nullable<Int8>)]
+    pub api_key_id: Option<i64>,
     /// The operator's role and name as they are now (an API key's session has neither).
     #[diesel(sql_type = Nullable<Text>)]
     pub role: Option<String>,
@@ -75,7 +78,7 @@ pub async fn find_live(
     diesel::sql_query(format!(
         "UPDATE console_sessions s SET last_seen_at = now()
          WHERE s.token_hash = $1 AND {LIVE}
-         RETURNING s.account_id, s.operator_id, s.csrf_token,
+         RETURNING s.account_id, s.operator_id, s.api_key_id, s.csrf_token,
              (SELECT o.role FROM operators o WHERE o.id = s.operator_id) AS role,
              (SELECT o.name FROM operators o WHERE o.id = s.operator_id) AS name"
     ))

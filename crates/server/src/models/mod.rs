@@ -4,6 +4,7 @@
 pub mod account;
 pub mod api_key;
 pub mod assistant;
+pub mod audit_log;
 pub mod console_session;
 pub mod conversation;
 pub mod conversation_viewer;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::util::{TestApp, assert_error};
 
-fn run(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
+pub(crate) fn run(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_anyreply-server"))
         .args(args)
         .env("ANYREPLY_DATABASE_URL", app.db.url())

@@ -4,6 +4,7 @@
 
 mod ai_handoff;
 mod assistants;
+mod audit;
 mod auth;
 mod billing;
 mod bounds;

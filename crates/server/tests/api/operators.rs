@@ -7,10 +7,15 @@ use serde_json::{Value, json};
 use crate::console::{Browser, location};
 use crate::util::{TestAccount, TestApp, assert_error};
 
-const PASSWORD: &str = "plum-anchor-7-orbit";
+pub(crate) const PASSWORD: &str = "plum-anchor-7-orbit";
 
 /// Adds an operator through the API; returns their id and password link's path.
-async fn add(app: &TestApp, account: &TestAccount, email: &str, role: &str) -> (i64, String) {
+pub(crate) async fn add(
+    app: &TestApp,
+    account: &TestAccount,
+    email: &str,
+    role: &str,
+) -> (i64, String) {
     let (status, body, _) = app
         .post(
             &account.key,
@@ -55,7 +60,11 @@ pub(crate) async fn operator(
     (id, browser)
 }
 
-async fn sign_in(app: &TestApp, email: &str, password: &str) -> (Browser, StatusCode, String) {
+pub(crate) async fn sign_in(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+) -> (Browser, StatusCode, String) {
     let mut browser = Browser::new(app);
     browser.get("/console/sign-in").await;
     let page = browser
