@@ -143,22 +143,29 @@ pub async fn list_of_account(
 }
 
 /// Revokes the account's live key `id`, unless it is a chat widget's (deleting the widget does
-/// that). Returns whether it did.
+/// that). Returns its prefix if it did.
 pub async fn revoke_of_account(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     id: i64,
-) -> QueryResult<bool> {
-    let revoked = diesel::sql_query(
+) -> QueryResult<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Revoked {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        prefix: String,
+    }
+    let revoked: Option<Revoked> = diesel::sql_query(
         "UPDATE api_keys k SET revoked_at = now()
          WHERE k.id = $2 AND k.account_id = $1 AND k.revoked_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM widgets w WHERE w.api_key_id = k.id)",
+           AND NOT EXISTS (SELECT 1 FROM widgets w WHERE w.api_key_id = k.id)
+         RETURNING k.prefix",
     )
     .bind::<diesel::sql_types::Int8, _>(account_id)
     .bind::<diesel::sql_types::Int8, _>(id)
-    .execute(conn)
-    .await?;
-    Ok(revoked == 1)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(revoked.map(|row| row.prefix))
 }
 
 /// The key whose lookup prefix is `prefix`, live or revoked.

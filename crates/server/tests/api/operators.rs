@@ -357,6 +357,9 @@ const PAGES: &[(&str, &str, &str)] = &[
     ("GET", "/console/operators", "owner"),
     ("POST", "/console/operators", "owner"),
     ("POST", "/console/operators/999999/delete", "owner"),
+    ("GET", "/console/audit", "admin"),
+    ("GET", "/console/keys", "owner"),
+    ("POST", "/console/keys/999999/revoke", "owner"),
 ];
 
 #[tokio::test]
@@ -510,4 +513,85 @@ async fn an_owner_adds_an_operator_in_the_console_and_sees_the_link_once() {
         .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.html.contains("already exists"), "{}", page.html);
+}
+
+#[tokio::test]
+async fn an_owner_makes_and_revokes_api_keys_in_the_console_but_not_a_widgets() {
+    let app = TestApp::spawn().await;
+    let account = app.db_account("1").await;
+    let other = app.db_account("1").await;
+    let (_, mut owner) = operator(&app, &account, "nia@acme.example", "owner").await;
+    owner.get("/console/keys").await;
+    let made = owner.post("/console/keys", &[]).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.html);
+    let key = made
+        .html
+        .split("value=\"ark_")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|rest| format!("ark_{rest}"))
+        .expect("the new key shown");
+    let (status, _, _) = app.get(&key, "/api/user/me").await;
+    assert_eq!(status, StatusCode::OK, "the new key works");
+    let listed = owner.get("/console/keys").await;
+    assert!(!listed.html.contains(&key), "shown once only");
+    assert!(listed.html.contains(&format!("{}…", &key[..12])));
+
+    // A widget's key is listed with its widget and cannot be revoked here.
+    let assistant = app.assistant(&account, &json!({ "name": "Desk" })).await;
+    let (status, widget, _) = app
+        .post(
+            &account.key,
+            "/api/user/widgets",
+            &json!({ "assistant_id": assistant, "allowed_origins": ["https://shop.example"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{widget}");
+    let ids = app.ids_of("api_keys", &account).await;
+    let (widget_key, new_key) = (ids[2], ids[1]);
+    let listed = owner.get("/console/keys").await;
+    assert!(listed.html.contains("(chat widget"), "{}", listed.html);
+    let refused = owner
+        .post(&format!("/console/keys/{widget_key}/revoke"), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let other_key = app.ids_of("api_keys", &other).await[0];
+    owner.get("/console/keys").await;
+    let refused = owner
+        .post(&format!("/console/keys/{other_key}/revoke"), &[])
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::NOT_FOUND,
+        "another account's key"
+    );
+    let (status, _, _) = app.get(&other.key, "/api/user/me").await;
+    assert_eq!(status, StatusCode::OK);
+
+    owner.get("/console/keys").await;
+    let revoked = owner
+        .post(&format!("/console/keys/{new_key}/revoke"), &[])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    let (status, _, _) = app.get(&key, "/api/user/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked at once");
+
+    let (_, log, _) = app.get(&account.key, "/api/user/audit").await;
+    let actions: Vec<(&str, &str)> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"].as_str().unwrap().starts_with("api_key."))
+        .map(|entry| {
+            (
+                entry["action"].as_str().unwrap(),
+                entry["actor"]["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [("api_key.revoked", "nia"), ("api_key.created", "nia")],
+        "{log}"
+    );
 }
