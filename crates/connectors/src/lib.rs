@@ -9,10 +9,11 @@
 //! operator messages to the channel, [`cursor`] keeps its place on disk; [`service`] holds the
 //! one start-up path of every bridge binary, [`service::main`], which a channel joins by
 //! implementing [`service::Channel`]; [`telegram`], [`twilio`] and [`whatsapp`] are the
-//! channels.
+//! channels; [`meta`] holds what Meta's webhooks share.
 
 pub mod bridge;
 pub mod cursor;
+pub mod meta;
 pub mod metrics;
 pub mod operator;
 pub mod queue;
