@@ -31,6 +31,11 @@ fn recorder() -> &'static PrometheusHandle {
              outcome: sent or failed"
         );
         describe_counter!(
+            "anyreply_bridge_outside_window_total",
+            "Operator messages not sent because the customer last wrote longer ago than the \
+             channel allows (Messenger and Instagram: 7 days), by channel"
+        );
+        describe_counter!(
             "anyreply_bridge_send_retries_total",
             "Sends retried after a network error, 429 or 5xx, by channel"
         );
@@ -79,4 +84,9 @@ pub fn message_out(channel: &'static str, sent: bool) {
 
 pub fn send_retry(channel: &'static str) {
     counter!("anyreply_bridge_send_retries_total", "channel" => channel).increment(1);
+}
+
+/// An operator message not sent: the channel's window after the customer's last message closed.
+pub fn outside_window(channel: &'static str) {
+    counter!("anyreply_bridge_outside_window_total", "channel" => channel).increment(1);
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyreply_connectors::service::{self, Channel};
-use anyreply_connectors::{twilio, whatsapp};
+use anyreply_connectors::{messenger, twilio, whatsapp};
 use anyreply_core::env::Env;
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -90,6 +90,25 @@ fn the_whatsapp_bridge_names_every_missing_and_bad_setting() {
             "ANYREPLY_WHATSAPP_APP_SECRET",
             "ANYREPLY_WHATSAPP_VERIFY_TOKEN",
             "ANYREPLY_WHATSAPP_PHONE_NUMBER_ID=\"+1 555 0100\"",
+            "ANYREPLY_API_KEY",
+            "ANYREPLY_ASSISTANT_ID",
+        ],
+    );
+}
+
+#[test]
+fn the_messenger_bridge_names_every_missing_and_bad_setting() {
+    let errors = start(
+        env!("CARGO_BIN_EXE_anyreply-messenger"),
+        &[("ANYREPLY_MESSENGER_API_URL", "graph.facebook.com")],
+    );
+    names(
+        &errors,
+        &[
+            "ANYREPLY_MESSENGER_TOKEN",
+            "ANYREPLY_MESSENGER_APP_SECRET",
+            "ANYREPLY_MESSENGER_VERIFY_TOKEN",
+            "ANYREPLY_MESSENGER_API_URL=\"graph.facebook.com\"",
             "ANYREPLY_API_KEY",
             "ANYREPLY_ASSISTANT_ID",
         ],
@@ -206,6 +225,12 @@ async fn every_channel_starts_through_the_shared_path_and_stops_on_shutdown() {
         ("ANYREPLY_WHATSAPP_APP_SECRET", "secret"),
         ("ANYREPLY_WHATSAPP_VERIFY_TOKEN", "verify"),
         ("ANYREPLY_WHATSAPP_PHONE_NUMBER_ID", "1055501"),
+    ])
+    .await;
+    starts_serves_health_and_stops::<messenger::Messenger>(&[
+        ("ANYREPLY_MESSENGER_TOKEN", "token"),
+        ("ANYREPLY_MESSENGER_APP_SECRET", "secret"),
+        ("ANYREPLY_MESSENGER_VERIFY_TOKEN", "verify"),
     ])
     .await;
 }
