@@ -8,7 +8,7 @@ use anyreply_connectors::bridge::Handled;
 use anyreply_connectors::messenger::{self, MessengerSettings, window};
 use anyreply_connectors::meta::signature;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{body_partial_json, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::{
@@ -335,4 +335,33 @@ async fn operator_messages_go_within_24_hours_with_the_tag_within_7_days_and_not
         metrics.contains("anyreply_bridge_outside_window_total{channel=\"instagram\"}"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_customers_message_opens_the_window_and_meta_s_refusal_is_not_retried() {
+    let m = Messenger::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .and(body_partial_json(json!({ "recipient": { "id": "8888" } })))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": { "message": "(#10) This message is sent outside of allowed window.",
+                       "type": "OAuthException", "code": 10, "error_subcode": 2_018_278 }
+        })))
+        .with_priority(1)
+        .mount(&m.graph)
+        .await;
+    m.notify(&text("m_IN6", "hi"), Some(APP_SECRET)).await;
+    m.handled.reach(1).await;
+    let log = EventLog::serve(&m.anyreply).await;
+    log.operator_message(&format!("messenger:{PSID}"), "Anna here.");
+    // Unknown to the bridge (its state lost): the tag, and Meta decides.
+    log.operator_message("messenger:8888", "Refused by Meta.");
+    m.handled.reach(3).await;
+    let sent = m.sent().await;
+    assert_eq!(sent.len(), 3, "{sent:#?}");
+    assert_eq!(sent[1]["messaging_type"], "RESPONSE");
+    assert_eq!(sent[1]["message"]["text"], "Anna here.");
+    assert_eq!(sent[2]["tag"], "HUMAN_AGENT");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(m.sent().await.len(), 3, "a refusal is not retried");
 }
