@@ -47,9 +47,9 @@ pub use config::Settings;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long delivered webhook deliveries are kept, for operators looking into one.
 const DELIVERIES_KEPT_DAYS: i32 = 3;
-/// How often the sweep purges the audit log: its entries are kept for days, so a day late
-/// costs nothing, and a loop of its own would wake an idle server.
-const AUDIT_PURGE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+/// How often the sweep purges the audit log and the console's closed pages: a day late costs
+/// nothing, and a loop of its own would wake an idle server.
+const DAILY_PURGE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
@@ -102,10 +102,13 @@ async fn sweep_abandoned_replies(app: App) {
     let mut audit_purged_at: Option<tokio::time::Instant> = None;
     loop {
         interval.tick().await;
-        if audit_purged_at.is_none_or(|at| at.elapsed() >= AUDIT_PURGE_EVERY) {
+        if audit_purged_at.is_none_or(|at| at.elapsed() >= DAILY_PURGE_EVERY) {
             audit_purged_at = Some(tokio::time::Instant::now());
             if let Err(error) = purge_old_audit_entries(&app).await {
                 tracing::warn!(%error, "purging old audit log entries failed");
+            }
+            if let Err(error) = purge_closed_console_pages(&app).await {
+                tracing::warn!(%error, "purging closed console pages failed");
             }
         }
         if let Err(error) = reply::queue::reclaim_expired(&app, None).await {
@@ -137,6 +140,13 @@ pub async fn purge_old_audit_entries(app: &App) -> anyhow::Result<()> {
     if purged > 0 {
         tracing::info!(purged, "purged old audit log entries");
     }
+    Ok(())
+}
+
+/// Forgets who had a conversation open in the console, for pages closed an hour ago.
+async fn purge_closed_console_pages(app: &App) -> anyhow::Result<()> {
+    let mut conn = app.db().await?;
+    models::conversation_viewer::purge_gone(&mut conn).await?;
     Ok(())
 }
 

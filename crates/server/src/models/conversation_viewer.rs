@@ -45,3 +45,11 @@ pub async fn seen(
     .await?;
     Ok(others.into_iter().map(|viewer| viewer.name).collect())
 }
+
+/// Deletes the rows of pages closed over an hour ago that no later look at their conversation
+/// cleared (the daily sweep's).
+pub async fn purge_gone(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    diesel::sql_query("DELETE FROM conversation_viewers WHERE seen_at < now() - interval '1 hour'")
+        .execute(conn)
+        .await
+}

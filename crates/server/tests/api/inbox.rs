@@ -481,3 +481,36 @@ async fn the_inbox_counts_each_view() {
     let tabs = owner.get("/console/inbox/tabs?view=all").await;
     assert!(!tabs.html.contains("Mine"), "{}", tabs.html);
 }
+
+#[tokio::test]
+async fn the_daily_sweep_forgets_pages_closed_an_hour_ago() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let account = app.db_account("5").await;
+    let id = conversation(&app, &account, "+4915550006").await;
+    let (_, mut first) = operator(&app, &account, "ian@acme.example", "agent").await;
+    let (_, mut second) = operator(&app, &account, "jan@acme.example", "agent").await;
+    first
+        .get(&format!("/console/conversations/{id}/viewers"))
+        .await;
+    second
+        .get(&format!("/console/conversations/{id}/viewers"))
+        .await;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(
+        "UPDATE conversation_viewers SET seen_at = now() - interval '61 minutes'
+         WHERE name = 'ian'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let purged = anyreply_server::models::conversation_viewer::purge_gone(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(
+        app.count("conversation_viewers").await,
+        1,
+        "the open page stays"
+    );
+}
