@@ -205,6 +205,7 @@ pub fn bridge_keeping_state_in(anyreply_url: &str, state_dir: PathBuf) -> Bridge
         apology: APOLOGY.to_owned(),
         state_dir,
         handled: Default::default(),
+        voice: Default::default(),
     }
 }
 

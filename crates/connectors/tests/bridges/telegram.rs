@@ -89,6 +89,7 @@ fn settings_for_tests() -> TelegramSettings {
         send_retries: 3,
         send_backoff: Duration::from_millis(10),
         poll_timeout: Duration::from_secs(1),
+        typing_every: telegram::TYPING_EVERY,
         limits: Limits {
             messages_per_sec_chat: 100,
             messages_per_min_chat: 1000,
