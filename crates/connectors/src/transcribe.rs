@@ -45,19 +45,10 @@ pub enum Heard {
 }
 
 /// The voice-note side of a bridge: the transcriber, if one is set, and what to say.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Voice {
     pub transcriber: Option<Transcriber>,
     pub texts: Texts,
-}
-
-impl Default for Voice {
-    fn default() -> Self {
-        Self {
-            transcriber: None,
-            texts: Texts::default(),
-        }
-    }
 }
 
 /// A client of one transcription model.
