@@ -23,8 +23,11 @@ pub const MAX_BYTES: u64 = 25 * 1024 * 1024;
 pub const DEFAULT_MAX_SECONDS: u64 = 300;
 /// The variable that marks a message as a transcribed voice note.
 pub const KIND_VARIABLE: &str = "message_kind";
-/// Its value.
+/// Its value for a voice note's transcript.
 pub const VOICE_NOTE: &str = "voice_note";
+/// Its value for a typed message: variables are merged into the conversation, so each message
+/// says what it was, or a voice note's mark would stay on the messages after it.
+pub const TEXT: &str = "text";
 
 /// What the channel tells of a note before it is downloaded.
 #[derive(Debug, Clone, Default)]

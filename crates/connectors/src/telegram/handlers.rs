@@ -16,7 +16,7 @@ use crate::bridge::{Inbound, Outcome};
 use crate::metrics;
 use crate::operator::Delivery;
 use crate::split::split;
-use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, VOICE_NOTE};
+use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, TEXT, VOICE_NOTE};
 
 /// The channel's name in metrics, the `channel` variable and the event cursor's file.
 pub(super) const CHANNEL: &str = "telegram";
@@ -224,6 +224,7 @@ pub(super) async fn deliver_operator_message(
 fn variables(msg: &Message) -> Variables {
     let mut variables = Variables::new();
     variables.insert("channel".into(), Value::from(CHANNEL));
+    variables.insert(KIND_VARIABLE.into(), Value::from(TEXT));
     if let Some(user) = &msg.from {
         variables.insert("name".into(), Value::from(user.full_name()));
         if let Some(username) = &user.username {

@@ -33,7 +33,7 @@ use crate::operator::Delivery;
 use crate::queue::Queues;
 use crate::seen::Seen;
 use crate::split::split;
-use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, VOICE_NOTE};
+use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, TEXT, VOICE_NOTE};
 use anyreply_core::env::Env;
 use rest::TwilioRest;
 
@@ -535,9 +535,8 @@ impl Message {
         for (name, value) in self.whereabouts {
             variables.insert(name.into(), Value::from(value));
         }
-        if self.voice_note {
-            variables.insert(KIND_VARIABLE.into(), Value::from(VOICE_NOTE));
-        }
+        let kind = if self.voice_note { VOICE_NOTE } else { TEXT };
+        variables.insert(KIND_VARIABLE.into(), Value::from(kind));
         Inbound {
             customer: self.customer,
             text: self.text,

@@ -34,7 +34,7 @@ use crate::operator::Delivery;
 use crate::queue::Queues;
 use crate::seen::Seen;
 use crate::split::split;
-use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, VOICE_NOTE};
+use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, TEXT, VOICE_NOTE};
 use graph::Graph;
 
 /// The channel's name in metrics and the `channel` variable.
@@ -324,6 +324,7 @@ async fn answer_message(state: &WhatsappState, message: TextMessage) {
     variables.insert("channel".into(), Value::from(CHANNEL));
     variables.insert("bridge".into(), Value::from(BRIDGE));
     variables.insert("phone".into(), Value::from(customer.as_str()));
+    variables.insert(KIND_VARIABLE.into(), Value::from(TEXT));
     if let Some(name) = &message.name {
         variables.insert("name".into(), Value::from(name.as_str()));
     }

@@ -239,7 +239,10 @@ async fn a_message_gets_the_assistants_reply() {
     assert_eq!(body["customer_identifier"], "telegram:42");
     assert_eq!(
         body["variables"],
-        json!({ "channel": "telegram", "name": "Ada Lovelace", "username": "ada", "language": "en" })
+        json!({
+            "channel": "telegram", "name": "Ada Lovelace", "username": "ada", "language": "en",
+            "message_kind": "text"
+        })
     );
     assert_eq!(asked[0].headers["idempotency-key"], "telegram:42:10");
     let typing = bot.calls("sendchataction").await;

@@ -220,6 +220,7 @@ async fn an_sms_is_acknowledged_at_once_and_answered_by_the_rest_api() {
         body["variables"],
         serde_json::json!({
             "channel": "sms", "bridge": "twilio", "phone": "+15550001111", "country": "US",
+            "message_kind": "text",
             "business_number": "+18005551212"
         })
     );
@@ -564,6 +565,7 @@ async fn a_whatsapp_message_is_answered_on_whatsapp_by_the_same_customers_conver
         bodies[0]["variables"],
         serde_json::json!({
             "channel": "whatsapp", "bridge": "twilio", "phone": "+15550001111", "country": "US",
+            "message_kind": "text",
             "business_number": WHATSAPP_BUSINESS
         })
     );

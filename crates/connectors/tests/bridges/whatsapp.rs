@@ -199,7 +199,10 @@ async fn a_text_message_is_answered_through_the_graph_api() {
     assert_eq!(request["customer_identifier"], "+4915551234567");
     assert_eq!(
         request["variables"],
-        json!({ "channel": "whatsapp", "bridge": "whatsapp-cloud", "phone": "+4915551234567", "name": "Anna" })
+        json!({
+            "channel": "whatsapp", "bridge": "whatsapp-cloud", "phone": "+4915551234567",
+            "name": "Anna", "message_kind": "text"
+        })
     );
     assert_eq!(asked[0].headers["idempotency-key"], "whatsapp:wamid.IN1");
 }
