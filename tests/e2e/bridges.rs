@@ -100,6 +100,7 @@ async fn start_bridge(stack: &Stack, settings: TwilioSettings, assistant_id: i64
         apology: "Sorry.".into(),
         state_dir: std::env::temp_dir(),
         handled: Default::default(),
+        voice: Default::default(),
     };
     let (router, _) = twilio::app(settings, bridge).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -129,6 +130,7 @@ async fn a_bridge_checks_its_anyreply_settings_at_start() {
         apology: "Sorry.".into(),
         state_dir: std::env::temp_dir(),
         handled: Default::default(),
+        voice: Default::default(),
     };
 
     service::check_anyreply(&bridge(client.clone(), assistant.id))
@@ -178,6 +180,7 @@ async fn an_operator_message_reaches_the_customer_by_sms_and_stop_is_remembered(
         apology: "Sorry.".into(),
         state_dir: state_dir.clone(),
         handled: Default::default(),
+        voice: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let webhook = format!(

@@ -243,3 +243,50 @@ async fn a_page_of_an_unlisted_origin_says_the_chat_is_not_allowed_there() {
     assert_eq!(stack.messages().await, 0);
     browser.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn typing_dots_show_while_a_slow_model_answers_and_go_with_the_reply() {
+    // The model takes 2 s: long enough to see the dots, short enough for a test.
+    let stack = Stack::start(Duration::from_secs(2)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop = format!("http://{}", listener.local_addr().unwrap());
+    let key = make_widget(&stack, &shop).await;
+    serve_shop_page(listener, &stack.base, &key);
+
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(&format!("{shop}/")).await.unwrap();
+    let root = widget(&browser).await;
+    chat_button(&root).await.click().await.unwrap();
+    let field = message_field(&root).await;
+    field.send_keys("Anyone there?\u{E007}").await.unwrap();
+
+    // The dots, announced as "typing…" to screen readers, while the model works.
+    let dots = root
+        .find(Locator::Css(".log .assistant .typing[role='status']"))
+        .await
+        .expect("no typing dots while the reply is made");
+    assert!(dots.is_displayed().await.unwrap());
+    assert_eq!(
+        dots.prop("textContent").await.unwrap().as_deref(),
+        Some("typing\u{2026}")
+    );
+    assert_eq!(
+        root.find_all(Locator::Css(".typing .dot"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    screenshot(&browser, "widget-typing").await;
+
+    wait_for_log(&root, &["Anyone there?", "echo: Anyone there?"]).await;
+    assert!(
+        root.find_all(Locator::Css(".typing"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the dots are gone with the reply"
+    );
+    browser.close().await.unwrap();
+}

@@ -48,6 +48,8 @@ pub struct Bridge {
     /// stream, so that operator messages are delivered once across restarts.
     pub state_dir: PathBuf,
     pub handled: Handled,
+    /// Voice notes: transcribed when `ANYREPLY_TRANSCRIPTION_MODEL` is set.
+    pub voice: crate::transcribe::Voice,
 }
 
 /// How many messages this bridge has finished with, whatever came of them: customers'

@@ -5,7 +5,7 @@
 //!
 //! Layout: [`bridge`] is what every channel shares (asking AnyReply, turning failures into an
 //! apology); [`split`] cuts long replies; [`seen`] remembers delivered messages; [`text`] holds
-//! every sentence a bridge says itself; [`operator`] follows the assistant's events and hands
+//! every sentence a bridge says itself; [`transcribe`] turns voice notes into text; [`operator`] follows the assistant's events and hands
 //! operator messages to the channel, [`cursor`] keeps its place on disk; [`service`] holds the
 //! one start-up path of every bridge binary, [`service::main`], which a channel joins by
 //! implementing [`service::Channel`]; [`telegram`], [`twilio`], [`whatsapp`] and [`messenger`] are the
@@ -23,5 +23,6 @@ pub mod service;
 pub mod split;
 pub mod telegram;
 pub mod text;
+pub mod transcribe;
 pub mod twilio;
 pub mod whatsapp;

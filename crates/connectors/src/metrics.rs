@@ -39,6 +39,15 @@ fn recorder() -> &'static PrometheusHandle {
             "anyreply_bridge_send_retries_total",
             "Sends retried after a network error, 429 or 5xx, by channel"
         );
+        describe_counter!(
+            "anyreply_bridge_voice_notes_total",
+            "Voice notes received, by channel and outcome: transcribed, off (no model set), \
+             too_long, failed"
+        );
+        describe_counter!(
+            "anyreply_bridge_typing_failures_total",
+            "Typing indicators or read receipts the channel refused, by channel"
+        );
         handle
     })
 }
@@ -89,4 +98,9 @@ pub fn send_retry(channel: &'static str) {
 /// An operator message not sent: the channel's window after the customer's last message closed.
 pub fn outside_window(channel: &'static str) {
     counter!("anyreply_bridge_outside_window_total", "channel" => channel).increment(1);
+}
+
+/// A typing indicator (or read receipt) that did not go through: never worth a retry.
+pub fn typing_failed(channel: &'static str) {
+    counter!("anyreply_bridge_typing_failures_total", "channel" => channel).increment(1);
 }

@@ -149,6 +149,7 @@ pub fn bridge(env: &mut Env, texts: &Texts) -> Option<Bridge> {
         .user_agent(concat!("anyreply-connectors/", env!("CARGO_PKG_VERSION")));
     let assistant_id = env.required_parsed("ANYREPLY_ASSISTANT_ID", "1");
     let state_dir = state_dir(env);
+    let voice = crate::transcribe::Voice::read(env, texts);
     match client.build() {
         Ok(client) => Some(Bridge {
             client,
@@ -156,6 +157,7 @@ pub fn bridge(env: &mut Env, texts: &Texts) -> Option<Bridge> {
             apology: texts.apology.clone(),
             state_dir,
             handled: Default::default(),
+            voice,
         }),
         // Without a key the problem is noted already; else the URL is bad.
         Err(error) => {
@@ -214,6 +216,15 @@ pub fn texts(env: &mut Env) -> Texts {
         non_text: env
             .text("ANYREPLY_TELEGRAM_NON_TEXT")
             .unwrap_or(defaults.non_text),
+        voice_off: env
+            .text("ANYREPLY_VOICE_OFF_TEXT")
+            .unwrap_or(defaults.voice_off),
+        voice_too_long: env
+            .text("ANYREPLY_VOICE_TOO_LONG_TEXT")
+            .unwrap_or(defaults.voice_too_long),
+        voice_failed: env
+            .text("ANYREPLY_VOICE_FAILED_TEXT")
+            .unwrap_or(defaults.voice_failed),
     }
 }
 

@@ -2,7 +2,6 @@
 //! send. Every sentence the bot says itself is in `crate::text`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyreply_client::{Event, Retry, Variables};
 use serde_json::Value;
@@ -17,14 +16,13 @@ use crate::bridge::{Inbound, Outcome};
 use crate::metrics;
 use crate::operator::Delivery;
 use crate::split::split;
+use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, TEXT, VOICE_NOTE};
 
 /// The channel's name in metrics, the `channel` variable and the event cursor's file.
 pub(super) const CHANNEL: &str = "telegram";
 
 /// Telegram's longest message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
-/// Telegram shows "typing…" for five seconds; it is renewed a little sooner.
-const TYPING_EVERY: Duration = Duration::from_secs(4);
 
 type HandlerResult = anyhow::Result<()>;
 
@@ -40,6 +38,7 @@ pub fn schema() -> UpdateHandler<anyhow::Error> {
             .endpoint(greet),
         )
         .branch(dptree::filter(|msg: Message| msg.text().is_some()).endpoint(answer))
+        .branch(dptree::filter(|msg: Message| note_of(&msg).is_some()).endpoint(answer_voice))
         .branch(dptree::endpoint(decline_non_text))
 }
 
@@ -80,15 +79,83 @@ async fn answer_text(bot: &TelegramBot, msg: &Message, shared: &Shared) -> Handl
     let Some(text) = msg.text() else {
         return Ok(());
     };
+    let typing = Typing::start(bot, msg.chat.id, shared);
+    reply_to(bot, msg, shared, text.to_owned(), variables(msg), typing).await
+}
+
+/// A voice note (or audio file): transcribed, then answered as if typed.
+async fn answer_voice(bot: TelegramBot, msg: Message, shared: Arc<Shared>) -> HandlerResult {
+    let answered = answer_note(&bot, &msg, &shared).await;
+    shared.bridge.handled.note();
+    answered
+}
+
+async fn answer_note(bot: &TelegramBot, msg: &Message, shared: &Shared) -> HandlerResult {
+    let Some((file_id, note)) = note_of(msg) else {
+        return Ok(());
+    };
+    let typing = Typing::start(bot, msg.chat.id, shared);
+    let settings = &shared.settings;
+    let locate = |http: &reqwest::Client| {
+        let http = http.clone();
+        async move {
+            let file = bot.get_file(file_id).await?;
+            // The Bot API serves files at `/file/bot<token>/<file_path>`.
+            let mut root = settings.api_url.clone();
+            root.set_path(&format!("{}/", root.path().trim_end_matches('/')));
+            let url = root.join(&format!("file/bot{}/{}", settings.token, file.path))?;
+            Ok(http.get(url))
+        }
+    };
+    match shared.bridge.voice.hear(CHANNEL, note, locate).await {
+        Heard::Transcript(text) => {
+            let mut variables = variables(msg);
+            variables.insert(KIND_VARIABLE.into(), Value::from(VOICE_NOTE));
+            reply_to(bot, msg, shared, text, variables, typing).await
+        }
+        Heard::Say(sentence) => {
+            drop(typing);
+            metrics::message_in(CHANNEL, None);
+            send(bot, msg.chat.id, &sentence, shared).await
+        }
+    }
+}
+
+/// The file and what Telegram tells of a voice note or an audio file.
+fn note_of(msg: &Message) -> Option<(teloxide::types::FileId, NoteInfo)> {
+    let info = |seconds: u32, bytes: u32, mime: Option<String>| NoteInfo {
+        seconds: Some(u64::from(seconds)),
+        bytes: Some(u64::from(bytes)),
+        mime_type: mime.unwrap_or_else(|| "audio/ogg".to_owned()),
+    };
+    if let Some(voice) = msg.voice() {
+        let mime = voice.mime_type.as_ref().map(ToString::to_string);
+        let note = info(voice.duration.seconds(), voice.file.size, mime);
+        return Some((voice.file.id.clone(), note));
+    }
+    let audio = msg.audio()?;
+    let mime = audio.mime_type.as_ref().map(ToString::to_string);
+    let note = info(audio.duration.seconds(), audio.file.size, mime);
+    Some((audio.file.id.clone(), note))
+}
+
+/// Asks AnyReply and sends what comes back; "typing…" stops once the answer is in.
+async fn reply_to(
+    bot: &TelegramBot,
+    msg: &Message,
+    shared: &Shared,
+    text: String,
+    variables: Variables,
+    typing: Typing,
+) -> HandlerResult {
     let inbound = Inbound {
         customer: format!("{}{}", shared.settings.id_prefix, sender_id(msg)),
-        text: text.to_owned(),
+        text,
         idempotency_key: format!("telegram:{}:{}", msg.chat.id, msg.id),
-        variables: variables(msg),
+        variables,
     };
-    let typing = tokio::spawn(keep_typing(bot.clone(), msg.chat.id));
     let outcome = shared.bridge.answer(inbound).await;
-    typing.abort();
+    drop(typing);
     metrics::message_in(CHANNEL, Some(&outcome));
     match outcome {
         Outcome::Reply(reply) => {
@@ -157,6 +224,7 @@ pub(super) async fn deliver_operator_message(
 fn variables(msg: &Message) -> Variables {
     let mut variables = Variables::new();
     variables.insert("channel".into(), Value::from(CHANNEL));
+    variables.insert(KIND_VARIABLE.into(), Value::from(TEXT));
     if let Some(user) = &msg.from {
         variables.insert("name".into(), Value::from(user.full_name()));
         if let Some(username) = &user.username {
@@ -169,12 +237,28 @@ fn variables(msg: &Message) -> Variables {
     variables
 }
 
-async fn keep_typing(bot: TelegramBot, chat: ChatId) {
-    loop {
-        if let Err(error) = bot.send_chat_action(chat, ChatAction::Typing).await {
-            tracing::debug!(%error, "could not show the typing indicator");
-        }
-        tokio::time::sleep(TYPING_EVERY).await;
+/// "typing…" in a chat, renewed until dropped. Its requests run on their own task, so they
+/// never hold the reply up; a refused one is logged and counted, not retried.
+struct Typing(tokio::task::JoinHandle<()>);
+
+impl Typing {
+    fn start(bot: &TelegramBot, chat: ChatId, shared: &Shared) -> Self {
+        let (bot, every) = (bot.clone(), shared.settings.typing_every);
+        Self(tokio::spawn(async move {
+            loop {
+                if let Err(error) = bot.send_chat_action(chat, ChatAction::Typing).await {
+                    metrics::typing_failed(CHANNEL);
+                    tracing::debug!(%error, "could not show the typing indicator");
+                }
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Typing {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

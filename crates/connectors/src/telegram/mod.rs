@@ -34,6 +34,9 @@ use anyreply_core::env::Env;
 /// The Bot API's root, unless `ANYREPLY_TELEGRAM_API_URL` says otherwise.
 pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
 
+/// Telegram shows "typing…" for five seconds; it is renewed a little sooner.
+pub const TYPING_EVERY: Duration = Duration::from_secs(4);
+
 /// The bot as handlers see it: every request throttled to Telegram's limits.
 pub type TelegramBot = Throttle<Bot>;
 
@@ -68,6 +71,9 @@ pub struct TelegramSettings {
     pub send_backoff: Duration,
     /// Long polling's wait for new updates.
     pub poll_timeout: Duration,
+    /// How often "typing…" is renewed while a reply is made (Telegram shows it for five
+    /// seconds).
+    pub typing_every: Duration,
     /// Telegram's sending limits (the Bot API's defaults).
     pub limits: Limits,
     pub texts: Texts,
@@ -102,6 +108,7 @@ impl TelegramSettings {
             send_retries: env.parsed("ANYREPLY_TELEGRAM_SEND_RETRIES", 3, "3"),
             send_backoff: Duration::from_millis(500),
             poll_timeout: Duration::from_secs(30),
+            typing_every: TYPING_EVERY,
             limits: Limits::default(),
             texts,
         };

@@ -33,6 +33,7 @@ use crate::operator::Delivery;
 use crate::queue::Queues;
 use crate::seen::Seen;
 use crate::split::split;
+use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, TEXT, VOICE_NOTE};
 use anyreply_core::env::Env;
 use rest::TwilioRest;
 
@@ -466,6 +467,10 @@ struct Message {
     customer: String,
     /// Where Twilio says the number is from: `country`, `city`, `state` (those it knows).
     whereabouts: Vec<(&'static str, String)>,
+    /// The first medium's URL and type, when it is audio (a WhatsApp voice note).
+    audio: Option<(String, String)>,
+    /// The text is a voice note's transcript.
+    voice_note: bool,
 }
 
 impl Message {
@@ -489,7 +494,13 @@ impl Message {
         .map(|(name, field)| (name, param(field)))
         .filter(|(_, value)| !value.is_empty())
         .collect();
+        let media_type = param("MediaContentType0");
+        let audio = (param("NumMedia") != "0" && media_type.starts_with("audio/"))
+            .then(|| (param("MediaUrl0"), media_type))
+            .filter(|(url, _)| !url.is_empty());
         Message {
+            audio,
+            voice_note: false,
             sid: param("MessageSid"),
             to: param("To"),
             text: param("Body"),
@@ -524,6 +535,8 @@ impl Message {
         for (name, value) in self.whereabouts {
             variables.insert(name.into(), Value::from(value));
         }
+        let kind = if self.voice_note { VOICE_NOTE } else { TEXT };
+        variables.insert(KIND_VARIABLE.into(), Value::from(kind));
         Inbound {
             customer: self.customer,
             text: self.text,
@@ -557,9 +570,44 @@ async fn remember_keyword(state: &Arc<TwilioState>, message: Message) {
     }
 }
 
+/// A voice note's transcript becomes the message's text; `Some` sentence for the customer
+/// instead when it cannot (no transcription model, too long, a failure).
+async fn hear(state: &TwilioState, message: &mut Message) -> Option<String> {
+    let (url, mime_type) = message.audio.take()?;
+    let note = NoteInfo {
+        mime_type,
+        ..NoteInfo::default()
+    };
+    let settings = &state.settings;
+    // Twilio's media URLs want the account's credentials (and redirect to storage).
+    let locate = |http: &reqwest::Client| {
+        let request = http.get(url.as_str()).basic_auth(
+            &settings.account_sid,
+            Some(settings.auth_token.expose_secret()),
+        );
+        async move { Ok(request) }
+    };
+    let channel = message.channel.as_str();
+    match state.bridge.voice.hear(channel, note, locate).await {
+        Heard::Transcript(text) => {
+            message.text = text;
+            message.voice_note = true;
+            None
+        }
+        Heard::Say(sentence) => {
+            metrics::message_in(channel, None);
+            Some(sentence)
+        }
+    }
+}
+
 /// `inline` mode: the reply is the webhook's TwiML answer.
-async fn answer_inline(state: &TwilioState, message: Message) -> Response {
+async fn answer_inline(state: &TwilioState, mut message: Message) -> Response {
     let name = message.channel.as_str();
+    if let Some(sentence) = hear(state, &mut message).await {
+        state.bridge.handled.note();
+        return twiml_response(&[sentence]);
+    }
     let outcome = state.bridge.answer(message.inbound()).await;
     metrics::message_in(name, Some(&outcome));
     state.bridge.handled.note();
@@ -574,19 +622,25 @@ async fn answer_inline(state: &TwilioState, message: Message) -> Response {
 
 /// `rest` mode: the reply is sent with the REST API once AnyReply gives it, after the
 /// customer's earlier messages.
-fn answer_later(state: &Arc<TwilioState>, message: Message) {
+fn answer_later(state: &Arc<TwilioState>, mut message: Message) {
     let worker = state.clone();
     let customer = message.customer.clone();
     state.in_flight.push(&customer, async move {
         let (name, sid) = (message.channel.as_str(), message.sid.clone());
         let (from, to) = (message.from.clone(), message.to.clone());
-        let outcome = worker.bridge.answer(message.inbound()).await;
-        metrics::message_in(name, Some(&outcome));
-        let pieces = match outcome {
-            Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
-            Outcome::Apology(apology) => vec![apology],
-            Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => {
-                Vec::new()
+        let pieces = match hear(&worker, &mut message).await {
+            Some(sentence) => vec![sentence],
+            None => {
+                let outcome = worker.bridge.answer(message.inbound()).await;
+                metrics::message_in(name, Some(&outcome));
+                match outcome {
+                    Outcome::Reply(reply) => split(&reply, worker.settings.max_chars),
+                    Outcome::Apology(apology) => vec![apology],
+                    Outcome::Silent
+                    | Outcome::OptedOut
+                    | Outcome::AnsweredBefore
+                    | Outcome::Coalesced => Vec::new(),
+                }
             }
         };
         for piece in pieces {

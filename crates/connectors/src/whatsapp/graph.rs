@@ -18,6 +18,8 @@ pub const OUTSIDE_THE_WINDOW: i64 = 131_047;
 pub struct Graph {
     http: reqwest::Client,
     messages_url: Url,
+    /// The API root with a trailing slash: media are at `{root}{media-id}`.
+    root: Url,
     token: SecretString,
     retry: RetryPolicy,
 }
@@ -39,6 +41,7 @@ impl Graph {
                 .timeout(Duration::from_secs(15))
                 .build()?,
             messages_url: root.join(&format!("{phone_number_id}/messages"))?,
+            root,
             token,
             retry,
         })
@@ -66,6 +69,40 @@ impl Graph {
             )
             .await
             .map_err(|failure| failure.error)
+    }
+
+    /// Marks `message_id` read and shows "typing…" (for up to 25 seconds, or until the reply):
+    /// one request, sent once and not retried, as it only decorates the reply.
+    pub async fn read_and_typing(&self, message_id: &str) -> anyhow::Result<()> {
+        let receipt = json!({
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+            "typing_indicator": { "type": "text" },
+        });
+        self.post(&receipt).await.map_err(|failure| failure.error)
+    }
+
+    /// Where a received medium can be downloaded (`GET /{media-id}`'s `url`), and the request
+    /// that downloads it, with the token (the URL refuses requests without).
+    pub async fn media(
+        &self,
+        http: reqwest::Client,
+        media_id: &str,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        let response = self
+            .http
+            .get(self.root.join(media_id)?)
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| anyhow::anyhow!("the media URL could not be had: {}", e.without_url()))?;
+        let medium: Value = response.json().await?;
+        let url = medium["url"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("the Graph API gave no media URL"))?;
+        Ok(http.get(url).bearer_auth(self.token.expose_secret()))
     }
 
     async fn post(&self, message: &Value) -> Result<(), Failure> {

@@ -34,6 +34,7 @@ use crate::operator::Delivery;
 use crate::queue::Queues;
 use crate::seen::Seen;
 use crate::split::split;
+use crate::transcribe::{Heard, KIND_VARIABLE, NoteInfo, TEXT, VOICE_NOTE};
 use graph::Graph;
 
 /// The channel's name in metrics and the `channel` variable.
@@ -209,18 +210,22 @@ async fn verify(
     crate::meta::answer_handshake(&state.settings.verify_token, handshake)
 }
 
-/// A text message of a notification.
+/// A text or audio message of a notification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextMessage {
     pub id: String,
     /// The sender's WhatsApp id: their number, digits only.
     pub wa_id: String,
+    /// The text; empty for audio.
     pub body: String,
+    /// An audio message's (a voice note's) media id and MIME type.
+    pub audio: Option<(String, String)>,
     /// Their profile name, when the notification carries it.
     pub name: Option<String>,
 }
 
-/// The text messages of a notification (statuses, other types and other fields left out).
+/// The text and audio messages of a notification (statuses, other types and other fields left
+/// out).
 pub fn text_messages(notification: &Value) -> Vec<TextMessage> {
     let values = notification["entry"]
         .as_array()
@@ -241,20 +246,27 @@ pub fn text_messages(notification: &Value) -> Vec<TextMessage> {
                 .map(str::to_owned)
         };
         for message in value["messages"].as_array().into_iter().flatten() {
-            let (Some(id), Some(wa_id), Some(body)) = (
-                message["id"].as_str(),
-                message["from"].as_str(),
-                message["text"]["body"].as_str(),
-            ) else {
+            let (Some(id), Some(wa_id)) = (message["id"].as_str(), message["from"].as_str()) else {
                 continue;
             };
-            if message["type"] != "text" {
-                continue;
-            }
+            let (body, audio) = match (message["type"].as_str(), message["text"]["body"].as_str()) {
+                (Some("text"), Some(body)) => (body.to_owned(), None),
+                (Some("audio"), _) => {
+                    let Some(media) = message["audio"]["id"].as_str() else {
+                        continue;
+                    };
+                    let mime = message["audio"]["mime_type"]
+                        .as_str()
+                        .unwrap_or("audio/ogg");
+                    (String::new(), Some((media.to_owned(), mime.to_owned())))
+                }
+                _ => continue,
+            };
             found.push(TextMessage {
                 id: id.to_owned(),
                 wa_id: wa_id.to_owned(),
-                body: body.to_owned(),
+                body,
+                audio,
                 name: name_of(wa_id),
             });
         }
@@ -283,41 +295,82 @@ async fn notified(
             tracing::info!(id = %message.id, "ignoring a redelivered message");
             continue;
         }
-        let customer = format!("+{}", message.wa_id);
-        let mut variables = Variables::new();
-        variables.insert("channel".into(), Value::from(CHANNEL));
-        variables.insert("bridge".into(), Value::from(BRIDGE));
-        variables.insert("phone".into(), Value::from(customer.as_str()));
-        if let Some(name) = &message.name {
-            variables.insert("name".into(), Value::from(name.as_str()));
-        }
-        let inbound = Inbound {
-            customer: customer.clone(),
-            text: message.body.clone(),
-            idempotency_key: format!("whatsapp:{}", message.id),
-            variables,
-        };
-        let worker = state.clone();
-        state.in_flight.push(&customer, async move {
-            let outcome = worker.bridge.answer(inbound).await;
-            metrics::message_in(CHANNEL, Some(&outcome));
-            let pieces = match outcome {
-                Outcome::Reply(reply) => split(&reply, MAX_CHARS),
-                Outcome::Apology(apology) => vec![apology],
-                Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => Vec::new(),
-            };
-            for piece in pieces {
-                let sent = worker.graph.send(&message.wa_id, &piece).await;
-                metrics::message_out(CHANNEL, sent.is_ok());
-                if let Err(error) = sent {
-                    tracing::error!(error = format!("{error:#}"), id = %message.id, "could not send the reply on WhatsApp");
-                    break;
-                }
+        // At once, beside the reply: the customer sees the message read and "typing…".
+        let graph = state.graph.clone();
+        let id = message.id.clone();
+        tokio::spawn(async move {
+            if let Err(error) = graph.read_and_typing(&id).await {
+                metrics::typing_failed(CHANNEL);
+                tracing::debug!(
+                    error = format!("{error:#}"),
+                    "could not show the typing indicator"
+                );
             }
+        });
+        let worker = state.clone();
+        let customer = format!("+{}", message.wa_id);
+        state.in_flight.push(&customer, async move {
+            answer_message(&worker, message).await;
             worker.bridge.handled.note();
         });
     }
     StatusCode::OK.into_response()
+}
+
+/// Answers one message (a voice note transcribed first) and sends the reply.
+async fn answer_message(state: &WhatsappState, message: TextMessage) {
+    let customer = format!("+{}", message.wa_id);
+    let mut variables = Variables::new();
+    variables.insert("channel".into(), Value::from(CHANNEL));
+    variables.insert("bridge".into(), Value::from(BRIDGE));
+    variables.insert("phone".into(), Value::from(customer.as_str()));
+    variables.insert(KIND_VARIABLE.into(), Value::from(TEXT));
+    if let Some(name) = &message.name {
+        variables.insert("name".into(), Value::from(name.as_str()));
+    }
+    let mut text = message.body.clone();
+    if let Some((media, mime_type)) = &message.audio {
+        let note = NoteInfo {
+            mime_type: mime_type.clone(),
+            ..NoteInfo::default()
+        };
+        let locate = |http: &reqwest::Client| state.graph.media(http.clone(), media);
+        match state.bridge.voice.hear(CHANNEL, note, locate).await {
+            Heard::Transcript(transcript) => text = transcript,
+            Heard::Say(sentence) => {
+                metrics::message_in(CHANNEL, None);
+                return send_pieces(state, &message, vec![sentence]).await;
+            }
+        }
+        variables.insert(KIND_VARIABLE.into(), Value::from(VOICE_NOTE));
+    }
+    let inbound = Inbound {
+        customer,
+        text,
+        idempotency_key: format!("whatsapp:{}", message.id),
+        variables,
+    };
+    let outcome = state.bridge.answer(inbound).await;
+    metrics::message_in(CHANNEL, Some(&outcome));
+    let pieces = match outcome {
+        Outcome::Reply(reply) => split(&reply, MAX_CHARS),
+        Outcome::Apology(apology) => vec![apology],
+        Outcome::Silent | Outcome::OptedOut | Outcome::AnsweredBefore | Outcome::Coalesced => {
+            Vec::new()
+        }
+    };
+    send_pieces(state, &message, pieces).await;
+}
+
+async fn send_pieces(state: &WhatsappState, message: &TextMessage, pieces: Vec<String>) {
+    for piece in pieces {
+        let sent = state.graph.send(&message.wa_id, &piece).await;
+        metrics::message_out(CHANNEL, sent.is_ok());
+        if let Err(error) = sent {
+            tracing::error!(error = format!("{error:#}"), id = %message.id, "could not send the reply on WhatsApp");
+            break;
+        }
+    }
 }
 
 /// Sends an operator message to a customer whose last message came through this bridge.

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use anyreply_client::{Client, RetryPolicy};
 use anyreply_connectors::bridge::Bridge;
+use anyreply_connectors::text::Texts;
+use anyreply_connectors::transcribe::{Transcriber, Voice};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -205,6 +207,7 @@ pub fn bridge_keeping_state_in(anyreply_url: &str, state_dir: PathBuf) -> Bridge
         apology: APOLOGY.to_owned(),
         state_dir,
         handled: Default::default(),
+        voice: Default::default(),
     }
 }
 
@@ -232,4 +235,61 @@ pub async fn conversation_with(server: &MockServer, variables: Value) {
         })))
         .mount(server)
         .await;
+}
+
+/// A voice note's bytes, as a channel serves them (not text: the upload must be byte-exact).
+pub const VOICE_BYTES: &[u8] =
+    b"OggS\x00\x02\x00\x00\xff\xfe a voice note \x80\x81\r\n--not-a-boundary";
+/// What the transcription model hears in [`VOICE_BYTES`].
+pub const TRANSCRIPT: &str = "do you ship to Austria?";
+pub const TRANSCRIPTION_MODEL: &str = "whisper-1";
+
+/// An OpenAI-compatible `POST /v1/audio/transcriptions` that hears [`TRANSCRIPT`].
+pub async fn transcription() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/transcriptions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "text": TRANSCRIPT })))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Voice notes transcribed by `server` (a [`transcription`]).
+pub fn voice_by(server: &MockServer) -> Voice {
+    let base = format!("{}/v1", server.uri()).parse().unwrap();
+    Voice {
+        transcriber: Some(
+            Transcriber::new(&base, TRANSCRIPTION_MODEL, Some("sk-test".into())).unwrap(),
+        ),
+        texts: Texts::default(),
+    }
+}
+
+/// Checks that `server` was asked once, with the note's exact bytes as `file` (named and typed
+/// `mime_type`), the model and the key.
+pub async fn assert_transcribed(server: &MockServer, file_name: &str, mime_type: &str) {
+    let asked = server.received_requests().await.unwrap();
+    assert_eq!(asked.len(), 1);
+    let request = &asked[0];
+    assert_eq!(request.headers["authorization"], "Bearer sk-test");
+    let content_type = request.headers["content-type"].to_str().unwrap();
+    let boundary = content_type
+        .strip_prefix("multipart/form-data; boundary=")
+        .unwrap();
+    let part = |head: &str, content: &[u8]| {
+        let mut expected = format!("--{boundary}\r\n{head}\r\n\r\n").into_bytes();
+        expected.extend_from_slice(content);
+        expected.extend_from_slice(b"\r\n");
+        request.body.windows(expected.len()).any(|w| w == expected)
+    };
+    let file_head = format!(
+        "Content-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {mime_type}"
+    );
+    assert!(part(&file_head, VOICE_BYTES), "the note's bytes as `file`");
+    let model_head = "Content-Disposition: form-data; name=\"model\"";
+    assert!(
+        part(model_head, TRANSCRIPTION_MODEL.as_bytes()),
+        "the model"
+    );
 }

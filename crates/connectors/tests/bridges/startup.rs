@@ -252,3 +252,42 @@ async fn the_shared_start_names_every_problem_before_contacting_anyreply() {
     }
     assert!(anyreply.received_requests().await.unwrap().is_empty());
 }
+
+#[test]
+fn bad_transcription_settings_are_named_too() {
+    let errors = start(
+        env!("CARGO_BIN_EXE_anyreply-telegram"),
+        &[
+            ("ANYREPLY_TELEGRAM_TOKEN", "123456:ABC"),
+            ("ANYREPLY_API_KEY", "ark_x"),
+            ("ANYREPLY_ASSISTANT_ID", "1"),
+            ("ANYREPLY_TRANSCRIPTION_MODEL", "whisper-1"),
+            ("ANYREPLY_TRANSCRIPTION_BASE_URL", "not a url"),
+            ("ANYREPLY_TRANSCRIPTION_MAX_SECONDS", "five minutes"),
+        ],
+    );
+    names(
+        &errors,
+        &[
+            "ANYREPLY_TRANSCRIPTION_BASE_URL=\"not a url\"",
+            "ANYREPLY_TRANSCRIPTION_MAX_SECONDS=\"five minutes\"",
+        ],
+    );
+}
+
+#[test]
+fn voice_notes_are_transcribed_only_when_a_model_is_named() {
+    let texts = anyreply_connectors::text::Texts::default();
+    let read = |vars: &[(&str, &str)]| {
+        let mut env = Env::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        anyreply_connectors::transcribe::Voice::read(&mut env, &texts)
+    };
+    assert!(read(&[]).transcriber.is_none());
+    let voice = read(&[
+        ("ANYREPLY_TRANSCRIPTION_MODEL", "whisper-1"),
+        ("ANYREPLY_TRANSCRIPTION_MAX_SECONDS", "60"),
+    ]);
+    let transcriber = voice.transcriber.unwrap();
+    assert_eq!(transcriber.max_seconds, 60);
+    assert_eq!(transcriber.max_bytes, 25 * 1024 * 1024);
+}

@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use anyreply_connectors::bridge::Handled;
 use anyreply_connectors::telegram::{self, GroupPolicy, TelegramSettings};
-use anyreply_connectors::text::Texts;
+use anyreply_connectors::text::{self, Texts};
+use anyreply_connectors::transcribe::Voice;
 use serde_json::{Value, json};
 use teloxide::adaptors::throttle::Limits;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::{
-    APOLOGY, EventLog, HANDED_OVER, anyreply, anyreply_requests, bridge, bridge_keeping_state_in,
-    eventually, long_reply, resumed_after, state_dir,
+    APOLOGY, EventLog, HANDED_OVER, TRANSCRIPT, VOICE_BYTES, anyreply, anyreply_requests,
+    assert_transcribed, bridge, bridge_keeping_state_in, eventually, long_reply, resumed_after,
+    state_dir, transcription, voice_by,
 };
 
 const TOKEN: &str = "123456:TEST-token";
@@ -89,6 +91,7 @@ fn settings_for_tests() -> TelegramSettings {
         send_retries: 3,
         send_backoff: Duration::from_millis(10),
         poll_timeout: Duration::from_secs(1),
+        typing_every: telegram::TYPING_EVERY,
         limits: Limits {
             messages_per_sec_chat: 100,
             messages_per_min_chat: 1000,
@@ -114,6 +117,16 @@ impl Telegram {
         state: Option<PathBuf>,
         configure: impl FnOnce(&mut TelegramSettings),
     ) -> Self {
+        Self::start_hearing(Voice::default(), anyreply_url, state, configure).await
+    }
+
+    /// Like [`Self::start_against`], with voice notes heard by `voice`.
+    async fn start_hearing(
+        voice: Voice,
+        anyreply_url: Option<String>,
+        state: Option<PathBuf>,
+        configure: impl FnOnce(&mut TelegramSettings),
+    ) -> Self {
         let updates = Arc::new(Mutex::new(VecDeque::new()));
         let api = bot_api(updates.clone()).await;
         let anyreply = anyreply().await;
@@ -125,10 +138,11 @@ impl Telegram {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let bridge = bridge_keeping_state_in(
+        let mut bridge = bridge_keeping_state_in(
             &anyreply_url.unwrap_or_else(|| anyreply.uri()),
             state.unwrap_or_else(state_dir),
         );
+        bridge.voice = voice;
         let handled = bridge.handled.clone();
         let task = tokio::spawn(telegram::run(settings, bridge, listener, async move {
             let _ = stopped.await;
@@ -225,7 +239,10 @@ async fn a_message_gets_the_assistants_reply() {
     assert_eq!(body["customer_identifier"], "telegram:42");
     assert_eq!(
         body["variables"],
-        json!({ "channel": "telegram", "name": "Ada Lovelace", "username": "ada", "language": "en" })
+        json!({
+            "channel": "telegram", "name": "Ada Lovelace", "username": "ada", "language": "en",
+            "message_kind": "text"
+        })
     );
     assert_eq!(asked[0].headers["idempotency-key"], "telegram:42:10");
     let typing = bot.calls("sendchataction").await;
@@ -641,4 +658,133 @@ async fn operator_messages_reach_their_chats_split_and_once_across_a_restart() {
         "read from the state file"
     );
     again.stop().await;
+}
+
+/// A voice note of `seconds` from Ada, in chat 42.
+fn voice_update(update_id: u32, message_id: i32, seconds: u32) -> Value {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id, "date": 1_764_000_000,
+            "chat": { "id": 42, "type": "private", "first_name": "Ada" },
+            "from": { "id": 42, "is_bot": false, "first_name": "Ada" },
+            "voice": {
+                "file_id": "AwACAgIAAxkBAAIBZ", "file_unique_id": "AgADcw", "duration": seconds,
+                "mime_type": "audio/ogg", "file_size": VOICE_BYTES.len()
+            }
+        }
+    })
+}
+
+/// The Bot API's `getFile` and the file's download, at `/file/bot<token>/<file_path>`.
+async fn serve_the_note(api: &MockServer) {
+    Mock::given(path_regex("(?i)/getfile$"))
+        .respond_with(ok(json!({
+            "file_id": "AwACAgIAAxkBAAIBZ", "file_unique_id": "AgADcw",
+            "file_size": VOICE_BYTES.len(), "file_path": "voice/file_7.oga"
+        })))
+        .mount(api)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path(format!(
+            "/file/bot{TOKEN}/voice/file_7.oga"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(VOICE_BYTES, "audio/ogg"))
+        .mount(api)
+        .await;
+}
+
+#[tokio::test]
+async fn a_voice_note_is_transcribed_and_the_transcript_answered() {
+    let heard = transcription().await;
+    let mut bot = Telegram::start_hearing(voice_by(&heard), None, None, |_| {}).await;
+    serve_the_note(&bot.api).await;
+    bot.push(vec![voice_update(1, 10, 4)]);
+    bot.wait_for_sends(1).await;
+    assert_eq!(bot.sent().await, [(42, format!("echo: {TRANSCRIPT}"))]);
+    assert_transcribed(&heard, "voice.ogg", "audio/ogg").await;
+    let asked = anyreply_requests(&bot.anyreply).await;
+    let body: Value = serde_json::from_slice(&asked[0].body).unwrap();
+    assert_eq!(body["message"], TRANSCRIPT);
+    assert_eq!(body["variables"]["message_kind"], "voice_note");
+    assert_eq!(asked[0].headers["idempotency-key"], "telegram:42:10");
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_model_or_over_the_limit_a_voice_note_gets_a_sentence() {
+    let mut bot = Telegram::start(|_| {}).await;
+    serve_the_note(&bot.api).await;
+    bot.push(vec![voice_update(1, 10, 4)]);
+    bot.handled.reach(1).await;
+    bot.stop().await;
+    assert_eq!(bot.sent().await, [(42, text::VOICE_OFF.to_owned())]);
+    assert!(anyreply_requests(&bot.anyreply).await.is_empty());
+    assert!(bot.calls("getfile").await.is_empty());
+
+    // Five minutes and a second: refused on what Telegram tells, before any download.
+    let heard = transcription().await;
+    let mut bot = Telegram::start_hearing(voice_by(&heard), None, None, |_| {}).await;
+    serve_the_note(&bot.api).await;
+    bot.push(vec![voice_update(1, 10, 301)]);
+    bot.handled.reach(1).await;
+    bot.stop().await;
+    assert_eq!(bot.sent().await, [(42, text::VOICE_TOO_LONG.to_owned())]);
+    assert!(bot.calls("getfile").await.is_empty());
+    assert!(heard.received_requests().await.unwrap().is_empty());
+    assert!(anyreply_requests(&bot.anyreply).await.is_empty());
+}
+
+#[tokio::test]
+async fn typing_is_shown_at_once_and_renewed_until_a_slow_reply() {
+    let mut bot = Telegram::start(|s| s.typing_every = Duration::from_millis(50)).await;
+    // `slow…` takes AnyReply 300 ms: several renewals.
+    bot.push(vec![text_update(1, 42, 10, "slow answer")]);
+    bot.wait_for_sends(1).await;
+    let methods: Vec<String> = bot
+        .api
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.url
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_ascii_lowercase()
+        })
+        .filter(|m| m == "sendchataction" || m == "sendmessage")
+        .collect();
+    let before_reply = methods
+        .iter()
+        .take_while(|m| *m == "sendchataction")
+        .count();
+    assert!(before_reply >= 2, "typing shown and renewed: {methods:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = bot.calls("sendchataction").await.len();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        bot.calls("sendchataction").await.len(),
+        after,
+        "stopped with the reply"
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_or_failing_typing_indicator_never_delays_the_reply() {
+    let mut bot = Telegram::start(|_| {}).await;
+    Mock::given(path_regex("(?i)/sendchataction$"))
+        .respond_with(ok(json!(true)).set_delay(Duration::from_secs(30)))
+        .with_priority(1)
+        .mount(&bot.api)
+        .await;
+    let started = std::time::Instant::now();
+    bot.push(vec![text_update(1, 42, 10, "quick")]);
+    bot.wait_for_sends(1).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(bot.sent().await, [(42, "echo: quick".to_owned())]);
+    bot.stop().await;
 }

@@ -3,14 +3,16 @@
 use std::time::Duration;
 
 use anyreply_connectors::bridge::Handled;
+use anyreply_connectors::text;
+use anyreply_connectors::transcribe::Voice;
 use anyreply_connectors::twilio::{self, ReplyMode, TwilioSettings, signature};
 use serde_json::Value;
 use wiremock::matchers::{basic_auth, body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::{
-    APOLOGY, CONVERSATION, EventLog, anyreply, anyreply_requests, bridge, conversation_with,
-    eventually, long_reply,
+    APOLOGY, CONVERSATION, EventLog, TRANSCRIPT, VOICE_BYTES, anyreply, anyreply_requests,
+    assert_transcribed, bridge, conversation_with, eventually, long_reply, transcription, voice_by,
 };
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -30,6 +32,11 @@ struct Sms {
 
 impl Sms {
     async fn start(configure: impl FnOnce(&mut TwilioSettings)) -> Self {
+        Self::start_hearing(Voice::default(), configure).await
+    }
+
+    /// Like [`Self::start`], with voice notes heard by `voice`.
+    async fn start_hearing(voice: Voice, configure: impl FnOnce(&mut TwilioSettings)) -> Self {
         let rest = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path(format!(
@@ -58,7 +65,8 @@ impl Sms {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let bridge = bridge(&anyreply.uri());
+        let mut bridge = bridge(&anyreply.uri());
+        bridge.voice = voice;
         let handled = bridge.handled.clone();
         let running = tokio::spawn(twilio::run(settings, bridge, listener, async move {
             let _ = stopped.await;
@@ -111,6 +119,30 @@ impl Sms {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        self.post(params, signing).await
+    }
+
+    /// A WhatsApp voice note, its audio at `{rest}/…/Media/ME1`, from `whatsapp:+15550001111`.
+    async fn deliver_voice(&self, sid: &str) -> (u16, String) {
+        let media = format!("{}{VOICE_MEDIA}", self.rest.uri());
+        let params: Vec<(String, String)> = [
+            ("AccountSid", ACCOUNT),
+            ("Body", ""),
+            ("From", "whatsapp:+15550001111"),
+            ("MediaContentType0", "audio/ogg"),
+            ("MediaUrl0", &media),
+            ("MessageSid", sid),
+            ("MessageType", "audio"),
+            ("NumMedia", "1"),
+            ("To", "whatsapp:+14155238886"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        self.post(params, Signing::For(PUBLIC_URL)).await
+    }
+
+    async fn post(&self, params: Vec<(String, String)>, signing: Signing) -> (u16, String) {
         let mut request = self
             .http
             .post(format!("{}{}", self.base, twilio::WEBHOOK_PATH))
@@ -188,6 +220,7 @@ async fn an_sms_is_acknowledged_at_once_and_answered_by_the_rest_api() {
         body["variables"],
         serde_json::json!({
             "channel": "sms", "bridge": "twilio", "phone": "+15550001111", "country": "US",
+            "message_kind": "text",
             "business_number": "+18005551212"
         })
     );
@@ -532,6 +565,7 @@ async fn a_whatsapp_message_is_answered_on_whatsapp_by_the_same_customers_conver
         bodies[0]["variables"],
         serde_json::json!({
             "channel": "whatsapp", "bridge": "twilio", "phone": "+15550001111", "country": "US",
+            "message_kind": "text",
             "business_number": WHATSAPP_BUSINESS
         })
     );
@@ -651,4 +685,68 @@ async fn a_coalesced_message_sends_nothing() {
         .map(|(_, _, body)| body)
         .collect();
     assert_eq!(bodies, ["echo: the rest of it"]);
+}
+
+/// Where Twilio keeps the voice note's audio (it wants the account's credentials).
+const VOICE_MEDIA: &str =
+    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM1/Media/ME1";
+
+async fn serve_the_note(rest: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path(VOICE_MEDIA))
+        .and(basic_auth(ACCOUNT, AUTH_TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(VOICE_BYTES, "audio/ogg"))
+        .mount(rest)
+        .await;
+}
+
+#[tokio::test]
+async fn a_whatsapp_voice_note_is_transcribed_and_answered_in_both_modes() {
+    for mode in [ReplyMode::Rest, ReplyMode::Inline] {
+        let heard = transcription().await;
+        let sms = Sms::start_hearing(voice_by(&heard), |s| s.mode = mode).await;
+        serve_the_note(&sms.rest).await;
+        let (status, twiml) = sms.deliver_voice("MM1").await;
+        assert_eq!(status, 200);
+        sms.handled.reach(1).await;
+        let reply = format!("echo: {TRANSCRIPT}");
+        match mode {
+            ReplyMode::Rest => assert_eq!(sms.sent().await[0].2, reply),
+            ReplyMode::Inline => assert!(twiml.contains(&reply), "{twiml}"),
+        }
+        assert_transcribed(&heard, "voice.ogg", "audio/ogg").await;
+        let asked = anyreply_requests(&sms.anyreply).await;
+        let request: Value = serde_json::from_slice(&asked[0].body).unwrap();
+        assert_eq!(request["message"], TRANSCRIPT);
+        assert_eq!(request["variables"]["message_kind"], "voice_note");
+        assert_eq!(request["variables"]["channel"], "whatsapp");
+    }
+}
+
+#[tokio::test]
+async fn a_voice_note_without_a_model_gets_the_only_text_sentence() {
+    let sms = Sms::start(|_| {}).await;
+    serve_the_note(&sms.rest).await;
+    sms.deliver_voice("MM2").await;
+    sms.handled.reach(1).await;
+    assert_eq!(sms.sent().await[0].2, text::VOICE_OFF);
+    assert!(anyreply_requests(&sms.anyreply).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_transcription_that_fails_gets_a_sentence_not_silence() {
+    let broken = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(serde_json::json!({ "error": { "message": "model overloaded" } })),
+        )
+        .mount(&broken)
+        .await;
+    let sms = Sms::start_hearing(voice_by(&broken), |_| {}).await;
+    serve_the_note(&sms.rest).await;
+    sms.deliver_voice("MM3").await;
+    sms.handled.reach(1).await;
+    assert_eq!(sms.sent().await[0].2, text::VOICE_FAILED);
+    assert!(anyreply_requests(&sms.anyreply).await.is_empty());
 }

@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use anyreply_connectors::bridge::Handled;
+use anyreply_connectors::text;
+use anyreply_connectors::transcribe::Voice;
 use anyreply_connectors::whatsapp::{self, WhatsappSettings, signature};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::{
-    EventLog, anyreply, anyreply_requests, bridge, conversation_with, eventually, long_reply,
+    EventLog, TRANSCRIPT, VOICE_BYTES, anyreply, anyreply_requests, assert_transcribed, bridge,
+    conversation_with, eventually, long_reply, transcription, voice_by,
 };
 
 const TOKEN: &str = "EAAG-access-token";
@@ -30,6 +33,11 @@ struct Whatsapp {
 
 impl Whatsapp {
     async fn start() -> Self {
+        Self::start_hearing(Voice::default()).await
+    }
+
+    /// Like [`Self::start`], with voice notes heard by `voice`.
+    async fn start_hearing(voice: Voice) -> Self {
         let graph = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path(MESSAGES))
@@ -53,7 +61,8 @@ impl Whatsapp {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let bridge = bridge(&anyreply.uri());
+        let mut bridge = bridge(&anyreply.uri());
+        bridge.voice = voice;
         let handled = bridge.handled.clone();
         tokio::spawn(whatsapp::run(
             settings,
@@ -92,8 +101,9 @@ impl Whatsapp {
             .unwrap()
             .iter()
             .filter(|r| r.url.path() == MESSAGES)
-            .map(|r| {
-                let body: Value = serde_json::from_slice(&r.body).unwrap();
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+            .filter(|body| body["type"] == "text")
+            .map(|body| {
                 (
                     body["to"].as_str().unwrap().to_owned(),
                     body["text"]["body"].as_str().unwrap().to_owned(),
@@ -163,10 +173,21 @@ async fn a_text_message_is_answered_through_the_graph_api() {
             "echo: Do you deliver?".to_owned()
         )]
     );
-    let sent = &wa.graph.received_requests().await.unwrap()[0];
-    let body: Value = serde_json::from_slice(&sent.body).unwrap();
+    let sent = wa.graph.received_requests().await.unwrap();
+    let bodies: Vec<Value> = sent
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    // The read receipt with "typing…" first, then the reply.
     assert_eq!(
-        body,
+        bodies[0],
+        json!({
+            "messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN1",
+            "typing_indicator": { "type": "text" }
+        })
+    );
+    assert_eq!(
+        bodies[1],
         json!({
             "messaging_product": "whatsapp", "recipient_type": "individual",
             "to": "4915551234567", "type": "text",
@@ -178,7 +199,10 @@ async fn a_text_message_is_answered_through_the_graph_api() {
     assert_eq!(request["customer_identifier"], "+4915551234567");
     assert_eq!(
         request["variables"],
-        json!({ "channel": "whatsapp", "bridge": "whatsapp-cloud", "phone": "+4915551234567", "name": "Anna" })
+        json!({
+            "channel": "whatsapp", "bridge": "whatsapp-cloud", "phone": "+4915551234567",
+            "name": "Anna", "message_kind": "text"
+        })
     );
     assert_eq!(asked[0].headers["idempotency-key"], "whatsapp:wamid.IN1");
 }
@@ -237,6 +261,7 @@ async fn a_5xx_is_retried_and_a_message_outside_the_24_hour_window_is_not() {
     let wa = Whatsapp::start().await;
     Mock::given(method("POST"))
         .and(path(MESSAGES))
+        .and(body_partial_json(json!({ "type": "text" })))
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(2)
         .with_priority(1)
@@ -286,5 +311,109 @@ async fn operator_messages_go_out_for_customers_of_this_bridge_only() {
             "15550001111".to_owned(),
             "Anna here: your parcel left.".to_owned()
         )]
+    );
+}
+
+/// A notification of a voice note (audio `1234567890`) from +49 155 51234567.
+fn voice_from(id: &str) -> Value {
+    let mut notification = text_from(id, "");
+    notification["entry"][0]["changes"][0]["value"]["messages"][0] = json!({
+        "from": "4915551234567", "id": id, "timestamp": "1749416383", "type": "audio",
+        "audio": {
+            "mime_type": "audio/ogg; codecs=opus", "sha256": "bf4b6a1e", "id": "1234567890",
+            "voice": true
+        }
+    });
+    notification
+}
+
+/// The Graph API's media lookup (`GET /{media-id}`) and the download it points at, both
+/// wanting the token.
+async fn serve_the_note(graph: &MockServer) {
+    let bearer = format!("Bearer {TOKEN}");
+    Mock::given(method("GET"))
+        .and(path("/v21.0/1234567890"))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp", "url": format!("{}/whatsapp_business/attachments/?mid=1234567890", graph.uri()),
+            "mime_type": "audio/ogg", "sha256": "bf4b6a1e", "file_size": VOICE_BYTES.len(), "id": "1234567890"
+        })))
+        .mount(graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/whatsapp_business/attachments/"))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(VOICE_BYTES, "audio/ogg"))
+        .mount(graph)
+        .await;
+}
+
+#[tokio::test]
+async fn a_voice_note_is_downloaded_with_the_token_transcribed_and_answered() {
+    let heard = transcription().await;
+    let wa = Whatsapp::start_hearing(voice_by(&heard)).await;
+    serve_the_note(&wa.graph).await;
+    assert_eq!(
+        wa.notify(&voice_from("wamid.V1"), Some(APP_SECRET)).await,
+        200
+    );
+    wa.handled.reach(1).await;
+    assert_eq!(
+        wa.sent().await,
+        [("4915551234567".to_owned(), format!("echo: {TRANSCRIPT}"))]
+    );
+    assert_transcribed(&heard, "voice.ogg", "audio/ogg").await;
+    let asked = anyreply_requests(&wa.anyreply).await;
+    let request: Value = serde_json::from_slice(&asked[0].body).unwrap();
+    assert_eq!(request["message"], TRANSCRIPT);
+    assert_eq!(request["variables"]["message_kind"], "voice_note");
+}
+
+#[tokio::test]
+async fn a_voice_note_without_a_model_or_too_large_gets_a_sentence() {
+    let wa = Whatsapp::start().await;
+    serve_the_note(&wa.graph).await;
+    wa.notify(&voice_from("wamid.V2"), Some(APP_SECRET)).await;
+    wa.handled.reach(1).await;
+    assert_eq!(
+        wa.sent().await,
+        [("4915551234567".to_owned(), text::VOICE_OFF.to_owned())]
+    );
+    assert!(anyreply_requests(&wa.anyreply).await.is_empty());
+
+    // Meta tells no size beforehand: the download stops past the limit.
+    let heard = transcription().await;
+    let mut voice = voice_by(&heard);
+    voice.transcriber.as_mut().unwrap().max_bytes = 10;
+    let wa = Whatsapp::start_hearing(voice).await;
+    serve_the_note(&wa.graph).await;
+    wa.notify(&voice_from("wamid.V3"), Some(APP_SECRET)).await;
+    wa.handled.reach(1).await;
+    assert_eq!(
+        wa.sent().await,
+        [("4915551234567".to_owned(), text::VOICE_TOO_LONG.to_owned())]
+    );
+    assert!(heard.received_requests().await.unwrap().is_empty());
+    assert!(anyreply_requests(&wa.anyreply).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_slow_read_receipt_never_delays_the_reply() {
+    let wa = Whatsapp::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .and(body_partial_json(json!({ "status": "read" })))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .with_priority(1)
+        .mount(&wa.graph)
+        .await;
+    let started = std::time::Instant::now();
+    wa.notify(&text_from("wamid.IN9", "quick"), Some(APP_SECRET))
+        .await;
+    wa.handled.reach(1).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        wa.sent().await,
+        [("4915551234567".to_owned(), "echo: quick".to_owned())]
     );
 }

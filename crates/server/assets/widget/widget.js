@@ -63,6 +63,12 @@
     ".operator { border-color: #b9c9ff; }" +
     ".note { align-self: center; font-size: 13px; color: #5b6478; text-align: center; }" +
     ".writing::after { content: '\\2026'; }" +
+    ".typing { display: inline-flex; gap: 4px; align-items: center; height: 1.4em; }" +
+    ".dot { width: 6px; height: 6px; border-radius: 50%; background: #8a93a6; animation: anyreply-dot 1.2s infinite ease-in-out both; }" +
+    ".dot:nth-child(2) { animation-delay: .2s; } .dot:nth-child(3) { animation-delay: .4s; }" +
+    "@keyframes anyreply-dot { 0%, 80%, 100% { opacity: .25; } 40% { opacity: 1; } }" +
+    "@media (prefers-reduced-motion: reduce) { .dot { animation: none; opacity: .6; } }" +
+    ".sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }" +
     "form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e3e8f0; }" +
     "label { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }" +
     "input { flex: 1; min-width: 0; font: inherit; padding: 8px 10px; border: 1px solid #c9d1e0; border-radius: 8px; }" +
@@ -108,6 +114,17 @@
     log.appendChild(item);
     log.scrollTop = log.scrollHeight;
     return item;
+  }
+
+  // Three dots while the reply is made; screen readers hear "typing…" (the log is live).
+  function typingDots() {
+    var dots = document.createElement("span");
+    dots.className = "typing";
+    dots.setAttribute("role", "status");
+    dots.innerHTML =
+      '<span class="dot" aria-hidden="true"></span><span class="dot" aria-hidden="true"></span>' +
+      '<span class="dot" aria-hidden="true"></span><span class="sr">typing\u2026</span>';
+    return dots;
   }
 
   function note(text) {
@@ -225,7 +242,7 @@
     send.disabled = true;
     bubble("user", text);
     var reply = bubble("assistant", "");
-    reply.classList.add("writing");
+    reply.appendChild(typingDots());
     var written = "";
     var finished = false;
     function fail(message) {
@@ -274,6 +291,8 @@
         }
         return readEvents(response, function (name, data) {
           if (name === "delta") {
+            // The dots give way to the words (textContent below replaces them).
+            reply.classList.add("writing");
             written += data.text;
             reply.textContent = written;
             log.scrollTop = log.scrollHeight;
