@@ -315,6 +315,9 @@ async fn notified(
                 "could not record when the customer wrote; operator messages may go with the HUMAN_AGENT tag"
             );
         }
+        if matches!(message.content, Content::Text(_)) {
+            show_typing(&state, message.platform.channel(), &message.sender);
+        }
         let worker = state.clone();
         state.in_flight.push(&customer.clone(), async move {
             answer(&worker, customer, message).await;
@@ -322,6 +325,17 @@ async fn notified(
         });
     }
     StatusCode::OK.into_response()
+}
+
+/// At once, beside the reply (never before it): the customer sees "typing…".
+fn show_typing(state: &Arc<MessengerState>, channel: &'static str, recipient: &str) {
+    let (state, recipient) = (state.clone(), recipient.to_owned());
+    tokio::spawn(async move {
+        if let Err(error) = state.send.typing_on(&recipient).await {
+            metrics::typing_failed(channel);
+            tracing::debug!(error = format!("{error:#}"), "could not show typing_on");
+        }
+    });
 }
 
 /// Answers one customer's message: through AnyReply for text, with the sentence for an

@@ -79,6 +79,13 @@ impl SendApi {
             .map_err(|failure| failure.error)
     }
 
+    /// Shows the customer "typing…" (Meta shows it for 20 seconds, or until the reply). Tried
+    /// once: a sign of life is not worth a retry.
+    pub async fn typing_on(&self, recipient: &str) -> anyhow::Result<()> {
+        let action = json!({ "recipient": { "id": recipient }, "sender_action": "typing_on" });
+        self.post(&action).await.map_err(|failure| failure.error)
+    }
+
     async fn post(&self, message: &Value) -> Result<(), Failure> {
         let mut url = self.messages_url.clone();
         url.query_pairs_mut()

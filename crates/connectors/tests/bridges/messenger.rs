@@ -93,8 +93,17 @@ impl Messenger {
         request.send().await.unwrap().status().as_u16()
     }
 
-    /// The body of every message sent through the Send API, in order.
+    /// The body of every message sent through the Send API, in order (sender actions apart).
     async fn sent(&self) -> Vec<Value> {
+        self.posted()
+            .await
+            .into_iter()
+            .filter(|body| body.get("sender_action").is_none())
+            .collect()
+    }
+
+    /// Every body posted to the Send API, messages and sender actions, in order.
+    async fn posted(&self) -> Vec<Value> {
         self.graph
             .received_requests()
             .await
@@ -364,4 +373,54 @@ async fn a_customers_message_opens_the_window_and_meta_s_refusal_is_not_retried(
     assert_eq!(sent[2]["tag"], "HUMAN_AGENT");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(m.sent().await.len(), 3, "a refusal is not retried");
+}
+
+#[tokio::test]
+async fn the_customer_sees_typing_at_once_and_a_stuck_indicator_does_not_hold_the_reply() {
+    let messenger = Messenger::start().await;
+    // Meta takes 30 s to take the typing indicator: the reply goes out all the same.
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .and(body_partial_json(json!({ "sender_action": "typing_on" })))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .with_priority(1)
+        .mount(&messenger.graph)
+        .await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        messenger
+            .notify(&text("m_typing", "Hello?"), Some(APP_SECRET))
+            .await,
+        200
+    );
+    messenger.handled.reach(1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the reply waited"
+    );
+    let posted = messenger.posted().await;
+    assert!(
+        posted.contains(&json!({ "recipient": { "id": PSID }, "sender_action": "typing_on" })),
+        "{posted:?}"
+    );
+    assert_eq!(messenger.texts().await.len(), 1, "{posted:?}");
+    // An attachment gets its sentence without a typing indicator.
+    messenger
+        .notify(
+            &notification(
+                "page",
+                PSID,
+                json!({ "message": { "mid": "m_att", "attachments": [{ "type": "image" }] } }),
+            ),
+            Some(APP_SECRET),
+        )
+        .await;
+    messenger.handled.reach(2).await;
+    let typing = messenger
+        .posted()
+        .await
+        .iter()
+        .filter(|body| body.get("sender_action").is_some())
+        .count();
+    assert_eq!(typing, 1);
 }
