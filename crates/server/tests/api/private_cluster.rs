@@ -217,17 +217,21 @@ async fn turn_listeners(data: &DataDir) -> Option<i64> {
     Some(count.n)
 }
 
-/// What the stored dues still owe back to the accounts, in hundred-millionths.
-async fn refunds_owed(data: &DataDir) -> i64 {
+/// The accounts' balances with the refunds their dues still owe, in hundred-millionths: read
+/// in one statement, so in one snapshot. (Read apart, the server's own payment of a due can
+/// fall between the two reads, and the refund be counted in neither.)
+async fn balances_and_refunds_owed(data: &DataDir) -> i64 {
     let url = PrivateCluster::new(Some(data.0.clone()), None)
         .unwrap()
         .url("anyreply");
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
-    let owed: Count =
-        diesel::sql_query("SELECT coalesce(sum(refund), 0)::int8 AS n FROM settlements_due")
-            .get_result(&mut conn)
-            .await
-            .unwrap();
+    let owed: Count = diesel::sql_query(
+        "SELECT ((SELECT coalesce(sum(balance), 0) FROM accounts)
+               + (SELECT coalesce(sum(refund), 0) FROM settlements_due))::int8 AS n",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
     owed.n
 }
 
@@ -529,12 +533,11 @@ async fn a_killed_postmaster_is_started_again_and_nothing_is_lost() {
     );
     // The refund of the last reply is paid in a commit that does not wait for the disk, which
     // the crash may have taken: its due, stored durably, still owes it (the sweep pays it).
-    let balance_after = s.get("/api/user/me").await.json()["total_balance"].clone();
-    let owed = refunds_owed(&s.data).await;
+    let owed_and_balance = balances_and_refunds_owed(&s.data).await;
     assert_eq!(
-        money(&balance_after) + owed,
+        owed_and_balance,
         money(&balance_before),
-        "the balance {balance_after} and the dues' refunds {owed} are not the balance before, {balance_before}"
+        "the balance with the dues' refunds ({owed_and_balance} hundred-millionths) is not the balance before, {balance_before}"
     );
 
     // The loops holding connections are back: the listener for turns (otherwise a queued
