@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use anyreply_client::{Retry, RetryPolicy};
-use reqwest::StatusCode;
+use anyreply_client::RetryPolicy;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
 
 use super::window::Window;
+use crate::meta::{Failure, Refusal};
 
 /// Meta's subcode for a message outside the window its type allows.
 pub const OUTSIDE_THE_WINDOW: i64 = 2_018_278;
@@ -96,43 +96,17 @@ impl SendApi {
             .json(message)
             .send()
             .await
-            .map_err(|error| Failure {
-                retry: Retry::Backoff,
-                // Without the URL: it holds the token.
-                error: anyhow::anyhow!(
-                    "Meta's Send API could not be reached: {}",
-                    error.without_url()
-                ),
-            })?;
-        let status = response.status();
-        if status.is_success() {
+            .map_err(|error| Failure::unreachable("Meta's Send API", error))?;
+        if response.status().is_success() {
             return Ok(());
         }
-        let answer: Value = response.json().await.unwrap_or_default();
-        let code = answer["error"]["code"].as_i64();
-        let subcode = answer["error"]["error_subcode"].as_i64();
-        let detail = answer["error"]["message"].as_str().unwrap_or("no message");
-        let retry = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            Retry::Backoff
-        } else {
-            Retry::Never
-        };
-        let error = if subcode == Some(OUTSIDE_THE_WINDOW) {
-            anyhow::anyhow!(
+        let refusal = Refusal::of(response).await;
+        Err(if refusal.subcode == Some(OUTSIDE_THE_WINDOW) {
+            refusal.failure_saying(anyhow::anyhow!(
                 "Meta refused the message: it is outside the window after the customer's last message (24 hours, 7 days for a person's) (subcode {OUTSIDE_THE_WINDOW})"
-            )
+            ))
         } else {
-            anyhow::anyhow!(
-                "Meta refused the message: HTTP {status}, error {}: {detail}",
-                code.map_or_else(|| "unknown".to_owned(), |code| code.to_string())
-            )
-        };
-        Err(Failure { retry, error })
+            refusal.failure("Meta")
+        })
     }
-}
-
-/// A failed send, and whether it is worth another.
-struct Failure {
-    retry: Retry,
-    error: anyhow::Error,
 }

@@ -42,3 +42,77 @@ pub fn is_signed(app_secret: &SecretString, headers: &axum::http::HeaderMap, bod
         .and_then(|value| value.to_str().ok());
     signature::is_valid(app_secret.expose_secret(), body, header)
 }
+
+/// A failed call of Meta's Graph API (the WhatsApp Cloud API's and the Send API's alike), and
+/// whether it is worth another.
+#[derive(Debug)]
+pub struct Failure {
+    pub retry: anyreply_client::Retry,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// `service` could not be reached: worth another try. The error leaves out the URL, which
+    /// may hold the token.
+    pub fn unreachable(service: &str, error: reqwest::Error) -> Self {
+        Self {
+            retry: anyreply_client::Retry::Backoff,
+            error: anyhow::anyhow!("{service} could not be reached: {}", error.without_url()),
+        }
+    }
+}
+
+/// Meta's refusal of a call: its HTTP status and the error's code, subcode and message.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: reqwest::StatusCode,
+    pub code: Option<i64>,
+    pub subcode: Option<i64>,
+    pub detail: String,
+}
+
+impl Refusal {
+    /// Reads the refusal `response` carries (Meta's `{"error": {...}}`).
+    pub async fn of(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        Self {
+            status,
+            code: answer["error"]["code"].as_i64(),
+            subcode: answer["error"]["error_subcode"].as_i64(),
+            detail: answer["error"]["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_owned(),
+        }
+    }
+
+    /// 429 and 5xx may pass later; any other refusal is final.
+    pub fn retry(&self) -> anyreply_client::Retry {
+        if self.status == reqwest::StatusCode::TOO_MANY_REQUESTS || self.status.is_server_error() {
+            anyreply_client::Retry::Backoff
+        } else {
+            anyreply_client::Retry::Never
+        }
+    }
+
+    /// The refusal as `who` refused: its status, code and message.
+    pub fn failure(&self, who: &str) -> Failure {
+        let code = self
+            .code
+            .map_or_else(|| "unknown".to_owned(), |code| code.to_string());
+        self.failure_saying(anyhow::anyhow!(
+            "{who} refused the message: HTTP {}, error {code}: {}",
+            self.status,
+            self.detail
+        ))
+    }
+
+    /// The refusal, said as `error`.
+    pub fn failure_saying(&self, error: anyhow::Error) -> Failure {
+        Failure {
+            retry: self.retry(),
+            error,
+        }
+    }
+}

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use anyreply_client::{Retry, RetryPolicy};
-use reqwest::StatusCode;
+use anyreply_client::RetryPolicy;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
+
+use crate::meta::{Failure, Refusal};
 
 /// Meta's code for a free-form message outside the 24 hours after the customer's last one:
 /// only templates may go then.
@@ -113,41 +114,17 @@ impl Graph {
             .json(message)
             .send()
             .await
-            .map_err(|error| Failure {
-                retry: Retry::Backoff,
-                error: anyhow::anyhow!(
-                    "the WhatsApp Cloud API could not be reached: {}",
-                    error.without_url()
-                ),
-            })?;
-        let status = response.status();
-        if status.is_success() {
+            .map_err(|error| Failure::unreachable("the WhatsApp Cloud API", error))?;
+        if response.status().is_success() {
             return Ok(());
         }
-        let answer: Value = response.json().await.unwrap_or_default();
-        let code = answer["error"]["code"].as_i64();
-        let detail = answer["error"]["message"].as_str().unwrap_or("no message");
-        let retry = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            Retry::Backoff
-        } else {
-            Retry::Never
-        };
-        let error = if code == Some(OUTSIDE_THE_WINDOW) {
-            anyhow::anyhow!(
+        let refusal = Refusal::of(response).await;
+        Err(if refusal.code == Some(OUTSIDE_THE_WINDOW) {
+            refusal.failure_saying(anyhow::anyhow!(
                 "WhatsApp refused the message: the customer last wrote more than 24 hours ago, and only template messages may be sent then (Meta error {OUTSIDE_THE_WINDOW})"
-            )
+            ))
         } else {
-            anyhow::anyhow!(
-                "WhatsApp refused the message: HTTP {status}, error {}: {detail}",
-                code.map_or_else(|| "unknown".to_owned(), |code| code.to_string())
-            )
-        };
-        Err(Failure { retry, error })
+            refusal.failure("WhatsApp")
+        })
     }
-}
-
-/// A failed send, and whether it is worth another.
-struct Failure {
-    retry: Retry,
-    error: anyhow::Error,
 }

@@ -151,8 +151,6 @@ fn app_and_state(
     Ok((router, state))
 }
 
-/// Serves, and delivers operator messages beside it, until `shutdown`; then finishes the
-/// replies in flight.
 /// The WhatsApp Cloud API bridge, as [`crate::service::main`] starts it.
 #[derive(Debug, Clone, Copy)]
 pub struct Whatsapp;
@@ -175,6 +173,8 @@ impl crate::service::Channel for Whatsapp {
     }
 }
 
+/// Serves, and delivers operator messages beside it, until `shutdown`; then finishes the
+/// replies in flight.
 pub async fn run(
     settings: WhatsappSettings,
     bridge: Bridge,
