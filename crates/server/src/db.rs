@@ -172,6 +172,14 @@ pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// Whether `error` is a unique constraint's refusal (a name or email taken, say).
+pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
 diesel::table! {
     pg_database (datname) {
         datname -> Text,

@@ -122,12 +122,8 @@ pub(super) async fn badge(
     operator: Operator,
 ) -> Result<Response, ConsoleError> {
     let mut conn = app.db().await?;
-    let counts =
-        conversation::view_counts(&mut conn, operator.account_id, operator.operator_id).await?;
-    Ok(Badge {
-        needs_human: counts.needs_human,
-    }
-    .into_response())
+    let needs_human = conversation::needing_a_human(&mut conn, operator.account_id).await?;
+    Ok(Badge { needs_human }.into_response())
 }
 
 #[derive(Debug, Deserialize)]

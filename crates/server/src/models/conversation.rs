@@ -157,6 +157,17 @@ pub struct ViewCounts {
 /// Past this, the inbox says "10,000+" rather than count an account's every conversation.
 pub const ALL_COUNTED: i64 = 10_000;
 
+/// How many conversations need a human (the badge every console page shows): one range of
+/// `conversations_needing_a_human`.
+pub async fn needing_a_human(conn: &mut AsyncPgConnection, account_id: i64) -> QueryResult<i64> {
+    conversations::table
+        .filter(conversations::account_id.eq(account_id))
+        .filter(View::NeedsHuman.condition())
+        .count()
+        .get_result(conn)
+        .await
+}
+
 pub async fn view_counts(
     conn: &mut AsyncPgConnection,
     account_id: i64,

@@ -52,12 +52,10 @@ pub enum WriteError {
 
 impl From<diesel::result::Error> for WriteError {
     fn from(error: diesel::result::Error) -> Self {
-        match error {
-            diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ) => WriteError::EmailTaken,
-            other => WriteError::Database(other),
+        if crate::db::is_unique_violation(&error) {
+            WriteError::EmailTaken
+        } else {
+            WriteError::Database(error)
         }
     }
 }
@@ -201,29 +199,32 @@ pub async fn find(
         .optional()
 }
 
-/// Changes an operator's name or role; the role applies from their next request, which reads
-/// it again. `None`: no such operator of the account.
+/// Changes an operator's name or role (what `change` names); the role applies from their next
+/// request, which reads it again. `None`: no such operator of the account.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     account_id: i64,
     id: i64,
     change: &OperatorUpdate,
 ) -> QueryResult<Option<OperatorRow>> {
-    let Some(current) = find(conn, account_id, id).await? else {
-        return Ok(None);
-    };
-    let name = change.name.as_deref().unwrap_or(&current.name);
-    let role = change.role.unwrap_or(current.role());
+    // Fields left `None` are not set: one statement, whatever was sent.
+    #[derive(AsChangeset)]
+    #[diesel(table_name = operators)]
+    struct Change<'a> {
+        name: Option<&'a str>,
+        role: Option<&'static str>,
+        updated_at: DateTime<Utc>,
+    }
     diesel::update(
         operators::table
             .filter(operators::account_id.eq(account_id))
             .filter(operators::id.eq(id)),
     )
-    .set((
-        operators::name.eq(name),
-        operators::role.eq(role.as_str()),
-        operators::updated_at.eq(diesel::dsl::now),
-    ))
+    .set(Change {
+        name: change.name.as_deref(),
+        role: change.role.map(OperatorRole::as_str),
+        updated_at: Utc::now(),
+    })
     .returning(OperatorRow::as_returning())
     .get_result(conn)
     .await

@@ -95,12 +95,10 @@ pub enum WriteError {
 
 impl From<diesel::result::Error> for WriteError {
     fn from(error: diesel::result::Error) -> Self {
-        match error {
-            diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ) => WriteError::NameTaken,
-            other => WriteError::Database(other),
+        if crate::db::is_unique_violation(&error) {
+            WriteError::NameTaken
+        } else {
+            WriteError::Database(error)
         }
     }
 }
