@@ -8,11 +8,12 @@
 //! every sentence a bridge says itself; [`transcribe`] turns voice notes into text; [`operator`] follows the assistant's events and hands
 //! operator messages to the channel, [`cursor`] keeps its place on disk; [`service`] holds the
 //! one start-up path of every bridge binary, [`service::main`], which a channel joins by
-//! implementing [`service::Channel`]; [`telegram`], [`twilio`], [`whatsapp`] and [`messenger`] are the
-//! channels; [`meta`] holds what Meta's webhooks share (WhatsApp, Messenger).
+//! implementing [`service::Channel`]; [`telegram`], [`twilio`], [`whatsapp`], [`messenger`] and [`email`] are
+//! the channels; [`meta`] holds what Meta's webhooks share (WhatsApp, Messenger).
 
 pub mod bridge;
 pub mod cursor;
+pub mod email;
 pub mod messenger;
 pub mod meta;
 pub mod metrics;
