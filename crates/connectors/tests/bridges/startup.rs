@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyreply_connectors::service::{self, Channel};
-use anyreply_connectors::{messenger, twilio, whatsapp};
+use anyreply_connectors::{email, messenger, twilio, whatsapp};
 use anyreply_core::env::Env;
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -109,6 +109,48 @@ fn the_messenger_bridge_names_every_missing_and_bad_setting() {
             "ANYREPLY_MESSENGER_APP_SECRET",
             "ANYREPLY_MESSENGER_VERIFY_TOKEN",
             "ANYREPLY_MESSENGER_API_URL=\"graph.facebook.com\"",
+            "ANYREPLY_API_KEY",
+            "ANYREPLY_ASSISTANT_ID",
+        ],
+    );
+}
+
+#[test]
+fn the_email_bridge_names_every_missing_and_bad_setting() {
+    let errors = start(
+        env!("CARGO_BIN_EXE_anyreply-email"),
+        &[
+            ("ANYREPLY_EMAIL_IMAP_SECURITY", "ssl"),
+            ("ANYREPLY_EMAIL_CA_FILE", "/nonexistent/ca.pem"),
+        ],
+    );
+    names(
+        &errors,
+        &[
+            "ANYREPLY_EMAIL_ADDRESS",
+            "ANYREPLY_EMAIL_CA_FILE=\"/nonexistent/ca.pem\"",
+            "ANYREPLY_EMAIL_IMAP_HOST",
+            "ANYREPLY_EMAIL_IMAP_SECURITY",
+            "ANYREPLY_EMAIL_IMAP_PASSWORD",
+            "ANYREPLY_EMAIL_SMTP_HOST",
+            "ANYREPLY_API_KEY",
+            "ANYREPLY_ASSISTANT_ID",
+        ],
+    );
+    // Mail posted by the provider: no IMAP, but a secret; sendmail: no SMTP.
+    let errors = start(
+        env!("CARGO_BIN_EXE_anyreply-email"),
+        &[
+            ("ANYREPLY_EMAIL_ADDRESS", "not an address"),
+            ("ANYREPLY_EMAIL_INBOUND", "webhook"),
+            ("ANYREPLY_EMAIL_SENDMAIL", "/usr/sbin/sendmail"),
+        ],
+    );
+    names(
+        &errors,
+        &[
+            "ANYREPLY_EMAIL_ADDRESS=\"not an address\"",
+            "ANYREPLY_EMAIL_WEBHOOK_SECRET",
             "ANYREPLY_API_KEY",
             "ANYREPLY_ASSISTANT_ID",
         ],
@@ -231,6 +273,13 @@ async fn every_channel_starts_through_the_shared_path_and_stops_on_shutdown() {
         ("ANYREPLY_MESSENGER_TOKEN", "token"),
         ("ANYREPLY_MESSENGER_APP_SECRET", "secret"),
         ("ANYREPLY_MESSENGER_VERIFY_TOKEN", "verify"),
+    ])
+    .await;
+    starts_serves_health_and_stops::<email::Email>(&[
+        ("ANYREPLY_EMAIL_ADDRESS", "help@shop.example"),
+        ("ANYREPLY_EMAIL_INBOUND", "webhook"),
+        ("ANYREPLY_EMAIL_WEBHOOK_SECRET", "secret"),
+        ("ANYREPLY_EMAIL_SENDMAIL", "/usr/sbin/sendmail"),
     ])
     .await;
 }
