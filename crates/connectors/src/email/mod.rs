@@ -83,18 +83,11 @@ impl EmailSettings {
         let address = env.required("ANYREPLY_EMAIL_ADDRESS", "help@example.com");
         let name = env.text("ANYREPLY_EMAIL_NAME");
         let from = address.as_deref().and_then(|address| {
-            match format!("{} <{address}>", name.as_deref().unwrap_or(""))
-                .trim()
-                .parse::<Mailbox>()
-            {
-                Ok(mailbox) => Some(mailbox),
+            match address.trim().parse::<lettre::Address>() {
+                Ok(address) => Some(Mailbox::new(name, address)),
                 Err(error) => {
-                    env.invalid(
-                        "ANYREPLY_EMAIL_ADDRESS",
-                        address,
-                        &error.to_string(),
-                        "help@example.com",
-                    );
+                    let why = format!("not an email address ({error})");
+                    env.invalid("ANYREPLY_EMAIL_ADDRESS", address, &why, "help@example.com");
                     None
                 }
             }

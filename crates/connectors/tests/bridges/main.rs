@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub, missing_debug_implementations)]
 
+mod email;
 mod mail_servers;
 mod messenger;
 mod startup;

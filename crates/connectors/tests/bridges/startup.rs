@@ -182,7 +182,7 @@ fn an_unreachable_anyreply_is_named() {
 }
 
 /// An AnyReply that takes the key and has assistant 7 (the event stream: see `anyreply()`).
-async fn anyreply_with_assistant_7() -> MockServer {
+pub async fn anyreply_with_assistant_7() -> MockServer {
     let server = crate::anyreply().await;
     Mock::given(method("GET"))
         .and(path("/api/user/me"))
