@@ -68,3 +68,9 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MAX_OPERATOR_NAME_CHARS: usize = 100;
 /// Longest internal note, in characters.
 pub const MAX_NOTE_CHARS: usize = 10_000;
+/// The most fields of an assistant's `post_call_schema`.
+pub const MAX_POST_CALL_FIELDS: usize = 50;
+/// The longest description of a `post_call_schema` field.
+pub const MAX_POST_CALL_DESCRIPTION_CHARS: usize = 1_000;
+/// The longest `conversation_inactivity_timeout`, in minutes: a week.
+pub const MAX_INACTIVITY_TIMEOUT_MINUTES: i64 = 10_080;

@@ -22,14 +22,14 @@ use serde::{Deserialize, Serialize};
 pub use account::Me;
 pub use assistants::{
     Assistant, AssistantInput, AssistantList, AssistantResponse, Handoff, HandoffInput,
-    KnowledgeMode, LlmProvider,
+    KnowledgeMode, LlmProvider, PostCallField, PostCallType,
 };
 pub use audit::{
     AuditAction, AuditActor, AuditActorType, AuditEntry, AuditPage, AuditQuery, AuditTarget,
 };
 pub use conversations::{
-    AiToggleResponse, ConversationHistory, ConversationPage, ConversationSummary, HistoryMessage,
-    ListConversationsQuery, Role,
+    AiToggleResponse, ConversationHistory, ConversationPage, ConversationState,
+    ConversationSummary, HistoryMessage, ListConversationsQuery, Role,
 };
 pub use events::{
     Event, EventMessage, EventType, OperatorMessageInput, OperatorMessageResponse, OptOutInput,

@@ -63,6 +63,12 @@ pub struct Settings {
     /// How often each process looks for new events to deliver to webhooks (sooner when a
     /// retry falls due). Not an environment setting.
     pub webhook_recheck: Duration,
+    /// Pauses before the 2nd, 3rd and 4th attempts of a conversation-ended webhook (Famulor's
+    /// 30, 60 and 120 seconds). Not an environment setting: tests shorten it.
+    pub conversation_ended_retry_schedule: Vec<Duration>,
+    /// How often each process looks for conversations to end and endings' work due (an
+    /// ending's own work is done at once). Not an environment setting: tests shorten it.
+    pub conversation_end_recheck: Duration,
     /// `ANYREPLY_LLM_DEFAULT_MODEL`: the model of assistants that name none.
     pub llm_default_model: String,
     /// `ANYREPLY_LLM_TIMEOUT_SECS`: longest wait for one model answer.
@@ -142,6 +148,8 @@ impl Default for Settings {
                 .to_vec(),
             webhook_failure_window: Duration::from_secs(24 * 3600),
             webhook_recheck: Duration::from_secs(1),
+            conversation_ended_retry_schedule: [30, 60, 120].map(Duration::from_secs).to_vec(),
+            conversation_end_recheck: Duration::from_secs(60),
             llm_default_model: DEFAULT_MODEL.to_owned(),
             llm_timeout: Duration::from_secs(60),
             llm_max_output_tokens: 1024,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod controllers;
 pub mod db;
+pub mod endings;
 pub mod engine_state;
 pub mod error;
 pub mod events;
@@ -81,6 +82,7 @@ pub async fn serve(
         wake: app.knowledge.clone(),
     }));
     background.spawn(app.event_streams.clone().run(app.database_url.clone()));
+    background.spawn(endings::run(app.clone()));
     // Event streams never end by themselves: the graceful shutdown would wait for them.
     let streams = app.event_streams.clone();
     let shutdown = async move {

@@ -55,6 +55,10 @@ diesel::table! {
         handoff_enabled -> Bool,
         handoff_instructions -> Text,
         handoff_message -> Text,
+        conversation_inactivity_timeout -> Nullable<Int4>,
+        post_call_schema -> Jsonb,
+        conversation_ended_webhook_url -> Nullable<Text>,
+        conversation_ended_webhook_secret -> Text,
     }
 }
 
@@ -92,6 +96,18 @@ diesel::table! {
         client -> Text,
         window_start -> Int8,
         failures -> Int4,
+    }
+}
+
+diesel::table! {
+    conversation_endings (conversation_id, ended_at) {
+        conversation_id -> Uuid,
+        ended_at -> Timestamptz,
+        account_id -> Int8,
+        stage -> Text,
+        attempts -> Int4,
+        due_at -> Timestamptz,
+        payload -> Nullable<Text>,
     }
 }
 
@@ -134,6 +150,9 @@ diesel::table! {
         completion_tokens -> Int8,
         assignee_id -> Nullable<Int8>,
         handoff_requested_at -> Nullable<Timestamptz>,
+        ends_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        extracted_variables -> Jsonb,
     }
 }
 
@@ -244,6 +263,20 @@ diesel::table! {
         knowledge -> Nullable<Jsonb>,
         author_operator_id -> Nullable<Int8>,
         author_name -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    model_calls (id) {
+        id -> Int8,
+        account_id -> Int8,
+        conversation_id -> Uuid,
+        purpose -> Text,
+        model -> Text,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        cost -> Int8,
+        created_at -> Timestamptz,
     }
 }
 
@@ -396,6 +429,7 @@ diesel::joinable!(audit_log -> accounts (account_id));
 diesel::joinable!(console_sessions -> accounts (account_id));
 diesel::joinable!(console_sessions -> api_keys (api_key_id));
 diesel::joinable!(console_sessions -> operators (operator_id));
+diesel::joinable!(conversation_endings -> conversations (conversation_id));
 diesel::joinable!(conversation_notes -> conversations (conversation_id));
 diesel::joinable!(conversation_viewers -> conversations (conversation_id));
 diesel::joinable!(conversations -> accounts (account_id));
@@ -406,6 +440,7 @@ diesel::joinable!(knowledge_documents -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(knowledge_passages -> knowledge_documents (document_id));
 diesel::joinable!(knowledge_terms -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(model_calls -> conversations (conversation_id));
 diesel::joinable!(operator_password_links -> operators (operator_id));
 diesel::joinable!(operators -> accounts (account_id));
 diesel::joinable!(tools -> accounts (account_id));
@@ -424,6 +459,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     console_sessions,
     console_sign_in_failures,
+    conversation_endings,
     conversation_notes,
     conversation_viewers,
     conversations,
@@ -434,6 +470,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     knowledge_passages,
     knowledge_terms,
     messages,
+    model_calls,
     operator_password_links,
     operators,
     pending_replies,

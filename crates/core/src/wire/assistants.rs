@@ -7,8 +7,9 @@ use serde_json::Value;
 use super::Variables;
 use crate::limits::{
     MAX_ASSISTANT_NAME_CHARS, MAX_ASSISTANT_TOOLS, MAX_HANDOFF_INSTRUCTIONS_CHARS,
-    MAX_HANDOFF_MESSAGE_CHARS, MAX_MODEL_NAME_CHARS, MAX_PROMPT_CHARS, MAX_VARIABLE_NAME_CHARS,
-    MAX_VARIABLES,
+    MAX_HANDOFF_MESSAGE_CHARS, MAX_INACTIVITY_TIMEOUT_MINUTES, MAX_MODEL_NAME_CHARS,
+    MAX_POST_CALL_DESCRIPTION_CHARS, MAX_POST_CALL_FIELDS, MAX_PROMPT_CHARS,
+    MAX_VARIABLE_NAME_CHARS, MAX_VARIABLES, MAX_WEBHOOK_URL_CHARS,
 };
 use crate::validate::{FieldErrors, Fields};
 
@@ -65,6 +66,24 @@ pub struct Assistant {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub handoff: Handoff,
+    /// Minutes after a conversation's last message at which it ends (1 to 10,080); `null`:
+    /// never. Famulor's field.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required, minimum = 1, maximum = 10080))]
+    pub conversation_inactivity_timeout: Option<u32>,
+    /// Fields the model extracts from a conversation when it ends, as its
+    /// `extracted_variables`. Famulor's field.
+    #[serde(default)]
+    pub post_call_schema: Vec<PostCallField>,
+    /// Where Famulor's conversation-ended payload is posted when a conversation ends;
+    /// `null`: nowhere.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub conversation_ended_webhook_url: Option<String>,
+    /// The secret the conversation-ended posts are signed with (Standard Webhooks headers
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`), the assistant's own.
+    #[serde(default)]
+    pub conversation_ended_webhook_secret: String,
     /// When the assistant was created.
     pub created_at: DateTime<Utc>,
     /// When the assistant was last changed.
@@ -152,6 +171,147 @@ pub struct AssistantInput {
     /// Handing the conversation to a person; on update, absent fields of it keep their value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<HandoffInput>,
+    /// 1 to 10,080 minutes; `null` turns ending off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>, minimum = 1, maximum = 10080))]
+    pub conversation_inactivity_timeout: Option<Option<u32>>,
+    /// The fields to extract when a conversation ends (at most 50); `[]` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 50))]
+    pub post_call_schema: Option<Vec<PostCallField>>,
+    /// An `http` or `https` URL; `null` or empty removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 2048))]
+    pub conversation_ended_webhook_url: Option<Option<String>>,
+}
+
+/// One field of an assistant's `post_call_schema` (Famulor's): the model is asked for it when
+/// a conversation ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PostCallField {
+    /// The variable's name: a letter or `_`, then letters, digits or `_` (at most 64).
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
+    pub name: String,
+    /// What kind of value it holds.
+    #[serde(rename = "type")]
+    pub kind: PostCallType,
+    /// What the model should put there (at most 1,000 characters).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub description: String,
+}
+
+/// The types of a [`PostCallField`], Famulor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PostCallType {
+    /// Text.
+    String,
+    /// A number, whole or not.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl PostCallType {
+    /// As sent, and as JSON Schema names it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
+
+    /// The type named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::String, Self::Number, Self::Boolean]
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+
+    /// Whether `value` is of this type.
+    pub fn holds(self, value: &Value) -> bool {
+        match self {
+            Self::String => value.is_string(),
+            Self::Number => value.is_number(),
+            Self::Boolean => value.is_boolean(),
+        }
+    }
+}
+
+/// Reads `post_call_schema`: an array of fields with unique names; errors named
+/// `post_call_schema.<n>.<field>`.
+fn read_post_call_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<PostCallField>> {
+    let Some(items) = value.as_array() else {
+        errors.add("post_call_schema", "The post_call_schema must be an array.");
+        return None;
+    };
+    if items.len() > MAX_POST_CALL_FIELDS {
+        errors.add(
+            "post_call_schema",
+            format!("The post_call_schema may have at most {MAX_POST_CALL_FIELDS} fields."),
+        );
+        return None;
+    }
+    let mut fields = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate() {
+        let at = |field: &str| format!("post_call_schema.{n}.{field}");
+        let name = item["name"].as_str().unwrap_or_default();
+        let valid_name = name.len() <= MAX_VARIABLE_NAME_CHARS
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            errors.add(at("name"), "The name must be a letter or _, then letters, digits or _ (at most 64).");
+        } else if fields.iter().any(|f: &PostCallField| f.name == name) {
+            errors.add(at("name"), format!("The name {name} is given twice."));
+        }
+        let kind = item["type"].as_str().and_then(PostCallType::parse);
+        if kind.is_none() {
+            errors.add(at("type"), "The type must be string, number or boolean.");
+        }
+        let description = match &item["description"] {
+            Value::Null => String::new(),
+            Value::String(text) if text.chars().count() <= MAX_POST_CALL_DESCRIPTION_CHARS && !text.contains('\0') => text.clone(),
+            _ => {
+                errors.add(at("description"), "The description must be text of at most 1000 characters, without NUL.");
+                String::new()
+            }
+        };
+        if let (true, Some(kind)) = (valid_name, kind) {
+            fields.push(PostCallField { name: name.to_owned(), kind, description });
+        }
+    }
+    Some(fields)
+}
+
+/// Reads `conversation_inactivity_timeout` and `conversation_ended_webhook_url`, where `null`
+/// (and for the URL, empty) clears.
+fn read_lifecycle(body: &Value, errors: &mut FieldErrors) -> (Option<Option<u32>>, Option<Option<String>>) {
+    let timeout = match body.get("conversation_inactivity_timeout") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(value) => match value.as_i64() {
+            Some(minutes @ 1..=MAX_INACTIVITY_TIMEOUT_MINUTES) => Some(Some(minutes as u32)),
+            _ => {
+                errors.add("conversation_inactivity_timeout", "The conversation_inactivity_timeout must be a whole number of minutes from 1 to 10080, or null.");
+                None
+            }
+        },
+    };
+    let url = match body.get("conversation_ended_webhook_url") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(url)) if url.trim().is_empty() => Some(None),
+        Some(Value::String(url)) if url.chars().count() <= MAX_WEBHOOK_URL_CHARS && super::webhooks::check_url(url).is_ok() => Some(Some(url.clone())),
+        Some(_) => {
+            errors.add("conversation_ended_webhook_url", "The conversation_ended_webhook_url must be an http or https URL (at most 2048 characters), or null.");
+            None
+        }
+    };
+    (timeout, url)
 }
 
 /// The name of the built-in tool the model hands a conversation to a person with.
@@ -320,6 +480,9 @@ impl AssistantInput {
             },
             knowledgebase_mode: None,
             handoff: HandoffInput::read(&mut fields),
+            conversation_inactivity_timeout: None,
+            post_call_schema: None,
+            conversation_ended_webhook_url: None,
         };
         let knowledgebase_mode = fields.optional_string("knowledgebase_mode", 1..=32);
         let llm_provider = fields.optional_string("llm_provider", 1..=32);
@@ -346,10 +509,19 @@ impl AssistantInput {
             }
             parsed
         });
+        let (conversation_inactivity_timeout, conversation_ended_webhook_url) =
+            read_lifecycle(body, &mut errors);
+        let post_call_schema = match body.get("post_call_schema") {
+            None | Some(Value::Null) => None,
+            Some(value) => read_post_call_schema(value, &mut errors),
+        };
         let input = Self {
             llm_provider,
             fallback_llm_provider,
             knowledgebase_mode,
+            conversation_inactivity_timeout,
+            post_call_schema,
+            conversation_ended_webhook_url,
             ..input
         };
         errors.finish(input)

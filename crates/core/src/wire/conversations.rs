@@ -20,6 +20,37 @@ pub enum Role {
     Operator,
 }
 
+/// Whether a conversation is going on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ConversationState {
+    /// Going on.
+    #[default]
+    Active,
+    /// Its assistant's inactivity timeout passed after its last message.
+    Ended,
+}
+
+impl ConversationState {
+    /// `ended` when it has an end time.
+    pub fn of(ended_at: Option<DateTime<Utc>>) -> Self {
+        if ended_at.is_some() {
+            Self::Ended
+        } else {
+            Self::Active
+        }
+    }
+
+    /// As sent.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Ended => "ended",
+        }
+    }
+}
+
 /// One message of a conversation's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -83,6 +114,19 @@ pub struct ConversationHistory {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub handoff_requested_at: Option<DateTime<Utc>>,
+    /// `active`, or `ended` once its assistant's `conversation_inactivity_timeout` passed
+    /// after its last message (the next customer message makes it `active` again). Famulor's
+    /// answers use `status` for the envelope's `true`, hence a field of its own.
+    #[serde(default)]
+    pub state: ConversationState,
+    /// When it last ended; `null` while active.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// What the assistant's `post_call_schema` found when it last ended (empty until then).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub extracted_variables: Variables,
     /// The newest messages (100 unless `per_page` says otherwise), oldest first.
     pub history: Vec<HistoryMessage>,
     /// The assistant's defaults overlaid with the conversation's own values.
@@ -132,6 +176,19 @@ pub struct ConversationSummary {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub handoff_requested_at: Option<DateTime<Utc>>,
+    /// `active`, or `ended` once its assistant's `conversation_inactivity_timeout` passed
+    /// after its last message (the next customer message makes it `active` again). Famulor's
+    /// answers use `status` for the envelope's `true`, hence a field of its own.
+    #[serde(default)]
+    pub state: ConversationState,
+    /// When it last ended; `null` while active.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// What the assistant's `post_call_schema` found when it last ended (empty until then).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub extracted_variables: Variables,
     /// The `customer_identifier`.
     pub external_identifier: String,
     /// When it was created.

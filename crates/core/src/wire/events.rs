@@ -41,6 +41,11 @@ pub enum EventType {
     /// An operator wrote an internal note (`note`).
     #[serde(rename = "note.created")]
     NoteCreated,
+    /// The conversation ended: its assistant's `conversation_inactivity_timeout` passed
+    /// after its last message. `extracted_variables` holds what the post-call schema found
+    /// (`extraction_error` says why it found nothing). The next customer message reopens it.
+    #[serde(rename = "conversation.ended")]
+    ConversationEnded,
 }
 
 impl EventType {
@@ -55,6 +60,7 @@ impl EventType {
         EventType::HandoffRequested,
         EventType::ConversationAssigned,
         EventType::NoteCreated,
+        EventType::ConversationEnded,
     ];
 
     /// The type as sent: `message.received`, ….
@@ -69,6 +75,7 @@ impl EventType {
             EventType::HandoffRequested => "handoff.requested",
             EventType::ConversationAssigned => "conversation.assigned",
             EventType::NoteCreated => "note.created",
+            EventType::ConversationEnded => "conversation.ended",
         }
     }
 
@@ -115,6 +122,16 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub note: Option<super::Note>,
+    /// The values of the assistant's `post_call_schema` found in the conversation
+    /// (`conversation.ended`; empty when it has no schema or nothing was found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, value_type = Option<Object>))]
+    pub extracted_variables: Option<super::Variables>,
+    /// Why nothing was extracted, when the model failed or answered nonsense
+    /// (`conversation.ended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub extraction_error: Option<String>,
 }
 
 /// The message of an event.

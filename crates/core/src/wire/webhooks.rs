@@ -54,7 +54,7 @@ impl WebhookInput {
 }
 
 /// An `http` or `https` URL with a host and no whitespace; the address policy is the server's.
-fn check_url(url: &str) -> Result<(), &'static str> {
+pub(crate) fn check_url(url: &str) -> Result<(), &'static str> {
     const PROBLEM: &str = "The url must be an http or https URL.";
     let lower = url.to_ascii_lowercase();
     let rest = lower

@@ -100,6 +100,56 @@ pub(super) struct Fields {
     handoff_enabled: bool,
     handoff_instructions: String,
     handoff_message: String,
+    /// Minutes; empty: never.
+    conversation_inactivity_timeout: String,
+    /// The post-call schema's rows, then blank ones to add fields with.
+    post_call_schema: Vec<SchemaRow>,
+    conversation_ended_webhook_url: String,
+    /// Shown, never posted.
+    conversation_ended_webhook_secret: String,
+}
+
+/// One field of the post-call schema, as the form shows it.
+#[derive(Debug, Default, Clone)]
+pub(super) struct SchemaRow {
+    name: String,
+    kind: String,
+    description: String,
+}
+
+/// Blank schema rows under the schema's own: the way to add fields.
+const BLANK_SCHEMA_ROWS: usize = 2;
+
+impl SchemaRow {
+    fn with_blanks(mut rows: Vec<SchemaRow>) -> Vec<SchemaRow> {
+        rows.extend(std::iter::repeat_n(
+            SchemaRow {
+                kind: "string".to_owned(),
+                ..SchemaRow::default()
+            },
+            BLANK_SCHEMA_ROWS,
+        ));
+        rows
+    }
+
+    /// The rows posted: `schema_name`, `schema_type`, `schema_description` in step; a row
+    /// with its `schema_remove` box ticked, or with neither name nor description, is left
+    /// out.
+    fn posted(form: &Pairs) -> Vec<SchemaRow> {
+        let removed: Vec<&str> = form.all("schema_remove").collect();
+        form.all("schema_name")
+            .zip(form.all("schema_type"))
+            .zip(form.all("schema_description"))
+            .enumerate()
+            .filter(|(n, _)| !removed.contains(&n.to_string().as_str()))
+            .map(|(_, ((name, kind), description))| SchemaRow {
+                name: name.trim().to_owned(),
+                kind: kind.to_owned(),
+                description: description.trim().to_owned(),
+            })
+            .filter(|row| !row.name.is_empty() || !row.description.is_empty())
+            .collect()
+    }
 }
 
 pub(super) struct ToolChoice {
@@ -171,6 +221,26 @@ impl Fields {
             handoff_enabled: assistant.handoff.enabled,
             handoff_instructions: assistant.handoff.instructions.clone(),
             handoff_message: assistant.handoff.message.clone(),
+            conversation_inactivity_timeout: assistant
+                .conversation_inactivity_timeout
+                .map(|minutes| minutes.to_string())
+                .unwrap_or_default(),
+            post_call_schema: SchemaRow::with_blanks(
+                assistant
+                    .post_call_schema
+                    .iter()
+                    .map(|field| SchemaRow {
+                        name: field.name.clone(),
+                        kind: field.kind.as_str().to_owned(),
+                        description: field.description.clone(),
+                    })
+                    .collect(),
+            ),
+            conversation_ended_webhook_url: assistant
+                .conversation_ended_webhook_url
+                .clone()
+                .unwrap_or_default(),
+            conversation_ended_webhook_secret: assistant.conversation_ended_webhook_secret.clone(),
         }
     }
 
@@ -192,6 +262,12 @@ impl Fields {
             handoff_enabled: !form.get("handoff_enabled").is_empty(),
             handoff_instructions: form.get("handoff_instructions").to_owned(),
             handoff_message: form.get("handoff_message").to_owned(),
+            conversation_inactivity_timeout: form
+                .get("conversation_inactivity_timeout")
+                .to_owned(),
+            post_call_schema: SchemaRow::posted(form),
+            conversation_ended_webhook_url: form.get("conversation_ended_webhook_url").to_owned(),
+            conversation_ended_webhook_secret: String::new(),
         }
     }
 
@@ -221,6 +297,23 @@ impl Fields {
                     "instructions": self.handoff_instructions,
                     "message": self.handoff_message,
                 }),
+            )
+            // Empty means never, as `null` does in the API.
+            .value("conversation_inactivity_timeout", Value::Null)
+            .number(
+                "conversation_inactivity_timeout",
+                &self.conversation_inactivity_timeout,
+            )
+            .value(
+                "post_call_schema",
+                self.post_call_schema
+                    .iter()
+                    .map(|row| json!({ "name": row.name, "type": row.kind, "description": row.description }))
+                    .collect(),
+            )
+            .value(
+                "conversation_ended_webhook_url",
+                Value::from(self.conversation_ended_webhook_url.as_str()),
             )
             .build()
     }
@@ -268,6 +361,7 @@ pub(super) async fn new_form(
         layout: Layout::signed_in(&operator, "assistants"),
         id: None,
         fields: Fields {
+            post_call_schema: SchemaRow::with_blanks(Vec::new()),
             llm_provider: "openai".to_owned(),
             knowledgebase_mode: KnowledgeMode::default().as_str().to_owned(),
             ..Fields::default()
@@ -329,7 +423,7 @@ async fn save(
     id: Option<i64>,
     form: Pairs,
 ) -> Result<Response, ConsoleError> {
-    let fields = Fields::posted(&form);
+    let mut fields = Fields::posted(&form);
     let tool_ids: Vec<i64> = form
         .all("tool_ids")
         .filter_map(|id| id.parse().ok())
@@ -339,6 +433,7 @@ async fn save(
         Ok(saved) => Ok(Redirect::to(&format!("/console/assistants/{}", saved.id)).into_response()),
         Err(refusal) => {
             let errors = form_errors(refusal, ErrorCode::AssistantNotFound)?;
+            fields.post_call_schema = SchemaRow::with_blanks(fields.post_call_schema);
             let mut conn = app.db().await?;
             let tools = tool_choices(&mut conn, operator.account_id, &tool_ids).await?;
             let knowledge_bases = knowledge_choices(&mut conn, operator.account_id).await?;

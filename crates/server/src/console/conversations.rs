@@ -277,6 +277,10 @@ pub(super) struct Panel {
     /// The operators it may be assigned to: id and name.
     operators: Vec<(i64, String)>,
     history: Vec<Shown>,
+    /// When it ended (`None`: active), as shown.
+    ended_at: Option<String>,
+    /// What the post-call schema found when it ended: name and value, as shown.
+    extracted: Vec<(String, String)>,
     /// Where the page follows the conversation's events, from the account's last one.
     events: String,
     csrf: String,
@@ -324,6 +328,17 @@ async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, C
             "/console/conversations/{}/events?after={last_event}",
             conversation.id
         ),
+        ended_at: conversation
+            .ended_at
+            .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+        extracted: conversation
+            .extracted_variables
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(text) => (name, text),
+                other => (name, other.to_string()),
+            })
+            .collect(),
         csrf: operator.csrf.clone(),
     })
 }

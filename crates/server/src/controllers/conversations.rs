@@ -4,7 +4,7 @@
 use anyreply_core::limits::{DEFAULT_PER_PAGE, MAX_CUSTOMER_IDENTIFIER_CHARS, MAX_PER_PAGE};
 use anyreply_core::validate::Fields;
 use anyreply_core::wire::{
-    AiToggleResponse, AuditAction, ConversationHistory, ConversationPage, EventType,
+    AiToggleResponse, AuditAction, ConversationHistory, ConversationPage, ConversationState, EventType,
     ListConversationsQuery, PageQuery,
 };
 use anyreply_core::{ErrorBody, ErrorCode, Money};
@@ -124,6 +124,9 @@ pub async fn history(
         opted_out: row.opted_out,
         assignee_id: row.assignee_id,
         handoff_requested_at: row.handoff_requested_at,
+        state: ConversationState::of(row.ended_at),
+        ended_at: row.ended_at,
+        extracted_variables: crate::models::object(row.extracted_variables),
         history: history.into_iter().map(|m| m.into_history()).collect(),
         variables: crate::models::overlay_variables(&defaults, &row.variables),
         next_cursor,

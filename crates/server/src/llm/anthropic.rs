@@ -162,6 +162,11 @@ impl AnthropicClient {
             body["tool_choice"] =
                 json!({ "type": if completion.may_call_functions { "auto" } else { "none" } });
         }
+        if let Some(answer) = completion.answer_schema {
+            // Anthropic's structured answer: a tool the model must call, its input the answer.
+            body["tools"] = json!([{ "name": answer.name, "description": answer.description, "input_schema": answer.schema }]);
+            body["tool_choice"] = json!({ "type": "tool", "name": answer.name });
+        }
         if completion.stream.is_some() {
             body["stream"] = Value::Bool(true);
         }

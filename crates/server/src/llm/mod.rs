@@ -68,6 +68,19 @@ pub struct Completion<'a> {
     pub may_call_functions: bool,
     /// Set to have the answer streamed: its text goes here as the model writes it.
     pub stream: Option<&'a TextStream>,
+    /// Set to have the answer be a JSON object of this schema (OpenAI's `response_format`,
+    /// Anthropic's forced tool call): read it with [`Output::json`].
+    pub answer_schema: Option<&'a AnswerSchema>,
+}
+
+/// The shape of a structured answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerSchema {
+    /// Its name, as the providers ask for one (letters, digits, `_`).
+    pub name: &'static str,
+    pub description: &'static str,
+    /// A JSON Schema object.
+    pub schema: Value,
 }
 
 /// Where a streamed reply's text goes as the model writes it, and a record of what was sent:
@@ -145,6 +158,19 @@ pub enum Output {
 }
 
 impl Output {
+    /// A structured answer's object (see [`Completion::answer_schema`]): the text as JSON, or
+    /// the forced call's arguments; `None` when it is not an object.
+    pub fn json(&self) -> Option<serde_json::Map<String, Value>> {
+        let value = match self {
+            Output::Text(text) => serde_json::from_str(text.trim()).ok()?,
+            Output::ToolCalls { calls, .. } => calls.first()?.arguments.clone(),
+        };
+        match value {
+            Value::Object(object) => Some(object),
+            _ => None,
+        }
+    }
+
     /// The answer from its parts: tool calls (with any text beside them), or else the text,
     /// which must then say something.
     pub(crate) fn from_parts(text: String, calls: Vec<ToolCall>) -> Result<Self, LlmError> {
@@ -477,6 +503,7 @@ mod tests {
             functions: &functions,
             may_call_functions: true,
             stream: None,
+            answer_schema: None,
         };
         // Sent: 10 + 7 + 3 + (4 + 16: `book`, `{"slot":"10:00"}`) + 5 + (4 + 6 + 2: `{}`) = 57
         // characters, 15 tokens. Answered: 9 characters, 3 tokens; or a call of 20, 5 tokens.

@@ -36,6 +36,9 @@ struct ChatRequest<'a> {
     /// Asks for the usage in a last chunk of a stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<Value>,
+    /// A structured answer's JSON schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +149,11 @@ impl OpenAiClient {
             tool_choice,
             stream: completion.stream.is_some(),
             stream_options: completion.stream.map(|_| json!({ "include_usage": true })),
+            response_format: completion.answer_schema.map(|answer| {
+                json!({ "type": "json_schema", "json_schema": {
+                    "name": answer.name, "description": answer.description,
+                    "strict": true, "schema": answer.schema } })
+            }),
         };
         let mut request = self.http.post(self.endpoint.clone()).json(&body);
         if let Some(key) = &self.api_key {

@@ -37,9 +37,18 @@ pub struct AssistantRow {
     pub handoff_enabled: bool,
     pub handoff_instructions: String,
     pub handoff_message: String,
+    pub conversation_inactivity_timeout: Option<i32>,
+    pub post_call_schema: Value,
+    pub conversation_ended_webhook_url: Option<String>,
+    pub conversation_ended_webhook_secret: String,
 }
 
 impl AssistantRow {
+    /// Its `post_call_schema`; a stored value this build cannot read is none.
+    pub fn post_call_schema(&self) -> Vec<wire::PostCallField> {
+        serde_json::from_value(self.post_call_schema.clone()).unwrap_or_default()
+    }
+
     pub fn knowledge_mode(&self) -> KnowledgeMode {
         KnowledgeMode::parse(&self.knowledge_mode).unwrap_or_default()
     }
@@ -82,6 +91,7 @@ impl AssistantRow {
         let fallback_llm_provider = self.fallback().map(|(provider, _)| provider);
         let knowledgebase_mode = self.knowledge_mode();
         let handoff = self.handoff_settings();
+        let post_call_schema = self.post_call_schema();
         wire::Assistant {
             id: self.id,
             name: self.name,
@@ -98,6 +108,12 @@ impl AssistantRow {
             knowledgebase_mode,
             knowledgebase_id: self.knowledge_base_id,
             handoff,
+            conversation_inactivity_timeout: self
+                .conversation_inactivity_timeout
+                .and_then(|minutes| u32::try_from(minutes).ok()),
+            post_call_schema,
+            conversation_ended_webhook_url: self.conversation_ended_webhook_url,
+            conversation_ended_webhook_secret: self.conversation_ended_webhook_secret,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -174,6 +190,9 @@ struct AssistantChanges {
     handoff_enabled: Option<bool>,
     handoff_instructions: Option<String>,
     handoff_message: Option<String>,
+    conversation_inactivity_timeout: Option<Option<i32>>,
+    post_call_schema: Option<Value>,
+    conversation_ended_webhook_url: Option<Option<String>>,
     updated_at: DateTime<Utc>,
 }
 
@@ -213,6 +232,13 @@ impl AssistantChanges {
             handoff_enabled: handoff.enabled,
             handoff_instructions: handoff.instructions,
             handoff_message: handoff.message,
+            conversation_inactivity_timeout: input
+                .conversation_inactivity_timeout
+                .map(|minutes| minutes.and_then(|m| i32::try_from(m).ok())),
+            post_call_schema: input
+                .post_call_schema
+                .map(|fields| serde_json::to_value(fields).unwrap_or(Value::Array(Vec::new()))),
+            conversation_ended_webhook_url: input.conversation_ended_webhook_url,
             updated_at: Utc::now(),
         }
     }
@@ -291,6 +317,13 @@ async fn insert(
             assistants::handoff_enabled.eq(changes.handoff_enabled.unwrap_or(false)),
             assistants::handoff_instructions.eq(changes.handoff_instructions.unwrap_or_default()),
             assistants::handoff_message.eq(changes.handoff_message.unwrap_or_default()),
+            assistants::conversation_inactivity_timeout
+                .eq(changes.conversation_inactivity_timeout.flatten()),
+            assistants::post_call_schema.eq(changes
+                .post_call_schema
+                .unwrap_or_else(|| Value::Array(Vec::new()))),
+            assistants::conversation_ended_webhook_url
+                .eq(changes.conversation_ended_webhook_url.flatten()),
         ))
         .returning(AssistantRow::as_returning())
         .get_result(conn)
@@ -305,14 +338,23 @@ pub async fn update(
     input: AssistantInput,
     default_model: &str,
 ) -> QueryResult<Option<AssistantRow>> {
-    diesel::update(
-        assistants::table
-            .filter(assistants::id.eq(id))
-            .filter(assistants::account_id.eq(account_id)),
-    )
-    .set(AssistantChanges::from_input(input, default_model))
-    .returning(AssistantRow::as_returning())
-    .get_result(conn)
+    let changes = AssistantChanges::from_input(input, default_model);
+    let new_timeout = changes.conversation_inactivity_timeout;
+    conn.transaction(async |conn| {
+        let updated = diesel::update(
+            assistants::table
+                .filter(assistants::id.eq(id))
+                .filter(assistants::account_id.eq(account_id)),
+        )
+        .set(changes)
+        .returning(AssistantRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let (Some(_), Some(minutes)) = (&updated, new_timeout) {
+            super::conversation::reschedule_ends(conn, id, minutes).await?;
+        }
+        Ok(updated)
+    })
     .await
-    .optional()
 }

@@ -1,7 +1,7 @@
 //! Conversations: one per (assistant, customer).
 
 use anyreply_core::Money;
-use anyreply_core::wire::ConversationSummary;
+use anyreply_core::wire::{ConversationState, ConversationSummary};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -37,6 +37,8 @@ pub struct ConversationRow {
     pub completion_tokens: i64,
     pub assignee_id: Option<i64>,
     pub handoff_requested_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub extracted_variables: Value,
 }
 
 impl ConversationRow {
@@ -54,6 +56,9 @@ impl ConversationRow {
             ai_enabled: self.ai_enabled,
             assignee_id: self.assignee_id,
             handoff_requested_at: self.handoff_requested_at,
+            state: ConversationState::of(self.ended_at),
+            ended_at: self.ended_at,
+            extracted_variables: object(self.extracted_variables),
             external_identifier: self.customer_identifier,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -437,13 +442,16 @@ pub async fn join(
     customer: &str,
 ) -> QueryResult<Option<Joined>> {
     let row: Option<JoinedRow> = diesel::sql_query(
-        "INSERT INTO conversations (id, account_id, assistant_id, customer_identifier, message_count, next_seq)
-         SELECT $1, $2, a.id, $4, 1, 3 FROM assistants a WHERE a.id = $3 AND a.account_id = $2
+        "INSERT INTO conversations (id, account_id, assistant_id, customer_identifier, message_count, next_seq, ends_at)
+         SELECT $1, $2, a.id, $4, 1, 3, now() + make_interval(mins => a.conversation_inactivity_timeout)
+         FROM assistants a WHERE a.id = $3 AND a.account_id = $2
          ON CONFLICT (assistant_id, customer_identifier) DO UPDATE SET
              message_count = conversations.message_count + 1,
              next_seq = conversations.next_seq
                  + CASE WHEN conversations.ai_enabled AND NOT conversations.opted_out THEN 2 ELSE 1 END,
-             updated_at = now()
+             updated_at = now(),
+             -- A customer's message puts the end off, and reopens an ended conversation.
+             ends_at = EXCLUDED.ends_at, ended_at = NULL
          RETURNING id, ai_enabled, opted_out, variables, next_seq",
     )
     .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
@@ -517,7 +525,11 @@ pub async fn take_place(
 ) -> QueryResult<Option<Place>> {
     diesel::sql_query(
         "UPDATE conversations SET next_seq = next_seq + 1, message_count = message_count + 1,
-             updated_at = now()
+             updated_at = now(),
+             -- The business's message puts an active conversation's end off too.
+             ends_at = CASE WHEN ended_at IS NULL THEN now() + make_interval(mins => (
+                 SELECT a.conversation_inactivity_timeout FROM assistants a
+                 WHERE a.id = conversations.assistant_id)) END
          WHERE id = $1 AND account_id = $2
          RETURNING next_seq - 1 AS seq, opted_out",
     )
@@ -597,4 +609,22 @@ pub async fn variables_and_ai(
         .select((conversations::variables, conversations::ai_enabled))
         .get_result(conn)
         .await
+}
+
+/// The assistant's inactivity timeout is now `minutes` (`None`: never): each of its active
+/// conversations ends that long after its last change.
+pub async fn reschedule_ends(
+    conn: &mut AsyncPgConnection,
+    assistant_id: i64,
+    minutes: Option<i32>,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE conversations SET ends_at = updated_at + make_interval(mins => $2)
+         WHERE assistant_id = $1 AND ended_at IS NULL",
+    )
+    .bind::<diesel::sql_types::Int8, _>(assistant_id)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Int4>, _>(minutes)
+    .execute(conn)
+    .await
+    .map(drop)
 }

@@ -223,6 +223,8 @@ impl EventRow {
             assignee: detail_field(&self.detail, "assignee"),
             by: detail_field(&self.detail, "by"),
             note: detail_field(&self.detail, "note"),
+            extracted_variables: detail_field(&self.detail, "extracted_variables"),
+            extraction_error: detail_field(&self.detail, "extraction_error"),
         })
     }
 }

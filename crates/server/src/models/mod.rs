@@ -7,6 +7,7 @@ pub mod assistant;
 pub mod audit_log;
 pub mod console_session;
 pub mod conversation;
+pub mod conversation_ending;
 pub mod conversation_viewer;
 pub mod event;
 pub mod idempotency_key;

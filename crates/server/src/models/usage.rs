@@ -52,13 +52,20 @@ pub async fn of_account(
         ),
     };
     let sql = format!(
-        "SELECT {select}, count(*) AS replies,
+        "SELECT {select}, count(*) FILTER (WHERE m.reply) AS replies,
              coalesce(sum(m.prompt_tokens), 0)::int8 AS prompt_tokens,
              coalesce(sum(m.completion_tokens), 0)::int8 AS completion_tokens,
              coalesce(sum(m.cost), 0)::int8 AS cost
-         FROM (SELECT {key} AS key, m.prompt_tokens, m.completion_tokens, m.cost
+         FROM (SELECT {key} AS key, m.prompt_tokens, m.completion_tokens, m.cost, true AS reply
                FROM messages m JOIN conversations c ON c.id = m.conversation_id
                WHERE c.account_id = $1 AND m.role = 'assistant'
+                 AND m.created_at >= ($2::date)::timestamp AT TIME ZONE 'UTC'
+                 AND m.created_at < ($3::date + 1)::timestamp AT TIME ZONE 'UTC'
+               UNION ALL
+               -- Other model calls (extractions), billed like replies: counted, not as replies.
+               SELECT {key} AS key, m.prompt_tokens, m.completion_tokens, m.cost, false
+               FROM model_calls m JOIN conversations c ON c.id = m.conversation_id
+               WHERE m.account_id = $1
                  AND m.created_at >= ($2::date)::timestamp AT TIME ZONE 'UTC'
                  AND m.created_at < ($3::date + 1)::timestamp AT TIME ZONE 'UTC') AS m
          GROUP BY key ORDER BY key"

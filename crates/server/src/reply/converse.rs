@@ -144,6 +144,7 @@ impl<'a> Conversation<'a> {
             functions: &self.functions,
             may_call_functions: may_call,
             stream,
+            answer_schema: None,
         };
         let asked = Instant::now();
         let answered = self

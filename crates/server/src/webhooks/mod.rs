@@ -78,11 +78,19 @@ impl WebhookSender {
 
     /// One attempt of `delivery`, signed now.
     pub async fn send(&self, delivery: &TakenDelivery) -> Attempt {
+        let id = message_id(delivery.account_id, delivery.event_id);
+        self.send_signed(&delivery.url, &delivery.secret, &id, &delivery.body)
+            .await
+    }
+
+    /// One POST of `body` to `url`, signed now with `secret` as message `id`: any webhook of
+    /// ours (an account's, an assistant's conversation-ended one).
+    pub async fn send_signed(&self, url: &str, secret: &str, id: &str, body: &str) -> Attempt {
         let failed = |error: String| Attempt::Failed {
             status: None,
             error,
         };
-        let Ok(url) = Url::parse(&delivery.url) else {
+        let Ok(url) = Url::parse(url) else {
             return failed("the URL is not valid".to_owned());
         };
         if let Some(Err(refused)) =
@@ -90,20 +98,19 @@ impl WebhookSender {
         {
             return failed(refused.to_string());
         }
-        let Ok(key) = SigningKey::from_secret(&delivery.secret) else {
+        let Ok(key) = SigningKey::from_secret(secret) else {
             return failed("the webhook's secret is not valid".to_owned());
         };
-        let id = message_id(delivery.account_id, delivery.event_id);
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = key.sign(&id, timestamp, delivery.body.as_bytes());
+        let signature = key.sign(id, timestamp, body.as_bytes());
         let response = self
             .http
             .post(url)
             .header(CONTENT_TYPE, "application/json")
-            .header("webhook-id", &id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(delivery.body.clone())
+            .body(body.to_owned())
             .send()
             .await;
         match response {

@@ -13,6 +13,7 @@ mod coalescing;
 mod concurrency;
 mod console;
 mod context;
+mod conversation_end;
 mod conversations;
 mod errors;
 mod event_streams;
