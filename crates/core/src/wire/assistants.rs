@@ -261,10 +261,16 @@ fn read_post_call_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<
         let at = |field: &str| format!("post_call_schema.{n}.{field}");
         let name = item["name"].as_str().unwrap_or_default();
         let valid_name = name.len() <= MAX_VARIABLE_NAME_CHARS
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
-            errors.add(at("name"), "The name must be a letter or _, then letters, digits or _ (at most 64).");
+            errors.add(
+                at("name"),
+                "The name must be a letter or _, then letters, digits or _ (at most 64).",
+            );
         } else if fields.iter().any(|f: &PostCallField| f.name == name) {
             errors.add(at("name"), format!("The name {name} is given twice."));
         }
@@ -274,14 +280,26 @@ fn read_post_call_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<
         }
         let description = match &item["description"] {
             Value::Null => String::new(),
-            Value::String(text) if text.chars().count() <= MAX_POST_CALL_DESCRIPTION_CHARS && !text.contains('\0') => text.clone(),
+            Value::String(text)
+                if text.chars().count() <= MAX_POST_CALL_DESCRIPTION_CHARS
+                    && !text.contains('\0') =>
+            {
+                text.clone()
+            }
             _ => {
-                errors.add(at("description"), "The description must be text of at most 1000 characters, without NUL.");
+                errors.add(
+                    at("description"),
+                    "The description must be text of at most 1000 characters, without NUL.",
+                );
                 String::new()
             }
         };
         if let (true, Some(kind)) = (valid_name, kind) {
-            fields.push(PostCallField { name: name.to_owned(), kind, description });
+            fields.push(PostCallField {
+                name: name.to_owned(),
+                kind,
+                description,
+            });
         }
     }
     Some(fields)
@@ -289,7 +307,10 @@ fn read_post_call_schema(value: &Value, errors: &mut FieldErrors) -> Option<Vec<
 
 /// Reads `conversation_inactivity_timeout` and `conversation_ended_webhook_url`, where `null`
 /// (and for the URL, empty) clears.
-fn read_lifecycle(body: &Value, errors: &mut FieldErrors) -> (Option<Option<u32>>, Option<Option<String>>) {
+fn read_lifecycle(
+    body: &Value,
+    errors: &mut FieldErrors,
+) -> (Option<Option<u32>>, Option<Option<String>>) {
     let timeout = match body.get("conversation_inactivity_timeout") {
         None => None,
         Some(Value::Null) => Some(None),
@@ -305,7 +326,12 @@ fn read_lifecycle(body: &Value, errors: &mut FieldErrors) -> (Option<Option<u32>
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(url)) if url.trim().is_empty() => Some(None),
-        Some(Value::String(url)) if url.chars().count() <= MAX_WEBHOOK_URL_CHARS && super::webhooks::check_url(url).is_ok() => Some(Some(url.clone())),
+        Some(Value::String(url))
+            if url.chars().count() <= MAX_WEBHOOK_URL_CHARS
+                && super::webhooks::check_url(url).is_ok() =>
+        {
+            Some(Some(url.clone()))
+        }
         Some(_) => {
             errors.add("conversation_ended_webhook_url", "The conversation_ended_webhook_url must be an http or https URL (at most 2048 characters), or null.");
             None

@@ -262,9 +262,7 @@ impl Fields {
             handoff_enabled: !form.get("handoff_enabled").is_empty(),
             handoff_instructions: form.get("handoff_instructions").to_owned(),
             handoff_message: form.get("handoff_message").to_owned(),
-            conversation_inactivity_timeout: form
-                .get("conversation_inactivity_timeout")
-                .to_owned(),
+            conversation_inactivity_timeout: form.get("conversation_inactivity_timeout").to_owned(),
             post_call_schema: SchemaRow::posted(form),
             conversation_ended_webhook_url: form.get("conversation_ended_webhook_url").to_owned(),
             conversation_ended_webhook_secret: String::new(),

@@ -4,8 +4,8 @@
 use anyreply_core::limits::{DEFAULT_PER_PAGE, MAX_CUSTOMER_IDENTIFIER_CHARS, MAX_PER_PAGE};
 use anyreply_core::validate::Fields;
 use anyreply_core::wire::{
-    AiToggleResponse, AuditAction, ConversationHistory, ConversationPage, ConversationState, EventType,
-    ListConversationsQuery, PageQuery,
+    AiToggleResponse, AuditAction, ConversationHistory, ConversationPage, ConversationState,
+    EventType, ListConversationsQuery, PageQuery,
 };
 use anyreply_core::{ErrorBody, ErrorCode, Money};
 use axum::Json;

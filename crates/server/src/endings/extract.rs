@@ -71,7 +71,14 @@ pub async fn extract(
     };
     let fields: String = schema
         .iter()
-        .map(|field| format!("- {} ({}): {}\n", field.name, field.kind.as_str(), field.description))
+        .map(|field| {
+            format!(
+                "- {} ({}): {}\n",
+                field.name,
+                field.kind.as_str(),
+                field.description
+            )
+        })
         .collect();
     let messages = [
         PromptMessage::System(format!("{INSTRUCTIONS}\n\nThe fields:\n{fields}")),
@@ -88,7 +95,11 @@ pub async fn extract(
         answer_schema: Some(&answer_schema),
     };
     let primary = (assistant.provider(), assistant.llm_model.as_str());
-    let (answer, (_, model)) = match app.llm.complete(primary, assistant.fallback(), completion).await {
+    let (answer, (_, model)) = match app
+        .llm
+        .complete(primary, assistant.fallback(), completion)
+        .await
+    {
         Ok(answered) => answered,
         Err(error) => {
             tracing::warn!(%error, assistant = assistant.id, "the post-call extraction failed");
@@ -161,12 +172,8 @@ pub fn checked(schema: &[PostCallField], answer: &Map<String, Value>) -> Extract
             Some(_) => dropped.push(field.name.as_str()),
         }
     }
-    let error = (!dropped.is_empty()).then(|| {
-        format!(
-            "dropped, as not of their type: {}",
-            dropped.join(", ")
-        )
-    });
+    let error = (!dropped.is_empty())
+        .then(|| format!("dropped, as not of their type: {}", dropped.join(", ")));
     Extraction {
         values,
         error,
@@ -196,17 +203,27 @@ mod tests {
             field("booked", PostCallType::Boolean),
             field("email", PostCallType::String),
         ];
-        let answer = json!({ "name": "Ada", "seats": "two", "booked": true, "email": null, "extra": 1 });
+        let answer =
+            json!({ "name": "Ada", "seats": "two", "booked": true, "email": null, "extra": 1 });
         let extraction = checked(&schema, answer.as_object().unwrap());
-        assert_eq!(Value::Object(extraction.values), json!({ "name": "Ada", "booked": true }));
-        assert_eq!(extraction.error.as_deref(), Some("dropped, as not of their type: seats"));
+        assert_eq!(
+            Value::Object(extraction.values),
+            json!({ "name": "Ada", "booked": true })
+        );
+        assert_eq!(
+            extraction.error.as_deref(),
+            Some("dropped, as not of their type: seats")
+        );
     }
 
     #[test]
     fn the_schema_is_strict() {
         let schema = json_schema(&[field("seats", PostCallType::Number)]);
         assert_eq!(schema["required"], json!(["seats"]));
-        assert_eq!(schema["properties"]["seats"]["type"], json!(["number", "null"]));
+        assert_eq!(
+            schema["properties"]["seats"]["type"],
+            json!(["number", "null"])
+        );
         assert_eq!(schema["additionalProperties"], false);
     }
 }

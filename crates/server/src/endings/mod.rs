@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::models::conversation_ending::{self, Ending, EXTRACT, NOTIFY};
+use crate::models::conversation_ending::{self, EXTRACT, Ending, NOTIFY};
 use crate::models::event::{self, NewEvent};
 use crate::models::{assistant, conversation};
 
@@ -59,7 +59,7 @@ async fn round(app: &App) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
         if ended > 0 {
             tracing::info!(ended, "conversations ended");
         }
-        if ended < 200 {
+        if ended < conversation_ending::ENDED_AT_ONCE {
             break;
         }
     }
@@ -86,7 +86,8 @@ async fn round(app: &App) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
 /// `conversation.ended` and leaves the webhook's payload to send, if the assistant has one.
 async fn finish_ending(app: &App, ending: &Ending) -> anyhow::Result<()> {
     let mut conn = app.db().await?;
-    let Some(found) = conversation::find(&mut conn, ending.account_id, ending.conversation_id).await?
+    let Some(found) =
+        conversation::find(&mut conn, ending.account_id, ending.conversation_id).await?
     else {
         return Ok(()); // deleted since (the ending's row went with it)
     };
@@ -105,14 +106,20 @@ async fn finish_ending(app: &App, ending: &Ending) -> anyhow::Result<()> {
         None => (Map::new(), None),
         Some(extraction) => (extraction.values.clone(), extraction.error.clone()),
     };
-    let payload = assistant.conversation_ended_webhook_url.as_ref().map(|_| {
-        notify::payload(&found, ending, &values, &transcript).to_string()
-    });
+    let payload = assistant
+        .conversation_ended_webhook_url
+        .as_ref()
+        .map(|_| notify::payload(&found, ending, &values, &transcript).to_string());
     let mut conn = app.db().await?;
     use diesel_async::AsyncConnection;
     conn.transaction(async |conn| {
         // The conversation's row first, then the account's, as replies lock them.
-        conversation_ending::store_extracted(conn, ending.conversation_id, &Value::Object(values.clone())).await?;
+        conversation_ending::store_extracted(
+            conn,
+            ending.conversation_id,
+            &Value::Object(values.clone()),
+        )
+        .await?;
         if let Some(billed) = extraction.as_ref().and_then(|e| e.billed.as_ref()) {
             conversation_ending::bill_model_call(conn, &billed.call(ending)).await?;
         }
@@ -120,7 +127,11 @@ async fn finish_ending(app: &App, ending: &Ending) -> anyhow::Result<()> {
         if let Some(error) = &error {
             detail["extraction_error"] = Value::from(error.as_str());
         }
-        let event = NewEvent::about(ending.account_id, EventType::ConversationEnded, ending.conversation_id);
+        let event = NewEvent::about(
+            ending.account_id,
+            EventType::ConversationEnded,
+            ending.conversation_id,
+        );
         event::insert_detailed(conn, &event, &detail).await?;
         conversation_ending::extracted(conn, ending, payload.as_deref()).await
     })

@@ -32,9 +32,13 @@ pub async fn transcript(
     conn: &mut AsyncPgConnection,
     conversation: &ConversationRow,
 ) -> diesel::QueryResult<Vec<Line>> {
-    let (mut rows, _) =
-        message::newest_before(conn, conversation.id, conversation.next_seq, TRANSCRIPT_MESSAGES)
-            .await?;
+    let (mut rows, _) = message::newest_before(
+        conn,
+        conversation.id,
+        conversation.next_seq,
+        TRANSCRIPT_MESSAGES,
+    )
+    .await?;
     rows.reverse();
     Ok(rows
         .into_iter()
@@ -71,9 +75,12 @@ pub fn payload(
     transcript: &[Line],
 ) -> Value {
     let variables = crate::models::object(conversation.variables.clone());
-    let customer_name = ["customer_name", "name"]
-        .iter()
-        .find_map(|name| variables.get(*name).and_then(Value::as_str).map(str::to_owned));
+    let customer_name = ["customer_name", "name"].iter().find_map(|name| {
+        variables
+            .get(*name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
     let messages: Vec<Value> = transcript
         .iter()
         .map(|line| json!({ "role": line.role, "content": line.content, "created_at": line.created_at }))
@@ -110,7 +117,13 @@ fn message_id(ending: &Ending) -> String {
 /// One attempt of the ending's webhook: delivered, tried again later, or given up.
 pub async fn attempt(app: &App, ending: &Ending) -> anyhow::Result<()> {
     let mut conn = app.db().await?;
-    let target = match crate::models::conversation::find(&mut conn, ending.account_id, ending.conversation_id).await? {
+    let target = match crate::models::conversation::find(
+        &mut conn,
+        ending.account_id,
+        ending.conversation_id,
+    )
+    .await?
+    {
         Some(found) => assistant::find(&mut conn, ending.account_id, found.assistant_id).await?,
         None => None,
     };
@@ -124,7 +137,12 @@ pub async fn attempt(app: &App, ending: &Ending) -> anyhow::Result<()> {
     drop(conn);
     let sent = app
         .webhooks
-        .send_signed(url, &target.conversation_ended_webhook_secret, &message_id(ending), payload)
+        .send_signed(
+            url,
+            &target.conversation_ended_webhook_secret,
+            &message_id(ending),
+            payload,
+        )
         .await;
     let mut conn = app.db().await?;
     let schedule = &app.settings.conversation_ended_retry_schedule;

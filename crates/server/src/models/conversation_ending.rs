@@ -14,7 +14,7 @@ pub const EXTRACT: &str = "extract";
 pub const NOTIFY: &str = "notify";
 
 /// The most conversations one statement ends.
-const ENDED_AT_ONCE: i64 = 200;
+pub const ENDED_AT_ONCE: i64 = 200;
 
 /// An ending's work, taken.
 #[derive(Debug, Clone, QueryableByName)]
@@ -133,10 +133,8 @@ pub async fn extracted(
     }
 }
 
-type EndingKey = diesel::dsl::Find<
-    crate::schema::conversation_endings::table,
-    (Uuid, DateTime<Utc>),
->;
+type EndingKey =
+    diesel::dsl::Find<crate::schema::conversation_endings::table, (Uuid, DateTime<Utc>)>;
 
 fn conversation_endings_key(ending: &Ending) -> EndingKey {
     crate::schema::conversation_endings::table.find((ending.conversation_id, ending.ended_at))

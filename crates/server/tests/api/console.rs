@@ -118,7 +118,7 @@ pub(crate) fn location(page: &Page) -> &str {
     page.headers[LOCATION].to_str().unwrap()
 }
 
-async fn signed_in(app: &TestApp, account: &TestAccount) -> Browser {
+pub(crate) async fn signed_in(app: &TestApp, account: &TestAccount) -> Browser {
     let mut browser = Browser::new(app);
     let page = browser.sign_in(&account.key).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
