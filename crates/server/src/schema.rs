@@ -134,6 +134,9 @@ diesel::table! {
         completion_tokens -> Int8,
         assignee_id -> Nullable<Int8>,
         handoff_requested_at -> Nullable<Timestamptz>,
+        summary -> Nullable<Text>,
+        summary_through_seq -> Int8,
+        summary_claimed_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -290,6 +293,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    summary_folds (conversation_id, after_seq) {
+        conversation_id -> Uuid,
+        after_seq -> Int8,
+        through_seq -> Int8,
+        account_id -> Int8,
+        model -> Text,
+        prompt_tokens -> Int4,
+        completion_tokens -> Int4,
+        cost -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tool_calls (id) {
         id -> Int8,
         account_id -> Int8,
@@ -408,6 +425,7 @@ diesel::joinable!(knowledge_terms -> knowledge_bases (knowledge_base_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(operator_password_links -> operators (operator_id));
 diesel::joinable!(operators -> accounts (account_id));
+diesel::joinable!(summary_folds -> conversations (conversation_id));
 diesel::joinable!(tools -> accounts (account_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhooks -> accounts (account_id));
@@ -438,6 +456,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     operators,
     pending_replies,
     settlements_due,
+    summary_folds,
     tool_calls,
     tools,
     webhook_deliveries,
