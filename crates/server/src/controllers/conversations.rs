@@ -112,6 +112,10 @@ pub async fn history(
         .filter(|_| more)
         .map(|oldest| BeforeSeq { seq: oldest.seq }.encode());
     history.reverse();
+    let summary_through = match row.summary {
+        Some(_) => message::written_at(&mut conn, id, row.summary_through_seq).await?,
+        None => None,
+    };
     Ok(ConversationHistory {
         status: true,
         id: row.id,
@@ -124,6 +128,8 @@ pub async fn history(
         opted_out: row.opted_out,
         assignee_id: row.assignee_id,
         handoff_requested_at: row.handoff_requested_at,
+        summary: row.summary,
+        summary_through,
         history: history.into_iter().map(|m| m.into_history()).collect(),
         variables: crate::models::overlay_variables(&defaults, &row.variables),
         next_cursor,
