@@ -142,6 +142,38 @@ async fn until_folded(app: &TestApp, id: Uuid) {
     .await;
 }
 
+/// `sent`, a prompt's history, is the newest of the conversation `shown` (before its last
+/// exchange, the prompt's own) after the last message `summary` holds.
+fn assert_sent_after(sent: &[&str], summary: &str, shown: &Value) {
+    let history: Vec<String> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let who = if m["role"] == "user" {
+                "Customer"
+            } else {
+                "Assistant"
+            };
+            format!("{who}: {}", m["content"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(history.len(), 2 + 2 + 80 + 2, "one page holds it all");
+    let through = summary.split_once("Through: ").unwrap().1;
+    let summarised = history.iter().position(|line| line == through).unwrap();
+    let newest = history.len() - 2;
+    let oldest_sent = newest - sent.len();
+    assert!(
+        oldest_sent > summarised,
+        "{sent:?} reaches back past {through}"
+    );
+    let expected: Vec<&str> = history[oldest_sent..newest]
+        .iter()
+        .map(|line| line.split_once(": ").unwrap().1)
+        .collect();
+    assert_eq!(sent, expected);
+}
+
 #[tokio::test]
 async fn a_fact_from_the_third_message_reaches_the_model_through_the_summary() {
     let app = TestApp::spawn_with(|s| s.context_token_budget = 200).await;
@@ -198,34 +230,7 @@ async fn a_fact_from_the_third_message_reaches_the_model_through_the_summary() {
     );
     // The history sent is the newest messages after the summary's last: none is sent twice.
     let shown = conversation(&app, &account, id).await;
-    let history: Vec<String> = shown["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let who = if m["role"] == "user" {
-                "Customer"
-            } else {
-                "Assistant"
-            };
-            format!("{who}: {}", m["content"].as_str().unwrap())
-        })
-        .collect();
-    assert_eq!(history.len(), 2 + 2 + 80 + 2, "one page holds it all");
-    let through = summary.split_once("Through: ").unwrap().1;
-    let summarised = history.iter().position(|line| line == through).unwrap();
-    let sent = &contents[2..contents.len() - 1];
-    let newest = history.len() - 2;
-    let oldest_sent = newest - sent.len();
-    assert!(
-        oldest_sent > summarised,
-        "{sent:?} reaches back past {through}"
-    );
-    let expected: Vec<&str> = history[oldest_sent..newest]
-        .iter()
-        .map(|line| line.split_once(": ").unwrap().1)
-        .collect();
-    assert_eq!(sent, expected);
+    assert_sent_after(&contents[2..contents.len() - 1], summary, &shown);
 
     // GET shows the summary and how far it reaches.
     assert!(shown["summary"].as_str().unwrap().contains("FACT-7431"));
