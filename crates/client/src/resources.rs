@@ -23,7 +23,8 @@ pub struct Conversations<'a> {
 }
 
 impl Conversations<'_> {
-    /// `GET /api/conversations/{id}`: history (oldest first) and variables.
+    /// `GET /api/conversations/{id}`: history (oldest first), variables, and the summary of
+    /// the messages that no longer fit the prompt (`summary`, `summary_through`).
     pub async fn get(&self, id: Uuid) -> Result<ConversationHistory, Error> {
         self.client
             .get(&format!("api/conversations/{id}"), &[])

@@ -301,6 +301,7 @@ async fn run() -> anyhow::Result<bool> {
         history.long,
         history.ratio()
     );
+    summaries_note(&pg).await?;
     checkpoints.since("history", mark, &pg).await;
     server.stop().await?;
 
@@ -1062,6 +1063,36 @@ async fn history_latency(api: &Api, pg: &Postgres) -> anyhow::Result<History> {
     })
 }
 
+/// Prints how far the long conversation's summary got meanwhile: it is made after each reply
+/// (the turns the prompt left out), on the side, so the replies timed above never waited for it.
+async fn summaries_note(pg: &Postgres) -> anyhow::Result<()> {
+    if !summaries_exist(pg).await? {
+        return Ok(());
+    }
+    let folds = pg
+        .sql(
+            BENCH_DB,
+            "SELECT count(*), coalesce(max(through_seq), 0), coalesce(sum(cost), 0) FROM summary_folds",
+        )
+        .await?;
+    let fields: Vec<&str> = folds.trim().split('|').collect();
+    if let &[count, through, cost] = fields.as_slice() {
+        println!(
+            "  summaries: {count} model calls folded the long conversation's first {through} places ({cost} hundred-millionths charged)"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the schema has conversation summaries (`summary_folds`).
+async fn summaries_exist(pg: &Postgres) -> anyhow::Result<bool> {
+    Ok(pg
+        .sql(BENCH_DB, "SELECT to_regclass('summary_folds') IS NOT NULL")
+        .await?
+        .trim()
+        == "t")
+}
+
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -1158,12 +1189,20 @@ async fn check_books(
     };
 
     let start = START_BALANCE_UNITS * SUBUNITS_PER_UNIT;
+    // Summaries of conversations past the prompt budget are charged too.
+    let folds = if summaries_exist(pg).await? {
+        " + COALESCE((SELECT sum(f.cost) FROM summary_folds f WHERE f.account_id = a.id), 0)"
+    } else {
+        ""
+    };
     let rows = pg
         .sql(
             BENCH_DB,
-            "SELECT a.id, a.balance, COALESCE((SELECT sum(m.cost) FROM messages m
-                 JOIN conversations c ON c.id = m.conversation_id WHERE c.account_id = a.id), 0)
-             FROM accounts a ORDER BY a.id",
+            &format!(
+                "SELECT a.id, a.balance, COALESCE((SELECT sum(m.cost) FROM messages m
+                     JOIN conversations c ON c.id = m.conversation_id WHERE c.account_id = a.id), 0){folds}
+                 FROM accounts a ORDER BY a.id"
+            ),
         )
         .await?;
     let mut accounts = 0;

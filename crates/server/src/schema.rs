@@ -153,6 +153,9 @@ diesel::table! {
         ends_at -> Nullable<Timestamptz>,
         ended_at -> Nullable<Timestamptz>,
         extracted_variables -> Jsonb,
+        summary -> Nullable<Text>,
+        summary_through_seq -> Int8,
+        summary_claimed_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -323,6 +326,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    summary_folds (conversation_id, after_seq) {
+        conversation_id -> Uuid,
+        after_seq -> Int8,
+        through_seq -> Int8,
+        account_id -> Int8,
+        model -> Text,
+        prompt_tokens -> Int4,
+        completion_tokens -> Int4,
+        cost -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tool_calls (id) {
         id -> Int8,
         account_id -> Int8,
@@ -443,6 +460,7 @@ diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(model_calls -> conversations (conversation_id));
 diesel::joinable!(operator_password_links -> operators (operator_id));
 diesel::joinable!(operators -> accounts (account_id));
+diesel::joinable!(summary_folds -> conversations (conversation_id));
 diesel::joinable!(tools -> accounts (account_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhooks -> accounts (account_id));
@@ -475,6 +493,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     operators,
     pending_replies,
     settlements_due,
+    summary_folds,
     tool_calls,
     tools,
     webhook_deliveries,

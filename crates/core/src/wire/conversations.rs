@@ -127,6 +127,17 @@ pub struct ConversationHistory {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub extracted_variables: Variables,
+    /// What the assistant remembers of the messages that no longer fit its prompt: a summary
+    /// its model keeps, sent in every prompt before the recent messages. `null` while the
+    /// whole history fits.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub summary: Option<String>,
+    /// When the newest message the summary holds was written: the messages up to it reach the
+    /// model only through the summary. `null` without a summary.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub summary_through: Option<DateTime<Utc>>,
     /// The newest messages (100 unless `per_page` says otherwise), oldest first.
     pub history: Vec<HistoryMessage>,
     /// The assistant's defaults overlaid with the conversation's own values.

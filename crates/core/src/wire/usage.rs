@@ -1,4 +1,5 @@
-//! `GET /api/user/usage`: what the account's replies cost, per day, assistant or model.
+//! `GET /api/user/usage`: what the account's replies (and the conversation summaries made
+//! for them) cost, per day, assistant or model.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use crate::Money;
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum UsageGroup {
-    /// One row per day (UTC) with replies.
+    /// One row per day (UTC) with replies or summaries.
     Day,
     /// One row per assistant.
     Assistant,
@@ -70,11 +71,12 @@ pub struct UsageRow {
     pub model: Option<String>,
     /// Replies made.
     pub replies: i64,
-    /// Prompt tokens the provider counted.
+    /// Prompt tokens the provider counted, of the replies and of the summaries of
+    /// conversations past the prompt budget.
     pub prompt_tokens: i64,
-    /// Completion tokens the provider counted.
+    /// Completion tokens the provider counted, of the replies and the summaries.
     pub completion_tokens: i64,
-    /// What the replies were charged: these add up to what the balance lost.
+    /// What the replies and summaries were charged: these add up to what the balance lost.
     pub cost: Money,
 }
 

@@ -281,6 +281,8 @@ pub(super) struct Panel {
     ended_at: Option<String>,
     /// What the post-call schema found when it ended: name and value, as shown.
     extracted: Vec<(String, String)>,
+    /// What the assistant remembers of the messages no longer in its prompts.
+    summary: Option<String>,
     /// Where the page follows the conversation's events, from the account's last one.
     events: String,
     csrf: String,
@@ -328,6 +330,7 @@ async fn load_panel(app: &App, operator: &Operator, id: &str) -> Result<Panel, C
             "/console/conversations/{}/events?after={last_event}",
             conversation.id
         ),
+        summary: conversation.summary,
         ended_at: conversation
             .ended_at
             .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),

@@ -112,6 +112,10 @@ pub async fn history(
         .filter(|_| more)
         .map(|oldest| BeforeSeq { seq: oldest.seq }.encode());
     history.reverse();
+    let summary_through = match row.summary {
+        Some(_) => message::written_at(&mut conn, id, row.summary_through_seq).await?,
+        None => None,
+    };
     Ok(ConversationHistory {
         status: true,
         id: row.id,
@@ -127,6 +131,8 @@ pub async fn history(
         state: ConversationState::of(row.ended_at),
         ended_at: row.ended_at,
         extracted_variables: crate::models::object(row.extracted_variables),
+        summary: row.summary,
+        summary_through,
         history: history.into_iter().map(|m| m.into_history()).collect(),
         variables: crate::models::overlay_variables(&defaults, &row.variables),
         next_cursor,

@@ -39,6 +39,10 @@ pub struct ConversationRow {
     pub handoff_requested_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub extracted_variables: Value,
+    /// What the assistant remembers of the turns no longer in its prompts.
+    pub summary: Option<String>,
+    /// The newest place folded into `summary` (0: none).
+    pub summary_through_seq: i64,
 }
 
 impl ConversationRow {
@@ -413,6 +417,19 @@ pub struct Joined {
     pub variables: Value,
     /// The message's place in the history; an AI reply takes the next one.
     pub seq: i64,
+    pub memory: Memory,
+}
+
+/// A conversation's rolling summary of the turns that fell out of its prompts, read with the
+/// rest of what a prompt needs: the summary and where it ends go together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, QueryableByName)]
+pub struct Memory {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub summary: Option<String>,
+    /// The newest place the summary holds; a prompt's history starts after it.
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    #[diesel(column_name = summary_through_seq)]
+    pub through_seq: i64,
 }
 
 #[derive(QueryableByName)]
@@ -427,6 +444,8 @@ struct JoinedRow {
     variables: Value,
     #[diesel(sql_type = diesel::sql_types::Int8)]
     next_seq: i64,
+    #[diesel(embed)]
+    memory: Memory,
 }
 
 /// Counts a new customer message into the conversation of (`assistant_id`, `customer`),
@@ -452,7 +471,7 @@ pub async fn join(
              updated_at = now(),
              -- A customer's message puts the end off, and reopens an ended conversation.
              ends_at = EXCLUDED.ends_at, ended_at = NULL
-         RETURNING id, ai_enabled, opted_out, variables, next_seq",
+         RETURNING id, ai_enabled, opted_out, variables, next_seq, summary, summary_through_seq",
     )
     .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
     .bind::<diesel::sql_types::Int8, _>(account_id)
@@ -474,6 +493,7 @@ pub async fn join(
             opted_out: row.opted_out,
             variables: row.variables,
             seq: row.next_seq - taken,
+            memory: row.memory,
         }
     }))
 }
@@ -599,16 +619,99 @@ pub async fn uncount_message(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
         .map(drop)
 }
 
-/// The conversation's own variables, and whether its AI is on.
+/// The conversation's own variables, whether its AI is on, and its memory.
 pub async fn variables_and_ai(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-) -> QueryResult<(Value, bool)> {
-    conversations::table
+) -> QueryResult<(Value, bool, Memory)> {
+    let (variables, ai_enabled, summary, through_seq) = conversations::table
         .find(id)
-        .select((conversations::variables, conversations::ai_enabled))
+        .select((
+            conversations::variables,
+            conversations::ai_enabled,
+            conversations::summary,
+            conversations::summary_through_seq,
+        ))
         .get_result(conn)
-        .await
+        .await?;
+    let memory = Memory {
+        summary,
+        through_seq,
+    };
+    Ok((variables, ai_enabled, memory))
+}
+
+/// Claims the folding of the conversation's turns up to place `through` into its summary for
+/// `lease`: its memory as it stands, or `None` when they are folded already or another process
+/// holds the claim. One claim at a time, so the model is never asked twice for the same turns.
+pub async fn claim_summary(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    through: i64,
+    lease: std::time::Duration,
+) -> QueryResult<Option<Memory>> {
+    diesel::sql_query(
+        "UPDATE conversations
+         SET summary_claimed_until = now() + make_interval(secs => $3)
+         WHERE id = $1 AND summary_through_seq < $2
+           AND (summary_claimed_until IS NULL OR summary_claimed_until < now())
+         RETURNING summary, summary_through_seq",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Int8, _>(through)
+    .bind::<diesel::sql_types::Double, _>(lease.as_secs_f64())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Gives up a claim whose fold failed, so that the next reply may try again at once.
+pub async fn release_summary_claim(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    after: i64,
+) -> QueryResult<()> {
+    diesel::update(
+        conversations::table
+            .find(id)
+            .filter(conversations::summary_through_seq.eq(after)),
+    )
+    .set(conversations::summary_claimed_until.eq(None::<DateTime<Utc>>))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// A fold to store: the summary now holds the turns after place `after` through `through`.
+#[derive(Debug)]
+pub struct Folded<'a> {
+    pub id: Uuid,
+    pub after: i64,
+    pub through: i64,
+    pub summary: Option<&'a str>,
+    /// The fold's prompt and completion tokens, counted into the conversation's.
+    pub tokens: (i64, i64),
+}
+
+/// Stores a fold and ends its claim, if the summary still ends at `after` (compare and set:
+/// no fold is stored over another); `false`, with nothing written, if it does not. Locks the
+/// conversation's row until commit.
+pub async fn store_summary(conn: &mut AsyncPgConnection, folded: &Folded<'_>) -> QueryResult<bool> {
+    diesel::update(
+        conversations::table
+            .find(folded.id)
+            .filter(conversations::summary_through_seq.eq(folded.after)),
+    )
+    .set((
+        conversations::summary.eq(folded.summary),
+        conversations::summary_through_seq.eq(folded.through),
+        conversations::summary_claimed_until.eq(None::<DateTime<Utc>>),
+        conversations::prompt_tokens.eq(conversations::prompt_tokens + folded.tokens.0),
+        conversations::completion_tokens.eq(conversations::completion_tokens + folded.tokens.1),
+    ))
+    .execute(conn)
+    .await
+    .map(|rows| rows == 1)
 }
 
 /// The assistant's inactivity timeout is now `minutes` (`None`: never): each of its active

@@ -111,7 +111,7 @@ where
 
 /// [`PAGE_SQL`]'s range with only what a prompt takes of each message: a prompt's history can
 /// be hundreds of rows, read on every reply.
-pub const PROMPT_PAGE_SQL: &str = "SELECT role, content
+pub const PROMPT_PAGE_SQL: &str = "SELECT seq, role, content
      FROM messages
      WHERE conversation_id = $1 AND seq >= $2 - $3 AND seq < $2
      ORDER BY seq DESC";
@@ -119,6 +119,9 @@ pub const PROMPT_PAGE_SQL: &str = "SELECT role, content
 /// A message of the history as a prompt takes it.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct PromptLine {
+    /// Its place: a prompt that leaves it out knows from where on its summary is due.
+    #[diesel(sql_type = Int8)]
+    pub seq: i64,
     #[diesel(sql_type = Text)]
     pub role: String,
     #[diesel(sql_type = Text)]
@@ -133,6 +136,44 @@ pub async fn prompt_page_before(
     span: i64,
 ) -> QueryResult<Vec<PromptLine>> {
     load_page(conn, PROMPT_PAGE_SQL, conversation_id, before, span).await
+}
+
+/// Up to `limit` messages after place `after` through `through`, oldest first: the turns a
+/// summary takes in next. A range of the `(conversation_id, seq)` index.
+pub async fn to_fold(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    after: i64,
+    through: i64,
+    limit: i64,
+) -> QueryResult<Vec<PromptLine>> {
+    diesel::sql_query(
+        "SELECT seq, role, content FROM messages
+         WHERE conversation_id = $1 AND seq > $2 AND seq <= $3
+         ORDER BY seq LIMIT $4",
+    )
+    .bind::<SqlUuid, _>(conversation_id)
+    .bind::<Int8, _>(after)
+    .bind::<Int8, _>(through)
+    .bind::<Int8, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// When the newest message at or before place `seq` was written.
+pub async fn written_at(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    seq: i64,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::seq.le(seq))
+        .order(messages::seq.desc())
+        .select(messages::created_at)
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Where a page of history ends: before this place.

@@ -21,6 +21,7 @@ pub mod pending_reply;
 pub mod quota;
 pub mod settlement_due;
 pub mod stats;
+pub mod summary_fold;
 pub mod tool;
 pub mod tool_call;
 pub mod usage;

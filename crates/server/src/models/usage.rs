@@ -1,5 +1,5 @@
-//! What an account's replies cost, grouped: read from the replies themselves, so the sums
-//! are exactly what the balance was charged.
+//! What an account's replies cost, grouped: read from the replies themselves and the
+//! conversations' summary folds, so the sums are exactly what the balance was charged.
 
 use anyreply_core::Money;
 use anyreply_core::wire::{UsageGroup, UsageRow};
@@ -28,7 +28,8 @@ struct Grouped {
     cost: i64,
 }
 
-/// The replies of days `from..=to` (UTC), grouped by `group`.
+/// The replies of days `from..=to` (UTC), with the summary folds of those days (their tokens
+/// and cost; they are not replies), grouped by `group`.
 pub async fn of_account(
     conn: &mut AsyncPgConnection,
     account_id: i64,
@@ -65,6 +66,13 @@ pub async fn of_account(
                -- Other model calls (extractions), billed like replies: counted, not as replies.
                SELECT {key} AS key, m.prompt_tokens, m.completion_tokens, m.cost, false
                FROM model_calls m JOIN conversations c ON c.id = m.conversation_id
+               WHERE m.account_id = $1
+                 AND m.created_at >= ($2::date)::timestamp AT TIME ZONE 'UTC'
+                 AND m.created_at < ($3::date + 1)::timestamp AT TIME ZONE 'UTC'
+               UNION ALL
+               -- The summaries' folds, likewise.
+               SELECT {key}, m.prompt_tokens, m.completion_tokens, m.cost, false
+               FROM summary_folds m JOIN conversations c ON c.id = m.conversation_id
                WHERE m.account_id = $1
                  AND m.created_at >= ($2::date)::timestamp AT TIME ZONE 'UTC'
                  AND m.created_at < ($3::date + 1)::timestamp AT TIME ZONE 'UTC') AS m

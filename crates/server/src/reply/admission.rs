@@ -128,7 +128,8 @@ async fn admit_in(
         return db::end(conn, stored).await;
     }
     let message = &request.message;
-    let prompt = start_prompt(app, &assistant, message, &variables, &joined.variables);
+    let mut prompt = start_prompt(app, &assistant, message, &variables, &joined.variables);
+    prompt.remember(joined.memory.summary.as_deref());
     let hold = reservation(&app.settings, &assistant, prompt.fixed_tokens());
     let queueing = Queueing {
         caller,
@@ -157,7 +158,8 @@ async fn admit_in(
     // The turn is the message's: no reply is recorded in its conversation before its own, so
     // the rest of its history may be read after the commit.
     let prepared = if enqueued.queued_before == 0 {
-        Some(finish_prompt(conn, &turn, prompt, page, tools).await?)
+        let floor = joined.memory.through_seq;
+        Some(finish_prompt(conn, &turn, prompt, floor, page, tools).await?)
     } else {
         None
     };
@@ -321,6 +323,9 @@ async fn second_flight(
         error_code: None,
     };
     let tool_ids = &queueing.assistant.tool_ids;
+    let first_page =
+        HistoryWalk::new(joined.seq, HISTORY_PAGE, joined.memory.through_seq).next_page();
+    let (before, span) = first_page.unwrap_or_default();
     let pipe: &AsyncPgConnection = conn;
     let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
         (pipe, pipe, pipe, pipe, pipe, pipe, pipe);
@@ -335,8 +340,8 @@ async fn second_flight(
         pending_reply::enqueue_message(&mut c1, &new),
         attach,
         db::when(
-            joined.seq > 1,
-            message::prompt_page_before(&mut c3, joined.id, joined.seq, HISTORY_PAGE)
+            first_page.is_some(),
+            message::prompt_page_before(&mut c3, joined.id, before, span)
         ),
         db::when(
             !tool_ids.is_empty(),
@@ -470,16 +475,17 @@ fn start_prompt(
     )
 }
 
-/// Fills the prompt with the newest history that fits and reads the assistant's tools;
-/// `first_page` and `tools` if they were read already.
+/// Fills the prompt with the newest history after the summary's end (`floor`) that fits and
+/// reads the assistant's tools; `first_page` and `tools` if they were read already.
 async fn finish_prompt(
     conn: &mut AsyncPgConnection,
     turn: &Turn,
     mut prompt: PromptBudget,
+    floor: i64,
     mut first_page: Option<Vec<PromptLine>>,
     tools: Option<Vec<ToolRow>>,
 ) -> ReplyResult<Prepared> {
-    let mut walk = HistoryWalk::new(turn.seq, HISTORY_PAGE);
+    let mut walk = HistoryWalk::new(turn.seq, HISTORY_PAGE, floor);
     while let Some((before, span)) = walk.next_page() {
         let page = match first_page.take() {
             Some(page) => page,
@@ -496,6 +502,7 @@ async fn finish_prompt(
     Ok(Prepared {
         messages: prompt.into_messages(),
         tools,
+        forgotten: walk.dropped_through(),
     })
 }
 
@@ -507,13 +514,15 @@ pub async fn prepare_after_waiting(app: &App, turn: &Turn) -> ReplyResult<Option
     conn.build_transaction()
         .read_only()
         .run::<_, ReplyError, _>(async |conn| {
-            let (own, ai_enabled) =
+            let (own, ai_enabled, memory) =
                 conversation::variables_and_ai(conn, turn.conversation_id).await?;
             if !ai_enabled {
                 return Ok(None);
             }
-            let prompt = start_prompt(app, &turn.assistant, &turn.message, &turn.variables, &own);
-            finish_prompt(conn, turn, prompt, None, None)
+            let mut prompt =
+                start_prompt(app, &turn.assistant, &turn.message, &turn.variables, &own);
+            prompt.remember(memory.summary.as_deref());
+            finish_prompt(conn, turn, prompt, memory.through_seq, None, None)
                 .await
                 .map(Some)
         })

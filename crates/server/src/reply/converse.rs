@@ -84,11 +84,17 @@ struct Conversation<'a> {
     knowledge: Vec<PassageRef>,
     usage: TokenUsage,
     cost: Money,
+    /// See [`Prepared::forgotten`].
+    forgotten: Option<i64>,
 }
 
 impl<'a> Conversation<'a> {
     async fn start(app: &'a App, turn: &'a Turn, prepared: Prepared) -> ReplyResult<Self> {
-        let Prepared { messages, tools } = prepared;
+        let Prepared {
+            messages,
+            tools,
+            forgotten,
+        } = prepared;
         let handoff = turn.assistant.handoff();
         // The built-in takes its name: a tool of the same name is not offered beside it.
         let mut functions: Vec<FunctionSpec> = tools
@@ -124,6 +130,7 @@ impl<'a> Conversation<'a> {
             knowledge: Vec::new(),
             usage: TokenUsage::default(),
             cost: app.settings.pricing.per_reply,
+            forgotten,
         })
     }
 
@@ -282,6 +289,7 @@ impl<'a> Conversation<'a> {
             model,
             knowledge: self.knowledge,
             handoff: None,
+            forgotten: self.forgotten,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod converse;
 pub mod error;
 pub mod handoff;
+pub mod memory;
 pub mod prompt;
 pub mod queue;
 pub mod settlement;
@@ -88,6 +89,8 @@ enum Unanswered {
 pub struct Prepared {
     pub messages: Vec<PromptMessage>,
     pub tools: Vec<ToolRow>,
+    /// The newest place of the history the budget left out (and the summary does not hold).
+    pub forgotten: Option<i64>,
 }
 
 /// A finished conversation with the model.
@@ -104,6 +107,9 @@ pub struct Conversed {
     /// The model handed the conversation to a person (`transfer_to_human`), for this reason:
     /// settling turns its AI off.
     pub handoff: Option<String>,
+    /// The newest place its prompt left out that the summary does not hold: once the reply
+    /// is settled, the summary takes it in ([`memory`]).
+    pub forgotten: Option<i64>,
 }
 
 /// The answer to a generate-reply call.
@@ -272,6 +278,11 @@ async fn produce(
             let settling = Instant::now();
             let settled = settlement::settle(app, turn, &conversed, claim).await;
             metrics::phase(Phase::Database, settling.elapsed());
+            if settled.is_ok()
+                && let Some(through) = conversed.forgotten
+            {
+                memory::fold_in_background(app, turn, through);
+            }
             settled.map(|()| Produced::Replied(conversed))
         }
         Ok(Err(why)) => settlement::end_unanswered(app, turn, &unanswered(turn, why), claim)

@@ -1,5 +1,6 @@
 //! Building the prompt: variables filled into templates, and a token budget that keeps the
-//! newest history that fits.
+//! conversation's summary (of the turns that fell out of earlier prompts) and the newest
+//! history that fits.
 
 use serde_json::{Map, Value};
 
@@ -27,6 +28,10 @@ pub fn render(template: &str, variables: &Map<String, Value>) -> String {
     out.push_str(rest);
     out
 }
+
+/// How the summary of the earlier conversation starts in a prompt.
+pub const SUMMARY_HEADING: &str =
+    "Summary of the earlier conversation (its messages are not shown): ";
 
 /// A prompt under construction: the fixed parts first, then history from newest to oldest
 /// for as long as the budget lasts.
@@ -66,6 +71,20 @@ impl PromptBudget {
             remaining: budget.saturating_sub(fixed),
             full: false,
         }
+    }
+
+    /// The conversation's summary of its earlier turns goes in too, after the system prompt
+    /// and greeting: the history walk stops where it ends, so those turns reach the model
+    /// only through it.
+    pub fn remember(&mut self, summary: Option<&str>) {
+        let Some(summary) = summary.filter(|s| !s.trim().is_empty()) else {
+            return;
+        };
+        let text = format!("{SUMMARY_HEADING}{summary}");
+        let cost = estimate_tokens(&text);
+        self.fixed += cost;
+        self.remaining = self.remaining.saturating_sub(cost);
+        self.head.push(PromptMessage::System(text));
     }
 
     /// Estimated tokens still free for history.
@@ -110,6 +129,10 @@ impl PromptBudget {
 pub struct HistoryWalk {
     /// The place the next page ends before; `None` once the walk is over.
     before: Option<i64>,
+    /// The newest place the conversation's summary holds: the walk reads only after it.
+    floor: i64,
+    /// The newest place the budget left out, if it left any out.
+    dropped: Option<i64>,
     span: i64,
     first_span: i64,
     /// Rows offered so far, and their estimated tokens.
@@ -121,10 +144,13 @@ pub struct HistoryWalk {
 pub const MAX_SPAN: i64 = 1024;
 
 impl HistoryWalk {
-    /// A walk through the history before place `seq`, the first page `span` places.
-    pub fn new(seq: i64, span: i64) -> Self {
+    /// A walk through the history before place `seq` and after place `floor` (where the
+    /// summary ends; 0 without one), the first page `span` places.
+    pub fn new(seq: i64, span: i64, floor: i64) -> Self {
         Self {
-            before: (seq > 1).then_some(seq),
+            before: (seq > floor + 1).then_some(seq),
+            floor,
+            dropped: None,
             span,
             first_span: span,
             seen_rows: 0,
@@ -135,7 +161,18 @@ impl HistoryWalk {
     /// Where the next page to read ends, and how many places it spans; `None` when no more is
     /// needed.
     pub fn next_page(&self) -> Option<(i64, i64)> {
-        self.before.map(|before| (before, self.span))
+        self.before.map(|before| (before, self.span_before(before)))
+    }
+
+    /// A page's span, cut short at the floor.
+    fn span_before(&self, before: i64) -> i64 {
+        self.span.min(before - 1 - self.floor)
+    }
+
+    /// The newest place the budget left out of the prompt: it and the places down to the
+    /// floor are what the summary should take in next. `None` if the history all fit.
+    pub fn dropped_through(&self) -> Option<i64> {
+        self.dropped
     }
 
     /// Offers a page (newest first) to the prompt.
@@ -146,15 +183,17 @@ impl HistoryWalk {
             // An operator's words are the business speaking, as the assistant does.
             if !prompt.offer(row.role == ROLE_USER, &row.content) {
                 self.before = None;
+                self.dropped = Some(row.seq);
                 return;
             }
             rows += 1;
             tokens += cost;
         }
+        let floor = self.floor;
         self.before = self
             .before
-            .map(|before| before - self.span)
-            .filter(|&before| before > 1);
+            .map(|before| before - self.span_before(before))
+            .filter(|&before| before > floor + 1);
         self.seen_rows += rows;
         self.seen_tokens += tokens;
         if let Some(per_row) = self.seen_tokens.checked_div(self.seen_rows) {
@@ -212,6 +251,7 @@ mod tests {
             .rev()
             .map(|seq| {
                 let line = PromptLine {
+                    seq,
                     role: if seq % 2 == 0 {
                         crate::models::message::ROLE_ASSISTANT.to_owned()
                     } else {
@@ -223,7 +263,7 @@ mod tests {
             })
             .collect();
         let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
-        let mut walk = HistoryWalk::new(10_001, 64);
+        let mut walk = HistoryWalk::new(10_001, 64, 0);
         let mut spans = Vec::new();
         while let Some((before, span)) = walk.next_page() {
             spans.push(span);
@@ -237,6 +277,7 @@ mod tests {
         }
         // 64 rows of 9 tokens leave 1,419 of 1,995 tokens: 157 rows, asked for with a margin.
         assert_eq!(spans, [64, 197], "220 messages fit: two pages, not 157");
+        assert_eq!(walk.dropped_through(), Some(10_000 - 221));
         let messages = prompt.into_messages();
         assert_eq!(messages.len(), (2_000 - 5) / 9 + 1);
         assert_eq!(
@@ -248,10 +289,57 @@ mod tests {
     #[test]
     fn a_short_history_is_read_in_one_page_and_a_first_message_in_none() {
         let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 2_000);
-        let mut walk = HistoryWalk::new(3, 64);
-        assert_eq!(walk.next_page(), Some((3, 64)));
+        let mut walk = HistoryWalk::new(3, 64, 0);
+        assert_eq!(walk.next_page(), Some((3, 2)), "places 1 and 2");
         walk.offer(&mut prompt, Vec::new());
         assert_eq!(walk.next_page(), None);
-        assert_eq!(HistoryWalk::new(1, 64).next_page(), None);
+        assert_eq!(HistoryWalk::new(1, 64, 0).next_page(), None);
+    }
+
+    fn lines(places: std::ops::RangeInclusive<i64>) -> Vec<PromptLine> {
+        places
+            .rev()
+            .map(|seq| PromptLine {
+                seq,
+                role: ROLE_USER.to_owned(),
+                content: format!("m{seq}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_walk_stops_where_the_summary_ends_and_the_summary_goes_in() {
+        let mut prompt = PromptBudget::new("sys".into(), None, "now".into(), 2_000);
+        prompt.remember(Some("the code is 42"));
+        // Places 11..=99 are after the summary's end at 10: a first page of 64, then 25.
+        let mut walk = HistoryWalk::new(100, 64, 10);
+        assert_eq!(walk.next_page(), Some((100, 64)));
+        walk.offer(&mut prompt, lines(36..=99));
+        assert_eq!(walk.next_page(), Some((36, 25)));
+        walk.offer(&mut prompt, lines(11..=35));
+        assert_eq!(walk.next_page(), None);
+        assert_eq!(walk.dropped_through(), None, "all fit: nothing to fold in");
+        let messages = prompt.into_messages();
+        assert_eq!(
+            messages[..3],
+            [
+                PromptMessage::System("sys".into()),
+                PromptMessage::System(format!("{SUMMARY_HEADING}the code is 42")),
+                PromptMessage::User("m11".into()),
+            ]
+        );
+        assert_eq!(messages.len(), 2 + 89 + 1);
+        // At the summary's end already: nothing to read.
+        assert_eq!(HistoryWalk::new(11, 64, 10).next_page(), None);
+    }
+
+    #[test]
+    fn the_newest_place_left_out_is_what_the_summary_takes_in_next() {
+        // "now" takes 5 tokens, each "mN" 5 (or 6): room for 3 of them.
+        let mut prompt = PromptBudget::new(String::new(), None, "now".into(), 20);
+        let mut walk = HistoryWalk::new(9, 64, 2);
+        walk.offer(&mut prompt, lines(3..=8));
+        assert_eq!(walk.next_page(), None);
+        assert_eq!(walk.dropped_through(), Some(5));
     }
 }

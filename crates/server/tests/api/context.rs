@@ -9,6 +9,9 @@ use crate::util::TestApp;
 async fn the_newest_history_that_fits_is_sent() {
     // Each short message is estimated at 1 + 4 tokens ("mN" or "echo: mN" at 2 or 3 tokens + 4).
     let app = TestApp::spawn_with(|s| s.context_token_budget = 40).await;
+    // The budget alone: no summary is made of what falls out (memory.rs tests those).
+    app.script_summaries(|_| wiremock::ResponseTemplate::new(400))
+        .await;
     let account = app.db_account("10").await;
     let assistant = app
         .assistant(

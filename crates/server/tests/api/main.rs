@@ -28,6 +28,7 @@ mod knowledge;
 mod knowledge_vectors;
 mod llm_failures;
 mod losses;
+mod memory;
 mod openapi;
 mod operators;
 mod private_cluster;

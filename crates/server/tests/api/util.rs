@@ -219,8 +219,23 @@ impl TestApp {
         (status, body)
     }
 
-    /// The bodies the model provider received, in arrival order.
+    /// The bodies of the replies' requests the model provider received, in arrival order (the
+    /// conversations' summaries asked for past the prompt budget left out: see
+    /// [`Self::summary_requests`]).
     pub async fn llm_requests(&self) -> Vec<Value> {
+        let mut requests = self.all_llm_requests().await;
+        requests.retain(|body| !is_summary_request(body));
+        requests
+    }
+
+    /// The bodies of the summary requests the model provider received, in arrival order.
+    pub async fn summary_requests(&self) -> Vec<Value> {
+        let mut requests = self.all_llm_requests().await;
+        requests.retain(is_summary_request);
+        requests
+    }
+
+    async fn all_llm_requests(&self) -> Vec<Value> {
         self.llm
             .received_requests()
             .await
@@ -228,6 +243,20 @@ impl TestApp {
             .iter()
             .map(|r| serde_json::from_slice(&r.body).unwrap())
             .collect()
+    }
+
+    /// Answers the summary requests with `script`, and the replies' as before.
+    pub async fn script_summaries(
+        &self,
+        script: impl Fn(&wiremock::Request) -> ResponseTemplate + Send + Sync + 'static,
+    ) {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(SummaryRequest)
+            .respond_with(script)
+            .with_priority(1)
+            .mount(&self.llm)
+            .await;
     }
 
     /// Answers every model request with `script`, instead of the echo model.
@@ -534,5 +563,23 @@ impl TestApp {
             assert_eq!(body["message"], message);
         }
         created[0].clone()
+    }
+}
+
+/// Whether a model request (OpenAI's or Anthropic's body) asks for a conversation's summary.
+pub fn is_summary_request(body: &Value) -> bool {
+    let system = body["system"]
+        .as_str()
+        .or_else(|| body["messages"][0]["content"].as_str())
+        .unwrap_or_default();
+    system.starts_with(anyreply_server::reply::memory::INSTRUCTIONS)
+}
+
+/// Matches the summary requests (see [`is_summary_request`]).
+pub struct SummaryRequest;
+
+impl wiremock::Match for SummaryRequest {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        serde_json::from_slice(&request.body).is_ok_and(|body: Value| is_summary_request(&body))
     }
 }
