@@ -135,11 +135,20 @@ async fn folds(app: &TestApp, id: Uuid) -> Vec<(i64, i64)> {
 /// Waits until no fold is under way: no claim held, and every summary the model was asked
 /// for stored (the stub never fails).
 async fn until_folded(app: &TestApp, id: Uuid) {
-    eventually("the summaries to be stored", || async {
+    let settled = || async {
         let books = books(app, id).await;
         books.claimed_until.is_none() && app.summary_requests().await.len() as i64 == books.folds
-    })
-    .await;
+    };
+    // A fold starts on a task of its own after its reply's settlement, so a quiet moment may
+    // come before the last one starts: quiet, and still quiet half a second later.
+    loop {
+        eventually("the summaries to be stored", settled).await;
+        let folds = books(app, id).await.folds;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if settled().await && books(app, id).await.folds == folds {
+            return;
+        }
+    }
 }
 
 /// `sent`, a prompt's history, is the newest of the conversation `shown` (before its last
