@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use tokio::io::AsyncWriteExt;
 
 /// The file holding one bridge's last handled event id.
 #[derive(Debug, Clone)]
@@ -27,25 +26,11 @@ impl EventCursor {
     /// The id saved last; `None` before the first save. Creates the directory, so a directory
     /// that cannot be used fails at start, not at the first operator message.
     pub async fn load(&self) -> anyhow::Result<Option<i64>> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir).await.with_context(|| {
-            format!(
-                "cannot create {} (ANYREPLY_BRIDGE_STATE_DIR)",
-                dir.display()
-            )
-        })?;
-        let text = match tokio::fs::read_to_string(&self.path).await {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => {
-                return Err(error).with_context(|| {
-                    format!(
-                        "cannot read {} (ANYREPLY_BRIDGE_STATE_DIR)",
-                        self.path.display()
-                    )
-                });
-            }
+        crate::state_file::create_dir(self.path.parent().unwrap_or(Path::new("."))).await?;
+        let Some(bytes) = crate::state_file::read_if_any(&self.path).await? else {
+            return Ok(None);
         };
+        let text = String::from_utf8_lossy(&bytes);
         let id = text.trim().parse().with_context(|| {
             format!(
                 "{} holds {:?}, not an event id; delete it to start with new events only",
@@ -56,19 +41,10 @@ impl EventCursor {
         Ok(Some(id))
     }
 
-    /// Saves `id`: written to a temporary file, flushed to disk and renamed over the old one,
-    /// so a crash leaves the old id or the new one, never half a number.
+    /// Saves `id` (see [`crate::state_file::replace`]: the old id or the new one, never half
+    /// a number).
     pub async fn save(&self, id: i64) -> anyhow::Result<()> {
-        let scratch = self.path.with_extension("last-event-id.tmp");
-        let write = async {
-            let mut file = tokio::fs::File::create(&scratch).await?;
-            file.write_all(format!("{id}\n").as_bytes()).await?;
-            file.sync_all().await?;
-            tokio::fs::rename(&scratch, &self.path).await
-        };
-        write
-            .await
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        crate::state_file::replace(&self.path, format!("{id}\n").as_bytes()).await
     }
 }
 

@@ -4,7 +4,8 @@
 //! message id as idempotency key), and sends the reply back on the channel.
 //!
 //! Layout: [`bridge`] is what every channel shares (asking AnyReply, turning failures into an
-//! apology); [`split`] cuts long replies; [`seen`] remembers delivered messages; [`text`] holds
+//! apology); [`split`] cuts long replies; [`seen`] remembers delivered messages; [`state_file`] reads and writes the
+//! files of the state directory; [`text`] holds
 //! every sentence a bridge says itself; [`transcribe`] turns voice notes into text; [`operator`] follows the assistant's events and hands
 //! operator messages to the channel, [`cursor`] keeps its place on disk; [`service`] holds the
 //! one start-up path of every bridge binary, [`service::main`], which a channel joins by
@@ -22,6 +23,7 @@ pub mod queue;
 pub mod seen;
 pub mod service;
 pub mod split;
+pub mod state_file;
 pub mod telegram;
 pub mod text;
 pub mod transcribe;

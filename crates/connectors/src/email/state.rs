@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
+use crate::state_file::{create_dir, read_if_any, replace};
+
 /// How many handled mails are remembered: far more than arrive between two fetches of the
 /// same mail (a redelivery, a mailbox read again after its `UIDVALIDITY` changed).
 const HANDLED_KEPT: usize = 10_000;
@@ -26,39 +28,6 @@ const REFERENCES_KEPT: usize = 20;
 
 fn file(state_dir: &Path, assistant_id: i64, what: &str) -> PathBuf {
     state_dir.join(format!("email-assistant-{assistant_id}.{what}"))
-}
-
-/// Creates `state_dir`, naming the setting when it cannot.
-async fn create(state_dir: &Path) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(state_dir).await.with_context(|| {
-        format!(
-            "cannot create {} (ANYREPLY_BRIDGE_STATE_DIR)",
-            state_dir.display()
-        )
-    })
-}
-
-/// The file at `path`, or `None` when there is none yet.
-async fn read_if_any(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    match tokio::fs::read(path).await {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file, flushed before the rename.
-async fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let scratch = path.with_extension("tmp");
-    let write = async {
-        let mut file = tokio::fs::File::create(&scratch).await?;
-        file.write_all(bytes).await?;
-        file.sync_all().await?;
-        tokio::fs::rename(&scratch, path).await
-    };
-    write
-        .await
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The mails handled, by key (see [`super::key`]): one line each in `handled.log`, the
@@ -77,7 +46,7 @@ impl Handled {
     }
 
     async fn keeping(state_dir: &Path, assistant_id: i64, kept: usize) -> anyhow::Result<Self> {
-        create(state_dir).await?;
+        create_dir(state_dir).await?;
         let path = file(state_dir, assistant_id, "handled.log");
         let text = read_if_any(&path).await?.unwrap_or_default();
         let order: VecDeque<String> = String::from_utf8_lossy(&text)
@@ -162,7 +131,7 @@ pub struct Threads {
 
 impl Threads {
     pub async fn load(state_dir: &Path, assistant_id: i64) -> anyhow::Result<Self> {
-        create(state_dir).await?;
+        create_dir(state_dir).await?;
         let path = file(state_dir, assistant_id, "threads.json");
         let threads = match read_if_any(&path).await? {
             Some(bytes) => serde_json::from_slice(&bytes).with_context(|| {
@@ -216,7 +185,7 @@ pub struct UidCursor {
 
 impl UidCursor {
     pub async fn new(state_dir: &Path, assistant_id: i64) -> anyhow::Result<Self> {
-        create(state_dir).await?;
+        create_dir(state_dir).await?;
         Ok(Self {
             path: file(state_dir, assistant_id, "imap-uid.json"),
         })

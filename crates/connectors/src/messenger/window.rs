@@ -51,25 +51,15 @@ impl LastWrote {
     /// Loads the file; none yet is an empty record. A file that cannot be read fails at start.
     pub async fn load(state_dir: &Path, assistant_id: i64) -> anyhow::Result<Self> {
         let path = path(state_dir, assistant_id);
-        tokio::fs::create_dir_all(state_dir)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot create {} (ANYREPLY_BRIDGE_STATE_DIR)",
-                    state_dir.display()
-                )
-            })?;
-        let times = match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+        crate::state_file::create_dir(state_dir).await?;
+        let times = match crate::state_file::read_if_any(&path).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).with_context(|| {
                 format!(
                     "{} is not a record of customers' last messages; delete it to start afresh",
                     path.display()
                 )
             })?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot read {}", path.display()));
-            }
+            None => HashMap::new(),
         };
         Ok(Self {
             path,
@@ -82,11 +72,7 @@ impl LastWrote {
     pub async fn wrote(&self, customer: &str, at: u64) -> anyhow::Result<()> {
         let mut times = self.times.lock().await;
         times.insert(customer.to_owned(), at);
-        let scratch = self.path.with_extension("json.tmp");
-        tokio::fs::write(&scratch, serde_json::to_vec(&*times)?).await?;
-        tokio::fs::rename(&scratch, &self.path)
-            .await
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        crate::state_file::replace(&self.path, &serde_json::to_vec(&*times)?).await
     }
 
     /// How a message to `customer` may go at `now`.
