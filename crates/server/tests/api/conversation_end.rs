@@ -604,3 +604,62 @@ async fn the_console_edits_the_lifecycle_and_shows_the_ending() {
         page.html
     );
 }
+
+/// The conversation-ended webhook obeys the outbound address policy: with loopback not
+/// allowed, nothing reaches a receiver there, and the ending is given up after its retries;
+/// the conversation still ends, with its event.
+#[tokio::test]
+async fn the_conversation_ended_webhook_obeys_the_address_policy() {
+    let app = TestApp::spawn_with(|s| {
+        fast_endings(s);
+        s.outbound_allowed_hosts = AddressPolicy::default();
+    })
+    .await;
+    let account = app.db_account("10").await;
+    let (server, receiver) = receiver(0).await;
+    let (assistant, _) = ending_assistant(&app, &account, &format!("{}/ended", server.uri())).await;
+    model_extracting(&app, json!({ "name": "Ada" })).await;
+    app.reply(&account.key, assistant, "+4918", "Hi").await;
+    db_end_now(&app, assistant).await;
+    eventually("the ending given up", || async {
+        !events_of(&app, &account, EventType::ConversationEnded)
+            .await
+            .is_empty()
+            && app.count("conversation_endings").await == 0
+    })
+    .await;
+    assert!(
+        receiver.posts.lock().unwrap().is_empty(),
+        "nothing posted to a refused address"
+    );
+}
+
+/// The account's own webhooks get `conversation.ended` like any event.
+#[tokio::test]
+async fn the_accounts_webhooks_get_conversation_ended() {
+    let app = TestApp::spawn_with(fast_endings).await;
+    let account = app.db_account("10").await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&hook)
+        .await;
+    let body = json!({ "url": format!("{}/hook", hook.uri()), "events": ["conversation.ended"] });
+    let (status, created, _) = app.post(&account.key, "/api/user/webhooks", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (assistant, _) = ending_assistant(&app, &account, "https://crm.example.com/ended").await;
+    model_extracting(&app, json!({ "name": "Ada", "booked": true })).await;
+    app.reply(&account.key, assistant, "+4919", "Hi").await;
+    db_end_now(&app, assistant).await;
+    eventually("the webhook delivery", || async {
+        !hook.received_requests().await.unwrap().is_empty()
+    })
+    .await;
+    let delivered = body_of(&hook.received_requests().await.unwrap()[0]);
+    assert_eq!(delivered["type"], "conversation.ended", "{delivered}");
+    assert_eq!(
+        delivered["data"]["extracted_variables"],
+        json!({ "name": "Ada", "booked": true })
+    );
+}
