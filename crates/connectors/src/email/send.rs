@@ -141,8 +141,8 @@ impl Mailer {
             let sent = match &self.transport {
                 Transport::Smtp(smtp) => {
                     smtp.send(message.clone()).await.map(drop).map_err(|error| {
-                        let again =
-                            error.is_transient() || error.is_timeout() || !error.is_permanent();
+                        // Anything but a 5xx refusal (a 4xx, a timeout, a lost connection).
+                        let again = !error.is_permanent();
                         (
                             anyhow::Error::new(error).context("the SMTP server refused the mail"),
                             again,
